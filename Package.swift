@@ -1,0 +1,70 @@
+// swift-tools-version:6.0
+// ACmix detection and segmentation toolkit: engine → Data → Backbones → Heads → Tools.
+import PackageDescription
+
+/// Numeric targets are built without bounds/overflow checks in release: the hot loops are pointer code.
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "ACmixKit",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "NN", targets: ["NN"]),
+        .library(name: "Data", targets: ["Data"]),
+        .library(name: "Evaluation", targets: ["Evaluation"]),
+        .library(name: "Backbones", targets: ["Backbones"]),
+        .library(name: "Heads", targets: ["Heads"]),
+        .executable(name: "bench", targets: ["bench"]),
+        .executable(name: "make-shapes", targets: ["make-shapes"]),
+        .executable(name: "det-eval", targets: ["det-eval"]),
+        .executable(name: "seg-eval", targets: ["seg-eval"]),
+        .executable(name: "export-features", targets: ["export-features"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries (Debian packages, installed by scripts/setup.sh).
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CJSONC", path: "Sources/CJSONC"),
+        // simdjson behind a small C API, for large annotation/results files.
+        .target(name: "CSimdJSON", path: "Sources/CSimdJSON",
+                cxxSettings: [.unsafeFlags(["-O2", "-std=c++17"])],
+                linkerSettings: [.linkedLibrary("simdjson"), .linkedLibrary("stdc++")]),
+        // libpng/libjpeg behind setjmp-safe C shims: their errors come back as return codes, never longjmp through Swift.
+        .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
+                cSettings: [.unsafeFlags(["-O2"])],
+                linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
+
+        // The tensor + autograd engine on OpenBLAS.
+        .target(name: "Engine", dependencies: ["CBLAS"], path: "Sources/Engine", swiftSettings: fast),
+        // Modules, layers, optimizers, schedules, safetensors, JSON configs.
+        .target(name: "NN", dependencies: ["Engine", "CJSONC"], path: "Sources/NN", swiftSettings: fast),
+        // Image decoding, COCO annotations, RLE masks, augmentation pipelines, loaders, the synthetic dataset.
+        .target(name: "Data", dependencies: ["Engine", "CJSONC", "CSimdJSON", "CImageCodecs"], path: "Sources/Data", swiftSettings: fast),
+        // COCO bbox/segm mAP (pycocotools) and mIoU (mmsegmentation).
+        .target(name: "Evaluation", dependencies: ["Data"], path: "Sources/Evaluation", swiftSettings: fast),
+        .target(name: "Backbones", dependencies: ["NN"], path: "Sources/Backbones", swiftSettings: fast),
+        .target(name: "Heads", dependencies: ["NN"], path: "Sources/Heads", swiftSettings: fast),
+
+        // Tools.
+        .executableTarget(name: "bench", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads",
+                                                        .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/bench", swiftSettings: fast),
+        .executableTarget(name: "make-shapes", dependencies: ["Data", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/make-shapes"),
+        .executableTarget(name: "det-eval", dependencies: ["Data", "Evaluation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/det-eval"),
+        .executableTarget(name: "seg-eval", dependencies: ["Data", "Evaluation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/seg-eval"),
+        .executableTarget(name: "export-features", dependencies: ["NN", "Data", "Backbones", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/export-features", swiftSettings: fast),
+
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "NN"], path: "Tests/EngineTests"),
+        .testTarget(name: "DataTests", dependencies: ["Data"], path: "Tests/DataTests"),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Data"], path: "Tests/EvaluationTests"),
+        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "NN"], path: "Tests/BackbonesTests"),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,7 @@
+#ifdef __cplusplus
+extern "C" {
+#endif
+int csimdjson_placeholder(void);
+#ifdef __cplusplus
+}
+#endif

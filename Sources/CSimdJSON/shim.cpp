@@ -1,0 +1,1 @@
+extern "C" int csimdjson_placeholder() { return 0; }

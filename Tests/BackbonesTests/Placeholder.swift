@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderBackbonesTests: XCTestCase { func testBuilds() {} }
