@@ -1,1 +1,38 @@
-print("todo")
+import ArgumentParser
+import Foundation
+
+/// Every benchmark case; each family lives in its own file (BenchEngine.swift, BenchCOCO.swift, ...).
+let allCases: [BenchCase] = []
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time the toolkit's kernels, models and data paths; one JSON line per case.")
+
+    @Option(name: .customLong("case"), help: "Run only this case (so its peak RSS is its own).")
+    var caseName: String?
+
+    @Option(help: "Timed runs per case (after one warm-up); the median is reported.")
+    var runs: Int = 5
+
+    @Flag(help: "List the case names and exit.")
+    var list = false
+
+    func validate() throws {
+        if let name = caseName, !allCases.contains(where: { $0.name == name }) {
+            throw ValidationError("unknown case '\(name)'; known: \(allCases.map(\.name).joined(separator: ", "))")
+        }
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+    }
+
+    func run() throws {
+        if list { allCases.forEach { print($0.name) }; return }
+        for c in allCases where caseName == nil || c.name == caseName {
+            let (body, extra) = try c.setUp()
+            let t = try medianSeconds(runs: runs, body)
+            report(c.name, medianSeconds: t, extra: extra(t))
+        }
+    }
+}
+
+Bench.main()

@@ -1,0 +1,42 @@
+import Foundation
+
+/// One benchmark case: `setUp` builds the inputs once, the returned closure is the timed body.
+/// `extra` turns the median seconds into case-specific figures (GFLOP/s, GB/s, ratios).
+struct BenchCase {
+    var name: String
+    var setUp: () throws -> (body: () throws -> Void, extra: (_ medianSeconds: Double) -> [String: Double])
+}
+
+/// Peak resident set size of this process (VmHWM), in MiB.
+func peakRSSMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
+        return kb / 1024
+    }
+    return 0
+}
+
+/// Runs `body` once to warm up, then `runs` times; returns the median wall time in seconds.
+func medianSeconds(runs: Int, _ body: () throws -> Void) rethrows -> Double {
+    try body()
+    var times: [Double] = []
+    for _ in 0..<max(1, runs) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+    }
+    times.sort()
+    return times[times.count / 2]
+}
+
+/// One JSON line: {"case": ..., "median_ms": ..., "peak_rss_mb": ..., extra...}.
+func report(_ name: String, medianSeconds: Double, extra: [String: Double]) {
+    var fields = ["\"case\": \"\(name)\"",
+                  "\"median_ms\": \(String(format: "%.3f", medianSeconds * 1000))",
+                  "\"peak_rss_mb\": \(String(format: "%.1f", peakRSSMegabytes()))"]
+    for (k, v) in extra.sorted(by: { $0.key < $1.key }) {
+        fields.append("\"\(k)\": \(String(format: "%.4g", v))")
+    }
+    print("{" + fields.joined(separator: ", ") + "}")
+}
