@@ -1,0 +1,213 @@
+/// 2-D convolution (PyTorch's conv2d: stride, padding, dilation, groups, bias).
+/// 1×1 stride-1 convolutions are one sgemm per image with no im2col; depthwise convolutions use a direct
+/// kernel; everything else is im2col + sgemm per image and group. The backward recomputes im2col rather
+/// than keeping the column matrix alive between forward and backward.
+
+public struct Conv2dGeometry {
+    public let n, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups, ho, wo: Int
+    var cg: Int { c / groups }
+    var og: Int { o / groups }
+    var k: Int { cg * kh * kw }
+    var isPointwise: Bool { kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 }
+    var isDepthwise: Bool { groups == c && groups > 1 }
+}
+
+/// x [N, C, H, W], weight [O, C/groups, kh, kw], bias [O] → [N, O, Ho, Wo].
+public func conv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil,
+                   stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                   dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
+    precondition(x.rank == 4 && weight.rank == 4, "conv2d expects 4-D input and weight, got \(x.shape), \(weight.shape)")
+    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+    precondition(c % groups == 0 && o % groups == 0 && weight.shape[1] == c / groups,
+                 "conv2d: input \(x.shape), weight \(weight.shape), groups \(groups)")
+    let ho = (h + 2 * padding.0 - dilation.0 * (kh - 1) - 1) / stride.0 + 1
+    let wo = (w + 2 * padding.1 - dilation.1 * (kw - 1) - 1) / stride.1 + 1
+    precondition(ho > 0 && wo > 0, "conv2d: input \(h)x\(w) too small for kernel \(kh)x\(kw)")
+    let g = Conv2dGeometry(n: n, c: c, h: h, w: w, o: o, kh: kh, kw: kw, sh: stride.0, sw: stride.1,
+                           ph: padding.0, pw: padding.1, dh: dilation.0, dw: dilation.1, groups: groups, ho: ho, wo: wo)
+    let out = Tensor(uninitialized: [n, o, ho, wo])
+    convForward(g, x.data, weight.data, bias?.data, out.data)
+    let inputs = [x, weight] + (bias.map { [$0] } ?? [])
+    return out.record("conv2d", inputs) { gy in
+        let gx = x.requiresGrad ? Tensor(zeros: x.shape) : nil
+        let gw = weight.requiresGrad ? Tensor(zeros: weight.shape) : nil
+        convBackward(g, x.data, weight.data, gy.data, gx?.data, gw?.data)
+        var gb: Tensor? = nil
+        if let bias, bias.requiresGrad { gb = gy.sum(axes: [0, 2, 3]) }
+        return [gx, gw, gb]
+    }
+}
+
+func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                 _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
+    let hw = g.h * g.w, howo = g.ho * g.wo
+    if let bias {
+        parallelFor(g.n * g.o, cost: howo) { i in (y + i * howo).update(repeating: bias[i % g.o], count: howo) }
+    }
+    let beta: Float = bias == nil ? 0 : 1
+    if g.isDepthwise {
+        if bias == nil { y.update(repeating: 0, count: g.n * g.o * howo) }
+        depthwiseForward(g, x, w, y)
+        return
+    }
+    if g.isPointwise && g.groups == 1 {
+        for b in 0..<g.n {
+            sgemm(m: g.o, n: hw, k: g.c, a: w, lda: g.c, b: x + b * g.c * hw, ldb: hw, beta: beta, c: y + b * g.o * howo, ldc: hw)
+        }
+        return
+    }
+    let cols = Storage(count: g.k * howo)
+    for b in 0..<g.n {
+        for gr in 0..<g.groups {
+            im2col(g, x + (b * g.c + gr * g.cg) * hw, cols.pointer)
+            sgemm(m: g.og, n: howo, k: g.k, a: w + gr * g.og * g.k, lda: g.k, b: cols.pointer, ldb: howo,
+                  beta: beta, c: y + (b * g.o + gr * g.og) * howo, ldc: howo)
+        }
+    }
+}
+
+func convBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                  _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
+    let hw = g.h * g.w, howo = g.ho * g.wo
+    if g.isDepthwise { depthwiseBackward(g, x, w, gy, gx, gw); return }
+    if g.isPointwise && g.groups == 1 {
+        for b in 0..<g.n {
+            if let gx {
+                sgemm(transA: true, m: g.c, n: hw, k: g.o, a: w, lda: g.c, b: gy + b * g.o * hw, ldb: hw, c: gx + b * g.c * hw, ldc: hw)
+            }
+            if let gw {
+                sgemm(transB: true, m: g.o, n: g.c, k: hw, a: gy + b * g.o * hw, lda: hw, b: x + b * g.c * hw, ldb: hw,
+                      beta: 1, c: gw, ldc: g.c)
+            }
+        }
+        return
+    }
+    let cols = Storage(count: g.k * howo)
+    for b in 0..<g.n {
+        for gr in 0..<g.groups {
+            let gyg = gy + (b * g.o + gr * g.og) * howo
+            if let gw {
+                im2col(g, x + (b * g.c + gr * g.cg) * hw, cols.pointer)
+                sgemm(transB: true, m: g.og, n: g.k, k: howo, a: gyg, lda: howo, b: cols.pointer, ldb: howo,
+                      beta: 1, c: gw + gr * g.og * g.k, ldc: g.k)
+            }
+            if let gx {
+                sgemm(transA: true, m: g.k, n: howo, k: g.og, a: w + gr * g.og * g.k, lda: g.k, b: gyg, ldb: howo,
+                      c: cols.pointer, ldc: howo)
+                col2im(g, cols.pointer, gx + (b * g.c + gr * g.cg) * hw)
+            }
+        }
+    }
+}
+
+/// Column matrix [cg·kh·kw, Ho·Wo] of one image's group of channels; zero where the window leaves the image.
+func im2col(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ cols: UnsafeMutablePointer<Float>) {
+    let howo = g.ho * g.wo
+    parallelFor(g.cg, cost: g.kh * g.kw * howo) { c in
+        let plane = x + c * g.h * g.w
+        for ki in 0..<g.kh {
+            for kj in 0..<g.kw {
+                let row = cols + ((c * g.kh + ki) * g.kw + kj) * howo
+                let (lo, hi) = validRange(g.wo, g.w, g.sw, g.pw, kj * g.dw)
+                for oh in 0..<g.ho {
+                    let ih = oh * g.sh - g.ph + ki * g.dh
+                    let dst = row + oh * g.wo
+                    if ih < 0 || ih >= g.h { dst.update(repeating: 0, count: g.wo); continue }
+                    let src = plane + ih * g.w - g.pw + kj * g.dw
+                    if lo > 0 { dst.update(repeating: 0, count: lo) }
+                    if g.sw == 1 {
+                        if hi > lo { (dst + lo).update(from: src + lo, count: hi - lo) }
+                    } else {
+                        for ow in lo..<max(lo, hi) { dst[ow] = src[ow * g.sw] }
+                    }
+                    if hi < g.wo { (dst + max(hi, lo)).update(repeating: 0, count: g.wo - max(hi, lo)) }
+                }
+            }
+        }
+    }
+}
+
+/// Adds a column matrix back into an image's group of channels (the adjoint of im2col).
+func col2im(_ g: Conv2dGeometry, _ cols: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>) {
+    let howo = g.ho * g.wo
+    parallelFor(g.cg, cost: g.kh * g.kw * howo) { c in
+        let plane = x + c * g.h * g.w
+        for ki in 0..<g.kh {
+            for kj in 0..<g.kw {
+                let row = cols + ((c * g.kh + ki) * g.kw + kj) * howo
+                let (lo, hi) = validRange(g.wo, g.w, g.sw, g.pw, kj * g.dw)
+                for oh in 0..<g.ho {
+                    let ih = oh * g.sh - g.ph + ki * g.dh
+                    if ih < 0 || ih >= g.h { continue }
+                    let src = row + oh * g.wo
+                    let dst = plane + ih * g.w - g.pw + kj * g.dw
+                    for ow in lo..<max(lo, hi) { dst[ow * g.sw] += src[ow] }
+                }
+            }
+        }
+    }
+}
+
+/// Output columns [lo, hi) whose input column ow·s − p + off lies inside 0..<w.
+@inline(__always)
+func validRange(_ wo: Int, _ w: Int, _ s: Int, _ p: Int, _ off: Int) -> (Int, Int) {
+    // ow·s ≥ p − off  and  ow·s ≤ w − 1 + p − off
+    let lo = max(0, (p - off + s - 1) / s)
+    let hiIncl = w - 1 + p - off
+    let hi = hiIncl < 0 ? 0 : min(wo, hiIncl / s + 1)
+    return (min(lo, wo), hi)
+}
+
+/// Depthwise (groups == C) direct kernel, accumulating into y; output channel o reads input channel o / (O/C).
+func depthwiseForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                      _ y: UnsafeMutablePointer<Float>) {
+    let mult = g.o / g.c, howo = g.ho * g.wo, hw = g.h * g.w
+    parallelFor(g.n * g.o, cost: howo * g.kh * g.kw) { i in
+        let b = i / g.o, oc = i % g.o, ic = oc / mult
+        let src = x + (b * g.c + ic) * hw, dst = y + i * howo, wk = w + oc * g.kh * g.kw
+        for ki in 0..<g.kh {
+            for kj in 0..<g.kw {
+                let wv = wk[ki * g.kw + kj]
+                let (lo, hi) = validRange(g.wo, g.w, g.sw, g.pw, kj * g.dw)
+                for oh in 0..<g.ho {
+                    let ih = oh * g.sh - g.ph + ki * g.dh
+                    if ih < 0 || ih >= g.h { continue }
+                    let s = src + ih * g.w - g.pw + kj * g.dw, d = dst + oh * g.wo
+                    for ow in lo..<max(lo, hi) { d[ow] += wv * s[ow * g.sw] }
+                }
+            }
+        }
+    }
+}
+
+func depthwiseBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                       _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
+    let mult = g.o / g.c, howo = g.ho * g.wo, hw = g.h * g.w, kk = g.kh * g.kw
+    // Parallel over input channels: each writes its own gx plane and its own weights.
+    parallelFor(g.c, cost: g.n * mult * howo * kk) { ic in
+        for b in 0..<g.n {
+            let src = x + (b * g.c + ic) * hw
+            for m in 0..<mult {
+                let oc = ic * mult + m
+                let gyo = gy + (b * g.o + oc) * howo
+                for ki in 0..<g.kh {
+                    for kj in 0..<g.kw {
+                        let (lo, hi) = validRange(g.wo, g.w, g.sw, g.pw, kj * g.dw)
+                        let wv = w[oc * kk + ki * g.kw + kj]
+                        var acc: Float = 0
+                        for oh in 0..<g.ho {
+                            let ih = oh * g.sh - g.ph + ki * g.dh
+                            if ih < 0 || ih >= g.h { continue }
+                            let off = ih * g.w - g.pw + kj * g.dw
+                            let grow = gyo + oh * g.wo
+                            if gw != nil { let s = src + off; for ow in lo..<max(lo, hi) { acc += grow[ow] * s[ow * g.sw] } }
+                            if let gx { let d = gx + (b * g.c + ic) * hw + off; for ow in lo..<max(lo, hi) { d[ow * g.sw] += wv * grow[ow] } }
+                        }
+                        if let gw { gw[oc * kk + ki * g.kw + kj] += acc }
+                    }
+                }
+            }
+        }
+    }
+}

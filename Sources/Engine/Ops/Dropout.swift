@@ -1,0 +1,44 @@
+/// Dropout and drop-path (stochastic depth); identity when not training or when p == 0.
+
+/// A small seeded generator (SplitMix64) so training runs are reproducible.
+public struct SplitMix64: RandomNumberGenerator {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    public mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}
+
+/// The engine's default generator for dropout and initialisation; seed it for reproducible runs.
+public enum EngineRandom {
+    nonisolated(unsafe) public static var generator = SplitMix64(seed: 0)
+    public static func seed(_ s: UInt64) { generator = SplitMix64(seed: s) }
+}
+
+extension Tensor {
+    /// Zeroes each element with probability p and scales the rest by 1/(1−p).
+    public func dropout(_ p: Float, training: Bool) -> Tensor {
+        guard training && p > 0 else { return self }
+        let mask = Tensor(uninitialized: shape)
+        let scale = 1 / (1 - p)
+        for i in 0..<count { mask.data[i] = EngineRandom.generator.uniform() < p ? 0 : scale }
+        return self * mask.detached()
+    }
+
+    /// Drops whole samples (dim 0) with probability p, as timm's drop_path.
+    public func dropPath(_ p: Float, training: Bool) -> Tensor {
+        guard training && p > 0 else { return self }
+        let keep = 1 - p
+        var maskShape = [Int](repeating: 1, count: rank)
+        maskShape[0] = shape[0]
+        let mask = Tensor(uninitialized: maskShape)
+        for i in 0..<shape[0] { mask.data[i] = EngineRandom.generator.uniform() < keep ? 1 / keep : 0 }
+        return self * mask
+    }
+}

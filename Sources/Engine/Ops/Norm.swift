@@ -1,0 +1,226 @@
+import Foundation
+
+/// Fused LayerNorm, GroupNorm and BatchNorm kernels (statistics in Double, biased variance as PyTorch).
+
+/// Mean and 1/sqrt(var + eps) of `n` floats.
+@inline(__always)
+func moments(_ x: UnsafeMutablePointer<Float>, _ n: Int, stride: Int = 1, eps: Float) -> (Float, Float) {
+    var s = 0.0, ss = 0.0
+    for i in 0..<n { let v = Double(x[i * stride]); s += v; ss += v * v }
+    let mean = s / Double(n)
+    let v = max(ss / Double(n) - mean * mean, 0)
+    return (Float(mean), Float(1 / (v + Double(eps)).squareRoot()))
+}
+
+/// LayerNorm over the last dim: x [..., D], weight/bias [D].
+public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
+    let d = x.shape.last!, rows = x.count / d
+    let out = Tensor(uninitialized: x.shape)
+    var stats = [Float](repeating: 0, count: 2 * rows)
+    let xd = x.data, y = out.data, w = weight?.data, b = bias?.data
+    stats.withUnsafeMutableBufferPointer { st in
+        let st = st.baseAddress!
+        parallelFor(rows, cost: d) { r in
+            let row = xd + r * d, yr = y + r * d
+            let (mean, rstd) = moments(row, d, eps: eps)
+            st[2 * r] = mean; st[2 * r + 1] = rstd
+            for i in 0..<d {
+                let n = (row[i] - mean) * rstd
+                yr[i] = w.map { n * $0[i] } ?? n
+                if let b { yr[i] += b[i] }
+            }
+        }
+    }
+    let inputs = [x] + (weight.map { [$0] } ?? []) + (bias.map { [$0] } ?? [])
+    return out.record("layer_norm", inputs) { g in
+        let gx = Tensor(uninitialized: x.shape)
+        let gd = g.data, gxd = gx.data
+        let needW = weight?.requiresGrad == true || bias?.requiresGrad == true
+        // Per-thread partial sums for weight and bias, combined after.
+        let chunks = max(1, min(Threads.count, rows))
+        var partial = [Float](repeating: 0, count: chunks * 2 * d)
+        partial.withUnsafeMutableBufferPointer { pp in
+            let pp = pp.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let pw = pp + c * 2 * d, pb = pw + d
+                for r in (rows * c / chunks)..<(rows * (c + 1) / chunks) {
+                    let row = xd + r * d, gr = gd + r * d, gxr = gxd + r * d
+                    let mean = stats[2 * r], rstd = stats[2 * r + 1]
+                    var sg: Float = 0, sgx: Float = 0
+                    for i in 0..<d {
+                        let xh = (row[i] - mean) * rstd
+                        let gh = gr[i] * (w?[i] ?? 1)
+                        sg += gh; sgx += gh * xh
+                        if needW { pw[i] += gr[i] * xh; pb[i] += gr[i] }
+                    }
+                    let invD = 1 / Float(d)
+                    for i in 0..<d {
+                        let xh = (row[i] - mean) * rstd
+                        let gh = gr[i] * (w?[i] ?? 1)
+                        gxr[i] = rstd * (gh - invD * sg - xh * invD * sgx)
+                    }
+                }
+            }
+        }
+        var gw: Tensor? = nil, gb: Tensor? = nil
+        if needW {
+            let tw = Tensor(zeros: [d]), tb = Tensor(zeros: [d])
+            for c in 0..<chunks { for i in 0..<d { tw.data[i] += partial[c * 2 * d + i]; tb.data[i] += partial[c * 2 * d + d + i] } }
+            gw = weight?.requiresGrad == true ? tw : nil
+            gb = bias?.requiresGrad == true ? tb : nil
+        }
+        return [x.requiresGrad ? gx : nil] + (weight != nil ? [gw] : []) + (bias != nil ? [gb] : [])
+    }
+}
+
+/// Per-(sample, channel-slice) normalisation with a per-channel affine: the common core of GroupNorm and
+/// training-mode BatchNorm. `groupsOf(n, c)` picks which statistics group element (n, c) belongs to.
+/// x is viewed as [N, C, S]; statistics are taken over all (n, c, s) of a group.
+func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float,
+               numGroups: Int, group: @escaping (Int, Int) -> Int, name: String) -> (Tensor, [Float], [Float]) {
+    let n = x.shape[0], c = x.shape[1], s = x.count / (n * c)
+    var sum = [Double](repeating: 0, count: numGroups), sq = [Double](repeating: 0, count: numGroups)
+    var cnt = [Int](repeating: 0, count: numGroups)
+    let xd = x.data
+    // Channel-plane sums in parallel, then reduced per group.
+    var planeSum = [Double](repeating: 0, count: n * c), planeSq = [Double](repeating: 0, count: n * c)
+    planeSum.withUnsafeMutableBufferPointer { ps in
+        planeSq.withUnsafeMutableBufferPointer { pq in
+            let ps = ps.baseAddress!, pq = pq.baseAddress!
+            parallelFor(n * c, cost: s) { p in
+                var a = 0.0, b = 0.0
+                let row = xd + p * s
+                for i in 0..<s { let v = Double(row[i]); a += v; b += v * v }
+                ps[p] = a; pq[p] = b
+            }
+        }
+    }
+    for b in 0..<n { for ch in 0..<c { let gi = group(b, ch); sum[gi] += planeSum[b * c + ch]; sq[gi] += planeSq[b * c + ch]; cnt[gi] += s } }
+    var mean = [Float](repeating: 0, count: numGroups), rstd = [Float](repeating: 0, count: numGroups)
+    for gi in 0..<numGroups {
+        let m = sum[gi] / Double(cnt[gi])
+        mean[gi] = Float(m)
+        rstd[gi] = Float(1 / (max(sq[gi] / Double(cnt[gi]) - m * m, 0) + Double(eps)).squareRoot())
+    }
+    let out = Tensor(uninitialized: x.shape)
+    let y = out.data, w = weight?.data, bb = bias?.data
+    parallelFor(n * c, cost: s) { p in
+        let ch = p % c, gi = group(p / c, ch)
+        let scale = rstd[gi] * (w?[ch] ?? 1), shift = (bb?[ch] ?? 0) - mean[gi] * scale
+        let row = xd + p * s, yr = y + p * s
+        for i in 0..<s { yr[i] = row[i] * scale + shift }
+    }
+    let inputs = [x] + (weight.map { [$0] } ?? []) + (bias.map { [$0] } ?? [])
+    out.record(name, inputs) { g in
+        let gd = g.data
+        // Per plane: Σg and Σg·x̂, then per group the two means of the affine-scaled versions.
+        var pg = [Double](repeating: 0, count: n * c), pgx = [Double](repeating: 0, count: n * c)
+        pg.withUnsafeMutableBufferPointer { a in
+            pgx.withUnsafeMutableBufferPointer { b in
+                let a = a.baseAddress!, b = b.baseAddress!
+                parallelFor(n * c, cost: s) { p in
+                    let gi = group(p / c, p % c)
+                    var s1 = 0.0, s2 = 0.0
+                    let row = xd + p * s, gr = gd + p * s
+                    for i in 0..<s { s1 += Double(gr[i]); s2 += Double(gr[i] * (row[i] - mean[gi]) * rstd[gi]) }
+                    a[p] = s1; b[p] = s2
+                }
+            }
+        }
+        var gSum = [Double](repeating: 0, count: numGroups), gxSum = [Double](repeating: 0, count: numGroups)
+        for p in 0..<(n * c) {
+            let ch = p % c, gi = group(p / c, ch), wv = Double(w?[ch] ?? 1)
+            gSum[gi] += pg[p] * wv; gxSum[gi] += pgx[p] * wv
+        }
+        var gx: Tensor? = nil
+        if x.requiresGrad {
+            let t = Tensor(uninitialized: x.shape)
+            let td = t.data
+            parallelFor(n * c, cost: s) { p in
+                let ch = p % c, gi = group(p / c, ch)
+                let wv = w?[ch] ?? 1, r = rstd[gi], m = mean[gi]
+                let a = Float(gSum[gi] / Double(cnt[gi])), b = Float(gxSum[gi] / Double(cnt[gi]))
+                let row = xd + p * s, gr = gd + p * s, tr = td + p * s
+                for i in 0..<s { tr[i] = r * (gr[i] * wv - a - (row[i] - m) * r * b) }
+            }
+            gx = t
+        }
+        var gw: Tensor? = nil, gb: Tensor? = nil
+        if let weight, weight.requiresGrad {
+            let t = Tensor(zeros: [c])
+            for p in 0..<(n * c) { t.data[p % c] += Float(pgx[p]) }
+            gw = t
+        }
+        if let bias, bias.requiresGrad {
+            let t = Tensor(zeros: [c])
+            for p in 0..<(n * c) { t.data[p % c] += Float(pg[p]) }
+            gb = t
+        }
+        return [gx] + (weight != nil ? [gw] : []) + (bias != nil ? [gb] : [])
+    }
+    return (out, mean, rstd)
+}
+
+/// GroupNorm: x [N, C, ...], statistics over each group of C/groups channels of each sample.
+public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
+    let c = x.shape[1]
+    precondition(c % groups == 0, "group_norm: \(c) channels in \(groups) groups")
+    let per = c / groups
+    return normalize(x, weight: weight, bias: bias, eps: eps, numGroups: x.shape[0] * groups,
+                     group: { n, ch in n * groups + ch / per }, name: "group_norm").0
+}
+
+/// BatchNorm over x [N, C, ...]. Training: batch statistics, running stats updated in place with `momentum`
+/// (unbiased variance, as PyTorch). Eval: running statistics (a per-channel affine; gradients still flow).
+public func batchNorm(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, weight: Tensor?, bias: Tensor?,
+                      training: Bool, momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
+    let c = x.shape[1]
+    if training {
+        let (out, mean, rstd) = normalize(x, weight: weight, bias: bias, eps: eps, numGroups: c,
+                                          group: { _, ch in ch }, name: "batch_norm")
+        let m = Float(x.count / c)
+        for ch in 0..<c {
+            let v = 1 / (rstd[ch] * rstd[ch]) - eps
+            runningMean.data[ch] = (1 - momentum) * runningMean.data[ch] + momentum * mean[ch]
+            runningVar.data[ch] = (1 - momentum) * runningVar.data[ch] + momentum * v * m / max(m - 1, 1)
+        }
+        return out
+    }
+    // Eval: y = x·scale + shift with scale = w/sqrt(rv+eps), shift = b − rm·scale.
+    let scale = Tensor(uninitialized: [c]), shift = Tensor(uninitialized: [c])
+    for ch in 0..<c {
+        scale.data[ch] = (weight?.data[ch] ?? 1) / (runningVar.data[ch] + eps).squareRoot()
+        shift.data[ch] = (bias?.data[ch] ?? 0) - runningMean.data[ch] * scale.data[ch]
+    }
+    let s = x.count / (x.shape[0] * c)
+    let out = Tensor(uninitialized: x.shape)
+    let xd = x.data, y = out.data
+    parallelFor(x.shape[0] * c, cost: s) { p in
+        let sc = scale.data[p % c], sh = shift.data[p % c]
+        let row = xd + p * s, yr = y + p * s
+        for i in 0..<s { yr[i] = row[i] * sc + sh }
+    }
+    let inputs = [x] + (weight.map { [$0] } ?? []) + (bias.map { [$0] } ?? [])
+    return out.record("batch_norm_eval", inputs) { g in
+        let gx = x.requiresGrad ? g.copy() : nil
+        if let gx {
+            let d = gx.data
+            parallelFor(x.shape[0] * c, cost: s) { p in let sc = scale.data[p % c]; for i in 0..<s { d[p * s + i] *= sc } }
+        }
+        var gw: Tensor? = nil, gb: Tensor? = nil
+        if weight?.requiresGrad == true || bias?.requiresGrad == true {
+            let gsum = g.sum(axes: [0] + Array(2..<x.rank))
+            if let bias, bias.requiresGrad { gb = gsum }
+            if let weight, weight.requiresGrad {
+                let gxs = (g * x.detached()).sum(axes: [0] + Array(2..<x.rank))
+                // Σ g·x̂ = (Σ g·x − rm·Σ g)/sqrt(rv+eps)
+                let t = Tensor(uninitialized: [c])
+                for ch in 0..<c {
+                    t.data[ch] = (gxs.data[ch] - runningMean.data[ch] * gsum.data[ch]) / (runningVar.data[ch] + eps).squareRoot()
+                }
+                gw = t
+            }
+        }
+        return [gx] + (weight != nil ? [gw] : []) + (bias != nil ? [gb] : [])
+    }
+}

@@ -1,0 +1,59 @@
+/// Bilinear (align_corners=False) and nearest resize of NCHW maps, with PyTorch's source-index rules.
+
+/// For each output index: the two source indices and the weight of the second (PyTorch's area_pixel_compute_source_index).
+func bilinearTaps(out: Int, in n: Int, scale: Float?) -> [(Int, Int, Float)] {
+    let s = scale.map { 1 / $0 } ?? Float(n) / Float(out)
+    return (0..<out).map { i in
+        let src = Swift.max((Float(i) + 0.5) * s - 0.5, 0)
+        let i0 = Swift.min(Int(src), n - 1)
+        let i1 = Swift.min(i0 + 1, n - 1)
+        return (i0, i1, src - Float(i0))
+    }
+}
+
+extension Tensor {
+    /// Bilinear resize to (outH, outW); `scaleFactor` reproduces F.interpolate(scale_factor=...) index math.
+    public func resizeBilinear(_ outH: Int, _ outW: Int, scaleFactor: (Float, Float)? = nil) -> Tensor {
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        if outH == h && outW == w { return self }
+        let rows = bilinearTaps(out: outH, in: h, scale: scaleFactor?.0)
+        let cols = bilinearTaps(out: outW, in: w, scale: scaleFactor?.1)
+        let out = Tensor(uninitialized: [n, c, outH, outW])
+        let x = data, y = out.data
+        parallelFor(n * c, cost: outH * outW) { p in
+            let src = x + p * h * w, dst = y + p * outH * outW
+            for (oh, (r0, r1, ry)) in rows.enumerated() {
+                for (ow, (c0, c1, cx)) in cols.enumerated() {
+                    let top = src[r0 * w + c0] * (1 - cx) + src[r0 * w + c1] * cx
+                    let bot = src[r1 * w + c0] * (1 - cx) + src[r1 * w + c1] * cx
+                    dst[oh * outW + ow] = top * (1 - ry) + bot * ry
+                }
+            }
+        }
+        let inShape = shape
+        return out.record("resize_bilinear", [self]) { g in
+            let gx = Tensor(zeros: inShape)
+            let gd = g.data, gxd = gx.data
+            parallelFor(n * c, cost: outH * outW) { p in
+                let src = gd + p * outH * outW, dst = gxd + p * h * w
+                for (oh, (r0, r1, ry)) in rows.enumerated() {
+                    for (ow, (c0, c1, cx)) in cols.enumerated() {
+                        let v = src[oh * outW + ow]
+                        dst[r0 * w + c0] += v * (1 - ry) * (1 - cx); dst[r0 * w + c1] += v * (1 - ry) * cx
+                        dst[r1 * w + c0] += v * ry * (1 - cx); dst[r1 * w + c1] += v * ry * cx
+                    }
+                }
+            }
+            return [gx]
+        }
+    }
+
+    /// Nearest resize (PyTorch 'nearest': source index floor(i·in/out)).
+    public func resizeNearest(_ outH: Int, _ outW: Int) -> Tensor {
+        let (h, w) = (shape[2], shape[3])
+        if outH == h && outW == w { return self }
+        let rows = (0..<outH).map { Swift.min(Int(Float($0) * Float(h) / Float(outH)), h - 1) }
+        let cols = (0..<outW).map { Swift.min(Int(Float($0) * Float(w) / Float(outW)), w - 1) }
+        return indexSelect(axis: 2, rows).indexSelect(axis: 3, cols)
+    }
+}

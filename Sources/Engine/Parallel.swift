@@ -1,0 +1,37 @@
+import CBLAS
+import Dispatch
+import Foundation
+
+/// Threading policy: OpenBLAS owns the cores while it runs a GEMM; our own loops split work over the same
+/// number of threads and never call BLAS from inside a parallel region, so the two never oversubscribe.
+public enum Threads {
+    public static var count: Int = {
+        let n = ProcessInfo.processInfo.activeProcessorCount
+        openblas_set_num_threads(Int32(n))
+        return n
+    }()
+}
+
+/// Runs `body(start, end)` over `0..<n` split into contiguous chunks, in parallel when the work is big enough.
+/// `cost` is the rough work per item in elements touched; tiny loops stay on the calling thread.
+@inline(__always)
+public func parallelChunks(_ n: Int, cost: Int = 1, _ body: (Int, Int) -> Void) {
+    let threads = Threads.count
+    if threads <= 1 || n <= 1 || n * cost < 32_768 {
+        body(0, n)
+        return
+    }
+    let chunks = min(n, threads)
+    withoutActuallyEscaping(body) { body in
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let start = n * c / chunks, end = n * (c + 1) / chunks
+            if start < end { body(start, end) }
+        }
+    }
+}
+
+/// Per-index form of `parallelChunks`.
+@inline(__always)
+public func parallelFor(_ n: Int, cost: Int = 1, _ body: (Int) -> Void) {
+    parallelChunks(n, cost: cost) { s, e in for i in s..<e { body(i) } }
+}

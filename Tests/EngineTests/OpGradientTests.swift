@@ -1,0 +1,192 @@
+import XCTest
+import Engine
+
+/// Finite-difference gradient checks, one per op.
+final class OpGradientTests: XCTestCase {
+    func testBroadcastArithmetic() {
+        let a = randomTensor([2, 3, 4], seed: 1), b = randomTensor([3, 1], seed: 2), c = randomTensor([4], seed: 3)
+        gradCheck([a, b]) { $0[0] + $0[1] }
+        gradCheck([a, b]) { $0[0] - $0[1] }
+        gradCheck([a, c]) { $0[0] * $0[1] }
+        let d = randomTensor([3, 1], seed: 4, lo: 0.5, hi: 2)
+        gradCheck([a, d]) { $0[0] / $0[1] }
+        gradCheck([a]) { ($0[0] * 3 + 1) / 2 - 0.5 }
+        gradCheck([a]) { 2 - $0[0] }
+        gradCheck([a]) { -$0[0] }
+    }
+
+    func testUnary() {
+        let a = randomTensor([3, 5], seed: 5)
+        gradCheck([a]) { $0[0].exp() }
+        gradCheck([a]) { $0[0].tanh() }
+        gradCheck([a]) { $0[0].sigmoid() }
+        gradCheck([a]) { $0[0].gelu() }
+        let p = randomTensor([3, 5], seed: 6, lo: 0.5, hi: 2)
+        gradCheck([p]) { $0[0].log() }
+        gradCheck([p]) { $0[0].sqrt() }
+        gradCheck([p]) { $0[0].pow(1.7) }
+        // Away from the kink at 0.
+        let k = Tensor([-1.5, -0.7, -0.2, 0.3, 0.8, 1.4], shape: [6], requiresGrad: true)
+        gradCheck([k]) { $0[0].relu() }
+        gradCheck([k]) { $0[0].abs() }
+        gradCheck([k]) { $0[0].clamp(min: -1, max: 1) }
+    }
+
+    func testGELUIsExactErfForm() {
+        let x = Tensor([-3, -1, 0, 0.5, 2], shape: [5])
+        // 0.5·x·(1 + erf(x/√2)), values from torch.nn.functional.gelu.
+        assertClose(x.gelu(), [-0.0040496, -0.15865526, 0, 0.34573123, 1.9544997], tol: 1e-5)
+    }
+
+    func testReductions() {
+        let a = randomTensor([2, 3, 4], seed: 7)
+        gradCheck([a]) { $0[0].sum(axes: [1]) }
+        gradCheck([a]) { $0[0].sum(axes: [0, 2], keepDims: true) }
+        gradCheck([a]) { $0[0].mean(axes: [-1]) }
+        gradCheck([a]) { $0[0].sum() }
+        gradCheck([a]) { $0[0].max(axis: 1) }
+        gradCheck([a]) { $0[0].max(axis: 2, keepDims: true) }
+        let b = randomTensor([3, 1], seed: 8)
+        gradCheck([b]) { $0[0].expand([2, 3, 4]) }
+    }
+
+    func testMatmulAndLinear() {
+        let a = randomTensor([2, 3, 4], seed: 9), b = randomTensor([2, 4, 5], seed: 10), w = randomTensor([4, 5], seed: 11)
+        gradCheck([a, b]) { matmul($0[0], $0[1]) }
+        gradCheck([a, w]) { matmul($0[0], $0[1]) }
+        let lw = randomTensor([6, 4], seed: 12), lb = randomTensor([6], seed: 13)
+        gradCheck([a, lw, lb]) { linear($0[0], $0[1], $0[2]) }
+        gradCheck([a, lw]) { linear($0[0], $0[1]) }
+    }
+
+    func testConv2d() {
+        let x = randomTensor([2, 4, 7, 6], seed: 14)
+        // 1×1 (sgemm path), general 3×3 with padding, strided + dilated, grouped, depthwise with multiplier.
+        gradCheck([x, randomTensor([5, 4, 1, 1], seed: 15), randomTensor([5], seed: 16)]) { conv2d($0[0], $0[1], $0[2]) }
+        gradCheck([x, randomTensor([3, 4, 3, 3], seed: 17)]) { conv2d($0[0], $0[1], padding: (1, 1)) }
+        gradCheck([x, randomTensor([3, 4, 3, 2], seed: 18), randomTensor([3], seed: 19)]) {
+            conv2d($0[0], $0[1], $0[2], stride: (2, 1), padding: (2, 1), dilation: (2, 1))
+        }
+        gradCheck([x, randomTensor([6, 2, 3, 3], seed: 20)]) { conv2d($0[0], $0[1], stride: (2, 2), padding: (1, 1), groups: 2) }
+        gradCheck([x, randomTensor([8, 1, 3, 3], seed: 21), randomTensor([8], seed: 22)]) {
+            conv2d($0[0], $0[1], $0[2], stride: (2, 2), padding: (1, 1), groups: 4)
+        }
+        gradCheck([x, randomTensor([4, 4, 1, 1], seed: 23)]) { conv2d($0[0], $0[1], stride: (2, 2)) }
+    }
+
+    func testPooling() {
+        // Distinct values so the max is unique under the finite-difference step.
+        var rng = SplitMix64(seed: 24)
+        let vals = (0..<(2 * 3 * 7 * 6)).map { Float($0) * 0.05 }.shuffled(using: &rng)
+        let x = Tensor(vals, shape: [2, 3, 7, 6], requiresGrad: true)
+        gradCheck([x]) { $0[0].maxPool2d(kernel: 3, stride: 2, padding: 1) }
+        gradCheck([x]) { $0[0].avgPool2d(kernel: 2) }
+        gradCheck([x]) { $0[0].avgPool2d(kernel: 3, stride: 2, padding: 1) }
+        gradCheck([x]) { $0[0].adaptiveAvgPool2d(3, 4) }
+        gradCheck([x]) { $0[0].adaptiveAvgPool2d(1, 1) }
+    }
+
+    func testNorms() {
+        let x = randomTensor([2, 4, 3, 5], seed: 25, lo: -2, hi: 2)
+        let w = randomTensor([4], seed: 26, lo: 0.5, hi: 1.5), b = randomTensor([4], seed: 27)
+        gradCheck([x, w, b]) { groupNorm($0[0], groups: 2, weight: $0[1], bias: $0[2]) }
+        gradCheck([x, w, b]) {
+            batchNorm($0[0], runningMean: Tensor(zeros: [4]), runningVar: Tensor(zeros: [4], value: 1),
+                      weight: $0[1], bias: $0[2], training: true)
+        }
+        let rm = randomTensor([4], seed: 28, requiresGrad: false), rv = randomTensor([4], seed: 29, lo: 0.5, hi: 1.5, requiresGrad: false)
+        gradCheck([x, w, b]) { batchNorm($0[0], runningMean: rm, runningVar: rv, weight: $0[1], bias: $0[2], training: false) }
+        let t = randomTensor([2, 3, 6], seed: 30, lo: -2, hi: 2)
+        let lw = randomTensor([6], seed: 31, lo: 0.5, hi: 1.5), lb = randomTensor([6], seed: 32)
+        gradCheck([t, lw, lb]) { layerNorm($0[0], weight: $0[1], bias: $0[2]) }
+        gradCheck([t]) { layerNorm($0[0], weight: nil, bias: nil) }
+    }
+
+    func testBatchNormRunningStatistics() {
+        let x = randomTensor([3, 2, 2, 2], seed: 33, requiresGrad: false)
+        let rm = Tensor(zeros: [2]), rv = Tensor(zeros: [2], value: 1)
+        _ = batchNorm(x, runningMean: rm, runningVar: rv, weight: nil, bias: nil, training: true, momentum: 0.1)
+        for c in 0..<2 {
+            var vals: [Float] = []
+            for n in 0..<3 { for i in 0..<4 { vals.append(x.data[(n * 2 + c) * 4 + i]) } }
+            let mean = vals.reduce(0, +) / 12
+            let unbiased = vals.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 11
+            XCTAssertEqual(rm.data[c], 0.1 * mean, accuracy: 1e-6)
+            XCTAssertEqual(rv.data[c], 0.9 + 0.1 * unbiased, accuracy: 1e-5)
+        }
+    }
+
+    func testSoftmax() {
+        let x = randomTensor([2, 3, 4], seed: 34, lo: -3, hi: 3)
+        gradCheck([x]) { $0[0].softmax(axis: 1) }
+        gradCheck([x]) { $0[0].softmax(axis: -1) }
+        gradCheck([x]) { $0[0].logSoftmax(axis: 0) }
+        let s = x.softmax(axis: 1)
+        for o in 0..<2 { for i in 0..<4 {
+            XCTAssertEqual((0..<3).map { s.data[(o * 3 + $0) * 4 + i] }.reduce(0, +), 1, accuracy: 1e-6)
+        } }
+    }
+
+    func testLayoutOps() {
+        let x = randomTensor([2, 3, 4, 5], seed: 35)
+        gradCheck([x]) { $0[0].reshape([6, -1]) }
+        gradCheck([x]) { $0[0].permute([0, 2, 3, 1]) }
+        gradCheck([x]) { $0[0].transpose(1, 3) }
+        gradCheck([x]) { $0[0].slice(axis: 2, start: 1, end: 4) }
+        gradCheck([x]) { $0[0].slice(axis: 3, start: 0, end: 5, step: 2) }
+        gradCheck([x]) { $0[0].indexSelect(axis: 1, [2, 0, 2, 1]) }
+        gradCheck([x]) { $0[0].roll(shifts: [-3, 2], axes: [2, 3]) }
+        gradCheck([x]) { $0[0].pad([(0, 0), (1, 0), (0, 2), (1, 1)], value: 0.5) }
+        gradCheck([x]) { $0[0].reflectionPad2d(left: 3, right: 1, top: 2, bottom: 3) }
+        let y = randomTensor([2, 1, 4, 5], seed: 36)
+        gradCheck([x, y]) { concat([$0[0], $0[1]], axis: 1) }
+    }
+
+    func testResize() {
+        let x = randomTensor([1, 2, 4, 5], seed: 37)
+        gradCheck([x]) { $0[0].resizeBilinear(7, 3) }
+        gradCheck([x]) { $0[0].resizeBilinear(8, 10) }
+        gradCheck([x]) { $0[0].resizeNearest(8, 3) }
+    }
+
+    func testDropPathAndDropout() {
+        EngineRandom.seed(1)
+        let x = randomTensor([4, 3], seed: 38)
+        XCTAssert(x.dropout(0.5, training: false) === x)
+        let y = x.dropPath(0.5, training: true)
+        for n in 0..<4 {
+            let row = (0..<3).map { y.data[n * 3 + $0] / x.data[n * 3 + $0] }
+            XCTAssert(row.allSatisfy { abs($0 - row[0]) < 1e-6 } && (abs(row[0]) < 1e-6 || abs(row[0] - 2) < 1e-6))
+        }
+        y.sum().backward()
+        XCTAssertNotNil(x.grad)
+    }
+
+    func testLosses() {
+        let logits = randomTensor([2, 4, 3], seed: 39, lo: -2, hi: 2)
+        let target: [Int32] = [0, 3, 255, 1, 2, 2]
+        gradCheck([logits]) { crossEntropy($0[0], target, ignoreIndex: 255) }
+        gradCheck([logits]) { crossEntropy($0[0], target, ignoreIndex: 255, weight: [1, 0.5, 2, 1]) }
+        let t = Tensor([0, 1, 0, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0], shape: [2, 4, 3])
+        gradCheck([logits]) { binaryCrossEntropyWithLogits($0[0], t) }
+        gradCheck([logits]) { sigmoidFocalLoss($0[0], t) }
+        let k = Tensor([-1.5, -0.7, -0.2, 0.3, 0.8, 1.4], shape: [6], requiresGrad: true)
+        let z = Tensor([0, 0, 0, 0, 0, 0], shape: [6])
+        gradCheck([k]) { l1Loss($0[0], z) }
+        gradCheck([k]) { smoothL1Loss($0[0], z, beta: 0.5) }
+    }
+
+    func testLossValuesAgainstFormulas() {
+        // Cross-entropy: mean over non-ignored of logsumexp − x_t.
+        let x = Tensor([1, 2, 3, 0, 0, 0], shape: [2, 3])
+        let ce = crossEntropy(x, [2, 255], ignoreIndex: 255).item
+        XCTAssertEqual(ce, Float(log(exp(1.0) + exp(2.0) + exp(3.0)) - 3), accuracy: 1e-6)
+        // Focal: α·(1−p)^γ·(−log p) for a positive, (1−α)·p^γ·(−log(1−p)) for a negative.
+        let f = sigmoidFocalLoss(Tensor([0.3, -0.4], shape: [2]), Tensor([1, 0], shape: [2]), reduction: .none)
+        let p1 = 1 / (1 + exp(-0.3)), p2 = 1 / (1 + exp(0.4))
+        XCTAssertEqual(Double(f.data[0]), 0.25 * pow(1 - p1, 2) * -log(p1), accuracy: 1e-6)
+        XCTAssertEqual(Double(f.data[1]), 0.75 * pow(p2, 2) * -log(1 - p2), accuracy: 1e-6)
+        XCTAssertEqual(smoothL1Loss(Tensor([0.2, 3], shape: [2]), Tensor([0, 0], shape: [2]), beta: 1, reduction: .sum).item,
+                       0.5 * 0.04 + 2.5, accuracy: 1e-6)
+    }
+}
