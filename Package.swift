@@ -62,6 +62,7 @@ let package = Package(
                           path: "Sources/Tools/export-features", swiftSettings: fast),
 
         .testTarget(name: "EngineTests", dependencies: ["Engine", "NN"], path: "Tests/EngineTests"),
+        .testTarget(name: "NNTests", dependencies: ["Engine", "NN"], path: "Tests/NNTests"),
         .testTarget(name: "DataTests", dependencies: ["Data"], path: "Tests/DataTests"),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Data"], path: "Tests/EvaluationTests"),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "NN"], path: "Tests/BackbonesTests"),

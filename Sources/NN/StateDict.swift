@@ -1,0 +1,64 @@
+import Engine
+
+/// What a state-dict load found, key by key.
+public struct LoadReport: CustomStringConvertible {
+    public var loaded: [String] = []
+    public var missing: [String] = []
+    public var unexpected: [String] = []
+    public var mismatched: [(key: String, expected: [Int], found: [Int])] = []
+
+    public var isClean: Bool { missing.isEmpty && unexpected.isEmpty && mismatched.isEmpty }
+
+    public var description: String {
+        var lines = ["loaded \(loaded.count) tensors"]
+        if !missing.isEmpty { lines.append("missing keys (\(missing.count)): " + missing.joined(separator: ", ")) }
+        if !unexpected.isEmpty { lines.append("unexpected keys (\(unexpected.count)): " + unexpected.joined(separator: ", ")) }
+        for m in mismatched { lines.append("shape mismatch for \(m.key): model \(m.expected), checkpoint \(m.found)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+public struct StateDictError: Error, CustomStringConvertible {
+    public let report: LoadReport
+    public let source: String
+    public var description: String { "\(source): state dict does not match the model\n\(report)" }
+}
+
+extension Module {
+    /// Keys a checkpoint may carry or omit without consequence (derived buffers such as `attn_mask`,
+    /// `relative_position_index`, `num_batches_tracked`); matched by their last component.
+    public static var derivedKeySuffixes: Set<String> { ["attn_mask", "relative_position_index", "num_batches_tracked"] }
+
+    /// Copies matching tensors into the model. `stripPrefix` (e.g. "backbone.") is removed from checkpoint keys
+    /// that carry it. Strict mode throws listing every missing, unexpected and shape-mismatched key; non-strict
+    /// loads what matches and returns the report.
+    @discardableResult
+    public func load(stateDict: [String: Tensor], strict: Bool = true, stripPrefix: String? = nil,
+                     source: String = "state dict") throws -> LoadReport {
+        var incoming: [String: Tensor] = [:]
+        for (k, v) in stateDict {
+            if let p = stripPrefix, k.hasPrefix(p) { incoming[String(k.dropFirst(p.count))] = v } else { incoming[k] = v }
+        }
+        func derived(_ k: String) -> Bool { Self.derivedKeySuffixes.contains(String(k.split(separator: ".").last ?? "")) }
+        var report = LoadReport()
+        var used = Set<String>()
+        var assignments: [(Tensor, Tensor)] = []
+        for (key, t) in namedTensors() {
+            guard let src = incoming[key] else {
+                if !derived(key) { report.missing.append(key) }
+                continue
+            }
+            used.insert(key)
+            if src.count != t.count || (src.shape != t.shape && !(src.count == 1 && t.count == 1)) {
+                report.mismatched.append((key, t.shape, src.shape))
+                continue
+            }
+            assignments.append((t, src))
+            report.loaded.append(key)
+        }
+        report.unexpected = incoming.keys.filter { !used.contains($0) && !derived($0) }.sorted()
+        if strict && !report.isClean { throw StateDictError(report: report, source: source) }
+        for (dst, src) in assignments { dst.data.update(from: src.data, count: dst.count) }
+        return report
+    }
+}
