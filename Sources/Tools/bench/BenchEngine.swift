@@ -1,0 +1,62 @@
+import Engine
+import Foundation
+
+/// Engine kernels: sgemm, convolutions (forward/backward, GFLOP/s) and memory-bound ops (GB/s, and their ratio to
+/// a plain copy of the same bytes measured in the same process).
+let engineCases: [BenchCase] = [
+    BenchCase(name: "sgemm_1024") {
+        let n = 1024
+        let a = Tensor(zeros: [n, n], value: 0.5), b = Tensor(zeros: [n, n], value: 0.25)
+        return ({ _ = withNoGrad { matmul(a, b) } }, { t in ["gflops": 2 * Double(n * n * n) / t / 1e9] })
+    },
+    convCase("conv3x3_256_56_fwd", c: 256, o: 256, hw: 56, k: 3, backward: false),
+    convCase("conv3x3_256_56_bwd", c: 256, o: 256, hw: 56, k: 3, backward: true),
+    convCase("conv1x1_1024_256_14_fwd", c: 1024, o: 256, hw: 14, k: 1, backward: false),
+    convCase("conv1x1_1024_256_14_bwd", c: 1024, o: 256, hw: 14, k: 1, backward: true),
+    memoryCase("layernorm_3136x96") { x in
+        let w = Tensor(zeros: [96], value: 1), b = Tensor(zeros: [96])
+        return { _ = layerNorm(x, weight: w, bias: b) }
+    },
+    memoryCase("softmax_3136x96") { x in { _ = x.softmax(axis: -1) } },
+    memoryCase("gelu_3136x96") { x in { _ = x.gelu() } },
+]
+
+/// sgemm GFLOP/s at the size a convolution case runs, so ratios compare like with like.
+func sgemmGFlops(m: Int, n: Int, k: Int) -> Double {
+    let a = Tensor(zeros: [m, k], value: 0.5), b = Tensor(zeros: [k, n], value: 0.25)
+    let t = medianSeconds(runs: 5) { _ = withNoGrad { matmul(a, b) } }
+    return 2 * Double(m * n * k) / t / 1e9
+}
+
+func convCase(_ name: String, c: Int, o: Int, hw: Int, k: Int, backward: Bool) -> BenchCase {
+    BenchCase(name: name) {
+        EngineRandom.seed(0)
+        let x = Tensor(zeros: [1, c, hw, hw], value: 0.1, requiresGrad: backward)
+        let w = Tensor(zeros: [o, c, k, k], value: 0.01, requiresGrad: backward)
+        let flops = 2 * Double(o * c * k * k * hw * hw) * (backward ? 2 : 1)
+        let body: () -> Void = backward
+            ? { x.zeroGrad(); w.zeroGrad(); conv2d(x, w, padding: (k / 2, k / 2)).sum().backward() }
+            : { _ = withNoGrad { conv2d(x, w, padding: (k / 2, k / 2)) } }
+        let reference = sgemmGFlops(m: o, n: hw * hw, k: c * k * k)
+        return (body, { t in
+            let g = flops / t / 1e9
+            return ["gflops": g, "sgemm_gflops_same_shape": reference, "ratio_to_sgemm": g / reference]
+        })
+    }
+}
+
+/// A memory-bound op on a 1×3136×96 tensor: GB/s over the bytes read and written, and the ratio of its time to a
+/// memcpy of the same bytes.
+func memoryCase(_ name: String, _ make: @escaping (Tensor) -> () -> Void) -> BenchCase {
+    BenchCase(name: name) {
+        let x = Tensor(zeros: [1, 3136, 96], value: 0.3)
+        let bytes = Double(2 * x.count * 4)
+        let src = Tensor(zeros: [x.count]), dst = Tensor(zeros: [x.count])
+        let copy = medianSeconds(runs: 50) { dst.data.update(from: src.data, count: src.count) }
+        let body = make(x)
+        return ({ withNoGrad { for _ in 0..<20 { body() } } }, { t in
+            let per = t / 20
+            return ["gb_per_s": bytes / per / 1e9, "copy_gb_per_s": bytes / copy / 1e9, "time_vs_copy": per / copy]
+        })
+    }
+}
