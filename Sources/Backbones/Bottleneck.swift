@@ -1,0 +1,54 @@
+import Engine
+import NN
+
+/// torchvision's v1.5 bottleneck (stride on the middle op): 1×1 → 3×3 (or ACmix) → 1×1 (×4 channels), residual.
+/// Input [N, inplanes, H, W] → [N, planes·4, Ho, Wo].
+public final class Bottleneck: Module {
+    public static let expansion = 4
+    public let conv1: Conv2d
+    public let bn1: BatchNorm2d
+    /// The middle op: `ACmix` in ACmix-ResNet, a 3×3 `Conv2d` in plain ResNet.
+    public let conv2: any UnaryLayer
+    public let bn2: BatchNorm2d
+    public let conv3: Conv2d
+    public let bn3: BatchNorm2d
+    public let downsample: Sequential?
+
+    public init(inplanes: Int, planes: Int, stride: Int = 1, acmix: ACmixSettings?) {
+        let out = planes * Self.expansion
+        conv1 = Conv2d(inplanes, planes, kernelSize: 1, bias: false)
+        bn1 = BatchNorm2d(planes)
+        if let a = acmix {
+            conv2 = ACmix(inPlanes: planes, outPlanes: planes, kernelAtt: a.kernelAtt, head: a.head, kernelConv: a.kernelConv, stride: stride)
+        } else {
+            conv2 = Conv2d(planes, planes, kernelSize: 3, stride: stride, padding: 1, bias: false)
+        }
+        bn2 = BatchNorm2d(planes)
+        conv3 = Conv2d(planes, out, kernelSize: 1, bias: false)
+        bn3 = BatchNorm2d(out)
+        downsample = stride != 1 || inplanes != out
+            ? Sequential([Conv2d(inplanes, out, kernelSize: 1, stride: stride, bias: false), BatchNorm2d(out)]) : nil
+    }
+
+    public override func children() -> [(String, Module)] {
+        [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2), ("conv3", conv3), ("bn3", bn3)]
+            + (downsample.map { [("downsample", $0)] } ?? [])
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        var y = bn1(conv1(x)).relu()
+        y = bn2(conv2(y)).relu()
+        y = bn3(conv3(y))
+        return (y + (downsample?(x) ?? x)).relu()
+    }
+}
+
+extension ACmix: UnaryLayer {}
+
+/// ACmix hyper-parameters of a ResNet: attention window, heads, shift-conv kernel.
+public struct ACmixSettings: Equatable {
+    public var kernelAtt = 7, head = 4, kernelConv = 3
+    public init(kernelAtt: Int = 7, head: Int = 4, kernelConv: Int = 3) {
+        self.kernelAtt = kernelAtt; self.head = head; self.kernelConv = kernelConv
+    }
+}

@@ -1,0 +1,95 @@
+import Engine
+import NN
+
+/// ResNet and ACmix-ResNet (torchvision / authors' keys: conv1, bn1, layer1..4, fc) as a classifier and as a
+/// detection backbone. Input [N, 3, H, W]; features C2..C5 are the outputs of layer1..layer4 (strides 4..32).
+public final class ResNet: Module {
+    public let conv1: Conv2d
+    public let bn1: BatchNorm2d
+    public let layer1: [Bottleneck]
+    public let layer2: [Bottleneck]
+    public let layer3: [Bottleneck]
+    public let layer4: [Bottleneck]
+    /// Classification head; nil for a pure backbone.
+    public let fc: Linear?
+    /// Stages frozen as mmdetection's `frozen_stages`: −1 none, 0 the stem, k the stem and layer1..layerk.
+    public let frozenStages: Int
+    /// mmdetection's `norm_eval`: every BatchNorm uses running statistics, even in train mode.
+    public let normEval: Bool
+
+    public static let depths: [String: [Int]] = [
+        "acmix_resnet26": [1, 2, 4, 1], "acmix_resnet38": [2, 3, 5, 2], "acmix_resnet50": [3, 4, 6, 3], "resnet50": [3, 4, 6, 3],
+    ]
+
+    public init(layers: [Int], acmix: ACmixSettings?, numClasses: Int? = 1000, frozenStages: Int = -1, normEval: Bool = false) {
+        precondition(layers.count == 4, "ResNet needs 4 stage depths")
+        conv1 = Conv2d(3, 64, kernelSize: 7, stride: 2, padding: 3, bias: false)
+        bn1 = BatchNorm2d(64)
+        var inplanes = 64
+        func stage(_ planes: Int, _ depth: Int, _ stride: Int) -> [Bottleneck] {
+            (0..<depth).map { j in
+                defer { inplanes = planes * Bottleneck.expansion }
+                return Bottleneck(inplanes: inplanes, planes: planes, stride: j == 0 ? stride : 1, acmix: acmix)
+            }
+        }
+        layer1 = stage(64, layers[0], 1)
+        layer2 = stage(128, layers[1], 2)
+        layer3 = stage(256, layers[2], 2)
+        layer4 = stage(512, layers[3], 2)
+        fc = numClasses.map { Linear(2048, $0) }
+        self.frozenStages = frozenStages
+        self.normEval = normEval
+        super.init()
+        // torchvision: kaiming_normal(fan_out) convolutions (the ACmix shift kernels keep their initialisation).
+        for (name, m) in namedModules() {
+            if let c = m as? Conv2d, !name.hasSuffix("dep_conv") { c.weight.assign(Init.kaimingNormalFanOut(c.weight.shape)) }
+        }
+        applyFreezing()
+    }
+
+    /// Builds a named architecture: acmix_resnet26/38/50 or resnet50.
+    public convenience init(arch: String, numClasses: Int? = 1000, frozenStages: Int = -1, normEval: Bool = false) throws {
+        guard let layers = Self.depths[arch] else {
+            throw BackboneError("unknown ResNet arch '\(arch)'; known: \(Self.depths.keys.sorted().joined(separator: ", "))")
+        }
+        self.init(layers: layers, acmix: arch.hasPrefix("acmix") ? ACmixSettings() : nil, numClasses: numClasses,
+                  frozenStages: frozenStages, normEval: normEval)
+    }
+
+    public var stages: [[Bottleneck]] { [layer1, layer2, layer3, layer4] }
+
+    func applyFreezing() {
+        if frozenStages >= 0 { conv1.freeze(); bn1.freeze(); bn1.frozen = true }
+        for (i, s) in stages.enumerated() where i < frozenStages {
+            for blk in s {
+                blk.freeze()
+                for (_, m) in blk.namedModules() { (m as? BatchNorm2d)?.frozen = true }
+            }
+        }
+        if normEval { for (_, m) in namedModules() { (m as? BatchNorm2d)?.frozen = true } }
+    }
+
+    /// C2..C5 (the outputs of layer1..layer4), NCHW.
+    public func features(_ x: Tensor) -> [Tensor] {
+        precondition(x.rank == 4 && x.shape[1] == 3, "ResNet expects [N, 3, H, W], got \(x.shape)")
+        var y = bn1(conv1(x)).relu().maxPool2d(kernel: 3, stride: 2, padding: 1)
+        var out: [Tensor] = []
+        for s in stages {
+            for blk in s { y = blk(y) }
+            out.append(y)
+        }
+        return out
+    }
+
+    /// Logits [N, numClasses] (global average pool of C5, then fc).
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        guard let fc else { preconditionFailure("this ResNet was built without a classification head") }
+        let c5 = features(x)[3]
+        return fc(c5.adaptiveAvgPool2d(1, 1).flatten(from: 1))
+    }
+}
+
+public struct BackboneError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ message: String) { description = message }
+}
