@@ -93,3 +93,31 @@ public struct BackboneError: Error, CustomStringConvertible {
     public let description: String
     public init(_ message: String) { description = message }
 }
+
+extension ResNet {
+    /// Spatial size of each ACmix input map for an image side `n` (reflection padding needs it > k_att/2).
+    func acmixInputSides(_ n: Int) -> [Int] {
+        var s = (n - 1) / 2 + 1            // conv1, stride 2
+        s = (s - 1) / 2 + 1                // max-pool, stride 2
+        var sides: [Int] = []
+        for (i, stage) in stages.enumerated() {
+            for (j, blk) in stage.enumerated() where blk.conv2 is ACmix {
+                sides.append(s)
+                if i > 0 && j == 0 { s = (s - 1) / 2 + 1 }
+            }
+            if !(stage.first?.conv2 is ACmix) && i > 0 { s = (s - 1) / 2 + 1 }
+        }
+        return sides
+    }
+
+    /// Throws a clear error when an input of this size would leave an ACmix map too small for reflection padding.
+    public func validate(height: Int, width: Int) throws {
+        guard let a = layer1.first?.conv2 as? ACmix else { return }
+        let pad = a.kernelAtt / 2
+        func minimum() -> Int { (1...4096).first { n in acmixInputSides(n).allSatisfy { $0 > pad } } ?? 4096 }
+        if acmixInputSides(height).contains(where: { $0 <= pad }) || acmixInputSides(width).contains(where: { $0 <= pad }) {
+            throw BackboneError("input \(height)x\(width) is too small for ACmix-ResNet: every ACmix feature map must be larger than "
+                                + "\(pad) pixels for the \(a.kernelAtt)x\(a.kernelAtt) reflection-padded window; use at least \(minimum())x\(minimum())")
+        }
+    }
+}

@@ -1,3 +1,4 @@
+import CBLAS
 import Foundation
 
 /// 64-byte aligned Float32 buffer shared by a tensor and its reshape views.
@@ -5,7 +6,15 @@ public final class Storage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
 
+    /// Keep freed tensor memory in the heap instead of returning it to the kernel: activations of the same sizes
+    /// are allocated every iteration, and fresh mmap'd pages cost a page fault per 4 KiB on first touch.
+    static let configureAllocator: Void = {
+        _ = mallopt(M_MMAP_THRESHOLD, 32 << 20)   // glibc's maximum
+        _ = mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    }()
+
     public init(count: Int) {
+        _ = Storage.configureAllocator
         self.count = count
         var raw: UnsafeMutableRawPointer?
         let bytes = max(64, (count * MemoryLayout<Float>.stride + 63) & ~63)

@@ -41,7 +41,7 @@ struct BroadcastPlan {
 }
 
 @inline(__always)
-func broadcastApply(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
+func broadcastApply<K: BinaryFn>(_ a: Tensor, _ b: Tensor, _ f: K) -> Tensor {
     if a.shape == b.shape { return zipMap(a, b, f) }
     let outShape = broadcastShape(a.shape, b.shape)
     let out = Tensor(uninitialized: outShape)
@@ -97,29 +97,29 @@ extension Tensor {
 }
 
 public func + (a: Tensor, b: Tensor) -> Tensor {
-    broadcastApply(a, b, +).record("add", [a, b]) { g in
+    broadcastApply(a, b, AddFn()).record("add", [a, b]) { g in
         [a.requiresGrad ? g.sumTo(a.shape) : nil, b.requiresGrad ? g.sumTo(b.shape) : nil]
     }
 }
 
 public func - (a: Tensor, b: Tensor) -> Tensor {
-    broadcastApply(a, b, -).record("sub", [a, b]) { g in
+    broadcastApply(a, b, SubFn()).record("sub", [a, b]) { g in
         [a.requiresGrad ? g.sumTo(a.shape) : nil, b.requiresGrad ? (-g).sumTo(b.shape) : nil]
     }
 }
 
 public func * (a: Tensor, b: Tensor) -> Tensor {
-    broadcastApply(a, b, *).record("mul", [a, b]) { g in
+    broadcastApply(a, b, MulFn()).record("mul", [a, b]) { g in
         [a.requiresGrad ? (g * b.detached()).sumTo(a.shape) : nil,
          b.requiresGrad ? (g * a.detached()).sumTo(b.shape) : nil]
     }
 }
 
 public func / (a: Tensor, b: Tensor) -> Tensor {
-    broadcastApply(a, b, /).record("div", [a, b]) { g in
+    broadcastApply(a, b, DivFn()).record("div", [a, b]) { g in
         let bd = b.detached()
         return [a.requiresGrad ? (g / bd).sumTo(a.shape) : nil,
-                b.requiresGrad ? (broadcastApply(g, a.detached(), *) / (bd * bd)).negated().sumTo(b.shape) : nil]
+                b.requiresGrad ? (broadcastApply(g, a.detached(), MulFn()) / (bd * bd)).negated().sumTo(b.shape) : nil]
     }
 }
 
@@ -127,15 +127,19 @@ public prefix func - (a: Tensor) -> Tensor { a.negated() }
 
 extension Tensor {
     public func negated() -> Tensor {
-        map(self) { -$0 }.record("neg", [self]) { g in [map(g) { -$0 }] }
+        map(self, AffineFn(scale: -1, shift: 0)).record("neg", [self]) { g in [map(g, AffineFn(scale: -1, shift: 0))] }
     }
 }
 
 // Scalar forms: the scalar is a constant.
-public func + (a: Tensor, s: Float) -> Tensor { map(a) { $0 + s }.record("add_scalar", [a]) { g in [g] } }
+public func + (a: Tensor, s: Float) -> Tensor { map(a, AffineFn(scale: 1, shift: s)).record("add_scalar", [a]) { g in [g] } }
 public func + (s: Float, a: Tensor) -> Tensor { a + s }
 public func - (a: Tensor, s: Float) -> Tensor { a + (-s) }
-public func - (s: Float, a: Tensor) -> Tensor { map(a) { s - $0 }.record("rsub_scalar", [a]) { g in [map(g) { -$0 }] } }
-public func * (a: Tensor, s: Float) -> Tensor { map(a) { $0 * s }.record("mul_scalar", [a]) { g in [map(g) { $0 * s }] } }
+public func - (s: Float, a: Tensor) -> Tensor {
+    map(a, AffineFn(scale: -1, shift: s)).record("rsub_scalar", [a]) { g in [map(g, AffineFn(scale: -1, shift: 0))] }
+}
+public func * (a: Tensor, s: Float) -> Tensor {
+    map(a, AffineFn(scale: s, shift: 0)).record("mul_scalar", [a]) { g in [map(g, AffineFn(scale: s, shift: 0))] }
+}
 public func * (s: Float, a: Tensor) -> Tensor { a * s }
 public func / (a: Tensor, s: Float) -> Tensor { a * (1 / s) }

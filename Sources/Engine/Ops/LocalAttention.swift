@@ -44,14 +44,12 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
                     var m = -Float.infinity
                     for j in 0..<kk {
                         let r = Int(taps[j])
-                        let krow = base + r * c3 + nd + hd * d, prow = p + r * d
-                        var acc: Float = 0
-                        for c in 0..<d { acc += qv[c] * (krow[c] - prow[c]) }
+                        let acc = dotDiff(qv, base + r * c3 + nd + hd * d, p + r * d, d)
                         lg[j] = acc
                         m = max(m, acc)
                     }
                     var sum: Float = 0
-                    for j in 0..<kk { let e = Foundation.exp(lg[j] - m); lg[j] = e; sum += e }
+                    for j in 0..<kk { let e = fastExp(lg[j] - m); lg[j] = e; sum += e }
                     let inv = 1 / sum
                     let orow = y + (bi * ho * wo + pos) * nd + hd * d
                     for c in 0..<d { orow[c] = 0 }
@@ -85,22 +83,21 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
                     var m = -Float.infinity
                     for j in 0..<kk {
                         let r = Int(taps[j])
-                        let krow = base + r * c3 + nd + hd * d, prow = p + r * d
-                        var acc: Float = 0
-                        for c in 0..<d { acc += qs[c] * (krow[c] - prow[c]) }
+                        let acc = dotDiff(qs, base + r * c3 + nd + hd * d, p + r * d, d)
                         att[j] = acc; m = max(m, acc)
                     }
                     var sum: Float = 0
-                    for j in 0..<kk { att[j] = Foundation.exp(att[j] - m); sum += att[j] }
+                    for j in 0..<kk { att[j] = fastExp(att[j] - m); sum += att[j] }
                     let grow = gy + (bi * ho * wo + pos) * nd + hd * d
                     var dot: Float = 0
                     for j in 0..<kk {
                         att[j] /= sum
                         let r = Int(taps[j])
                         let vrow = base + r * c3 + 2 * nd + hd * d, gvrow = gbase + r * c3 + 2 * nd + hd * d
-                        var acc: Float = 0
-                        for c in 0..<d { acc += grow[c] * vrow[c]; gvrow[c] += att[j] * grow[c] }
-                        ga[j] = acc; dot += att[j] * acc
+                        let acc = Engine.dot(grow, vrow, d)
+                        let a = att[j]
+                        for c in 0..<d { gvrow[c] += a * grow[c] }
+                        ga[j] = acc; dot += a * acc
                     }
                     let gq = gbase + qoff
                     for j in 0..<kk {

@@ -22,12 +22,14 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
         let st = st.baseAddress!
         parallelFor(rows, cost: d) { r in
             let row = xd + r * d, yr = y + r * d
-            let (mean, rstd) = moments(row, d, eps: eps)
+            // Two passes in float with SIMD partial sums: exact enough for rows of a few thousand and vectorised.
+            let mean = Engine.sum(row, d) / Float(d)
+            let rstd = 1 / (sumSquaredDeviation(row, mean, d) / Float(d) + eps).squareRoot()
             st[2 * r] = mean; st[2 * r + 1] = rstd
-            for i in 0..<d {
-                let n = (row[i] - mean) * rstd
-                yr[i] = w.map { n * $0[i] } ?? n
-                if let b { yr[i] += b[i] }
+            if let w, let b {
+                for i in 0..<d { yr[i] = (row[i] - mean) * rstd * w[i] + b[i] }
+            } else {
+                for i in 0..<d { yr[i] = (row[i] - mean) * rstd * (w?[i] ?? 1) + (b?[i] ?? 0) }
             }
         }
     }

@@ -92,7 +92,7 @@ extension Tensor {
     public func expand(_ target: [Int]) -> Tensor {
         if shape == target { return self }
         precondition(broadcastShape(shape, target) == target, "cannot expand \(shape) to \(target)")
-        let full = broadcastApply(Tensor(uninitialized: target), self) { _, b in b }
+        let full = broadcastApply(Tensor(uninitialized: target), self, SecondFn())
         return full.record("expand", [self]) { [shape] g in [g.sumTo(shape)] }
     }
 }

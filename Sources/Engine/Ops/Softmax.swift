@@ -32,7 +32,7 @@ extension Tensor {
                 let o = p / inner, i = p % inner, base = o * r * inner + i
                 var s: Float = 0
                 for j in 0..<r { s += gd[base + j * inner] }
-                for j in 0..<r { let k = base + j * inner; xd[k] = gd[k] - Foundation.exp(yd[k]) * s }
+                for j in 0..<r { let k = base + j * inner; xd[k] = gd[k] - fastExp(yd[k]) * s }
             }
             return [gx]
         }
@@ -41,12 +41,30 @@ extension Tensor {
     func softmaxKernel(_ outer: Int, _ r: Int, _ inner: Int, log: Bool) -> Tensor {
         let out = Tensor(uninitialized: shape)
         let x = data, y = out.data
+        if inner == 1 {
+            // Contiguous rows (the common last-axis case): three vectorisable passes per row.
+            parallelFor(outer, cost: r * 4) { o in
+                let xr = x + o * r, yr = y + o * r
+                var m = -Float.infinity
+                for j in 0..<r { m = Swift.max(m, xr[j]) }
+                for j in 0..<r { yr[j] = fastExp(xr[j] - m) }
+                let s = Engine.sum(yr, r)
+                if log {
+                    let ls = Foundation.log(s) + m
+                    for j in 0..<r { yr[j] = xr[j] - ls }
+                } else {
+                    let inv = 1 / s
+                    for j in 0..<r { yr[j] *= inv }
+                }
+            }
+            return out
+        }
         parallelFor(outer * inner, cost: r) { p in
             let o = p / inner, i = p % inner, base = o * r * inner + i
             var m = -Float.infinity
             for j in 0..<r { m = Swift.max(m, x[base + j * inner]) }
             var s: Float = 0
-            for j in 0..<r { let e = Foundation.exp(x[base + j * inner] - m); y[base + j * inner] = e; s += e }
+            for j in 0..<r { let e = fastExp(x[base + j * inner] - m); y[base + j * inner] = e; s += e }
             if log {
                 let ls = Foundation.log(s) + m
                 for j in 0..<r { y[base + j * inner] = x[base + j * inner] - ls }

@@ -3,8 +3,8 @@ import Foundation
 /// Pointwise math and activations with their derivatives.
 extension Tensor {
     public func exp() -> Tensor {
-        let y = map(self) { Foundation.exp($0) }
-        return y.record("exp", [self]) { g in [zipMap(g, y) { $0 * $1 }] }
+        let y = map(self, ExpFn())
+        return y.record("exp", [self]) { g in [zipMap(g, y, MulFn())] }
     }
 
     public func log() -> Tensor {
@@ -29,13 +29,13 @@ extension Tensor {
     }
 
     public func relu() -> Tensor {
-        let y = map(self) { $0 > 0 ? $0 : 0 }
-        return y.record("relu", [self]) { g in [zipMap(g, y) { $1 > 0 ? $0 : 0 }] }
+        let y = map(self, ReLUFn())
+        return y.record("relu", [self]) { g in [zipMap(g, y, ReLUGradFn())] }
     }
 
     public func sigmoid() -> Tensor {
-        let y = map(self) { 1 / (1 + Foundation.exp(-$0)) }
-        return y.record("sigmoid", [self]) { g in [zipMap(g, y) { $0 * $1 * (1 - $1) }] }
+        let y = map(self, SigmoidFn())
+        return y.record("sigmoid", [self]) { g in [zipMap(g, y, SigmoidGradFn())] }
     }
 
     public func tanh() -> Tensor {
@@ -45,13 +45,7 @@ extension Tensor {
 
     /// GELU in its exact form, x·Φ(x) with Φ the standard normal CDF (PyTorch's default, not the tanh approximation).
     public func gelu() -> Tensor {
-        map(self) { 0.5 * $0 * (1 + erf($0 * 0.70710678118654752)) }.record("gelu", [self]) { g in
-            [zipMap(g, self) { g, x in
-                let cdf = 0.5 * (1 + erf(x * 0.70710678118654752))
-                let pdf = Foundation.exp(-0.5 * x * x) * 0.39894228040143268
-                return g * (cdf + x * pdf)
-            }]
-        }
+        map(self, GELUFn()).record("gelu", [self]) { g in [zipMap(g, self, GELUGradFn())] }
     }
 
     /// Clamp to [lo, hi]; the gradient passes where the input was inside the range.
@@ -59,5 +53,18 @@ extension Tensor {
         map(self) { Swift.min(Swift.max($0, lo), hi) }.record("clamp", [self]) { g in
             [zipMap(g, self) { $1 >= lo && $1 <= hi ? $0 : 0 }]
         }
+    }
+}
+
+struct ReLUFn: UnaryFn { @inline(__always) func callAsFunction(_ x: Float) -> Float { x > 0 ? x : 0 } }
+struct ReLUGradFn: BinaryFn { @inline(__always) func callAsFunction(_ g: Float, _ y: Float) -> Float { y > 0 ? g : 0 } }
+struct ExpFn: UnaryFn { @inline(__always) func callAsFunction(_ x: Float) -> Float { fastExp(x) } }
+struct SigmoidFn: UnaryFn { @inline(__always) func callAsFunction(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) } }
+struct SigmoidGradFn: BinaryFn { @inline(__always) func callAsFunction(_ g: Float, _ y: Float) -> Float { g * y * (1 - y) } }
+struct GELUFn: UnaryFn { @inline(__always) func callAsFunction(_ x: Float) -> Float { x * normalCDF(x) } }
+/// d/dx x·Φ(x) = Φ(x) + x·φ(x).
+struct GELUGradFn: BinaryFn {
+    @inline(__always) func callAsFunction(_ g: Float, _ x: Float) -> Float {
+        g * (normalCDF(x) + x * fastExp(-0.5 * x * x) * 0.39894228040143268)
     }
 }

@@ -1,1 +1,102 @@
-print("todo")
+import ArgumentParser
+import Backbones
+import Engine
+import Foundation
+import NN
+
+/// Runs a backbone on a tensor file and writes its multi-scale features (and optionally logits) as safetensors.
+struct ExportFeatures: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export-features",
+        abstract: "Write a backbone's C2–C5 / stage1–4 features (float32 NCHW) for an input tensor or image.")
+
+    @Option(help: "Backbone: \(BackboneRegistry.allArchs.joined(separator: ", ")).")
+    var arch: String
+
+    @Option(help: "Weights (.safetensors) with the authors' state-dict keys, with or without a 'backbone.' prefix.")
+    var weights: String
+
+    @Option(help: "Input tensor file (.safetensors) holding an (N,3,H,W) float32 tensor.")
+    var input: String?
+
+    @Option(help: "Key of the input tensor inside --input.")
+    var inputKey = "input"
+
+    @Option(help: "Image (PNG or JPEG), normalised with the ImageNet mean/std.")
+    var image: String?
+
+    @Option(help: "Output file (.safetensors).")
+    var output: String
+
+    @Option(help: "classification (the authors' fixed-size model) or dense (any size, per-output norms; Swin only).")
+    var mode = "classification"
+
+    @Flag(help: "Also write `logits` from the classification head in the weights.")
+    var logits = false
+
+    func validate() throws {
+        guard (input == nil) != (image == nil) else { throw ValidationError("give exactly one of --input and --image") }
+        guard ["classification", "dense"].contains(mode) else { throw ValidationError("--mode must be classification or dense, got '\(mode)'") }
+        guard BackboneRegistry.allArchs.contains(arch) else {
+            throw ValidationError("unknown --arch '\(arch)'; known: \(BackboneRegistry.allArchs.joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        let state = try SafeTensors.read(path: weights).tensors
+        let classes = BackboneRegistry.numClasses(in: state)
+        if logits && classes == nil { throw ToolError("\(weights): --logits needs a classification head (fc.weight or head.weight), none found") }
+        let model = try BackboneRegistry.make(arch: arch, numClasses: logits ? classes : nil, dense: mode == "dense")
+        let prefix = state.keys.contains { $0.hasPrefix("backbone.") } ? "backbone." : nil
+        // Heads present in the file but not requested are not an error; everything the model needs must be there.
+        let report = try model.load(stateDict: state, strict: false, stripPrefix: prefix, source: weights)
+        let unexpected = report.unexpected.filter { !["fc.weight", "fc.bias", "head.weight", "head.bias"].contains($0) }
+        if !report.missing.isEmpty || !report.mismatched.isEmpty || !unexpected.isEmpty {
+            var r = report; r.unexpected = unexpected
+            throw ToolError("\(weights): weights do not match \(arch): " + r.description.split(separator: "\n").dropFirst().joined(separator: "; "))
+        }
+        model.eval()
+
+        let x = try loadInput()
+        try model.validate(height: x.shape[2], width: x.shape[3])
+        var outputs: [(String, Tensor)] = []
+        withNoGrad {
+            outputs = zip(model.featureNames, model.features(x)).map { ($0, $1) }
+            if logits, let l = model.logits(x) { outputs.append(("logits", l)) }
+        }
+        try SafeTensors.write(outputs, metadata: ["arch": arch, "mode": mode], to: output)
+    }
+
+    func loadInput() throws -> Tensor {
+        if let input {
+            let f = try SafeTensors.read(path: input)
+            guard let t = f.tensors[inputKey] else {
+                throw ToolError("\(input): no tensor '\(inputKey)' (has: \(f.names.joined(separator: ", ")))")
+            }
+            guard t.rank == 4, t.shape[1] == 3, t.shape[0] >= 1 else {
+                throw ToolError("\(input): '\(inputKey)' has shape \(t.shape), expected (N, 3, H, W)")
+            }
+            return t
+        }
+        throw ToolError("--image is not available in this build")
+    }
+}
+
+struct ToolError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// One clear line on stderr and a non-zero exit for every failure, never a trap.
+do {
+    var command = try ExportFeatures.parseAsRoot()
+    try command.run()
+} catch let e as ToolError {
+    FileHandle.standardError.write(Data("export-features: error: \(e.description)\n".utf8)); exit(1)
+} catch let e as SafeTensorsError {
+    FileHandle.standardError.write(Data("export-features: error: \(e.description)\n".utf8)); exit(1)
+} catch let e as BackboneError {
+    FileHandle.standardError.write(Data("export-features: error: \(e.description)\n".utf8)); exit(1)
+} catch {
+    ExportFeatures.exit(withError: error)
+}

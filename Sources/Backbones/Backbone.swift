@@ -1,0 +1,45 @@
+import Engine
+import NN
+
+/// What detection/segmentation necks and `export-features` need from a backbone.
+public protocol Backbone: Module {
+    /// Names of the outputs of `features`: c2…c5 (ResNet family) or stage1…stage4 (Swin family).
+    var featureNames: [String] { get }
+    /// Channels of each output of `features`.
+    var featureChannels: [Int] { get }
+    /// Multi-scale features, NCHW.
+    func features(_ x: Tensor) -> [Tensor]
+    /// Classification logits [N, classes], or nil when the model has no head.
+    func logits(_ x: Tensor) -> Tensor?
+    /// Throws a clear error when the model cannot run on an input of this size.
+    func validate(height: Int, width: Int) throws
+}
+
+extension ResNet: Backbone {
+    public var featureNames: [String] { ["c2", "c3", "c4", "c5"] }
+    public var featureChannels: [Int] { [256, 512, 1024, 2048] }
+    public func logits(_ x: Tensor) -> Tensor? { fc == nil ? nil : callAsFunction(x) }
+}
+
+/// Backbone names `export-features` and configs accept.
+public enum BackboneRegistry {
+    public static var resnetArchs: [String] { ResNet.depths.keys.sorted() }
+    public static var allArchs: [String] { resnetArchs }
+
+    /// Builds `arch`; `numClasses` nil builds no classification head.
+    public static func make(arch: String, numClasses: Int?, dense: Bool = false, frozenStages: Int = -1,
+                            normEval: Bool = false) throws -> any Backbone {
+        if ResNet.depths[arch] != nil {
+            return try ResNet(arch: arch, numClasses: numClasses, frozenStages: frozenStages, normEval: normEval)
+        }
+        throw BackboneError("unknown backbone arch '\(arch)'; known: \(allArchs.joined(separator: ", "))")
+    }
+
+    /// Classes of the classification head stored in a state dict (`fc.weight` or `head.weight`), if any.
+    public static func numClasses(in stateDict: [String: Tensor]) -> Int? {
+        for key in ["fc.weight", "head.weight", "backbone.fc.weight", "backbone.head.weight"] {
+            if let w = stateDict[key], w.rank == 2 { return w.shape[0] }
+        }
+        return nil
+    }
+}

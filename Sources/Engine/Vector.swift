@@ -1,0 +1,50 @@
+/// Small SIMD reductions. Swift does not reassociate float sums, so a plain `acc += a[i] * b[i]` loop stays
+/// scalar; these keep eight partial sums in a SIMD register instead.
+
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+
+/// Σ a[i]·b[i].
+@inline(__always)
+public func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= n { acc += load8(a + i) * load8(b + i); i += 8 }
+    var s = acc.sum()
+    while i < n { s += a[i] * b[i]; i += 1 }
+    return s
+}
+
+/// Σ a[i]·(b[i] − c[i]).
+@inline(__always)
+public func dotDiff(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= n { acc += load8(a + i) * (load8(b + i) - load8(c + i)); i += 8 }
+    var s = acc.sum()
+    while i < n { s += a[i] * (b[i] - c[i]); i += 1 }
+    return s
+}
+
+/// Σ a[i].
+@inline(__always)
+public func sum(_ a: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= n { acc += load8(a + i); i += 8 }
+    var s = acc.sum()
+    while i < n { s += a[i]; i += 1 }
+    return s
+}
+
+/// Σ (a[i] − m)².
+@inline(__always)
+public func sumSquaredDeviation(_ a: UnsafePointer<Float>, _ m: Float, _ n: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    let mv = SIMD8<Float>(repeating: m)
+    var i = 0
+    while i + 8 <= n { let d = load8(a + i) - mv; acc += d * d; i += 8 }
+    var s = acc.sum()
+    while i < n { s += (a[i] - m) * (a[i] - m); i += 1 }
+    return s
+}
