@@ -9,6 +9,17 @@ public struct DetectionInput: Sendable {
     public var gtMasks: BitmapMasks?
     public var gtPolygons: PolygonMasks?
     public var meta: ImageMeta
+
+    public init(image: FloatImage, gtBboxes: [Float], gtLabels: [Int], gtBboxesIgnore: [Float] = [],
+                gtMasks: BitmapMasks? = nil, gtPolygons: PolygonMasks? = nil, meta: ImageMeta) {
+        self.image = image
+        self.gtBboxes = gtBboxes
+        self.gtLabels = gtLabels
+        self.gtBboxesIgnore = gtBboxesIgnore
+        self.gtMasks = gtMasks
+        self.gtPolygons = gtPolygons
+        self.meta = meta
+    }
 }
 
 /// mmdet's standard train/test pipeline for COCO detectors:

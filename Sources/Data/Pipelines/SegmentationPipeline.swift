@@ -21,6 +21,12 @@ public struct SegmentationInput: Sendable {
     /// original resolution (mmseg evaluates at the original size).
     public var label: LabelMap
     public var meta: ImageMeta
+
+    public init(image: FloatImage, label: LabelMap, meta: ImageMeta) {
+        self.image = image
+        self.label = label
+        self.meta = meta
+    }
 }
 
 /// mmseg's ADE20K-style pipeline:

@@ -17,7 +17,7 @@ public enum ShapeKind: Int, CaseIterable, Sendable {
 
 /// One drawn shape: an exact inside test (evaluated at pixel centres, so label maps match the drawn pixels) and a
 /// polygon outline for the COCO annotation (vertices on the boundary; 32 for round shapes).
-public struct ShapeGeometry: Sendable {
+public struct ShapeGeometry: Equatable, Sendable {
     public var kind: ShapeKind
     public var cx: Double, cy: Double
     /// Half extents along the shape's own axes (radius for circles; circumradius for triangles).

@@ -1,7 +1,7 @@
 import Foundation
 
 /// One generated image with every form of its ground truth.
-public struct ShapesExample: Sendable {
+public struct ShapesExample: Equatable, Sendable {
     public var image: Image
     /// 0 = background, 1...4 = `ShapeKind` raw values; exactly the pixels drawn for each shape's visible part.
     public var label: LabelMap

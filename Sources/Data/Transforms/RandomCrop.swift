@@ -20,7 +20,7 @@ public struct RandomCrop: Sendable {
     }
 
     /// Whether the crop's class distribution passes mmseg's test: more than one class and max share < catMaxRatio.
-    func accepts(_ labels: LabelMap) -> Bool {
+    public func accepts(_ labels: LabelMap) -> Bool {
         var counts = [Int](repeating: 0, count: 256)
         for v in labels.labels { counts[Int(v)] += 1 }
         counts[Int(ignoreIndex)] = 0
