@@ -64,3 +64,33 @@ final class ShapesTests: XCTestCase {
         XCTAssertEqual(image.width, 64)
     }
 }
+
+final class SegmentationFolderDatasetTests: XCTestCase {
+    func testWrittenShapesLoadThroughTheSegmentationPipeline() throws {
+        let root = NSTemporaryDirectory() + "acmix-shapes-seg-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let writer = ShapesDatasetWriter(generator: ShapesGenerator(size: 64, seed: 4), trainCount: 5, valCount: 1,
+                                         imageFormat: "png")
+        try writer.write(to: root)
+        let pipeline = SegmentationPipeline(imgScale: (128, 64), cropSize: (48, 48), reduceZeroLabel: false)
+        let dataset = try SegmentationFolderDataset(imageDir: root + "/images/training",
+                                                    labelDir: root + "/annotations/training", pipeline: pipeline)
+        XCTAssertEqual(dataset.count, 5)
+        let sample = try dataset.sample(at: 2)
+        XCTAssertEqual(sample.image, writer.generator.example(split: 0, index: 2).image)  // PNG is lossless
+        let loader = DataLoader(dataset: dataset, batchSize: 2, seed: 3, workers: 2)
+        let it = loader.epoch(0)
+        var seen = 0
+        while let batch = try it.next() {
+            XCTAssertEqual(batch.shape[1...], [3, 48, 48])
+            XCTAssertTrue(batch.labels!.allSatisfy { $0 <= 4 || $0 == 255 })
+            seen += batch.shape[0]
+        }
+        XCTAssertEqual(seen, 5)
+        try FileManager.default.removeItem(atPath: root + "/annotations/training/train_000003.png")
+        XCTAssertThrowsError(try SegmentationFolderDataset(imageDir: root + "/images/training",
+                                                           labelDir: root + "/annotations/training", pipeline: pipeline)) {
+            XCTAssertTrue("\($0)".contains("train_000003.png"), "\($0)")
+        }
+    }
+}
