@@ -9,20 +9,24 @@ public func rescaleSize(width: Int, height: Int, scale: (Int, Int)) -> (width: I
 }
 
 /// OpenCV's fixed-point bilinear coefficients for one axis (`cv::resize`, INTER_LINEAR, half-pixel centres):
-/// source index pairs and weights scaled by 2^11, clamped at the borders as OpenCV does.
+/// source index pairs and weights scaled by 2^11. OpenCV treats the borders differently per axis: along x an
+/// out-of-range position snaps to the edge pixel with weight (1, 0); along y only the row indices are clamped and the
+/// fractional weights stay, which changes the rounding of the fixed-point sum (`clampWeights: false`).
 private struct LinearAxis {
     var i0: [Int32] = [], i1: [Int32] = [], w0: [Int32] = [], w1: [Int32] = []
 
-    init(source: Int, destination: Int) {
+    init(source: Int, destination: Int, clampWeights: Bool) {
         let scale = 1.0 / (Double(destination) / Double(source))
         for d in 0..<destination {
             var f = Float((Double(d) + 0.5) * scale - 0.5)
             var s = Int(f.rounded(.down))
             f -= Float(s)
-            if s < 0 { f = 0; s = 0 }
-            if s >= source - 1 { f = 0; s = source - 1 }
-            i0.append(Int32(s))
-            i1.append(Int32(min(s + 1, source - 1)))
+            if clampWeights {
+                if s < 0 { f = 0; s = 0 }
+                if s >= source - 1 { f = 0; s = source - 1 }
+            }
+            i0.append(Int32(min(max(s, 0), source - 1)))
+            i1.append(Int32(min(max(s + 1, 0), source - 1)))
             w0.append(Int32(((1 - f) * 2048).rounded(.toNearestOrEven)))
             w1.append(Int32((f * 2048).rounded(.toNearestOrEven)))
         }
@@ -52,8 +56,8 @@ public func resizeBilinear(_ src: [UInt8], width: Int, height: Int, channels: In
         }
         return dst
     }
-    let ax = LinearAxis(source: width, destination: dw)
-    let ay = LinearAxis(source: height, destination: dh)
+    let ax = LinearAxis(source: width, destination: dw, clampWeights: true)
+    let ay = LinearAxis(source: height, destination: dh, clampWeights: false)
     let rowLength = dw * channels
     // Horizontal pass of one source row: values scaled by 2^11.
     func horizontal(_ y: Int, into row: inout [Int32]) {
