@@ -105,8 +105,12 @@ int cic_png_decode(const uint8_t *bytes, size_t length, cic_png_mode mode, cic_i
             set_error(err, err_len, "label map must be single-channel (gray or palette), got colour type %d", color_type);
             png_error(png, "unsupported");
         }
-        // Sub-byte gray/palette samples become one byte each without scaling: the stored value is the label.
-        if (bit_depth < 8) png_set_packing(png);
+        // Sub-byte samples as Pillow reads them (mmseg loads labels with Pillow): palette indices and 1-bit gray
+        // stay raw (0/1), 2- and 4-bit gray are scaled to 0..255 like mode "L".
+        if (color_type == PNG_COLOR_TYPE_GRAY && (bit_depth == 2 || bit_depth == 4))
+            png_set_expand_gray_1_2_4_to_8(png);
+        else if (bit_depth < 8)
+            png_set_packing(png);
         if (color_type == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_strip_alpha(png);
         // 16-bit gray is kept wide here and narrowed below after a range check.
         if (bit_depth == 16) png_set_swap(png);

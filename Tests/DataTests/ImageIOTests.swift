@@ -71,6 +71,23 @@ final class ImageIOTests: XCTestCase {
         XCTAssertEqual(try decodeLabelMap(small16, name: "l16.png").labels, [7, 255])
     }
 
+    func testSubByteLabelsFollowPillow() throws {
+        // 2-bit gray [1, 3] → mode "L" values [85, 255]; 4-bit gray [1, 15] → [17, 255].
+        let g2 = makePNG(width: 2, height: 1, bitDepth: 2, colorType: 0, rows: [[0, 0x70]])
+        XCTAssertEqual(try decodeLabelMap(g2, name: "g2.png").labels, [85, 255])
+        let g4 = makePNG(width: 2, height: 1, bitDepth: 4, colorType: 0, rows: [[0, 0x1F]])
+        XCTAssertEqual(try decodeLabelMap(g4, name: "g4.png").labels, [17, 255])
+        // 1-bit gray [1, 0, 1] → mode "1", read as 0/1.
+        let g1 = makePNG(width: 3, height: 1, bitDepth: 1, colorType: 0, rows: [[0, 0xA0]])
+        XCTAssertEqual(try decodeLabelMap(g1, name: "g1.png").labels, [1, 0, 1])
+        XCTAssertEqual(try decodeImage(g1, name: "g1.png").pixels, [255, 255, 255, 0, 0, 0, 255, 255, 255])
+        // 4-bit palette [2, 9] keeps indices as labels; RGB gives the palette colours.
+        let palette: [UInt8] = (0..<16).flatMap { i -> [UInt8] in [UInt8(i * 10), UInt8(i), 200] }
+        let p4 = makePNG(width: 2, height: 1, bitDepth: 4, colorType: 3, rows: [[0, 0x29]], palette: palette)
+        XCTAssertEqual(try decodeLabelMap(p4, name: "p4.png").labels, [2, 9])
+        XCTAssertEqual(try decodeImage(p4, name: "p4.png").pixels, [20, 2, 200, 90, 9, 200])
+    }
+
     func testSixteenBitLabelOutOfRangeAndColourLabelAreRejected() throws {
         let gray16 = makePNG(width: 2, height: 1, bitDepth: 16, colorType: 0, rows: [[0, 0x12, 0x34, 0x00, 0xFF]])
         XCTAssertThrowsError(try decodeLabelMap(gray16, name: "g16.png")) { error in
@@ -127,7 +144,8 @@ final class ImageIOTests: XCTestCase {
 
 /// Builds a PNG by hand (signature, IHDR, one stored-deflate IDAT, IEND) so tests can cover bit depths and colour
 /// types our encoder does not write. Each row starts with its filter byte (0 = none).
-func makePNG(width: Int, height: Int, bitDepth: UInt8, colorType: UInt8, rows: [[UInt8]]) -> [UInt8] {
+func makePNG(width: Int, height: Int, bitDepth: UInt8, colorType: UInt8, rows: [[UInt8]], palette: [UInt8] = [])
+    -> [UInt8] {
     func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 255), UInt8((v >> 8) & 255), UInt8(v & 255)] }
     func crc32(_ bytes: [UInt8]) -> UInt32 {
         var c: UInt32 = 0xFFFF_FFFF
@@ -148,5 +166,6 @@ func makePNG(width: Int, height: Int, bitDepth: UInt8, colorType: UInt8, rows: [
     let zlib: [UInt8] = [0x78, 0x01, 0x01, UInt8(len & 255), UInt8(len >> 8), UInt8(~len & 255), UInt8(~len >> 8)]
         + raw + be32((b << 16) | a)
     let ihdr = be32(UInt32(width)) + be32(UInt32(height)) + [bitDepth, colorType, 0, 0, 0]
-    return [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", ihdr) + chunk("IDAT", zlib) + chunk("IEND", [])
+    return [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", ihdr)
+        + (palette.isEmpty ? [] : chunk("PLTE", palette)) + chunk("IDAT", zlib) + chunk("IEND", [])
 }

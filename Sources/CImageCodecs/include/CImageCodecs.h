@@ -19,7 +19,8 @@ typedef enum {
     /// (as OpenCV and Pillow do); alpha is dropped, not composited.
     CIC_PNG_RGB = 0,
     /// A label map → one raw 8-bit value per pixel: the grey level, or for palette images the palette INDEX.
-    /// Gray+alpha drops alpha; 16-bit gray must hold values ≤ 255; colour images are rejected.
+    /// Sub-byte files follow Pillow (which mmseg uses for labels): 1-bit gray and palette indices stay raw, 2/4-bit
+    /// gray is scaled to 0..255. Gray+alpha drops alpha; 16-bit gray must hold values ≤ 255; colour is rejected.
     CIC_PNG_LABEL = 1,
 } cic_png_mode;
 
