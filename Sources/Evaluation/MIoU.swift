@@ -145,7 +145,7 @@ public struct MIoUMetric: Sendable {
     public func compute() -> MIoUResult { MIoUResult(totals: totals) }
 }
 
-/// mmseg's printed form of a fraction: `round(x * 100, 2)` with two decimals, "nan" for NaN.
+/// mmseg's printed form of a fraction: numpy `round(x * 100, 2)` (half to even) with two decimals, "nan" for NaN.
 public func formatPercent(_ fraction: Double) -> String {
-    fraction.isNaN ? "nan" : String(format: "%.2f", (fraction * 100 * 100).rounded() / 100)
+    fraction.isNaN ? "nan" : String(format: "%.2f", (fraction * 100 * 100).rounded(.toNearestOrEven) / 100)
 }
