@@ -6,7 +6,7 @@ public enum Init {
     /// U(−bound, bound): PyTorch's default for conv/linear weights and biases is bound = 1/sqrt(fan_in).
     public static func uniform(_ shape: [Int], bound: Float) -> Tensor {
         let t = Tensor(uninitialized: shape)
-        for i in 0..<t.count { t.data[i] = (2 * EngineRandom.generator.uniform() - 1) * bound }
+        for i in 0..<t.count { t.data[i] = (2 * Float(EngineRandom.generator.uniform()) - 1) * bound }
         t.requiresGrad = true
         return t
     }
@@ -15,7 +15,7 @@ public enum Init {
     public static func normal(_ shape: [Int], std: Float, mean: Float = 0) -> Tensor {
         let t = Tensor(uninitialized: shape)
         for i in 0..<t.count {
-            let u1 = max(EngineRandom.generator.uniform(), 1e-7), u2 = EngineRandom.generator.uniform()
+            let u1 = max(Float(EngineRandom.generator.uniform()), 1e-7), u2 = Float(EngineRandom.generator.uniform())
             t.data[i] = mean + std * (-2 * _log(u1)).squareRoot() * _cos(2 * Float.pi * u2)
         }
         t.requiresGrad = true

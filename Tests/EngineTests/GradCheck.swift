@@ -5,7 +5,7 @@ import Engine
 func randomTensor(_ shape: [Int], seed: UInt64, lo: Float = -1, hi: Float = 1, requiresGrad: Bool = true) -> Tensor {
     var rng = SplitMix64(seed: seed)
     let n = shape.reduce(1, *)
-    return Tensor((0..<n).map { _ in lo + (hi - lo) * rng.uniform() }, shape: shape, requiresGrad: requiresGrad)
+    return Tensor((0..<n).map { _ in lo + (hi - lo) * Float(rng.uniform()) }, shape: shape, requiresGrad: requiresGrad)
 }
 
 /// Checks the analytic gradients of `f` against central finite differences of L = Σ f(inputs)·R for a fixed

@@ -1,20 +1,5 @@
 /// Dropout and drop-path (stochastic depth); identity when not training or when p == 0.
 
-/// A small seeded generator (SplitMix64) so training runs are reproducible.
-public struct SplitMix64: RandomNumberGenerator {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    public mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
-}
-
 /// The engine's default generator for dropout and initialisation; seed it for reproducible runs.
 public enum EngineRandom {
     nonisolated(unsafe) public static var generator = SplitMix64(seed: 0)
@@ -27,7 +12,7 @@ extension Tensor {
         guard training && p > 0 else { return self }
         let mask = Tensor(uninitialized: shape)
         let scale = 1 / (1 - p)
-        for i in 0..<count { mask.data[i] = EngineRandom.generator.uniform() < p ? 0 : scale }
+        for i in 0..<count { mask.data[i] = Float(EngineRandom.generator.uniform()) < p ? 0 : scale }
         return self * mask.detached()
     }
 
@@ -38,7 +23,7 @@ extension Tensor {
         var maskShape = [Int](repeating: 1, count: rank)
         maskShape[0] = shape[0]
         let mask = Tensor(uninitialized: maskShape)
-        for i in 0..<shape[0] { mask.data[i] = EngineRandom.generator.uniform() < keep ? 1 / keep : 0 }
+        for i in 0..<shape[0] { mask.data[i] = Float(EngineRandom.generator.uniform()) < keep ? 1 / keep : 0 }
         return self * mask
     }
 }

@@ -1,0 +1,215 @@
+import Foundation
+
+/// A random-access dataset for `DataLoader`. `item(at:rng:)` must be a pure function of the index and the generator
+/// it is handed, so that batches do not depend on which worker thread produced them.
+public protocol LoaderDataset: Sendable {
+    associatedtype Item: Sendable
+    var count: Int { get }
+    func item(at index: Int, rng: inout SplitMix64) throws -> Item
+}
+
+/// What the collate step needs from a pipeline output: the CHW image and, for segmentation, the label map.
+public protocol Collatable: Sendable {
+    var collateImage: FloatImage { get }
+    var collateLabel: LabelMap? { get }
+}
+
+extension DetectionInput: Collatable {
+    public var collateImage: FloatImage { image }
+    public var collateLabel: LabelMap? { nil }
+}
+
+extension SegmentationInput: Collatable {
+    public var collateImage: FloatImage { image }
+    public var collateLabel: LabelMap? { label }
+}
+
+/// One mini-batch as plain arrays (the integrator turns them into engine tensors).
+public struct Batch<Item: Collatable>: Sendable {
+    /// Dataset indices of the samples, in batch order.
+    public var indices: [Int]
+    /// NCHW, shape `[N, 3, H, W]` with H, W the largest in the batch; padding is 0 at the bottom/right.
+    public var images: [Float]
+    public var shape: [Int]
+    /// NHW label maps padded with 255, present when the items carry labels (segmentation).
+    public var labels: [UInt8]?
+    /// Per-image targets and meta; each item's own `image` is left at its unpadded size.
+    public var items: [Item]
+
+    /// mmcv `collate` with `pad_size_divisor=1`: pad every image to the batch's max height and width.
+    public init(indices: [Int], items: [Item]) {
+        precondition(!items.isEmpty, "empty batch")
+        let c = items[0].collateImage.channels
+        let h = items.map(\.collateImage.height).max()!, w = items.map(\.collateImage.width).max()!
+        var images = [Float](repeating: 0, count: items.count * c * h * w)
+        var labels: [UInt8]? = items[0].collateLabel == nil ? nil : [UInt8](repeating: 255, count: items.count * h * w)
+        for (n, item) in items.enumerated() {
+            let img = item.collateImage
+            precondition(img.channels == c, "images in a batch need the same channel count")
+            for ch in 0..<c {
+                for y in 0..<img.height {
+                    let src = (ch * img.height + y) * img.width, dst = ((n * c + ch) * h + y) * w
+                    images.replaceSubrange(dst..<(dst + img.width), with: img.data[src..<(src + img.width)])
+                }
+            }
+            if let map = item.collateLabel {
+                for y in 0..<map.height {
+                    let dst = (n * h + y) * w
+                    labels!.replaceSubrange(dst..<(dst + map.width), with: map.labels[(y * map.width)..<((y + 1) * map.width)])
+                }
+            }
+        }
+        self.indices = indices
+        self.images = images
+        self.shape = [items.count, c, h, w]
+        self.labels = labels
+        self.items = items
+    }
+}
+
+/// Batches a dataset with per-epoch seeded shuffling and background prefetching.
+///
+/// Determinism: epoch `e`'s order is a Fisher–Yates shuffle drawn from `SplitMix64(seed, stream: e)`, and sample `i`
+/// of epoch `e` gets its own generator `SplitMix64(seed, stream: e + 1 << 32, index: i)`. Workers take whole batches
+/// and the consumer receives them strictly in order, so the output is the same for any worker count or timing.
+public final class DataLoader<Dataset: LoaderDataset>: @unchecked Sendable where Dataset.Item: Collatable {
+    public let dataset: Dataset
+    public let batchSize: Int
+    public let shuffle: Bool
+    public let seed: UInt64
+    public let dropLast: Bool
+    /// Background threads; 0 builds batches on the caller's thread.
+    public let workers: Int
+    /// Batches that may be finished ahead of the consumer.
+    public let prefetch: Int
+
+    public init(dataset: Dataset, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0, dropLast: Bool = false,
+                workers: Int = 1, prefetch: Int = 2) {
+        precondition(batchSize > 0 && workers >= 0 && prefetch >= 1)
+        self.dataset = dataset
+        self.batchSize = batchSize
+        self.shuffle = shuffle
+        self.seed = seed
+        self.dropLast = dropLast
+        self.workers = workers
+        self.prefetch = prefetch
+    }
+
+    public var batchesPerEpoch: Int {
+        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+    }
+
+    /// The sample order of an epoch.
+    public func order(epoch: Int) -> [Int] {
+        var indices = Array(0..<dataset.count)
+        guard shuffle else { return indices }
+        var rng = SplitMix64(seed: seed, stream: UInt64(epoch))
+        for i in stride(from: indices.count - 1, to: 0, by: -1) { indices.swapAt(i, rng.randint(0, i + 1)) }
+        return indices
+    }
+
+    /// Builds batch `b` of an epoch order (on whichever thread calls it).
+    func makeBatch(_ b: Int, order: [Int], epoch: Int) throws -> Batch<Dataset.Item> {
+        let indices = Array(order[(b * batchSize)..<min(order.count, (b + 1) * batchSize)])
+        let items = try indices.map { i -> Dataset.Item in
+            var rng = SplitMix64(seed: seed, stream: UInt64(epoch) + (1 << 32), index: UInt64(i))
+            return try dataset.item(at: i, rng: &rng)
+        }
+        return Batch(indices: indices, items: items)
+    }
+
+    /// Starts producing epoch `epoch`'s batches; iterate the result with `next()` or `for try await`-free loops.
+    public func epoch(_ epoch: Int) -> EpochIterator {
+        EpochIterator(loader: self, epoch: epoch)
+    }
+
+    /// Yields one epoch's batches in order. Dropping it stops its workers after their current batch.
+    public final class EpochIterator {
+        private let state: PrefetchState<Batch<Dataset.Item>>
+        private let loader: DataLoader
+        private let order: [Int]
+        private let epoch: Int
+        private var nextBatch = 0
+
+        init(loader: DataLoader, epoch: Int) {
+            self.loader = loader
+            self.epoch = epoch
+            order = loader.order(epoch: epoch)
+            let total = loader.batchesPerEpoch
+            state = PrefetchState(total: total, window: loader.prefetch)
+            let (state, order) = (state, order)
+            for w in 0..<min(loader.workers, total) {
+                let thread = Thread {
+                    while let b = state.claim() {
+                        let result = Result { try loader.makeBatch(b, order: order, epoch: epoch) }
+                        state.deliver(b, result)
+                    }
+                }
+                thread.name = "DataLoader worker \(w)"
+                thread.start()
+            }
+        }
+
+        deinit { state.cancel() }
+
+        /// The next batch, or nil at the end of the epoch. Rethrows a dataset error for the batch it belongs to.
+        public func next() throws -> Batch<Dataset.Item>? {
+            guard nextBatch < loader.batchesPerEpoch else { return nil }
+            defer { nextBatch += 1 }
+            if loader.workers == 0 { return try loader.makeBatch(nextBatch, order: order, epoch: epoch) }
+            return try state.take(nextBatch).get()
+        }
+    }
+}
+
+/// The bounded hand-off between workers and the consumer: workers claim batch numbers in order but no more than
+/// `window` ahead of the consumer; finished batches wait in a dictionary until their turn.
+final class PrefetchState<Value>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private let total: Int
+    private let window: Int
+    private var claimed = 0
+    private var consumed = 0
+    private var cancelled = false
+    private var ready: [Int: Result<Value, Error>] = [:]
+
+    init(total: Int, window: Int) {
+        self.total = total
+        self.window = window
+    }
+
+    /// The next batch number to build, blocking while the window is full; nil when done or cancelled.
+    func claim() -> Int? {
+        condition.lock()
+        defer { condition.unlock() }
+        while !cancelled && claimed < total && claimed >= consumed + window { condition.wait() }
+        guard !cancelled && claimed < total else { return nil }
+        claimed += 1
+        return claimed - 1
+    }
+
+    func deliver(_ b: Int, _ value: Result<Value, Error>) {
+        condition.lock()
+        ready[b] = value
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Blocks until batch `b` is ready, then hands it over and opens the window by one.
+    func take(_ b: Int) -> Result<Value, Error> {
+        condition.lock()
+        defer { condition.unlock() }
+        while ready[b] == nil { condition.wait() }
+        let value = ready.removeValue(forKey: b)!
+        consumed = b + 1
+        condition.broadcast()
+        return value
+    }
+
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}

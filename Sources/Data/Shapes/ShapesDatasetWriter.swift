@@ -1,0 +1,90 @@
+import Foundation
+
+/// Writes the synthetic shapes dataset in both mmdet (COCO) and mmseg (ADE20K) layouts, sharing the images:
+///
+///     OUT/images/{training,validation}/{train,val}_NNNNNN.jpg     RGB images
+///     OUT/annotations/{training,validation}/{train,val}_NNNNNN.png 8-bit labels, 0 = background, 1..4 = classes
+///     OUT/annotations/instances_{train,val}.json                  COCO instances, polygons, category ids 1..4
+///     OUT/classes.txt                                              background, circle, rectangle, triangle, ellipse
+///
+/// COCO `file_name`s are relative to `OUT/images/training` (train) or `OUT/images/validation` (val). For mmseg use
+/// `num_classes=5, reduce_zero_label=False` (background is a real class here). Same seed → byte-identical files.
+public struct ShapesDatasetWriter: Sendable {
+    public var generator: ShapesGenerator
+    public var trainCount: Int
+    public var valCount: Int
+    /// "jpg" (small, like ADE20K) or "png" (lossless).
+    public var imageFormat: String
+    public var jpegQuality = 92
+
+    public init(generator: ShapesGenerator, trainCount: Int = 300, valCount: Int = 60, imageFormat: String = "jpg") {
+        precondition(imageFormat == "jpg" || imageFormat == "png", "image format must be jpg or png")
+        self.generator = generator
+        self.trainCount = trainCount
+        self.valCount = valCount
+        self.imageFormat = imageFormat
+    }
+
+    /// Counts of what was written, for the tool to report.
+    public struct Summary: Sendable {
+        public var images = 0
+        public var instances = 0
+        public var bytes = 0
+    }
+
+    public static let splits = [(name: "train", folder: "training"), (name: "val", folder: "validation")]
+
+    @discardableResult
+    public func write(to root: String) throws -> Summary {
+        var summary = Summary()
+        let fm = FileManager.default
+        for (split, (name, folder)) in ShapesDatasetWriter.splits.enumerated() {
+            let imageDir = "\(root)/images/\(folder)", labelDir = "\(root)/annotations/\(folder)"
+            for dir in [imageDir, labelDir] { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+            let count = split == 0 ? trainCount : valCount
+            var images: [String] = [], annotations: [String] = []
+            for index in 0..<count {
+                let example = generator.example(split: split, index: index)
+                let stem = String(format: "%@_%06d", name, index)
+                let fileName = "\(stem).\(imageFormat)"
+                let imageBytes = imageFormat == "jpg"
+                    ? try encodeJPEG(example.image, quality: jpegQuality, name: "\(imageDir)/\(fileName)")
+                    : try encodePNG(example.image, name: "\(imageDir)/\(fileName)")
+                try writeBytes(imageBytes, to: "\(imageDir)/\(fileName)")
+                let labelBytes = try encodePNG(example.label, compressionLevel: 9, name: "\(labelDir)/\(stem).png")
+                try writeBytes(labelBytes, to: "\(labelDir)/\(stem).png")
+                summary.bytes += imageBytes.count + labelBytes.count
+                let imageID = index + 1
+                images.append("{\"id\": \(imageID), \"file_name\": \"\(fileName)\", \"width\": \(generator.size), "
+                    + "\"height\": \(generator.size)}")
+                for (g, a) in zip(example.shapes, example.annotations) {
+                    annotations.append("{\"id\": \(summary.instances + 1), \"image_id\": \(imageID), "
+                        + "\"category_id\": \(g.kind.rawValue), \"iscrowd\": 0, \"area\": \(fixed(a.area)), "
+                        + "\"bbox\": [\(a.bbox.map(fixed).joined(separator: ", "))], "
+                        + "\"segmentation\": [[\(a.polygons[0].map(fixed).joined(separator: ", "))]]}")
+                    summary.instances += 1
+                }
+                summary.images += 1
+            }
+            let categories = ShapeKind.allCases.map {
+                "{\"id\": \($0.rawValue), \"name\": \"\($0.name)\", \"supercategory\": \"shape\"}"
+            }
+            let json = "{\"info\": {\"description\": \"ACmixKit synthetic shapes, seed \(generator.seed)\"},\n"
+                + "\"images\": [\n" + images.joined(separator: ",\n") + "\n],\n"
+                + "\"annotations\": [\n" + annotations.joined(separator: ",\n") + "\n],\n"
+                + "\"categories\": [" + categories.joined(separator: ", ") + "]}\n"
+            let jsonBytes = Array(json.utf8)
+            try writeBytes(jsonBytes, to: "\(root)/annotations/instances_\(name).json")
+            summary.bytes += jsonBytes.count
+        }
+        let classes = (["background"] + ShapeKind.allCases.map(\.name)).joined(separator: "\n") + "\n"
+        try writeBytes(Array(classes.utf8), to: "\(root)/classes.txt")
+        return summary
+    }
+}
+
+/// Two decimals, never "-0.00": stable text for byte-identical files.
+private func fixed(_ x: Double) -> String {
+    let s = String(format: "%.2f", x)
+    return s == "-0.00" ? "0.00" : s
+}
