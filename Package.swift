@@ -64,7 +64,7 @@ let package = Package(
                           path: "Sources/Tools/det-eval"),
         .executableTarget(name: "seg-eval", dependencies: ["Data", "Evaluation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/seg-eval"),
-        .executableTarget(name: "export-features", dependencies: ["NN", "Data", "Backbones", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        .executableTarget(name: "export-features", dependencies: ["Engine", "NN", "Data", "Backbones", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/export-features", swiftSettings: fast),
 
         .testTarget(name: "EngineTests", dependencies: ["Engine", "NN"], path: "Tests/EngineTests"),

@@ -9,12 +9,21 @@ public struct LoadReport: CustomStringConvertible {
 
     public var isClean: Bool { missing.isEmpty && unexpected.isEmpty && mismatched.isEmpty }
 
-    public var description: String {
-        var lines = ["loaded \(loaded.count) tensors"]
-        if !missing.isEmpty { lines.append("missing keys (\(missing.count)): " + missing.joined(separator: ", ")) }
-        if !unexpected.isEmpty { lines.append("unexpected keys (\(unexpected.count)): " + unexpected.joined(separator: ", ")) }
-        for m in mismatched { lines.append("shape mismatch for \(m.key): model \(m.expected), checkpoint \(m.found)") }
-        return lines.joined(separator: "\n")
+    public var description: String { problems().joined(separator: "\n") }
+
+    /// One line per kind of problem, each key list cut after `limit` names.
+    public func problems(limit: Int = .max) -> [String] {
+        func list(_ keys: [String]) -> String {
+            keys.prefix(limit).joined(separator: ", ") + (keys.count > limit ? ", ... (\(keys.count - limit) more)" : "")
+        }
+        var lines: [String] = []
+        if !missing.isEmpty { lines.append("missing keys (\(missing.count)): " + list(missing)) }
+        if !unexpected.isEmpty { lines.append("unexpected keys (\(unexpected.count)): " + list(unexpected)) }
+        if !mismatched.isEmpty {
+            lines.append("shape mismatches (\(mismatched.count)): "
+                         + list(mismatched.map { "\($0.key) model \($0.expected) vs checkpoint \($0.found)" }))
+        }
+        return lines
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Backbones
+import Data
 import Engine
 import Foundation
 import NN
@@ -53,7 +54,7 @@ struct ExportFeatures: ParsableCommand {
         let unexpected = report.unexpected.filter { !["fc.weight", "fc.bias", "head.weight", "head.bias"].contains($0) }
         if !report.missing.isEmpty || !report.mismatched.isEmpty || !unexpected.isEmpty {
             var r = report; r.unexpected = unexpected
-            throw ToolError("\(weights): weights do not match \(arch): " + r.description.split(separator: "\n").dropFirst().joined(separator: "; "))
+            throw ToolError("\(weights): weights do not match \(arch): " + r.problems(limit: 6).joined(separator: "; "))
         }
         model.eval()
 
@@ -78,7 +79,9 @@ struct ExportFeatures: ParsableCommand {
             }
             return t
         }
-        throw ToolError("--image is not available in this build")
+        // Decoded as RGB, normalised with the ImageNet mean/std (mmcv's Normalize with to_rgb), batch of one.
+        let img = Normalize()(try readImage(image!))
+        return Tensor(img.data, shape: [1, 3, img.height, img.width])
     }
 }
 
@@ -87,16 +90,5 @@ struct ToolError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-/// One clear line on stderr and a non-zero exit for every failure, never a trap.
-do {
-    var command = try ExportFeatures.parseAsRoot()
-    try command.run()
-} catch let e as ToolError {
-    FileHandle.standardError.write(Data("export-features: error: \(e.description)\n".utf8)); exit(1)
-} catch let e as SafeTensorsError {
-    FileHandle.standardError.write(Data("export-features: error: \(e.description)\n".utf8)); exit(1)
-} catch let e as BackboneError {
-    FileHandle.standardError.write(Data("export-features: error: \(e.description)\n".utf8)); exit(1)
-} catch {
-    ExportFeatures.exit(withError: error)
-}
+// Errors thrown from run() (bad files, wrong shapes, missing keys) print as one "Error: ..." line, exit code 1.
+ExportFeatures.main()

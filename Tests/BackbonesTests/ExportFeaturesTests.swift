@@ -1,0 +1,78 @@
+import Foundation
+import XCTest
+import Engine
+import NN
+import Backbones
+
+/// The `export-features` contract, run as a process on the release build next to the tests.
+final class ExportFeaturesTests: XCTestCase {
+    let tool: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { url.deleteLastPathComponent() }
+        return url.appendingPathComponent(".build/release/export-features").path
+    }()
+
+    func run(_ args: [String]) throws -> (Int32, String) {
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: tool), "build the release products first: \(tool)")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = args
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = Pipe()
+        try p.run()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
+    func tmp(_ name: String) -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("export-features-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent(name).path
+    }
+
+    func testFeaturesAndLogitsMatchTheLibrary() throws {
+        EngineRandom.seed(7)
+        let model = try ResNet(arch: "acmix_resnet26", numClasses: 10)
+        // Non-trivial BN statistics so eval mode is exercised.
+        for (k, t) in model.namedTensors() where k.hasSuffix("running_var") { t.fill(0.8) }
+        let weights = tmp("w.safetensors"), input = tmp("x.safetensors"), output = tmp("out.safetensors")
+        try SafeTensors.write(model.namedTensors().map { ("backbone.\($0.0)", $0.1) }, to: weights)
+        var rng = SplitMix64(seed: 3)
+        let x = Tensor((0..<(2 * 3 * 128 * 96)).map { _ in Float(rng.uniform(-2, 2)) }, shape: [2, 3, 128, 96])
+        try SafeTensors.write([("pixels", x)], to: input)
+
+        let (rc, err) = try run(["--arch", "acmix_resnet26", "--weights", weights, "--input", input, "--input-key", "pixels",
+                                 "--output", output, "--logits"])
+        XCTAssertEqual(rc, 0, err)
+        let out = try SafeTensors.read(path: output)
+        model.eval()
+        let expected = withNoGrad { model.features(x) }
+        for (i, name) in ["c2", "c3", "c4", "c5"].enumerated() {
+            XCTAssertEqual(out.tensors[name]?.shape, expected[i].shape)
+            XCTAssertEqual(out.tensors[name]?.array, expected[i].array, name)
+        }
+        XCTAssertEqual(out.tensors["logits"]?.shape, [2, 10])
+    }
+
+    func testBadInputsGiveOneErrorLine() throws {
+        EngineRandom.seed(1)
+        let weights = tmp("w2.safetensors"), input = tmp("x2.safetensors")
+        try SafeTensors.write(try ResNet(arch: "acmix_resnet26", numClasses: nil).namedTensors(), to: weights)
+        try SafeTensors.write([("input", Tensor(zeros: [1, 3, 32, 32]))], to: input)
+        let cases: [([String], String)] = [
+            (["--arch", "acmix_resnet26", "--weights", weights, "--input", input, "--output", tmp("o.safetensors")], "too small"),
+            (["--arch", "acmix_resnet26", "--weights", weights, "--input", input, "--input-key", "nope", "--output", tmp("o.safetensors")], "no tensor 'nope'"),
+            (["--arch", "acmix_resnet26", "--weights", weights, "--input", input, "--output", tmp("o.safetensors"), "--logits"], "classification head"),
+            (["--arch", "acmix_resnet50", "--weights", weights, "--input", input, "--output", tmp("o.safetensors")], "missing keys"),
+            (["--arch", "acmix_resnet26", "--weights", tmp("absent.safetensors"), "--input", input, "--output", tmp("o.safetensors")], "cannot open"),
+            (["--arch", "resnet999", "--weights", weights, "--input", input, "--output", tmp("o.safetensors")], "unknown --arch"),
+        ]
+        for (args, fragment) in cases {
+            let (rc, err) = try run(args)
+            XCTAssertNotEqual(rc, 0, "\(args)")
+            XCTAssertTrue(err.contains(fragment), "expected '\(fragment)' in: \(err)")
+            XCTAssertFalse(err.contains("Fatal error"), err)
+        }
+    }
+}
