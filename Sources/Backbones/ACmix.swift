@@ -50,13 +50,10 @@ public final class ACmix: Module {
             .permute([0, 2, 1, 3]).reshape([b, headDim * kk, h, w])
         let outConv = dep_conv(f)                                                        // [B, out, Ho, Wo]
 
-        // Attention path on channels-last q/k/v, positional encoding from the coordinate grid.
-        let pe = conv_p(coordinateGrid(h, w)).reshape([headDim, h * w]).transpose(0, 1)  // [HW, d]
-        let att = acmixLocalAttention(qkv.reshape([b, 3 * out, h * w]).transpose(1, 2), pe, heads: head,
-                                      height: h, width: w, kernel: kernelAtt, stride: stride,
-                                      scale: 1 / Float(headDim).squareRoot())            // [B, HoWo, out]
-        let (ho, wo) = ((h - 1) / stride + 1, (w - 1) / stride + 1)
-        let outAtt = att.transpose(1, 2).reshape([b, out, ho, wo])
+        // Attention path straight on the NCHW projections, positional encoding from the coordinate grid.
+        let pe = conv_p(coordinateGrid(h, w)).reshape([headDim, h * w])                  // [d, HW]
+        let outAtt = acmixLocalAttention(qkv, pe, heads: head, height: h, width: w, kernel: kernelAtt, stride: stride,
+                                         scale: 1 / Float(headDim).squareRoot())          // [B, out, Ho, Wo]
         return rate1 * outAtt + rate2 * outConv
     }
 }

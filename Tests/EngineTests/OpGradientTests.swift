@@ -190,3 +190,16 @@ final class OpGradientTests: XCTestCase {
                        0.5 * 0.04 + 2.5, accuracy: 1e-6)
     }
 }
+
+/// The fused ACmix attention op, against finite differences (its parity with the authors' module is in BackbonesTests).
+final class LocalAttentionGradientTests: XCTestCase {
+    func testGradients() {
+        for stride in [1, 2] {
+            let qkv = randomTensor([2, 3 * 2 * 3, 5, 6], seed: 40 + UInt64(stride))   // 2 heads of 3 channels
+            let pe = randomTensor([3, 30], seed: 50)
+            gradCheck([qkv, pe]) {
+                acmixLocalAttention($0[0], $0[1], heads: 2, height: 5, width: 6, kernel: 5, stride: stride, scale: 0.7)
+            }
+        }
+    }
+}
