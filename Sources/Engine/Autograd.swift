@@ -1,13 +1,30 @@
-/// One recorded op on the tape: its inputs and the function that maps the output's gradient to theirs.
+/// One recorded op on the tape: where its inputs came from and the function that maps the output's gradient
+/// to theirs.
+///
+/// A node refers to an interior input by that input's node, not by the tensor: the tape itself keeps no
+/// activation alive. Only what a backward closure captures stays in memory (the input of a conv, the output of a
+/// ReLU), so a BatchNorm output consumed by a ReLU is freed during the forward pass, as in PyTorch.
 public final class Node {
-    let inputs: [Tensor]
-    /// Returns one gradient per input (nil where the input needs none); shapes equal the inputs' shapes.
-    let backward: (Tensor) -> [Tensor?]
+    enum Input {
+        /// A tensor without a node that requires grad: a parameter or an input; receives `grad`.
+        case leaf(Tensor)
+        /// The output of another recorded op.
+        case interior(Node)
+        /// Needs no gradient.
+        case constant
+    }
+
+    let inputs: [Input]
+    /// Returns one gradient per input (nil where none is needed); shapes equal the inputs' shapes. Released after it
+    /// runs, so the activations it captured are freed as the backward pass moves down the graph.
+    var backward: ((Tensor) -> [Tensor?])?
     let name: String
+    let inputShapes: [[Int]]
 
     init(_ name: String, _ inputs: [Tensor], _ backward: @escaping (Tensor) -> [Tensor?]) {
         self.name = name
-        self.inputs = inputs
+        self.inputs = inputs.map { t in !t.requiresGrad ? .constant : (t.node.map { .interior($0) } ?? .leaf(t)) }
+        inputShapes = inputs.map(\.shape)
         self.backward = backward
     }
 }
@@ -47,37 +64,42 @@ extension Tensor {
     public func backward(_ gradient: Tensor? = nil) {
         precondition(gradient != nil || count == 1, "backward() without a gradient needs a scalar, got \(shape)")
         let seed = gradient ?? Tensor(zeros: shape, value: 1)
-        guard node != nil else { accumulate(seed); return }
+        guard let root = node else { if requiresGrad { accumulate(seed) }; return }
 
-        // Topological order of the nodes reachable from self (iterative DFS; deep nets overflow recursion).
-        var order: [Tensor] = []
-        var visited = Set<ObjectIdentifier>()
-        var stack: [(Tensor, Bool)] = [(self, false)]
-        while let (t, expanded) = stack.popLast() {
-            if expanded { order.append(t); continue }
-            let id = ObjectIdentifier(t)
-            if visited.contains(id) { continue }
-            visited.insert(id)
-            stack.append((t, true))
-            for input in t.node?.inputs ?? [] where input.node != nil && !visited.contains(ObjectIdentifier(input)) {
-                stack.append((input, false))
+        // Topological order of the nodes reachable from the root (iterative DFS; deep nets overflow recursion).
+        var order: [Node] = []
+        var visited = Set<ObjectIdentifier>([ObjectIdentifier(root)])
+        var stack: [(Node, Bool)] = [(root, false)]
+        while let (n, expanded) = stack.popLast() {
+            if expanded { order.append(n); continue }
+            stack.append((n, true))
+            for case let .interior(child) in n.inputs where visited.insert(ObjectIdentifier(child)).inserted {
+                stack.append((child, false))
             }
         }
 
-        var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
-        for t in order.reversed() {
-            guard let node = t.node, let g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
-            let inputGrads = withNoGrad { node.backward(g) }
-            for (input, ig) in zip(node.inputs, inputGrads) {
-                guard let ig, input.requiresGrad else { continue }
-                precondition(ig.shape == input.shape, "\(node.name) backward: grad \(ig.shape) for input \(input.shape)")
-                if input.node == nil {
-                    input.accumulate(ig)
-                } else if let existing = grads[ObjectIdentifier(input)] {
-                    existing.addInPlace(ig)
-                } else {
-                    // Own the buffer before accumulating into it later: ops may return views of shared grads.
-                    grads[ObjectIdentifier(input)] = ig.storage === g.storage ? ig.copy() : ig
+        var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
+        for n in order.reversed() {
+            guard let g = grads.removeValue(forKey: ObjectIdentifier(n)) else { continue }
+            guard let fn = n.backward else {
+                preconditionFailure("backward through \(n.name) a second time: its saved tensors were freed after the first")
+            }
+            n.backward = nil
+            let inputGrads = withNoGrad { fn(g) }
+            for (k, (input, ig)) in zip(n.inputs, inputGrads).enumerated() {
+                guard let ig else { continue }
+                precondition(ig.shape == n.inputShapes[k], "\(n.name) backward: grad \(ig.shape) for input \(n.inputShapes[k])")
+                switch input {
+                case .constant: continue
+                case let .leaf(t): t.accumulate(ig)
+                case let .interior(child):
+                    let id = ObjectIdentifier(child)
+                    if let existing = grads[id] {
+                        existing.addInPlace(ig)
+                    } else {
+                        // Own the buffer before accumulating into it later: ops may pass the incoming gradient through.
+                        grads[id] = ig.storage === g.storage ? ig.copy() : ig
+                    }
                 }
             }
         }

@@ -1,5 +1,6 @@
 import CBLAS
 import Foundation
+import Synchronization
 
 /// 64-byte aligned Float32 buffer shared by a tensor and its reshape views.
 public final class Storage: @unchecked Sendable {
@@ -13,9 +14,18 @@ public final class Storage: @unchecked Sendable {
         _ = mallopt(M_TRIM_THRESHOLD, 1 << 30)
     }()
 
+    /// Bytes held by live tensor storages now, and the most held at once since the last `resetPeak()`.
+    static let live = Atomic<Int>(0)
+    static let peak = Atomic<Int>(0)
+    public static var liveBytes: Int { live.load(ordering: .relaxed) }
+    public static var peakBytes: Int { peak.load(ordering: .relaxed) }
+    public static func resetPeak() { peak.store(live.load(ordering: .relaxed), ordering: .relaxed) }
+
     public init(count: Int) {
         _ = Storage.configureAllocator
         self.count = count
+        let now = Storage.live.add(count * 4, ordering: .relaxed).newValue
+        _ = Storage.peak.max(now, ordering: .relaxed)
         var raw: UnsafeMutableRawPointer?
         let bytes = max(64, (count * MemoryLayout<Float>.stride + 63) & ~63)
         guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
@@ -24,5 +34,8 @@ public final class Storage: @unchecked Sendable {
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 16))
     }
 
-    deinit { free(pointer) }
+    deinit {
+        Storage.live.subtract(count * 4, ordering: .relaxed)
+        free(pointer)
+    }
 }

@@ -96,15 +96,18 @@ extension Tensor {
     }
 }
 
+// add and sub capture only shapes and flags: their backward needs no input values.
 public func + (a: Tensor, b: Tensor) -> Tensor {
-    broadcastApply(a, b, AddFn()).record("add", [a, b]) { g in
-        [a.requiresGrad ? g.sumTo(a.shape) : nil, b.requiresGrad ? g.sumTo(b.shape) : nil]
+    let (sa, sb, ra, rb) = (a.shape, b.shape, a.requiresGrad, b.requiresGrad)
+    return broadcastApply(a, b, AddFn()).record("add", [a, b]) { g in
+        [ra ? g.sumTo(sa) : nil, rb ? g.sumTo(sb) : nil]
     }
 }
 
 public func - (a: Tensor, b: Tensor) -> Tensor {
-    broadcastApply(a, b, SubFn()).record("sub", [a, b]) { g in
-        [a.requiresGrad ? g.sumTo(a.shape) : nil, b.requiresGrad ? (-g).sumTo(b.shape) : nil]
+    let (sa, sb, ra, rb) = (a.shape, b.shape, a.requiresGrad, b.requiresGrad)
+    return broadcastApply(a, b, SubFn()).record("sub", [a, b]) { g in
+        [ra ? g.sumTo(sa) : nil, rb ? (-g).sumTo(sb) : nil]
     }
 }
 

@@ -225,7 +225,8 @@ public func concat(_ tensors: [Tensor], axis: Int) -> Tensor {
         }
         start += n
     }
+    let parts = tensors.map { ($0.requiresGrad, $0.shape[a]) }   // not the tensors: the backward needs no values
     return out.record("concat", tensors) { g in
-        zip(tensors, starts).map { t, st in t.requiresGrad ? g.slice(axis: a, start: st, end: st + t.shape[a]) : nil }
+        zip(parts, starts).map { p, st in p.0 ? g.slice(axis: a, start: st, end: st + p.1) : nil }
     }
 }

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 /// One benchmark case: `setUp` builds the inputs once, the returned closure is the timed body.
@@ -34,7 +35,8 @@ func medianSeconds(runs: Int, _ body: () throws -> Void) rethrows -> Double {
 func report(_ name: String, medianSeconds: Double, extra: [String: Double]) {
     var fields = ["\"case\": \"\(name)\"",
                   "\"median_ms\": \(String(format: "%.3f", medianSeconds * 1000))",
-                  "\"peak_rss_mb\": \(String(format: "%.1f", peakRSSMegabytes()))"]
+                  "\"peak_rss_mb\": \(String(format: "%.1f", peakRSSMegabytes()))",
+                  "\"peak_tensor_mb\": \(String(format: "%.1f", Double(Storage.peakBytes) / 1048576))"]
     for (k, v) in extra.sorted(by: { $0.key < $1.key }) {
         fields.append("\"\(k)\": \(String(format: "%.4g", v))")
     }
