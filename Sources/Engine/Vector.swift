@@ -48,3 +48,18 @@ public func sumSquaredDeviation(_ a: UnsafePointer<Float>, _ m: Float, _ n: Int)
     while i < n { s += (a[i] - m) * (a[i] - m); i += 1 }
     return s
 }
+
+/// max(a[0..<n]) (n ≥ 1).
+@inline(__always)
+public func maxElement(_ a: UnsafePointer<Float>, _ n: Int) -> Float {
+    var i = 0
+    var m = a[0]
+    if n >= 8 {
+        var acc = load8(a)
+        i = 8
+        while i + 8 <= n { acc = pointwiseMax(acc, load8(a + i)); i += 8 }
+        m = acc.max()
+    }
+    while i < n { m = max(m, a[i]); i += 1 }
+    return m
+}

@@ -45,8 +45,7 @@ extension Tensor {
             // Contiguous rows (the common last-axis case): three vectorisable passes per row.
             parallelFor(outer, cost: r * 4) { o in
                 let xr = x + o * r, yr = y + o * r
-                var m = -Float.infinity
-                for j in 0..<r { m = Swift.max(m, xr[j]) }
+                let m = maxElement(xr, r)
                 for j in 0..<r { yr[j] = fastExp(xr[j] - m) }
                 let s = Engine.sum(yr, r)
                 if log {
