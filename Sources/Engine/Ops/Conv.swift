@@ -9,7 +9,9 @@ public struct Conv2dGeometry {
     var og: Int { o / groups }
     var k: Int { cg * kh * kw }
     var isPointwise: Bool { kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 }
-    var isDepthwise: Bool { groups == c && groups > 1 }
+    /// Grouped convolutions with few inputs per output (depthwise, ACmix's shift conv with 9 per group) run as a
+    /// direct kernel: per group an im2col and a tiny sgemm would cost far more than the arithmetic.
+    var isDirect: Bool { groups > 1 && cg * kh * kw <= 128 }
 }
 
 /// x [N, C, H, W], weight [O, C/groups, kh, kw], bias [O] → [N, O, Ho, Wo].
@@ -46,9 +48,9 @@ func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: Uns
         parallelFor(g.n * g.o, cost: howo) { i in (y + i * howo).update(repeating: bias[i % g.o], count: howo) }
     }
     let beta: Float = bias == nil ? 0 : 1
-    if g.isDepthwise {
+    if g.isDirect {
         if bias == nil { y.update(repeating: 0, count: g.n * g.o * howo) }
-        depthwiseForward(g, x, w, y)
+        directForward(g, x, w, y)
         return
     }
     if g.isPointwise && g.groups == 1 {
@@ -70,7 +72,7 @@ func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: Uns
 func convBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                   _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
     let hw = g.h * g.w, howo = g.ho * g.wo
-    if g.isDepthwise { depthwiseBackward(g, x, w, gy, gx, gw); return }
+    if g.isDirect { directBackward(g, x, w, gy, gx, gw); return }
     if g.isPointwise && g.groups == 1 {
         for b in 0..<g.n {
             if let gx {
@@ -159,52 +161,68 @@ func validRange(_ wo: Int, _ w: Int, _ s: Int, _ p: Int, _ off: Int) -> (Int, In
     return (min(lo, wo), hi)
 }
 
-/// Depthwise (groups == C) direct kernel, accumulating into y; output channel o reads input channel o / (O/C).
-func depthwiseForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
-                      _ y: UnsafeMutablePointer<Float>) {
-    let mult = g.o / g.c, howo = g.ho * g.wo, hw = g.h * g.w
-    parallelFor(g.n * g.o, cost: howo * g.kh * g.kw) { i in
-        let b = i / g.o, oc = i % g.o, ic = oc / mult
-        let src = x + (b * g.c + ic) * hw, dst = y + i * howo, wk = w + oc * g.kh * g.kw
-        for ki in 0..<g.kh {
-            for kj in 0..<g.kw {
-                let wv = wk[ki * g.kw + kj]
-                let (lo, hi) = validRange(g.wo, g.w, g.sw, g.pw, kj * g.dw)
-                for oh in 0..<g.ho {
-                    let ih = oh * g.sh - g.ph + ki * g.dh
-                    if ih < 0 || ih >= g.h { continue }
-                    let s = src + ih * g.w - g.pw + kj * g.dw, d = dst + oh * g.wo
-                    for ow in lo..<max(lo, hi) { d[ow] += wv * s[ow * g.sw] }
+/// Direct grouped kernel, accumulating into y: output channel o reads the cg input channels of its group, each
+/// tap a shifted row added with one weight (vectorised over the row when the stride is 1).
+func directForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                   _ y: UnsafeMutablePointer<Float>) {
+    let howo = g.ho * g.wo, hw = g.h * g.w, kk = g.kh * g.kw
+    parallelFor(g.n * g.o, cost: howo * g.k) { i in
+        let b = i / g.o, oc = i % g.o, group = oc / g.og
+        let dst = y + i * howo
+        for m in 0..<g.cg {
+            let src = x + (b * g.c + group * g.cg + m) * hw, wk = w + (oc * g.cg + m) * kk
+            for ki in 0..<g.kh {
+                for kj in 0..<g.kw {
+                    let wv = wk[ki * g.kw + kj]
+                    let (lo, hi) = validRange(g.wo, g.w, g.sw, g.pw, kj * g.dw)
+                    if hi <= lo { continue }
+                    for oh in 0..<g.ho {
+                        let ih = oh * g.sh - g.ph + ki * g.dh
+                        if ih < 0 || ih >= g.h { continue }
+                        let s = src + ih * g.w - g.pw + kj * g.dw, d = dst + oh * g.wo
+                        if g.sw == 1 { for ow in lo..<hi { d[ow] += wv * s[ow] } } else { for ow in lo..<hi { d[ow] += wv * s[ow * g.sw] } }
+                    }
                 }
             }
         }
     }
 }
 
-func depthwiseBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
-                       _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
-    let mult = g.o / g.c, howo = g.ho * g.wo, hw = g.h * g.w, kk = g.kh * g.kw
-    // Parallel over input channels: each writes its own gx plane and its own weights.
-    parallelFor(g.c, cost: g.n * mult * howo * kk) { ic in
+func directBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                    _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
+    let howo = g.ho * g.wo, hw = g.h * g.w, kk = g.kh * g.kw
+    // Parallel over groups: each owns its input channels' gradients and its output channels' weights.
+    parallelFor(g.groups, cost: g.n * g.og * howo * g.k * 2) { group in
         for b in 0..<g.n {
-            let src = x + (b * g.c + ic) * hw
-            for m in 0..<mult {
-                let oc = ic * mult + m
+            for oc in (group * g.og)..<((group + 1) * g.og) {
                 let gyo = gy + (b * g.o + oc) * howo
-                for ki in 0..<g.kh {
-                    for kj in 0..<g.kw {
-                        let (lo, hi) = validRange(g.wo, g.w, g.sw, g.pw, kj * g.dw)
-                        let wv = w[oc * kk + ki * g.kw + kj]
-                        var acc: Float = 0
-                        for oh in 0..<g.ho {
-                            let ih = oh * g.sh - g.ph + ki * g.dh
-                            if ih < 0 || ih >= g.h { continue }
-                            let off = ih * g.w - g.pw + kj * g.dw
-                            let grow = gyo + oh * g.wo
-                            if gw != nil { let s = src + off; for ow in lo..<max(lo, hi) { acc += grow[ow] * s[ow * g.sw] } }
-                            if let gx { let d = gx + (b * g.c + ic) * hw + off; for ow in lo..<max(lo, hi) { d[ow * g.sw] += wv * grow[ow] } }
+                for m in 0..<g.cg {
+                    let ic = group * g.cg + m
+                    let src = x + (b * g.c + ic) * hw
+                    for ki in 0..<g.kh {
+                        for kj in 0..<g.kw {
+                            let (lo, hi) = validRange(g.wo, g.w, g.sw, g.pw, kj * g.dw)
+                            if hi <= lo { continue }
+                            let widx = (oc * g.cg + m) * kk + ki * g.kw + kj
+                            let wv = w[widx]
+                            var acc: Float = 0
+                            for oh in 0..<g.ho {
+                                let ih = oh * g.sh - g.ph + ki * g.dh
+                                if ih < 0 || ih >= g.h { continue }
+                                let off = ih * g.w - g.pw + kj * g.dw
+                                let grow = gyo + oh * g.wo + lo
+                                if gw != nil {
+                                    acc += g.sw == 1 ? dot(grow, src + off + lo, hi - lo)
+                                                     : (lo..<hi).reduce(0) { $0 + gyo[oh * g.wo + $1] * src[off + $1 * g.sw] }
+                                }
+                                if let gx {
+                                    let d = gx + (b * g.c + ic) * hw + off
+                                    if g.sw == 1 { for ow in lo..<hi { d[ow] += wv * gyo[oh * g.wo + ow] } }
+                                    else { for ow in lo..<hi { d[ow * g.sw] += wv * gyo[oh * g.wo + ow] } }
+                                }
+                            }
+                            if let gw { gw[widx] += acc }
                         }
-                        if let gw { gw[oc * kk + ki * g.kw + kj] += acc }
                     }
                 }
             }
