@@ -32,3 +32,28 @@ final class AutogradTests: XCTestCase {
         XCTAssert(v.storage === x.storage)
     }
 }
+
+final class GraphLifetimeTests: XCTestCase {
+    /// A forward pass that is never back-propagated must free its graph: ops that need their output in the
+    /// backward must not form output → node → closure → output cycles.
+    func testAbandonedGraphIsFreed() {
+        let w = Tensor([0.5, -1, 2], shape: [3], requiresGrad: true)
+        let before = Storage.liveBytes
+        for _ in 0..<3 {
+            let x = Tensor(zeros: [1000], value: 0.3)
+            _ = (x.reshape([1000, 1]) * w).relu().sigmoid().exp().tanh().softmax(axis: 1).logSoftmax(axis: 0).sqrt().sum()
+        }
+        XCTAssertEqual(Storage.liveBytes, before)
+    }
+
+    func testGraphIsReleasedAfterBackward() {
+        let w = Tensor([0.5, -1, 2], shape: [3], requiresGrad: true)
+        let before = Storage.liveBytes
+        do {
+            let y = (Tensor(zeros: [1000, 1], value: 0.3) * w).relu().sum()
+            y.backward()
+        }
+        w.zeroGrad()
+        XCTAssertEqual(Storage.liveBytes, before)
+    }
+}

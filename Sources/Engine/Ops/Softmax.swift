@@ -6,10 +6,11 @@ extension Tensor {
         let a = normalizedAxis(axis)
         let (outer, r, inner) = split(at: a)
         let y = softmaxKernel(outer, r, inner, log: false)
+        let ys = y.detached()   // not y itself: y → node → closure → y would be a retain cycle
         return y.record("softmax", [self]) { g in
             // gx = y·(g − Σ g·y)
-            let gx = Tensor(uninitialized: y.shape)
-            let gd = g.data, yd = y.data, xd = gx.data
+            let gx = Tensor(uninitialized: ys.shape)
+            let gd = g.data, yd = ys.data, xd = gx.data
             parallelFor(outer * inner, cost: r) { p in
                 let o = p / inner, i = p % inner, base = o * r * inner + i
                 var dot: Float = 0
@@ -24,10 +25,11 @@ extension Tensor {
         let a = normalizedAxis(axis)
         let (outer, r, inner) = split(at: a)
         let y = softmaxKernel(outer, r, inner, log: true)
+        let ys = y.detached()   // not y itself: y → node → closure → y would be a retain cycle
         return y.record("log_softmax", [self]) { g in
             // gx = g − softmax·Σ g
-            let gx = Tensor(uninitialized: y.shape)
-            let gd = g.data, yd = y.data, xd = gx.data
+            let gx = Tensor(uninitialized: ys.shape)
+            let gd = g.data, yd = ys.data, xd = gx.data
             parallelFor(outer * inner, cost: r) { p in
                 let o = p / inner, i = p % inner, base = o * r * inner + i
                 var s: Float = 0

@@ -4,7 +4,8 @@ import Foundation
 extension Tensor {
     public func exp() -> Tensor {
         let y = map(self, ExpFn())
-        return y.record("exp", [self]) { g in [zipMap(g, y, MulFn())] }
+        let ys = y.detached()   // not y itself: y → node → closure → y would be a retain cycle
+        return y.record("exp", [self]) { g in [zipMap(g, ys, MulFn())] }
     }
 
     public func log() -> Tensor {
@@ -13,7 +14,8 @@ extension Tensor {
 
     public func sqrt() -> Tensor {
         let y = map(self) { $0.squareRoot() }
-        return y.record("sqrt", [self]) { g in [zipMap(g, y) { 0.5 * $0 / $1 }] }
+        let ys = y.detached()   // not y itself: y → node → closure → y would be a retain cycle
+        return y.record("sqrt", [self]) { g in [zipMap(g, ys) { 0.5 * $0 / $1 }] }
     }
 
     public func pow(_ p: Float) -> Tensor {
@@ -30,17 +32,20 @@ extension Tensor {
 
     public func relu() -> Tensor {
         let y = map(self, ReLUFn())
-        return y.record("relu", [self]) { g in [zipMap(g, y, ReLUGradFn())] }
+        let ys = y.detached()   // not y itself: y → node → closure → y would be a retain cycle
+        return y.record("relu", [self]) { g in [zipMap(g, ys, ReLUGradFn())] }
     }
 
     public func sigmoid() -> Tensor {
         let y = map(self, SigmoidFn())
-        return y.record("sigmoid", [self]) { g in [zipMap(g, y, SigmoidGradFn())] }
+        let ys = y.detached()   // not y itself: y → node → closure → y would be a retain cycle
+        return y.record("sigmoid", [self]) { g in [zipMap(g, ys, SigmoidGradFn())] }
     }
 
     public func tanh() -> Tensor {
         let y = map(self) { Foundation.tanh($0) }
-        return y.record("tanh", [self]) { g in [zipMap(g, y) { $0 * (1 - $1 * $1) }] }
+        let ys = y.detached()   // not y itself: y → node → closure → y would be a retain cycle
+        return y.record("tanh", [self]) { g in [zipMap(g, ys) { $0 * (1 - $1 * $1) }] }
     }
 
     /// GELU in its exact form, x·Φ(x) with Φ the standard normal CDF (PyTorch's default, not the tanh approximation).
