@@ -77,7 +77,10 @@ final class LossTests: XCTestCase {
     func testAccuracyCountsKeptPixels() {
         let x = Tensor([0, 1, 1, 0, /* class 1 logits */ 1, 0, 0, 1], shape: [1, 2, 2, 2])
         // argmax: [1, 0, 0, 1]; labels: right, wrong, ignored, right → 2 of 3.
-        XCTAssertEqual(argmaxChannels(x), [1, 0, 0, 1])
+        XCTAssertEqual(x.argmax(axis: 1), [1, 0, 0, 1])
+        // Ties go to the first index, as torch.argmax; other axes index the remaining dims row-major.
+        XCTAssertEqual(Tensor([2, 2, 1, 3, 3, 0], shape: [2, 3]).argmax(axis: 1), [0, 0])
+        XCTAssertEqual(Tensor([2, 2, 1, 3, 3, 0], shape: [2, 3]).argmax(axis: 0), [1, 1, 0])
         XCTAssertEqual(SegmentationLoss().accuracy(x, labels: [1, 1, 255, 1], labelSize: (2, 2)), 200 / 3, accuracy: 1e-4)
     }
 }

@@ -16,6 +16,16 @@ extension Tensor {
         return self * mask.detached()
     }
 
+    /// nn.Dropout2d: zeroes whole channels of [N, C, H, W] with probability p and scales the rest by 1/(1−p)
+    /// (mmseg's decode heads use it in front of their classifier).
+    public func dropout2d(_ p: Float, training: Bool) -> Tensor {
+        guard training && p > 0 else { return self }
+        let mask = Tensor(uninitialized: [shape[0], shape[1]] + [Int](repeating: 1, count: rank - 2))
+        let scale = 1 / (1 - p)
+        for i in 0..<mask.count { mask.data[i] = Float(EngineRandom.generator.uniform()) < p ? 0 : scale }
+        return self * mask
+    }
+
     /// Drops whole samples (dim 0) with probability p, as timm's drop_path.
     public func dropPath(_ p: Float, training: Bool) -> Tensor {
         guard training && p > 0 else { return self }

@@ -66,15 +66,3 @@ public final class Upsample: Module, UnaryLayer {
         x.resizeBilinear(x.shape[2] * scaleFactor, x.shape[3] * scaleFactor)
     }
 }
-
-extension Tensor {
-    /// nn.Dropout2d: zeroes whole channels of [N, C, H, W] with probability p, scaling the rest by 1/(1−p).
-    /// mmseg's decode heads put this (not element dropout) in front of `conv_seg`.
-    public func dropout2d(_ p: Float, training: Bool) -> Tensor {
-        guard training && p > 0 else { return self }
-        let mask = Tensor(uninitialized: [shape[0], shape[1], 1, 1])
-        let keep = 1 / (1 - p)
-        for i in 0..<mask.count { mask.data[i] = Float(EngineRandom.generator.uniform()) < p ? 0 : keep }
-        return self * mask
-    }
-}

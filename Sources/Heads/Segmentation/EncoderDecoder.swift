@@ -9,19 +9,10 @@ public protocol SegmentationNeck: Module {
 }
 
 /// mmseg's test_cfg `mode`: one pass over the whole image, or overlapping crops averaged with a count matrix.
-public enum SegmentationInferenceMode: Equatable, Sendable {
+public enum SegmentationInferenceMode: Sendable {
     case whole
     /// `crop_size` and `stride` as (height, width), e.g. ((512, 512), (341, 341)) for ADE20K.
     case slide(crop: (height: Int, width: Int), stride: (height: Int, width: Int))
-
-    public static func == (a: Self, b: Self) -> Bool {
-        switch (a, b) {
-        case (.whole, .whole): return true
-        case let (.slide(c1, s1), .slide(c2, s2)):
-            return c1.height == c2.height && c1.width == c2.width && s1.height == s2.height && s1.width == s2.width
-        default: return false
-        }
-    }
 }
 
 /// The losses of one training step: `loss` (the sum of every `*.loss_seg` term, what to back-propagate) and every
@@ -90,12 +81,13 @@ public final class EncoderDecoder: Module {
     public func forwardTrain(images: Tensor, labels: [Int32]) -> SegmentationTrainOutput {
         let size = (height: images.shape[2], width: images.shape[3])
         let feats = extractFeatures(images)
-        let logits = decode_head(feats)
+        // Resized to the labels once here, so the loss's and the accuracy's own resizes are no-ops.
+        let logits = decode_head(feats).resizeBilinear(size.height, size.width)
         var loss = decodeLoss(logits, labels: labels, labelSize: size)
         var terms: [(name: String, value: Float)] = [("decode.loss_seg", loss.item),
                                                       ("decode.acc_seg", decodeLoss.accuracy(logits, labels: labels, labelSize: size))]
         if let auxiliary_head {
-            let auxLogits = auxiliary_head(feats)
+            let auxLogits = auxiliary_head(feats).resizeBilinear(size.height, size.width)
             let auxLoss = auxiliaryLoss(auxLogits, labels: labels, labelSize: size)
             terms += [("aux.loss_seg", auxLoss.item),
                       ("aux.acc_seg", auxiliaryLoss.accuracy(auxLogits, labels: labels, labelSize: size))]
@@ -127,7 +119,7 @@ public final class EncoderDecoder: Module {
     /// Label maps N·H'·W' (argmax of the logits; mmseg's softmax before it does not change the argmax).
     public func predict(_ images: Tensor, mode: SegmentationInferenceMode = .whole,
                         outputSize: (height: Int, width: Int)? = nil) -> [Int32] {
-        argmaxChannels(inference(images, mode: mode, outputSize: outputSize))
+        inference(images, mode: mode, outputSize: outputSize).argmax(axis: 1)
     }
 
     /// mmseg's slide_inference: a grid of crops at `stride` (the last row/column shifted back to end at the border,

@@ -22,10 +22,9 @@ public final class PPMBranch: Module, UnaryLayer {
 /// average pooling → 1×1 ConvModule → bilinear upsampling (align_corners=False) back to the input size.
 public final class PPM: Module {
     public let branches: [PPMBranch]
-    public let poolScales: [Int]
+    public var poolScales: [Int] { branches.map(\.poolScale) }
 
     public init(poolScales: [Int] = [1, 2, 3, 6], inChannels: Int, channels: Int, norm: NormConfig = .bn) {
-        self.poolScales = poolScales
         branches = poolScales.map { PPMBranch(poolScale: $0, inChannels: inChannels, channels: channels, norm: norm) }
     }
 

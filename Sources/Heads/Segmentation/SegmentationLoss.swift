@@ -47,7 +47,7 @@ public struct SegmentationLoss: Sendable {
 
     /// Pixel accuracy in percent over non-ignored pixels (mmseg's `acc_seg`), from logits resized to the labels.
     public func accuracy(_ logits: Tensor, labels: [Int32], labelSize: (height: Int, width: Int)) -> Float {
-        let pred = withNoGrad { argmaxChannels(logits.resizeBilinear(labelSize.height, labelSize.width)) }
+        let pred = withNoGrad { logits.resizeBilinear(labelSize.height, labelSize.width).argmax(axis: 1) }
         var correct = 0, kept = 0
         for (p, t) in zip(pred, labels) where t != ignoreIndex {
             kept += 1
@@ -55,20 +55,4 @@ public struct SegmentationLoss: Sendable {
         }
         return kept == 0 ? 0 : 100 * Float(correct) / Float(kept)
     }
-}
-
-/// Per-pixel argmax over channels of [N, C, H, W] → N·H·W class ids (first maximum wins, as torch.argmax).
-public func argmaxChannels(_ x: Tensor) -> [Int32] {
-    let (n, c) = (x.shape[0], x.shape[1])
-    let s = x.count / (n * c)
-    var out = [Int32](repeating: 0, count: n * s)
-    let d = x.data
-    for b in 0..<n {
-        for i in 0..<s {
-            var best = d[b * c * s + i], bi: Int32 = 0
-            for k in 1..<max(c, 1) where d[(b * c + k) * s + i] > best { best = d[(b * c + k) * s + i]; bi = Int32(k) }
-            out[b * s + i] = bi
-        }
-    }
-    return out
 }
