@@ -104,4 +104,14 @@ final class EncoderDecoderTests: XCTestCase {
         XCTAssertEqual(model.stateDict()["auxiliary_head.convs.0.conv.weight"]?.shape, [256, 1024, 3, 3])
         XCTAssertThrowsError(try EncoderDecoder.upernet(arch: "no_such_net", numClasses: 2))
     }
+
+    /// An ACmix backbone cannot take inputs (or slide crops) whose stage maps are smaller than its attention window;
+    /// the segmentor reports that before running.
+    func testValidateRejectsInputsTooSmallForACmix() throws {
+        let model = try EncoderDecoder.upernet(arch: "acmix_resnet26", numClasses: 3, channels: 16, auxChannels: 8)
+        XCTAssertThrowsError(try model.validate(height: 32, width: 32)) { error in
+            XCTAssertTrue("\(error)".contains("too small"), "\(error)")
+        }
+        XCTAssertNoThrow(try model.validate(height: 512, width: 512))
+    }
 }
