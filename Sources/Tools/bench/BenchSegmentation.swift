@@ -1,14 +1,16 @@
+import Backbones
 import Engine
 import Heads
 import NN
 
 /// Segmentors at mmseg's ADE20K crop size (512×512, 150 classes) with random weights: eval forward at batch 1
 /// (whole-image inference: backbone, UPerHead, upsampling of the logits to 512×512; the auxiliary head is not run).
-/// The backbone is picked by `BackboneRegistry` arch name, so `upernet_acmix_swin_tiny_fwd_512` is one more line
-/// here once the Swin family registers there.
+/// The backbone is built by `BackboneRegistry` arch name, so the ACmix-Swin case appears as soon as that arch
+/// is registered there.
 let segmentationCases: [BenchCase] = [
     upernetForward("upernet_resnet50_fwd_512", arch: "resnet50"),
-]
+] + (BackboneRegistry.allArchs.contains("acmix_swin_tiny")
+     ? [upernetForward("upernet_acmix_swin_tiny_fwd_512", arch: "acmix_swin_tiny")] : [])
 
 func upernetForward(_ name: String, arch: String, size: Int = 512, numClasses: Int = 150) -> BenchCase {
     BenchCase(name: name) {
