@@ -72,7 +72,8 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data"], path: "Tests/DataTests"),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Data"], path: "Tests/EvaluationTests"),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "NN"], path: "Tests/BackbonesTests"),
-        .testTarget(name: "SegmentationTests", dependencies: ["Heads", "Backbones", "NN", "Engine", "Data", "Evaluation"], path: "Tests/SegmentationTests"),
+        .testTarget(name: "SegmentationTests", dependencies: ["Heads", "Backbones", "NN", "Engine", "Data", "Evaluation"], path: "Tests/SegmentationTests",
+                    exclude: ["Reference"]),
     ],
     swiftLanguageModes: [.v5]
 )
