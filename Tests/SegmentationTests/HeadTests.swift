@@ -39,7 +39,7 @@ final class HeadTests: XCTestCase {
     }
 
     func testSemanticFPNHeadSumsLevelsAtQuarterScale() {
-        for norm in [NormConfig.bn, .groupNorm(groups: 4)] {
+        for norm in [ConvNorm.bn, .groupNorm(groups: 4)] {
             let head = SemanticFPNHead(inChannels: [8, 8, 8, 8], channels: 8, numClasses: 4, norm: norm).eval()
             let levels = [16, 8, 4, 2].enumerated().map { randomTensor([2, 8, $1, $1], seed: UInt64($0)) }
             XCTAssertEqual(head(levels).shape, [2, 4, 16, 16])

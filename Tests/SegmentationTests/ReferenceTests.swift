@@ -52,7 +52,7 @@ final class ReferenceTests: XCTestCase {
 
     func testSemanticFPNHeadMatchesMMSegWithBNAndGN() throws {
         let f = try reference()
-        for (name, norm) in [("fpn_bn", NormConfig.bn), ("fpn_gn", .groupNorm(groups: 4))] {
+        for (name, norm) in [("fpn_bn", ConvNorm.bn), ("fpn_gn", .groupNorm(groups: 4))] {
             let head = SemanticFPNHead(inChannels: [8, 8, 8, 8], channels: 8, numClasses: 5, norm: norm)
             try head.load(stateDict: stateDict(f, name))
             head.eval()

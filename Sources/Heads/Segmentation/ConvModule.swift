@@ -3,15 +3,15 @@ import NN
 
 /// mmcv's `norm_cfg` for the layers the segmentation heads build: BN and SyncBN both become `BatchNorm2d`
 /// (one process here, so SyncBN's cross-device statistics reduce to plain batch statistics).
-public enum NormConfig: Equatable, Sendable {
+public enum ConvNorm: Equatable, Sendable {
     case none
     case batchNorm
     case groupNorm(groups: Int)
 
     /// mmseg's usual `norm_cfg = dict(type='SyncBN', requires_grad=True)`.
-    public static let bn = NormConfig.batchNorm
+    public static let bn = ConvNorm.batchNorm
     /// `dict(type='GN', num_groups=32)`, the Panoptic-FPN paper's choice.
-    public static let gn32 = NormConfig.groupNorm(groups: 32)
+    public static let gn32 = ConvNorm.groupNorm(groups: 32)
 }
 
 /// mmcv's ConvModule in its default order (conv → norm → act): input [N, in, H, W] → [N, out, Ho, Wo].
@@ -27,7 +27,7 @@ public final class ConvModule: Module, UnaryLayer {
     public let relu: Bool
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
-                dilation: Int = 1, norm: NormConfig = .bn, relu: Bool = true) {
+                dilation: Int = 1, norm: ConvNorm = .bn, relu: Bool = true) {
         let withNorm = norm != .none
         conv = Conv2d(inChannels, outChannels, kernelSize: kernelSize, stride: stride, padding: padding,
                       dilation: dilation, bias: !withNorm)
@@ -51,18 +51,5 @@ public final class ConvModule: Module, UnaryLayer {
         if let bn { y = bn(y) }
         if let gn { y = gn(y) }
         return relu ? y.relu() : y
-    }
-}
-
-/// mmseg's `Upsample(scale_factor=2, mode='bilinear', align_corners=False)` as a Sequential member (no parameters,
-/// but it occupies an index, so the ConvModules after it keep mmseg's `scale_heads.i.2`, `.4` keys).
-/// mmseg computes the output size as int(side·factor) and resizes to that size, so that is what this does.
-public final class Upsample: Module, UnaryLayer {
-    public let scaleFactor: Int
-
-    public init(scaleFactor: Int = 2) { self.scaleFactor = scaleFactor }
-
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        x.resizeBilinear(x.shape[2] * scaleFactor, x.shape[3] * scaleFactor)
     }
 }

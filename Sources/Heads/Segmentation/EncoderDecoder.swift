@@ -163,7 +163,7 @@ extension EncoderDecoder {
     /// four levels (channels 512, pool scales 1, 2, 3, 6, dropout 0.1) and an FCNHead auxiliary head on the third
     /// level (256 channels, one conv, no concat, dropout 0.1, loss weight 0.4).
     public static func upernet(backbone: any Backbone, numClasses: Int, channels: Int = 512, auxChannels: Int = 256,
-                               norm: NormConfig = .bn, auxiliary: Bool = true) -> EncoderDecoder {
+                               norm: ConvNorm = .bn, auxiliary: Bool = true) -> EncoderDecoder {
         let c = backbone.featureChannels
         let decode = UPerHead(inChannels: c, channels: channels, numClasses: numClasses, norm: norm)
         let aux = auxiliary ? FCNHead(inChannels: c[2], channels: auxChannels, numClasses: numClasses, inIndex: 2, norm: norm) : nil
@@ -173,7 +173,7 @@ extension EncoderDecoder {
     /// UperNet on a backbone named by arch (any `BackboneRegistry` name: the ResNet family today, Swin once it
     /// registers there), built without a classification head.
     public static func upernet(arch: String, numClasses: Int, channels: Int = 512, auxChannels: Int = 256,
-                               norm: NormConfig = .bn, auxiliary: Bool = true) throws -> EncoderDecoder {
+                               norm: ConvNorm = .bn, auxiliary: Bool = true) throws -> EncoderDecoder {
         let backbone = try BackboneRegistry.make(arch: arch, numClasses: nil)
         return upernet(backbone: backbone, numClasses: numClasses, channels: channels, auxChannels: auxChannels,
                        norm: norm, auxiliary: auxiliary)
@@ -182,7 +182,7 @@ extension EncoderDecoder {
     /// Semantic FPN (mmseg `fpn_r50.py`): `neck` (an FPN with 4 outputs of `neckChannels`) and an FPNHead of
     /// 128 channels over strides 4–32.
     public static func semanticFPN(backbone: any Backbone, neck: any SegmentationNeck, numClasses: Int,
-                                   neckChannels: Int = 256, channels: Int = 128, norm: NormConfig = .bn) -> EncoderDecoder {
+                                   neckChannels: Int = 256, channels: Int = 128, norm: ConvNorm = .bn) -> EncoderDecoder {
         let head = SemanticFPNHead(inChannels: [Int](repeating: neckChannels, count: 4), featureStrides: [4, 8, 16, 32],
                                    channels: channels, numClasses: numClasses, norm: norm)
         return EncoderDecoder(backbone: backbone, neck: neck, decodeHead: head)

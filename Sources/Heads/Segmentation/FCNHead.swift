@@ -16,7 +16,7 @@ public final class FCNHead: Module, SegmentationDecodeHead {
     public let dropoutRatio: Float
 
     public init(inChannels: Int, channels: Int = 256, numClasses: Int, inIndex: Int = 2, numConvs: Int = 1,
-                kernelSize: Int = 3, concatInput: Bool = false, norm: NormConfig = .bn, dropoutRatio: Float = 0.1) {
+                kernelSize: Int = 3, concatInput: Bool = false, norm: ConvNorm = .bn, dropoutRatio: Float = 0.1) {
         precondition(numConvs >= 1, "FCNHead needs at least one conv")
         self.inIndex = inIndex
         self.inChannels = inChannels

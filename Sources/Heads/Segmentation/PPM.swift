@@ -7,7 +7,7 @@ public final class PPMBranch: Module, UnaryLayer {
     public let poolScale: Int
     public let conv: ConvModule
 
-    public init(poolScale: Int, inChannels: Int, channels: Int, norm: NormConfig) {
+    public init(poolScale: Int, inChannels: Int, channels: Int, norm: ConvNorm) {
         self.poolScale = poolScale
         conv = ConvModule(inChannels, channels, kernelSize: 1, norm: norm)
     }
@@ -24,7 +24,7 @@ public final class PPM: Module {
     public let branches: [PPMBranch]
     public var poolScales: [Int] { branches.map(\.poolScale) }
 
-    public init(poolScales: [Int] = [1, 2, 3, 6], inChannels: Int, channels: Int, norm: NormConfig = .bn) {
+    public init(poolScales: [Int] = [1, 2, 3, 6], inChannels: Int, channels: Int, norm: ConvNorm = .bn) {
         branches = poolScales.map { PPMBranch(poolScale: $0, inChannels: inChannels, channels: channels, norm: norm) }
     }
 

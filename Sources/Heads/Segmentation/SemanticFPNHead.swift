@@ -18,7 +18,7 @@ public final class SemanticFPNHead: Module, SegmentationDecodeHead {
     public let dropoutRatio: Float
 
     public init(inChannels: [Int] = [256, 256, 256, 256], featureStrides: [Int] = [4, 8, 16, 32], channels: Int = 128,
-                numClasses: Int, norm: NormConfig = .bn, dropoutRatio: Float = 0.1) {
+                numClasses: Int, norm: ConvNorm = .bn, dropoutRatio: Float = 0.1) {
         precondition(inChannels.count == featureStrides.count, "FPNHead: \(inChannels.count) channels for \(featureStrides.count) strides")
         precondition(featureStrides.min() == featureStrides[0], "FPNHead: the first level must be the finest")
         self.inChannels = inChannels
@@ -32,7 +32,7 @@ public final class SemanticFPNHead: Module, SegmentationDecodeHead {
             var layers: [any UnaryLayer] = []
             for k in 0..<length {
                 layers.append(ConvModule(k == 0 ? cin : channels, channels, kernelSize: 3, padding: 1, norm: norm))
-                if s != featureStrides[0] { layers.append(Upsample(scaleFactor: 2)) }
+                if s != featureStrides[0] { layers.append(BilinearUpsample(scaleFactor: 2)) }
             }
             return Sequential(layers)
         }
@@ -48,5 +48,18 @@ public final class SemanticFPNHead: Module, SegmentationDecodeHead {
             out = out + scale_heads[i](levels[i]).resizeBilinear(out.shape[2], out.shape[3])
         }
         return conv_seg(out.dropout2d(dropoutRatio, training: training))
+    }
+}
+
+/// mmseg's `Upsample(scale_factor=2, mode='bilinear', align_corners=False)` as a Sequential member (no parameters,
+/// but it occupies an index, so the ConvModules after it keep mmseg's `scale_heads.i.2`, `.4` keys).
+/// mmseg computes the output size as int(side·factor) and resizes to that size, so that is what this does.
+public final class BilinearUpsample: Module, UnaryLayer {
+    public let scaleFactor: Int
+
+    public init(scaleFactor: Int = 2) { self.scaleFactor = scaleFactor }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        x.resizeBilinear(x.shape[2] * scaleFactor, x.shape[3] * scaleFactor)
     }
 }

@@ -22,7 +22,7 @@ public final class UPerHead: Module, SegmentationDecodeHead {
     public let dropoutRatio: Float
 
     public init(inChannels: [Int], channels: Int = 512, numClasses: Int, poolScales: [Int] = [1, 2, 3, 6],
-                norm: NormConfig = .bn, dropoutRatio: Float = 0.1) {
+                norm: ConvNorm = .bn, dropoutRatio: Float = 0.1) {
         precondition(inChannels.count >= 2, "UPerHead needs at least two levels, got \(inChannels)")
         self.inChannels = inChannels
         self.channels = channels
