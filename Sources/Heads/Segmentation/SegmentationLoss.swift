@@ -25,14 +25,15 @@ public struct SegmentationLoss: Sendable {
     /// logits [N, C, h, w]; labels N·H·W class ids (row-major NHW, `ignoreIndex` = ignore) of size `labelSize`
     /// (H, W). Returns the scalar loss (already multiplied by `lossWeight`).
     public func callAsFunction(_ logits: Tensor, labels: [Int32], labelSize: (height: Int, width: Int)) -> Tensor {
-        let (h, w) = labelSize
+        let (h, w) = labelSize, c = logits.shape[1]
         precondition(labels.count == logits.shape[0] * h * w, "seg loss: \(labels.count) labels for \(logits.shape[0])×\(h)×\(w)")
-        if let classWeight { precondition(classWeight.count == logits.shape[1], "seg loss: \(classWeight.count) class weights for \(logits.shape[1]) classes") }
+        precondition(classWeight == nil || classWeight!.count == c, "seg loss: \(classWeight!.count) class weights for \(c) classes")
         let resized = logits.resizeBilinear(h, w)
         // The engine's cross-entropy is torch's weighted mean Σ w_t·nll / Σ w_t over kept pixels; rescale it to
         // mmseg's Σ w_t·nll / avg_factor. Σ w_t depends only on the labels, so the factor is a constant.
         var weightSum = 0.0, kept = 0
         for t in labels where t != ignoreIndex {
+            precondition(t >= 0 && Int(t) < c, "seg loss: label \(t) is neither a class of \(c) nor \(ignoreIndex)")
             weightSum += Double(classWeight?[Int(t)] ?? 1)
             kept += 1
         }

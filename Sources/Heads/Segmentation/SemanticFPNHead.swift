@@ -8,7 +8,8 @@ import NN
 /// level, so every level arrives at stride s_0 (1/4). The levels are summed, then Dropout2d + `conv_seg`.
 /// Keys: `scale_heads.i.0.conv.weight`, `scale_heads.i.2.conv.weight` (the Upsamples take indices 1, 3, ...).
 ///
-/// Input: any neck's levels as [Tensor] (the first inChannels.count are used), [N, inChannels[i], H/s_i, W/s_i]. Output: [N, numClasses, H/s_0, W/s_0].
+/// Input: any neck's levels as [Tensor] (the first inChannels.count are used), [N, inChannels[i], H/s_i, W/s_i].
+/// Output: [N, numClasses, H/s_0, W/s_0].
 public final class SemanticFPNHead: Module, SegmentationDecodeHead {
     public let scale_heads: [Sequential]
     public let conv_seg: Conv2d

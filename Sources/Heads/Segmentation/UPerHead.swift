@@ -8,7 +8,8 @@ import NN
 /// the PPM level; every level is upsampled to the finest, concatenated, fused by `fpn_bottleneck` (3×3) and
 /// classified by Dropout2d(0.1) + `conv_seg`.
 ///
-/// Input: levels [N, inChannels[i], H/s_i, W/s_i] (finest first; extra trailing levels are ignored). Output: logits [N, numClasses, H/s_0, W/s_0].
+/// Input: levels [N, inChannels[i], H/s_i, W/s_i] (finest first; extra trailing levels are ignored).
+/// Output: logits [N, numClasses, H/s_0, W/s_0].
 public final class UPerHead: Module, SegmentationDecodeHead {
     public let psp_modules: PPM
     public let bottleneck: ConvModule
