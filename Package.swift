@@ -52,7 +52,7 @@ let package = Package(
         // COCO bbox/segm mAP (pycocotools) and mIoU (mmsegmentation).
         .target(name: "Evaluation", dependencies: ["Data"], path: "Sources/Evaluation", swiftSettings: fast),
         .target(name: "Backbones", dependencies: ["NN"], path: "Sources/Backbones", swiftSettings: fast),
-        .target(name: "Heads", dependencies: ["NN"], path: "Sources/Heads", swiftSettings: fast),
+        .target(name: "Heads", dependencies: ["NN", "Backbones"], path: "Sources/Heads", swiftSettings: fast),
 
         // Tools.
         .executableTarget(name: "bench", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads",
@@ -72,6 +72,8 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data"], path: "Tests/DataTests"),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Data"], path: "Tests/EvaluationTests"),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "NN"], path: "Tests/BackbonesTests"),
+        .testTarget(name: "SegmentationTests", dependencies: ["Heads", "Backbones", "NN", "Engine", "Data", "Evaluation"], path: "Tests/SegmentationTests",
+                    exclude: ["Reference"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -61,6 +61,24 @@ extension Tensor {
     public func max(axis: Int, keepDims: Bool = false) -> Tensor {
         let a = normalizedAxis(axis)
         let (outer, r, inner) = split(at: a)
+        let (out, argmax) = maxAndArgmax(axis: a)
+        let result = keepDims ? out : out.reshape(shape.enumerated().filter { $0.offset != a }.map(\.element))
+        let inShape = shape
+        return result.record("max", [self]) { g in
+            let gx = Tensor(zeros: inShape)
+            let gd = g.data, gxd = gx.data
+            for o in 0..<outer { for i in 0..<inner { gxd[(o * r + Int(argmax[o * inner + i])) * inner + i] = gd[o * inner + i] } }
+            return [gx]
+        }
+    }
+
+    /// Index of the first maximal element along `axis` (torch.argmax), one per remaining position in row-major order;
+    /// e.g. per-pixel class ids from [N, C, H, W] logits with axis 1.
+    public func argmax(axis: Int) -> [Int32] { maxAndArgmax(axis: normalizedAxis(axis)).1 }
+
+    /// Max along normalised axis `a` (kept as size 1) and the first index reaching it; records nothing.
+    func maxAndArgmax(axis a: Int) -> (Tensor, [Int32]) {
+        let (outer, r, inner) = split(at: a)
         var kept = shape; kept[a] = 1
         let out = Tensor(uninitialized: kept)
         var argmax = [Int32](repeating: 0, count: outer * inner)
@@ -78,14 +96,7 @@ extension Tensor {
                 }
             }
         }
-        let result = keepDims ? out : out.reshape(shape.enumerated().filter { $0.offset != a }.map(\.element))
-        let inShape = shape
-        return result.record("max", [self]) { g in
-            let gx = Tensor(zeros: inShape)
-            let gd = g.data, gxd = gx.data
-            for o in 0..<outer { for i in 0..<inner { gxd[(o * r + Int(argmax[o * inner + i])) * inner + i] = gd[o * inner + i] } }
-            return [gx]
-        }
+        return (out, argmax)
     }
 
     /// Repeats size-1 dims up to `target` (leading dims may be added); the backward sums them back.

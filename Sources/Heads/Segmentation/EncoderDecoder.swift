@@ -1,0 +1,190 @@
+import Backbones
+import Engine
+import NN
+
+/// A neck between backbone and decode head (the FPN for Semantic FPN): level list in, level list out, finest first.
+/// Any neck module conforms with `extension FPN: SegmentationNeck {}` when it has this call signature.
+public protocol SegmentationNeck: Module {
+    func callAsFunction(_ inputs: [Tensor]) -> [Tensor]
+}
+
+/// mmseg's test_cfg `mode`: one pass over the whole image, or overlapping crops averaged with a count matrix.
+public enum SegmentationInferenceMode: Sendable {
+    case whole
+    /// `crop_size` and `stride` as (height, width), e.g. ((512, 512), (341, 341)) for ADE20K.
+    case slide(crop: (height: Int, width: Int), stride: (height: Int, width: Int))
+}
+
+/// The losses of one training step: `loss` (the sum of every `*.loss_seg` term, what to back-propagate) and every
+/// logged term by mmseg's name (`decode.loss_seg`, `decode.acc_seg`, `aux.loss_seg`, `aux.acc_seg`).
+public struct SegmentationTrainOutput {
+    public var loss: Tensor
+    public var terms: [(name: String, value: Float)]
+
+    public func term(_ name: String) -> Float? { terms.first { $0.name == name }?.value }
+}
+
+/// mmseg's EncoderDecoder: backbone → optional neck → decode head, plus an optional auxiliary head used for its loss
+/// in training only. State-dict keys: `backbone.*`, `neck.*`, `decode_head.*`, `auxiliary_head.*`, as mmseg saves them.
+///
+/// Images are [N, 3, H, W] normalised; labels N·H·W class ids at the image size (255 = ignore).
+public final class EncoderDecoder: Module {
+    public let backbone: any Backbone
+    public let neck: (any SegmentationNeck)?
+    public let decode_head: any SegmentationDecodeHead
+    public let auxiliary_head: (any SegmentationDecodeHead)?
+    /// `decode_head.loss_decode` (weight 1) and `auxiliary_head.loss_decode` (weight 0.4 in the UPerNet configs).
+    public var decodeLoss: SegmentationLoss
+    public var auxiliaryLoss: SegmentationLoss
+
+    public var numClasses: Int { decode_head.numClasses }
+
+    public init(backbone: any Backbone, neck: (any SegmentationNeck)? = nil, decodeHead: any SegmentationDecodeHead,
+                auxiliaryHead: (any SegmentationDecodeHead)? = nil, decodeLoss: SegmentationLoss = SegmentationLoss(),
+                auxiliaryLoss: SegmentationLoss = SegmentationLoss(lossWeight: 0.4)) {
+        if let auxiliaryHead {
+            precondition(auxiliaryHead.numClasses == decodeHead.numClasses, "auxiliary head classes differ from the decode head's")
+        }
+        self.backbone = backbone
+        self.neck = neck
+        decode_head = decodeHead
+        auxiliary_head = auxiliaryHead
+        self.decodeLoss = decodeLoss
+        self.auxiliaryLoss = auxiliaryLoss
+    }
+
+    /// Explicit, because the parts are existentials: the keys are mmseg's attribute names.
+    public override func children() -> [(String, Module)] {
+        var out: [(String, Module)] = [("backbone", backbone)]
+        if let neck { out.append(("neck", neck)) }
+        out.append(("decode_head", decode_head))
+        if let auxiliary_head { out.append(("auxiliary_head", auxiliary_head)) }
+        return out
+    }
+
+    /// Throws when the backbone cannot take an input (or a slide crop) of this size.
+    public func validate(height: Int, width: Int) throws { try backbone.validate(height: height, width: width) }
+
+    /// `extract_feat`: backbone levels, through the neck when there is one.
+    public func extractFeatures(_ images: Tensor) -> [Tensor] {
+        let feats = backbone.features(images)
+        return neck.map { $0(feats) } ?? feats
+    }
+
+    /// `encode_decode`: decode-head logits resized bilinearly to the input size, [N, numClasses, H, W].
+    public func encodeDecode(_ images: Tensor) -> Tensor {
+        decode_head(extractFeatures(images)).resizeBilinear(images.shape[2], images.shape[3])
+    }
+
+    /// `forward_train`: decode (and auxiliary) head losses against `labels` (N·H·W at the image size, 255 ignored).
+    /// Runs in whatever mode the model is in; call `train()` first for batch statistics and dropout.
+    public func forwardTrain(images: Tensor, labels: [Int32]) -> SegmentationTrainOutput {
+        let size = (height: images.shape[2], width: images.shape[3])
+        let feats = extractFeatures(images)
+        // Resized to the labels once here, so the loss's and the accuracy's own resizes are no-ops.
+        let logits = decode_head(feats).resizeBilinear(size.height, size.width)
+        var loss = decodeLoss(logits, labels: labels, labelSize: size)
+        var terms: [(name: String, value: Float)] = [("decode.loss_seg", loss.item),
+                                                      ("decode.acc_seg", decodeLoss.accuracy(logits, labels: labels, labelSize: size))]
+        if let auxiliary_head {
+            let auxLogits = auxiliary_head(feats).resizeBilinear(size.height, size.width)
+            let auxLoss = auxiliaryLoss(auxLogits, labels: labels, labelSize: size)
+            terms += [("aux.loss_seg", auxLoss.item),
+                      ("aux.acc_seg", auxiliaryLoss.accuracy(auxLogits, labels: labels, labelSize: size))]
+            loss = loss + auxLoss
+        }
+        return SegmentationTrainOutput(loss: loss, terms: terms)
+    }
+
+    /// `forwardTrain` with the loader's UInt8 label maps (`Batch.labels`, padded with 255).
+    public func forwardTrain(images: Tensor, labels: [UInt8]) -> SegmentationTrainOutput {
+        forwardTrain(images: images, labels: labels.map { Int32($0) })
+    }
+
+    /// Logits [N, numClasses, H', W'] without recording gradients, where (H', W') is `outputSize` (mmseg's rescale
+    /// to `ori_shape`) or the input size. Uses the model's current mode: call `eval()` first for test behaviour.
+    public func inference(_ images: Tensor, mode: SegmentationInferenceMode = .whole,
+                          outputSize: (height: Int, width: Int)? = nil) -> Tensor {
+        withNoGrad {
+            let logits: Tensor
+            switch mode {
+            case .whole: logits = encodeDecode(images)
+            case let .slide(crop, stride): logits = slideInference(images, crop: crop, stride: stride)
+            }
+            guard let outputSize else { return logits }
+            return logits.resizeBilinear(outputSize.height, outputSize.width)
+        }
+    }
+
+    /// Label maps N·H'·W' (argmax of the logits; mmseg's softmax before it does not change the argmax).
+    public func predict(_ images: Tensor, mode: SegmentationInferenceMode = .whole,
+                        outputSize: (height: Int, width: Int)? = nil) -> [Int32] {
+        inference(images, mode: mode, outputSize: outputSize).argmax(axis: 1)
+    }
+
+    /// mmseg's slide_inference: a grid of crops at `stride` (the last row/column shifted back to end at the border,
+    /// crops never larger than the image), each crop's `encodeDecode` logits summed into place and divided by how
+    /// many crops covered each pixel.
+    func slideInference(_ images: Tensor, crop: (height: Int, width: Int), stride: (height: Int, width: Int)) -> Tensor {
+        precondition(crop.height > 0 && crop.width > 0 && stride.height > 0 && stride.width > 0,
+                     "slide inference: crop \(crop) and stride \(stride) must be positive")
+        let (n, hImg, wImg) = (images.shape[0], images.shape[2], images.shape[3])
+        let hGrids = max(hImg - crop.height + stride.height - 1, 0) / stride.height + 1
+        let wGrids = max(wImg - crop.width + stride.width - 1, 0) / stride.width + 1
+        let c = numClasses
+        let preds = Tensor(zeros: [n, c, hImg, wImg])
+        var count = [Float](repeating: 0, count: hImg * wImg)
+        for hi in 0..<hGrids {
+            for wi in 0..<wGrids {
+                let y2 = min(hi * stride.height + crop.height, hImg), x2 = min(wi * stride.width + crop.width, wImg)
+                let y1 = max(y2 - crop.height, 0), x1 = max(x2 - crop.width, 0)
+                let window = images.slice(axis: 2, start: y1, end: y2).slice(axis: 3, start: x1, end: x2)
+                let logits = encodeDecode(window)
+                let (ch, cw) = (y2 - y1, x2 - x1)
+                let src = logits.data, dst = preds.data
+                for p in 0..<(n * c) {
+                    for y in 0..<ch {
+                        let s = src + (p * ch + y) * cw, d = dst + (p * hImg + y1 + y) * wImg + x1
+                        for x in 0..<cw { d[x] += s[x] }
+                    }
+                }
+                for y in y1..<y2 { for x in x1..<x2 { count[y * wImg + x] += 1 } }
+            }
+        }
+        precondition(!count.contains(0), "slide inference left pixels uncovered")
+        let d = preds.data
+        for p in 0..<(n * c) { for i in 0..<(hImg * wImg) { d[p * hImg * wImg + i] /= count[i] } }
+        return preds
+    }
+}
+
+extension EncoderDecoder {
+    /// UperNet as mmseg's `upernet_r50.py` / the Swin and ACmix UperNet configs build it on `backbone`: UPerHead over all
+    /// four levels (channels 512, pool scales 1, 2, 3, 6, dropout 0.1) and an FCNHead auxiliary head on the third
+    /// level (256 channels, one conv, no concat, dropout 0.1, loss weight 0.4).
+    public static func upernet(backbone: any Backbone, numClasses: Int, channels: Int = 512, auxChannels: Int = 256,
+                               norm: ConvNorm = .bn, auxiliary: Bool = true) -> EncoderDecoder {
+        let c = backbone.featureChannels
+        let decode = UPerHead(inChannels: c, channels: channels, numClasses: numClasses, norm: norm)
+        let aux = auxiliary ? FCNHead(inChannels: c[2], channels: auxChannels, numClasses: numClasses, inIndex: 2, norm: norm) : nil
+        return EncoderDecoder(backbone: backbone, decodeHead: decode, auxiliaryHead: aux)
+    }
+
+    /// UperNet on a backbone named by arch (any `BackboneRegistry` name: the ResNet family today, Swin once it
+    /// registers there), built without a classification head.
+    public static func upernet(arch: String, numClasses: Int, channels: Int = 512, auxChannels: Int = 256,
+                               norm: ConvNorm = .bn, auxiliary: Bool = true) throws -> EncoderDecoder {
+        let backbone = try BackboneRegistry.make(arch: arch, numClasses: nil)
+        return upernet(backbone: backbone, numClasses: numClasses, channels: channels, auxChannels: auxChannels,
+                       norm: norm, auxiliary: auxiliary)
+    }
+
+    /// Semantic FPN (mmseg `fpn_r50.py`): `neck` (an FPN with 4 outputs of `neckChannels`) and an FPNHead of
+    /// 128 channels over strides 4–32.
+    public static func semanticFPN(backbone: any Backbone, neck: any SegmentationNeck, numClasses: Int,
+                                   neckChannels: Int = 256, channels: Int = 128, norm: ConvNorm = .bn) -> EncoderDecoder {
+        let head = SemanticFPNHead(inChannels: [Int](repeating: neckChannels, count: 4), featureStrides: [4, 8, 16, 32],
+                                   channels: channels, numClasses: numClasses, norm: norm)
+        return EncoderDecoder(backbone: backbone, neck: neck, decodeHead: head)
+    }
+}
