@@ -203,3 +203,44 @@ final class LocalAttentionGradientTests: XCTestCase {
         }
     }
 }
+
+/// A convolution whose column matrix is cut into strips (one output row each) against direct summation.
+final class ConvStripTests: XCTestCase {
+    func testStripMinedConvMatchesDirectSum() {
+        let (c, h, w, o) = (512, 3, 1000, 2)     // k·Wo = 4.6 M floats > one strip's budget: three strips
+        let x = randomTensor([1, c, h, w], seed: 60), wt = randomTensor([o, c, 3, 3], seed: 61)
+        let y = conv2d(x, wt, padding: (1, 1))
+        let r = randomTensor(y.shape, seed: 62, requiresGrad: false)
+        (y * r).sum().backward()
+        let xd = x.data, wd = wt.data, rd = r.data
+        for oc in 0..<o { for oy in 0..<h { for ox in stride(from: 0, to: w, by: 97) {
+            var acc = 0.0
+            for ic in 0..<c { for ky in 0..<3 { for kx in 0..<3 {
+                let iy = oy + ky - 1, ix = ox + kx - 1
+                guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                acc += Double(xd[(ic * h + iy) * w + ix]) * Double(wd[((oc * c + ic) * 3 + ky) * 3 + kx])
+            } } }
+            XCTAssertEqual(Double(y.data[(oc * h + oy) * w + ox]), acc, accuracy: 1e-3)
+        } } }
+        // dL/dw[oc, ic, ky, kx] = Σ_y,x r[oc, y, x]·x[ic, y+ky−1, x+kx−1], checked for a few weights.
+        for (oc, ic, ky, kx) in [(0, 0, 0, 0), (1, 511, 2, 2), (0, 300, 1, 0)] {
+            var acc = 0.0
+            for oy in 0..<h { for ox in 0..<w {
+                let iy = oy + ky - 1, ix = ox + kx - 1
+                guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                acc += Double(rd[(oc * h + oy) * w + ox]) * Double(xd[(ic * h + iy) * w + ix])
+            } }
+            XCTAssertEqual(Double(wt.grad!.data[((oc * c + ic) * 3 + ky) * 3 + kx]), acc, accuracy: 1e-2)
+        }
+        // dL/dx at an interior and an edge pixel.
+        for (ic, iy, ix) in [(5, 1, 500), (511, 0, 999)] {
+            var acc = 0.0
+            for oc in 0..<o { for ky in 0..<3 { for kx in 0..<3 {
+                let oy = iy - ky + 1, ox = ix - kx + 1
+                guard oy >= 0, oy < h, ox >= 0, ox < w else { continue }
+                acc += Double(rd[(oc * h + oy) * w + ox]) * Double(wd[((oc * c + ic) * 3 + ky) * 3 + kx])
+            } } }
+            XCTAssertEqual(Double(x.grad!.data[(ic * h + iy) * w + ix]), acc, accuracy: 1e-4)
+        }
+    }
+}

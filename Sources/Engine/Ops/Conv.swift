@@ -12,6 +12,9 @@ public struct Conv2dGeometry {
     /// Grouped convolutions with few inputs per output (depthwise, ACmix's shift conv with 9 per group) run as a
     /// direct kernel: per group an im2col and a tiny sgemm would cost far more than the arithmetic.
     var isDirect: Bool { groups > 1 && cg * kh * kw <= 128 }
+    /// Output rows per im2col strip: the column matrix stays near 16 MB (in cache-friendly pieces, never the
+    /// gigabyte a 2048-channel 3×3 conv at 128×128 would need whole).
+    var stripRows: Int { max(1, min(ho, (4 << 20) / max(k * wo, 1))) }
 }
 
 /// x [N, C, H, W], weight [O, C/groups, kh, kw], bias [O] → [N, O, Ho, Wo].
@@ -59,12 +62,15 @@ func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: Uns
         }
         return
     }
-    let cols = Storage(count: g.k * howo)
+    let strip = g.stripRows, cols = Storage(count: g.k * strip * g.wo)
     for b in 0..<g.n {
         for gr in 0..<g.groups {
-            im2col(g, x + (b * g.c + gr * g.cg) * hw, cols.pointer)
-            sgemm(m: g.og, n: howo, k: g.k, a: w + gr * g.og * g.k, lda: g.k, b: cols.pointer, ldb: howo,
-                  beta: beta, c: y + (b * g.o + gr * g.og) * howo, ldc: howo)
+            for r0 in stride(from: 0, to: g.ho, by: strip) {
+                let rows = r0..<min(g.ho, r0 + strip), n = rows.count * g.wo
+                im2col(g, x + (b * g.c + gr * g.cg) * hw, cols.pointer, rows: rows)
+                sgemm(m: g.og, n: n, k: g.k, a: w + gr * g.og * g.k, lda: g.k, b: cols.pointer, ldb: n,
+                      beta: beta, c: y + (b * g.o + gr * g.og) * howo + r0 * g.wo, ldc: howo)
+            }
         }
     }
 }
@@ -85,36 +91,40 @@ func convBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: Un
         }
         return
     }
-    let cols = Storage(count: g.k * howo)
+    let strip = g.stripRows, cols = Storage(count: g.k * strip * g.wo)
     for b in 0..<g.n {
         for gr in 0..<g.groups {
             let gyg = gy + (b * g.o + gr * g.og) * howo
-            if let gw {
-                im2col(g, x + (b * g.c + gr * g.cg) * hw, cols.pointer)
-                sgemm(transB: true, m: g.og, n: g.k, k: howo, a: gyg, lda: howo, b: cols.pointer, ldb: howo,
-                      beta: 1, c: gw + gr * g.og * g.k, ldc: g.k)
-            }
-            if let gx {
-                sgemm(transA: true, m: g.k, n: howo, k: g.og, a: w + gr * g.og * g.k, lda: g.k, b: gyg, ldb: howo,
-                      c: cols.pointer, ldc: howo)
-                col2im(g, cols.pointer, gx + (b * g.c + gr * g.cg) * hw)
+            for r0 in stride(from: 0, to: g.ho, by: strip) {
+                let rows = r0..<min(g.ho, r0 + strip), n = rows.count * g.wo
+                if let gw {
+                    im2col(g, x + (b * g.c + gr * g.cg) * hw, cols.pointer, rows: rows)
+                    sgemm(transB: true, m: g.og, n: g.k, k: n, a: gyg + r0 * g.wo, lda: howo, b: cols.pointer, ldb: n,
+                          beta: 1, c: gw + gr * g.og * g.k, ldc: g.k)
+                }
+                if let gx {
+                    sgemm(transA: true, m: g.k, n: n, k: g.og, a: w + gr * g.og * g.k, lda: g.k, b: gyg + r0 * g.wo, ldb: howo,
+                          c: cols.pointer, ldc: n)
+                    col2im(g, cols.pointer, gx + (b * g.c + gr * g.cg) * hw, rows: rows)
+                }
             }
         }
     }
 }
 
-/// Column matrix [cg·kh·kw, Ho·Wo] of one image's group of channels; zero where the window leaves the image.
-func im2col(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ cols: UnsafeMutablePointer<Float>) {
-    let howo = g.ho * g.wo
+/// Column matrix [cg·kh·kw, rows·Wo] of one image's group of channels for output rows `rows`; zero where the
+/// window leaves the image.
+func im2col(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ cols: UnsafeMutablePointer<Float>, rows: Range<Int>) {
+    let howo = rows.count * g.wo
     parallelFor(g.cg, cost: g.kh * g.kw * howo) { c in
         let plane = x + c * g.h * g.w
         for ki in 0..<g.kh {
             for kj in 0..<g.kw {
                 let row = cols + ((c * g.kh + ki) * g.kw + kj) * howo
                 let (lo, hi) = validRange(g.wo, g.w, g.sw, g.pw, kj * g.dw)
-                for oh in 0..<g.ho {
+                for oh in rows {
                     let ih = oh * g.sh - g.ph + ki * g.dh
-                    let dst = row + oh * g.wo
+                    let dst = row + (oh - rows.lowerBound) * g.wo
                     if ih < 0 || ih >= g.h { dst.update(repeating: 0, count: g.wo); continue }
                     let src = plane + ih * g.w - g.pw + kj * g.dw
                     if lo > 0 { dst.update(repeating: 0, count: lo) }
@@ -130,19 +140,19 @@ func im2col(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ cols: Unsaf
     }
 }
 
-/// Adds a column matrix back into an image's group of channels (the adjoint of im2col).
-func col2im(_ g: Conv2dGeometry, _ cols: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>) {
-    let howo = g.ho * g.wo
+/// Adds a column matrix of output rows `rows` back into an image's group of channels (the adjoint of im2col).
+func col2im(_ g: Conv2dGeometry, _ cols: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, rows: Range<Int>) {
+    let howo = rows.count * g.wo
     parallelFor(g.cg, cost: g.kh * g.kw * howo) { c in
         let plane = x + c * g.h * g.w
         for ki in 0..<g.kh {
             for kj in 0..<g.kw {
                 let row = cols + ((c * g.kh + ki) * g.kw + kj) * howo
                 let (lo, hi) = validRange(g.wo, g.w, g.sw, g.pw, kj * g.dw)
-                for oh in 0..<g.ho {
+                for oh in rows {
                     let ih = oh * g.sh - g.ph + ki * g.dh
                     if ih < 0 || ih >= g.h { continue }
-                    let src = row + oh * g.wo
+                    let src = row + (oh - rows.lowerBound) * g.wo
                     let dst = plane + ih * g.w - g.pw + kj * g.dw
                     for ow in lo..<max(lo, hi) { dst[ow * g.sw] += src[ow] }
                 }
