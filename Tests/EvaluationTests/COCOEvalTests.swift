@@ -1,0 +1,75 @@
+import Data
+import Evaluation
+import Foundation
+import XCTest
+
+final class COCOEvalTests: XCTestCase {
+    static let expected: [String: Any] = {
+        let data = try! Data(contentsOf: URL(fileURLWithPath: Reference.path("expected.json")))
+        return try! JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }()
+
+    func run(_ iouType: Params.IouType) throws -> (COCOeval, [String]) {
+        let gt = try COCODataset.load(Reference.path("instances_gt.json"))
+        let dt = try gt.loadRes(Reference.path("detections.json"))
+        let E = COCOeval(cocoGt: gt, cocoDt: dt, iouType: iouType)
+        E.evaluate()
+        E.accumulate()
+        let lines = E.summarize()
+        return (E, lines)
+    }
+
+    func check(_ iouType: Params.IouType) throws {
+        let (E, lines) = try run(iouType)
+        let exp = Self.expected[iouType.rawValue] as! [String: Any]
+        let stats = exp["stats"] as! [Double]
+        XCTAssertEqual(E.stats.count, 12)
+        for (i, (a, b)) in zip(E.stats, stats).enumerated() {
+            XCTAssertEqual(a, b, accuracy: 1e-9, "\(iouType) stat \(i)")
+        }
+        XCTAssertEqual(lines, exp["summary_lines"] as! [String])
+        let perCat = exp["per_category_ap"] as! [String: Any]
+        let ours = E.perCategoryAP()
+        XCTAssertEqual(ours.count, perCat.count)
+        for (key, v) in perCat {
+            let got = try XCTUnwrap(ours[Int(key)!], "category \(key)")
+            if let v = v as? Double {
+                XCTAssertEqual(got, v, accuracy: 1e-9, "\(iouType) AP of category \(key)")
+            } else {
+                XCTAssertTrue(got.isNaN, "\(iouType) AP of category \(key) should be NaN, got \(got)")
+            }
+        }
+    }
+
+    func testBboxMatchesPycocotools() throws { try check(.bbox) }
+    func testSegmMatchesPycocotools() throws { try check(.segm) }
+
+    func testThresholdsAreNumpyLinspace() {
+        let p = Params(iouType: .bbox)
+        // Literals (Foundation's JSON reader on Linux is not correctly rounded): expected.json's iouThrs_values.
+        XCTAssertEqual(p.iouThrs, [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.8999999999999999, 0.95])
+        XCTAssertEqual(p.iouThrs[8], 0.8999999999999999)
+        XCTAssertEqual(p.recThrs.count, 101)
+        XCTAssertEqual(p.recThrs[35], 0.35000000000000003)
+        XCTAssertEqual(p.recThrs[100], 1.0)
+    }
+
+    /// maxDets applies per image and category: with maxDets [1] only each pair's best detection counts.
+    func testMaxDetsPerImageAndCategory() throws {
+        let gt = try COCODataset(
+            images: [COCOImage(id: 1, width: 100, height: 100, fileName: "a.jpg")],
+            categories: [COCOCategory(id: 1, name: "a"), COCOCategory(id: 2, name: "b")],
+            annotations: [
+                COCOAnnotation(id: 1, imageId: 1, categoryId: 1, bbox: BBox(x: 0, y: 0, w: 10, h: 10), area: 100),
+                COCOAnnotation(id: 2, imageId: 1, categoryId: 2, bbox: BBox(x: 50, y: 50, w: 10, h: 10), area: 100),
+            ])
+        let dt = try gt.loadRes([
+            COCOResult(imageId: 1, categoryId: 1, score: 0.9, bbox: BBox(x: 0, y: 0, w: 10, h: 10)),
+            COCOResult(imageId: 1, categoryId: 2, score: 0.8, bbox: BBox(x: 50, y: 50, w: 10, h: 10)),
+        ])
+        let E = COCOeval(cocoGt: gt, cocoDt: dt, iouType: .bbox)
+        E.evaluate(); E.accumulate(); E.summarize()
+        XCTAssertEqual(E.stats[6], 1.0, "AR1 counts one detection per image *and category*")
+        XCTAssertEqual(E.perCategoryAP()[1]!, 1.0 - 2.220446049250313e-16, accuracy: 1e-15)
+    }
+}
