@@ -1,3 +1,5 @@
+import Dispatch
+
 /// A COCO instances file (or a results file after `loadRes`), validated and indexed — pycocotools'
 /// `COCO` object: `imgs`/`cats`/`anns` by id, annotations by image and by category, plus the
 /// category id <-> contiguous label maps a detector head needs.
@@ -11,11 +13,11 @@ public final class COCODataset: @unchecked Sendable {
     public internal(set) var warnings: [String] = []
 
     /// Image id -> position in `images`.
-    public let imageIndex: [Int: Int]
+    public let imageIndex: IdIndex
     /// Category id -> position in `categories`.
-    public let categoryIndex: [Int: Int]
+    public let categoryIndex: IdIndex
     /// Annotation id -> position in `annotations`.
-    public let annotationIndex: [Int: Int]
+    public let annotationIndex: IdIndex
     /// Category ids sorted ascending; a category's contiguous label is its position here.
     public let categoryIds: [Int]
     /// Category id -> contiguous label 0..<K.
@@ -34,40 +36,66 @@ public final class COCODataset: @unchecked Sendable {
                 file: String = "<memory>", isResults: Bool = false, annotationSection: String? = nil) throws {
         self.file = file
         let section = annotationSection ?? (isResults ? "results" : "annotations")
-        var imageIndex = [Int: Int](minimumCapacity: images.count)
-        for (i, im) in images.enumerated() {
-            let rec = "images[\(i)] (id \(im.id))"
-            if imageIndex.updateValue(i, forKey: im.id) != nil {
-                throw COCOError(file: file, record: rec, problem: "duplicate image id \(im.id)")
-            }
-            if im.width <= 0 || im.height <= 0 {
-                throw COCOError(file: file, record: rec, problem: "image size \(im.width) x \(im.height) is not positive")
-            }
+        var dup: Int?
+        let imageIndex = IdIndex(images.map(\.id), duplicate: &dup)
+        if let i = dup {
+            throw COCOError(file: file, record: "images[\(i)] (id \(images[i].id))", problem: "duplicate image id \(images[i].id)")
         }
-        var categoryIndex = [Int: Int](minimumCapacity: categories.count)
-        for (i, c) in categories.enumerated() where categoryIndex.updateValue(i, forKey: c.id) != nil {
-            throw COCOError(file: file, record: "categories[\(i)] (id \(c.id))", problem: "duplicate category id \(c.id)")
+        for (i, im) in images.enumerated() where im.width <= 0 || im.height <= 0 {
+            throw COCOError(file: file, record: "images[\(i)] (id \(im.id))",
+                            problem: "image size \(im.width) x \(im.height) is not positive")
         }
-        var annotationIndex = [Int: Int](minimumCapacity: annotations.count)
-        var zeroSize = 0
+        let categoryIndex = IdIndex(categories.map(\.id), duplicate: &dup)
+        if let i = dup {
+            throw COCOError(file: file, record: "categories[\(i)] (id \(categories[i].id))",
+                            problem: "duplicate category id \(categories[i].id)")
+        }
+        let annotationIndex = IdIndex(annotations.map(\.id), duplicate: &dup)
+        if let i = dup {
+            throw COCOError(file: file, record: "\(section)[\(i)] (id \(annotations[i].id))",
+                            problem: "duplicate annotation id \(annotations[i].id)")
+        }
+        // Positions of each annotation's image and category, looked up once.
+        let n = annotations.count
+        var imgPos = [Int32](repeating: 0, count: n), catPos = [Int32](repeating: 0, count: n)
         for (i, a) in annotations.enumerated() {
-            if annotationIndex.updateValue(i, forKey: a.id) != nil {
-                throw COCOError(file: file, record: "\(section)[\(i)] (id \(a.id))", problem: "duplicate annotation id \(a.id)")
-            }
             guard let im = imageIndex[a.imageId] else {
                 throw COCOError(file: file, record: "\(section)[\(i)] (id \(a.id))",
                                 problem: isResults
                                     ? "image_id \(a.imageId) is not an image of the ground truth (pycocotools: 'Results do not correspond to current coco set')"
                                     : "image_id \(a.imageId) is not in \"images\"")
             }
-            if categoryIndex[a.categoryId] == nil {
+            guard let c = categoryIndex[a.categoryId] else {
                 throw COCOError(file: file, record: "\(section)[\(i)] (id \(a.id))",
                                 problem: "category_id \(a.categoryId) is not in \"categories\"")
             }
-            if try Self.check(a, image: images[im], isResults: isResults, file: file, record: "\(section)[\(i)] (id \(a.id))") {
-                zeroSize += 1
+            imgPos[i] = Int32(im)
+            catPos[i] = Int32(c)
+        }
+        // Field checks on one core while the other builds the groupings.
+        var checkError: Error?
+        var zeroSize = 0, shortRLE = 0
+        var groups: (([Int32], [Int32]), ([Int32], [Int32]))?
+        DispatchQueue.concurrentPerform(iterations: 2) { job in
+            if job == 0 {
+                do {
+                    for (i, a) in annotations.enumerated() {
+                        switch try Self.check(a, image: images[Int(imgPos[i])], isResults: isResults, file: file,
+                                              record: "\(section)[\(i)] (id \(a.id))") {
+                        case .ok: break
+                        case .zeroSizeBox: zeroSize += 1
+                        case .shortRLE: shortRLE += 1
+                        }
+                    }
+                } catch {
+                    checkError = error
+                }
+            } else {
+                groups = (Self.group(n, buckets: images.count) { Int(imgPos[$0]) },
+                          Self.group(n, buckets: categories.count) { Int(catPos[$0]) })
             }
         }
+        if let e = checkError { throw e }
         self.images = images
         self.categories = categories
         self.annotations = annotations
@@ -78,14 +106,19 @@ public final class COCODataset: @unchecked Sendable {
         var labels = [Int: Int](minimumCapacity: categoryIds.count)
         for (l, id) in categoryIds.enumerated() { labels[id] = l }
         labelOfCategory = labels
-        (byImageStart, byImage) = Self.group(annotations.count, buckets: images.count) { imageIndex[annotations[$0].imageId]! }
-        (byCategoryStart, byCategory) = Self.group(annotations.count, buckets: categories.count) { categoryIndex[annotations[$0].categoryId]! }
+        ((byImageStart, byImage), (byCategoryStart, byCategory)) = groups!
         if zeroSize > 0 { warnings.append("\(zeroSize) results with a zero-size box (kept: they match nothing)") }
+        if shortRLE > 0 { warnings.append("\(shortRLE) RLE masks whose runs stop before the last pixel (kept: the rest is background)") }
     }
 
-    /// Field checks that need the image; returns true for a zero-size results box.
-    static func check(_ a: COCOAnnotation, image: COCOImage, isResults: Bool, file: String, record: String) throws -> Bool {
-        func fail(_ p: String) -> COCOError { COCOError(file: file, record: record, problem: p) }
+    enum CheckResult { case ok, zeroSizeBox, shortRLE }
+
+    /// Field checks that need the image. Two oddities are kept with a warning, as pycocotools keeps
+    /// them: zero-size result boxes (they match nothing) and RLEs whose runs end before the last pixel
+    /// (the rest is background).
+    static func check(_ a: COCOAnnotation, image: COCOImage, isResults: Bool, file: String,
+                      record: @autoclosure () -> String) throws -> CheckResult {
+        func fail(_ p: String) -> COCOError { COCOError(file: file, record: record(), problem: p) }
         let b = a.bbox
         if !(b.x.isFinite && b.y.isFinite && b.w.isFinite && b.h.isFinite) {
             throw fail("bbox \(b.array) is not finite")
@@ -117,11 +150,12 @@ public final class COCODataset: @unchecked Sendable {
                 throw fail("RLE size [\(r.h), \(r.w)] does not match image \(image.id) size [\(image.height), \(image.width)]")
             }
             let n = r.pixelCount
-            if n != r.h * r.w {
-                throw fail("RLE counts cover \(n) pixels, the mask size [\(r.h), \(r.w)] has \(r.h * r.w)")
+            if n > r.h * r.w {
+                throw fail("RLE counts cover \(n) pixels, more than the \(r.h * r.w) of its size [\(r.h), \(r.w)]")
             }
+            if n < r.h * r.w { return .shortRLE }
         }
-        return zero
+        return zero ? .zeroSizeBox : .ok
     }
 
     /// Counting sort of item positions into buckets; stable, so each bucket keeps file order.

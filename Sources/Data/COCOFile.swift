@@ -1,4 +1,5 @@
 import CSimdJSON
+import Dispatch
 
 /// A parsed COCO JSON file as simdjson's C shim left it: flat records plus shared coordinate, count and
 /// string buffers. Turning it into Swift values copies each buffer once.
@@ -58,45 +59,61 @@ struct COCOFile {
         let counts = UnsafeBufferPointer(start: csj_counts(f), count: csj_count_count(f))
 
         let anns = UnsafeBufferPointer(start: csj_annotations(f), count: csj_annotation_count(f))
-        out.annotations.reserveCapacity(anns.count)
-        out.annotationFlags.reserveCapacity(anns.count)
         let required: [(Int, String)] = kind == .instances
             ? [(CSJ_HAS_ID, "id"), (CSJ_HAS_IMAGE_ID, "image_id"), (CSJ_HAS_CATEGORY_ID, "category_id"),
                (CSJ_HAS_BBOX, "bbox"), (CSJ_HAS_AREA, "area")]
             : [(CSJ_HAS_IMAGE_ID, "image_id"), (CSJ_HAS_CATEGORY_ID, "category_id"), (CSJ_HAS_SCORE, "score")]
         let requiredMask = required.reduce(UInt32(0)) { $0 | UInt32($1.0) }
-        for (i, a) in anns.enumerated() {
-            if a.flags & requiredMask != requiredMask {
-                let rec = a.flags & UInt32(CSJ_HAS_ID) != 0 ? "\(section)[\(i)] (id \(a.id))" : "\(section)[\(i)]"
-                let missing = required.first { a.flags & UInt32($0.0) == 0 }!.1
-                throw COCOError(file: path, record: rec, problem: "missing required field \"\(missing)\"")
-            }
-            var seg = COCOSegmentation.none
-            switch Int32(a.seg_kind) {
-            case Int32(CSJ_SEG_POLYGONS.rawValue):
-                let p0 = Int(a.seg_start), pn = Int(a.seg_count)
-                let c0 = pn > 0 ? Int(cPolys[p0].start) : 0
-                let c1 = pn > 0 ? Int(cPolys[p0 + pn - 1].start + cPolys[p0 + pn - 1].count) : 0
-                seg = .polygons(COCOPolygons(coordinates: coordinates[c0..<c1], lengths: lengths[p0..<(p0 + pn)]))
-            case Int32(CSJ_SEG_RLE_COUNTS.rawValue):
-                let s = Int(a.seg_start)
-                seg = .rle(RLE(h: Int(a.seg_h), w: Int(a.seg_w), counts: Array(counts[s..<(s + Int(a.seg_count))])))
-            case Int32(CSJ_SEG_RLE_STRING.rawValue):
-                let s = Int(a.seg_start)
-                guard let r = MaskAPI.rleFrString(UnsafeBufferPointer(rebasing: strings[s..<(s + Int(a.seg_count))]),
-                                                  h: Int(a.seg_h), w: Int(a.seg_w)) else {
-                    let rec = a.flags & UInt32(CSJ_HAS_ID) != 0 ? "\(section)[\(i)] (id \(a.id))" : "\(section)[\(i)]"
-                    throw COCOError(file: path, record: rec, problem: "RLE counts string is not valid compressed RLE")
+        func record(_ i: Int) -> String {
+            anns[i].flags & UInt32(CSJ_HAS_ID) != 0 ? "\(section)[\(i)] (id \(anns[i].id))" : "\(section)[\(i)]"
+        }
+        for (i, a) in anns.enumerated() where a.flags & requiredMask != requiredMask {
+            let missing = required.first { a.flags & UInt32($0.0) == 0 }!.1
+            throw COCOError(file: path, record: record(i), problem: "missing required field \"\(missing)\"")
+        }
+        // Two halves converted in parallel; a bad compressed RLE string is remembered and thrown after.
+        let n = anns.count
+        let badRLE = UnsafeMutablePointer<Int>.allocate(capacity: 2)
+        defer { badRLE.deallocate() }
+        badRLE.initialize(repeating: Int.max, count: 2)
+        out.annotationFlags = anns.map(\.flags)
+        out.annotations = [COCOAnnotation](unsafeUninitializedCapacity: n) { buf, initialized in
+            let base = buf.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: 2) { c in
+                for i in (n * c / 2)..<(n * (c + 1) / 2) {
+                    let a = anns[i]
+                    var seg = COCOSegmentation.none
+                    switch Int32(a.seg_kind) {
+                    case Int32(CSJ_SEG_POLYGONS.rawValue):
+                        let p0 = Int(a.seg_start), pn = Int(a.seg_count)
+                        let c0 = pn > 0 ? Int(cPolys[p0].start) : 0
+                        let c1 = pn > 0 ? Int(cPolys[p0 + pn - 1].start + cPolys[p0 + pn - 1].count) : 0
+                        seg = .polygons(COCOPolygons(coordinates: coordinates[c0..<c1], lengths: lengths[p0..<(p0 + pn)]))
+                    case Int32(CSJ_SEG_RLE_COUNTS.rawValue):
+                        let s = Int(a.seg_start)
+                        seg = .rle(RLE(h: Int(a.seg_h), w: Int(a.seg_w), counts: Array(counts[s..<(s + Int(a.seg_count))])))
+                    case Int32(CSJ_SEG_RLE_STRING.rawValue):
+                        let s = Int(a.seg_start)
+                        if let r = MaskAPI.rleFrString(UnsafeBufferPointer(rebasing: strings[s..<(s + Int(a.seg_count))]),
+                                                       h: Int(a.seg_h), w: Int(a.seg_w)) {
+                            seg = .rle(r)
+                        } else if badRLE[c] == Int.max {
+                            badRLE[c] = i
+                        }
+                    default:
+                        break
+                    }
+                    (base + i).initialize(to: COCOAnnotation(
+                        id: Int(a.id), imageId: Int(a.image_id), categoryId: Int(a.category_id),
+                        bbox: BBox(x: a.bbox.0, y: a.bbox.1, w: a.bbox.2, h: a.bbox.3), area: a.area,
+                        iscrowd: a.iscrowd != 0, score: a.score, segmentation: seg))
                 }
-                seg = .rle(r)
-            default:
-                break
             }
-            out.annotations.append(COCOAnnotation(
-                id: Int(a.id), imageId: Int(a.image_id), categoryId: Int(a.category_id),
-                bbox: BBox(x: a.bbox.0, y: a.bbox.1, w: a.bbox.2, h: a.bbox.3), area: a.area,
-                iscrowd: a.iscrowd != 0, score: a.score, segmentation: seg))
-            out.annotationFlags.append(a.flags)
+            initialized = n
+        }
+        let bad = min(badRLE[0], badRLE[1])
+        if bad != Int.max {
+            throw COCOError(file: path, record: record(bad), problem: "RLE counts string is not valid compressed RLE")
         }
         return out
     }
