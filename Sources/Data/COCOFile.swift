@@ -1,5 +1,6 @@
 import CSimdJSON
 import Dispatch
+import Foundation
 
 /// A parsed COCO JSON file as simdjson's C shim left it: flat records plus shared coordinate, count and
 /// string buffers. Turning it into Swift values copies each buffer once.
@@ -13,6 +14,9 @@ struct COCOFile {
     enum Kind { case instances, results }
 
     static func read(_ path: String, kind: Kind) throws -> COCOFile {
+        if access(path, R_OK) != 0 {
+            throw COCOError(file: path, problem: "cannot read file: \(String(cString: strerror(errno)))")
+        }
         var handle: OpaquePointer?
         let status = path.withCString { p in
             kind == .instances ? csj_parse_instances(p, &handle) : csj_parse_results(p, &handle)

@@ -9,9 +9,27 @@ public final class COCOeval {
     public let cocoGt: COCODataset
     public let cocoDt: COCODataset
     public var params: Params
-    /// Per category, area range and image (`k * A * I + a * I + i`); nil where the image has neither
-    /// gt nor dt of the category.
-    public private(set) var evalImgs: [EvalImg?] = []
+    /// evaluateImg results per category and image (`k * I + i`), all area ranges in one object; nil
+    /// where the image has neither gt nor dt of the category.
+    var pairs: [PairEval?] = []
+
+    /// pycocotools' `evalImgs` list, per category, area range and image (`k * A * I + a * I + i`);
+    /// built on access (a val2017 run holds ~10^6 of them).
+    public var evalImgs: [EvalImg?] {
+        guard let p = paramsEval else { return [] }
+        let I = p.imgIds.count, A = p.areaRng.count, K = p.useCats ? p.catIds.count : 1
+        var out = [EvalImg?](repeating: nil, count: K * A * I)
+        for k in 0..<K { for i in 0..<I { if let e = pairs[k * I + i] {
+            for a in 0..<A { out[k * A * I + a * I + i] = e.evalImg(areaIndex: a, aRng: p.areaRng[a]) }
+        } } }
+        return out
+    }
+
+    /// One entry of `evalImgs` without building the others.
+    public func evalImg(categoryIndex k: Int, areaIndex a: Int, imageIndex i: Int) -> EvalImg? {
+        guard let p = paramsEval else { return nil }
+        return pairs[k * p.imgIds.count + i]?.evalImg(areaIndex: a, aRng: p.areaRng[a])
+    }
     /// The accumulated `eval` dict.
     public private(set) var eval: Accumulation?
     /// The 12 summary numbers of `summarize()`.
@@ -56,13 +74,12 @@ public final class COCOeval {
         p.maxDets.sort()
         params = p
         let catIds = p.useCats ? p.catIds : [-1]
-        let I = p.imgIds.count, K = catIds.count, A = p.areaRng.count
+        let I = p.imgIds.count, K = catIds.count
         let gts = Self.prepare(cocoGt, p), dts = Self.prepare(cocoDt, p)
         let kinds = p.useCats ? p.catIds.count : 1
-        var evalImgs = [EvalImg?](repeating: nil, count: K * A * I)
-        let T = p.iouThrs.count
+        var pairs = [PairEval?](repeating: nil, count: K * I)
         let maxDet = p.maxDets.last ?? 0
-        evalImgs.withUnsafeMutableBufferPointer { out in
+        pairs.withUnsafeMutableBufferPointer { out in
             let chunks = Swift.min(I, 64)
             DispatchQueue.concurrentPerform(iterations: chunks) { c in
                 for i in stride(from: c, to: I, by: chunks) {
@@ -70,14 +87,13 @@ public final class COCOeval {
                         let g = p.useCats ? gts.list(i, k) : gts.all(i)
                         let d = p.useCats ? dts.list(i, k) : dts.all(i)
                         if g.isEmpty && d.isEmpty { continue }
-                        let imgs = evaluatePair(imgId: p.imgIds[i], catId: catIds[k], gt: g, dt: d, maxDet: maxDet, params: p)
-                        for a in 0..<A { out[k * A * I + a * I + i] = imgs[a] }
+                        out[k * I + i] = evaluatePair(imgId: p.imgIds[i], catId: catIds[k], gt: g, dt: d, maxDet: maxDet, params: p)
                         if !p.useCats { break }
                     }
                 }
             }
         }
-        self.evalImgs = evalImgs
+        self.pairs = pairs
         paramsEval = p
     }
 
@@ -124,7 +140,7 @@ public final class COCOeval {
 
     /// computeIoU plus evaluateImg for every area range of one image/category pair.
     func evaluatePair(imgId: Int, catId: Int, gt gtAll: [Int32], dt dtAll: [Int32], maxDet: Int,
-                      params p: Params) -> [EvalImg] {
+                      params p: Params) -> PairEval {
         let gtAnns = cocoGt.annotations, dtAnns = cocoDt.annotations
         // Detections by descending score, ties in list order (np.argsort(-scores, kind='mergesort')).
         var dt = dtAll.sorted { a, b in
@@ -137,9 +153,14 @@ public final class COCOeval {
         let dtIds = dt.map { dtAnns[Int($0)].id }
         let dtScores = dt.map { dtAnns[Int($0)].score }
         let iscrowdAll = gtAll.map { gtAnns[Int($0)].iscrowd }
-        var result: [EvalImg] = []
-        result.reserveCapacity(p.areaRng.count)
-        for aRng in p.areaRng {
+        let A = p.areaRng.count
+        var allGtIds: [Int] = [], allGtIg: [Bool] = []
+        allGtIds.reserveCapacity(A * G); allGtIg.reserveCapacity(A * G)
+        var gtm = [Int](repeating: 0, count: A * T * G)
+        var dtm = [Int](repeating: 0, count: A * T * D)
+        var dtIg = [Bool](repeating: false, count: A * T * D)
+        for (ai, aRng) in p.areaRng.enumerated() {
+            let gOff = ai * T * G, dOff = ai * T * D
             let lo = aRng[0], hi = aRng[1]
             let ignoreAll = gtAll.map { j -> Bool in
                 let g = gtAnns[Int(j)]
@@ -153,9 +174,6 @@ public final class COCOeval {
             let gtIds = gtind.map { gtAnns[Int(gtAll[$0])].id }
             let gtIg = gtind.map { ignoreAll[$0] }
             let iscrowd = gtind.map { iscrowdAll[$0] }
-            var gtm = [Int](repeating: 0, count: T * G)
-            var dtm = [Int](repeating: 0, count: T * D)
-            var dtIg = [Bool](repeating: false, count: T * D)
             if !ious.isEmpty {
                 for (tind, t) in p.iouThrs.enumerated() {
                     for dind in 0..<D {
@@ -164,7 +182,7 @@ public final class COCOeval {
                         var m = -1
                         for gind in 0..<G {
                             // Already matched, and not a crowd: taken.
-                            if gtm[tind * G + gind] > 0 && !iscrowd[gind] { continue }
+                            if gtm[gOff + tind * G + gind] > 0 && !iscrowd[gind] { continue }
                             // Matched a regular gt and reached the ignored ones: stop.
                             if m > -1 && !gtIg[m] && gtIg[gind] { break }
                             let v = ious[dind * G + gtind[gind]]
@@ -173,9 +191,9 @@ public final class COCOeval {
                             m = gind
                         }
                         if m == -1 { continue }
-                        dtIg[tind * D + dind] = gtIg[m]
-                        dtm[tind * D + dind] = gtIds[m]
-                        gtm[tind * G + m] = dtIds[dind]
+                        dtIg[dOff + tind * D + dind] = gtIg[m]
+                        dtm[dOff + tind * D + dind] = gtIds[m]
+                        gtm[gOff + tind * G + m] = dtIds[dind]
                     }
                 }
             }
@@ -183,14 +201,15 @@ public final class COCOeval {
             for dind in 0..<D {
                 let area = dtAnns[Int(dt[dind])].area
                 if area < lo || area > hi {
-                    for tind in 0..<T where dtm[tind * D + dind] == 0 { dtIg[tind * D + dind] = true }
+                    for tind in 0..<T where dtm[dOff + tind * D + dind] == 0 { dtIg[dOff + tind * D + dind] = true }
                 }
             }
-            result.append(EvalImg(imageId: imgId, categoryId: catId, aRng: aRng, maxDet: maxDet, dtIds: dtIds,
-                                  gtIds: gtIds, dtMatches: dtm, gtMatches: gtm, dtScores: dtScores,
-                                  gtIgnore: gtIg, dtIgnore: dtIg))
+            allGtIds += gtIds
+            allGtIg += gtIg
         }
-        return result
+        return PairEval(imageId: imgId, categoryId: catId, maxDet: maxDet, A: A, T: T, G: G, dtIds: dtIds,
+                        dtScores: dtScores, gtIds: allGtIds, gtIgnore: allGtIg, gtMatches: gtm, dtMatches: dtm,
+                        dtIgnore: dtIg)
     }
 
     /// computeIoU: D x G row-major (`ious[d * G + g]`), dt in the given (score-sorted) order, gt in list
@@ -212,7 +231,7 @@ public final class COCOeval {
     // MARK: accumulate
 
     /// Precision/recall per IoU threshold, recall threshold, category, area range and maxDets
-    /// (pycocotools' `accumulate`), from `evalImgs`.
+    /// (pycocotools' `accumulate`), from the evaluateImg results.
     public func accumulate() {
         guard let pe = paramsEval else { return }
         let p = params
@@ -222,7 +241,7 @@ public final class COCOeval {
         var precision = [Double](repeating: -1, count: T * R * K * A * M)
         var recall = [Double](repeating: -1, count: T * K * A * M)
         var scores = [Double](repeating: -1, count: T * R * K * A * M)
-        let evalImgs = self.evalImgs
+        let pairs = self.pairs
         let recThrs = p.recThrs
         let maxDets = p.maxDets
         precision.withUnsafeMutableBufferPointer { prec in
@@ -232,51 +251,69 @@ public final class COCOeval {
                     DispatchQueue.concurrentPerform(iterations: K) { k in
                         // The images with an evaluation for this category (the same for every area range).
                         var imgs: [Int] = []
-                        for i in 0..<I where evalImgs[k * A * I + i] != nil { imgs.append(i) }
+                        for i in 0..<I where pairs[k * I + i] != nil { imgs.append(i) }
                         if imgs.isEmpty { return }
                         // All kept detections of the category, concatenated in image order, then stably
                         // sorted by descending score. The lists for smaller maxDets are subsequences of it.
-                        var entImg: [Int32] = [], entDet: [Int32] = [], entScore: [Double] = []
+                        var entDet: [Int32] = [], entScore: [Double] = []
                         for i in imgs {
-                            let e = evalImgs[k * A * I + i]!
+                            let e = pairs[k * I + i]!
                             for (j, s) in e.dtScores.enumerated() {
-                                entImg.append(Int32(i)); entDet.append(Int32(j)); entScore.append(s)
+                                entDet.append(Int32(j)); entScore.append(s)
                             }
                         }
                         let order = (0..<entScore.count).sorted { a, b in
                             entScore[a] > entScore[b] || (entScore[a] == entScore[b] && a < b)
                         }
                         let n = order.count
-                        var tpBits = [Bool](repeating: false, count: n * T)
-                        var igBits = [Bool](repeating: false, count: n * T)
+                        // rank[s]: the detection's position in its image's list, for the maxDets cuts.
+                        var inv = [Int32](repeating: 0, count: n)
+                        for (s, o) in order.enumerated() { inv[o] = Int32(s) }
+                        let sel: [[Int32]] = maxDets.map { maxDet in
+                            var v: [Int32] = []
+                            v.reserveCapacity(n)
+                            for (s, o) in order.enumerated() where Int(entDet[o]) < maxDet { v.append(Int32(s)) }
+                            return v
+                        }
+                        let sortedScores = order.map { entScore[$0] }
+                        // Per threshold (t-major) and sorted detection: 1 = true positive, 2 = false
+                        // positive, 0 = ignored.
+                        var kind = [UInt8](repeating: 0, count: T * n)
                         var rc = [Double](repeating: 0, count: n), pr = [Double](repeating: 0, count: n)
-                        var sc = [Double](repeating: 0, count: n)
                         for a in 0..<A {
                             var npig = 0
+                            var base = 0
                             for i in imgs {
-                                for ig in evalImgs[k * A * I + a * I + i]!.gtIgnore where !ig { npig += 1 }
+                                let e = pairs[k * I + i]!
+                                let D = e.D, G = e.G
+                                for g in 0..<G where !e.gtIgnore[a * G + g] { npig += 1 }
+                                e.dtMatches.withUnsafeBufferPointer { dtm in
+                                    e.dtIgnore.withUnsafeBufferPointer { dtIg in
+                                        let off = a * T * D
+                                        for j in 0..<D {
+                                            let s = Int(inv[base + j])
+                                            for t in 0..<T {
+                                                kind[t * n + s] = dtIg[off + t * D + j] ? 0 : (dtm[off + t * D + j] != 0 ? 1 : 2)
+                                            }
+                                        }
+                                    }
+                                }
+                                base += D
                             }
                             if npig == 0 { continue }
-                            for (s, o) in order.enumerated() {
-                                let e = evalImgs[k * A * I + a * I + Int(entImg[o])]!
-                                let D = e.dtIds.count, j = Int(entDet[o])
-                                for t in 0..<T {
-                                    tpBits[s * T + t] = e.dtMatches[t * D + j] != 0
-                                    igBits[s * T + t] = e.dtIgnore[t * D + j]
-                                }
-                            }
-                            for (m, maxDet) in maxDets.enumerated() {
+                            // tp / npig for every tp count; tp exceeds npig only when a detection id is 0
+                            // (pycocotools then lets a gt match twice), which the loop handles apart.
+                            let rcOf = (0...npig).map { Double($0) / Double(npig) }
+                            for (m, list) in sel.enumerated() {
                                 for t in 0..<T {
                                     var tp = 0.0, fp = 0.0
-                                    var nd = 0
-                                    for (s, o) in order.enumerated() where Int(entDet[o]) < maxDet {
-                                        if !igBits[s * T + t] {
-                                            if tpBits[s * T + t] { tp += 1 } else { fp += 1 }
-                                        }
-                                        rc[nd] = tp / Double(npig)
-                                        pr[nd] = tp / (fp + tp + 2.220446049250313e-16)
-                                        sc[nd] = entScore[o]
-                                        nd += 1
+                                    let nd = list.count
+                                    var ntp = 0
+                                    for (q, s32) in list.enumerated() {
+                                        let kd = kind[t * n + Int(s32)]
+                                        if kd == 1 { tp += 1; ntp += 1 } else if kd == 2 { fp += 1 }
+                                        rc[q] = ntp <= npig ? rcOf[ntp] : tp / Double(npig)
+                                        pr[q] = tp / (fp + tp + 2.220446049250313e-16)
                                     }
                                     rec[((t * K + k) * A + a) * M + m] = nd > 0 ? rc[nd - 1] : 0
                                     if nd > 1 {
@@ -292,7 +329,7 @@ public final class COCOeval {
                                         let idx = (((t * R + ri) * K + k) * A + a) * M + m
                                         if pi < nd {
                                             prec[idx] = pr[pi]
-                                            sco[idx] = sc[pi]
+                                            sco[idx] = sortedScores[Int(list[pi])]
                                         } else {
                                             for rj in ri..<R {
                                                 let jdx = (((t * R + rj) * K + k) * A + a) * M + m

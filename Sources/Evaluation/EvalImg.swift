@@ -1,32 +1,63 @@
 /// One image/category/area-range result of `evaluateImg`, as pycocotools' dict. Matrices are T x D
 /// (or T x G) row-major, t the IoU threshold index.
-public final class EvalImg: @unchecked Sendable {
-    public let imageId: Int
-    public let categoryId: Int
-    public let aRng: [Double]
-    public let maxDet: Int
-    public let dtIds: [Int]
-    public let gtIds: [Int]
+public struct EvalImg: Sendable {
+    public var imageId: Int
+    public var categoryId: Int
+    public var aRng: [Double]
+    public var maxDet: Int
+    public var dtIds: [Int]
+    public var gtIds: [Int]
     /// Matched gt id per threshold and detection, 0 = unmatched.
-    public let dtMatches: [Int]
+    public var dtMatches: [Int]
     /// Matched dt id per threshold and gt, 0 = unmatched.
-    public let gtMatches: [Int]
-    public let dtScores: [Double]
-    public let gtIgnore: [Bool]
-    public let dtIgnore: [Bool]
+    public var gtMatches: [Int]
+    public var dtScores: [Double]
+    public var gtIgnore: [Bool]
+    public var dtIgnore: [Bool]
+}
 
-    init(imageId: Int, categoryId: Int, aRng: [Double], maxDet: Int, dtIds: [Int], gtIds: [Int],
-         dtMatches: [Int], gtMatches: [Int], dtScores: [Double], gtIgnore: [Bool], dtIgnore: [Bool]) {
+/// evaluateImg for every area range of one image/category pair, stored together (area-range-major)
+/// so a val2017-sized evaluation makes a few hundred thousand allocations, not millions.
+final class PairEval: @unchecked Sendable {
+    let imageId: Int
+    let categoryId: Int
+    let maxDet: Int
+    let A: Int, T: Int, D: Int, G: Int
+    let dtIds: [Int]
+    let dtScores: [Double]
+    /// [A][G]: gt in each area range's order (ignored last).
+    let gtIds: [Int]
+    let gtIgnore: [Bool]
+    /// [A][T][G]
+    let gtMatches: [Int]
+    /// [A][T][D]
+    let dtMatches: [Int]
+    let dtIgnore: [Bool]
+
+    init(imageId: Int, categoryId: Int, maxDet: Int, A: Int, T: Int, G: Int, dtIds: [Int], dtScores: [Double],
+         gtIds: [Int], gtIgnore: [Bool], gtMatches: [Int], dtMatches: [Int], dtIgnore: [Bool]) {
         self.imageId = imageId
         self.categoryId = categoryId
-        self.aRng = aRng
         self.maxDet = maxDet
+        self.A = A
+        self.T = T
+        self.D = dtIds.count
+        self.G = G
         self.dtIds = dtIds
-        self.gtIds = gtIds
-        self.dtMatches = dtMatches
-        self.gtMatches = gtMatches
         self.dtScores = dtScores
+        self.gtIds = gtIds
         self.gtIgnore = gtIgnore
+        self.gtMatches = gtMatches
+        self.dtMatches = dtMatches
         self.dtIgnore = dtIgnore
+    }
+
+    func evalImg(areaIndex a: Int, aRng: [Double]) -> EvalImg {
+        EvalImg(imageId: imageId, categoryId: categoryId, aRng: aRng, maxDet: maxDet, dtIds: dtIds,
+                gtIds: Array(gtIds[(a * G)..<((a + 1) * G)]),
+                dtMatches: Array(dtMatches[(a * T * D)..<((a + 1) * T * D)]),
+                gtMatches: Array(gtMatches[(a * T * G)..<((a + 1) * T * G)]),
+                dtScores: dtScores, gtIgnore: Array(gtIgnore[(a * G)..<((a + 1) * G)]),
+                dtIgnore: Array(dtIgnore[(a * T * D)..<((a + 1) * T * D)]))
     }
 }
