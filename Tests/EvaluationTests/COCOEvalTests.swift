@@ -72,4 +72,53 @@ final class COCOEvalTests: XCTestCase {
         XCTAssertEqual(E.stats[6], 1.0, "AR1 counts one detection per image *and category*")
         XCTAssertEqual(E.perCategoryAP()[1]!, 1.0 - 2.220446049250313e-16, accuracy: 1e-15)
     }
+
+    /// A training loop hands detections over in memory: same numbers as from the file.
+    func testInMemoryDetectionsMatchTheFile() throws {
+        let gt = try COCODataset.load(Reference.path("instances_gt.json"))
+        let fromFile = try gt.loadRes(Reference.path("detections.json"))
+        let results = fromFile.annotations.map {
+            COCOResult(imageId: $0.imageId, categoryId: $0.categoryId, score: $0.score, bbox: $0.bbox,
+                       segmentation: $0.segmentation)
+        }
+        let inMemory = try gt.loadRes(results)
+        for type in [Params.IouType.bbox, .segm] {
+            let a = COCOeval(cocoGt: gt, cocoDt: fromFile, iouType: type)
+            let b = COCOeval(cocoGt: gt, cocoDt: inMemory, iouType: type)
+            for E in [a, b] { E.evaluate(); E.accumulate(); E.summarize() }
+            XCTAssertEqual(a.stats, b.stats)
+        }
+    }
+
+    /// evalImgs keeps pycocotools' layout: category-major, then area range, then image.
+    func testEvalImgsLayout() throws {
+        let gt = try COCODataset(
+            images: [COCOImage(id: 3, width: 100, height: 100, fileName: ""), COCOImage(id: 1, width: 100, height: 100, fileName: "")],
+            categories: [COCOCategory(id: 1, name: "a")],
+            annotations: [
+                COCOAnnotation(id: 11, imageId: 3, categoryId: 1, bbox: BBox(x: 0, y: 0, w: 10, h: 10), area: 100),
+                COCOAnnotation(id: 12, imageId: 3, categoryId: 1, bbox: BBox(x: 0, y: 0, w: 50, h: 50), area: 2500),
+            ])
+        let dt = try gt.loadRes([COCOResult(imageId: 3, categoryId: 1, score: 0.5, bbox: BBox(x: 0, y: 0, w: 10, h: 10))])
+        let E = COCOeval(cocoGt: gt, cocoDt: dt, iouType: .bbox)
+        E.evaluate()
+        let imgs = E.evalImgs
+        XCTAssertEqual(imgs.count, 1 * 4 * 2)
+        XCTAssertNil(imgs[0], "image 1 (sorted first) has nothing")
+        let all = try XCTUnwrap(imgs[1])
+        XCTAssertEqual(all.imageId, 3)
+        XCTAssertEqual(all.gtIds, [11, 12])
+        XCTAssertEqual(all.dtMatches, [Int](repeating: 11, count: 10))
+        XCTAssertEqual(all.gtMatches.count, 20)
+        // Area "small" (index 1): gt 12 (2500) is ignored and goes last.
+        let small = try XCTUnwrap(imgs[1 * 2 + 1])
+        XCTAssertEqual(small.aRng, [0, 1024])
+        XCTAssertEqual(small.gtIgnore, [false, true])
+        // Area "medium": gt 11 is ignored and moves behind gt 12; the detection matches the ignored
+        // gt 11, so it is ignored too.
+        let medium = try XCTUnwrap(E.evalImg(categoryIndex: 0, areaIndex: 2, imageIndex: 1))
+        XCTAssertEqual(medium.gtIds, [12, 11])
+        XCTAssertEqual(medium.dtMatches, [Int](repeating: 11, count: 10))
+        XCTAssertEqual(medium.dtIgnore, [Bool](repeating: true, count: 10))
+    }
 }
