@@ -12,6 +12,8 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 using namespace simdjson;
@@ -353,92 +355,196 @@ void read_section(csj_file &f, const char *name, ondemand::value v, Read read) {
     }
 }
 
-/// Loads `path` and runs `walk` on the document; the file text and parser die with this frame.
-/// Output vectors are reserved from the file size so they rarely regrow.
+/// Which records of the big array a walker reads. Large files are walked by two threads over the
+/// same text, each with its own parser: the first reads everything up to the record that starts at
+/// or after `split` (and every other section), the second only the records from there on. Both
+/// find the same boundary because they test the same byte positions.
+struct half {
+    enum kind { whole, first, second } which = whole;
+    const char *split = nullptr;
+
+    /// Whether record `v` is this walker's; `stop` is set when the first half reaches the split.
+    bool mine(ondemand::value &v, bool &stop) const {
+        if (which == whole) return true;
+        bool after = v.raw_json_token().data() >= split;
+        if (which == first && after) stop = true;
+        return which == first ? !after : after;
+    }
+};
+
+/// The records of one top-level array (the instances' "annotations" or the results list).
+void read_records(csj_file &f, const char *section, ondemand::value v, const half &h) {
+    ondemand::json_type t;
+    error_code e = v.type().get(t);
+    if (e) fail_json(e, std::string("\"") + section + "\"");
+    if (t != ondemand::json_type::array) {
+        if (h.which == half::second) return;
+        throw walk_error{CSJ_SCHEMA_ERROR, std::string("\"") + section + "\" must be an array, got " + type_name(t)};
+    }
+    ondemand::array arr;
+    if ((e = v.get_array().get(arr))) fail_json(e, section);
+    size_t i = 0;
+    bool past = false;
+    for (auto er : arr) {
+        ondemand::value x;
+        if ((e = std::move(er).get(x))) fail_json(e, std::string(section) + "[" + std::to_string(i) + "]");
+        bool stop = false;
+        if (!past && h.mine(x, stop)) read_annotation(f, section, i, x);
+        past = past || stop;  // the first half skips the rest (cheap: no values are parsed)
+        i++;
+    }
+}
+
+void walk_instances(csj_file &f, ondemand::document &doc, const half &h) {
+    ondemand::json_type t;
+    error_code e = doc.type().get(t);
+    if (e) fail_json(e, "");
+    if (t != ondemand::json_type::object) {
+        if (h.which == half::second) return;
+        throw walk_error{CSJ_SCHEMA_ERROR, std::string("top level must be an object with \"images\", "
+                                                       "\"annotations\", \"categories\", got ") + type_name(t)};
+    }
+    ondemand::object root;
+    if ((e = doc.get_object().get(root))) fail_json(e, "");
+    for (auto fr : root) {
+        ondemand::field fld;
+        if ((e = std::move(fr).get(fld))) fail_json(e, "top-level object");
+        std::string_view k;
+        if ((e = fld.unescaped_key().get(k))) fail_json(e, "top-level object");
+        if (k == "annotations") {
+            read_records(f, "annotations", fld.value(), h);
+            if (h.which == half::second) return;
+        } else if (h.which == half::second) {
+            continue;
+        } else if (k == "images") {
+            read_section(f, "images", fld.value(), read_image);
+        } else if (k == "categories") {
+            read_section(f, "categories", fld.value(), read_category);
+        }
+    }
+}
+
+void walk_results(csj_file &f, ondemand::document &doc, const half &h) {
+    ondemand::json_type t;
+    error_code e = doc.type().get(t);
+    if (e) fail_json(e, "");
+    if (t != ondemand::json_type::array) {
+        if (h.which == half::second) return;
+        throw walk_error{CSJ_SCHEMA_ERROR, std::string("results must be an array of objects, got ") + type_name(t)};
+    }
+    ondemand::value v;
+    if ((e = doc.get_value().get(v))) fail_json(e, "");
+    read_records(f, "results", v, h);
+}
+
+/// Appends `b` (the second half's records) to `a`, moving its offsets past `a`'s buffers.
+void append_part(csj_file &a, csj_file &b) {
+    int64_t polys = (int64_t)a.polygons.size(), coords = (int64_t)a.coordinates.size();
+    int64_t counts = (int64_t)a.counts.size(), chars = (int64_t)a.strings.size();
+    for (csj_annotation &r : b.annotations) {
+        if (r.seg_kind == CSJ_SEG_POLYGONS) r.seg_start += polys;
+        else if (r.seg_kind == CSJ_SEG_RLE_COUNTS) r.seg_start += counts;
+        else if (r.seg_kind == CSJ_SEG_RLE_STRING) r.seg_start += chars;
+    }
+    for (csj_polygon &p : b.polygons) p.start += coords;
+    a.annotations.insert(a.annotations.end(), b.annotations.begin(), b.annotations.end());
+    a.polygons.insert(a.polygons.end(), b.polygons.begin(), b.polygons.end());
+    a.coordinates.insert(a.coordinates.end(), b.coordinates.begin(), b.coordinates.end());
+    a.counts.insert(a.counts.end(), b.counts.begin(), b.counts.end());
+    a.strings += b.strings;
+}
+
+/// One walker over the whole text: its own parser, output and error.
+struct part {
+    csj_file out;
+    csj_status status = CSJ_OK;
+
+    template <class Walk>
+    void run(const padded_string &json, Walk walk, const half &h) {
+        try {
+            ondemand::parser parser;
+            ondemand::document doc;
+            error_code err = parser.iterate(json).get(doc);
+            if (err) fail_json(err, "");
+            size_t share = h.which == half::whole ? json.size() : json.size() / 2;
+            out.annotations.reserve(share / 256);
+            out.coordinates.reserve(share / 16);
+            walk(out, doc, h);
+            const char *rest;
+            if (h.which != half::second && doc.current_location().get(rest) == SUCCESS)
+                throw walk_error{CSJ_PARSE_ERROR, "invalid JSON: unexpected content after the top-level value"};
+        } catch (const walk_error &e) {
+            out.message = e.message;
+            status = e.status;
+        } catch (const std::bad_alloc &) {
+            out.message = "out of memory";
+            status = CSJ_IO_ERROR;
+        } catch (const std::exception &e) {
+            out.message = std::string("invalid JSON: ") + e.what();
+            status = CSJ_PARSE_ERROR;
+        }
+    }
+};
+
+/// Files below this size are walked by one thread.
+constexpr size_t split_bytes = 16u << 20;
+
+/// Loads `path` and walks it, in two halves on two threads when it is large; the first half's error
+/// wins, as it comes first in the file. The text and the parsers are freed before returning.
 template <class Walk>
 csj_status parse(const char *path, csj_file **out, Walk walk) {
     csj_file *f = new (std::nothrow) csj_file();
     *out = f;
     if (!f) return CSJ_IO_ERROR;
+    padded_string json;
+    error_code err = padded_string::load(path).get(json);
+    if (err) {
+        f->message = std::string("cannot read file: ") + error_message(err);
+        return CSJ_IO_ERROR;
+    }
+    if (json.size() < split_bytes || std::thread::hardware_concurrency() < 2) {
+        part p;
+        p.run(json, walk, half{});
+        *f = std::move(p.out);
+        return p.status;
+    }
+    const char *split = json.data() + json.size() / 2;
+    part a, b;
     try {
-        padded_string json;
-        error_code err = padded_string::load(path).get(json);
-        if (err) {
-            f->message = std::string("cannot read file: ") + error_message(err);
-            return CSJ_IO_ERROR;
-        }
-        ondemand::parser parser;
-        ondemand::document doc;
-        if ((err = parser.iterate(json).get(doc))) fail_json(err, "");
-        f->annotations.reserve(json.size() / 256);
-        f->coordinates.reserve(json.size() / 16);
-        walk(*f, doc);
-        const char *rest;
-        if (doc.current_location().get(rest) == SUCCESS) throw walk_error{CSJ_PARSE_ERROR, "invalid JSON: unexpected content after the top-level value"};
-    } catch (const walk_error &e) {
-        f->message = e.message;
-        return e.status;
+        std::thread second([&] { b.run(json, walk, half{half::second, split}); });
+        a.run(json, walk, half{half::first, split});
+        second.join();
+    } catch (const std::system_error &) {
+        a = part();
+        a.run(json, walk, half{});
+        *f = std::move(a.out);
+        return a.status;
+    }
+    if (a.status != CSJ_OK) {
+        *f = std::move(a.out);
+        return a.status;
+    }
+    if (b.status != CSJ_OK) {
+        *f = std::move(b.out);
+        return b.status;
+    }
+    try {
+        append_part(a.out, b.out);
     } catch (const std::bad_alloc &) {
         f->message = "out of memory";
         return CSJ_IO_ERROR;
-    } catch (const std::exception &e) {
-        f->message = std::string("invalid JSON: ") + e.what();
-        return CSJ_PARSE_ERROR;
     }
+    *f = std::move(a.out);
     return CSJ_OK;
-}
-
-ondemand::json_type root_type(ondemand::document &doc) {
-    ondemand::json_type t;
-    error_code e = doc.type().get(t);
-    if (e) fail_json(e, "");
-    return t;
 }
 
 }  // namespace
 
 extern "C" {
 
-csj_status csj_parse_instances(const char *path, csj_file **out) {
-    return parse(path, out, [](csj_file &f, ondemand::document &doc) {
-        ondemand::json_type t = root_type(doc);
-        if (t != ondemand::json_type::object)
-            throw walk_error{CSJ_SCHEMA_ERROR, std::string("top level must be an object with \"images\", "
-                                                           "\"annotations\", \"categories\", got ") + type_name(t)};
-        ondemand::object root;
-        error_code e = doc.get_object().get(root);
-        if (e) fail_json(e, "");
-        for (auto fr : root) {
-            ondemand::field fld;
-            if ((e = std::move(fr).get(fld))) fail_json(e, "top-level object");
-            std::string_view k;
-            if ((e = fld.unescaped_key().get(k))) fail_json(e, "top-level object");
-            if (k == "images") read_section(f, "images", fld.value(), read_image);
-            else if (k == "categories") read_section(f, "categories", fld.value(), read_category);
-            else if (k == "annotations")
-                read_section(f, "annotations", fld.value(), [](csj_file &g, size_t i, ondemand::value v) {
-                    read_annotation(g, "annotations", i, v);
-                });
-        }
-    });
-}
+csj_status csj_parse_instances(const char *path, csj_file **out) { return parse(path, out, walk_instances); }
 
-csj_status csj_parse_results(const char *path, csj_file **out) {
-    return parse(path, out, [](csj_file &f, ondemand::document &doc) {
-        ondemand::json_type t = root_type(doc);
-        if (t != ondemand::json_type::array)
-            throw walk_error{CSJ_SCHEMA_ERROR, std::string("results must be an array of objects, got ") + type_name(t)};
-        ondemand::array arr;
-        error_code e = doc.get_array().get(arr);
-        if (e) fail_json(e, "");
-        size_t i = 0;
-        for (auto er : arr) {
-            ondemand::value x;
-            if ((e = std::move(er).get(x))) fail_json(e, "results[" + std::to_string(i) + "]");
-            read_annotation(f, "results", i++, x);
-        }
-    });
-}
+csj_status csj_parse_results(const char *path, csj_file **out) { return parse(path, out, walk_results); }
 
 void csj_free(csj_file *file) { delete file; }
 const char *csj_error_message(const csj_file *f) { return f ? f->message.c_str() : "out of memory"; }
