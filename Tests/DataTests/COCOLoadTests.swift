@@ -157,7 +157,7 @@ final class COCOLoadTests: XCTestCase {
         assertContains(try loadError(instances(annotations: #"{"id": 9, "image_id": 10, "category_id": 5, "bbox": [0, 0, 1, 1], "area": 1, "segmentation": [[0, 0, "a", 1, 1, 1]]}"#)),
                        "annotations[0] (id 9)", "segmentation")
         assertContains(try loadError(#"{"images": [{"id": 1, "width": 4.5, "height": 3}]}"#), "images[0] (id 1)", "\"width\" must be an integer")
-        assertContains(try loadError(instances(annotations: "17")), "annotations[0]", "must be an object, got a number")
+        assertContains(try loadError(instances(annotations: "17")), "annotations[0]", "must be an object, got an integer")
     }
 
     func testMissingRequiredFields() throws {

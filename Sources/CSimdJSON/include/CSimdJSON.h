@@ -1,8 +1,8 @@
-// A small C API over simdjson (On-Demand) for COCO instances and results files.
+// A small C API over simdjson's DOM for COCO instances and results files.
 //
 // One call parses a whole file and flattens it into a few compact arrays (records, polygon table,
 // coordinates, RLE counts, a string arena), so Swift copies each array once instead of calling into
-// C per value. The file buffer and the parser are freed before the call returns. No C++ exception
+// C per value. The file buffer and the DOM are freed before the call returns. No C++ exception
 // crosses this boundary: failures come back as a code plus a message naming the record.
 #ifndef CSIMDJSON_H
 #define CSIMDJSON_H
