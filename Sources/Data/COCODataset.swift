@@ -13,11 +13,11 @@ public final class COCODataset: @unchecked Sendable {
     public internal(set) var warnings: [String] = []
 
     /// Image id -> position in `images`.
-    public let imageIndex: IdIndex
+    public let imageIndex: COCOIdIndex
     /// Category id -> position in `categories`.
-    public let categoryIndex: IdIndex
+    public let categoryIndex: COCOIdIndex
     /// Annotation id -> position in `annotations`.
-    public let annotationIndex: IdIndex
+    public let annotationIndex: COCOIdIndex
     /// Category ids sorted ascending; a category's contiguous label is its position here.
     public let categoryIds: [Int]
     /// Category id -> contiguous label 0..<K.
@@ -37,7 +37,7 @@ public final class COCODataset: @unchecked Sendable {
         self.file = file
         let section = annotationSection ?? (isResults ? "results" : "annotations")
         var dup: Int?
-        let imageIndex = IdIndex(images.map(\.id), duplicate: &dup)
+        let imageIndex = COCOIdIndex(images.map(\.id), duplicate: &dup)
         if let i = dup {
             throw COCOError(file: file, record: "images[\(i)] (id \(images[i].id))", problem: "duplicate image id \(images[i].id)")
         }
@@ -45,12 +45,12 @@ public final class COCODataset: @unchecked Sendable {
             throw COCOError(file: file, record: "images[\(i)] (id \(im.id))",
                             problem: "image size \(im.width) x \(im.height) is not positive")
         }
-        let categoryIndex = IdIndex(categories.map(\.id), duplicate: &dup)
+        let categoryIndex = COCOIdIndex(categories.map(\.id), duplicate: &dup)
         if let i = dup {
             throw COCOError(file: file, record: "categories[\(i)] (id \(categories[i].id))",
                             problem: "duplicate category id \(categories[i].id)")
         }
-        let annotationIndex = IdIndex(annotations.map(\.id), duplicate: &dup)
+        let annotationIndex = COCOIdIndex(annotations.map(\.id), duplicate: &dup)
         if let i = dup {
             throw COCOError(file: file, record: "\(section)[\(i)] (id \(annotations[i].id))",
                             problem: "duplicate annotation id \(annotations[i].id)")

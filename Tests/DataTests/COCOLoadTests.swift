@@ -65,7 +65,7 @@ final class COCOLoadTests: XCTestCase {
     // MARK: good input
 
     func testReferenceDataset() throws {
-        let coco = try COCODataset.load(Reference.path("instances_gt.json"))
+        let coco = try COCODataset.load(COCOReference.path("instances_gt.json"))
         XCTAssertEqual(coco.images.count, 200)
         XCTAssertEqual(coco.categories.count, 10)
         XCTAssertEqual(coco.annotations.count, 862)
@@ -79,7 +79,7 @@ final class COCOLoadTests: XCTestCase {
         XCTAssertEqual(multi.count, 103)
         XCTAssertEqual(coco.annotationIndices(categoryId: 1).count, coco.annotations.filter { $0.categoryId == 1 }.count)
         XCTAssertEqual(coco.images.filter { coco.annotationIndices(imageId: $0.id).isEmpty }.count, 22)
-        let dt = try coco.loadRes(Reference.path("detections.json"))
+        let dt = try coco.loadRes(COCOReference.path("detections.json"))
         XCTAssertEqual(dt.annotations.count, 1448)
         XCTAssertEqual(dt.annotations.map(\.id), Array(1...1448))
         for d in dt.annotations { XCTAssertEqual(d.area, d.bbox.w * d.bbox.h) }

@@ -5,8 +5,8 @@ import XCTest
 final class MaskAPITests: XCTestCase {
     /// Every GT annotation's annToRLE must equal pycocotools': compressed counts, area and box.
     func testAnnToRLEMatchesPycocotools() throws {
-        let coco = try COCODataset.load(Reference.path("instances_gt.json"))
-        let data = try Data(contentsOf: URL(fileURLWithPath: Reference.path("gt_rle.json")))
+        let coco = try COCODataset.load(COCOReference.path("instances_gt.json"))
+        let data = try Data(contentsOf: URL(fileURLWithPath: COCOReference.path("gt_rle.json")))
         let root = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
         let anns = try XCTUnwrap(root["annotations"] as? [[String: Any]])
         XCTAssertEqual(anns.count, coco.annotations.count)

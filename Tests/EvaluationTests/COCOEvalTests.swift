@@ -5,13 +5,13 @@ import XCTest
 
 final class COCOEvalTests: XCTestCase {
     static let expected: [String: Any] = {
-        let data = try! Data(contentsOf: URL(fileURLWithPath: Reference.path("expected.json")))
+        let data = try! Data(contentsOf: URL(fileURLWithPath: COCOReference.path("expected.json")))
         return try! JSONSerialization.jsonObject(with: data) as! [String: Any]
     }()
 
     func run(_ iouType: Params.IouType) throws -> (COCOeval, [String]) {
-        let gt = try COCODataset.load(Reference.path("instances_gt.json"))
-        let dt = try gt.loadRes(Reference.path("detections.json"))
+        let gt = try COCODataset.load(COCOReference.path("instances_gt.json"))
+        let dt = try gt.loadRes(COCOReference.path("detections.json"))
         let E = COCOeval(cocoGt: gt, cocoDt: dt, iouType: iouType)
         E.evaluate()
         E.accumulate()
@@ -75,8 +75,8 @@ final class COCOEvalTests: XCTestCase {
 
     /// A training loop hands detections over in memory: same numbers as from the file.
     func testInMemoryDetectionsMatchTheFile() throws {
-        let gt = try COCODataset.load(Reference.path("instances_gt.json"))
-        let fromFile = try gt.loadRes(Reference.path("detections.json"))
+        let gt = try COCODataset.load(COCOReference.path("instances_gt.json"))
+        let fromFile = try gt.loadRes(COCOReference.path("detections.json"))
         let results = fromFile.annotations.map {
             COCOResult(imageId: $0.imageId, categoryId: $0.categoryId, score: $0.score, bbox: $0.bbox,
                        segmentation: $0.segmentation)

@@ -33,7 +33,7 @@ enum COCOSyntheticWriter {
 
     /// train2017-like: compact JSON, star polygons of 4-8 vertices, ~0.9% crowd RLE with counts lists.
     static func trainInstances(path: String, images n: Int, annotations nAnn: Int, seed: UInt64) throws {
-        var rng = SplitMix64(seed: seed)
+        var rng = COCOBenchRNG(seed: seed)
         var ids = Set<Int>()
         while ids.count < n { ids.insert(1 + Int(rng.next() % 599_999)) }
         let imgIds = ids.sorted()
@@ -92,7 +92,7 @@ enum COCOSyntheticWriter {
     /// image (jittered GT copies with scores in 0.3...1, then random boxes with low scores).
     static func valBboxWorkload(gtPath: String, dtPath: String, images n: Int, gtPerImage: Double,
                                 detsPerImage: Int, seed: UInt64) throws {
-        var rng = SplitMix64(seed: seed)
+        var rng = COCOBenchRNG(seed: seed)
         let catW = (0..<categories.count).map { 1.0 / (Double($0) + 3) }
         let total = catW.reduce(0, +)
         func weightedCat() -> Int {
@@ -182,7 +182,7 @@ enum COCOSyntheticWriter {
 }
 
 /// Buffered file output.
-final class ChunkWriter {
+private final class ChunkWriter {
     let handle: FileHandle
     var buffer: [UInt8] = []
 
@@ -211,7 +211,7 @@ final class ChunkWriter {
 }
 
 /// Small deterministic generator for synthetic data.
-struct SplitMix64 {
+private struct COCOBenchRNG {
     var state: UInt64
     init(seed: UInt64) { state = seed }
 

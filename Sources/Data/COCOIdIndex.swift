@@ -1,7 +1,7 @@
 /// Id -> position for COCO ids. Ids are usually small non-negative integers (COCO image ids < 600k,
 /// annotation ids < 2M), so a dense table replaces hashing when it stays within a few times the count;
 /// otherwise a dictionary.
-public struct IdIndex: Sendable {
+public struct COCOIdIndex: Sendable {
     private var dense: [Int32] = []
     private var sparse: [Int: Int] = [:]
     private var isDense: Bool
