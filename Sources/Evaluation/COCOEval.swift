@@ -30,6 +30,7 @@ public final class COCOeval {
         guard let p = paramsEval else { return nil }
         return pairs[k * p.imgIds.count + i]?.evalImg(areaIndex: a, aRng: p.areaRng[a])
     }
+
     /// The accumulated `eval` dict.
     public private(set) var eval: Accumulation?
     /// The 12 summary numbers of `summarize()`.
