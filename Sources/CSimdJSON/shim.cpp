@@ -84,6 +84,31 @@ struct file_text {
     }
 };
 
+/// Python's json.dump writes NaN and Infinity for non-finite floats (a NaN score is the usual case);
+/// JSON has no such literals, and simdjson's DOM error gives no position, so point at the first one.
+std::string non_finite_hint(const uint8_t *text, size_t size) {
+    const char *s = (const char *)text;
+    bool in_string = false;
+    size_t line = 1;
+    for (size_t i = 0; i < size; i++) {
+        char c = s[i];
+        if (c == '\n') line++;
+        if (in_string) {
+            if (c == '\\') i++;
+            else if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') {
+            in_string = true;
+        } else if ((c == 'N' && size - i >= 3 && std::memcmp(s + i, "NaN", 3) == 0) ||
+                   (c == 'I' && size - i >= 8 && std::memcmp(s + i, "Infinity", 8) == 0)) {
+            return " (line " + std::to_string(line) + ", byte " + std::to_string(i) + ": '" +
+                   (c == 'N' ? "NaN" : "Infinity") + "' is not JSON; non-finite numbers such as a NaN score must not be written)";
+        }
+    }
+    return "";
+}
+
 /// A schema failure; thrown only inside this file and turned into a status before returning to C.
 struct schema_error {
     std::string message;
@@ -345,7 +370,7 @@ csj_status parse(const char *path, csj_file **out, Walk walk) {
         dom::element root;
         error_code err = parser.parse(json.data, json.size, false).get(root);
         if (err) {
-            f->message = std::string("invalid JSON: ") + error_message(err);
+            f->message = std::string("invalid JSON: ") + error_message(err) + non_finite_hint(json.data, json.size);
             return CSJ_PARSE_ERROR;
         }
         // The DOM keeps its own copies of numbers and strings: the file text can go before the walk

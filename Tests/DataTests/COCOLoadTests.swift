@@ -207,7 +207,7 @@ final class COCOLoadTests: XCTestCase {
     func testBadResults() throws {
         assertContains(try resultsError("[]"), "contains no results")
         assertContains(try resultsError(#"{"image_id": 10}"#), "results must be an array of objects, got an object")
-        assertContains(try resultsError(#"[{"image_id": 10, "category_id": 5, "score": NaN, "bbox": [0, 0, 1, 1]}]"#), "invalid JSON")
+        assertContains(try resultsError(#"[{"image_id": 10, "category_id": 5, "score": NaN, "bbox": [0, 0, 1, 1]}]"#), "invalid JSON", "line 1", "'NaN' is not JSON")
         assertContains(try resultsError(#"[{"image_id": 10, "category_id": 5, "score": 0.5, "bbox": [0, 0, 1, 1]}, {"image_id": 77, "category_id": 5, "score": 0.5, "bbox": [0, 0, 1, 1]}]"#),
                        "results[1] (id 2)", "image_id 77 is not an image of the ground truth")
         assertContains(try resultsError(#"[{"image_id": 10, "category_id": 3, "score": 0.5, "bbox": [0, 0, 1, 1]}]"#),
