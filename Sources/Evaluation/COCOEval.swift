@@ -143,11 +143,12 @@ public final class COCOeval {
     func evaluatePair(imgId: Int, catId: Int, gt gtAll: [Int32], dt dtAll: [Int32], maxDet: Int,
                       params p: Params) -> PairEval {
         let gtAnns = cocoGt.annotations, dtAnns = cocoDt.annotations
-        // Detections by descending score, ties in list order (np.argsort(-scores, kind='mergesort')).
-        var dt = dtAll.sorted { a, b in
-            let sa = dtAnns[Int(a)].score, sb = dtAnns[Int(b)].score
-            return sa > sb || (sa == sb && a < b)
-        }
+        // Detections by descending score, ties in list order (np.argsort(-scores, kind='mergesort')); the
+        // list is category-major when useCats = 0, so ties go by list position, not file position.
+        let scores = dtAll.map { dtAnns[Int($0)].score }
+        var dt = (0..<dtAll.count).sorted { a, b in
+            scores[a] > scores[b] || (scores[a] == scores[b] && a < b)
+        }.map { dtAll[$0] }
         if dt.count > maxDet { dt.removeSubrange(maxDet...) }
         let ious = computeIoU(gt: gtAll, dt: dt, iouType: p.iouType)
         let G = gtAll.count, D = dt.count, T = p.iouThrs.count

@@ -121,4 +121,31 @@ final class COCOEvalTests: XCTestCase {
         XCTAssertEqual(medium.dtMatches, [Int](repeating: 11, count: 10))
         XCTAssertEqual(medium.dtIgnore, [Bool](repeating: true, count: 10))
     }
+
+    /// Non-default parameters against pycocotools 2.0.11 run here on the reference data (numbers
+    /// printed by `COCOeval` with the same settings): useCats = 0, and a subset of images and
+    /// categories with maxDets [5, 20, 50] (stats[0] asks for maxDets=100, absent, so -1).
+    func testNonDefaultParamsMatchPycocotools() throws {
+        let expected: [String: [Double]] = [
+            "bbox_nocats": [0.3709688251262434, 0.5776732591251479, 0.4221549925070249, 0.33199362144937816, 0.43220139743860664, 0.432470198393618, 0.11412911084043846, 0.3981729598051157, 0.47028014616321556, 0.4164241164241164, 0.5228215767634855, 0.5641666666666667],
+            "bbox_subset": [-1.0, 0.30271521457487877, 0.15355778969640355, 0.1534994285217754, 0.273016158758733, 0.13717821782178216, 0.25709617180205413, 0.25709617180205413, 0.25709617180205413, 0.24363636363636362, 0.31029411764705883, 0.20555555555555557],
+            "segm_nocats": [0.22945493494391278, 0.44608721531125745, 0.21053517635720664, 0.19110058514426234, 0.29030398300055055, 0.31195935924540336, 0.0876979293544458, 0.3170523751522533, 0.36930572472594403, 0.3091476091476092, 0.42987551867219914, 0.4766666666666667],
+            "segm_subset": [-1.0, 0.21342224889573408, 0.07328532853285327, 0.1237584685508263, 0.12645341845108876, 0.07057755775577557, 0.18678804855275438, 0.18678804855275438, 0.18678804855275438, 0.19333333333333338, 0.18431372549019606, 0.13333333333333333],
+        ]
+        let gt = try COCODataset.load(COCOReference.path("instances_gt.json"))
+        let dt = try gt.loadRes(COCOReference.path("detections.json"))
+        for type in [Params.IouType.bbox, .segm] {
+            let noCats = COCOeval(cocoGt: gt, cocoDt: dt, iouType: type)
+            noCats.params.useCats = false
+            let subset = COCOeval(cocoGt: gt, cocoDt: dt, iouType: type)
+            subset.params.maxDets = [5, 20, 50]
+            subset.params.imgIds = stride(from: 0, to: subset.params.imgIds.count, by: 2).map { subset.params.imgIds[$0] }
+            subset.params.catIds = [1, 3, 7, 24]
+            for (name, E) in [("nocats", noCats), ("subset", subset)] {
+                E.evaluate(); E.accumulate(); E.summarize()
+                let exp = expected["\(type.rawValue)_\(name)"]!
+                for i in 0..<12 { XCTAssertEqual(E.stats[i], exp[i], accuracy: 1e-12, "\(type) \(name) stat \(i)") }
+            }
+        }
+    }
 }
