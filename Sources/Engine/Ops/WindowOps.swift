@@ -1,0 +1,424 @@
+import Dispatch
+import Foundation
+
+/// Fused kernels for Swin-style window attention and the ACmix convolution path, all on channels-last maps
+/// (B, H, W, C). They exist because composing them from reshape/permute/roll/matmul costs one full copy of the
+/// map per step and one sgemm call per (window, head) through the generic batched matmul; here each window's
+/// tokens are gathered straight from the spatial map, and the result is written straight back to it.
+
+// MARK: - Cyclic shift with padding
+
+extension Tensor {
+    /// (B, H, W, C) → (B, Hp, Wp, C): zero-pads at the bottom/right to Hp×Wp, then rolls rows and columns by
+    /// −shift (torch.roll(x, (−s, −s), (1, 2))), in one copy. Hp ≥ H, Wp ≥ W.
+    public func windowPadShift(height hp: Int, width wp: Int, shift: Int) -> Tensor {
+        precondition(rank == 4 && hp >= shape[1] && wp >= shape[2], "windowPadShift: \(shape) to \(hp)x\(wp)")
+        if hp == shape[1] && wp == shape[2] && shift == 0 { return self }
+        let (h, w) = (shape[1], shape[2])
+        let out = rollCopy(self, outH: hp, outW: wp, modH: hp, modW: wp, offset: shift)
+        return out.record("window_pad_shift", [self]) { g in
+            [rollCopy(g, outH: h, outW: w, modH: hp, modW: wp, offset: -shift)]
+        }
+    }
+
+    /// (B, Hp, Wp, C) → (B, H, W, C): rolls rows and columns by +shift, then crops to H×W (the inverse of
+    /// `windowPadShift`).
+    public func windowUnshiftCrop(height h: Int, width w: Int, shift: Int) -> Tensor {
+        precondition(rank == 4 && h <= shape[1] && w <= shape[2], "windowUnshiftCrop: \(shape) to \(h)x\(w)")
+        let (hp, wp) = (shape[1], shape[2])
+        if hp == h && wp == w && shift == 0 { return self }
+        let out = rollCopy(self, outH: h, outW: w, modH: hp, modW: wp, offset: -shift)
+        return out.record("window_unshift_crop", [self]) { g in
+            [rollCopy(g, outH: hp, outW: wp, modH: hp, modW: wp, offset: shift)]
+        }
+    }
+}
+
+/// out[b, i, j] = x[b, (i + offset) mod modH, (j + offset) mod modW] where that lies inside x, else 0.
+func rollCopy(_ x: Tensor, outH: Int, outW: Int, modH: Int, modW: Int, offset: Int) -> Tensor {
+    let (b, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let out = Tensor(uninitialized: [b, outH, outW, c])
+    let xd = x.data, yd = out.data
+    parallelFor(b * outH, cost: outW * c) { r in
+        let bi = r / outH, i = r % outH
+        let si = ((i + offset) % modH + modH) % modH
+        let dstRow = yd + r * outW * c
+        if si >= h { dstRow.update(repeating: 0, count: outW * c); return }
+        let srcRow = xd + (bi * h + si) * w * c
+        for j in 0..<outW {
+            let sj = ((j + offset) % modW + modW) % modW
+            if sj < w { (dstRow + j * c).update(from: srcRow + sj * c, count: c) }
+            else { (dstRow + j * c).update(repeating: 0, count: c) }
+        }
+    }
+    return out
+}
+
+// MARK: - Window attention
+
+/// Relative position index of a ws×ws window (Swin): entry [a·N + b] indexes the bias table row for query
+/// token a and key token b, tokens numbered row-major inside the window.
+public func swinRelativePositionIndex(window ws: Int) -> [Int32] {
+    let n = ws * ws
+    var index = [Int32](repeating: 0, count: n * n)
+    for a in 0..<n {
+        for b in 0..<n {
+            let dy = a / ws - b / ws + ws - 1, dx = a % ws - b % ws + ws - 1
+            index[a * n + b] = Int32(dy * (2 * ws - 1) + dx)
+        }
+    }
+    return index
+}
+
+/// The shifted-window attention mask for an Hp×Wp map (multiples of ws) rolled by −shift: (nW, N, N) with
+/// −100 between tokens that came from different regions of the unrolled map, 0 elsewhere. Windows are
+/// numbered row-major.
+public func swinShiftedWindowMask(height hp: Int, width wp: Int, window ws: Int, shift: Int) -> Tensor {
+    precondition(hp % ws == 0 && wp % ws == 0 && shift > 0 && shift < ws, "mask for \(hp)x\(wp), window \(ws), shift \(shift)")
+    // Region label of each row / column band: [0, Hp−ws), [Hp−ws, Hp−shift), [Hp−shift, Hp).
+    func band(_ i: Int, _ n: Int) -> Int { i < n - ws ? 0 : (i < n - shift ? 1 : 2) }
+    let nWx = wp / ws, nW = (hp / ws) * nWx, n = ws * ws
+    let mask = Tensor(zeros: [nW, n, n])
+    let md = mask.data
+    var label = [Int](repeating: 0, count: n)
+    for w in 0..<nW {
+        let wy = w / nWx, wx = w % nWx
+        for t in 0..<n { label[t] = 3 * band(wy * ws + t / ws, hp) + band(wx * ws + t % ws, wp) }
+        for a in 0..<n { for b in 0..<n where label[a] != label[b] { md[(w * n + a) * n + b] = -100 } }
+    }
+    return mask
+}
+
+/// Multi-head self-attention inside non-overlapping ws×ws windows with Swin's relative position bias.
+///
+/// - qkv: (B, Hp, Wp, 3C), channels [q | k | v], head h at channels h·hd..<(h+1)·hd of each; Hp, Wp multiples of ws.
+/// - biasTable: ((2ws−1)², heads); relativeIndex: N·N entries from `swinRelativePositionIndex`.
+/// - mask: (nW, N, N) added to the logits of window w of every image (no gradient), or nil.
+/// - Returns (B, Hp, Wp, C): softmax(q·scale·kᵀ + bias + mask)·v of each window and head, written back to the
+///   tokens' places with heads concatenated along C (the input of the output projection).
+public func windowAttention(_ qkv: Tensor, heads: Int, window ws: Int, scale: Float,
+                            biasTable: Tensor, relativeIndex: [Int32], mask: Tensor?) -> Tensor {
+    precondition(qkv.rank == 4 && qkv.shape[3] % (3 * heads) == 0, "windowAttention: qkv \(qkv.shape), \(heads) heads")
+    let (b, hp, wp, c3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2], qkv.shape[3])
+    precondition(hp % ws == 0 && wp % ws == 0, "windowAttention: map \(hp)x\(wp) is not a multiple of window \(ws)")
+    let c = c3 / 3, hd = c / heads, n = ws * ws
+    let nWx = wp / ws, nW = (hp / ws) * nWx
+    precondition(biasTable.shape == [(2 * ws - 1) * (2 * ws - 1), heads] && relativeIndex.count == n * n,
+                 "windowAttention: bias table \(biasTable.shape) for window \(ws), \(heads) heads")
+    if let mask { precondition(mask.shape == [nW, n, n], "windowAttention: mask \(mask.shape), expected [\(nW), \(n), \(n)]") }
+
+    // Dense bias [heads, N, N] gathered once per call.
+    let bias = Tensor(uninitialized: [heads, n, n])
+    for h in 0..<heads { for i in 0..<(n * n) { bias.data[h * n * n + i] = biasTable.data[Int(relativeIndex[i]) * heads + h] } }
+
+    let keep = Tensor.needsGrad(qkv, biasTable)
+    let probs: Tensor? = keep ? Tensor(uninitialized: [b * nW, heads, n, n]) : nil
+    let out = Tensor(uninitialized: [b, hp, wp, c])
+    let geo = WindowGeometry(hp: hp, wp: wp, ws: ws, nWx: nWx, nW: nW, c: c, hd: hd, n: n)
+    let x = qkv.data, y = out.data, bd = bias.data, md = mask?.data, pd = probs?.data
+    let tasks = b * nW * heads
+    runChunks(tasks, scratch: 4 * n * hd + n * n) { _, range, buf in
+        let q = buf, k = q + n * hd, v = k + n * hd, o = v + n * hd, s = o + n * hd
+        for t in range {
+            let bw = t / heads, h = t % heads, w = bw % nW
+            let base = geo.windowBase(bw / nW, w)
+            geo.gather(x, base, stride: c3, channel: h * hd, into: q, scale: scale)
+            geo.gather(x, base, stride: c3, channel: c + h * hd, into: k)
+            geo.gather(x, base, stride: c3, channel: 2 * c + h * hd, into: v)
+            sgemm(transB: true, m: n, n: n, k: hd, a: q, lda: hd, b: k, ldb: hd, c: s, ldc: n)
+            let bh = bd + h * n * n, mw = md.map { $0 + w * n * n }
+            for i in 0..<(n * n) { s[i] += bh[i] }
+            if let mw { for i in 0..<(n * n) { s[i] += mw[i] } }
+            softmaxRows(s, rows: n, cols: n)
+            if let pd { (pd + t * n * n).update(from: s, count: n * n) }
+            sgemm(m: n, n: hd, k: n, a: s, lda: n, b: v, ldb: hd, c: o, ldc: hd)
+            geo.scatter(o, into: y, base, stride: c, channel: h * hd, accumulate: false)
+        }
+    }
+
+    return out.record("window_attention", [qkv, biasTable]) { g in
+        let probs = probs!
+        let gq = Tensor(uninitialized: qkv.shape)
+        let gd = g.data, gx = gq.data, pd = probs.data
+        let needTable = biasTable.requiresGrad
+        let chunks = max(1, min(Threads.count, tasks))
+        // Per-chunk partial sums of the logits' gradient per (head, a, b), reduced into the table after.
+        let partial = Tensor(zeros: [chunks, heads, n, n])
+        let pp = partial.data
+        runChunks(tasks, chunks: chunks, scratch: 6 * n * hd + n * n) { ci, range, buf in
+            let q = buf, k = q + n * hd, v = k + n * hd, go = v + n * hd, tmp = go + n * hd, tmp2 = tmp + n * hd
+            let ds = tmp2 + n * hd
+            let acc = pp + ci * heads * n * n
+            for t in range {
+                let bw = t / heads, h = t % heads, w = bw % nW
+                let base = geo.windowBase(bw / nW, w)
+                geo.gather(x, base, stride: c3, channel: h * hd, into: q, scale: scale)
+                geo.gather(x, base, stride: c3, channel: c + h * hd, into: k)
+                geo.gather(x, base, stride: c3, channel: 2 * c + h * hd, into: v)
+                geo.gather(gd, base, stride: c, channel: h * hd, into: go)
+                let p = pd + t * n * n
+                // dV = Pᵀ·dO
+                sgemm(transA: true, m: n, n: hd, k: n, a: p, lda: n, b: go, ldb: hd, c: tmp, ldc: hd)
+                geo.scatter(tmp, into: gx, base, stride: c3, channel: 2 * c + h * hd, accumulate: false)
+                // dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))
+                sgemm(transB: true, m: n, n: n, k: hd, a: go, lda: hd, b: v, ldb: hd, c: ds, ldc: n)
+                for i in 0..<n {
+                    let pr = p + i * n, dr = ds + i * n
+                    var dot: Float = 0
+                    for j in 0..<n { dot += pr[j] * dr[j] }
+                    for j in 0..<n { dr[j] = pr[j] * (dr[j] - dot) }
+                }
+                if needTable { let a = acc + h * n * n; for i in 0..<(n * n) { a[i] += ds[i] } }
+                // dQ = dS·K·scale (q was used scaled), dK = dSᵀ·(Q·scale)
+                sgemm(m: n, n: hd, k: n, alpha: scale, a: ds, lda: n, b: k, ldb: hd, c: tmp, ldc: hd)
+                geo.scatter(tmp, into: gx, base, stride: c3, channel: h * hd, accumulate: false)
+                sgemm(transA: true, m: n, n: hd, k: n, a: ds, lda: n, b: q, ldb: hd, c: tmp2, ldc: hd)
+                geo.scatter(tmp2, into: gx, base, stride: c3, channel: c + h * hd, accumulate: false)
+            }
+        }
+        var gt: Tensor? = nil
+        if needTable {
+            let t = Tensor(zeros: biasTable.shape)
+            for ch in 0..<chunks {
+                for h in 0..<heads {
+                    let src = pp + (ch * heads + h) * n * n
+                    for i in 0..<(n * n) { t.data[Int(relativeIndex[i]) * heads + h] += src[i] }
+                }
+            }
+            gt = t
+        }
+        return [qkv.requiresGrad ? gq : nil, gt]
+    }
+}
+
+/// Where a window's tokens live in a channels-last map.
+struct WindowGeometry {
+    let hp, wp, ws, nWx, nW, c, hd, n: Int
+
+    /// Token index (b·Hp + row)·Wp + col of window w's first token.
+    @inline(__always)
+    func windowBase(_ b: Int, _ w: Int) -> Int { (b * hp + (w / nWx) * ws) * wp + (w % nWx) * ws }
+
+    /// Copies hd channels starting at `channel` of the window's N tokens into rows of `dst` (N × hd).
+    @inline(__always)
+    func gather(_ src: UnsafeMutablePointer<Float>, _ base: Int, stride: Int, channel: Int,
+                into dst: UnsafeMutablePointer<Float>, scale: Float = 1) {
+        for iy in 0..<ws {
+            for ix in 0..<ws {
+                let s = src + (base + iy * wp + ix) * stride + channel, d = dst + (iy * ws + ix) * hd
+                if scale == 1 { d.update(from: s, count: hd) } else { for i in 0..<hd { d[i] = s[i] * scale } }
+            }
+        }
+    }
+
+    /// Writes (or adds) rows of `src` (N × hd) to the window's tokens at `channel`.
+    @inline(__always)
+    func scatter(_ src: UnsafeMutablePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ base: Int, stride: Int,
+                 channel: Int, accumulate: Bool) {
+        for iy in 0..<ws {
+            for ix in 0..<ws {
+                let d = dst + (base + iy * wp + ix) * stride + channel, s = src + (iy * ws + ix) * hd
+                if accumulate { for i in 0..<hd { d[i] += s[i] } } else { d.update(from: s, count: hd) }
+            }
+        }
+    }
+}
+
+/// In-place softmax of each row of a rows×cols matrix.
+@inline(__always)
+func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+    for i in 0..<rows {
+        let r = s + i * cols
+        var m = -Float.infinity
+        for j in 0..<cols { m = max(m, r[j]) }
+        var sum: Float = 0
+        for j in 0..<cols { let e = Foundation.exp(r[j] - m); r[j] = e; sum += e }
+        let inv = 1 / sum
+        for j in 0..<cols { r[j] *= inv }
+    }
+}
+
+/// Splits 0..<tasks into `chunks` contiguous ranges run concurrently (body gets the chunk index), each with its own scratch buffer of
+/// `scratch` floats. The bodies call sgemm on small matrices (N×N×hd with N = 49), which OpenBLAS runs on the
+/// calling thread, so the two thread pools do not oversubscribe.
+func runChunks(_ tasks: Int, chunks: Int? = nil, scratch: Int,
+               _ body: (Int, Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
+    let chunks = max(1, min(chunks ?? Threads.count, tasks))
+    withoutActuallyEscaping(body) { body in
+        DispatchQueue.concurrentPerform(iterations: chunks) { ci in
+            let start = tasks * ci / chunks, end = tasks * (ci + 1) / chunks
+            if start >= end { return }
+            let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(scratch, 1))
+            defer { buf.deallocate() }
+            body(ci, start..<end, buf)
+        }
+    }
+}
+
+// MARK: - ACmix convolution path
+
+/// The convolution path of ACmix's Swin attention on channels-last q/k/v (the authors' `fc` then `dep_conv`).
+///
+/// - qkv: (B, H, W, 3C) with C = heads·hd; viewed per pixel as 3·heads feature groups of hd channels (q heads,
+///   then k heads, then v heads).
+/// - fcWeight: (k², 3·heads, 1, 1), fcBias: (k²) or nil: a 1×1 conv mixing the 3·heads groups into k² maps,
+///   applied to each of the hd channels alike.
+/// - depWeight: (C, k², k, k): a k×k conv, zero padding k/2, groups = hd, over the hd·k² maps ordered
+///   (d, j) with d major; output channel o reads the k² maps of d = o / heads.
+/// - Returns (B, H, W, C).
+public func acmixConvPath(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: Tensor?, depWeight: Tensor) -> Tensor {
+    let (b, h, w, c3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2], qkv.shape[3])
+    let c = c3 / 3, hd = c / heads, g3 = 3 * heads
+    let kk = fcWeight.shape[0], k = depWeight.shape[3]
+    precondition(k * k == kk && fcWeight.count == kk * g3 && depWeight.shape == [c, kk, k, k] && c % heads == 0,
+                 "acmixConvPath: qkv \(qkv.shape), fc \(fcWeight.shape), dep_conv \(depWeight.shape), \(heads) heads")
+    let hw = h * w, plane = hd * hw
+    // X[b] = qkvᵀ: (3C, HW) = (3·heads, hd·HW) rows, so the fc is one sgemm per image.
+    let xt = Tensor(uninitialized: [b, c3, hw])
+    for bi in 0..<b { transposeMatrix(qkv.data + bi * hw * c3, rows: hw, cols: c3, into: xt.data + bi * c3 * hw) }
+    // f[b] = fcW·X[b] + bias: (k², hd·HW), i.e. k² maps of hd planes.
+    let f = Tensor(uninitialized: [b, kk, hd, hw])
+    for bi in 0..<b {
+        let fb = f.data + bi * kk * plane
+        if let fcBias { for j in 0..<kk { (fb + j * plane).update(repeating: fcBias.data[j], count: plane) } }
+        sgemm(m: kk, n: plane, k: g3, a: fcWeight.data, lda: g3, b: xt.data + bi * c3 * hw, ldb: plane,
+              beta: fcBias == nil ? 0 : 1, c: fb, ldc: plane)
+    }
+    // Grouped k×k conv into (B, C, HW) planes, then back to channels-last.
+    let planes = Tensor(zeros: [b, c, hw])
+    let fd = f.data, wd = depWeight.data, od = planes.data
+    let pad = k / 2
+    parallelFor(b * c, cost: kk * kk * hw) { i in
+        let bi = i / c, o = i % c, d = o / heads
+        let acc = od + i * hw
+        for j in 0..<kk {
+            let src = fd + ((bi * kk + j) * hd + d) * hw
+            for ky in 0..<k {
+                for kx in 0..<k {
+                    shiftedAxpy(wd[((o * kk + j) * k + ky) * k + kx], src, acc, h: h, w: w, dy: ky - pad, dx: kx - pad)
+                }
+            }
+        }
+    }
+    let out = Tensor(uninitialized: [b, h, w, c])
+    for bi in 0..<b { transposeMatrix(od + bi * c * hw, rows: c, cols: hw, into: out.data + bi * hw * c) }
+
+    let inputs = [qkv, fcWeight, depWeight] + (fcBias.map { [$0] } ?? [])
+    return out.record("acmix_conv_path", inputs) { g in
+        // f and X stay alive through the closure (the raw pointers above do not retain them).
+        let fd = f.data, xtd = xt.data
+        // gO[b] = gᵀ: (C, HW) planes.
+        let go = Tensor(uninitialized: [b, c, hw])
+        for bi in 0..<b { transposeMatrix(g.data + bi * hw * c, rows: hw, cols: c, into: go.data + bi * c * hw) }
+        let gd = go.data
+        var gDep: Tensor? = nil
+        if depWeight.requiresGrad {
+            let t = Tensor(zeros: depWeight.shape)
+            let td = t.data
+            parallelFor(c, cost: b * kk * kk * hw) { o in
+                let d = o / heads
+                for bi in 0..<b {
+                    let gp = gd + (bi * c + o) * hw
+                    for j in 0..<kk {
+                        let src = fd + ((bi * kk + j) * hd + d) * hw
+                        for ky in 0..<k {
+                            for kx in 0..<k {
+                                td[((o * kk + j) * k + ky) * k + kx] += shiftedDot(gp, src, h: h, w: w, dy: ky - pad, dx: kx - pad)
+                            }
+                        }
+                    }
+                }
+            }
+            gDep = t
+        }
+        let needF = qkv.requiresGrad || fcWeight.requiresGrad || fcBias?.requiresGrad == true
+        var gX: Tensor? = nil, gFc: Tensor? = nil, gFcB: Tensor? = nil
+        if needF {
+            // gF[b, j, d] = Σ_{o of group d} Σ_taps w · (gO[o] shifted back): the transposed conv.
+            let gf = Tensor(zeros: [b, kk, hd, hw])
+            let gfd = gf.data
+            parallelFor(b * hd, cost: heads * kk * kk * hw) { i in
+                let bi = i / hd, d = i % hd
+                for m in 0..<heads {
+                    let o = d * heads + m
+                    let gp = gd + (bi * c + o) * hw
+                    for j in 0..<kk {
+                        let dst = gfd + ((bi * kk + j) * hd + d) * hw
+                        for ky in 0..<k {
+                            for kx in 0..<k {
+                                shiftedAxpy(wd[((o * kk + j) * k + ky) * k + kx], gp, dst, h: h, w: w,
+                                            dy: pad - ky, dx: pad - kx)
+                            }
+                        }
+                    }
+                }
+            }
+            if let fcBias, fcBias.requiresGrad { gFcB = gf.reshape([b, kk, plane]).sum(axes: [0, 2]) }
+            if fcWeight.requiresGrad {
+                let t = Tensor(zeros: fcWeight.shape)
+                for bi in 0..<b {
+                    sgemm(transB: true, m: kk, n: g3, k: plane, a: gfd + bi * kk * plane, lda: plane,
+                          b: xtd + bi * c3 * hw, ldb: plane, beta: 1, c: t.data, ldc: g3)
+                }
+                gFc = t
+            }
+            if qkv.requiresGrad {
+                let gxt = Tensor(uninitialized: [b, c3, hw])
+                for bi in 0..<b {
+                    sgemm(transA: true, m: g3, n: plane, k: kk, a: fcWeight.data, lda: g3, b: gfd + bi * kk * plane,
+                          ldb: plane, c: gxt.data + bi * c3 * hw, ldc: plane)
+                }
+                let t = Tensor(uninitialized: qkv.shape)
+                for bi in 0..<b { transposeMatrix(gxt.data + bi * c3 * hw, rows: c3, cols: hw, into: t.data + bi * hw * c3) }
+                gX = t
+            }
+        }
+        return [gX, gFc, gDep] + (fcBias != nil ? [gFcB] : [])
+    }
+}
+
+/// acc[y, x] += a · src[y + dy, x + dx] over the h×w plane, zero outside.
+@inline(__always)
+func shiftedAxpy(_ a: Float, _ src: UnsafeMutablePointer<Float>, _ acc: UnsafeMutablePointer<Float>,
+                 h: Int, w: Int, dy: Int, dx: Int) {
+    if a == 0 { return }
+    let y0 = max(0, -dy), y1 = min(h, h - dy), x0 = max(0, -dx), x1 = min(w, w - dx)
+    if x0 >= x1 { return }
+    for y in y0..<max(y0, y1) {
+        let s = src + (y + dy) * w + dx, d = acc + y * w
+        for x in x0..<x1 { d[x] += a * s[x] }
+    }
+}
+
+/// Σ g[y, x] · src[y + dy, x + dx] over the h×w plane, zero outside.
+@inline(__always)
+func shiftedDot(_ g: UnsafeMutablePointer<Float>, _ src: UnsafeMutablePointer<Float>, h: Int, w: Int, dy: Int, dx: Int) -> Float {
+    let y0 = max(0, -dy), y1 = min(h, h - dy), x0 = max(0, -dx), x1 = min(w, w - dx)
+    var total: Float = 0
+    if x0 >= x1 { return 0 }
+    for y in y0..<max(y0, y1) {
+        let s = src + (y + dy) * w + dx, gr = g + y * w
+        var acc: Float = 0
+        for x in x0..<x1 { acc += gr[x] * s[x] }
+        total += acc
+    }
+    return total
+}
+
+/// dst (cols × rows) = srcᵀ for a row-major rows × cols matrix; blocked for cache reuse, parallel over blocks.
+public func transposeMatrix(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+    let tile = 32
+    let rowTiles = (rows + tile - 1) / tile
+    parallelFor(rowTiles, cost: tile * cols) { rt in
+        let r0 = rt * tile, r1 = min(rows, r0 + tile)
+        var c0 = 0
+        while c0 < cols {
+            let c1 = min(cols, c0 + tile)
+            for r in r0..<r1 {
+                let s = src + r * cols
+                for cc in c0..<c1 { dst[cc * rows + r] = s[cc] }
+            }
+            c0 = c1
+        }
+    }
+}
