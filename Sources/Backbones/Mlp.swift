@@ -1,7 +1,7 @@
 import Engine
 import NN
 
-/// Swin's feed-forward block: fc1 → GELU (exact erf form) → fc2. Dropout is 0 in every released config,
+/// Swin's feed-forward block: fc1 → GELU (exact erf form, vectorised erf) → fc2. Dropout is 0 in every released config,
 /// so it is omitted. Input [..., C] → [..., C].
 public final class Mlp: Module {
     public let fc1: Linear
@@ -15,7 +15,7 @@ public final class Mlp: Module {
         swinInitLinear(fc2)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { fc2(fc1(x).gelu()) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { fc2(fc1(x).fastGELU()) }
 }
 
 /// Swin's `_init_weights` for a Linear: weight ~ trunc_normal(0, 0.02), bias = 0.

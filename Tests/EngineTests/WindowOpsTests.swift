@@ -65,3 +65,20 @@ final class WindowOpsTests: XCTestCase {
         gradCheck([qkv, fcW, fcB, depW]) { acmixConvPath($0[0], heads: heads, fcWeight: $0[1], fcBias: $0[2], depWeight: $0[3]) }
     }
 }
+
+/// The vectorised erf/GELU against libm and the scalar op.
+final class FastGELUTests: XCTestCase {
+    func testFastErfMatchesLibm() {
+        var worst: Float = 0
+        var x: Float = -6
+        while x <= 6 { worst = max(worst, abs(fastErf(x) - erf(x))); x += 0.001 }
+        XCTAssertLessThan(worst, 1e-6)
+    }
+
+    func testFastGELUMatchesGELUAndGradient() {
+        let x = randomTensor([3, 37], seed: 41, lo: -5, hi: 5)
+        let a = withNoGrad { x.fastGELU() }, b = withNoGrad { x.gelu() }
+        for i in 0..<x.count { XCTAssertEqual(a.data[i], b.data[i], accuracy: 2e-6) }
+        gradCheck([randomTensor([4, 9], seed: 42)]) { $0[0].fastGELU() }
+    }
+}
