@@ -4,10 +4,11 @@ import Foundation
 /// `generic_fast_erf_float`, |error| ≲ 1e-7 over all floats) instead of libm's scalar `erff`. The polynomial
 /// vectorises, which makes this several times faster than `gelu()`; it is not the tanh approximation.
 
-/// erf(x) for x in a SIMD vector: odd degree-13 / even degree-8 rational on [−4, 4], ±1 outside.
+/// erf(x): odd degree-13 / even degree-8 rational on [−4, 4], ±1 outside. Plain scalar code with no calls,
+/// so loops over it auto-vectorise.
 @inline(__always)
-func fastErf(_ v: SIMD8<Float>) -> SIMD8<Float> {
-    let x = v.clamped(lowerBound: SIMD8(repeating: -4), upperBound: SIMD8(repeating: 4))
+public func fastErf(_ v: Float) -> Float {
+    let x = v < -4 ? -4 : (v > 4 ? 4 : v)
     let x2 = x * x
     var p = x2 * -2.72614225801306e-10 + 2.77068142495902e-08
     p = x2 * p + -2.10102402082508e-06
@@ -23,21 +24,10 @@ func fastErf(_ v: SIMD8<Float>) -> SIMD8<Float> {
     return p / q
 }
 
-/// Scalar erf by the same polynomial (tails of a buffer, tests).
-public func fastErf(_ x: Float) -> Float { fastErf(SIMD8(repeating: x))[0] }
-
 /// y[i] = 0.5·x[i]·(1 + erf(x[i]/√2)) for n floats; x and y may alias.
 @inline(__always)
 func geluKernel(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-    var i = 0
-    let r = SIMD8<Float>(repeating: 0.70710678118654752)
-    while i + 8 <= n {
-        let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
-        let out = 0.5 * v * (1 + fastErf(v * r))
-        UnsafeMutableRawPointer(y + i).storeBytes(of: out, as: SIMD8<Float>.self)
-        i += 8
-    }
-    while i < n { let v = x[i]; y[i] = 0.5 * v * (1 + fastErf(v * 0.70710678118654752)); i += 1 }
+    for i in 0..<n { let v = x[i]; y[i] = 0.5 * v * (1 + fastErf(v * 0.70710678118654752)) }
 }
 
 extension Tensor {

@@ -266,65 +266,70 @@ func runChunks(_ tasks: Int, chunks: Int? = nil, scratch: Int,
 /// - depWeight: (C, k², k, k): a k×k conv, zero padding k/2, groups = hd, over the hd·k² maps ordered
 ///   (d, j) with d major; output channel o reads the k² maps of d = o / heads.
 /// - Returns (B, H, W, C).
+///
+/// Internally every plane is stored zero-bordered, (H+2p)×(W+2p) with p = k/2, so each tap of the k×k conv
+/// is one long contiguous multiply-add at a fixed offset (no per-row bounds), which keeps small maps
+/// (14×14, 7×7) as fast per element as large ones.
 public func acmixConvPath(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: Tensor?, depWeight: Tensor) -> Tensor {
     let (b, h, w, c3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2], qkv.shape[3])
     let c = c3 / 3, hd = c / heads, g3 = 3 * heads
     let kk = fcWeight.shape[0], k = depWeight.shape[3]
-    precondition(k * k == kk && fcWeight.count == kk * g3 && depWeight.shape == [c, kk, k, k] && c % heads == 0,
+    precondition(k * k == kk && k % 2 == 1 && fcWeight.count == kk * g3 && depWeight.shape == [c, kk, k, k] && c % heads == 0,
                  "acmixConvPath: qkv \(qkv.shape), fc \(fcWeight.shape), dep_conv \(depWeight.shape), \(heads) heads")
-    let hw = h * w, plane = hd * hw
-    // X[b] = qkvᵀ: (3C, HW) = (3·heads, hd·HW) rows, so the fc is one sgemm per image.
-    let xt = Tensor(uninitialized: [b, c3, hw])
-    for bi in 0..<b { transposeMatrix(qkv.data + bi * hw * c3, rows: hw, cols: c3, into: xt.data + bi * c3 * hw) }
-    // f[b] = fcW·X[b] + bias: (k², hd·HW), i.e. k² maps of hd planes.
-    let f = Tensor(uninitialized: [b, kk, hd, hw])
+    let geo = PaddedPlanes(h: h, w: w, pad: k / 2)
+    let pp = geo.size, plane = hd * pp
+    // X[b]: (3C, P) zero-bordered planes of q/k/v channels = (3·heads, hd·P) rows, so the fc is one sgemm.
+    let xt = Tensor(zeros: [b, c3, pp])
+    for bi in 0..<b { geo.scatterChannelsLast(qkv.data + bi * h * w * c3, channels: c3, into: xt.data + bi * c3 * pp) }
+    // f[b] = fcW·X[b] + bias: (k², hd·P); borders reset to zero (they are the conv's zero padding).
+    let f = Tensor(uninitialized: [b, kk, hd, pp])
     for bi in 0..<b {
         let fb = f.data + bi * kk * plane
         if let fcBias { for j in 0..<kk { (fb + j * plane).update(repeating: fcBias.data[j], count: plane) } }
-        sgemm(m: kk, n: plane, k: g3, a: fcWeight.data, lda: g3, b: xt.data + bi * c3 * hw, ldb: plane,
+        sgemm(m: kk, n: plane, k: g3, a: fcWeight.data, lda: g3, b: xt.data + bi * c3 * pp, ldb: plane,
               beta: fcBias == nil ? 0 : 1, c: fb, ldc: plane)
+        if fcBias != nil { geo.zeroBorders(fb, planes: kk * hd) }
     }
-    // Grouped k×k conv into (B, C, HW) planes, then back to channels-last.
-    let planes = Tensor(zeros: [b, c, hw])
+    // Grouped k×k conv: output plane o (row stride W+2p) = Σ_j Σ_taps w · f[j, o/heads] at the tap's offset.
+    let span = geo.outputSpan, ostride = geo.outputPlane
+    let planes = Tensor(uninitialized: [b, c, ostride])
     let fd = f.data, wd = depWeight.data, od = planes.data
-    let pad = k / 2
-    parallelFor(b * c, cost: kk * kk * hw) { i in
+    parallelFor(b * c, cost: kk * kk * ostride) { i in
         let bi = i / c, o = i % c, d = o / heads
-        let acc = od + i * hw
-        for j in 0..<kk {
-            let src = fd + ((bi * kk + j) * hd + d) * hw
-            for ky in 0..<k {
-                for kx in 0..<k {
-                    shiftedAxpy(wd[((o * kk + j) * k + ky) * k + kx], src, acc, h: h, w: w, dy: ky - pad, dx: kx - pad)
-                }
-            }
+        var offsets = [Int](repeating: 0, count: kk)
+        for t in 0..<kk { offsets[t] = geo.tapOffset(t, k) }
+        offsets.withUnsafeBufferPointer { offs in
+            convPlane(src: fd + (bi * kk * hd + d) * pp, srcStride: hd * pp, maps: kk, weights: wd + o * kk * kk,
+                      offsets: offs.baseAddress!, taps: kk, out: od + i * ostride, span: span)
         }
+        (od + i * ostride + span).update(repeating: 0, count: ostride - span)
     }
     let out = Tensor(uninitialized: [b, h, w, c])
-    for bi in 0..<b { transposeMatrix(od + bi * c * hw, rows: c, cols: hw, into: out.data + bi * hw * c) }
+    for bi in 0..<b { geo.gatherToChannelsLast(od + bi * c * ostride, channels: c, into: out.data + bi * h * w * c) }
 
     let inputs = [qkv, fcWeight, depWeight] + (fcBias.map { [$0] } ?? [])
     return out.record("acmix_conv_path", inputs) { g in
         // f and X stay alive through the closure (the raw pointers above do not retain them).
         let fd = f.data, xtd = xt.data
-        // gO[b] = gᵀ: (C, HW) planes.
-        let go = Tensor(uninitialized: [b, c, hw])
-        for bi in 0..<b { transposeMatrix(g.data + bi * hw * c, rows: hw, cols: c, into: go.data + bi * c * hw) }
+        // gO[b]: (C, H·(W+2p)) planes in the output layout, the padding columns zero.
+        let go = Tensor(zeros: [b, c, ostride])
+        for bi in 0..<b { geo.scatterChannelsLastToOutput(g.data + bi * h * w * c, channels: c, into: go.data + bi * c * ostride) }
         let gd = go.data
         var gDep: Tensor? = nil
         if depWeight.requiresGrad {
             let t = Tensor(zeros: depWeight.shape)
             let td = t.data
-            parallelFor(c, cost: b * kk * kk * hw) { o in
+            parallelFor(c, cost: b * kk * kk * ostride) { o in
                 let d = o / heads
                 for bi in 0..<b {
-                    let gp = gd + (bi * c + o) * hw
+                    let gp = gd + (bi * c + o) * ostride
                     for j in 0..<kk {
-                        let src = fd + ((bi * kk + j) * hd + d) * hw
-                        for ky in 0..<k {
-                            for kx in 0..<k {
-                                td[((o * kk + j) * k + ky) * k + kx] += shiftedDot(gp, src, h: h, w: w, dy: ky - pad, dx: kx - pad)
-                            }
+                        let src = fd + ((bi * kk + j) * hd + d) * pp
+                        for tap in 0..<kk {
+                            let s = src + geo.tapOffset(tap, k)
+                            var acc: Float = 0
+                            for q in 0..<span { acc += gp[q] * s[q] }
+                            td[(o * kk + j) * kk + tap] += acc
                         }
                     }
                 }
@@ -334,42 +339,43 @@ public func acmixConvPath(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: T
         let needF = qkv.requiresGrad || fcWeight.requiresGrad || fcBias?.requiresGrad == true
         var gX: Tensor? = nil, gFc: Tensor? = nil, gFcB: Tensor? = nil
         if needF {
-            // gF[b, j, d] = Σ_{o of group d} Σ_taps w · (gO[o] shifted back): the transposed conv.
-            let gf = Tensor(zeros: [b, kk, hd, hw])
+            // gF[b, j, d] = Σ_{o of group d} Σ_taps w · gO[o] placed back at the tap's offset (transposed conv);
+            // what lands on the borders belongs to the zero padding and is dropped.
+            let gf = Tensor(zeros: [b, kk, hd, pp])
             let gfd = gf.data
-            parallelFor(b * hd, cost: heads * kk * kk * hw) { i in
+            parallelFor(b * hd, cost: heads * kk * kk * ostride) { i in
                 let bi = i / hd, d = i % hd
                 for m in 0..<heads {
                     let o = d * heads + m
-                    let gp = gd + (bi * c + o) * hw
+                    let gp = gd + (bi * c + o) * ostride
                     for j in 0..<kk {
-                        let dst = gfd + ((bi * kk + j) * hd + d) * hw
-                        for ky in 0..<k {
-                            for kx in 0..<k {
-                                shiftedAxpy(wd[((o * kk + j) * k + ky) * k + kx], gp, dst, h: h, w: w,
-                                            dy: pad - ky, dx: pad - kx)
-                            }
+                        let dst = gfd + ((bi * kk + j) * hd + d) * pp
+                        let wj = wd + (o * kk + j) * kk
+                        for tap in 0..<kk {
+                            let a = wj[tap], dt = dst + geo.tapOffset(tap, k)
+                            for q in 0..<span { dt[q] += a * gp[q] }
                         }
                     }
                 }
             }
+            for bi in 0..<b { geo.zeroBorders(gfd + bi * kk * plane, planes: kk * hd) }
             if let fcBias, fcBias.requiresGrad { gFcB = gf.reshape([b, kk, plane]).sum(axes: [0, 2]) }
             if fcWeight.requiresGrad {
                 let t = Tensor(zeros: fcWeight.shape)
                 for bi in 0..<b {
                     sgemm(transB: true, m: kk, n: g3, k: plane, a: gfd + bi * kk * plane, lda: plane,
-                          b: xtd + bi * c3 * hw, ldb: plane, beta: 1, c: t.data, ldc: g3)
+                          b: xtd + bi * c3 * pp, ldb: plane, beta: 1, c: t.data, ldc: g3)
                 }
                 gFc = t
             }
             if qkv.requiresGrad {
-                let gxt = Tensor(uninitialized: [b, c3, hw])
+                let gxt = Tensor(uninitialized: [b, c3, pp])
                 for bi in 0..<b {
                     sgemm(transA: true, m: g3, n: plane, k: kk, a: fcWeight.data, lda: g3, b: gfd + bi * kk * plane,
-                          ldb: plane, c: gxt.data + bi * c3 * hw, ldc: plane)
+                          ldb: plane, c: gxt.data + bi * c3 * pp, ldc: plane)
                 }
                 let t = Tensor(uninitialized: qkv.shape)
-                for bi in 0..<b { transposeMatrix(gxt.data + bi * c3 * hw, rows: c3, cols: hw, into: t.data + bi * hw * c3) }
+                for bi in 0..<b { geo.gatherInteriorToChannelsLast(gxt.data + bi * c3 * pp, channels: c3, into: t.data + bi * h * w * c3) }
                 gX = t
             }
         }
@@ -377,48 +383,135 @@ public func acmixConvPath(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: T
     }
 }
 
-/// acc[y, x] += a · src[y + dy, x + dx] over the h×w plane, zero outside.
+/// out[q] = Σ_j Σ_t weights[j·taps + t] · src[j·srcStride + offsets[t] + q] for q < span: one output plane of
+/// the grouped conv. 32 outputs at a time stay in registers across all maps and taps, so each tap costs
+/// loads of the source only (not a load and a store of the accumulator too).
 @inline(__always)
-func shiftedAxpy(_ a: Float, _ src: UnsafeMutablePointer<Float>, _ acc: UnsafeMutablePointer<Float>,
-                 h: Int, w: Int, dy: Int, dx: Int) {
-    if a == 0 { return }
-    let y0 = max(0, -dy), y1 = min(h, h - dy), x0 = max(0, -dx), x1 = min(w, w - dx)
-    if x0 >= x1 { return }
-    for y in y0..<max(y0, y1) {
-        let s = src + (y + dy) * w + dx, d = acc + y * w
-        for x in x0..<x1 { d[x] += a * s[x] }
+func convPlane(src: UnsafePointer<Float>, srcStride: Int, maps: Int, weights: UnsafePointer<Float>,
+               offsets: UnsafePointer<Int>, taps: Int, out: UnsafeMutablePointer<Float>, span: Int) {
+    typealias V = SIMD8<Float>
+    @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    var q = 0
+    while q + 32 <= span {
+        var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+        for j in 0..<maps {
+            let sj = src + j * srcStride + q, wj = weights + j * taps
+            for t in 0..<taps {
+                let wv = V(repeating: wj[t]), s = sj + offsets[t]
+                a0 += wv * load(s); a1 += wv * load(s + 8); a2 += wv * load(s + 16); a3 += wv * load(s + 24)
+            }
+        }
+        let o = UnsafeMutableRawPointer(out + q)
+        o.storeBytes(of: a0, as: V.self); (o + 32).storeBytes(of: a1, as: V.self)
+        (o + 64).storeBytes(of: a2, as: V.self); (o + 96).storeBytes(of: a3, as: V.self)
+        q += 32
+    }
+    if q < span {
+        (out + q).update(repeating: 0, count: span - q)
+        for j in 0..<maps {
+            let sj = src + j * srcStride, wj = weights + j * taps
+            for t in 0..<taps {
+                let a = wj[t], s = sj + offsets[t]
+                for i in q..<span { out[i] += a * s[i] }
+            }
+        }
     }
 }
 
-/// Σ g[y, x] · src[y + dy, x + dx] over the h×w plane, zero outside.
-@inline(__always)
-func shiftedDot(_ g: UnsafeMutablePointer<Float>, _ src: UnsafeMutablePointer<Float>, h: Int, w: Int, dy: Int, dx: Int) -> Float {
-    let y0 = max(0, -dy), y1 = min(h, h - dy), x0 = max(0, -dx), x1 = min(w, w - dx)
-    var total: Float = 0
-    if x0 >= x1 { return 0 }
-    for y in y0..<max(y0, y1) {
-        let s = src + (y + dy) * w + dx, gr = g + y * w
-        var acc: Float = 0
-        for x in x0..<x1 { acc += gr[x] * s[x] }
-        total += acc
+/// Zero-bordered planes for a k×k "same" convolution over an h×w map, and the output layout that goes with
+/// them: output pixel (y, x) at y·(w+2p) + x, so that tap (ky, kx) reads the bordered input at the same index
+/// plus ky·(w+2p) + kx.
+struct PaddedPlanes {
+    let h, w, pad: Int
+    var rowStride: Int { w + 2 * pad }
+    /// Floats per bordered input plane.
+    var size: Int { (h + 2 * pad) * rowStride }
+    /// Floats per output plane (rows of stride w+2p; the last 2p columns of each row are unused).
+    var outputPlane: Int { h * rowStride }
+    /// Output indices a tap loop must cover: up to the last real pixel.
+    var outputSpan: Int { (h - 1) * rowStride + w }
+
+    @inline(__always)
+    func tapOffset(_ t: Int, _ k: Int) -> Int { (t / k) * rowStride + t % k }
+
+    /// dst[ch, (y+p)·(w+2p) + x+p] = src[(y·w + x)·channels + ch]; dst's borders are left as they are.
+    func scatterChannelsLast(_ src: UnsafePointer<Float>, channels: Int, into dst: UnsafeMutablePointer<Float>) {
+        let size = self.size, rs = rowStride, pad = self.pad, w = self.w
+        parallelFor(h, cost: w * channels) { y in
+            transposeBlock(src + y * w * channels, rows: w, cols: channels, srcStride: channels,
+                           into: dst + (y + pad) * rs + pad, dstStride: size)
+        }
     }
-    return total
+
+    /// dst[(y·w + x)·channels + ch] = src[ch, (y+p)·(w+2p) + x+p].
+    func gatherInteriorToChannelsLast(_ src: UnsafePointer<Float>, channels: Int, into dst: UnsafeMutablePointer<Float>) {
+        let size = self.size, rs = rowStride, pad = self.pad, w = self.w
+        parallelFor(h, cost: w * channels) { y in
+            transposeBlock(src + (y + pad) * rs + pad, rows: channels, cols: w, srcStride: size,
+                           into: dst + y * w * channels, dstStride: channels)
+        }
+    }
+
+    /// dst[ch, y·(w+2p) + x] = src[(y·w + x)·channels + ch] (output layout); the unused columns are left as they are.
+    func scatterChannelsLastToOutput(_ src: UnsafePointer<Float>, channels: Int, into dst: UnsafeMutablePointer<Float>) {
+        let plane = outputPlane, rs = rowStride, w = self.w
+        parallelFor(h, cost: w * channels) { y in
+            transposeBlock(src + y * w * channels, rows: w, cols: channels, srcStride: channels,
+                           into: dst + y * rs, dstStride: plane)
+        }
+    }
+
+    /// dst[(y·w + x)·channels + ch] = src[ch, y·(w+2p) + x] (from the output layout).
+    func gatherToChannelsLast(_ src: UnsafePointer<Float>, channels: Int, into dst: UnsafeMutablePointer<Float>) {
+        let plane = outputPlane, rs = rowStride, w = self.w
+        parallelFor(h, cost: w * channels) { y in
+            transposeBlock(src + y * rs, rows: channels, cols: w, srcStride: plane, into: dst + y * w * channels, dstStride: channels)
+        }
+    }
+
+    /// Zeroes the border of `planes` consecutive bordered planes.
+    func zeroBorders(_ p: UnsafeMutablePointer<Float>, planes: Int) {
+        if pad == 0 { return }
+        let size = self.size, rs = rowStride, pad = self.pad, h = self.h, w = self.w
+        parallelFor(planes, cost: 2 * (h + w)) { i in
+            let base = p + i * size
+            base.update(repeating: 0, count: pad * rs)
+            (base + (h + pad) * rs).update(repeating: 0, count: pad * rs)
+            for y in pad..<(h + pad) {
+                (base + y * rs).update(repeating: 0, count: pad)
+                (base + y * rs + pad + w).update(repeating: 0, count: pad)
+            }
+        }
+    }
 }
 
-/// dst (cols × rows) = srcᵀ for a row-major rows × cols matrix; blocked for cache reuse, parallel over blocks.
-public func transposeMatrix(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
-    let tile = 32
-    let rowTiles = (rows + tile - 1) / tile
-    parallelFor(rowTiles, cost: tile * cols) { rt in
-        let r0 = rt * tile, r1 = min(rows, r0 + tile)
+/// dst[c·dstStride + r] = src[r·srcStride + c] for r < rows, c < cols.
+@inline(__always)
+func transposeBlock(_ src: UnsafePointer<Float>, rows: Int, cols: Int, srcStride: Int,
+                    into dst: UnsafeMutablePointer<Float>, dstStride: Int) {
+    // Column bands of 16 (one cache line of each source row), rows in bands of 64: each destination row
+    // segment is written contiguously while the source lines it reads stay in L1.
+    var r0 = 0
+    while r0 < rows {
+        let r1 = min(rows, r0 + 64)
         var c0 = 0
         while c0 < cols {
-            let c1 = min(cols, c0 + tile)
-            for r in r0..<r1 {
-                let s = src + r * cols
-                for cc in c0..<c1 { dst[cc * rows + r] = s[cc] }
+            let c1 = min(cols, c0 + 16)
+            for c in c0..<c1 {
+                let d = dst + c * dstStride
+                for r in r0..<r1 { d[r] = src[r * srcStride + c] }
             }
             c0 = c1
         }
+        r0 = r1
+    }
+}
+
+/// dst (cols × rows) = srcᵀ for a row-major rows × cols matrix, parallel over 32-row bands.
+public func transposeMatrix(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+    let bands = (rows + 31) / 32
+    parallelFor(bands, cost: 32 * cols) { i in
+        let r0 = i * 32
+        transposeBlock(src + r0 * cols, rows: min(32, rows - r0), cols: cols, srcStride: cols, into: dst + r0, dstStride: rows)
     }
 }

@@ -22,3 +22,31 @@ func swinCase(_ name: String, arch: String, dense: (Int, Int)? = nil) -> BenchCa
         return (body, { _ in [:] })
     }
 }
+
+/// Kernels of one Swin-T stage-1 block at 224 (56×56 map, C 96, 3 heads), for comparing their shares.
+let swinKernelCases: [BenchCase] = [
+    BenchCase(name: "swin_s1_qkv_linear") {
+        let x = Tensor(zeros: [1, 56, 56, 96], value: 0.1), w = Tensor(zeros: [288, 96], value: 0.01), b = Tensor(zeros: [288])
+        return ({ _ = withNoGrad { linear(x, w, b) } }, { _ in [:] })
+    },
+    BenchCase(name: "swin_s1_window_attention") {
+        let qkv = Tensor((0..<(56 * 56 * 288)).map { Float($0 % 17) / 17 }, shape: [1, 56, 56, 288])
+        let table = Tensor(zeros: [169, 3]), idx = swinRelativePositionIndex(window: 7)
+        let mask = swinShiftedWindowMask(height: 56, width: 56, window: 7, shift: 3)
+        return ({ _ = withNoGrad { windowAttention(qkv, heads: 3, window: 7, scale: 0.17, biasTable: table, relativeIndex: idx, mask: mask) } }, { _ in [:] })
+    },
+    BenchCase(name: "swin_s1_acmix_conv_path") {
+        let qkv = Tensor((0..<(56 * 56 * 288)).map { Float($0 % 17) / 17 }, shape: [1, 56, 56, 288])
+        let fcW = Tensor(zeros: [9, 9, 1, 1], value: 0.1), fcB = Tensor(zeros: [9]), dep = Tensor(zeros: [96, 9, 3, 3], value: 0.1)
+        return ({ _ = withNoGrad { acmixConvPath(qkv, heads: 3, fcWeight: fcW, fcBias: fcB, depWeight: dep) } }, { _ in [:] })
+    },
+    BenchCase(name: "swin_s1_mlp") {
+        let x = Tensor(zeros: [1, 3136, 96], value: 0.1)
+        let w1 = Tensor(zeros: [384, 96], value: 0.01), b1 = Tensor(zeros: [384]), w2 = Tensor(zeros: [96, 384], value: 0.01), b2 = Tensor(zeros: [96])
+        return ({ _ = withNoGrad { linear(linear(x, w1, b1).fastGELU(), w2, b2) } }, { _ in [:] })
+    },
+    BenchCase(name: "swin_s1_layernorm") {
+        let x = Tensor(zeros: [1, 3136, 96], value: 0.1), w = Tensor(zeros: [96], value: 1), b = Tensor(zeros: [96])
+        return ({ _ = withNoGrad { layerNorm(x, weight: w, bias: b) } }, { _ in [:] })
+    },
+]
