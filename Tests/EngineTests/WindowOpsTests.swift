@@ -1,4 +1,5 @@
 import Engine
+import Foundation
 import XCTest
 
 /// Gradient checks and layout checks for the fused Swin/ACmix window kernels (Sources/Engine/Ops/WindowOps.swift).
@@ -73,6 +74,15 @@ final class FastGELUTests: XCTestCase {
         var x: Float = -6
         while x <= 6 { worst = max(worst, abs(fastErf(x) - erf(x))); x += 0.001 }
         XCTAssertLessThan(worst, 1e-6)
+    }
+
+    func testFastExpMatchesLibm() {
+        var worst: Float = 0
+        var x: Float = -87
+        while x <= 88 { worst = max(worst, abs(fastExp(x) - Foundation.exp(x)) / Foundation.exp(x)); x += 0.0137 }
+        XCTAssertLessThan(worst, 3e-7)
+        XCTAssertEqual(fastExp(0), 1)
+        XCTAssertLessThan(fastExp(-1000), 1e-37)
     }
 
     func testFastGELUMatchesGELUAndGradient() {

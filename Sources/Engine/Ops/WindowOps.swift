@@ -224,7 +224,7 @@ struct WindowGeometry {
     }
 }
 
-/// In-place softmax of each row of a rows×cols matrix.
+/// In-place softmax of each row of a rows×cols matrix (vectorised exp).
 @inline(__always)
 func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
     for i in 0..<rows {
@@ -232,7 +232,7 @@ func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
         var m = -Float.infinity
         for j in 0..<cols { m = max(m, r[j]) }
         var sum: Float = 0
-        for j in 0..<cols { let e = Foundation.exp(r[j] - m); r[j] = e; sum += e }
+        for j in 0..<cols { let e = fastExp(r[j] - m); r[j] = e; sum += e }
         let inv = 1 / sum
         for j in 0..<cols { r[j] *= inv }
     }

@@ -1,5 +1,8 @@
 import Foundation
 
+/// Vectorisable exp and erf (plain scalar code without libm calls, so loops over them auto-vectorise), and
+/// the GELU built on them.
+///
 /// GELU in its exact erf form, x·Φ(x), with erf evaluated by a clamped rational polynomial (Eigen's
 /// `generic_fast_erf_float`, |error| ≲ 1e-7 over all floats) instead of libm's scalar `erff`. The polynomial
 /// vectorises, which makes this several times faster than `gelu()`; it is not the tanh approximation.
@@ -24,6 +27,28 @@ public func fastErf(_ v: Float) -> Float {
     return p / q
 }
 
+/// e^x to ~1 ulp (Cephes expf: x = n·ln2 + r, degree-6 polynomial for e^r, 2^n from the exponent bits).
+/// Inputs are clamped to [−87, 88], so results stay normal: e^−87 ≈ 1.6e−38 stands in for smaller values
+/// (softmax's masked logits), which changes no sum at Float precision.
+@inline(__always)
+public func fastExp(_ v: Float) -> Float {
+    let x = v < -87 ? -87 : (v > 88 ? 88 : v)
+    // Round x·log2(e) to the nearest integer n with the 1.5·2²³ trick; n then sits in t's low mantissa bits.
+    let magic: Float = 12_582_912
+    let t = x * 1.44269504088896341 + magic
+    let n = t - magic
+    let r = x - n * 0.693359375 + n * 2.12194440e-4
+    var p: Float = 1.9875691500e-4
+    p = p * r + 1.3981999507e-3
+    p = p * r + 8.3334519073e-3
+    p = p * r + 4.1665795894e-2
+    p = p * r + 1.6666665459e-1
+    p = p * r + 5.0000001201e-1
+    let y = p * r * r + r + 1
+    // 2^n: (n + 127) << 23, with n = t.bits − 0x4B400000.
+    return y * Float(bitPattern: (t.bitPattern &- 0x4B3F_FF81) &<< 23)
+}
+
 /// y[i] = 0.5·x[i]·(1 + erf(x[i]/√2)) for n floats; x and y may alias.
 @inline(__always)
 func geluKernel(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
@@ -43,7 +68,7 @@ extension Tensor {
                 for i in s..<e {
                     let v = xd[i]
                     let cdf = 0.5 * (1 + fastErf(v * 0.70710678118654752))
-                    let pdf = Foundation.exp(-0.5 * v * v) * 0.39894228040143268
+                    let pdf = fastExp(-0.5 * v * v) * 0.39894228040143268
                     o[i] = gd[i] * (cdf + v * pdf)
                 }
             }
