@@ -35,6 +35,6 @@ public final class WindowAttentionACmix: WindowAttention {
         let q = qkv(x)
         let att = proj(attend(q, mask: mask))
         let conv = acmixConvPath(q, heads: heads, fcWeight: fc.weight, fcBias: fc.bias, depWeight: dep_conv.weight)
-        return rate1 * att + rate2 * conv
+        return weightedSum(att, rate1, conv, rate2)
     }
 }

@@ -49,6 +49,12 @@ final class WindowOpsTests: XCTestCase {
         }
     }
 
+    func testWeightedSum() {
+        let a = randomTensor([2, 3, 4], seed: 51), b = randomTensor([2, 3, 4], seed: 52)
+        let wa = randomTensor([1], seed: 53), wb = randomTensor([1], seed: 54)
+        gradCheck([a, wa, b, wb]) { weightedSum($0[0], $0[1], $0[2], $0[3]) }
+    }
+
     func testACmixConvPathMatchesConvOpsAndGradients() {
         let heads = 2, hd = 3, c = heads * hd
         let qkv = randomTensor([2, 4, 5, 3 * c], seed: 31)

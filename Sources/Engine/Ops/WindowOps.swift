@@ -224,15 +224,28 @@ struct WindowGeometry {
     }
 }
 
-/// In-place softmax of each row of a rows×cols matrix (vectorised exp).
+/// In-place softmax of each row of a rows×cols matrix. The max and the sum use four independent partial
+/// results (float reductions do not vectorise otherwise), the exp loop vectorises.
 @inline(__always)
 func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+    let c4 = cols & ~3
     for i in 0..<rows {
         let r = s + i * cols
-        var m = -Float.infinity
-        for j in 0..<cols { m = max(m, r[j]) }
-        var sum: Float = 0
-        for j in 0..<cols { let e = fastExp(r[j] - m); r[j] = e; sum += e }
+        var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0
+        var j = 0
+        while j < c4 {
+            m0 = r[j] > m0 ? r[j] : m0; m1 = r[j + 1] > m1 ? r[j + 1] : m1
+            m2 = r[j + 2] > m2 ? r[j + 2] : m2; m3 = r[j + 3] > m3 ? r[j + 3] : m3
+            j += 4
+        }
+        var m = max(max(m0, m1), max(m2, m3))
+        while j < cols { m = max(m, r[j]); j += 1 }
+        for j in 0..<cols { r[j] = fastExp(r[j] - m) }
+        var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+        j = 0
+        while j < c4 { s0 += r[j]; s1 += r[j + 1]; s2 += r[j + 2]; s3 += r[j + 3]; j += 4 }
+        var sum = (s0 + s1) + (s2 + s3)
+        while j < cols { sum += r[j]; j += 1 }
         let inv = 1 / sum
         for j in 0..<cols { r[j] *= inv }
     }
@@ -513,5 +526,25 @@ public func transposeMatrix(_ src: UnsafePointer<Float>, rows: Int, cols: Int, i
     parallelFor(bands, cost: 32 * cols) { i in
         let r0 = i * 32
         transposeBlock(src + r0 * cols, rows: min(32, rows - r0), cols: cols, srcStride: cols, into: dst + r0, dstStride: rows)
+    }
+}
+
+// MARK: - Mixing
+
+/// wa·a + wb·b in one pass, with wa and wb one-element tensors (ACmix's rate1·attention + rate2·conv).
+public func weightedSum(_ a: Tensor, _ wa: Tensor, _ b: Tensor, _ wb: Tensor) -> Tensor {
+    precondition(a.shape == b.shape && wa.count == 1 && wb.count == 1, "weightedSum: \(a.shape), \(wa.shape), \(b.shape), \(wb.shape)")
+    let out = Tensor(uninitialized: a.shape)
+    let x = a.data, z = b.data, y = out.data, u = wa.data[0], v = wb.data[0]
+    parallelChunks(a.count) { s, e in for i in s..<e { y[i] = u * x[i] + v * z[i] } }
+    return out.record("weighted_sum", [a, wa, b, wb]) { g in
+        let gd = g.data, ad = a.data, bd = b.data, n = a.count
+        func dot(_ p: UnsafeMutablePointer<Float>) -> Tensor {
+            var acc = 0.0
+            for i in 0..<n { acc += Double(gd[i] * p[i]) }
+            return Tensor(zeros: wa.shape, value: Float(acc))
+        }
+        return [a.requiresGrad ? g * u : nil, wa.requiresGrad ? dot(ad) : nil,
+                b.requiresGrad ? g * v : nil, wb.requiresGrad ? dot(bd) : nil]
     }
 }
