@@ -292,8 +292,9 @@ public func acmixConvPath(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: T
     let geo = PaddedPlanes(h: h, w: w, pad: k / 2)
     let pp = geo.size, plane = hd * pp
     // X[b]: (3C, P) zero-bordered planes of q/k/v channels = (3·heads, hd·P) rows, so the fc is one sgemm.
-    let xt = Tensor(zeros: [b, c3, pp])
+    let xt = Tensor(uninitialized: [b, c3, pp])
     for bi in 0..<b { geo.scatterChannelsLast(qkv.data + bi * h * w * c3, channels: c3, into: xt.data + bi * c3 * pp) }
+    geo.zeroBorders(xt.data, planes: b * c3)
     // f[b] = fcW·X[b] + bias: (k², hd·P); borders reset to zero (they are the conv's zero padding).
     let f = Tensor(uninitialized: [b, kk, hd, pp])
     for bi in 0..<b {
@@ -533,15 +534,6 @@ func transposeBlock(_ src: UnsafePointer<Float>, rows: Int, cols: Int, srcStride
             c0 = c1
         }
         r0 = r1
-    }
-}
-
-/// dst (cols × rows) = srcᵀ for a row-major rows × cols matrix, parallel over 32-row bands.
-public func transposeMatrix(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
-    let bands = (rows + 31) / 32
-    parallelFor(bands, cost: 32 * cols) { i in
-        let r0 = i * 32
-        transposeBlock(src + r0 * cols, rows: min(32, rows - r0), cols: cols, srcStride: cols, into: dst + r0, dstStride: rows)
     }
 }
 
