@@ -117,7 +117,10 @@ public func windowAttention(_ qkv: Tensor, heads: Int, window ws: Int, scale: Fl
     let geo = WindowGeometry(hp: hp, wp: wp, ws: ws, nWx: nWx, nW: nW, c: c, hd: hd, n: n)
     let x = qkv.data, y = out.data, bd = bias.data, md = mask?.data, pd = probs?.data
     let tasks = b * nW * heads
-    runChunks(tasks, scratch: 4 * n * hd + n * n) { _, range, buf in
+    // Windows up to ~12×12 give per-task sgemms that OpenBLAS runs on the calling thread, so tasks run on our
+    // threads; larger windows run one task at a time and let OpenBLAS spread each product over the cores.
+    let taskThreads = n * n * hd <= 200_000 ? Threads.count : 1
+    runChunks(tasks, chunks: taskThreads, scratch: 4 * n * hd + n * n) { _, range, buf in
         let q = buf, k = q + n * hd, v = k + n * hd, o = v + n * hd, s = o + n * hd
         for t in range {
             let bw = t / heads, h = t % heads, w = bw % nW
@@ -141,7 +144,7 @@ public func windowAttention(_ qkv: Tensor, heads: Int, window ws: Int, scale: Fl
         let gq = Tensor(uninitialized: qkv.shape)
         let gd = g.data, gx = gq.data, pd = probs.data
         let needTable = biasTable.requiresGrad
-        let chunks = max(1, min(Threads.count, tasks))
+        let chunks = max(1, min(taskThreads, tasks))
         // Per-chunk partial sums of the logits' gradient per (head, a, b), reduced into the table after.
         let partial = Tensor(zeros: [chunks, heads, n, n])
         let pp = partial.data
@@ -252,8 +255,8 @@ func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
 }
 
 /// Splits 0..<tasks into `chunks` contiguous ranges run concurrently (body gets the chunk index), each with its own scratch buffer of
-/// `scratch` floats. The bodies call sgemm on small matrices (N×N×hd with N = 49), which OpenBLAS runs on the
-/// calling thread, so the two thread pools do not oversubscribe.
+/// `scratch` floats. The bodies call sgemm on small matrices (N×N×hd, N = 49 for Swin's 7×7 windows), which
+/// OpenBLAS runs on the calling thread, so the two thread pools do not oversubscribe.
 func runChunks(_ tasks: Int, chunks: Int? = nil, scratch: Int,
                _ body: (Int, Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
     let chunks = max(1, min(chunks ?? Threads.count, tasks))
