@@ -135,7 +135,7 @@ public func windowAttention(_ qkv: Tensor, heads: Int, window ws: Int, scale: Fl
             softmaxRows(s, rows: n, cols: n)
             if let pd { (pd + t * n * n).update(from: s, count: n * n) }
             sgemm(m: n, n: hd, k: n, a: s, lda: n, b: v, ldb: hd, c: o, ldc: hd)
-            geo.scatter(o, into: y, base, stride: c, channel: h * hd, accumulate: false)
+            geo.scatter(o, into: y, base, stride: c, channel: h * hd)
         }
     }
 
@@ -162,7 +162,7 @@ public func windowAttention(_ qkv: Tensor, heads: Int, window ws: Int, scale: Fl
                 let p = pd + t * n * n
                 // dV = Pᵀ·dO
                 sgemm(transA: true, m: n, n: hd, k: n, a: p, lda: n, b: go, ldb: hd, c: tmp, ldc: hd)
-                geo.scatter(tmp, into: gx, base, stride: c3, channel: 2 * c + h * hd, accumulate: false)
+                geo.scatter(tmp, into: gx, base, stride: c3, channel: 2 * c + h * hd)
                 // dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))
                 sgemm(transB: true, m: n, n: n, k: hd, a: go, lda: hd, b: v, ldb: hd, c: ds, ldc: n)
                 for i in 0..<n {
@@ -174,9 +174,9 @@ public func windowAttention(_ qkv: Tensor, heads: Int, window ws: Int, scale: Fl
                 if needTable { let a = acc + h * n * n; for i in 0..<(n * n) { a[i] += ds[i] } }
                 // dQ = dS·K·scale (q was used scaled), dK = dSᵀ·(Q·scale)
                 sgemm(m: n, n: hd, k: n, alpha: scale, a: ds, lda: n, b: k, ldb: hd, c: tmp, ldc: hd)
-                geo.scatter(tmp, into: gx, base, stride: c3, channel: h * hd, accumulate: false)
+                geo.scatter(tmp, into: gx, base, stride: c3, channel: h * hd)
                 sgemm(transA: true, m: n, n: hd, k: n, a: ds, lda: n, b: q, ldb: hd, c: tmp2, ldc: hd)
-                geo.scatter(tmp2, into: gx, base, stride: c3, channel: c + h * hd, accumulate: false)
+                geo.scatter(tmp2, into: gx, base, stride: c3, channel: c + h * hd)
             }
         }
         var gt: Tensor? = nil
@@ -202,33 +202,47 @@ struct WindowGeometry {
     @inline(__always)
     func windowBase(_ b: Int, _ w: Int) -> Int { (b * hp + (w / nWx) * ws) * wp + (w % nWx) * ws }
 
-    /// Copies hd channels starting at `channel` of the window's N tokens into rows of `dst` (N × hd).
+    /// Copies hd channels starting at `channel` of the window's N tokens into rows of `dst` (N × hd), times `scale`.
     @inline(__always)
     func gather(_ src: UnsafeMutablePointer<Float>, _ base: Int, stride: Int, channel: Int,
                 into dst: UnsafeMutablePointer<Float>, scale: Float = 1) {
         for iy in 0..<ws {
             for ix in 0..<ws {
-                let s = src + (base + iy * wp + ix) * stride + channel, d = dst + (iy * ws + ix) * hd
-                if scale == 1 { d.update(from: s, count: hd) } else { for i in 0..<hd { d[i] = s[i] * scale } }
+                copyRow(src + (base + iy * wp + ix) * stride + channel, dst + (iy * ws + ix) * hd, hd, scale: scale)
             }
         }
     }
 
-    /// Writes (or adds) rows of `src` (N × hd) to the window's tokens at `channel`.
+    /// Writes rows of `src` (N × hd) to the window's tokens at `channel`.
     @inline(__always)
     func scatter(_ src: UnsafeMutablePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ base: Int, stride: Int,
-                 channel: Int, accumulate: Bool) {
+                 channel: Int) {
         for iy in 0..<ws {
             for ix in 0..<ws {
-                let d = dst + (base + iy * wp + ix) * stride + channel, s = src + (iy * ws + ix) * hd
-                if accumulate { for i in 0..<hd { d[i] += s[i] } } else { d.update(from: s, count: hd) }
+                copyRow(src + (iy * ws + ix) * hd, dst + (base + iy * wp + ix) * stride + channel, hd, scale: 1)
             }
         }
     }
 }
 
-/// In-place softmax of each row of a rows×cols matrix. The max and the sum use four independent partial
-/// results (float reductions do not vectorise otherwise), the exp loop vectorises.
+/// d[i] = s[i]·scale for n floats, in 8-float vectors: head rows are short (32), and a memcpy call per token
+/// costs more than the copy.
+@inline(__always)
+func copyRow(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int, scale: Float) {
+    typealias V = SIMD8<Float>
+    var i = 0
+    let sv = V(repeating: scale)
+    while i + 8 <= n {
+        let v = UnsafeRawPointer(s + i).loadUnaligned(as: V.self)
+        UnsafeMutableRawPointer(d + i).storeBytes(of: scale == 1 ? v : v * sv, as: V.self)
+        i += 8
+    }
+    while i < n { d[i] = s[i] * scale; i += 1 }
+}
+
+/// In-place softmax of each row of a rows×cols matrix. Rows are shifted by their max first, then one flat
+/// exp loop covers the whole matrix (no per-row vector tails); the max and the sum use four independent
+/// partial results (float reductions do not vectorise otherwise).
 @inline(__always)
 func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
     let c4 = cols & ~3
@@ -243,9 +257,13 @@ func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
         }
         var m = max(max(m0, m1), max(m2, m3))
         while j < cols { m = max(m, r[j]); j += 1 }
-        for j in 0..<cols { r[j] = fastExp(r[j] - m) }
+        for j in 0..<cols { r[j] -= m }
+    }
+    for i in 0..<(rows * cols) { s[i] = fastExp(s[i]) }
+    for i in 0..<rows {
+        let r = s + i * cols
         var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
-        j = 0
+        var j = 0
         while j < c4 { s0 += r[j]; s1 += r[j + 1]; s2 += r[j + 2]; s3 += r[j + 3]; j += 4 }
         var sum = (s0 + s1) + (s2 + s3)
         while j < cols { sum += r[j]; j += 1 }
