@@ -126,13 +126,12 @@ public func windowAttention(_ qkv: Tensor, heads: Int, window ws: Int, scale: Fl
             let bw = t / heads, h = t % heads, w = bw % nW
             let base = geo.windowBase(bw / nW, w)
             geo.gather(x, base, stride: c3, channel: h * hd, into: q, scale: scale)
-            geo.gather(x, base, stride: c3, channel: c + h * hd, into: k)
+            // Kᵀ (hd × N) so that both products are plain NN sgemms, which OpenBLAS runs through its
+            // small-matrix kernels without packing.
+            geo.gatherTransposed(x, base, stride: c3, channel: c + h * hd, into: k)
             geo.gather(x, base, stride: c3, channel: 2 * c + h * hd, into: v)
-            sgemm(transB: true, m: n, n: n, k: hd, a: q, lda: hd, b: k, ldb: hd, c: s, ldc: n)
-            let bh = bd + h * n * n, mw = md.map { $0 + w * n * n }
-            for i in 0..<(n * n) { s[i] += bh[i] }
-            if let mw { for i in 0..<(n * n) { s[i] += mw[i] } }
-            softmaxRows(s, rows: n, cols: n)
+            sgemm(m: n, n: n, k: hd, a: q, lda: hd, b: k, ldb: n, c: s, ldc: n)
+            softmaxRows(s, rows: n, cols: n, bias: bd + h * n * n, mask: md.map { $0 + w * n * n })
             if let pd { (pd + t * n * n).update(from: s, count: n * n) }
             sgemm(m: n, n: hd, k: n, a: s, lda: n, b: v, ldb: hd, c: o, ldc: hd)
             geo.scatter(o, into: y, base, stride: c, channel: h * hd)
@@ -213,6 +212,18 @@ struct WindowGeometry {
         }
     }
 
+    /// Like `gather`, transposed: dst is hd × N.
+    @inline(__always)
+    func gatherTransposed(_ src: UnsafeMutablePointer<Float>, _ base: Int, stride: Int, channel: Int,
+                          into dst: UnsafeMutablePointer<Float>) {
+        for iy in 0..<ws {
+            for ix in 0..<ws {
+                let s = src + (base + iy * wp + ix) * stride + channel, t = iy * ws + ix
+                for i in 0..<hd { dst[i * n + t] = s[i] }
+            }
+        }
+    }
+
     /// Writes rows of `src` (N × hd) to the window's tokens at `channel`.
     @inline(__always)
     func scatter(_ src: UnsafeMutablePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ base: Int, stride: Int,
@@ -240,14 +251,18 @@ func copyRow(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: I
     while i < n { d[i] = s[i] * scale; i += 1 }
 }
 
-/// In-place softmax of each row of a rows×cols matrix. Rows are shifted by their max first, then one flat
-/// exp loop covers the whole matrix (no per-row vector tails); the max and the sum use four independent
-/// partial results (float reductions do not vectorise otherwise).
+/// In-place softmax of each row of a rows×cols matrix after adding `bias` (and `mask`), both rows×cols.
+/// The bias is added in the pass that finds each row's max; one flat exp loop then covers the whole matrix
+/// (no per-row vector tails). Max and sum use four independent partial results (float reductions do not
+/// vectorise otherwise).
 @inline(__always)
-func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
+                 bias: UnsafePointer<Float>, mask: UnsafePointer<Float>?) {
     let c4 = cols & ~3
     for i in 0..<rows {
-        let r = s + i * cols
+        let r = s + i * cols, b = bias + i * cols
+        if let mask { let mr = mask + i * cols; for j in 0..<cols { r[j] += b[j] + mr[j] } }
+        else { for j in 0..<cols { r[j] += b[j] } }
         var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0
         var j = 0
         while j < c4 {
