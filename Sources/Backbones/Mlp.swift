@@ -23,3 +23,10 @@ func swinInitLinear(_ l: Linear) {
     l.weight.assign(Init.truncNormal(l.weight.shape, std: 0.02))
     l.bias?.fill(0)
 }
+
+extension LayerNorm {
+    /// The same LayerNorm through the engine's vectorised kernel (`fastLayerNorm`); keys and parameters are
+    /// this module's.
+    @inline(__always)
+    func fast(_ x: Tensor) -> Tensor { fastLayerNorm(x, weight: weight, bias: bias, eps: eps) }
+}

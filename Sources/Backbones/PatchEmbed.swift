@@ -25,7 +25,7 @@ public final class PatchEmbed: Module {
         let y = proj(xp)                                          // B, C, h, w
         let (b, c, h, w) = (y.shape[0], y.shape[1], y.shape[2], y.shape[3])
         var t = y.reshape([b, c, h * w]).transpose(1, 2)          // B, h·w, C
-        if let norm { t = norm(t) }
+        if let norm { t = norm.fast(t) }
         return (t, h, w)
     }
 }

@@ -23,6 +23,6 @@ public final class PatchMerging: Module {
         let h2 = (h + 1) / 2, w2 = (w + 1) / 2
         // (B, h2, 2[row], w2, 2[col], C) → (B, h2, w2, 2[col], 2[row], C): one copy gives the authors' x0..x3 order.
         t = t.reshape([b, h2, 2, w2, 2, c]).permute([0, 1, 3, 4, 2, 5]).reshape([b, h2 * w2, 4 * c])
-        return reduction(norm(t))
+        return reduction(norm.fast(t))
     }
 }

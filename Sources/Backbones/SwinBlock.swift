@@ -45,10 +45,10 @@ public final class SwinBlock: Module {
         let (b, l, c) = (x.shape[0], x.shape[1], x.shape[2])
         precondition(l == h * w, "SwinBlock: \(l) tokens for a \(h)x\(w) map")
         let hp = (h + window - 1) / window * window, wp = (w + window - 1) / window * window
-        var y = norm1(x).reshape([b, h, w, c]).windowPadShift(height: hp, width: wp, shift: shift)
+        var y = norm1.fast(x).reshape([b, h, w, c]).windowPadShift(height: hp, width: wp, shift: shift)
         y = attn(y, mask: attentionMask(paddedHeight: hp, paddedWidth: wp))
         y = y.windowUnshiftCrop(height: h, width: w, shift: shift).reshape([b, l, c])
         let x1 = x + y.dropPath(dropPathRate, training: training)
-        return x1 + mlp(norm2(x1)).dropPath(dropPathRate, training: training)
+        return x1 + mlp(norm2.fast(x1)).dropPath(dropPathRate, training: training)
     }
 }

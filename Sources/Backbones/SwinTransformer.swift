@@ -141,7 +141,7 @@ public final class SwinTransformer: Module {
     /// in dense mode after `norm_i`.
     public func features(_ x: Tensor) -> [Tensor] {
         stageTokens(x).enumerated().map { i, s in
-            let t = config.mode == .dense ? outNorms[i](s.tokens) : s.tokens
+            let t = config.mode == .dense ? outNorms[i].fast(s.tokens) : s.tokens
             return Self.toNCHW(t, height: s.height, width: s.width)
         }
     }
@@ -156,7 +156,7 @@ public final class SwinTransformer: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         guard let norm else { preconditionFailure("SwinTransformer: dense mode has no classifier; use features(_:)") }
         let last = stageTokens(x).last!.tokens
-        let pooled = norm(last).mean(axes: [1])
+        let pooled = norm.fast(last).mean(axes: [1])
         return head.map { $0(pooled) } ?? pooled
     }
 

@@ -98,3 +98,16 @@ final class FastGELUTests: XCTestCase {
         gradCheck([randomTensor([4, 9], seed: 42)]) { $0[0].fastGELU() }
     }
 }
+
+/// The vectorised LayerNorm against the engine's and by finite differences.
+final class FastLayerNormTests: XCTestCase {
+    func testMatchesLayerNormAndGradients() {
+        let x = randomTensor([5, 7, 19], seed: 61, lo: 2, hi: 4)   // mean far from 0: no cancellation allowed
+        let w = randomTensor([19], seed: 62), b = randomTensor([19], seed: 63)
+        let a = withNoGrad { fastLayerNorm(x, weight: w, bias: b) }, r = withNoGrad { layerNorm(x, weight: w, bias: b) }
+        for i in 0..<a.count { XCTAssertEqual(a.data[i], r.data[i], accuracy: 2e-5) }
+        gradCheck([randomTensor([3, 20], seed: 64), randomTensor([20], seed: 65), randomTensor([20], seed: 66)]) {
+            fastLayerNorm($0[0], weight: $0[1], bias: $0[2])
+        }
+    }
+}
