@@ -64,6 +64,11 @@ final class SwinTransformerTests: XCTestCase {
         }
         XCTAssertLessThan(worst, 1e-4)
 
+        // Maps smaller than a window (padded up to one window, masks for the padded size) down to 1×1.
+        let tiny = withNoGrad { model.features(Tensor(zeros: [1, 3, 20, 17], value: 0.3)) }
+        XCTAssertEqual(tiny.map(\.shape), [[1, 32, 5, 5], [1, 64, 3, 3], [1, 128, 2, 2], [1, 256, 1, 1]])
+        for f in tiny { XCTAssertTrue(f.array.allSatisfy(\.isFinite)) }
+
         // Training mode with drop path runs and back-propagates to the input.
         model.train()
         let xg = Tensor((0..<(2 * 3 * 37 * 45)).map { Float($0 % 13) / 13 }, shape: [2, 3, 37, 45], requiresGrad: true)
