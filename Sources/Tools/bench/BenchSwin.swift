@@ -7,6 +7,16 @@ let swinCases: [BenchCase] = [
     swinCase("swin_tiny_224_fwd", arch: "swin_tiny"),
     swinCase("acmix_swin_tiny_224_fwd", arch: "acmix_swin_tiny"),
     swinCase("acmix_swin_tiny_dense_800x608_fwd", arch: "acmix_swin_tiny", dense: (800, 608)),
+    BenchCase(name: "acmix_swin_tiny_224_train_step") {
+        // Forward + backward of the dense backbone (drop path on), batch 1: the detector's backbone share.
+        EngineRandom.seed(0)
+        let model = try SwinTransformer.make(arch: "acmix_swin_tiny", mode: .dense).train()
+        let x = Tensor((0..<(3 * 224 * 224)).map { Float($0 % 255) / 255 - 0.5 }, shape: [1, 3, 224, 224])
+        return ({
+            model.zeroGrad()
+            model.features(x).reduce(Tensor(scalar: 0)) { $0 + $1.sum() }.backward()
+        }, { _ in [:] })
+    },
 ]
 
 func swinCase(_ name: String, arch: String, dense: (Int, Int)? = nil) -> BenchCase {
