@@ -19,8 +19,15 @@ let swinCases: [BenchCase] = [
     },
 ]
 
+/// `BENCH_THREADS=1 OPENBLAS_NUM_THREADS=1` runs single-threaded (to compare with `bench_torch.py --threads 1`):
+/// the engine's thread count is set before anything reads it, so OpenBLAS keeps its environment setting.
+func applyBenchThreads() {
+    if let s = ProcessInfo.processInfo.environment["BENCH_THREADS"], let n = Int(s), n >= 1 { Threads.count = n }
+}
+
 func swinCase(_ name: String, arch: String, dense: (Int, Int)? = nil) -> BenchCase {
     BenchCase(name: name) {
+        applyBenchThreads()
         EngineRandom.seed(0)
         let mode: SwinMode = dense == nil ? .classification(imageSize: 224) : .dense
         let model = try SwinTransformer.make(arch: arch, mode: mode).eval()
