@@ -111,3 +111,22 @@ final class FastLayerNormTests: XCTestCase {
         }
     }
 }
+
+/// The blocked transpose behind the ACmix layout changes, on shapes with and without 4-multiples.
+final class TransposeBlockTests: XCTestCase {
+    func testACmixConvPathOnOddSizesMatchesConvOps() {
+        // 7×9 and 6×13 maps, 3 heads of 5 channels: every transpose has leftover rows and columns.
+        for (h, w) in [(7, 9), (6, 13)] {
+            let heads = 3, hd = 5, c = heads * hd
+            let qkv = randomTensor([1, h, w, 3 * c], seed: 71, requiresGrad: false)
+            let fcW = randomTensor([9, 3 * heads, 1, 1], seed: 72, requiresGrad: false)
+            let fcB = randomTensor([9], seed: 73, requiresGrad: false)
+            let depW = randomTensor([c, 9, 3, 3], seed: 74, requiresGrad: false)
+            let heads3 = qkv.reshape([1, h * w, 3 * heads, hd]).permute([0, 2, 3, 1])
+            let f = conv2d(heads3, fcW, fcB).transpose(1, 2).reshape([1, hd * 9, h, w])
+            let ref = conv2d(f, depW, nil, padding: (1, 1), groups: hd).permute([0, 2, 3, 1])
+            let fused = acmixConvPath(qkv, heads: heads, fcWeight: fcW, fcBias: fcB, depWeight: depW)
+            for i in 0..<ref.count { XCTAssertEqual(fused.data[i], ref.data[i], accuracy: 1e-4) }
+        }
+    }
+}
