@@ -67,13 +67,16 @@ extension Tensor {
         guard let root = node else { if requiresGrad { accumulate(seed) }; return }
 
         // Topological order of the nodes reachable from the root (iterative DFS; deep nets overflow recursion).
+        // A node is marked when it is expanded, not when it is pushed: a node pushed early by one parent and reached
+        // again through a longer path must still be finished after every node it feeds.
         var order: [Node] = []
-        var visited = Set<ObjectIdentifier>([ObjectIdentifier(root)])
+        var visited = Set<ObjectIdentifier>()
         var stack: [(Node, Bool)] = [(root, false)]
         while let (n, expanded) = stack.popLast() {
             if expanded { order.append(n); continue }
+            guard visited.insert(ObjectIdentifier(n)).inserted else { continue }
             stack.append((n, true))
-            for case let .interior(child) in n.inputs where visited.insert(ObjectIdentifier(child)).inserted {
+            for case let .interior(child) in n.inputs where !visited.contains(ObjectIdentifier(child)) {
                 stack.append((child, false))
             }
         }

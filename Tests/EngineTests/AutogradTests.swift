@@ -57,3 +57,16 @@ final class GraphLifetimeTests: XCTestCase {
         XCTAssertEqual(Storage.liveBytes, before)
     }
 }
+
+final class TopologicalOrderTests: XCTestCase {
+    /// r = f(a, b) with b = g(a): a must receive b's contribution before passing its gradient on.
+    func testDiamondWithShortcut() {
+        let x = Tensor([0.3, -0.2], shape: [2], requiresGrad: true)
+        let a = x.exp()                 // interior
+        let b = a * 2 + 1               // depends on a
+        let r = (a + b).sum()           // a reaches r directly and through b
+        r.backward()
+        // r = Σ 3·e^x + 1 → dr/dx = 3·e^x
+        assertClose(x.grad!, [Float(3 * exp(0.3)), Float(3 * exp(-0.2))], tol: 1e-5)
+    }
+}
