@@ -21,16 +21,29 @@ extension ResNet: Backbone {
     public func logits(_ x: Tensor) -> Tensor? { fc == nil ? nil : callAsFunction(x) }
 }
 
+extension SwinTransformer: Backbone {
+    public var featureNames: [String] { (1...config.depths.count).map { "stage\($0)" } }
+    public var featureChannels: [Int] { (0..<config.depths.count).map(config.stageDim) }
+    public func logits(_ x: Tensor) -> Tensor? { head == nil ? nil : callAsFunction(x) }
+    public func validate(height: Int, width: Int) throws { try validate(inputShape: [1, 3, height, width]) }
+}
+
 /// Backbone names `export-features` and configs accept.
 public enum BackboneRegistry {
     public static var resnetArchs: [String] { ResNet.depths.keys.sorted() }
-    public static var allArchs: [String] { resnetArchs }
+    public static let swinArchs = ["swin_tiny", "swin_small", "swin_base", "acmix_swin_tiny", "acmix_swin_small", "acmix_swin_base"]
+    public static var allArchs: [String] { resnetArchs + swinArchs }
 
-    /// Builds `arch`; `numClasses` nil builds no classification head.
-    public static func make(arch: String, numClasses: Int?, dense: Bool = false, frozenStages: Int = -1,
+    /// Builds `arch`; `numClasses` nil builds no classification head. Swin in classification mode is the
+    /// authors' fixed-size model for `imageSize`; `dense` builds mmdetection's any-size backbone with per-stage norms.
+    public static func make(arch: String, numClasses: Int?, dense: Bool = false, imageSize: Int = 224, frozenStages: Int = -1,
                             normEval: Bool = false) throws -> any Backbone {
         if ResNet.depths[arch] != nil {
             return try ResNet(arch: arch, numClasses: numClasses, frozenStages: frozenStages, normEval: normEval)
+        }
+        if swinArchs.contains(arch) {
+            return try SwinTransformer.make(arch: arch, mode: dense ? .dense : .classification(imageSize: imageSize),
+                                            numClasses: numClasses ?? 0)
         }
         throw BackboneError("unknown backbone arch '\(arch)'; known: \(allArchs.joined(separator: ", "))")
     }

@@ -55,17 +55,45 @@ final class ExportFeaturesTests: XCTestCase {
         XCTAssertEqual(out.tensors["logits"]?.shape, [2, 10])
     }
 
+    func testSwinDenseWithClassifierWeights() throws {
+        // A classifier's weights (final norm + head, no per-stage norms) in dense mode on a non-square size.
+        EngineRandom.seed(5)
+        let classifier = try SwinTransformer.make(arch: "acmix_swin_tiny", numClasses: 7)
+        let weights = tmp("swin.safetensors"), input = tmp("swin-x.safetensors"), output = tmp("swin-out.safetensors")
+        try SafeTensors.write(classifier.namedTensors(), to: weights)
+        let x = Tensor((0..<(1 * 3 * 100 * 75)).map { Float($0 % 13) / 13 - 0.5 }, shape: [1, 3, 100, 75])
+        try SafeTensors.write([("input", x)], to: input)
+        let (rc, err) = try run(["--arch", "acmix_swin_tiny", "--weights", weights, "--input", input, "--output", output, "--mode", "dense"])
+        XCTAssertEqual(rc, 0, err)
+        let dense = try SwinTransformer.make(arch: "acmix_swin_tiny", mode: .dense, numClasses: 0)
+        try dense.load(stateDict: classifier.stateDict(), strict: false)
+        dense.eval()
+        let expected = withNoGrad { dense.features(x) }
+        let out = try SafeTensors.read(path: output)
+        for i in 0..<4 {
+            XCTAssertEqual(out.tensors["stage\(i + 1)"]?.shape, expected[i].shape)
+            XCTAssertEqual(out.tensors["stage\(i + 1)"]?.array, expected[i].array)
+        }
+        XCTAssertEqual(expected[0].shape, [1, 96, 25, 19])
+        // Classification mode is the authors' fixed-size model: a non-square input is a clear error.
+        let (rc2, err2) = try run(["--arch", "acmix_swin_tiny", "--weights", weights, "--input", input, "--output", output])
+        XCTAssertNotEqual(rc2, 0)
+        XCTAssertTrue(err2.contains("Use mode .dense"), err2)
+    }
+
     func testBadInputsGiveOneErrorLine() throws {
         EngineRandom.seed(1)
         let weights = tmp("w2.safetensors"), input = tmp("x2.safetensors")
         try SafeTensors.write(try ResNet(arch: "acmix_resnet26", numClasses: nil).namedTensors(), to: weights)
         try SafeTensors.write([("input", Tensor(zeros: [1, 3, 32, 32]))], to: input)
+        let big = tmp("x3.safetensors")
+        try SafeTensors.write([("input", Tensor(zeros: [1, 3, 128, 128]))], to: big)
         let cases: [([String], String)] = [
             (["--arch", "acmix_resnet26", "--weights", weights, "--input", input, "--output", tmp("o.safetensors")], "too small"),
             (["--arch", "acmix_resnet26", "--weights", weights, "--input", input, "--input-key", "nope", "--output", tmp("o.safetensors")], "no tensor 'nope'"),
-            (["--arch", "acmix_resnet26", "--weights", weights, "--input", input, "--output", tmp("o.safetensors"), "--logits"], "classification head"),
-            (["--arch", "acmix_resnet50", "--weights", weights, "--input", input, "--output", tmp("o.safetensors")], "missing keys"),
-            (["--arch", "acmix_resnet26", "--weights", tmp("absent.safetensors"), "--input", input, "--output", tmp("o.safetensors")], "cannot open"),
+            (["--arch", "acmix_resnet26", "--weights", weights, "--input", big, "--output", tmp("o.safetensors"), "--logits"], "classification head"),
+            (["--arch", "acmix_resnet50", "--weights", weights, "--input", big, "--output", tmp("o.safetensors")], "missing keys"),
+            (["--arch", "acmix_resnet26", "--weights", tmp("absent.safetensors"), "--input", big, "--output", tmp("o.safetensors")], "cannot open"),
             (["--arch", "resnet999", "--weights", weights, "--input", input, "--output", tmp("o.safetensors")], "unknown --arch"),
         ]
         for (args, fragment) in cases {

@@ -29,7 +29,7 @@ struct ExportFeatures: ParsableCommand {
     @Option(help: "Output file (.safetensors).")
     var output: String
 
-    @Option(help: "classification (the authors' fixed-size model) or dense (any size, per-output norms; Swin only).")
+    @Option(help: "classification (the authors' fixed-size model, square input) or dense (any size, per-stage output norms; Swin only — ResNet is the same in both).")
     var mode = "classification"
 
     @Flag(help: "Also write `logits` from the classification head in the weights.")
@@ -44,22 +44,32 @@ struct ExportFeatures: ParsableCommand {
     }
 
     func run() throws {
+        let x = try loadInput()
         let state = try SafeTensors.read(path: weights).tensors
         let classes = BackboneRegistry.numClasses(in: state)
         if logits && classes == nil { throw ToolError("\(weights): --logits needs a classification head (fc.weight or head.weight), none found") }
-        let model = try BackboneRegistry.make(arch: arch, numClasses: logits ? classes : nil, dense: mode == "dense")
+        if logits && mode == "dense" && BackboneRegistry.swinArchs.contains(arch) { throw ToolError("--logits needs --mode classification (dense models have no classifier)") }
+        let dense = mode == "dense"
+        let model = try BackboneRegistry.make(arch: arch, numClasses: logits ? classes : nil, dense: dense, imageSize: x.shape[2])
+        try model.validate(height: x.shape[2], width: x.shape[3])
         let prefix = state.keys.contains { $0.hasPrefix("backbone.") } ? "backbone." : nil
-        // Heads present in the file but not requested are not an error; everything the model needs must be there.
-        let report = try model.load(stateDict: state, strict: false, stripPrefix: prefix, source: weights)
-        let unexpected = report.unexpected.filter { !["fc.weight", "fc.bias", "head.weight", "head.bias"].contains($0) }
-        if !report.missing.isEmpty || !report.mismatched.isEmpty || !unexpected.isEmpty {
-            var r = report; r.unexpected = unexpected
-            throw ToolError("\(weights): weights do not match \(arch): " + r.problems(limit: 6).joined(separator: "; "))
+        // Heads in the file but not requested are fine; so are the dense per-output norms missing from a classifier's
+        // weights (mmdetection starts them at weight 1, bias 0). Everything else the model needs must be there.
+        var report = try model.load(stateDict: state, strict: false, stripPrefix: prefix, source: weights)
+        let classifierKeys: Set<String> = ["fc.weight", "fc.bias", "head.weight", "head.bias", "norm.weight", "norm.bias"]
+        report.unexpected = report.unexpected.filter { !classifierKeys.contains($0) }
+        if dense {
+            let missingNorms = report.missing.filter { $0.range(of: #"^norm\d+\.(weight|bias)$"#, options: .regularExpression) != nil }
+            if !missingNorms.isEmpty {
+                FileHandle.standardError.write(Data("export-features: note: \(weights) has no dense output norms; using weight 1, bias 0\n".utf8))
+            }
+            report.missing = report.missing.filter { !missingNorms.contains($0) }
+        }
+        if !report.isClean {
+            throw ToolError("\(weights): weights do not match \(arch): " + report.problems(limit: 6).joined(separator: "; "))
         }
         model.eval()
 
-        let x = try loadInput()
-        try model.validate(height: x.shape[2], width: x.shape[3])
         var outputs: [(String, Tensor)] = []
         withNoGrad {
             outputs = zip(model.featureNames, model.features(x)).map { ($0, $1) }
