@@ -2,12 +2,19 @@ import Backbones
 import Engine
 import Foundation
 
-/// Swin backbones: eval-mode forward (no grad) at 224, batch 1, classification mode (logits).
+/// Swin backbones: eval-mode forward (no grad) at 224, batch 1, classification mode (logits), and the training
+/// step ../shared/peer/bench_torch.py --train times (forward + backward of the summed logits, batch 2).
 let swinCases: [BenchCase] = [
-    swinCase("swin_tiny_224_fwd", arch: "swin_tiny"),
-    swinCase("acmix_swin_tiny_224_fwd", arch: "acmix_swin_tiny"),
+    swinCase("swin_tiny_fwd_224", arch: "swin_tiny"),
+    swinCase("acmix_swin_tiny_fwd_224", arch: "acmix_swin_tiny"),
     swinCase("acmix_swin_tiny_dense_800x608_fwd", arch: "acmix_swin_tiny", dense: (800, 608)),
-    BenchCase(name: "acmix_swin_tiny_224_train_step") {
+    BenchCase(name: "acmix_swin_tiny_train_224_b2") {
+        EngineRandom.seed(0)
+        let model = try SwinTransformer.make(arch: "acmix_swin_tiny").train()
+        let x = Tensor((0..<(2 * 3 * 224 * 224)).map { Float($0 % 255) / 255 - 0.5 }, shape: [2, 3, 224, 224])
+        return ({ model.zeroGrad(); model(x).sum().backward() }, { _ in [:] })
+    },
+    BenchCase(name: "acmix_swin_tiny_dense_train_224") {
         // Forward + backward of the dense backbone (drop path on), batch 1: the detector's backbone share.
         EngineRandom.seed(0)
         let model = try SwinTransformer.make(arch: "acmix_swin_tiny", mode: .dense).train()
