@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 
 /// Every benchmark case; each family lives in its own file (BenchEngine.swift, BenchCOCO.swift, ...).
-let allCases: [BenchCase] = engineCases + modelCases + dataCases
+let allCases: [BenchCase] = engineCases + modelCases + dataCases + detectionCases
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

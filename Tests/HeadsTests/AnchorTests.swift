@@ -1,0 +1,6 @@
+import Heads
+import XCTest
+
+final class AnchorTests: XCTestCase {
+    func testPlaceholder() {}
+}
