@@ -1,6 +1,0 @@
-import Heads
-import XCTest
-
-final class AnchorTests: XCTestCase {
-    func testPlaceholder() {}
-}
