@@ -43,7 +43,8 @@ extension Tensor {
     }
 
     /// Back-propagates from this scalar (or from `gradient` for non-scalars), accumulating into leaves' `grad`.
-    /// Intermediate gradients are dropped as soon as they have been propagated.
+    /// Intermediate gradients are dropped as soon as they have been propagated, and the graph is released: a second
+    /// `backward()` through the same intermediates finds no graph (PyTorch's default, retain_graph=False).
     public func backward(_ gradient: Tensor? = nil) {
         precondition(gradient != nil || count == 1, "backward() without a gradient needs a scalar, got \(shape)")
         let seed = gradient ?? Tensor(zeros: shape, value: 1)
@@ -65,6 +66,9 @@ extension Tensor {
         }
 
         var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
+        // The graph is freed as it is consumed (PyTorch's retain_graph=False): many backward closures capture their
+        // op's output, a retain cycle (output → node → closure → output) that would otherwise leak every graph.
+        defer { for t in order { t.node = nil } }
         for t in order.reversed() {
             guard let node = t.node, let g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
             let inputGrads = withNoGrad { node.backward(g) }
