@@ -193,10 +193,16 @@ extension RetinaHead {
             .init("loss_cls", .object([.init("type", .oneOf(["FocalLoss"])), .init("use_sigmoid", .bool), .init("gamma", .number),
                                        .init("alpha", .number), .init("loss_weight", .number)])),
             .init("loss_bbox", .object([.init("type", .oneOf(["L1Loss"])), .init("loss_weight", .number)])),
+            .init("norm_cfg", .optional(.object([.init("type", .oneOf(["GN"]), required: true), .init("num_groups", .int, required: true),
+                                                 .init("requires_grad", .bool)]))),
         ]),
         build: { c, key, inChannels in
             if let given = c["\(key).in_channels"]?.intValue, given != inChannels {
                 throw ConfigError("\(c.source(of: "\(key).in_channels")): \(key).in_channels: \(given) but the neck gives \(inChannels)")
+            }
+            let featChannels = try c.int("\(key).feat_channels", default: 256)
+            if let g = c["\(key).norm_cfg.num_groups"]?.intValue, g < 1 || featChannels % g != 0 {
+                throw ConfigError("\(c.source(of: "\(key).norm_cfg.num_groups")): \(key).norm_cfg.num_groups: must divide feat_channels")
             }
             let numClasses = try c.int("\(key).num_classes")
             guard numClasses >= 1 else { throw ConfigError("\(c.source(of: "\(key).num_classes")): \(key).num_classes: must be at least 1") }
@@ -208,7 +214,8 @@ extension RetinaHead {
                                           centerOffset: Float(try c.double("\(ag).center_offset", default: 0)))
             let head = RetinaHead(numClasses: numClasses, inChannels: inChannels,
                                   featChannels: try c.int("\(key).feat_channels", default: 256),
-                                  stackedConvs: try c.int("\(key).stacked_convs", default: 4), anchorGenerator: anchors)
+                                  stackedConvs: try c.int("\(key).stacked_convs", default: 4), anchorGenerator: anchors,
+                                  groupNormGroups: c["\(key).norm_cfg"] == nil ? nil : try c.int("\(key).norm_cfg.num_groups"))
             head.coder = DeltaXYWHBBoxCoder(means: try c.doubles("\(key).bbox_coder.target_means", default: [0, 0, 0, 0]).map(Float.init),
                                             stds: try c.doubles("\(key).bbox_coder.target_stds", default: [1, 1, 1, 1]).map(Float.init))
             head.focalGamma = Float(try c.double("\(key).loss_cls.gamma", default: 2))

@@ -2,17 +2,25 @@ import Engine
 import Foundation
 import NN
 
-/// mmcv `ConvModule` without norm: `conv` (key `<name>.conv.weight/bias`) then an optional ReLU.
+/// mmcv `ConvModule`: `conv` (key `<name>.conv.*`), an optional GroupNorm (`<name>.gn.*`; the conv then has no bias,
+/// as mmcv's bias='auto'), then an optional ReLU.
 public final class ConvModule: Module, UnaryLayer {
     public let conv: Conv2d
+    public let gn: GroupNorm?
     public let activate: Bool
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, relu: Bool) {
-        conv = Conv2d(inChannels, outChannels, kernelSize: kernelSize, stride: stride, padding: padding)
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, relu: Bool,
+                groupNormGroups: Int? = nil) {
+        conv = Conv2d(inChannels, outChannels, kernelSize: kernelSize, stride: stride, padding: padding, bias: groupNormGroups == nil)
+        gn = groupNormGroups.map { GroupNorm(numGroups: $0, channels: outChannels) }
         activate = relu
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { activate ? conv(x).relu() : conv(x) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        var y = conv(x)
+        if let gn { y = gn(y) }
+        return activate ? y.relu() : y
+    }
 }
 
 /// mmdet `FPN`: 1×1 lateral convs on inputs start_level..end, top-down nearest upsampling (to the finer map's size)

@@ -63,13 +63,18 @@ public final class RetinaHead: Module {
     public var focalGamma: Float = 2, focalAlpha: Float = 0.25, clsLossWeight: Float = 1, bboxLossWeight: Float = 1
     public var testConfig = RetinaTestConfig()
 
+    /// `groupNormGroups`: mmdet's `norm_cfg=dict(type='GN', num_groups=...)` in the stacked convs (nil: no norm).
     public init(numClasses: Int, inChannels: Int = 256, featChannels: Int = 256, stackedConvs: Int = 4,
-                anchorGenerator: AnchorGenerator = AnchorGenerator()) {
+                anchorGenerator: AnchorGenerator = AnchorGenerator(), groupNormGroups: Int? = nil) {
         self.numClasses = numClasses
         self.anchorGenerator = anchorGenerator
         let a = anchorGenerator.numBaseAnchors
-        cls_convs = (0..<stackedConvs).map { ConvModule($0 == 0 ? inChannels : featChannels, featChannels, kernelSize: 3, padding: 1, relu: true) }
-        reg_convs = (0..<stackedConvs).map { ConvModule($0 == 0 ? inChannels : featChannels, featChannels, kernelSize: 3, padding: 1, relu: true) }
+        func stack() -> [ConvModule] {
+            (0..<stackedConvs).map { ConvModule($0 == 0 ? inChannels : featChannels, featChannels, kernelSize: 3, padding: 1, relu: true,
+                                                groupNormGroups: groupNormGroups) }
+        }
+        cls_convs = stack()
+        reg_convs = stack()
         retina_cls = Conv2d(featChannels, a * numClasses, kernelSize: 3, padding: 1)
         retina_reg = Conv2d(featChannels, a * 4, kernelSize: 3, padding: 1)
         super.init()

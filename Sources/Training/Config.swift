@@ -119,8 +119,13 @@ public struct Config {
     public mutating func set(_ dotted: String, _ value: JSON, origin: String = "<code>") throws {
         let parts = dotted.split(separator: ".").map(String.init)
         guard !parts.isEmpty, !parts.contains(where: \.isEmpty) else { throw ConfigError("\(origin): bad key '\(dotted)'") }
+        // `--set` replaces the whole value, so a `_delete_` marker in it has nothing left to do.
+        func strip(_ v: JSON) -> JSON {
+            guard case let .object(kv) = v else { return v }
+            return .object(kv.filter { $0.0 != "_delete_" }.map { ($0.0, strip($0.1)) })
+        }
         func put(_ node: JSON, _ i: Int) throws -> JSON {
-            if i == parts.count { return value }
+            if i == parts.count { return strip(value) }
             var kv: [(String, JSON)]
             switch node {
             case let .object(o): kv = o
@@ -133,7 +138,7 @@ public struct Config {
             return .object(kv)
         }
         root = try put(root, 0)
-        Config.recordOrigins(value, prefix: dotted, file: origin, into: &origins)
+        Config.recordOrigins(strip(value), prefix: dotted, file: origin, into: &origins)
     }
 
     // MARK: reading
