@@ -44,24 +44,45 @@ struct DetTrain: ParsableCommand {
         }
     }
 
+    /// The default config is also found from the package checkout holding the binary (.build/<triple>/release/...).
+    func resolvedConfigPath() -> String {
+        guard config == defaultConfig, !FileManager.default.fileExists(atPath: config) else { return config }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<5 {
+            let candidate = dir.appendingPathComponent(defaultConfig).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return config
+    }
+
     func train() throws {
         // Everything that can be wrong with the config is found here, before any work.
-        let cfg = try DetectionConfig.load(path: config, overrides: overrides)
+        let cfg = try DetectionConfig.load(path: resolvedConfigPath(), overrides: overrides)
         if let loadFrom, !FileManager.default.fileExists(atPath: loadFrom) { throw ConfigError("--load-from: file not found: \(loadFrom)") }
         if dryRun { print(cfg.serialized(), terminator: ""); return }
-        let name = URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
-        let dir = try workDir ?? cfg.optionalString("work_dir") ?? "work_dirs/\(name)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try cfg.serialized().write(toFile: "\(dir)/config.json", atomically: true, encoding: .utf8)
-
         let settings = try TrainerSettings(config: cfg)
         EngineRandom.seed(settings.seed)
         let detector = try DetectorRegistry.build(cfg)
+        if let d = detector as? SingleStageDetector {
+            // The largest padded input the pipeline makes must suit the backbone (ACmix needs maps > its window).
+            let scale = try cfg.ints("data.img_scale", default: [1333, 800]), div = try cfg.int("data.size_divisor", default: 32)
+            let side = { (x: Int) in (x + div - 1) / div * div }
+            let (long, short) = (side(max(scale[0], scale[1])), side(min(scale[0], scale[1])))
+            do { try d.backbone.validate(height: short, width: long) } catch {
+                throw ConfigError("\(cfg.source(of: "data.img_scale")): data.img_scale: \(error)")
+            }
+        }
         if let loadFrom {
             let report = try Checkpoint.loadWeights(from: loadFrom, into: detector)
             FileHandle.standardError.write(Data("loaded \(report.loaded.count) tensors from \(loadFrom)\n".utf8))
             for line in report.problems(limit: 8) { FileHandle.standardError.write(Data("  \(line)\n".utf8)) }
         }
+
+        let name = URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
+        let dir = try workDir ?? cfg.optionalString("work_dir") ?? "work_dirs/\(name)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try cfg.serialized().write(toFile: "\(dir)/config.json", atomically: true, encoding: .utf8)
 
         // Built-in dataset: generated in memory; the files (COCO json for external evaluation) are written once.
         let setup = try ShapesDetectionSetup(config: cfg)
