@@ -88,7 +88,8 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try shapes.string("model.backbone.arch"), "acmix_resnet26")
         XCTAssertEqual(try shapes.int("model.bbox_head.num_classes"), 4)
         let settings = try TrainerSettings(config: shapes)
-        XCTAssertEqual(settings.optimizerType, "SGD")
+        XCTAssertEqual(settings.optimizerType, "AdamW")
+        XCTAssertEqual(try shapes.int("model.bbox_head.stacked_convs"), 2)
         // COCO configs: the schedule is the mmdet 1x one; they stop at the data section until COCO loading lands.
         let r50 = try Config.load(path: "\(root)/retinanet_resnet50_fpn_1x_coco.json")
         try r50.validate(DetectionConfig.schema)
