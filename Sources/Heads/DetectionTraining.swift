@@ -179,6 +179,16 @@ public struct ShapesDetectionSetup {
                                                                  flipRatio: 0, sizeDivisor: div, training: false))
     }
 
+    /// Ground truth of the validation split in memory, for wiring an evaluator without reading files: per image its
+    /// id (index + 1), size and COCO-style annotations (label = category id − 1). The same content as the
+    /// `instances_val.json` that `ShapesDatasetWriter` writes.
+    public func valGroundTruth() -> [(imageID: Int, width: Int, height: Int, annotations: [InstanceAnnotation])] {
+        (0..<val.count).map { i in
+            let ex = val.generator.example(split: val.split, index: i)
+            return (i + 1, ex.image.width, ex.image.height, ex.annotations)
+        }
+    }
+
     /// The task for a validated config and a built detector.
     public func task(config c: Config, detector: any Detector) throws -> DetectionTask<ShapesDetectionDataset, ShapesDetectionDataset> {
         let seed = UInt64(try c.int("seed", default: 0))

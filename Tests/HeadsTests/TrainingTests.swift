@@ -179,6 +179,9 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(best.bestMetric, 0.5)
         let results = try JSON.load(path: "\(dir)/results.json")
         XCTAssertNotNil(results.arrayValue)
+        let gt = setup.valGroundTruth()
+        XCTAssertEqual(gt.map(\.imageID), [1, 2, 3])
+        XCTAssertEqual(gt[0].annotations, setup.val.generator.example(split: 1, index: 0).annotations)
     }
 
     func testNonFiniteLossStopsAndKeepsCheckpoint() throws {

@@ -108,7 +108,8 @@ struct DetTrain: ParsableCommand {
 
 /// The COCO evaluator hook. Integration point: return a closure that runs COCOeval (bbox) on the detections against
 /// the dataset's ground truth (for shapes: `<annotationRoot>/annotations/instances_val.json`, image ids = index + 1,
-/// category ids = label + 1) and returns its 12 stats. Until COCOEval lands this returns nil and det-train logs
+/// category ids = label + 1; `ShapesDetectionSetup.valGroundTruth()` has the same ground truth in memory) and returns
+/// its 12 stats. Until COCOEval lands this returns nil and det-train logs
 /// losses only, writing each evaluation's detections to <work-dir>/results_val.json.
 func makeEvaluator(config: Config, annotationRoot: String) -> DetectionEvaluator? {
     nil
