@@ -89,7 +89,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try shapes.int("model.bbox_head.num_classes"), 4)
         let settings = try TrainerSettings(config: shapes)
         XCTAssertEqual(settings.optimizerType, "AdamW")
-        XCTAssertEqual(try shapes.int("model.bbox_head.stacked_convs"), 2)
+        XCTAssertEqual(try shapes.int("model.bbox_head.stacked_convs"), 1)
         // COCO configs: the schedule is the mmdet 1x one; they stop at the data section until COCO loading lands.
         let r50 = try Config.load(path: "\(root)/retinanet_resnet50_fpn_1x_coco.json")
         try r50.validate(DetectionConfig.schema)
