@@ -21,8 +21,10 @@ let package = Package(
         .library(name: "Evaluation", targets: ["Evaluation"]),
         .library(name: "Backbones", targets: ["Backbones"]),
         .library(name: "Heads", targets: ["Heads"]),
+        .library(name: "Training", targets: ["Training"]),
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "make-shapes", targets: ["make-shapes"]),
+        .executable(name: "det-train", targets: ["det-train"]),
         .executable(name: "det-eval", targets: ["det-eval"]),
         .executable(name: "seg-eval", targets: ["seg-eval"]),
         .executable(name: "export-features", targets: ["export-features"]),
@@ -52,12 +54,18 @@ let package = Package(
         // COCO bbox/segm mAP (pycocotools) and mIoU (mmsegmentation).
         .target(name: "Evaluation", dependencies: ["Data"], path: "Sources/Evaluation", swiftSettings: fast),
         .target(name: "Backbones", dependencies: ["NN"], path: "Sources/Backbones", swiftSettings: fast),
-        .target(name: "Heads", dependencies: ["NN", "Backbones"], path: "Sources/Heads", swiftSettings: fast),
+        // Configs (JSON, _base_, --set, schemas), checkpoints and the generic training loop (det-train, seg-train).
+        .target(name: "Training", dependencies: ["Engine", "NN", "Data"], path: "Sources/Training", swiftSettings: fast),
+        // FPN, anchors, box coding, assignment, NMS, RetinaNet, detector registry, detection training task.
+        .target(name: "Heads", dependencies: ["Engine", "NN", "Data", "Backbones", "Training"], path: "Sources/Heads", swiftSettings: fast),
 
         // Tools.
-        .executableTarget(name: "bench", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads",
+        .executableTarget(name: "bench", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training",
                                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/bench", swiftSettings: fast),
+        .executableTarget(name: "det-train", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training",
+                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/det-train", swiftSettings: fast),
         .executableTarget(name: "make-shapes", dependencies: ["Data", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/make-shapes"),
         .executableTarget(name: "det-eval", dependencies: ["Data", "Evaluation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -71,6 +79,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["Engine", "NN"], path: "Tests/NNTests"),
         .testTarget(name: "DataTests", dependencies: ["Data"], path: "Tests/DataTests"),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Data"], path: "Tests/EvaluationTests"),
+        .testTarget(name: "HeadsTests", dependencies: ["Engine", "NN", "Data", "Backbones", "Heads", "Training"], path: "Tests/HeadsTests"),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "NN"], path: "Tests/BackbonesTests"),
         .testTarget(name: "SegmentationTests", dependencies: ["Heads", "Backbones", "NN", "Engine", "Data", "Evaluation"], path: "Tests/SegmentationTests",
                     exclude: ["Reference"]),

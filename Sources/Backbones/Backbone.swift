@@ -17,7 +17,7 @@ public protocol Backbone: Module {
 
 extension ResNet: Backbone {
     public var featureNames: [String] { ["c2", "c3", "c4", "c5"] }
-    public var featureChannels: [Int] { [256, 512, 1024, 2048] }
+    public var featureChannels: [Int] { [4, 8, 16, 32].map { $0 * baseWidth } }
     public func logits(_ x: Tensor) -> Tensor? { fc == nil ? nil : callAsFunction(x) }
 }
 

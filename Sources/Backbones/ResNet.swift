@@ -16,27 +16,33 @@ public final class ResNet: Module {
     public let frozenStages: Int
     /// mmdetection's `norm_eval`: every BatchNorm uses running statistics, even in train mode.
     public let normEval: Bool
+    /// Channels of the stem and of layer1's bottleneck width (64 in every published model; smaller values give the
+    /// narrow variants small experiments train from scratch). Stage outputs are 4·w, 8·w, 16·w, 32·w.
+    public let baseWidth: Int
 
     public static let depths: [String: [Int]] = [
         "acmix_resnet26": [1, 2, 4, 1], "acmix_resnet38": [2, 3, 5, 2], "acmix_resnet50": [3, 4, 6, 3], "resnet50": [3, 4, 6, 3],
     ]
 
-    public init(layers: [Int], acmix: ACmixSettings?, numClasses: Int? = 1000, frozenStages: Int = -1, normEval: Bool = false) {
+    public init(layers: [Int], acmix: ACmixSettings?, numClasses: Int? = 1000, frozenStages: Int = -1, normEval: Bool = false,
+                baseWidth: Int = 64) {
         precondition(layers.count == 4, "ResNet needs 4 stage depths")
-        conv1 = Conv2d(3, 64, kernelSize: 7, stride: 2, padding: 3, bias: false)
-        bn1 = BatchNorm2d(64)
-        var inplanes = 64
+        precondition(baseWidth > 0 && baseWidth % (acmix?.head ?? 1) == 0, "ResNet base width must divide into the ACmix heads")
+        conv1 = Conv2d(3, baseWidth, kernelSize: 7, stride: 2, padding: 3, bias: false)
+        bn1 = BatchNorm2d(baseWidth)
+        var inplanes = baseWidth
         func stage(_ planes: Int, _ depth: Int, _ stride: Int) -> [Bottleneck] {
             (0..<depth).map { j in
                 defer { inplanes = planes * Bottleneck.expansion }
                 return Bottleneck(inplanes: inplanes, planes: planes, stride: j == 0 ? stride : 1, acmix: acmix)
             }
         }
-        layer1 = stage(64, layers[0], 1)
-        layer2 = stage(128, layers[1], 2)
-        layer3 = stage(256, layers[2], 2)
-        layer4 = stage(512, layers[3], 2)
-        fc = numClasses.map { Linear(2048, $0) }
+        layer1 = stage(baseWidth, layers[0], 1)
+        layer2 = stage(2 * baseWidth, layers[1], 2)
+        layer3 = stage(4 * baseWidth, layers[2], 2)
+        layer4 = stage(8 * baseWidth, layers[3], 2)
+        fc = numClasses.map { Linear(32 * baseWidth, $0) }
+        self.baseWidth = baseWidth
         self.frozenStages = frozenStages
         self.normEval = normEval
         super.init()
@@ -48,12 +54,13 @@ public final class ResNet: Module {
     }
 
     /// Builds a named architecture: acmix_resnet26/38/50 or resnet50.
-    public convenience init(arch: String, numClasses: Int? = 1000, frozenStages: Int = -1, normEval: Bool = false) throws {
+    public convenience init(arch: String, numClasses: Int? = 1000, frozenStages: Int = -1, normEval: Bool = false,
+                            baseWidth: Int = 64) throws {
         guard let layers = Self.depths[arch] else {
             throw BackboneError("unknown ResNet arch '\(arch)'; known: \(Self.depths.keys.sorted().joined(separator: ", "))")
         }
         self.init(layers: layers, acmix: arch.hasPrefix("acmix") ? ACmixSettings() : nil, numClasses: numClasses,
-                  frozenStages: frozenStages, normEval: normEval)
+                  frozenStages: frozenStages, normEval: normEval, baseWidth: baseWidth)
     }
 
     public var stages: [[Bottleneck]] { [layer1, layer2, layer3, layer4] }

@@ -118,9 +118,10 @@ public final class DataLoader<Dataset: LoaderDataset>: @unchecked Sendable where
         return Batch(indices: indices, items: items)
     }
 
-    /// Starts producing epoch `epoch`'s batches; iterate the result with `next()` or `for try await`-free loops.
-    public func epoch(_ epoch: Int) -> EpochIterator {
-        EpochIterator(loader: self, epoch: epoch)
+    /// Starts producing epoch `epoch`'s batches from batch `startingAt` (resuming mid-epoch builds nothing before
+    /// it); iterate the result with `next()`.
+    public func epoch(_ epoch: Int, startingAt first: Int = 0) -> EpochIterator {
+        EpochIterator(loader: self, epoch: epoch, first: first)
     }
 
     /// Yields one epoch's batches in order. Dropping it stops its workers after their current batch.
@@ -131,14 +132,16 @@ public final class DataLoader<Dataset: LoaderDataset>: @unchecked Sendable where
         private let epoch: Int
         private var nextBatch = 0
 
-        init(loader: DataLoader, epoch: Int) {
+        init(loader: DataLoader, epoch: Int, first: Int = 0) {
             self.loader = loader
             self.epoch = epoch
             order = loader.order(epoch: epoch)
             let total = loader.batchesPerEpoch
-            state = PrefetchState(total: total, window: loader.prefetch)
+            precondition(first >= 0 && first <= total, "epoch start batch \(first) outside 0...\(total)")
+            nextBatch = first
+            state = PrefetchState(total: total, window: loader.prefetch, first: first)
             let (state, order) = (state, order)
-            for w in 0..<min(loader.workers, total) {
+            for w in 0..<min(loader.workers, total - first) {
                 let thread = Thread {
                     while let b = state.claim() {
                         let result = Result { try loader.makeBatch(b, order: order, epoch: epoch) }
@@ -173,9 +176,11 @@ final class PrefetchState<Value>: @unchecked Sendable {
     private var cancelled = false
     private var ready: [Int: Result<Value, Error>] = [:]
 
-    init(total: Int, window: Int) {
+    init(total: Int, window: Int, first: Int = 0) {
         self.total = total
         self.window = window
+        claimed = first
+        consumed = first
     }
 
     /// The next batch number to build, blocking while the window is full; nil when done or cancelled.

@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 
 /// Every benchmark case; each family lives in its own file (BenchEngine.swift, BenchCOCO.swift, ...).
-let allCases: [BenchCase] = engineCases + modelCases + swinCases + swinKernelCases + dataCases + cocoCases + segmentationCases
+let allCases: [BenchCase] = engineCases + modelCases + swinCases + swinKernelCases + dataCases + cocoCases
+    + detectionCases + segmentationCases
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,0 +1,91 @@
+import Engine
+import Foundation
+import NN
+
+/// mmdet `FPN`: 1×1 lateral convs on inputs start_level..end, top-down nearest upsampling (to the finer map's size)
+/// and addition, 3×3 output convs, then extra levels up to `numOuts`: stride-2 3×3 convs on the last input
+/// ('on_input'), lateral ('on_lateral') or output ('on_output'), with ReLU before all but the first extra conv when
+/// `reluBeforeExtraConvs`; or, with no extra convs, stride-2 max-pooling (kernel 1).
+///
+/// Keys: lateral_convs.i.conv.{weight,bias}, fpn_convs.i.conv.{weight,bias}. Convs use mmdet's xavier-uniform init.
+public final class FPN: Module {
+    public enum ExtraConvs: String { case none, onInput = "on_input", onLateral = "on_lateral", onOutput = "on_output" }
+
+    public let lateral_convs: [ConvModule]
+    public let fpn_convs: [ConvModule]
+    public let inChannels: [Int], outChannels: Int, numOuts: Int, startLevel: Int, endLevel: Int
+    public let extraConvs: ExtraConvs
+    public let reluBeforeExtraConvs: Bool
+
+    /// `endLevel` −1 means the last input.
+    public init(inChannels: [Int], outChannels: Int, numOuts: Int, startLevel: Int = 0, endLevel: Int = -1,
+                addExtraConvs: ExtraConvs = .none, reluBeforeExtraConvs: Bool = false) {
+        self.inChannels = inChannels; self.outChannels = outChannels; self.numOuts = numOuts
+        self.startLevel = startLevel
+        let backboneEnd = endLevel == -1 ? inChannels.count : endLevel + 1
+        self.endLevel = backboneEnd
+        extraConvs = addExtraConvs
+        self.reluBeforeExtraConvs = reluBeforeExtraConvs
+        precondition(startLevel >= 0 && startLevel < backboneEnd && backboneEnd <= inChannels.count, "FPN: bad start/end level")
+        precondition(numOuts >= backboneEnd - startLevel, "FPN: num_outs below the number of used inputs")
+        var lat: [ConvModule] = [], outs: [ConvModule] = []
+        for i in startLevel..<backboneEnd {
+            lat.append(ConvModule(inChannels[i], outChannels, kernelSize: 1, norm: .none, relu: false))
+            outs.append(ConvModule(outChannels, outChannels, kernelSize: 3, padding: 1, norm: .none, relu: false))
+        }
+        let extraLevels = numOuts - backboneEnd + startLevel
+        if addExtraConvs != .none {
+            for i in 0..<max(extraLevels, 0) {
+                let c = i == 0 && addExtraConvs == .onInput ? inChannels[backboneEnd - 1] : outChannels
+                outs.append(ConvModule(c, outChannels, kernelSize: 3, stride: 2, padding: 1, norm: .none, relu: false))
+            }
+        }
+        lateral_convs = lat
+        fpn_convs = outs
+        super.init()
+        for m in lat + outs { xavierUniform(m.conv) }
+    }
+
+    /// Inputs: the backbone's feature maps (finest first). Outputs: `numOuts` maps of `outChannels`.
+    public func callAsFunction(_ inputs: [Tensor]) -> [Tensor] {
+        precondition(inputs.count == inChannels.count, "FPN expects \(inChannels.count) inputs, got \(inputs.count)")
+        var laterals = lateral_convs.enumerated().map { $0.element(inputs[$0.offset + startLevel]) }
+        let used = laterals.count
+        for i in stride(from: used - 1, to: 0, by: -1) {
+            let prev = laterals[i - 1]
+            laterals[i - 1] = prev + laterals[i].resizeNearest(prev.shape[2], prev.shape[3])
+        }
+        var outs = (0..<used).map { fpn_convs[$0](laterals[$0]) }
+        if numOuts > used {
+            if extraConvs == .none {
+                for _ in used..<numOuts { outs.append(outs.last!.maxPool2d(kernel: 1, stride: 2)) }
+            } else {
+                let source: Tensor
+                switch extraConvs {
+                case .onInput: source = inputs[endLevel - 1]
+                case .onLateral: source = laterals[used - 1]
+                default: source = outs[used - 1]
+                }
+                outs.append(fpn_convs[used](source))
+                for i in (used + 1)..<max(numOuts, used + 1) {
+                    outs.append(fpn_convs[i](reluBeforeExtraConvs ? outs.last!.relu() : outs.last!))
+                }
+            }
+        }
+        return outs
+    }
+}
+
+/// xavier_init(distribution='uniform'), bias 0: U(±sqrt(6 / (fan_in + fan_out))).
+func xavierUniform(_ c: Conv2d) {
+    let s = c.weight.shape, rf = s[2] * s[3]
+    let bound = (6 / Float(s[1] * rf + s[0] * rf)).squareRoot()
+    c.weight.assign(Init.uniform(s, bound: bound))
+    c.bias?.fill(0)
+}
+
+/// normal_init(std, bias): N(0, std²) weights, constant bias.
+func normalInit(_ c: Conv2d, std: Float = 0.01, bias: Float = 0) {
+    c.weight.assign(Init.normal(c.weight.shape, std: std))
+    c.bias?.fill(bias)
+}

@@ -1,0 +1,37 @@
+import Foundation
+
+/// Greedy NMS as mmcv `nms`: boxes visited by descending score (stable for ties), a box is dropped when its IoU
+/// with a kept box is > `iouThreshold`. Returns kept indices, highest score first.
+public func nms(boxes: [Float], scores: [Float], iouThreshold: Float) -> [Int] {
+    let n = scores.count
+    precondition(boxes.count == 4 * n, "nms: \(boxes.count / 4) boxes for \(n) scores")
+    let order = (0..<n).sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+    var suppressed = [Bool](repeating: false, count: n)
+    var keep: [Int] = []
+    for (oi, i) in order.enumerated() where !suppressed[i] {
+        keep.append(i)
+        let x1 = boxes[4 * i], y1 = boxes[4 * i + 1], x2 = boxes[4 * i + 2], y2 = boxes[4 * i + 3]
+        let area = (x2 - x1) * (y2 - y1)
+        for j in order[(oi + 1)...] where !suppressed[j] {
+            let iw = max(min(x2, boxes[4 * j + 2]) - max(x1, boxes[4 * j]), 0)
+            let ih = max(min(y2, boxes[4 * j + 3]) - max(y1, boxes[4 * j + 1]), 0)
+            let inter = iw * ih
+            let areaJ = (boxes[4 * j + 2] - boxes[4 * j]) * (boxes[4 * j + 3] - boxes[4 * j + 1])
+            if inter / (area + areaJ - inter) > iouThreshold { suppressed[j] = true }
+        }
+    }
+    return keep
+}
+
+/// mmcv `batched_nms`, class-wise: each class's boxes are shifted by label · (max coordinate + 1) so boxes of
+/// different classes never overlap, then one NMS runs over all. Returns kept indices, highest score first.
+public func batchedNMS(boxes: [Float], scores: [Float], labels: [Int], iouThreshold: Float) -> [Int] {
+    guard !scores.isEmpty else { return [] }
+    let maxCoordinate = boxes.max() ?? 0
+    var shifted = boxes
+    for i in 0..<scores.count {
+        let offset = Float(labels[i]) * (maxCoordinate + 1)
+        for k in 0..<4 { shifted[4 * i + k] += offset }
+    }
+    return nms(boxes: shifted, scores: scores, iouThreshold: iouThreshold)
+}

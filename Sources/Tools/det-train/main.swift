@@ -1,0 +1,136 @@
+import ArgumentParser
+import Backbones
+import Data
+import Engine
+import Evaluation
+import Foundation
+import Heads
+import NN
+import Training
+
+/// The built-in config: RetinaNet on the synthetic shapes dataset, small enough for a 2-core machine.
+let defaultConfig = "configs/retinanet/retinanet_acmix_resnet26_fpn_shapes.json"
+
+struct DetTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "det-train",
+        abstract: "Train a detector from a JSON config (mmdet semantics): checkpoints, log.jsonl, curves.png in the work dir.")
+
+    @Option(help: "Config file (JSON, with _base_ inheritance).")
+    var config: String = defaultConfig
+
+    @Option(help: "Work directory (default: work_dirs/<config name>, or the config's work_dir).")
+    var workDir: String?
+
+    @Flag(help: "Continue from <work-dir>/latest.safetensors (weights, optimizer, iteration, RNG).")
+    var resume = false
+
+    @Option(help: "Initial weights (a checkpoint or a plain state dict, loaded non-strictly).")
+    var loadFrom: String?
+
+    @Option(name: .customLong("set"), help: "Override a config key, e.g. --set optimizer.lr=0.005 (value parsed as JSON, else a string).")
+    var overrides: [String] = []
+
+    @Flag(help: "Check the config, print the merged result and exit.")
+    var dryRun = false
+
+    func run() throws {
+        do { try train() } catch let e as TrainingError {
+            FileHandle.standardError.write(Data("det-train: \(e)\n".utf8))
+            if case .interrupted = e { throw ExitCode(130) }
+            throw ExitCode(1)
+        } catch let e as ConfigError {
+            FileHandle.standardError.write(Data("det-train: \(e)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    /// The default config is also found from the package checkout holding the binary (.build/<triple>/release/...).
+    func resolvedConfigPath() -> String {
+        guard config == defaultConfig, !FileManager.default.fileExists(atPath: config) else { return config }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<5 {
+            let candidate = dir.appendingPathComponent(defaultConfig).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return config
+    }
+
+    func train() throws {
+        // Everything that can be wrong with the config is found here, before any work.
+        let cfg = try DetectionConfig.load(path: resolvedConfigPath(), overrides: overrides)
+        if let loadFrom, !FileManager.default.fileExists(atPath: loadFrom) { throw ConfigError("--load-from: file not found: \(loadFrom)") }
+        if dryRun { print(cfg.serialized(), terminator: ""); return }
+        let settings = try TrainerSettings(config: cfg)
+        EngineRandom.seed(settings.seed)
+        let detector = try DetectorRegistry.build(cfg)
+        if let d = detector as? SingleStageDetector {
+            // The largest padded input the pipeline makes must suit the backbone (ACmix needs maps > its window).
+            let scale = try cfg.ints("data.img_scale", default: [1333, 800]), div = try cfg.int("data.size_divisor", default: 32)
+            let side = { (x: Int) in (x + div - 1) / div * div }
+            let (long, short) = (side(max(scale[0], scale[1])), side(min(scale[0], scale[1])))
+            do { try d.backbone.validate(height: short, width: long) } catch {
+                throw ConfigError("\(cfg.source(of: "data.img_scale")): data.img_scale: \(error)")
+            }
+        }
+        if let loadFrom {
+            let report = try Checkpoint.loadWeights(from: loadFrom, into: detector)
+            FileHandle.standardError.write(Data("loaded \(report.loaded.count) tensors from \(loadFrom)\n".utf8))
+            for line in report.problems(limit: 8) { FileHandle.standardError.write(Data("  \(line)\n".utf8)) }
+        }
+
+        let name = URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
+        let dir = try workDir ?? cfg.optionalString("work_dir") ?? "work_dirs/\(name)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try cfg.serialized().write(toFile: "\(dir)/config.json", atomically: true, encoding: .utf8)
+
+        // Built-in dataset: generated in memory; the files (COCO json for external evaluation) are written once.
+        let setup = try ShapesDetectionSetup(config: cfg)
+        let root = try cfg.string("data.shapes.root", default: "data/shapes")
+        if !FileManager.default.fileExists(atPath: "\(root)/annotations/instances_val.json") {
+            FileHandle.standardError.write(Data("writing the shapes dataset to \(root)\n".utf8))
+            try ShapesDatasetWriter(generator: setup.train.generator, trainCount: setup.train.count, valCount: setup.val.count)
+                .write(to: root)
+        }
+        let task = try setup.task(config: cfg, detector: detector)
+        task.resultsPath = "\(dir)/results_val.json"
+        task.evaluator = makeEvaluator(config: cfg, annotationRoot: root)
+
+        let trainer = try Trainer(settings: settings, task: task, workDir: dir)
+        let maxIters = settings.maxIters(itersPerEpoch: task.itersPerEpoch)
+        FileHandle.standardError.write(Data(("det-train: \(cfg.path), \(maxIters) iterations (\(task.itersPerEpoch)/epoch), "
+            + "\(detector.trainableParameters().reduce(0) { $0 + $1.1.count }) trainable parameters, work dir \(dir)\n").utf8))
+        let summary = try trainer.run(resume: resume)
+        print(String(format: "done: %d iterations in %.1f s", summary.iterations, summary.seconds)
+              + (summary.lastMetrics.isEmpty ? "" : "; " + summary.lastMetrics.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: ", ")))
+    }
+}
+
+/// The COCO evaluator: pycocotools' COCOeval (bbox) of the detections against the validation ground truth
+/// (`<annotationRoot>/annotations/instances_val.json`, read once), printing the standard 12-line summary.
+func makeEvaluator(config: Config, annotationRoot: String) -> DetectionEvaluator? {
+    let path = "\(annotationRoot)/annotations/instances_val.json"
+    var groundTruth: COCODataset?
+    return { imageIDs, detections in
+        let gt = try groundTruth ?? COCODataset.load(path)
+        groundTruth = gt
+        var results: [COCOResult] = []
+        for (id, d) in zip(imageIDs, detections) {
+            for k in 0..<d.count {
+                let b = d.boxes[(4 * k)..<(4 * k + 4)].map(Double.init)
+                results.append(COCOResult(imageId: id, categoryId: gt.categoryId(forLabel: d.labels[k]), score: Double(d.scores[k]),
+                                          bbox: BBox(x: b[0], y: b[1], w: b[2] - b[0], h: b[3] - b[1])))
+            }
+        }
+        // An evaluation with no detections at all scores 0 everywhere (pycocotools refuses an empty result list).
+        guard !results.isEmpty else { return [Double](repeating: 0, count: 12) }
+        let e = COCOeval(cocoGt: gt, cocoDt: try gt.loadRes(results), iouType: .bbox)
+        e.evaluate()
+        e.accumulate()
+        FileHandle.standardError.write(Data((e.summarize().joined(separator: "\n") + "\n").utf8))
+        return e.stats
+    }
+}
+
+DetTrain.main()

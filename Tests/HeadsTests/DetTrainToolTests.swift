@@ -1,0 +1,86 @@
+import Foundation
+import NN
+import XCTest
+import Heads
+
+/// The det-train command line, run as a process on the release build next to the tests.
+final class DetTrainToolTests: XCTestCase {
+    let root: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { url.deleteLastPathComponent() }
+        return url
+    }()
+
+    func run(_ args: [String], cwd: String? = nil) throws -> (Int32, String, String) {
+        let tool = root.appendingPathComponent(".build/release/det-train").path
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: tool), "build the release products first: \(tool)")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = args
+        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func testConfigErrorsComeFirstAndNameTheKey() throws {
+        let tmp = NSTemporaryDirectory() + "det-train-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        // The default config is found from any working directory; --dry-run prints the merged config.
+        var (code, out, err) = try run(["--dry-run"], cwd: tmp)
+        XCTAssertEqual(code, 0, err)
+        XCTAssertTrue(out.contains("\"acmix_resnet26\""), out)
+        (code, _, err) = try run(["--set", "model.neck.bad=1"], cwd: tmp)
+        XCTAssertEqual(code, 2)
+        XCTAssertTrue(err.contains("--set model.neck.bad: unknown key model.neck.bad"), err)
+        (code, _, err) = try run(["--config", root.appendingPathComponent("configs/retinanet/retinanet_swin_tiny_fpn_1x_coco.json").path])
+        XCTAssertEqual(code, 2)
+        XCTAssertTrue(err.contains("data.dataset: 'coco'"), err)
+        (code, _, err) = try run(["--config", "\(tmp)/missing.json"])
+        XCTAssertEqual(code, 2)
+        XCTAssertTrue(err.contains("missing.json: config file not found"), err)
+        // ACmix needs inputs large enough for its 7x7 window at every stage.
+        (code, _, err) = try run(["--set", "data.img_scale=[32,32]", "--set", "data.shapes.size=32"], cwd: tmp)
+        XCTAssertEqual(code, 2)
+        XCTAssertTrue(err.contains("data.img_scale") && err.contains("too small"), err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(tmp)/work_dirs"), "nothing may be written before the config is valid")
+    }
+
+    func testTinyRunWritesTheWorkDirAndResumes() throws {
+        let tmp = NSTemporaryDirectory() + "det-train-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        let tiny = ["--work-dir", "\(tmp)/work", "--set", "model.backbone.arch=resnet50", "--set", "model.backbone.base_width=8",
+                    "--set", "model.bbox_head.stacked_convs=1", "--set", "data.img_scale=[64,64]",
+                    "--set", #"data.shapes={"size": 64, "train_count": 4, "val_count": 2, "root": "\#(tmp)/shapes"}"#,
+                    "--set", "data.samples_per_gpu=2", "--set", "log_config.interval=1", "--set", "evaluation.interval=100",
+                    "--set", "lr_config.step=[100]"]
+        var (code, out, err) = try run(tiny + ["--set", #"runner={"type": "IterBasedRunner", "max_iters": 3}"#], cwd: tmp)
+        XCTAssertEqual(code, 0, err)
+        XCTAssertTrue(out.contains("done: 3 iterations"), out)
+        for f in ["config.json", "log.jsonl", "latest.safetensors", "curves.png", "results_val.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(tmp)/work/\(f)"), f)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(tmp)/shapes/annotations/instances_val.json"))
+        (code, out, err) = try run(tiny + ["--set", #"runner={"type": "IterBasedRunner", "max_iters": 5}"#, "--resume"], cwd: tmp)
+        XCTAssertEqual(code, 0, err)
+        XCTAssertTrue(out.contains("done: 5 iterations"), out)
+        let log = try String(contentsOfFile: "\(tmp)/work/log.jsonl", encoding: .utf8).split(separator: "\n")
+        // Iteration records carry lr and the losses; the end-of-run evaluations (iterations 3 and 5) carry the COCO
+        // bbox metrics as fractions.
+        let records = try log.map { try JSON.parse(String($0)) }
+        let training = records.filter { $0["lr"] != nil }, evaluations = records.filter { $0["bbox_mAP"] != nil }
+        XCTAssertEqual(training.compactMap { $0["iter"]?.intValue }, [1, 2, 3, 4, 5])
+        for e in training { for k in ["loss_cls", "loss_bbox", "loss"] { XCTAssertNotNil(e[k]?.doubleValue, k) } }
+        XCTAssertEqual(evaluations.compactMap { $0["iter"]?.intValue }, [3, 5])
+        for e in evaluations {
+            for k in cocoBboxMetricNames {
+                let v = try XCTUnwrap(e[k]?.doubleValue, k)
+                XCTAssertTrue(v >= 0 && v <= 1, "\(k) = \(v)")
+            }
+        }
+    }
+}
