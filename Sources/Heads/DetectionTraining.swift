@@ -50,8 +50,13 @@ public enum DetectionConfig {
         try DetectorRegistry.check(c)
         _ = try TrainerSettings(config: c)
         if try c.string("data.dataset") == "coco" {
-            throw ConfigError("\(c.source(of: "data.dataset")): data.dataset: 'coco' needs the COCO annotation reader, which "
-                              + "is not in this build yet (it is being added in Sources/Data/COCO*.swift); use 'shapes' for now")
+            // The files must exist before any work starts.
+            for key in ["data.coco.train_ann", "data.coco.val_ann", "data.coco.train_img_prefix", "data.coco.val_img_prefix"] {
+                let path = try c.string(key)
+                guard FileManager.default.fileExists(atPath: path) else {
+                    throw ConfigError("\(c.source(of: key)): \(key): file not found: \(path)")
+                }
+            }
         }
         let scale = try c.ints("data.img_scale", default: [1333, 800])
         if scale.contains(where: { $0 < 32 }) { throw ConfigError("\(c.source(of: "data.img_scale")): data.img_scale: sides must be at least 32") }

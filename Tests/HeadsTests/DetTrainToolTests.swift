@@ -1,6 +1,7 @@
 import Foundation
 import NN
 import XCTest
+import Data
 import Heads
 
 /// The det-train command line, run as a process on the release build next to the tests.
@@ -39,7 +40,7 @@ final class DetTrainToolTests: XCTestCase {
         XCTAssertTrue(err.contains("--set model.neck.bad: unknown key model.neck.bad"), err)
         (code, _, err) = try run(["--config", root.appendingPathComponent("configs/retinanet/retinanet_swin_tiny_fpn_1x_coco.json").path])
         XCTAssertEqual(code, 2)
-        XCTAssertTrue(err.contains("data.dataset: 'coco'"), err)
+        XCTAssertTrue(err.contains("data.coco.train_ann: file not found"), err)
         (code, _, err) = try run(["--config", "\(tmp)/missing.json"])
         XCTAssertEqual(code, 2)
         XCTAssertTrue(err.contains("missing.json: config file not found"), err)
@@ -82,5 +83,20 @@ final class DetTrainToolTests: XCTestCase {
                 XCTAssertTrue(v >= 0 && v <= 1, "\(k) = \(v)")
             }
         }
+    }
+
+    /// A COCO-format dataset on disk (the shapes writer's files) trains and evaluates through COCOeval.
+    func testCOCODatasetTrainsAndEvaluates() throws {
+        let tmp = NSTemporaryDirectory() + "det-train-coco-\(UUID().uuidString)"
+        try ShapesDatasetWriter(generator: ShapesGenerator(size: 64, seed: 3), trainCount: 4, valCount: 2).write(to: "\(tmp)/data")
+        let coco = #"{"train_ann": "\#(tmp)/data/annotations/instances_train.json", "train_img_prefix": "\#(tmp)/data/images/training", "val_ann": "\#(tmp)/data/annotations/instances_val.json", "val_img_prefix": "\#(tmp)/data/images/validation"}"#
+        let (code, out, err) = try run(["--config", root.appendingPathComponent("configs/retinanet/retinanet_resnet50_fpn_1x_coco.json").path,
+                                        "--work-dir", "\(tmp)/work", "--set", "data.coco=\(coco)", "--set", "data.img_scale=[64,64]",
+                                        "--set", "model.backbone.base_width=8", "--set", "data.workers_per_gpu=1",
+                                        "--set", #"runner={"type": "IterBasedRunner", "max_iters": 2}"#], cwd: tmp)
+        XCTAssertEqual(code, 0, err)
+        XCTAssertTrue(out.contains("done: 2 iterations") && out.contains("bbox_mAP"), out)
+        let log = try String(contentsOfFile: "\(tmp)/work/log.jsonl", encoding: .utf8)
+        XCTAssertTrue(log.contains("\"bbox_mAP_50\""), log)
     }
 }

@@ -85,22 +85,31 @@ struct DetTrain: ParsableCommand {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try cfg.serialized().write(toFile: "\(dir)/config.json", atomically: true, encoding: .utf8)
 
-        // Built-in dataset: generated in memory; the files (COCO json for external evaluation) are written once.
-        let setup = try ShapesDetectionSetup(config: cfg)
-        let root = try cfg.string("data.shapes.root", default: "data/shapes")
-        if !FileManager.default.fileExists(atPath: "\(root)/annotations/instances_val.json") {
-            FileHandle.standardError.write(Data("writing the shapes dataset to \(root)\n".utf8))
-            try ShapesDatasetWriter(generator: setup.train.generator, trainCount: setup.train.count, valCount: setup.val.count)
-                .write(to: root)
+        if try cfg.string("data.dataset") == "coco" {
+            let setup = try COCODetectionSetup(config: cfg)
+            try train(try setup.task(config: cfg, detector: detector), valAnnotations: setup.valAnnotationPath,
+                      config: cfg, settings: settings, dir: dir)
+        } else {
+            // Built-in dataset: generated in memory; the files (COCO json for the evaluator) are written once.
+            let setup = try ShapesDetectionSetup(config: cfg)
+            let root = try cfg.string("data.shapes.root", default: "data/shapes")
+            if !FileManager.default.fileExists(atPath: "\(root)/annotations/instances_val.json") {
+                FileHandle.standardError.write(Data("writing the shapes dataset to \(root)\n".utf8))
+                try ShapesDatasetWriter(generator: setup.train.generator, trainCount: setup.train.count, valCount: setup.val.count)
+                    .write(to: root)
+            }
+            try train(try setup.task(config: cfg, detector: detector), valAnnotations: "\(root)/annotations/instances_val.json",
+                      config: cfg, settings: settings, dir: dir)
         }
-        let task = try setup.task(config: cfg, detector: detector)
-        task.resultsPath = "\(dir)/results_val.json"
-        task.evaluator = makeEvaluator(config: cfg, annotationRoot: root)
+    }
 
+    func train<T, V>(_ task: DetectionTask<T, V>, valAnnotations: String, config cfg: Config, settings: TrainerSettings, dir: String) throws {
+        task.resultsPath = "\(dir)/results_val.json"
+        task.evaluator = makeEvaluator(annotations: valAnnotations)
         let trainer = try Trainer(settings: settings, task: task, workDir: dir)
         let maxIters = settings.maxIters(itersPerEpoch: task.itersPerEpoch)
         FileHandle.standardError.write(Data(("det-train: \(cfg.path), \(maxIters) iterations (\(task.itersPerEpoch)/epoch), "
-            + "\(detector.trainableParameters().reduce(0) { $0 + $1.1.count }) trainable parameters, work dir \(dir)\n").utf8))
+            + "\(task.detector.trainableParameters().reduce(0) { $0 + $1.1.count }) trainable parameters, work dir \(dir)\n").utf8))
         let summary = try trainer.run(resume: resume)
         print(String(format: "done: %d iterations in %.1f s", summary.iterations, summary.seconds)
               + (summary.lastMetrics.isEmpty ? "" : "; " + summary.lastMetrics.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: ", ")))
@@ -108,9 +117,8 @@ struct DetTrain: ParsableCommand {
 }
 
 /// The COCO evaluator: pycocotools' COCOeval (bbox) of the detections against the validation ground truth
-/// (`<annotationRoot>/annotations/instances_val.json`, read once), printing the standard 12-line summary.
-func makeEvaluator(config: Config, annotationRoot: String) -> DetectionEvaluator? {
-    let path = "\(annotationRoot)/annotations/instances_val.json"
+/// (read once), printing the standard 12-line summary.
+func makeEvaluator(annotations path: String) -> DetectionEvaluator? {
     var groundTruth: COCODataset?
     return { imageIDs, detections in
         let gt = try groundTruth ?? COCODataset.load(path)
