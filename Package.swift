@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "Training", targets: ["Training"]),
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "make-shapes", targets: ["make-shapes"]),
+        .executable(name: "seg-train", targets: ["seg-train"]),
         .executable(name: "det-train", targets: ["det-train"]),
         .executable(name: "det-eval", targets: ["det-eval"]),
         .executable(name: "seg-eval", targets: ["seg-eval"]),
@@ -57,7 +58,7 @@ let package = Package(
         // Configs (JSON, _base_, --set, schemas), checkpoints and the generic training loop (det-train, seg-train).
         .target(name: "Training", dependencies: ["Engine", "NN", "Data"], path: "Sources/Training", swiftSettings: fast),
         // FPN, anchors, box coding, assignment, NMS, RetinaNet, detector registry, detection training task.
-        .target(name: "Heads", dependencies: ["Engine", "NN", "Data", "Backbones", "Training"], path: "Sources/Heads", swiftSettings: fast),
+        .target(name: "Heads", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Training"], path: "Sources/Heads", swiftSettings: fast),
 
         // Tools.
         .executableTarget(name: "bench", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training",
@@ -66,6 +67,9 @@ let package = Package(
         .executableTarget(name: "det-train", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training",
                                                             .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/det-train", swiftSettings: fast),
+        .executableTarget(name: "seg-train", dependencies: ["Engine", "NN", "Data", "Backbones", "Heads", "Training",
+                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/seg-train", swiftSettings: fast),
         .executableTarget(name: "make-shapes", dependencies: ["Data", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/make-shapes"),
         .executableTarget(name: "det-eval", dependencies: ["Data", "Evaluation", .product(name: "ArgumentParser", package: "swift-argument-parser")],

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Data
+import Engine
+import Foundation
+import Heads
+import NN
+import Training
+
+/// The built-in config: UPerNet on the synthetic shapes dataset's semantic labels, small enough for 2 cores.
+let defaultConfig = "configs/upernet/upernet_acmix_resnet26_shapes.json"
+
+struct SegTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "seg-train",
+        abstract: "Train a segmentor from a JSON config (mmseg semantics): checkpoints, log.jsonl (mIoU, mAcc, aAcc), curves.png.")
+
+    @Option(help: "Config file (JSON, with _base_ inheritance).")
+    var config: String = defaultConfig
+
+    @Option(help: "Work directory (default: work_dirs/<config name>, or the config's work_dir).")
+    var workDir: String?
+
+    @Flag(help: "Continue from <work-dir>/latest.safetensors (weights, optimizer, iteration, RNG).")
+    var resume = false
+
+    @Option(help: "Initial weights (a checkpoint or a plain state dict, loaded non-strictly).")
+    var loadFrom: String?
+
+    @Option(name: .customLong("set"), help: "Override a config key, e.g. --set optimizer.lr=0.0001 (value parsed as JSON, else a string).")
+    var overrides: [String] = []
+
+    @Flag(help: "Check the config, print the merged result and exit.")
+    var dryRun = false
+
+    func run() throws {
+        do { try train() } catch let e as TrainingError {
+            FileHandle.standardError.write(Data("seg-train: \(e)\n".utf8))
+            if case .interrupted = e { throw ExitCode(130) }
+            throw ExitCode(1)
+        } catch let e as ConfigError {
+            FileHandle.standardError.write(Data("seg-train: \(e)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    /// The default config is also found from the package checkout holding the binary.
+    func resolvedConfigPath() -> String {
+        guard config == defaultConfig, !FileManager.default.fileExists(atPath: config) else { return config }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<5 {
+            let candidate = dir.appendingPathComponent(defaultConfig).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return config
+    }
+
+    func train() throws {
+        let cfg = try SegmentationConfig.load(path: resolvedConfigPath(), overrides: overrides)
+        if let loadFrom, !FileManager.default.fileExists(atPath: loadFrom) { throw ConfigError("--load-from: file not found: \(loadFrom)") }
+        if dryRun { print(cfg.serialized(), terminator: ""); return }
+        let settings = try TrainerSettings(config: cfg)
+        EngineRandom.seed(settings.seed)
+        let model = try SegmentationConfig.build(cfg)
+        let crop = try cfg.ints("data.crop_size", default: [512, 512])
+        do { try model.validate(height: crop[0], width: crop[1]) } catch {
+            throw ConfigError("\(cfg.source(of: "data.crop_size")): data.crop_size: \(error)")
+        }
+        if let loadFrom {
+            let report = try Checkpoint.loadWeights(from: loadFrom, into: model)
+            FileHandle.standardError.write(Data("loaded \(report.loaded.count) tensors from \(loadFrom)\n".utf8))
+        }
+        let name = URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
+        let dir = try workDir ?? cfg.optionalString("work_dir") ?? "work_dirs/\(name)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try cfg.serialized().write(toFile: "\(dir)/config.json", atomically: true, encoding: .utf8)
+
+        if try cfg.string("data.dataset") == "ade20k" {
+            let s = try ADE20KSetup(config: cfg)
+            try train(s.train, s.val, model: model, config: cfg, settings: settings, dir: dir)
+        } else {
+            let s = try ShapesSegmentationSetup(config: cfg)
+            try train(s.train, s.val, model: model, config: cfg, settings: settings, dir: dir)
+        }
+    }
+
+    func train<T: LoaderDataset, V: LoaderDataset>(_ trainSet: T, _ valSet: V, model: EncoderDecoder, config cfg: Config,
+                                                   settings: TrainerSettings, dir: String) throws
+    where T.Item == SegmentationInput, V.Item == SegmentationInput {
+        let seed = UInt64(try cfg.int("seed", default: 0))
+        let bs = try cfg.int("data.samples_per_gpu", default: 2), workers = try cfg.int("data.workers_per_gpu", default: 1)
+        let task = SegmentationTask(segmentor: model,
+                                    loader: DataLoader(dataset: trainSet, batchSize: bs, shuffle: true, seed: seed, dropLast: true, workers: workers),
+                                    valLoader: DataLoader(dataset: valSet, batchSize: 1, shuffle: false, seed: seed, workers: workers),
+                                    numClasses: try cfg.int("model.decode_head.num_classes"))
+        task.mode = try SegmentationConfig.inferenceMode(cfg)
+        let trainer = try Trainer(settings: settings, task: task, workDir: dir)
+        FileHandle.standardError.write(Data(("seg-train: \(cfg.path), \(settings.maxIters(itersPerEpoch: task.itersPerEpoch)) iterations, "
+            + "\(model.trainableParameters().reduce(0) { $0 + $1.1.count }) trainable parameters, work dir \(dir)\n").utf8))
+        let summary = try trainer.run(resume: resume)
+        print(String(format: "done: %d iterations in %.1f s", summary.iterations, summary.seconds)
+              + (summary.lastMetrics.isEmpty ? "" : "; " + summary.lastMetrics.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: ", ")))
+    }
+}
+
+SegTrain.main()
