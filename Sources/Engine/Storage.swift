@@ -11,7 +11,10 @@ public final class Storage: @unchecked Sendable {
     /// are allocated every iteration, and fresh mmap'd pages cost a page fault per 4 KiB on first touch.
     static let configureAllocator: Void = {
         _ = mallopt(M_MMAP_THRESHOLD, 32 << 20)   // glibc's maximum
-        _ = mallopt(M_TRIM_THRESHOLD, 1 << 30)
+        _ = mallopt(M_TRIM_THRESHOLD, 64 << 20)
+        // One heap for all threads: kernel scratch allocated on worker threads would otherwise grow per-thread
+        // arenas that the main thread's tensors never reuse.
+        _ = mallopt(M_ARENA_MAX, 1)
     }()
 
     /// Bytes held by live tensor storages now, and the most held at once since the last `resetPeak()`.

@@ -175,6 +175,7 @@ func validRange(_ wo: Int, _ w: Int, _ s: Int, _ p: Int, _ off: Int) -> (Int, In
 /// tap a shifted row added with one weight (vectorised over the row when the stride is 1).
 func directForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                    _ y: UnsafeMutablePointer<Float>) {
+    if g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 { directForwardUnitStride(g, x, w, y); return }
     let howo = g.ho * g.wo, hw = g.h * g.w, kk = g.kh * g.kw
     parallelFor(g.n * g.o, cost: howo * g.k) { i in
         let b = i / g.o, oc = i % g.o, group = oc / g.og
@@ -193,6 +194,41 @@ func directForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: U
                         if g.sw == 1 { for ow in lo..<hi { d[ow] += wv * s[ow] } } else { for ow in lo..<hi { d[ow] += wv * s[ow * g.sw] } }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Stride-1 direct kernel on zero-padded planes: with the padded row pitch every tap is one contiguous shifted
+/// read over the whole plane, so each of the cg·kh·kw passes is a single long vectorised loop (the few pitch
+/// columns past the image are computed and dropped).
+func directForwardUnitStride(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                             _ y: UnsafeMutablePointer<Float>) {
+    let hp = g.h + 2 * g.ph, wp = g.w + 2 * g.pw, hw = g.h * g.w, howo = g.ho * g.wo, kk = g.kh * g.kw
+    let plane = hp * wp + g.kw, len = g.ho * wp
+    parallelFor(g.n * g.groups, cost: g.og * len * g.k) { item in
+        let b = item / g.groups, group = item % g.groups
+        let padded = UnsafeMutablePointer<Float>.allocate(capacity: g.cg * plane)
+        let acc = UnsafeMutablePointer<Float>.allocate(capacity: len)
+        defer { padded.deallocate(); acc.deallocate() }
+        padded.update(repeating: 0, count: g.cg * plane)
+        for m in 0..<g.cg {
+            let src = x + (b * g.c + group * g.cg + m) * hw, dst = padded + m * plane
+            for r in 0..<g.h { (dst + (r + g.ph) * wp + g.pw).update(from: src + r * g.w, count: g.w) }
+        }
+        for oc in (group * g.og)..<((group + 1) * g.og) {
+            acc.update(repeating: 0, count: len)
+            for m in 0..<g.cg {
+                let wk = w + (oc * g.cg + m) * kk
+                for t in 0..<kk {
+                    let wv = wk[t], src = padded + m * plane + (t / g.kw) * wp + t % g.kw
+                    for i in 0..<len { acc[i] += wv * src[i] }
+                }
+            }
+            let dst = y + (b * g.o + oc) * howo
+            for r in 0..<g.ho {
+                let o = dst + r * g.wo, a = acc + r * wp
+                for c in 0..<g.wo { o[c] += a[c] }
             }
         }
     }
