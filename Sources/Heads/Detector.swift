@@ -118,7 +118,7 @@ public enum DetectorRegistry {
         if let w = c["model.backbone.base_width"]?.intValue {
             backbone = try ResNet(arch: arch, numClasses: nil, frozenStages: frozen, normEval: normEval, baseWidth: w)
         } else {
-            backbone = try BackboneRegistry.make(arch: arch, numClasses: nil, frozenStages: frozen, normEval: normEval)
+            backbone = try BackboneRegistry.make(arch: arch, numClasses: nil, dense: true, frozenStages: frozen, normEval: normEval)
         }
         if let p = try c.optionalString("model.backbone.pretrained") {
             let sd = try SafeTensors.read(path: p).tensors.filter { !$0.key.hasPrefix("fc.") && !$0.key.hasPrefix("head.") }

@@ -98,5 +98,10 @@ final class DetTrainToolTests: XCTestCase {
         XCTAssertTrue(out.contains("done: 2 iterations") && out.contains("bbox_mAP"), out)
         let log = try String(contentsOfFile: "\(tmp)/work/log.jsonl", encoding: .utf8)
         XCTAssertTrue(log.contains("\"bbox_mAP_50\""), log)
+        // The Swin detector runs its backbone in dense mode, so any input size trains.
+        let (swinCode, _, swinErr) = try run(["--config", root.appendingPathComponent("configs/retinanet/retinanet_acmix_swin_tiny_fpn_1x_coco.json").path,
+                                              "--work-dir", "\(tmp)/swin", "--set", "data.coco=\(coco)", "--set", "data.img_scale=[64,64]",
+                                              "--set", "data.workers_per_gpu=1", "--set", #"runner={"type": "IterBasedRunner", "max_iters": 1}"#], cwd: tmp)
+        XCTAssertEqual(swinCode, 0, swinErr)
     }
 }

@@ -174,7 +174,7 @@ extension EncoderDecoder {
     /// registers there), built without a classification head.
     public static func upernet(arch: String, numClasses: Int, channels: Int = 512, auxChannels: Int = 256,
                                norm: ConvNorm = .bn, auxiliary: Bool = true) throws -> EncoderDecoder {
-        let backbone = try BackboneRegistry.make(arch: arch, numClasses: nil)
+        let backbone = try BackboneRegistry.make(arch: arch, numClasses: nil, dense: true)   // any input size
         return upernet(backbone: backbone, numClasses: numClasses, channels: channels, auxChannels: auxChannels,
                        norm: norm, auxiliary: auxiliary)
     }
