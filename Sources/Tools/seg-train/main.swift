@@ -33,30 +33,11 @@ struct SegTrain: ParsableCommand {
     var dryRun = false
 
     func run() throws {
-        do { try train() } catch let e as TrainingError {
-            FileHandle.standardError.write(Data("seg-train: \(e)\n".utf8))
-            if case .interrupted = e { throw ExitCode(130) }
-            throw ExitCode(1)
-        } catch let e as ConfigError {
-            FileHandle.standardError.write(Data("seg-train: \(e)\n".utf8))
-            throw ExitCode(2)
-        }
-    }
-
-    /// The default config is also found from the package checkout holding the binary.
-    func resolvedConfigPath() -> String {
-        guard config == defaultConfig, !FileManager.default.fileExists(atPath: config) else { return config }
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<5 {
-            let candidate = dir.appendingPathComponent(defaultConfig).path
-            if FileManager.default.fileExists(atPath: candidate) { return candidate }
-            dir.deleteLastPathComponent()
-        }
-        return config
+        if let code = try TrainTool.exitCode(tool: "seg-train", train) { throw ExitCode(code) }
     }
 
     func train() throws {
-        let cfg = try SegmentationConfig.load(path: resolvedConfigPath(), overrides: overrides)
+        let cfg = try SegmentationConfig.load(path: TrainTool.resolve(config: config, default: defaultConfig), overrides: overrides)
         if let loadFrom, !FileManager.default.fileExists(atPath: loadFrom) { throw ConfigError("--load-from: file not found: \(loadFrom)") }
         if dryRun { print(cfg.serialized(), terminator: ""); return }
         let settings = try TrainerSettings(config: cfg)
@@ -70,10 +51,7 @@ struct SegTrain: ParsableCommand {
             let report = try Checkpoint.loadWeights(from: loadFrom, into: model)
             FileHandle.standardError.write(Data("loaded \(report.loaded.count) tensors from \(loadFrom)\n".utf8))
         }
-        let name = URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
-        let dir = try workDir ?? cfg.optionalString("work_dir") ?? "work_dirs/\(name)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try cfg.serialized().write(toFile: "\(dir)/config.json", atomically: true, encoding: .utf8)
+        let dir = try TrainTool.prepareWorkDir(workDir, configPath: config, config: cfg)
 
         if try cfg.string("data.dataset") == "ade20k" {
             let s = try ADE20KSetup(config: cfg)
@@ -98,8 +76,7 @@ struct SegTrain: ParsableCommand {
         FileHandle.standardError.write(Data(("seg-train: \(cfg.path), \(settings.maxIters(itersPerEpoch: task.itersPerEpoch)) iterations, "
             + "\(model.trainableParameters().reduce(0) { $0 + $1.1.count }) trainable parameters, work dir \(dir)\n").utf8))
         let summary = try trainer.run(resume: resume)
-        print(String(format: "done: %d iterations in %.1f s", summary.iterations, summary.seconds)
-              + (summary.lastMetrics.isEmpty ? "" : "; " + summary.lastMetrics.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: ", ")))
+        print(TrainTool.summaryLine(summary))
     }
 }
 

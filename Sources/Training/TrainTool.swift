@@ -1,0 +1,48 @@
+import Foundation
+
+/// What det-train and seg-train share around the trainer: finding the default config, the work dir, the closing
+/// summary line and the mapping of failures to one stderr line and an exit code.
+public enum TrainTool {
+    /// `config` as given, or — for the built-in default when the working directory is elsewhere — the copy in the
+    /// package checkout that holds the running binary (.build/<triple>/release/...).
+    public static func resolve(config: String, default defaultConfig: String) -> String {
+        guard config == defaultConfig, !FileManager.default.fileExists(atPath: config) else { return config }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<5 {
+            let candidate = dir.appendingPathComponent(defaultConfig).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return config
+    }
+
+    /// Creates the work dir (`--work-dir`, the config's `work_dir`, or work_dirs/<config name>) and writes the merged
+    /// config into it.
+    public static func prepareWorkDir(_ workDir: String?, configPath: String, config: Config) throws -> String {
+        let name = URL(fileURLWithPath: configPath).deletingPathExtension().lastPathComponent
+        let dir = try workDir ?? config.optionalString("work_dir") ?? "work_dirs/\(name)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try config.serialized().write(toFile: "\(dir)/config.json", atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    /// "done: N iterations in T s; metric value, ..."
+    public static func summaryLine(_ s: Trainer.Summary) -> String {
+        String(format: "done: %d iterations in %.1f s", s.iterations, s.seconds)
+            + (s.lastMetrics.isEmpty ? "" : "; " + s.lastMetrics.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: ", "))
+    }
+
+    /// Runs `body`; a training failure exits 1 (130 when interrupted), a config error 2, each with one line on stderr.
+    /// Returns the exit code to use, nil on success.
+    public static func exitCode(tool: String, _ body: () throws -> Void) rethrows -> Int32? {
+        do { try body() } catch let e as TrainingError {
+            FileHandle.standardError.write(Data("\(tool): \(e)\n".utf8))
+            if case .interrupted = e { return 130 }
+            return 1
+        } catch let e as ConfigError {
+            FileHandle.standardError.write(Data("\(tool): \(e)\n".utf8))
+            return 2
+        }
+        return nil
+    }
+}
