@@ -56,7 +56,8 @@ let package = Package(
         .target(name: "Evaluation", dependencies: ["Data"], path: "Sources/Evaluation", swiftSettings: fast),
         .target(name: "Backbones", dependencies: ["NN"], path: "Sources/Backbones", swiftSettings: fast),
         // Configs (JSON, _base_, --set, schemas), checkpoints and the generic training loop (det-train, seg-train).
-        .target(name: "Training", dependencies: ["Engine", "NN", "Data"], path: "Sources/Training", swiftSettings: fast),
+        .target(name: "Training", dependencies: ["Engine", "NN", "Data", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                path: "Sources/Training", swiftSettings: fast),
         // FPN, anchors, box coding, assignment, NMS, RetinaNet, detector registry, detection training task.
         .target(name: "Heads", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Training"], path: "Sources/Heads", swiftSettings: fast),
 

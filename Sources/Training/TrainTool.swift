@@ -1,19 +1,20 @@
+import ArgumentParser
 import Foundation
 
 /// What det-train and seg-train share around the trainer: finding the default config, the work dir, the closing
 /// summary line and the mapping of failures to one stderr line and an exit code.
 public enum TrainTool {
-    /// `config` as given, or — for the built-in default when the working directory is elsewhere — the copy in the
-    /// package checkout that holds the running binary (.build/<triple>/release/...).
-    public static func resolve(config: String, default defaultConfig: String) -> String {
-        guard config == defaultConfig, !FileManager.default.fileExists(atPath: config) else { return config }
+    /// A tool's built-in config path, relative to the working directory when it is there, else found in the package
+    /// checkout that holds the running binary (.build/<triple>/release/...).
+    public static func locateDefault(_ defaultConfig: String) -> String {
+        if FileManager.default.fileExists(atPath: defaultConfig) { return defaultConfig }
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         for _ in 0..<5 {
             let candidate = dir.appendingPathComponent(defaultConfig).path
             if FileManager.default.fileExists(atPath: candidate) { return candidate }
             dir.deleteLastPathComponent()
         }
-        return config
+        return defaultConfig
     }
 
     /// Creates the work dir (`--work-dir`, the config's `work_dir`, or work_dirs/<config name>) and writes the merged
@@ -44,5 +45,33 @@ public enum TrainTool {
             return 2
         }
         return nil
+    }
+}
+
+/// The command-line options det-train and seg-train share (each tool supplies its own default config).
+public struct TrainOptions: ParsableArguments {
+    @Option(help: "Config file (JSON, with _base_ inheritance; default: the tool's built-in shapes config).")
+    public var config: String?
+
+    @Option(help: "Work directory (default: work_dirs/<config name>, or the config's work_dir).")
+    public var workDir: String?
+
+    @Flag(help: "Continue from <work-dir>/latest.safetensors (weights, optimizer, iteration, RNG).")
+    public var resume = false
+
+    @Option(help: "Initial weights (a checkpoint or a plain state dict, loaded non-strictly).")
+    public var loadFrom: String?
+
+    @Option(name: .customLong("set"), help: "Override a config key, e.g. --set optimizer.lr=0.005 (value parsed as JSON, else a string).")
+    public var overrides: [String] = []
+
+    @Flag(help: "Check the config, print the merged result and exit.")
+    public var dryRun = false
+
+    public init() {}
+
+    /// `--config`, or the tool's default found from the working directory or the package checkout.
+    public func resolvedConfig(default defaultConfig: String) -> String {
+        config ?? TrainTool.locateDefault(defaultConfig)
     }
 }

@@ -16,23 +16,7 @@ struct DetTrain: ParsableCommand {
         commandName: "det-train",
         abstract: "Train a detector from a JSON config (mmdet semantics): checkpoints, log.jsonl, curves.png in the work dir.")
 
-    @Option(help: "Config file (JSON, with _base_ inheritance).")
-    var config: String = defaultConfig
-
-    @Option(help: "Work directory (default: work_dirs/<config name>, or the config's work_dir).")
-    var workDir: String?
-
-    @Flag(help: "Continue from <work-dir>/latest.safetensors (weights, optimizer, iteration, RNG).")
-    var resume = false
-
-    @Option(help: "Initial weights (a checkpoint or a plain state dict, loaded non-strictly).")
-    var loadFrom: String?
-
-    @Option(name: .customLong("set"), help: "Override a config key, e.g. --set optimizer.lr=0.005 (value parsed as JSON, else a string).")
-    var overrides: [String] = []
-
-    @Flag(help: "Check the config, print the merged result and exit.")
-    var dryRun = false
+    @OptionGroup var options: TrainOptions
 
     func run() throws {
         if let code = try TrainTool.exitCode(tool: "det-train", train) { throw ExitCode(code) }
@@ -40,9 +24,9 @@ struct DetTrain: ParsableCommand {
 
     func train() throws {
         // Everything that can be wrong with the config is found here, before any work.
-        let cfg = try DetectionConfig.load(path: TrainTool.resolve(config: config, default: defaultConfig), overrides: overrides)
-        if let loadFrom, !FileManager.default.fileExists(atPath: loadFrom) { throw ConfigError("--load-from: file not found: \(loadFrom)") }
-        if dryRun { print(cfg.serialized(), terminator: ""); return }
+        let cfg = try DetectionConfig.load(path: options.resolvedConfig(default: defaultConfig), overrides: options.overrides)
+        if let loadFrom = options.loadFrom, !FileManager.default.fileExists(atPath: loadFrom) { throw ConfigError("--load-from: file not found: \(loadFrom)") }
+        if options.dryRun { print(cfg.serialized(), terminator: ""); return }
         let settings = try TrainerSettings(config: cfg)
         EngineRandom.seed(settings.seed)
         let detector = try DetectorRegistry.build(cfg)
@@ -55,13 +39,13 @@ struct DetTrain: ParsableCommand {
                 throw ConfigError("\(cfg.source(of: "data.img_scale")): data.img_scale: \(error)")
             }
         }
-        if let loadFrom {
+        if let loadFrom = options.loadFrom {
             let report = try Checkpoint.loadWeights(from: loadFrom, into: detector)
             FileHandle.standardError.write(Data("loaded \(report.loaded.count) tensors from \(loadFrom)\n".utf8))
             for line in report.problems(limit: 8) { FileHandle.standardError.write(Data("  \(line)\n".utf8)) }
         }
 
-        let dir = try TrainTool.prepareWorkDir(workDir, configPath: config, config: cfg)
+        let dir = try TrainTool.prepareWorkDir(options.workDir, configPath: options.config ?? defaultConfig, config: cfg)
 
         if try cfg.string("data.dataset") == "coco" {
             let setup = try COCODetectionSetup(config: cfg)
@@ -88,7 +72,7 @@ struct DetTrain: ParsableCommand {
         let maxIters = settings.maxIters(itersPerEpoch: task.itersPerEpoch)
         FileHandle.standardError.write(Data(("det-train: \(cfg.path), \(maxIters) iterations (\(task.itersPerEpoch)/epoch), "
             + "\(task.detector.trainableParameters().reduce(0) { $0 + $1.1.count }) trainable parameters, work dir \(dir)\n").utf8))
-        let summary = try trainer.run(resume: resume)
+        let summary = try trainer.run(resume: options.resume)
         print(TrainTool.summaryLine(summary))
     }
 }

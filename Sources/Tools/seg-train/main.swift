@@ -14,32 +14,16 @@ struct SegTrain: ParsableCommand {
         commandName: "seg-train",
         abstract: "Train a segmentor from a JSON config (mmseg semantics): checkpoints, log.jsonl (mIoU, mAcc, aAcc), curves.png.")
 
-    @Option(help: "Config file (JSON, with _base_ inheritance).")
-    var config: String = defaultConfig
-
-    @Option(help: "Work directory (default: work_dirs/<config name>, or the config's work_dir).")
-    var workDir: String?
-
-    @Flag(help: "Continue from <work-dir>/latest.safetensors (weights, optimizer, iteration, RNG).")
-    var resume = false
-
-    @Option(help: "Initial weights (a checkpoint or a plain state dict, loaded non-strictly).")
-    var loadFrom: String?
-
-    @Option(name: .customLong("set"), help: "Override a config key, e.g. --set optimizer.lr=0.0001 (value parsed as JSON, else a string).")
-    var overrides: [String] = []
-
-    @Flag(help: "Check the config, print the merged result and exit.")
-    var dryRun = false
+    @OptionGroup var options: TrainOptions
 
     func run() throws {
         if let code = try TrainTool.exitCode(tool: "seg-train", train) { throw ExitCode(code) }
     }
 
     func train() throws {
-        let cfg = try SegmentationConfig.load(path: TrainTool.resolve(config: config, default: defaultConfig), overrides: overrides)
-        if let loadFrom, !FileManager.default.fileExists(atPath: loadFrom) { throw ConfigError("--load-from: file not found: \(loadFrom)") }
-        if dryRun { print(cfg.serialized(), terminator: ""); return }
+        let cfg = try SegmentationConfig.load(path: options.resolvedConfig(default: defaultConfig), overrides: options.overrides)
+        if let loadFrom = options.loadFrom, !FileManager.default.fileExists(atPath: loadFrom) { throw ConfigError("--load-from: file not found: \(loadFrom)") }
+        if options.dryRun { print(cfg.serialized(), terminator: ""); return }
         let settings = try TrainerSettings(config: cfg)
         EngineRandom.seed(settings.seed)
         let model = try SegmentationConfig.build(cfg)
@@ -47,11 +31,11 @@ struct SegTrain: ParsableCommand {
         do { try model.validate(height: crop[0], width: crop[1]) } catch {
             throw ConfigError("\(cfg.source(of: "data.crop_size")): data.crop_size: \(error)")
         }
-        if let loadFrom {
+        if let loadFrom = options.loadFrom {
             let report = try Checkpoint.loadWeights(from: loadFrom, into: model)
             FileHandle.standardError.write(Data("loaded \(report.loaded.count) tensors from \(loadFrom)\n".utf8))
         }
-        let dir = try TrainTool.prepareWorkDir(workDir, configPath: config, config: cfg)
+        let dir = try TrainTool.prepareWorkDir(options.workDir, configPath: options.config ?? defaultConfig, config: cfg)
 
         if try cfg.string("data.dataset") == "ade20k" {
             let s = try ADE20KSetup(config: cfg)
@@ -75,7 +59,7 @@ struct SegTrain: ParsableCommand {
         let trainer = try Trainer(settings: settings, task: task, workDir: dir)
         FileHandle.standardError.write(Data(("seg-train: \(cfg.path), \(settings.maxIters(itersPerEpoch: task.itersPerEpoch)) iterations, "
             + "\(model.trainableParameters().reduce(0) { $0 + $1.1.count }) trainable parameters, work dir \(dir)\n").utf8))
-        let summary = try trainer.run(resume: resume)
+        let summary = try trainer.run(resume: options.resume)
         print(TrainTool.summaryLine(summary))
     }
 }
