@@ -15,17 +15,6 @@ public func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) 
     return s
 }
 
-/// Σ a[i]·(b[i] − c[i]).
-@inline(__always)
-public func dotDiff(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafePointer<Float>, _ n: Int) -> Float {
-    var acc = SIMD8<Float>(repeating: 0)
-    var i = 0
-    while i + 8 <= n { acc += load8(a + i) * (load8(b + i) - load8(c + i)); i += 8 }
-    var s = acc.sum()
-    while i < n { s += a[i] * (b[i] - c[i]); i += 1 }
-    return s
-}
-
 /// Σ a[i].
 @inline(__always)
 public func sum(_ a: UnsafePointer<Float>, _ n: Int) -> Float {

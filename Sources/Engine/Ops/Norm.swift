@@ -2,16 +2,6 @@ import Foundation
 
 /// Fused LayerNorm, GroupNorm and BatchNorm kernels (statistics in Double, biased variance as PyTorch).
 
-/// Mean and 1/sqrt(var + eps) of `n` floats.
-@inline(__always)
-func moments(_ x: UnsafeMutablePointer<Float>, _ n: Int, stride: Int = 1, eps: Float) -> (Float, Float) {
-    var s = 0.0, ss = 0.0
-    for i in 0..<n { let v = Double(x[i * stride]); s += v; ss += v * v }
-    let mean = s / Double(n)
-    let v = max(ss / Double(n) - mean * mean, 0)
-    return (Float(mean), Float(1 / (v + Double(eps)).squareRoot()))
-}
-
 /// LayerNorm over the last dim: x [..., D], weight/bias [D].
 public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
     let d = x.shape.last!, rows = x.count / d

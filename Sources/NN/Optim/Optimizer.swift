@@ -1,6 +1,5 @@
 import Engine
 import Foundation
-@inline(__always) func Foundation_pow(_ a: Double, _ b: Double) -> Double { pow(a, b) }
 
 /// Parameters sharing optimisation settings (e.g. no weight decay on norms, biases and position tables).
 public struct ParamGroup {
@@ -122,7 +121,7 @@ public final class AdamW: Optimizer {
     public func step() {
         stepCount.data[0] += 1
         let t = Double(stepCount.data[0])
-        let bc1 = Float(1 - Foundation_pow(Double(beta1), t)), bc2 = Float(1 - Foundation_pow(Double(beta2), t))
+        let bc1 = Float(1 - Foundation.pow(Double(beta1), t)), bc2 = Float(1 - Foundation.pow(Double(beta2), t))
         let stepSize = lr / bc1, bc2Sqrt = bc2.squareRoot()
         var i = 0
         for g in groups {
