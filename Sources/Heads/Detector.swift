@@ -108,9 +108,9 @@ public enum DetectorRegistry {
         }
     }
 
-    /// Builds the detector of a validated config (random init; `model.backbone.pretrained` loaded into the backbone).
-    public static func build(_ c: Config) throws -> any Detector {
-        try check(c)
+    /// The backbone of a validated config's `model.backbone` (dense mode for Swin, so any input size works), with
+    /// `pretrained` weights loaded; detectors and segmentors build theirs here.
+    public static func buildBackbone(_ c: Config) throws -> any Backbone {
         let arch = try c.string("model.backbone.arch")
         let frozen = try c.int("model.backbone.frozen_stages", default: -1)
         let normEval = try c.bool("model.backbone.norm_eval", default: false)
@@ -125,6 +125,13 @@ public enum DetectorRegistry {
             let report = try backbone.load(stateDict: sd, strict: false, stripPrefix: "backbone.", source: p)
             if report.loaded.isEmpty { throw ConfigError("\(p): no tensor of this file matches backbone '\(arch)'") }
         }
+        return backbone
+    }
+
+    /// Builds the detector of a validated config (random init; `model.backbone.pretrained` loaded into the backbone).
+    public static func build(_ c: Config) throws -> any Detector {
+        try check(c)
+        let backbone = try buildBackbone(c)
         let neckType = try c.string("model.neck.type"), headType = try c.string("model.bbox_head.type")
         guard let neckEntry = necks[neckType] else { throw ConfigError("\(c.source(of: "model.neck.type")): model.neck.type: unknown neck '\(neckType)'") }
         guard let headEntry = heads[headType] else { throw ConfigError("\(c.source(of: "model.bbox_head.type")): model.bbox_head.type: unknown head '\(headType)'") }

@@ -70,16 +70,7 @@ public enum SegmentationConfig {
 
     /// The model of a validated config.
     public static func build(_ c: Config) throws -> EncoderDecoder {
-        let arch = try c.string("model.backbone.arch")
-        let frozen = try c.int("model.backbone.frozen_stages", default: -1), normEval = try c.bool("model.backbone.norm_eval", default: false)
-        let backbone: any Backbone = try c["model.backbone.base_width"].map {
-            try ResNet(arch: arch, numClasses: nil, frozenStages: frozen, normEval: normEval, baseWidth: $0.intValue!)
-        } ?? BackboneRegistry.make(arch: arch, numClasses: nil, dense: true, frozenStages: frozen, normEval: normEval)
-        if let p = try c.optionalString("model.backbone.pretrained") {
-            let sd = try SafeTensors.read(path: p).tensors.filter { !$0.key.hasPrefix("fc.") && !$0.key.hasPrefix("head.") }
-            let report = try backbone.load(stateDict: sd, strict: false, stripPrefix: "backbone.", source: p)
-            if report.loaded.isEmpty { throw ConfigError("\(p): no tensor of this file matches backbone '\(arch)'") }
-        }
+        let backbone = try DetectorRegistry.buildBackbone(c)
         let classes = try c.int("model.decode_head.num_classes"), norm = try convNorm(c, "model.decode_head.norm")
         let model: EncoderDecoder
         if try c.string("model.decode_head.type") == "FPNHead" {
