@@ -8,6 +8,11 @@ public protocol LoaderDataset: Sendable {
     func item(at index: Int, rng: inout SplitMix64) throws -> Item
 }
 
+/// A dataset that can hand out an item's image as stored, before its pipeline: what visualisations draw on.
+public protocol SourceImageDataset: LoaderDataset {
+    func sourceImage(at index: Int) throws -> Image
+}
+
 /// What the collate step needs from a pipeline output: the CHW image and, for segmentation, the label map.
 public protocol Collatable: Sendable {
     var collateImage: FloatImage { get }

@@ -5,7 +5,7 @@ import Training
 /// A COCO instances file and its image folder as a detection dataset (mmdet's CocoDataset): labels are the
 /// categories in id order, crowd boxes become ignore regions, and training skips images without usable boxes
 /// (filter_empty_gt) while validation keeps every image.
-public struct COCODetectionDataset: LoaderDataset {
+public struct COCODetectionDataset: SourceImageDataset {
     public let coco: COCODataset
     public let imagePrefix: String
     public let pipeline: DetectionPipeline
@@ -22,6 +22,10 @@ public struct COCODetectionDataset: LoaderDataset {
     public var count: Int { positions.count }
 
     public func imageID(_ index: Int) -> Int { coco.images[positions[index]].id }
+
+    public func sourceImage(at index: Int) throws -> Image {
+        try readImage((imagePrefix as NSString).appendingPathComponent(coco.images[positions[index]].fileName))
+    }
 
     public func item(at index: Int, rng: inout SplitMix64) throws -> DetectionInput {
         let info = coco.images[positions[index]]

@@ -115,11 +115,13 @@ where Train.Item == DetectionInput, Val.Item == DetectionInput {
     }
 
     /// Runs inference over the validation set: image ids and detections in dataset order.
-    public func detectAll() throws -> ([Int], [ImageDetections]) {
+    /// `progress` is called with the number of images done so far.
+    public func detectAll(progress: ((Int) -> Void)? = nil) throws -> ([Int], [ImageDetections]) {
         guard let valLoader else { return ([], []) }
         var ids: [Int] = [], dets: [ImageDetections] = []
         let it = valLoader.epoch(0)
         while let batch = try it.next() {
+            defer { progress?(ids.count) }
             let images = Tensor(batch.images, shape: batch.shape)
             let out = detector.predict(images, imgShapes: batch.items.map { $0.meta.imgShape },
                                        scaleFactors: batch.items.map { $0.meta.scaleFactor })
@@ -192,6 +194,17 @@ public struct ShapesDetectionSetup {
             let ex = val.generator.example(split: val.split, index: i)
             return (i + 1, ex.image.width, ex.image.height, ex.annotations)
         }
+    }
+
+    /// The validation instances file under `data.shapes.root`, written with the whole dataset the first time (the
+    /// evaluator reads ground truth from a file, as it does for COCO).
+    public func valAnnotationPath(config c: Config) throws -> String {
+        let root = try c.string("data.shapes.root", default: "data/shapes"), path = "\(root)/annotations/instances_val.json"
+        if !FileManager.default.fileExists(atPath: path) {
+            FileHandle.standardError.write(Data("writing the shapes dataset to \(root)\n".utf8))
+            try ShapesDatasetWriter(generator: train.generator, trainCount: train.count, valCount: val.count).write(to: root)
+        }
+        return path
     }
 
     /// The task for a validated config and a built detector.

@@ -58,4 +58,16 @@ public struct Checkpoint {
         if report.loaded.isEmpty { throw ConfigError("\(path): no tensor matches the model\n\(report)") }
         return report
     }
+
+    /// Weights for evaluation: like `loadWeights`, but every model tensor must be found with its shape (unexpected
+    /// extra tensors are tolerated, as mmdet's test script does).
+    @discardableResult
+    public static func loadForInference(from path: String, into model: Module) throws -> LoadReport {
+        guard FileManager.default.fileExists(atPath: path) else { throw ConfigError("\(path): checkpoint not found") }
+        let report = try loadWeights(from: path, into: model)
+        guard report.missing.isEmpty && report.mismatched.isEmpty else {
+            throw ConfigError("\(path): checkpoint does not fit the model: " + report.problems(limit: 4).joined(separator: "; "))
+        }
+        return report
+    }
 }

@@ -1,70 +1,93 @@
 import Data
 import Foundation
 
-/// A small line chart drawn straight into an RGB `Image`: one panel per series group, axes and lines only.
+/// A small line chart drawn straight into an RGB `Image`: one panel per series group sharing the x axis, each with
+/// its y-axis title, tick values, a light grid and a legend of its series.
 public struct LinePlot {
     public struct Series {
         public var name: String
         public var points: [(x: Double, y: Double)]
-        public var colour: (UInt8, UInt8, UInt8)
-        public init(name: String, points: [(x: Double, y: Double)], colour: (UInt8, UInt8, UInt8)) {
+        public var colour: RGB
+        public init(name: String, points: [(x: Double, y: Double)], colour: RGB) {
             self.name = name; self.points = points; self.colour = colour
         }
     }
 
-    public var width = 800, panelHeight = 260, margin = 30
+    /// One stacked chart: its series and the y-axis title.
+    public struct Panel {
+        public var title: String
+        public var series: [Series]
+        public init(title: String, series: [Series]) { self.title = title; self.series = series }
+    }
+
+    public var width = 800, panelHeight = 260
+    public var xTitle = "iteration"
+    /// Room for the y title and tick values (left), tick values and the x title (bottom).
+    let left = 64, right = 16, top = 12, bottom = 34
 
     public init() {}
 
-    /// Stacks one panel per entry of `panels` (each with its own y range) sharing the x range.
-    public func render(_ panels: [[Series]]) -> Image {
-        let height = panelHeight * max(1, panels.count)
-        var img = Image(width: width, height: height, fill: (255, 255, 255))
-        let allX = panels.flatMap { $0.flatMap { $0.points.map(\.x) } }
-        let (x0, x1) = (allX.min() ?? 0, max((allX.max() ?? 1), (allX.min() ?? 0) + 1e-9))
-        for (p, series) in panels.enumerated() {
-            let top = p * panelHeight + margin / 2, bottom = (p + 1) * panelHeight - margin / 2
-            let left = margin, right = width - margin / 2
-            let ys = series.flatMap { $0.points.map(\.y) }.filter(\.isFinite)
-            var (y0, y1) = (min(ys.min() ?? 0, 0), ys.max() ?? 1)
+    /// Stacks the panels, each with its own y range, over the x range of all points.
+    public func render(_ panels: [Panel]) -> Image {
+        var img = Image(width: width, height: panelHeight * max(1, panels.count), fill: (255, 255, 255))
+        let allX = panels.flatMap { $0.series.flatMap { $0.points.map(\.x) } }
+        let x0 = allX.min() ?? 0, x1 = max(allX.max() ?? 1, x0 + 1e-9)
+        let black: RGB = (0, 0, 0), grey: RGB = (225, 225, 225), text: RGB = (60, 60, 60)
+        for (p, panel) in panels.enumerated() {
+            let t = p * panelHeight + top, b = (p + 1) * panelHeight - bottom, l = left, r = width - right
+            let ys = panel.series.flatMap { $0.points.map(\.y) }.filter(\.isFinite)
+            var y0 = min(ys.min() ?? 0, 0), y1 = ys.max() ?? 1
             if y1 <= y0 { y1 = y0 + 1 }
             y1 += (y1 - y0) * 0.05
             if y0 < 0 { y0 -= (y1 - y0) * 0.05 }
-            line(&img, left, bottom, right, bottom, (0, 0, 0))
-            line(&img, left, top, left, bottom, (0, 0, 0))
-            for t in 1...4 {   // light horizontal grid
-                let y = bottom - (bottom - top) * t / 4
-                line(&img, left + 1, y, right, y, (225, 225, 225))
+            for k in 0...4 {   // y grid and tick values
+                let y = b - (b - t) * k / 4
+                if k > 0 { img.drawLine(l + 1, y, r, y, grey) }
+                let label = Self.tick(y0 + (y1 - y0) * Double(k) / 4)
+                img.drawText(label, x: l - 4 - BitmapFont.width(of: label), y: y - 3, text)
             }
-            for s in series {
-                func px(_ pt: (x: Double, y: Double)) -> (Int, Int) {
-                    (left + Int((pt.x - x0) / (x1 - x0) * Double(right - left)),
-                     bottom - Int((pt.y - y0) / (y1 - y0) * Double(bottom - top)))
-                }
+            for k in 0...4 {   // x ticks and values
+                let x = l + (r - l) * k / 4
+                img.drawLine(x, b, x, b + 3, black)
+                let label = Self.tick(x0 + (x1 - x0) * Double(k) / 4)
+                let w = BitmapFont.width(of: label)
+                img.drawText(label, x: min(max(x - w / 2, l - 8), r - w), y: b + 6, text)
+            }
+            img.drawLine(l, b, r, b, black)
+            img.drawLine(l, t, l, b, black)
+            img.drawText(xTitle, x: (l + r - BitmapFont.width(of: xTitle)) / 2, y: b + 18, black)
+            // The y title reads downwards, one letter per line, left of the tick values.
+            let titleTop = (t + b) / 2 - panel.title.count * 9 / 2
+            for (k, ch) in panel.title.enumerated() { img.drawText(String(ch), x: 4, y: titleTop + k * 9, black) }
+
+            func px(_ pt: (x: Double, y: Double)) -> (Int, Int) {
+                (l + Int((pt.x - x0) / (x1 - x0) * Double(r - l)), b - Int((pt.y - y0) / (y1 - y0) * Double(b - t)))
+            }
+            for s in panel.series {
                 let pts = s.points.filter { $0.y.isFinite }
-                for (a, b) in zip(pts, pts.dropFirst()) {
-                    let (ax, ay) = px(a), (bx, by) = px(b)
-                    line(&img, ax, ay, bx, by, s.colour)
+                for (a, c) in zip(pts, pts.dropFirst()) {
+                    let (ax, ay) = px(a), (cx, cy) = px(c)
+                    img.drawLine(ax, ay, cx, cy, s.colour)
                 }
-                if pts.count == 1 { let (ax, ay) = px(pts[0]); line(&img, ax - 2, ay, ax + 2, ay, s.colour) }
+                if pts.count == 1 { let (ax, ay) = px(pts[0]); img.fillRect(x0: ax - 2, y0: ay - 2, x1: ax + 3, y1: ay + 3, s.colour) }
+            }
+            // Legend: top right, one line per series.
+            let legendWidth = (panel.series.map { BitmapFont.width(of: $0.name) }.max() ?? 0) + 20
+            for (k, s) in panel.series.enumerated() {
+                let lx = r - legendWidth - 4, ly = t + 4 + k * 11
+                img.fillRect(x0: lx - 2, y0: ly - 2, x1: r - 2, y1: ly + 9, (255, 255, 255))
+                img.fillRect(x0: lx, y0: ly + 2, x1: lx + 12, y1: ly + 5, s.colour)
+                img.drawText(s.name, x: lx + 16, y: ly, black)
             }
         }
         return img
     }
 
-    /// Bresenham line, clipped to the image.
-    func line(_ img: inout Image, _ xa: Int, _ ya: Int, _ xb: Int, _ yb: Int, _ c: (UInt8, UInt8, UInt8)) {
-        var (x, y) = (xa, ya)
-        let dx = abs(xb - xa), dy = -abs(yb - ya), sx = xa < xb ? 1 : -1, sy = ya < yb ? 1 : -1
-        var err = dx + dy
-        while true {
-            if x >= 0 && x < img.width && y >= 0 && y < img.height {
-                img[y, x, 0] = c.0; img[y, x, 1] = c.1; img[y, x, 2] = c.2
-            }
-            if x == xb && y == yb { break }
-            let e2 = 2 * err
-            if e2 >= dy { err += dy; x += sx }
-            if e2 <= dx { err += dx; y += sy }
-        }
+    /// A compact tick value: large values whole (ten thousands and up in "k"), smaller ones with one or two decimals.
+    public static func tick(_ v: Double) -> String {
+        let a = abs(v)
+        if a >= 10_000 { return String(format: "%.0fk", v / 1000) }
+        if a >= 100 || v == v.rounded() { return String(format: "%.0f", v) }
+        return String(format: a >= 10 ? "%.1f" : "%.2f", v)
     }
 }

@@ -180,7 +180,7 @@ public final class Trainer {
 
     /// curves.png: the loss terms (top) and the evaluation metrics (bottom) against iterations.
     func writePlot(_ entries: [JSON]) throws {
-        let colours: [(UInt8, UInt8, UInt8)] = [(200, 30, 30), (30, 90, 200), (30, 160, 60), (220, 140, 0), (140, 40, 170), (0, 150, 160)]
+        let colours: [RGB] = [(200, 30, 30), (30, 90, 200), (30, 160, 60), (220, 140, 0), (140, 40, 170), (0, 150, 160)]
         var lossKeys: [String] = [], metricKeys: [String] = []
         for e in entries {
             for (k, _) in e.objectValue ?? [] where k != "iter" && k != "lr" {
@@ -196,8 +196,8 @@ public final class Trainer {
                 }, colour: colours[i % colours.count])
             }
         }
-        var panels = [series(lossKeys, lossPanel: true)]
-        if !metricKeys.isEmpty { panels.append(series(metricKeys, lossPanel: false)) }
+        var panels = [LinePlot.Panel(title: "loss", series: series(lossKeys, lossPanel: true))]
+        if !metricKeys.isEmpty { panels.append(LinePlot.Panel(title: "metric", series: series(metricKeys, lossPanel: false))) }
         try writePNG(LinePlot().render(panels), to: plotPath)
     }
 }
@@ -235,41 +235,47 @@ public struct JSONLinesLog {
     }
 }
 
-/// `[#####.....] 120/1500  loss 0.812 loss_cls 0.51 loss_bbox 0.30  lr 1.00e-02  3.2 it/s  ETA 07:12` on stderr.
-struct ProgressBar {
+/// `[#####.....] 120/1500  loss 0.812 loss_cls 0.51 loss_bbox 0.30  lr 1.00e-02  3.2 it/s  ETA 07:12` on stderr:
+/// redrawn in place on a terminal, one line every 10 s otherwise. Training and the evaluation tools share it.
+public struct ProgressBar {
     let total: Int
     let enabled: Bool
     let tty: Bool
+    let unit: String
     var startIter: Int
     var startTime = Date()
     var drawn = false
     var lastDraw = Date.distantPast
 
-    init(total: Int, start: Int, enabled: Bool) {
-        self.total = total; startIter = start; self.enabled = enabled
+    public init(total: Int, start: Int = 0, enabled: Bool = true, unit: String = "it") {
+        self.total = total; startIter = start; self.enabled = enabled; self.unit = unit
         tty = isatty(2) != 0
     }
 
     mutating func update(_ done: Int, terms: [(String, Float)], lr: Double) {
+        let t = terms.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: " ")
+        update(done, status: "\(t)  lr \(String(format: "%.2e", lr))")
+    }
+
+    /// Shows `done` of `total` with `status` after the count.
+    public mutating func update(_ done: Int, status: String = "") {
         guard enabled else { return }
         let now = Date()
-        // Without a terminal, one line every 10 s instead of redrawing.
         if !tty && now.timeIntervalSince(lastDraw) < 10 && done != total { return }
         if tty && now.timeIntervalSince(lastDraw) < 0.2 && done != total { return }
         lastDraw = now
         let elapsed = now.timeIntervalSince(startTime)
         let rate = Double(done - startIter) / max(elapsed, 1e-9)
         let eta = rate > 0 ? Double(total - done) / rate : 0
-        let width = 24, filled = total > 0 ? width * done / total : width
+        let width = 24, filled = total > 0 ? width * min(done, total) / total : width
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        let t = terms.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: " ")
-        let line = "[\(bar)] \(done)/\(total)  \(t)  lr \(String(format: "%.2e", lr))  \(String(format: "%.2f", rate)) it/s  ETA \(Self.clock(eta))"
+        let line = "[\(bar)] \(done)/\(total)  \(status.isEmpty ? "" : status + "  ")\(String(format: "%.2f", rate)) \(unit)/s  ETA \(Self.clock(eta))"
         FileHandle.standardError.write(Data(((tty ? "\r\u{1B}[K" : "") + line + (tty ? "" : "\n")).utf8))
         drawn = tty
     }
 
-    mutating func pause() { if drawn { FileHandle.standardError.write(Data("\n".utf8)); drawn = false } }
-    mutating func finish() { pause() }
+    public mutating func pause() { if drawn { FileHandle.standardError.write(Data("\n".utf8)); drawn = false } }
+    public mutating func finish() { pause() }
 
     static func clock(_ s: Double) -> String {
         let t = Int(s.rounded())

@@ -3,26 +3,13 @@ import XCTest
 import Engine
 import NN
 import Backbones
+import TestSupport
 
 /// The `export-features` contract, run as a process on the release build next to the tests.
 final class ExportFeaturesTests: XCTestCase {
-    let tool: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { url.deleteLastPathComponent() }
-        return url.appendingPathComponent(".build/release/export-features").path
-    }()
-
     func run(_ args: [String]) throws -> (Int32, String) {
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: tool), "build the release products first: \(tool)")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = Pipe()
-        try p.run()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        let r = try ToolRunner.run("export-features", args)
+        return (r.status, r.stderr)
     }
 
     func tmp(_ name: String) -> String {

@@ -1,12 +1,12 @@
 import Data
 import Foundation
+import TestSupport
 import XCTest
 
-private let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
+private let repoRoot = ToolRunner.packageRoot
 private let referenceDir = repoRoot.appendingPathComponent("../shared/reference/miou").standardized.path
 
-/// Runs the built `seg-eval` next to the test bundle (skips if this build has no tools).
+/// The `seg-eval` command line (the label-map form), run as a process on the release build.
 final class SegEvalToolTests: XCTestCase {
     private var dir: String!
 
@@ -17,27 +17,9 @@ final class SegEvalToolTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
 
-    private func tool() throws -> String {
-        let buildDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for candidate in [buildDir, buildDir.deletingLastPathComponent(),
-                          buildDir.deletingLastPathComponent().deletingLastPathComponent()] {
-            let path = candidate.appendingPathComponent("seg-eval").path
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        throw XCTSkip("seg-eval executable not found next to \(CommandLine.arguments[0])")
-    }
-
     private func run(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try tool())
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        let r = try ToolRunner.run("seg-eval", args)
+        return (r.status, r.stdout, r.stderr)
     }
 
     func testJSONOutputMatchesReference() throws {

@@ -3,29 +3,15 @@ import NN
 import XCTest
 import Data
 import Heads
+import TestSupport
 
 /// The det-train command line, run as a process on the release build next to the tests.
 final class DetTrainToolTests: XCTestCase {
-    let root: URL = {
-        var url = URL(fileURLWithPath: #filePath)
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { url.deleteLastPathComponent() }
-        return url
-    }()
+    let root = ToolRunner.packageRoot
 
     func run(_ args: [String], cwd: String? = nil) throws -> (Int32, String, String) {
-        let tool = root.appendingPathComponent(".build/release/det-train").path
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: tool), "build the release products first: \(tool)")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        let r = try ToolRunner.run("det-train", args, cwd: cwd)
+        return (r.status, r.stdout, r.stderr)
     }
 
     func testConfigErrorsComeFirstAndNameTheKey() throws {

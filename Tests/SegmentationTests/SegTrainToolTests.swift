@@ -1,29 +1,15 @@
 import Foundation
 import NN
+import TestSupport
 import XCTest
 
 /// The seg-train command line, run as a process on the release build next to the tests.
 final class SegTrainToolTests: XCTestCase {
-    let root: URL = {
-        var url = URL(fileURLWithPath: #filePath)
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { url.deleteLastPathComponent() }
-        return url
-    }()
+    let root = ToolRunner.packageRoot
 
     func run(_ args: [String], cwd: String) throws -> (Int32, String, String) {
-        let tool = root.appendingPathComponent(".build/release/seg-train").path
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: tool), "build the release products first: \(tool)")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        let r = try ToolRunner.run("seg-train", args, cwd: cwd)
+        return (r.status, r.stdout, r.stderr)
     }
 
     func testConfigErrorsAndATinyRunWithMIoU() throws {
@@ -52,7 +38,7 @@ final class SegTrainToolTests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: "\(tmp)/work/\(f)"), f)
         }
         let records = try String(contentsOfFile: "\(tmp)/work/log.jsonl", encoding: .utf8).split(separator: "\n").map { try JSON.parse(String($0)) }
-        XCTAssertEqual(records.filter { $0["loss_seg"] != nil }.compactMap { $0["iter"]?.intValue }, [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(records.filter { $0["decode.loss_seg"] != nil && $0["aux.loss_seg"] != nil && $0["loss"] != nil }.compactMap { $0["iter"]?.intValue }, [1, 2, 3, 4, 5, 6])
         let evaluations = records.filter { $0["mIoU"] != nil }
         XCTAssertEqual(evaluations.compactMap { $0["iter"]?.intValue }, [3, 6])
         for e in evaluations {
@@ -61,5 +47,45 @@ final class SegTrainToolTests: XCTestCase {
                 XCTAssertTrue(v >= 0 && v <= 1, "\(k) = \(v)")
             }
         }
+    }
+
+    /// `seg-eval --config/--checkpoint` scores the model as the trainer's evaluation does, and its palette label maps
+    /// read back through the label-map form give the same figures.
+    func testSegEvalModelFormMatchesTheTrainerAndTheLabelMapForm() throws {
+        let tmp = try ToolRunner.temporaryDirectory("seg-eval")
+        let tiny = ["--work-dir", "\(tmp)/work", "--set", "data.shapes={\"size\": 96, \"train_count\": 4, \"val_count\": 3}",
+                    "--set", "data.img_scale=[96,96]", "--set", "data.crop_size=[96,96]", "--set", "data.samples_per_gpu=2",
+                    "--set", "evaluation.interval=2", "--set", #"runner={"type": "IterBasedRunner", "max_iters": 2}"#]
+        let (code, _, err) = try run(tiny, cwd: tmp)
+        XCTAssertEqual(code, 0, err)
+        let log = try String(contentsOfFile: "\(tmp)/work/log.jsonl", encoding: .utf8).split(separator: "\n").map { try JSON.parse(String($0)) }
+        let trainerMIoU = try XCTUnwrap(log.last { $0["mIoU"] != nil }?["mIoU"]?.doubleValue)
+
+        var r = try ToolRunner.run("seg-eval", ["--config", "\(tmp)/work/config.json", "--checkpoint", "\(tmp)/work/latest.safetensors",
+                                                "--show-dir", "\(tmp)/show", "--json-out", "\(tmp)/model.json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("| background |") && r.stdout.contains("| ellipse    |") && r.stdout.contains("Summary: aAcc"), r.stdout)
+        let model = try JSON.parse(String(contentsOfFile: "\(tmp)/model.json", encoding: .utf8))
+        XCTAssertEqual(try XCTUnwrap(model["mIoU"]?.doubleValue), trainerMIoU, accuracy: 1e-12)
+        let names = ["val_000000.png", "val_000001.png", "val_000002.png"]
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(tmp)/show/overlay").sorted(), names)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(tmp)/show/pred").sorted(), names)
+
+        // The same dataset on disk (same seed and size), scored from the saved label maps.
+        r = try ToolRunner.run("make-shapes", ["--out", "\(tmp)/shapes", "--size", "96", "--train", "1", "--val", "3"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try ToolRunner.run("seg-eval", ["--gt-dir", "\(tmp)/shapes/annotations/validation", "--pred-dir", "\(tmp)/show/pred",
+                                            "--num-classes", "5", "--json-out", "\(tmp)/maps.json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let maps = try JSON.parse(String(contentsOfFile: "\(tmp)/maps.json", encoding: .utf8))
+        for k in ["aAcc", "mIoU", "mAcc"] { XCTAssertEqual(maps[k]?.doubleValue, model[k]?.doubleValue, k) }
+
+        r = try ToolRunner.run("seg-eval", ["--config", "\(tmp)/work/config.json", "--checkpoint", "\(tmp)/work/latest.safetensors",
+                                            "--set", "model.decode_head.channels=32"])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("latest.safetensors: checkpoint does not fit the model"), r.stderr)
+        r = try ToolRunner.run("seg-eval", ["--config", "\(tmp)/work/config.json"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--config and --checkpoint go together"), r.stderr)
     }
 }

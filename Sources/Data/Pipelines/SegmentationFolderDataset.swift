@@ -2,7 +2,7 @@ import Foundation
 
 /// mmseg's `CustomDataset` over an ADE20K-style folder pair: every image in `imageDir` (jpg/png) with a label PNG of
 /// the same stem in `labelDir`, sorted by name, run through `pipeline`.
-public struct SegmentationFolderDataset: LoaderDataset {
+public struct SegmentationFolderDataset: SourceImageDataset {
     public let imageDir: String
     public let labelDir: String
     public let stems: [String]
@@ -36,6 +36,8 @@ public struct SegmentationFolderDataset: LoaderDataset {
         }
         return SegmentationSample(filename: imagePath, image: image, label: label)
     }
+
+    public func sourceImage(at index: Int) throws -> Image { try readImage("\(imageDir)/\(imageNames[index])") }
 
     public func item(at index: Int, rng: inout SplitMix64) throws -> SegmentationInput {
         try pipeline(sample(at: index), rng: &rng)

@@ -1,6 +1,6 @@
 /// The shapes dataset generated on the fly (no files), as detection or segmentation samples through a pipeline:
 /// item `i` is `generator.example(split:index: i)` fed to the pipeline with the loader's per-sample generator.
-public struct ShapesDetectionDataset: LoaderDataset {
+public struct ShapesDetectionDataset: SourceImageDataset {
     public var generator: ShapesGenerator
     public var split: Int
     public var count: Int
@@ -14,12 +14,14 @@ public struct ShapesDetectionDataset: LoaderDataset {
     }
 
     public func item(at index: Int, rng: inout SplitMix64) -> DetectionInput {
-        let name = "\(ShapesDatasetWriter.splits[split].name)_\(index)"
+        let name = ShapesDatasetWriter.stem(split: split, index: index)
         return pipeline(generator.example(split: split, index: index).detectionSample(filename: name), rng: &rng)
     }
+
+    public func sourceImage(at index: Int) -> Image { generator.example(split: split, index: index).image }
 }
 
-public struct ShapesSegmentationDataset: LoaderDataset {
+public struct ShapesSegmentationDataset: SourceImageDataset {
     public var generator: ShapesGenerator
     public var split: Int
     public var count: Int
@@ -34,7 +36,9 @@ public struct ShapesSegmentationDataset: LoaderDataset {
     }
 
     public func item(at index: Int, rng: inout SplitMix64) -> SegmentationInput {
-        let name = "\(ShapesDatasetWriter.splits[split].name)_\(index)"
+        let name = ShapesDatasetWriter.stem(split: split, index: index)
         return pipeline(generator.example(split: split, index: index).segmentationSample(filename: name), rng: &rng)
     }
+
+    public func sourceImage(at index: Int) -> Image { generator.example(split: split, index: index).image }
 }

@@ -34,6 +34,9 @@ public struct ShapesDatasetWriter: Sendable {
 
     public static let splits = [(name: "train", folder: "training"), (name: "val", folder: "validation")]
 
+    /// File stem of example `index` of `split` ("val_000007"), shared by the written files and the in-memory datasets.
+    public static func stem(split: Int, index: Int) -> String { String(format: "%@_%06d", splits[split].name, index) }
+
     @discardableResult
     public func write(to root: String) throws -> Summary {
         var summary = Summary()
@@ -45,7 +48,7 @@ public struct ShapesDatasetWriter: Sendable {
             var images: [String] = [], annotations: [String] = []
             for index in 0..<count {
                 let example = generator.example(split: split, index: index)
-                let stem = String(format: "%@_%06d", name, index)
+                let stem = ShapesDatasetWriter.stem(split: split, index: index)
                 let fileName = "\(stem).\(imageFormat)"
                 let imageBytes = imageFormat == "jpg"
                     ? try encodeJPEG(example.image, quality: jpegQuality, name: "\(imageDir)/\(fileName)")

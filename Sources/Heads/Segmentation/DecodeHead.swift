@@ -6,6 +6,8 @@ import NN
 /// (1/4 of the input for UPerHead/FPNHead, 1/16 for the FCN auxiliary head on C4).
 public protocol SegmentationDecodeHead: Module {
     var numClasses: Int { get }
+    /// The 1×1 classifier (`cls_seg`'s convolution).
+    var conv_seg: Conv2d { get }
     /// `levels`: the multi-scale features, finest first (C2..C5, or the neck's P2..P5).
     func callAsFunction(_ levels: [Tensor]) -> Tensor
 }
@@ -14,8 +16,13 @@ public protocol SegmentationDecodeHead: Module {
 /// [N, numClasses, h, w]. Shared by every head so the classifier keys are `conv_seg.weight` / `conv_seg.bias`.
 func makeConvSeg(_ channels: Int, _ numClasses: Int) -> Conv2d {
     let c = Conv2d(channels, numClasses, kernelSize: 1)
-    // BaseDecodeHead.init_weights: normal_init(conv_seg, std=0.01), bias 0.
-    c.weight.assign(Init.normal(c.weight.shape, std: 0.01))
-    c.bias?.fill(0)
+    initConvSeg(c, std: 0.01)
     return c
+}
+
+/// BaseDecodeHead.init_weights: normal_init(conv_seg, std) with bias 0; mmseg's default std is 0.01, and a config's
+/// `init_cfg` (`{"type": "Normal", "std": s}`) can change it.
+public func initConvSeg(_ c: Conv2d, std: Float) {
+    c.weight.assign(Init.normal(c.weight.shape, std: std))
+    c.bias?.fill(0)
 }

@@ -20,6 +20,8 @@ public enum SegmentationInferenceMode: Sendable {
 public struct SegmentationTrainOutput {
     public var loss: Tensor
     public var terms: [(name: String, value: Float)]
+    /// The loss tensors `loss` sums, by name (`decode.loss_seg`, `aux.loss_seg`).
+    public var lossTerms: [(name: String, loss: Tensor)]
 
     public func term(_ name: String) -> Float? { terms.first { $0.name == name }?.value }
 }
@@ -83,17 +85,19 @@ public final class EncoderDecoder: Module {
         let feats = extractFeatures(images)
         // Resized to the labels once here, so the loss's and the accuracy's own resizes are no-ops.
         let logits = decode_head(feats).resizeBilinear(size.height, size.width)
-        var loss = decodeLoss(logits, labels: labels, labelSize: size)
-        var terms: [(name: String, value: Float)] = [("decode.loss_seg", loss.item),
+        let decode = decodeLoss(logits, labels: labels, labelSize: size)
+        var loss = decode, lossTerms = [(name: "decode.loss_seg", loss: decode)]
+        var terms: [(name: String, value: Float)] = [("decode.loss_seg", decode.item),
                                                       ("decode.acc_seg", decodeLoss.accuracy(logits, labels: labels, labelSize: size))]
         if let auxiliary_head {
             let auxLogits = auxiliary_head(feats).resizeBilinear(size.height, size.width)
             let auxLoss = auxiliaryLoss(auxLogits, labels: labels, labelSize: size)
             terms += [("aux.loss_seg", auxLoss.item),
                       ("aux.acc_seg", auxiliaryLoss.accuracy(auxLogits, labels: labels, labelSize: size))]
+            lossTerms.append((name: "aux.loss_seg", loss: auxLoss))
             loss = loss + auxLoss
         }
-        return SegmentationTrainOutput(loss: loss, terms: terms)
+        return SegmentationTrainOutput(loss: loss, terms: terms, lossTerms: lossTerms)
     }
 
     /// `forwardTrain` with the loader's UInt8 label maps (`Batch.labels`, padded with 255).
@@ -163,11 +167,14 @@ extension EncoderDecoder {
     /// four levels (channels 512, pool scales 1, 2, 3, 6, dropout 0.1) and an FCNHead auxiliary head on the third
     /// level (256 channels, one conv, no concat, dropout 0.1, loss weight 0.4).
     public static func upernet(backbone: any Backbone, numClasses: Int, channels: Int = 512, auxChannels: Int = 256,
-                               norm: ConvNorm = .bn, auxiliary: Bool = true) -> EncoderDecoder {
+                               norm: ConvNorm = .bn, auxiliary: Bool = true, dropoutRatio: Float = 0.1,
+                               auxDropoutRatio: Float = 0.1, auxLossWeight: Float = 0.4) -> EncoderDecoder {
         let c = backbone.featureChannels
-        let decode = UPerHead(inChannels: c, channels: channels, numClasses: numClasses, norm: norm)
-        let aux = auxiliary ? FCNHead(inChannels: c[2], channels: auxChannels, numClasses: numClasses, inIndex: 2, norm: norm) : nil
-        return EncoderDecoder(backbone: backbone, decodeHead: decode, auxiliaryHead: aux)
+        let decode = UPerHead(inChannels: c, channels: channels, numClasses: numClasses, norm: norm, dropoutRatio: dropoutRatio)
+        let aux = auxiliary ? FCNHead(inChannels: c[2], channels: auxChannels, numClasses: numClasses, inIndex: 2, norm: norm,
+                                      dropoutRatio: auxDropoutRatio) : nil
+        return EncoderDecoder(backbone: backbone, decodeHead: decode, auxiliaryHead: aux,
+                              auxiliaryLoss: SegmentationLoss(lossWeight: auxLossWeight))
     }
 
     /// UperNet on a backbone named by arch (any `BackboneRegistry` name: the ResNet family today, Swin once it
@@ -182,9 +189,10 @@ extension EncoderDecoder {
     /// Semantic FPN (mmseg `fpn_r50.py`): `neck` (an FPN with 4 outputs of `neckChannels`) and an FPNHead of
     /// 128 channels over strides 4–32.
     public static func semanticFPN(backbone: any Backbone, neck: any SegmentationNeck, numClasses: Int,
-                                   neckChannels: Int = 256, channels: Int = 128, norm: ConvNorm = .bn) -> EncoderDecoder {
+                                   neckChannels: Int = 256, channels: Int = 128, norm: ConvNorm = .bn,
+                                   dropoutRatio: Float = 0.1) -> EncoderDecoder {
         let head = SemanticFPNHead(inChannels: [Int](repeating: neckChannels, count: 4), featureStrides: [4, 8, 16, 32],
-                                   channels: channels, numClasses: numClasses, norm: norm)
+                                   channels: channels, numClasses: numClasses, norm: norm, dropoutRatio: dropoutRatio)
         return EncoderDecoder(backbone: backbone, neck: neck, decodeHead: head)
     }
 }

@@ -13,6 +13,9 @@ extension FPN: SegmentationNeck {}
 public enum SegmentationConfig {
     static let norm = ConfigSchema.oneOf(["BN", "GN", "none"])
 
+    /// mmseg's `init_cfg=dict(type='Normal', std=0.01, override=dict(name='conv_seg'))`: the classifier's init.
+    static let initCfg = ConfigSchema.object([.init("type", .oneOf(["Normal"]), required: true), .init("std", .number, required: true)])
+
     public static var modelSchema: ConfigSchema {
         .object([
             .init("type", .oneOf(["EncoderDecoder"]), required: true),
@@ -21,9 +24,11 @@ public enum SegmentationConfig {
                                              .init("num_outs", .int)]))),
             .init("decode_head", .object([.init("type", .oneOf(["UPerHead", "FPNHead"]), required: true),
                                           .init("channels", .int), .init("num_classes", .int, required: true),
-                                          .init("norm", norm), .init("dropout_ratio", .number)]), required: true),
+                                          .init("norm", norm), .init("dropout_ratio", .number),
+                                          .init("init_cfg", initCfg)]), required: true),
             .init("auxiliary_head", .optional(.object([.init("type", .oneOf(["FCNHead"]), required: true), .init("channels", .int),
-                                                       .init("loss_weight", .number)]))),
+                                                       .init("dropout_ratio", .number), .init("loss_weight", .number),
+                                                       .init("init_cfg", initCfg)]))),
             .init("test_cfg", .object([.init("mode", .oneOf(["whole", "slide"]), required: true),
                                        .init("crop_size", .array(.int, count: 2)), .init("stride", .array(.int, count: 2))])),
         ])
@@ -72,16 +77,25 @@ public enum SegmentationConfig {
     public static func build(_ c: Config) throws -> EncoderDecoder {
         let backbone = try DetectorRegistry.buildBackbone(c)
         let classes = try c.int("model.decode_head.num_classes"), norm = try convNorm(c, "model.decode_head.norm")
+        let dropout = Float(try c.double("model.decode_head.dropout_ratio", default: 0.1))
         let model: EncoderDecoder
         if try c.string("model.decode_head.type") == "FPNHead" {
             let out = try c.int("model.neck.out_channels", default: 256)
             let neck = FPN(inChannels: backbone.featureChannels, outChannels: out, numOuts: try c.int("model.neck.num_outs", default: 4))
             model = .semanticFPN(backbone: backbone, neck: neck, numClasses: classes, neckChannels: out,
-                                 channels: try c.int("model.decode_head.channels", default: 128), norm: norm)
+                                 channels: try c.int("model.decode_head.channels", default: 128), norm: norm, dropoutRatio: dropout)
         } else {
             model = .upernet(backbone: backbone, numClasses: classes, channels: try c.int("model.decode_head.channels", default: 512),
                              auxChannels: try c.int("model.auxiliary_head.channels", default: 256), norm: norm,
-                             auxiliary: c["model.auxiliary_head"] != nil && c["model.auxiliary_head"] != .null)
+                             auxiliary: c["model.auxiliary_head"] != nil && c["model.auxiliary_head"] != .null, dropoutRatio: dropout,
+                             auxDropoutRatio: Float(try c.double("model.auxiliary_head.dropout_ratio", default: 0.1)),
+                             auxLossWeight: Float(try c.double("model.auxiliary_head.loss_weight", default: 0.4)))
+        }
+        if c["model.decode_head.init_cfg"] != nil {
+            initConvSeg(model.decode_head.conv_seg, std: Float(try c.double("model.decode_head.init_cfg.std")))
+        }
+        if let aux = model.auxiliary_head, c["model.auxiliary_head.init_cfg"] != nil {
+            initConvSeg(aux.conv_seg, std: Float(try c.double("model.auxiliary_head.init_cfg.std")))
         }
         return model
     }
@@ -126,35 +140,47 @@ where Train.Item == SegmentationInput, Val.Item == SegmentationInput {
         expected = iteration + 1
         if expected % itersPerEpoch == 0 { iterator = nil }
         let out = segmentor.forwardTrain(images: Tensor(batch.images, shape: batch.shape), labels: batch.labels!)
-        return [("loss_seg", out.loss)]
+        return out.lossTerms.map { ($0.name, $0.loss) }   // logged by mmseg's names; the trainer sums them
     }
 
     public func evaluate(iteration: Int) throws -> [(String, Double)] {
         guard let valLoader else { return [] }
-        segmentor.eval()
-        defer { segmentor.train() }
-        var metric = MIoUMetric(numClasses: numClasses)
-        let it = valLoader.epoch(0)
-        while let batch = try it.next() {
-            let images = Tensor(batch.images, shape: batch.shape)
-            for (k, item) in batch.items.enumerated() {
-                // One image at a time at its own (unpadded) size, scored at the label's original resolution.
-                let (h, w) = (item.image.height, item.image.width)
-                let one = images.slice(axis: 0, start: k, end: k + 1).slice(axis: 2, start: 0, end: h).slice(axis: 3, start: 0, end: w)
-                let pred = segmentor.predict(one, mode: mode, outputSize: (item.label.height, item.label.width))
-                _ = try metric.process(pred: LabelMap(width: item.label.width, height: item.label.height, labels: pred.map { UInt8($0) }),
-                                       label: item.label, name: "validation image \(batch.indices[k])")
-            }
-        }
-        let r = metric.compute()
+        let r = try evaluateSegmentation(segmentor, loader: valLoader, mode: mode, numClasses: numClasses)
         return [("mIoU", r.mIoU), ("mAcc", r.mAcc), ("aAcc", r.aAcc)]
     }
+}
+
+/// mmseg's single-GPU test: `segmentor` in eval mode over every image of `loader`, one at a time at its own
+/// (unpadded) size, each prediction rescaled to its label's original resolution and scored with mmseg's IoU metric.
+/// `visit` gets each prediction (dataset index, the input, the predicted label map) as it is made.
+public func evaluateSegmentation<V: LoaderDataset>(_ segmentor: EncoderDecoder, loader: DataLoader<V>, mode: SegmentationInferenceMode,
+                                                   numClasses: Int,
+                                                   visit: ((Int, SegmentationInput, LabelMap) throws -> Void)? = nil) throws -> MIoUResult
+where V.Item == SegmentationInput {
+    let wasTraining = segmentor.training
+    segmentor.eval()
+    defer { if wasTraining { segmentor.train() } }
+    var metric = MIoUMetric(numClasses: numClasses)
+    let it = loader.epoch(0)
+    while let batch = try it.next() {
+        let images = Tensor(batch.images, shape: batch.shape)
+        for (k, item) in batch.items.enumerated() {
+            let (h, w) = (item.image.height, item.image.width)
+            let one = images.slice(axis: 0, start: k, end: k + 1).slice(axis: 2, start: 0, end: h).slice(axis: 3, start: 0, end: w)
+            let pred = segmentor.predict(one, mode: mode, outputSize: (item.label.height, item.label.width))
+            let map = LabelMap(width: item.label.width, height: item.label.height, labels: pred.map { UInt8($0) })
+            _ = try metric.process(pred: map, label: item.label, name: "validation image \(batch.indices[k])")
+            try visit?(batch.indices[k], item, map)
+        }
+    }
+    return metric.compute()
 }
 
 /// The built-in shapes dataset with semantic labels (5 classes: background + 4 shapes), generated in memory.
 public struct ShapesSegmentationSetup {
     public var train: ShapesSegmentationDataset
     public var val: ShapesSegmentationDataset
+    public static let classNames = ["background"] + ShapeKind.allCases.map(\.name)
 
     public init(config c: Config) throws {
         let size = try c.int("data.shapes.size", default: 192), seed = UInt64(try c.int("data.shapes.seed", default: 0))

@@ -2,46 +2,142 @@ import ArgumentParser
 import Data
 import Evaluation
 import Foundation
+import Heads
+import Training
 
-/// COCO bbox/segm mAP of a results file against an instances file, printed as pycocotools prints it.
+/// COCO bbox/segm mAP, printed as pycocotools prints it: of a results file against an instances file, or of a
+/// trained detector run over its config's validation split.
 struct DetEval: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "det-eval",
-        abstract: "COCO detection / instance-segmentation mAP (pycocotools COCOeval semantics).")
+        abstract: "COCO detection / instance-segmentation mAP (pycocotools COCOeval semantics).",
+        discussion: """
+            Two forms:
+              det-eval --annotations GT.json --results DT.json [--iou-type bbox|segm] [--json-out F]
+              det-eval --config C --checkpoint W [--out results.json] [--show-dir D] [--set k=v ...] [--json-out F]
+            The second runs the detector on the config's validation split, writes COCO results (--out) and, with
+            --show-dir, one PNG per image with the predicted boxes drawn in class colours with their scores.
+            """)
 
     @Option(help: "Ground truth: a COCO instances JSON file.")
-    var annotations: String
+    var annotations: String?
 
     @Option(help: "Detections: a COCO results JSON file (array of {image_id, category_id, score, bbox | segmentation}).")
-    var results: String
+    var results: String?
 
     @Option(name: .customLong("iou-type"), help: "bbox or segm.")
     var iouType: String = "bbox"
+
+    @Option(help: "Detector config (JSON, as det-train takes it).")
+    var config: String?
+
+    @Option(help: "Trained weights: a det-train checkpoint or a plain state dict (safetensors).")
+    var checkpoint: String?
+
+    @Option(help: "With --config: write the detections as a COCO results JSON file.")
+    var out: String?
+
+    @Option(name: .customLong("show-dir"), help: "With --config: write each validation image with its detections drawn here.")
+    var showDir: String?
+
+    @Option(name: .customLong("show-score-thr"), help: "Lowest score drawn by --show-dir.")
+    var showScoreThr: Float = 0.3
+
+    @Option(name: .customLong("set"), help: "With --config: override a config key, e.g. --set data.samples_per_gpu=1.")
+    var overrides: [String] = []
 
     @Option(name: .customLong("json-out"), help: "Also write {iou_type, stats, per_category_ap} to this file.")
     var jsonOut: String?
 
     func validate() throws {
-        guard Params.IouType(rawValue: iouType) != nil else {
+        guard let type = Params.IouType(rawValue: iouType) else {
             throw ValidationError("--iou-type must be bbox or segm, got '\(iouType)'")
+        }
+        if config != nil || checkpoint != nil {
+            guard config != nil && checkpoint != nil else { throw ValidationError("--config and --checkpoint go together") }
+            guard annotations == nil && results == nil else {
+                throw ValidationError("give either --annotations/--results or --config/--checkpoint, not both")
+            }
+            guard type == .bbox else { throw ValidationError("--config evaluates boxes: --iou-type must be bbox") }
+        } else {
+            guard annotations != nil && results != nil else {
+                throw ValidationError("give --annotations and --results, or --config and --checkpoint")
+            }
+            guard out == nil && showDir == nil && overrides.isEmpty else {
+                throw ValidationError("--out, --show-dir and --set need --config")
+            }
         }
     }
 
     func run() throws {
-        let type = Params.IouType(rawValue: iouType)!
+        if let config, let checkpoint {
+            if let code = try TrainTool.exitCode(tool: "det-eval", { try evaluateModel(config: config, checkpoint: checkpoint) }) {
+                throw ExitCode(code)
+            }
+            return
+        }
         let gt: COCODataset, dt: COCODataset
         do {
-            gt = try COCODataset.load(annotations)
-            dt = try gt.loadRes(results)
+            gt = try COCODataset.load(annotations!)
+            dt = try gt.loadRes(results!)
         } catch let e as COCOError {
             fail("\(e)")
         }
-        for w in dt.warnings { FileHandle.standardError.write(Data("warning: \(results): \(w)\n".utf8)) }
-        let E = COCOeval(cocoGt: gt, cocoDt: dt, iouType: type)
+        for w in dt.warnings { FileHandle.standardError.write(Data("warning: \(results!): \(w)\n".utf8)) }
+        let E = COCOeval(cocoGt: gt, cocoDt: dt, iouType: Params.IouType(rawValue: iouType)!)
         E.evaluate()
         E.accumulate()
-        for line in E.summarize() { print(line) }
+        try report(E, groundTruth: gt)
+    }
 
+    /// The second form: build the detector, load the weights, detect on the validation split, evaluate.
+    func evaluateModel(config path: String, checkpoint: String) throws {
+        let cfg = try DetectionConfig.load(path: path, overrides: overrides)
+        let detector = try DetectorRegistry.build(cfg)
+        try Checkpoint.loadForInference(from: checkpoint, into: detector)
+        detector.eval()
+        if try cfg.string("data.dataset") == "coco" {
+            let setup = try COCODetectionSetup(config: cfg)
+            try evaluate(try setup.task(config: cfg, detector: detector), val: setup.val, annotations: setup.valAnnotationPath)
+        } else {
+            let setup = try ShapesDetectionSetup(config: cfg)
+            try evaluate(try setup.task(config: cfg, detector: detector), val: setup.val,
+                         annotations: try setup.valAnnotationPath(config: cfg))
+        }
+    }
+
+    func evaluate<T, V: SourceImageDataset>(_ task: DetectionTask<T, V>, val: V, annotations: String) throws {
+        let gt = try COCODataset.load(annotations)
+        var bar = ProgressBar(total: val.count, unit: "img")
+        let (ids, dets) = try task.detectAll { bar.update($0) }
+        bar.finish()
+        if let out { try writeCOCOResults(ids, dets, categoryIDs: task.categoryIDs, to: out) }
+        if let showDir { try show(dets, ids: ids, val: val, groundTruth: gt, to: showDir) }
+        guard let E = try cocoBboxEval(ids, dets, groundTruth: gt) else {
+            // pycocotools cannot evaluate an empty result list; every AP and AR is then 0.
+            print("no detections on the \(ids.count) validation images: every AP and AR is 0")
+            return
+        }
+        try report(E, groundTruth: gt)
+    }
+
+    /// One PNG per validation image (named after its file) with the detections above `--show-score-thr` drawn.
+    func show<V: SourceImageDataset>(_ dets: [ImageDetections], ids: [Int], val: V, groundTruth gt: COCODataset, to dir: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let names = gt.categoryIds.map { gt.category(id: $0)?.name ?? String($0) }
+        let files = Dictionary(gt.images.map { ($0.id, $0.fileName) }, uniquingKeysWith: { a, _ in a })
+        for (i, d) in dets.enumerated() {
+            let drawn = try val.sourceImage(at: i).drawingDetections(boxes: d.boxes, scores: d.scores, labels: d.labels,
+                                                                     classNames: names, scoreThreshold: showScoreThr)
+            let stem = ((files[ids[i]] ?? "\(ids[i])") as NSString).lastPathComponent
+            try writePNG(drawn, to: (dir as NSString).appendingPathComponent((stem as NSString).deletingPathExtension + ".png"))
+        }
+        FileHandle.standardError.write(Data("wrote \(dets.count) images to \(dir)\n".utf8))
+    }
+
+    /// pycocotools' 12-line summary, the per-category AP table and, with --json-out, the same as JSON.
+    func report(_ E: COCOeval, groundTruth gt: COCODataset) throws {
+        for line in E.summarize() { print(line) }
         let ap = E.perCategoryAP()
         print("")
         print("per-category AP (IoU=0.50:0.95, area=all, maxDets=\(E.params.maxDets.last ?? 100)):")
@@ -55,12 +151,8 @@ struct DetEval: ParsableCommand {
         }
 
         if let out = jsonOut {
-            var perCat: [String] = []
-            for id in E.params.catIds {
-                let v = ap[id] ?? .nan
-                perCat.append("\"\(id)\": \(v.isNaN ? "null" : json(v))")
-            }
-            let text = "{\"iou_type\": \"\(iouType)\", \"stats\": [\(E.stats.map(json).joined(separator: ", "))], "
+            let perCat = E.params.catIds.map { id in "\"\(id)\": \(json(ap[id] ?? .nan))" }
+            let text = "{\"iou_type\": \"\(E.params.iouType.rawValue)\", \"stats\": [\(E.stats.map(json).joined(separator: ", "))], "
                 + "\"per_category_ap\": {\(perCat.joined(separator: ", "))}}\n"
             do {
                 try text.write(toFile: out, atomically: true, encoding: .utf8)
@@ -71,7 +163,7 @@ struct DetEval: ParsableCommand {
     }
 }
 
-/// Shortest round-trip decimal, as Python's json writes floats.
+/// Shortest round-trip decimal, as Python's json writes floats (null for NaN).
 func json(_ v: Double) -> String { v.isFinite ? "\(v)" : "null" }
 
 func fail(_ message: String) -> Never {

@@ -54,51 +54,20 @@ struct DetTrain: ParsableCommand {
         } else {
             // Built-in dataset: generated in memory; the files (COCO json for the evaluator) are written once.
             let setup = try ShapesDetectionSetup(config: cfg)
-            let root = try cfg.string("data.shapes.root", default: "data/shapes")
-            if !FileManager.default.fileExists(atPath: "\(root)/annotations/instances_val.json") {
-                FileHandle.standardError.write(Data("writing the shapes dataset to \(root)\n".utf8))
-                try ShapesDatasetWriter(generator: setup.train.generator, trainCount: setup.train.count, valCount: setup.val.count)
-                    .write(to: root)
-            }
-            try train(try setup.task(config: cfg, detector: detector), valAnnotations: "\(root)/annotations/instances_val.json",
+            try train(try setup.task(config: cfg, detector: detector), valAnnotations: try setup.valAnnotationPath(config: cfg),
                       config: cfg, settings: settings, dir: dir)
         }
     }
 
     func train<T, V>(_ task: DetectionTask<T, V>, valAnnotations: String, config cfg: Config, settings: TrainerSettings, dir: String) throws {
         task.resultsPath = "\(dir)/results_val.json"
-        task.evaluator = makeEvaluator(annotations: valAnnotations)
+        task.evaluator = cocoBboxEvaluator(annotations: valAnnotations)
         let trainer = try Trainer(settings: settings, task: task, workDir: dir)
         let maxIters = settings.maxIters(itersPerEpoch: task.itersPerEpoch)
         FileHandle.standardError.write(Data(("det-train: \(cfg.path), \(maxIters) iterations (\(task.itersPerEpoch)/epoch), "
             + "\(task.detector.trainableParameters().reduce(0) { $0 + $1.1.count }) trainable parameters, work dir \(dir)\n").utf8))
         let summary = try trainer.run(resume: options.resume)
         print(TrainTool.summaryLine(summary))
-    }
-}
-
-/// The COCO evaluator: pycocotools' COCOeval (bbox) of the detections against the validation ground truth
-/// (read once), printing the standard 12-line summary.
-func makeEvaluator(annotations path: String) -> DetectionEvaluator? {
-    var groundTruth: COCODataset?
-    return { imageIDs, detections in
-        let gt = try groundTruth ?? COCODataset.load(path)
-        groundTruth = gt
-        var results: [COCOResult] = []
-        for (id, d) in zip(imageIDs, detections) {
-            for k in 0..<d.count {
-                let b = d.boxes[(4 * k)..<(4 * k + 4)].map(Double.init)
-                results.append(COCOResult(imageId: id, categoryId: gt.categoryId(forLabel: d.labels[k]), score: Double(d.scores[k]),
-                                          bbox: BBox(x: b[0], y: b[1], w: b[2] - b[0], h: b[3] - b[1])))
-            }
-        }
-        // An evaluation with no detections at all scores 0 everywhere (pycocotools refuses an empty result list).
-        guard !results.isEmpty else { return [Double](repeating: 0, count: 12) }
-        let e = COCOeval(cocoGt: gt, cocoDt: try gt.loadRes(results), iouType: .bbox)
-        e.evaluate()
-        e.accumulate()
-        FileHandle.standardError.write(Data((e.summarize().joined(separator: "\n") + "\n").utf8))
-        return e.stats
     }
 }
 

@@ -1,0 +1,68 @@
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+/// The det-eval command line in both forms, run as a process on the release build.
+final class DetEvalToolTests: XCTestCase {
+    let cocoEval = ToolRunner.packageRoot.appendingPathComponent("../shared/reference/coco-eval").standardizedFileURL.path
+
+    func testFilesFormPrintsTheSummaryAndNamesBadFiles() throws {
+        let tmp = try ToolRunner.temporaryDirectory("det-eval")
+        var r = try ToolRunner.run("det-eval", ["--annotations", "\(cocoEval)/instances_gt.json", "--results", "\(cocoEval)/detections.json",
+                                                "--json-out", "\(tmp)/m.json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.components(separatedBy: "Average Precision").count - 1, 6, r.stdout)
+        let stats = try XCTUnwrap(JSON.parse(String(contentsOfFile: "\(tmp)/m.json", encoding: .utf8))["stats"]?.arrayValue)
+        XCTAssertEqual(stats.count, 12)
+        try Data("[{\"image_id\": 1,".utf8).write(to: URL(fileURLWithPath: "\(tmp)/bad.json"))
+        r = try ToolRunner.run("det-eval", ["--annotations", "\(cocoEval)/instances_gt.json", "--results", "\(tmp)/bad.json"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("bad.json"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        // The two forms do not mix.
+        r = try ToolRunner.run("det-eval", ["--annotations", "\(cocoEval)/instances_gt.json", "--checkpoint", "w.safetensors"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--config and --checkpoint go together"), r.stderr)
+    }
+
+    func testModelFormDetectsWritesResultsAndDrawings() throws {
+        let tmp = try ToolRunner.temporaryDirectory("det-eval")
+        let tiny = ["--set", "model.backbone.arch=resnet50", "--set", "model.backbone.base_width=8",
+                    "--set", "model.bbox_head.stacked_convs=1", "--set", "data.img_scale=[64,64]",
+                    "--set", #"data.shapes={"size": 64, "train_count": 4, "val_count": 3, "root": "\#(tmp)/shapes"}"#,
+                    "--set", "data.samples_per_gpu=2", "--set", "evaluation.interval=100", "--set", "lr_config.step=[100]"]
+        var r = try ToolRunner.run("det-train", ["--work-dir", "\(tmp)/work", "--set", #"runner={"type": "IterBasedRunner", "max_iters": 2}"#] + tiny)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let config = "\(tmp)/work/config.json", weights = "\(tmp)/work/latest.safetensors"
+
+        // Score threshold 0 so that the barely trained detector still reports its top boxes.
+        r = try ToolRunner.run("det-eval", ["--config", config, "--checkpoint", weights, "--set", "model.test_cfg.score_thr=0.0",
+                                            "--out", "\(tmp)/results.json", "--show-dir", "\(tmp)/show", "--show-score-thr", "0"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("per-category AP"), r.stdout)
+        let results = try XCTUnwrap(JSON.parse(String(contentsOfFile: "\(tmp)/results.json", encoding: .utf8)).arrayValue)
+        XCTAssertFalse(results.isEmpty)
+        for d in results.prefix(5) {
+            XCTAssertNotNil(d["image_id"]?.intValue); XCTAssertEqual(d["bbox"]?.arrayValue?.count, 4)
+            XCTAssertTrue((1...4).contains(d["category_id"]?.intValue ?? 0))
+        }
+        let drawn = try FileManager.default.contentsOfDirectory(atPath: "\(tmp)/show").sorted()
+        XCTAssertEqual(drawn, ["val_000000.png", "val_000001.png", "val_000002.png"])
+
+        // The results file it wrote evaluates to the same table through the files form.
+        let again = try ToolRunner.run("det-eval", ["--annotations", "\(tmp)/shapes/annotations/instances_val.json", "--results", "\(tmp)/results.json"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(again.stdout, r.stdout)
+
+        // Weights that do not fit the model, and a missing file: one line each, exit 2.
+        r = try ToolRunner.run("det-eval", ["--config", config, "--checkpoint", weights, "--set", "model.bbox_head.feat_channels=32"])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("latest.safetensors: checkpoint does not fit the model"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        r = try ToolRunner.run("det-eval", ["--config", config, "--checkpoint", "\(tmp)/none.safetensors"])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("none.safetensors: checkpoint not found"), r.stderr)
+    }
+}
