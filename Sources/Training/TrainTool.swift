@@ -75,3 +75,33 @@ public struct TrainOptions: ParsableArguments {
         config ?? TrainTool.locateDefault(defaultConfig)
     }
 }
+
+/// The options det-eval and seg-eval share for their second form: a trained model run over its config's validation
+/// split (`--config C --checkpoint W [--show-dir D] [--set k=v ...]`).
+public struct ModelEvalOptions: ParsableArguments {
+    @Option(help: "Training config (JSON, as det-train / seg-train take it).")
+    public var config: String?
+
+    @Option(help: "Trained weights: a training checkpoint or a plain state dict (safetensors) holding every model tensor.")
+    public var checkpoint: String?
+
+    @Option(name: .customLong("show-dir"), help: "With --config: write visualisations of the predictions here.")
+    public var showDir: String?
+
+    @Option(name: .customLong("set"), help: "With --config: override a config key, e.g. --set data.samples_per_gpu=1.")
+    public var overrides: [String] = []
+
+    public init() {}
+
+    /// The (config, checkpoint) pair when the model form is chosen, nil for the files form. `filesForm` says whether
+    /// any of the files form's options (named `filesOptions` in messages) were given.
+    public func form(filesForm: Bool, filesOptions: String) throws -> (config: String, checkpoint: String)? {
+        if config != nil || checkpoint != nil {
+            guard let config, let checkpoint else { throw ValidationError("--config and --checkpoint go together") }
+            guard !filesForm else { throw ValidationError("give either \(filesOptions) or --config/--checkpoint, not both") }
+            return (config, checkpoint)
+        }
+        guard showDir == nil && overrides.isEmpty else { throw ValidationError("--show-dir and --set need --config") }
+        return nil
+    }
+}

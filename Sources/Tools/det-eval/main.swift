@@ -13,10 +13,12 @@ struct DetEval: ParsableCommand {
         abstract: "COCO detection / instance-segmentation mAP (pycocotools COCOeval semantics).",
         discussion: """
             Two forms:
-              det-eval --annotations GT.json --results DT.json [--iou-type bbox|segm] [--json-out F]
-              det-eval --config C --checkpoint W [--out results.json] [--show-dir D] [--set k=v ...] [--json-out F]
-            The second runs the detector on the config's validation split, writes COCO results (--out) and, with
-            --show-dir, one PNG per image with the predicted boxes drawn in class colours with their scores.
+              det-eval --annotations GT.json --results DT.json [--iou-type T]
+              det-eval --config C --checkpoint W [--out R.json] [--show-dir D]
+
+            The second runs the detector on the config's validation split,
+            writes the COCO results (--out) and, with --show-dir, one PNG per
+            image with the predicted boxes in class colours with scores.
             """)
 
     @Option(help: "Ground truth: a COCO instances JSON file.")
@@ -28,23 +30,13 @@ struct DetEval: ParsableCommand {
     @Option(name: .customLong("iou-type"), help: "bbox or segm.")
     var iouType: String = "bbox"
 
-    @Option(help: "Detector config (JSON, as det-train takes it).")
-    var config: String?
-
-    @Option(help: "Trained weights: a det-train checkpoint or a plain state dict (safetensors).")
-    var checkpoint: String?
+    @OptionGroup var trained: ModelEvalOptions
 
     @Option(help: "With --config: write the detections as a COCO results JSON file.")
     var out: String?
 
-    @Option(name: .customLong("show-dir"), help: "With --config: write each validation image with its detections drawn here.")
-    var showDir: String?
-
     @Option(name: .customLong("show-score-thr"), help: "Lowest score drawn by --show-dir.")
     var showScoreThr: Float = 0.3
-
-    @Option(name: .customLong("set"), help: "With --config: override a config key, e.g. --set data.samples_per_gpu=1.")
-    var overrides: [String] = []
 
     @Option(name: .customLong("json-out"), help: "Also write {iou_type, stats, per_category_ap} to this file.")
     var jsonOut: String?
@@ -53,24 +45,18 @@ struct DetEval: ParsableCommand {
         guard let type = Params.IouType(rawValue: iouType) else {
             throw ValidationError("--iou-type must be bbox or segm, got '\(iouType)'")
         }
-        if config != nil || checkpoint != nil {
-            guard config != nil && checkpoint != nil else { throw ValidationError("--config and --checkpoint go together") }
-            guard annotations == nil && results == nil else {
-                throw ValidationError("give either --annotations/--results or --config/--checkpoint, not both")
-            }
+        if try trained.form(filesForm: annotations != nil || results != nil, filesOptions: "--annotations/--results") != nil {
             guard type == .bbox else { throw ValidationError("--config evaluates boxes: --iou-type must be bbox") }
         } else {
             guard annotations != nil && results != nil else {
                 throw ValidationError("give --annotations and --results, or --config and --checkpoint")
             }
-            guard out == nil && showDir == nil && overrides.isEmpty else {
-                throw ValidationError("--out, --show-dir and --set need --config")
-            }
+            guard out == nil else { throw ValidationError("--out needs --config") }
         }
     }
 
     func run() throws {
-        if let config, let checkpoint {
+        if let (config, checkpoint) = try trained.form(filesForm: false, filesOptions: "") {
             if let code = try TrainTool.exitCode(tool: "det-eval", { try evaluateModel(config: config, checkpoint: checkpoint) }) {
                 throw ExitCode(code)
             }
@@ -92,7 +78,7 @@ struct DetEval: ParsableCommand {
 
     /// The second form: build the detector, load the weights, detect on the validation split, evaluate.
     func evaluateModel(config path: String, checkpoint: String) throws {
-        let cfg = try DetectionConfig.load(path: path, overrides: overrides)
+        let cfg = try DetectionConfig.load(path: path, overrides: trained.overrides)
         let detector = try DetectorRegistry.build(cfg)
         try Checkpoint.loadForInference(from: checkpoint, into: detector)
         detector.eval()
@@ -112,7 +98,7 @@ struct DetEval: ParsableCommand {
         let (ids, dets) = try task.detectAll { bar.update($0) }
         bar.finish()
         if let out { try writeCOCOResults(ids, dets, categoryIDs: task.categoryIDs, to: out) }
-        if let showDir { try show(dets, ids: ids, val: val, groundTruth: gt, to: showDir) }
+        if let showDir = trained.showDir { try show(dets, ids: ids, val: val, groundTruth: gt, to: showDir) }
         guard let E = try cocoBboxEval(ids, dets, groundTruth: gt) else {
             // pycocotools cannot evaluate an empty result list; every AP and AR is then 0.
             print("no detections on the \(ids.count) validation images: every AP and AR is 0")

@@ -13,12 +13,15 @@ struct SegEval: ParsableCommand {
         abstract: "mmsegmentation-style mIoU, mAcc and aAcc with the per-class table.",
         discussion: """
             Two forms:
-              seg-eval --gt-dir G --pred-dir P --num-classes N [--reduce-zero-label] [--class-names F] [--json-out F]
-              seg-eval --config C --checkpoint W [--show-dir D] [--set k=v ...] [--json-out F]
-            The first matches files by name: every PNG in --gt-dir needs a PNG of the same name in --pred-dir; values
-            are the stored 8-bit grey levels or palette indices. The second runs the segmentor on the config's
-            validation split; --show-dir writes D/overlay/<image>.png (predicted classes blended over the image) and
-            D/pred/<image>.png (palette label maps, which the first form reads back).
+              seg-eval --gt-dir G --pred-dir P --num-classes N [--json-out F]
+              seg-eval --config C --checkpoint W [--show-dir D] [--json-out F]
+
+            The first matches files by name: every PNG in --gt-dir needs a PNG
+            of the same name in --pred-dir (8-bit grey levels or palette
+            indices). The second runs the segmentor on the config's
+            validation split; --show-dir writes D/overlay/<image>.png (the
+            predicted classes blended over the image) and D/pred/<image>.png
+            (palette label maps, which the first form reads back).
             """)
 
     @Option(help: "Folder of ground-truth label PNGs.")
@@ -30,17 +33,7 @@ struct SegEval: ParsableCommand {
     @Option(help: "Number of classes.")
     var numClasses: Int = 0
 
-    @Option(help: "Segmentor config (JSON, as seg-train takes it).")
-    var config: String?
-
-    @Option(help: "Trained weights: a seg-train checkpoint or a plain state dict (safetensors).")
-    var checkpoint: String?
-
-    @Option(name: .customLong("show-dir"), help: "With --config: write overlays and palette label maps here.")
-    var showDir: String?
-
-    @Option(name: .customLong("set"), help: "With --config: override a config key, e.g. --set model.test_cfg.mode=slide.")
-    var overrides: [String] = []
+    @OptionGroup var trained: ModelEvalOptions
 
     @Option(help: "Label value excluded from evaluation.")
     var ignoreIndex: Int = 255
@@ -56,20 +49,15 @@ struct SegEval: ParsableCommand {
 
     func validate() throws {
         guard (0...255).contains(ignoreIndex) else { throw ValidationError("--ignore-index must be in 0...255") }
-        if config != nil || checkpoint != nil {
-            guard config != nil && checkpoint != nil else { throw ValidationError("--config and --checkpoint go together") }
-            guard gtDir == nil && predDir == nil && numClasses == 0 else {
-                throw ValidationError("give either --gt-dir/--pred-dir/--num-classes or --config/--checkpoint, not both")
-            }
-        } else {
+        if try trained.form(filesForm: gtDir != nil || predDir != nil || numClasses != 0,
+                          filesOptions: "--gt-dir/--pred-dir/--num-classes") == nil {
             guard gtDir != nil && predDir != nil else { throw ValidationError("give --gt-dir and --pred-dir, or --config and --checkpoint") }
             guard (1...256).contains(numClasses) else { throw ValidationError("--num-classes must be in 1...256") }
-            guard showDir == nil && overrides.isEmpty else { throw ValidationError("--show-dir and --set need --config") }
         }
     }
 
     func run() throws {
-        if let config, let checkpoint {
+        if let (config, checkpoint) = try trained.form(filesForm: false, filesOptions: "") {
             if let code = try TrainTool.exitCode(tool: "seg-eval", { try evaluateModel(config: config, checkpoint: checkpoint) }) {
                 throw ExitCode(code)
             }
@@ -98,7 +86,7 @@ struct SegEval: ParsableCommand {
 
     /// The second form: build the segmentor, load the weights, predict the validation split, score it.
     func evaluateModel(config path: String, checkpoint: String) throws {
-        let cfg = try SegmentationConfig.load(path: path, overrides: overrides)
+        let cfg = try SegmentationConfig.load(path: path, overrides: trained.overrides)
         let model = try SegmentationConfig.build(cfg)
         try Checkpoint.loadForInference(from: checkpoint, into: model)
         let mode = try SegmentationConfig.inferenceMode(cfg)
@@ -113,7 +101,7 @@ struct SegEval: ParsableCommand {
     func evaluate<V: SourceImageDataset>(_ model: EncoderDecoder, val: V, mode: SegmentationInferenceMode, names: [String]?,
                                          background: Bool) throws where V.Item == SegmentationInput {
         let n = model.numClasses, palette = Palette.colours(n, background: background)
-        if let showDir {
+        if let showDir = trained.showDir {
             for sub in ["overlay", "pred"] { try FileManager.default.createDirectory(atPath: "\(showDir)/\(sub)", withIntermediateDirectories: true) }
         }
         var bar = ProgressBar(total: val.count, unit: "img"), done = 0
@@ -121,14 +109,14 @@ struct SegEval: ParsableCommand {
         let r = try evaluateSegmentation(model, loader: loader, mode: mode, numClasses: n) { index, item, pred in
             done += 1
             bar.update(done)
-            guard let showDir else { return }
+            guard let showDir = trained.showDir else { return }
             let stem = ((item.meta.filename as NSString).lastPathComponent as NSString).deletingPathExtension
             let image = try val.sourceImage(at: index)
             try writePNG(image.blended(with: pred, palette: palette), to: "\(showDir)/overlay/\(stem).png")
             try writePNG(pred, to: "\(showDir)/pred/\(stem).png", palette: palette)
         }
         bar.finish()
-        if let showDir { FileHandle.standardError.write(Data("wrote \(val.count) overlays and label maps to \(showDir)\n".utf8)) }
+        if let showDir = trained.showDir { FileHandle.standardError.write(Data("wrote \(val.count) overlays and label maps to \(showDir)\n".utf8)) }
         printTable(r, names: names ?? (0..<n).map(String.init), imageCount: val.count)
         if let path = jsonOut { try writeJSON(r, to: path) }
     }
