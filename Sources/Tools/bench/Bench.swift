@@ -18,8 +18,8 @@ func peakRSSMegabytes() -> Double {
     return 0
 }
 
-/// Runs `body` once to warm up, then `runs` times; returns the median wall time in seconds.
-func medianSeconds(runs: Int, _ body: () throws -> Void) rethrows -> Double {
+/// Runs `body` once to warm up, then `runs` times; returns the wall times in seconds, fastest first.
+func sortedSeconds(runs: Int, _ body: () throws -> Void) rethrows -> [Double] {
     try body()
     var times: [Double] = []
     for _ in 0..<max(1, runs) {
@@ -27,14 +27,21 @@ func medianSeconds(runs: Int, _ body: () throws -> Void) rethrows -> Double {
         try body()
         times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
     }
-    times.sort()
+    return times.sorted()
+}
+
+/// The median of `sortedSeconds`.
+func medianSeconds(runs: Int, _ body: () throws -> Void) rethrows -> Double {
+    let times = try sortedSeconds(runs: runs, body)
     return times[times.count / 2]
 }
 
-/// One JSON line: {"case": ..., "median_ms": ..., "peak_rss_mb": ..., extra...}.
-func report(_ name: String, medianSeconds: Double, extra: [String: Double]) {
+/// One JSON line: {"case": ..., "median_ms": ..., "min_ms": ..., "peak_rss_mb": ..., extra...}. The minimum is the
+/// steadier figure on a shared, noisy machine; the median is the headline.
+func report(_ name: String, medianSeconds: Double, minSeconds: Double, extra: [String: Double]) {
     var fields = ["\"case\": \"\(name)\"",
                   "\"median_ms\": \(String(format: "%.3f", medianSeconds * 1000))",
+                  "\"min_ms\": \(String(format: "%.3f", minSeconds * 1000))",
                   "\"peak_rss_mb\": \(String(format: "%.1f", peakRSSMegabytes()))",
                   "\"peak_tensor_mb\": \(String(format: "%.1f", Double(Storage.peakBytes) / 1048576))"]
     for (k, v) in extra.sorted(by: { $0.key < $1.key }) {

@@ -30,8 +30,8 @@ struct Bench: ParsableCommand {
         if list { allCases.forEach { print($0.name) }; return }
         for c in allCases where caseName == nil || c.name == caseName {
             let (body, extra) = try c.setUp()
-            let t = try medianSeconds(runs: runs, body)
-            report(c.name, medianSeconds: t, extra: extra(t))
+            let times = try sortedSeconds(runs: runs, body), t = times[times.count / 2]
+            report(c.name, medianSeconds: t, minSeconds: times[0], extra: extra(t))
         }
     }
 }
