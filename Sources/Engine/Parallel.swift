@@ -5,7 +5,8 @@ import Foundation
 /// Threading policy: one pool of threads, ours. OpenBLAS runs single-threaded and `sgemm` splits large products
 /// over our threads, because OpenBLAS's own workers keep spinning in sched_yield after every GEMM and took cores from
 /// the loops that followed (about 17 % of the samples in a profile of ACmix-ResNet-50; 10–15 % faster without).
-/// BLAS is never called from inside a parallel region, so nothing oversubscribes.
+/// Only products small enough for `sgemm` to leave whole run inside a parallel region (window attention's per-task
+/// ones), so splitting never nests and nothing oversubscribes.
 public enum Threads {
     public static var count: Int = {
         openblas_set_num_threads(1)

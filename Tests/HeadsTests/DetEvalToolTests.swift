@@ -24,6 +24,10 @@ final class DetEvalToolTests: XCTestCase {
         r = try ToolRunner.run("det-eval", ["--annotations", "\(cocoEval)/instances_gt.json", "--checkpoint", "w.safetensors"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("--config and --checkpoint go together"), r.stderr)
+        r = try ToolRunner.run("det-eval", ["--annotations", "\(cocoEval)/instances_gt.json", "--results", "\(cocoEval)/detections.json",
+                                            "--show-dir", "\(tmp)/show"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--show-dir and --set need --config"), r.stderr)
     }
 
     func testModelFormDetectsWritesResultsAndDrawings() throws {

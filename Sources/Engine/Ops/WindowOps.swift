@@ -117,8 +117,8 @@ public func windowAttention(_ qkv: Tensor, heads: Int, window ws: Int, scale: Fl
     let geo = WindowGeometry(hp: hp, wp: wp, ws: ws, nWx: nWx, nW: nW, c: c, hd: hd, n: n)
     let x = qkv.data, y = out.data, bd = bias.data, md = mask?.data, pd = probs?.data
     let tasks = b * nW * heads
-    // Windows up to ~12×12 give per-task sgemms that OpenBLAS runs on the calling thread, so tasks run on our
-    // threads; larger windows run one task at a time and let OpenBLAS spread each product over the cores.
+    // Windows up to ~12×12 give per-task products below `sgemm`'s split size, so tasks run in parallel on our
+    // threads; larger windows run one task at a time and let `sgemm` split each product over the threads.
     let taskThreads = n * n * hd <= 200_000 ? Threads.count : 1
     runChunks(tasks, chunks: taskThreads, scratch: 4 * n * hd + n * n) { _, range, buf in
         let q = buf, k = q + n * hd, v = k + n * hd, o = v + n * hd, s = o + n * hd
