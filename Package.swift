@@ -1,5 +1,6 @@
 // swift-tools-version:6.0
-// ACmix detection and segmentation toolkit: engine → Data → Backbones → Heads → Tools.
+// ACmix detection and segmentation toolkit. Dependencies run one way:
+// Engine → NN → Config → {Data, Backbones, Heads} → Evaluation → Training → Tasks → Tools (docs/ARCHITECTURE.md).
 import PackageDescription
 
 /// Numeric targets are built without bounds/overflow checks in release (the hot loops are pointer code) and, on
@@ -10,6 +11,9 @@ let cpu = ["-target-cpu", "haswell"]
 let cpu: [String] = []
 #endif
 let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"] + cpu, .when(configuration: .release))]
+/// Code that reads configs and files keeps Swift's bounds and overflow checks.
+let checked: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"], .when(configuration: .release))]
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 
 let package = Package(
     name: "ACmixKit",
@@ -17,11 +21,13 @@ let package = Package(
     products: [
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "NN", targets: ["NN"]),
+        .library(name: "Config", targets: ["Config"]),
         .library(name: "Data", targets: ["Data"]),
         .library(name: "Evaluation", targets: ["Evaluation"]),
         .library(name: "Backbones", targets: ["Backbones"]),
         .library(name: "Heads", targets: ["Heads"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Tasks", targets: ["Tasks"]),
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "make-shapes", targets: ["make-shapes"]),
         .executable(name: "seg-train", targets: ["seg-train"]),
@@ -48,36 +54,38 @@ let package = Package(
 
         // The tensor + autograd engine on OpenBLAS.
         .target(name: "Engine", dependencies: ["CBLAS"], path: "Sources/Engine", swiftSettings: fast),
-        // Modules, layers, optimizers, schedules, safetensors, JSON configs.
+        // Modules, layers, optimizers, schedules, safetensors, JSON.
         .target(name: "NN", dependencies: ["Engine", "CJSONC"], path: "Sources/NN", swiftSettings: fast),
+        // JSON configs (_base_, --set, schemas, sections) and the component registry.
+        .target(name: "Config", dependencies: ["Engine", "NN"], path: "Sources/Config", swiftSettings: checked),
         // Image decoding, COCO annotations, RLE masks, augmentation pipelines, loaders, the synthetic dataset.
         .target(name: "Data", dependencies: ["Engine", "CJSONC", "CSimdJSON", "CImageCodecs"], path: "Sources/Data", swiftSettings: fast),
+        // Models: backbones, then necks, heads, detectors and segmentors (engine, NN and Config only).
+        .target(name: "Backbones", dependencies: ["Engine", "NN", "Config"], path: "Sources/Backbones", swiftSettings: fast),
+        .target(name: "Heads", dependencies: ["Engine", "NN", "Config", "Backbones"], path: "Sources/Heads", swiftSettings: fast),
         // COCO bbox/segm mAP (pycocotools) and mIoU (mmsegmentation).
         .target(name: "Evaluation", dependencies: ["Data"], path: "Sources/Evaluation", swiftSettings: fast),
-        .target(name: "Backbones", dependencies: ["NN"], path: "Sources/Backbones", swiftSettings: fast),
-        // Configs (JSON, _base_, --set, schemas), checkpoints and the generic training loop (det-train, seg-train).
-        .target(name: "Training", dependencies: ["Engine", "NN", "Data", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                path: "Sources/Training", swiftSettings: fast),
-        // FPN, anchors, box coding, assignment, NMS, RetinaNet, detector registry, detection training task.
-        .target(name: "Heads", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Training"], path: "Sources/Heads", swiftSettings: fast),
+        // The generic training loop with hooks, trainer settings, checkpoints, plots.
+        .target(name: "Training", dependencies: ["Engine", "NN", "Config", "Data"], path: "Sources/Training", swiftSettings: checked),
+        // Detection and segmentation tasks: datasets from config, loaders, evaluators, result files.
+        .target(name: "Tasks", dependencies: ["Engine", "NN", "Config", "Data", "Evaluation", "Backbones", "Heads", "Training"],
+                path: "Sources/Tasks", swiftSettings: checked),
 
         // Tools.
-        .executableTarget(name: "bench", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training",
-                                                        .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        .target(name: "ToolSupport", dependencies: ["Config", "Training", "Tasks", argumentParser], path: "Sources/Tools/ToolSupport",
+                swiftSettings: checked),
+        .executableTarget(name: "bench", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training", argumentParser],
                           path: "Sources/Tools/bench", swiftSettings: fast),
-        .executableTarget(name: "det-train", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training",
-                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          path: "Sources/Tools/det-train", swiftSettings: fast),
-        .executableTarget(name: "seg-train", dependencies: ["Engine", "NN", "Data", "Backbones", "Heads", "Training",
-                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          path: "Sources/Tools/seg-train", swiftSettings: fast),
-        .executableTarget(name: "make-shapes", dependencies: ["Data", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          path: "Sources/Tools/make-shapes"),
-        .executableTarget(name: "det-eval", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        .executableTarget(name: "det-train", dependencies: ["Heads", "Tasks", "ToolSupport", argumentParser],
+                          path: "Sources/Tools/det-train", swiftSettings: checked),
+        .executableTarget(name: "seg-train", dependencies: ["Heads", "Tasks", "ToolSupport", argumentParser],
+                          path: "Sources/Tools/seg-train", swiftSettings: checked),
+        .executableTarget(name: "make-shapes", dependencies: ["Data", argumentParser], path: "Sources/Tools/make-shapes"),
+        .executableTarget(name: "det-eval", dependencies: ["Engine", "Data", "Evaluation", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/det-eval"),
-        .executableTarget(name: "seg-eval", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        .executableTarget(name: "seg-eval", dependencies: ["Engine", "Data", "Evaluation", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/seg-eval"),
-        .executableTarget(name: "export-features", dependencies: ["Engine", "NN", "Data", "Backbones", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        .executableTarget(name: "export-features", dependencies: ["Engine", "NN", "Data", "Backbones", argumentParser],
                           path: "Sources/Tools/export-features", swiftSettings: fast),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
@@ -85,9 +93,11 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["Engine", "NN"], path: "Tests/NNTests"),
         .testTarget(name: "DataTests", dependencies: ["Data"], path: "Tests/DataTests"),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Data", "TestSupport"], path: "Tests/EvaluationTests"),
-        .testTarget(name: "HeadsTests", dependencies: ["Engine", "NN", "Data", "Backbones", "Heads", "Training", "TestSupport"], path: "Tests/HeadsTests"),
+        .testTarget(name: "HeadsTests", dependencies: ["Engine", "NN", "Config", "Data", "Backbones", "Heads", "Training", "Tasks",
+                                                     "TestSupport"], path: "Tests/HeadsTests"),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "NN", "TestSupport"], path: "Tests/BackbonesTests"),
-        .testTarget(name: "SegmentationTests", dependencies: ["Heads", "Backbones", "NN", "Engine", "Data", "Evaluation", "Training", "TestSupport"], path: "Tests/SegmentationTests",
+        .testTarget(name: "SegmentationTests", dependencies: ["Heads", "Backbones", "NN", "Engine", "Config", "Data", "Evaluation", "Training",
+                                                            "Tasks", "TestSupport"], path: "Tests/SegmentationTests",
                     exclude: ["Reference"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,4 +1,6 @@
+import Config
 import Engine
+import Foundation
 import NN
 
 /// What detection/segmentation necks and `export-features` need from a backbone.
@@ -45,7 +47,7 @@ public enum BackboneRegistry {
             return try SwinTransformer.make(arch: arch, mode: dense ? .dense : .classification(imageSize: imageSize),
                                             numClasses: numClasses ?? 0)
         }
-        throw BackboneError("unknown backbone arch '\(arch)'; known: \(allArchs.joined(separator: ", "))")
+        throw KitError.model("unknown backbone arch '\(arch)'; known: \(allArchs.joined(separator: ", "))")
     }
 
     /// Classes of the classification head stored in a state dict (`fc.weight` or `head.weight`), if any.
@@ -54,5 +56,44 @@ public enum BackboneRegistry {
             if let w = stateDict[key], w.rank == 2 { return w.shape[0] }
         }
         return nil
+    }
+}
+
+// MARK: registry
+
+extension BackboneRegistry {
+    /// `model.backbone` sections, picked by `arch`. Dense mode for Swin (any input size), no classification head;
+    /// `pretrained` weights (a classification or detection state dict, `backbone.` prefix optional) are loaded.
+    public static let registry: Registry<any Backbone, Void> = {
+        let r = Registry<any Backbone, Void>(kind: "backbone", tag: "arch")
+        r.register(resnetArchs, fields: [
+            .init("frozen_stages", .intRange(-1...4), default: -1), .init("norm_eval", .bool, default: false),
+            .init("base_width", .optional(.intRange(4...4096))), .init("pretrained", .optional(.string)),
+        ]) { c, _ in
+            let w = try c.has("base_width") ? c.int("base_width") : 64
+            guard w % 4 == 0 else { throw c.fail("base_width", "must be a multiple of 4, got \(w)") }
+            let net = try ResNet(arch: c.string("arch"), numClasses: nil, frozenStages: c.int("frozen_stages"),
+                                 normEval: c.bool("norm_eval"), baseWidth: w)
+            return try loadPretrained(net, c)
+        }
+        // mmdet's Swin options that this backbone does not implement are accepted only at their inactive value.
+        r.register(swinArchs, fields: [
+            .init("frozen_stages", .exactly(-1), default: -1), .init("norm_eval", .exactly(false), default: false),
+            .init("pretrained", .optional(.string)),
+        ]) { c, _ in
+            _ = try c.int("frozen_stages"); _ = try c.bool("norm_eval")
+            return try loadPretrained(try SwinTransformer.make(arch: c.string("arch"), mode: .dense, numClasses: 0), c)
+        }
+        return r
+    }()
+
+    /// Loads `pretrained` (when set) non-strictly into `backbone`, skipping classification heads.
+    static func loadPretrained(_ backbone: any Backbone, _ c: Config) throws -> any Backbone {
+        guard let p = try c.optionalString("pretrained") else { return backbone }
+        guard FileManager.default.fileExists(atPath: p) else { throw c.fail("pretrained", "file not found: \(p)") }
+        let sd = try SafeTensors.read(path: p).tensors.filter { !$0.key.hasPrefix("fc.") && !$0.key.hasPrefix("head.") }
+        let report = try backbone.load(stateDict: sd, strict: false, stripPrefix: "backbone.", source: p)
+        if report.loaded.isEmpty { throw KitError.checkpoint("\(p): no tensor of this file matches backbone '\(try c.string("arch"))'") }
+        return backbone
     }
 }

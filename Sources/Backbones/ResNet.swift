@@ -57,7 +57,7 @@ public final class ResNet: Module {
     public convenience init(arch: String, numClasses: Int? = 1000, frozenStages: Int = -1, normEval: Bool = false,
                             baseWidth: Int = 64) throws {
         guard let layers = Self.depths[arch] else {
-            throw BackboneError("unknown ResNet arch '\(arch)'; known: \(Self.depths.keys.sorted().joined(separator: ", "))")
+            throw KitError.model("unknown ResNet arch '\(arch)'; known: \(Self.depths.keys.sorted().joined(separator: ", "))")
         }
         self.init(layers: layers, acmix: arch.hasPrefix("acmix") ? ACmixSettings() : nil, numClasses: numClasses,
                   frozenStages: frozenStages, normEval: normEval, baseWidth: baseWidth)
@@ -96,10 +96,6 @@ public final class ResNet: Module {
     }
 }
 
-public struct BackboneError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ message: String) { description = message }
-}
 
 extension ResNet {
     /// Spatial size of each ACmix input map for an image side `n` (reflection padding needs it > k_att/2).
@@ -123,7 +119,7 @@ extension ResNet {
         let pad = a.kernelAtt / 2
         func minimum() -> Int { (1...4096).first { n in acmixInputSides(n).allSatisfy { $0 > pad } } ?? 4096 }
         if acmixInputSides(height).contains(where: { $0 <= pad }) || acmixInputSides(width).contains(where: { $0 <= pad }) {
-            throw BackboneError("input \(height)x\(width) is too small for ACmix-ResNet: every ACmix feature map must be larger than "
+            throw KitError.model("input \(height)x\(width) is too small for ACmix-ResNet: every ACmix feature map must be larger than "
                                 + "\(pad) pixels for the \(a.kernelAtt)x\(a.kernelAtt) reflection-padded window; use at least \(minimum())x\(minimum())")
         }
     }

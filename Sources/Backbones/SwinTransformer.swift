@@ -40,9 +40,6 @@ public struct SwinConfig: Equatable {
     public func stageDim(_ i: Int) -> Int { embedDim << i }
 }
 
-public struct SwinError: Error, CustomStringConvertible {
-    public let description: String
-}
 
 /// Swin Transformer (Liu et al. 2021) and its ACmix variant (Pan et al. 2022), with the authors' state-dict
 /// keys: `patch_embed.*`, `layers.i.blocks.j.*`, `layers.i.downsample.*`, and `norm`, `head` (classification)
@@ -115,10 +112,10 @@ public final class SwinTransformer: Module {
 
     /// Throws when `shape` (B, 3, H, W) cannot go through this model (classification needs the fixed size).
     public func validate(inputShape shape: [Int]) throws {
-        guard shape.count == 4, shape[1] == 3 else { throw SwinError(description: "Swin expects (B, 3, H, W), got \(shape)") }
+        guard shape.count == 4, shape[1] == 3 else { throw KitError.model( "Swin expects (B, 3, H, W), got \(shape)") }
         if case .classification(let size) = config.mode, shape[2] != size || shape[3] != size {
             let g = size / config.patchSize
-            throw SwinError(description:
+            throw KitError.model(
                 "Swin classification mode is built for \(size)x\(size) inputs (patch grid \(g)x\(g)); got \(shape[2])x\(shape[3]). Use mode .dense for other sizes.")
         }
     }
@@ -178,7 +175,7 @@ public final class SwinTransformer: Module {
         case "swin_small": cfg = SwinConfig(embedDim: 96, depths: [2, 2, 18, 2], numHeads: [3, 6, 12, 24], dropPathRate: 0.3)
         case "swin_base": cfg = SwinConfig(embedDim: 128, depths: [2, 2, 18, 2], numHeads: [4, 8, 16, 32], dropPathRate: 0.5)
         default:
-            throw SwinError(description: "unknown Swin architecture '\(arch)'; known: swin_tiny, swin_small, swin_base, acmix_swin_tiny, acmix_swin_small, acmix_swin_base")
+            throw KitError.model( "unknown Swin architecture '\(arch)'; known: swin_tiny, swin_small, swin_base, acmix_swin_tiny, acmix_swin_small, acmix_swin_base")
         }
         cfg.acmix = acmix
         cfg.numClasses = numClasses

@@ -39,20 +39,20 @@ public final class COCODataset: @unchecked Sendable {
         var dup: Int?
         let imageIndex = COCOIdIndex(images.map(\.id), duplicate: &dup)
         if let i = dup {
-            throw COCOError(file: file, record: "images[\(i)] (id \(images[i].id))", problem: "duplicate image id \(images[i].id)")
+            throw KitError.coco(file: file, record: "images[\(i)] (id \(images[i].id))", problem: "duplicate image id \(images[i].id)")
         }
         for (i, im) in images.enumerated() where im.width <= 0 || im.height <= 0 {
-            throw COCOError(file: file, record: "images[\(i)] (id \(im.id))",
+            throw KitError.coco(file: file, record: "images[\(i)] (id \(im.id))",
                             problem: "image size \(im.width) x \(im.height) is not positive")
         }
         let categoryIndex = COCOIdIndex(categories.map(\.id), duplicate: &dup)
         if let i = dup {
-            throw COCOError(file: file, record: "categories[\(i)] (id \(categories[i].id))",
+            throw KitError.coco(file: file, record: "categories[\(i)] (id \(categories[i].id))",
                             problem: "duplicate category id \(categories[i].id)")
         }
         let annotationIndex = COCOIdIndex(annotations.map(\.id), duplicate: &dup)
         if let i = dup {
-            throw COCOError(file: file, record: "\(section)[\(i)] (id \(annotations[i].id))",
+            throw KitError.coco(file: file, record: "\(section)[\(i)] (id \(annotations[i].id))",
                             problem: "duplicate annotation id \(annotations[i].id)")
         }
         // Positions of each annotation's image and category, looked up once.
@@ -60,13 +60,13 @@ public final class COCODataset: @unchecked Sendable {
         var imgPos = [Int32](repeating: 0, count: n), catPos = [Int32](repeating: 0, count: n)
         for (i, a) in annotations.enumerated() {
             guard let im = imageIndex[a.imageId] else {
-                throw COCOError(file: file, record: "\(section)[\(i)] (id \(a.id))",
+                throw KitError.coco(file: file, record: "\(section)[\(i)] (id \(a.id))",
                                 problem: isResults
                                     ? "image_id \(a.imageId) is not an image of the ground truth (pycocotools: 'Results do not correspond to current coco set')"
                                     : "image_id \(a.imageId) is not in \"images\"")
             }
             guard let c = categoryIndex[a.categoryId] else {
-                throw COCOError(file: file, record: "\(section)[\(i)] (id \(a.id))",
+                throw KitError.coco(file: file, record: "\(section)[\(i)] (id \(a.id))",
                                 problem: "category_id \(a.categoryId) is not in \"categories\"")
             }
             imgPos[i] = Int32(im)
@@ -118,7 +118,7 @@ public final class COCODataset: @unchecked Sendable {
     /// (the rest is background).
     static func check(_ a: COCOAnnotation, image: COCOImage, isResults: Bool, file: String,
                       record: @autoclosure () -> String) throws -> CheckResult {
-        func fail(_ p: String) -> COCOError { COCOError(file: file, record: record(), problem: p) }
+        func fail(_ p: String) -> KitError { KitError.coco(file: file, record: record(), problem: p) }
         let b = a.bbox
         if !(b.x.isFinite && b.y.isFinite && b.w.isFinite && b.h.isFinite) {
             throw fail("bbox \(b.array) is not finite")

@@ -15,7 +15,7 @@ struct COCOFile {
 
     static func read(_ path: String, kind: Kind) throws -> COCOFile {
         if access(path, R_OK) != 0 {
-            throw COCOError(file: path, problem: "cannot read file: \(String(cString: strerror(errno)))")
+            throw KitError.coco(file: path, problem: "cannot read file: \(String(cString: strerror(errno)))")
         }
         var handle: OpaquePointer?
         let status = path.withCString { p in
@@ -24,7 +24,7 @@ struct COCOFile {
         defer { csj_free(handle) }
         guard status == CSJ_OK else {
             let msg = handle.map { String(cString: csj_error_message($0)) } ?? "out of memory"
-            throw COCOError(file: path, problem: msg)
+            throw KitError.coco(file: path, problem: msg)
         }
         let f = handle!
         let section = kind == .instances ? "annotations" : "results"
@@ -41,7 +41,7 @@ struct COCOFile {
             let rec = im.flags & UInt32(CSJ_HAS_ID) != 0 ? "images[\(i)] (id \(im.id))" : "images[\(i)]"
             for (flag, name) in [(CSJ_HAS_ID, "id"), (CSJ_HAS_WIDTH, "width"), (CSJ_HAS_HEIGHT, "height")]
             where im.flags & UInt32(flag) == 0 {
-                throw COCOError(file: path, record: rec, problem: "missing required field \"\(name)\"")
+                throw KitError.coco(file: path, record: rec, problem: "missing required field \"\(name)\"")
             }
             out.images.append(COCOImage(id: Int(im.id), width: Int(im.width), height: Int(im.height),
                                         fileName: string(im.file_name_start, im.file_name_len)))
@@ -50,7 +50,7 @@ struct COCOFile {
         let cats = UnsafeBufferPointer(start: csj_categories(f), count: csj_category_count(f))
         for (i, c) in cats.enumerated() {
             for (flag, name) in [(CSJ_HAS_ID, "id"), (CSJ_HAS_NAME, "name")] where c.flags & UInt32(flag) == 0 {
-                throw COCOError(file: path, record: "categories[\(i)]", problem: "missing required field \"\(name)\"")
+                throw KitError.coco(file: path, record: "categories[\(i)]", problem: "missing required field \"\(name)\"")
             }
             out.categories.append(COCOCategory(id: Int(c.id), name: string(c.name_start, c.name_len),
                                                supercategory: string(c.supercategory_start, c.supercategory_len)))
@@ -73,7 +73,7 @@ struct COCOFile {
         }
         for (i, a) in anns.enumerated() where a.flags & requiredMask != requiredMask {
             let missing = required.first { a.flags & UInt32($0.0) == 0 }!.1
-            throw COCOError(file: path, record: record(i), problem: "missing required field \"\(missing)\"")
+            throw KitError.coco(file: path, record: record(i), problem: "missing required field \"\(missing)\"")
         }
         // Two halves converted in parallel; a bad compressed RLE string is remembered and thrown after.
         let n = anns.count
@@ -117,14 +117,14 @@ struct COCOFile {
         }
         let bad = min(badRLE[0], badRLE[1])
         if bad != Int.max {
-            throw COCOError(file: path, record: record(bad), problem: "RLE counts string is not valid compressed RLE")
+            throw KitError.coco(file: path, record: record(bad), problem: "RLE counts string is not valid compressed RLE")
         }
         return out
     }
 }
 
 extension COCODataset {
-    /// Loads an instances file (pycocotools `COCO(path)`), failing with a `COCOError` naming the file,
+    /// Loads an instances file (pycocotools `COCO(path)`), failing with a `KitError` naming the file,
     /// the record and the problem.
     public static func load(_ path: String) throws -> COCODataset {
         let f = try COCOFile.read(path, kind: .instances)

@@ -37,18 +37,18 @@ extension COCODataset {
     /// mask area and a missing bbox is the mask's box. Ids are positions 1...n, iscrowd is 0.
     public func loadRes(_ results: [COCOResult], file: String = "<memory>") throws -> COCODataset {
         guard let first = results.first else {
-            throw COCOError(file: file, problem: "contains no results (pycocotools' loadRes fails on an empty list)")
+            throw KitError.coco(file: file, problem: "contains no results (pycocotools' loadRes fails on an empty list)")
         }
         let bboxMode = first.bbox != nil
         if !bboxMode && first.segmentation == .none {
-            throw COCOError(file: file, record: "results[0]", problem: "has neither \"bbox\" nor \"segmentation\"")
+            throw KitError.coco(file: file, record: "results[0]", problem: "has neither \"bbox\" nor \"segmentation\"")
         }
         var anns: [COCOAnnotation] = []
         anns.reserveCapacity(results.count)
         for (i, r) in results.enumerated() {
             let rec = "results[\(i)] (id \(i + 1))"
             guard let im = imageIndex[r.imageId] else {
-                throw COCOError(file: file, record: rec,
+                throw KitError.coco(file: file, record: rec,
                                 problem: "image_id \(r.imageId) is not an image of the ground truth (pycocotools: 'Results do not correspond to current coco set')")
             }
             var a = COCOAnnotation(id: i + 1, imageId: r.imageId, categoryId: r.categoryId,
@@ -56,17 +56,17 @@ extension COCODataset {
                                    score: r.score, segmentation: r.segmentation)
             if bboxMode {
                 guard let b = r.bbox else {
-                    throw COCOError(file: file, record: rec, problem: "has no \"bbox\" (results[0] has one, so every result needs one)")
+                    throw KitError.coco(file: file, record: rec, problem: "has no \"bbox\" (results[0] has one, so every result needs one)")
                 }
                 a.area = b.w * b.h
             } else {
                 if r.segmentation == .none {
-                    throw COCOError(file: file, record: rec,
+                    throw KitError.coco(file: file, record: rec,
                                     problem: "has no \"segmentation\" (results[0] has no bbox, so every result needs a mask)")
                 }
                 let image = images[im]
                 if case .rle(let m) = r.segmentation, m.h != image.height || m.w != image.width {
-                    throw COCOError(file: file, record: rec,
+                    throw KitError.coco(file: file, record: rec,
                                     problem: "RLE size [\(m.h), \(m.w)] does not match image \(image.id) size [\(image.height), \(image.width)]")
                 }
                 let m = Self.annToRLE(a, h: image.height, w: image.width)

@@ -1,30 +1,14 @@
 import CImageCodecs
+import Engine
 import Foundation
 
-/// Why an image could not be read or written; every case names the file.
-public enum ImageIOError: Error, CustomStringConvertible, Equatable {
-    case cannotRead(path: String, reason: String)
-    case cannotDecode(path: String, reason: String)
-    case unsupported(path: String, reason: String)
-    case cannotEncode(path: String, reason: String)
-    case cannotWrite(path: String, reason: String)
-
-    public var description: String {
-        switch self {
-        case let .cannotRead(path, reason): return "\(path): cannot read file: \(reason)"
-        case let .cannotDecode(path, reason): return "\(path): \(reason)"
-        case let .unsupported(path, reason): return "\(path): unsupported image: \(reason)"
-        case let .cannotEncode(path, reason): return "\(path): cannot encode: \(reason)"
-        case let .cannotWrite(path, reason): return "\(path): cannot write file: \(reason)"
-        }
-    }
-
-    public var path: String {
-        switch self {
-        case let .cannotRead(p, _), let .cannotDecode(p, _), let .unsupported(p, _), let .cannotEncode(p, _),
-             let .cannotWrite(p, _): return p
-        }
-    }
+/// Image read/write failures, each naming the file.
+extension KitError {
+    public static func cannotRead(path: String, reason: String) -> KitError { .io("\(path): cannot read file: \(reason)") }
+    public static func cannotDecode(path: String, reason: String) -> KitError { .format("\(path): \(reason)") }
+    public static func unsupported(path: String, reason: String) -> KitError { .format("\(path): unsupported image: \(reason)") }
+    public static func cannotEncode(path: String, reason: String) -> KitError { .format("\(path): cannot encode: \(reason)") }
+    public static func cannotWrite(path: String, reason: String) -> KitError { .io("\(path): cannot write file: \(reason)") }
 }
 
 /// The container a byte buffer holds, judged by its signature (not the file extension).
@@ -82,14 +66,14 @@ public func decodeImage(_ bytes: [UInt8], name: String) throws -> Image {
         let raw = try decodeRaw(name) { b, n, out, err, len in cic_jpeg_decode(b, n, out, err, len) }(bytes)
         return Image(width: raw.width, height: raw.height, pixels: raw.pixels)
     case nil:
-        throw ImageIOError.cannotDecode(path: name, reason: bytes.isEmpty ? "empty file" : "not a PNG or JPEG file")
+        throw KitError.cannotDecode(path: name, reason: bytes.isEmpty ? "empty file" : "not a PNG or JPEG file")
     }
 }
 
 /// Decodes a single-channel PNG label map; `name` is used in error messages.
 public func decodeLabelMap(_ bytes: [UInt8], name: String) throws -> LabelMap {
     guard ImageFormat(signatureOf: bytes) == .png else {
-        throw ImageIOError.cannotDecode(path: name, reason: bytes.isEmpty ? "empty file" : "label maps must be PNG")
+        throw KitError.cannotDecode(path: name, reason: bytes.isEmpty ? "empty file" : "label maps must be PNG")
     }
     let raw = try decodeRaw(name) { b, n, out, err, len in cic_png_decode(b, n, CIC_PNG_LABEL, out, err, len) }(bytes)
     return LabelMap(width: raw.width, height: raw.height, labels: raw.pixels)
@@ -144,8 +128,8 @@ private func decodeRaw(_ name: String, _ decoder: @escaping RawDecoder)
         }
         guard status == CIC_OK, let pixels = image.pixels else {
             let reason = String(cString: message)
-            if status == CIC_ERR_UNSUPPORTED { throw ImageIOError.unsupported(path: name, reason: reason) }
-            throw ImageIOError.cannotDecode(path: name, reason: reason.isEmpty ? "decode failed (\(status))" : reason)
+            if status == CIC_ERR_UNSUPPORTED { throw KitError.unsupported(path: name, reason: reason) }
+            throw KitError.cannotDecode(path: name, reason: reason.isEmpty ? "decode failed (\(status))" : reason)
         }
         defer { cic_free(pixels) }
         let count = Int(image.width) * Int(image.height) * Int(image.channels)
@@ -162,7 +146,7 @@ private func encode(_ name: String,
     var message = [CChar](repeating: 0, count: 512)
     let status = message.withUnsafeMutableBufferPointer { m in encoder(&out, &length, m.baseAddress!, m.count) }
     guard status == CIC_OK, let bytes = out else {
-        throw ImageIOError.cannotEncode(path: name, reason: String(cString: message))
+        throw KitError.cannotEncode(path: name, reason: String(cString: message))
     }
     defer { cic_free(bytes) }
     return Array(UnsafeBufferPointer(start: bytes, count: length))
@@ -171,15 +155,9 @@ private func encode(_ name: String,
 func readBytes(_ path: String) throws -> [UInt8] {
     guard let data = FileManager.default.contents(atPath: path) else {
         let reason = FileManager.default.fileExists(atPath: path) ? "permission denied or not a file" : "no such file"
-        throw ImageIOError.cannotRead(path: path, reason: reason)
+        throw KitError.cannotRead(path: path, reason: reason)
     }
     return [UInt8](data)
 }
 
-func writeBytes(_ bytes: [UInt8], to path: String) throws {
-    do {
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
-    } catch {
-        throw ImageIOError.cannotWrite(path: path, reason: error.localizedDescription)
-    }
-}
+func writeBytes(_ bytes: [UInt8], to path: String) throws { try writeAtomically(bytes, to: path) }

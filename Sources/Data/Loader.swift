@@ -36,18 +36,23 @@ public struct Batch<Item: Collatable>: Sendable {
     /// NCHW, shape `[N, 3, H, W]` with H, W the largest in the batch; padding is 0 at the bottom/right.
     public var images: [Float]
     public var shape: [Int]
-    /// NHW label maps padded with 255, present when the items carry labels (segmentation).
+    /// NHW label maps padded with 255 at the bottom/right, shape `labelShape`; present when any item carries a label
+    /// (segmentation), with an item that has none left all 255.
     public var labels: [UInt8]?
+    /// `[N, Hl, Wl]` with Hl, Wl the largest label map height and width in the batch, independent of `shape`: in
+    /// training labels are cropped/padded with their images, but in test mode a label keeps its original size while
+    /// its image is resized. Nil when `labels` is.
+    public var labelShape: [Int]?
     /// Per-image targets and meta; each item's own `image` is left at its unpadded size.
     public var items: [Item]
 
-    /// mmcv `collate` with `pad_size_divisor=1`: pad every image to the batch's max height and width.
+    /// mmcv `collate` with `pad_size_divisor=1`: pad every image to the batch's max height and width, and every
+    /// label map to the batch's max label height and width.
     public init(indices: [Int], items: [Item]) {
         precondition(!items.isEmpty, "empty batch")
         let c = items[0].collateImage.channels
         let h = items.map(\.collateImage.height).max()!, w = items.map(\.collateImage.width).max()!
         var images = [Float](repeating: 0, count: items.count * c * h * w)
-        var labels: [UInt8]? = items[0].collateLabel == nil ? nil : [UInt8](repeating: 255, count: items.count * h * w)
         for (n, item) in items.enumerated() {
             let img = item.collateImage
             precondition(img.channels == c, "images in a batch need the same channel count")
@@ -57,17 +62,27 @@ public struct Batch<Item: Collatable>: Sendable {
                     images.replaceSubrange(dst..<(dst + img.width), with: img.data[src..<(src + img.width)])
                 }
             }
-            if let map = item.collateLabel {
+        }
+        let maps = items.map(\.collateLabel)
+        if maps.contains(where: { $0 != nil }) {
+            let lh = maps.map { $0?.height ?? 0 }.max()!, lw = maps.map { $0?.width ?? 0 }.max()!
+            var labels = [UInt8](repeating: 255, count: items.count * lh * lw)
+            for (n, map) in maps.enumerated() {
+                guard let map else { continue }
                 for y in 0..<map.height {
-                    let dst = (n * h + y) * w
-                    labels!.replaceSubrange(dst..<(dst + map.width), with: map.labels[(y * map.width)..<((y + 1) * map.width)])
+                    let dst = (n * lh + y) * lw
+                    labels.replaceSubrange(dst..<(dst + map.width), with: map.labels[(y * map.width)..<((y + 1) * map.width)])
                 }
             }
+            self.labels = labels
+            self.labelShape = [items.count, lh, lw]
+        } else {
+            self.labels = nil
+            self.labelShape = nil
         }
         self.indices = indices
         self.images = images
         self.shape = [items.count, c, h, w]
-        self.labels = labels
         self.items = items
     }
 }

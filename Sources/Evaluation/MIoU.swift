@@ -1,24 +1,17 @@
 import Data
 import Foundation
 
-/// Why a label/prediction pair cannot be evaluated; each case names the image.
-public enum MIoUError: Error, CustomStringConvertible, Equatable {
-    case sizeMismatch(name: String, label: (height: Int, width: Int), pred: (height: Int, width: Int))
-    case labelOutOfRange(name: String, value: Int, numClasses: Int, ignoreIndex: Int)
-    case predictionOutOfRange(name: String, value: Int, numClasses: Int)
-
-    public var description: String {
-        switch self {
-        case let .sizeMismatch(name, label, pred):
-            return "\(name): prediction is \(pred.height)x\(pred.width) (HxW) but the label is \(label.height)x\(label.width)"
-        case let .labelOutOfRange(name, value, n, ignore):
-            return "\(name): label value \(value) is not a class id in 0..<\(n) nor the ignore index \(ignore)"
-        case let .predictionOutOfRange(name, value, n):
-            return "\(name): predicted value \(value) is not a class id in 0..<\(n)"
-        }
+/// Why a label/prediction pair cannot be evaluated; each names the image.
+extension KitError {
+    public static func sizeMismatch(name: String, label: (height: Int, width: Int), pred: (height: Int, width: Int)) -> KitError {
+        .data("\(name): prediction is \(pred.height)x\(pred.width) (HxW) but the label is \(label.height)x\(label.width)")
     }
-
-    public static func == (a: MIoUError, b: MIoUError) -> Bool { a.description == b.description }
+    public static func labelOutOfRange(name: String, value: Int, numClasses n: Int, ignoreIndex: Int) -> KitError {
+        .data("\(name): label value \(value) is not a class id in 0..<\(n) nor the ignore index \(ignoreIndex)")
+    }
+    public static func predictionOutOfRange(name: String, value: Int, numClasses n: Int) -> KitError {
+        .data("\(name): predicted value \(value) is not a class id in 0..<\(n)")
+    }
 }
 
 /// Per-class pixel counts of one image or of a whole data set (mmseg's `intersect_and_union` outputs).
@@ -54,7 +47,7 @@ public struct SegmentationAreas: Equatable, Sendable {
 public func intersectAndUnion(pred: LabelMap, label: LabelMap, numClasses: Int, ignoreIndex: Int = 255,
                               reduceZeroLabel: Bool = false, name: String = "<image>") throws -> SegmentationAreas {
     guard pred.width == label.width && pred.height == label.height else {
-        throw MIoUError.sizeMismatch(name: name, label: (label.height, label.width), pred: (pred.height, pred.width))
+        throw KitError.sizeMismatch(name: name, label: (label.height, label.width), pred: (pred.height, pred.width))
     }
     precondition(numClasses > 0 && numClasses <= 256, "numClasses must be in 1...256")
     var intersect = [Int64](repeating: 0, count: numClasses)
@@ -67,11 +60,11 @@ public func intersectAndUnion(pred: LabelMap, label: LabelMap, numClasses: Int, 
                 if reduceZeroLabel { y = y == 0 || y == 255 ? 255 : y - 1 }
                 if y == ignoreIndex { continue }
                 guard y < numClasses else {
-                    throw MIoUError.labelOutOfRange(name: name, value: y, numClasses: numClasses, ignoreIndex: ignoreIndex)
+                    throw KitError.labelOutOfRange(name: name, value: y, numClasses: numClasses, ignoreIndex: ignoreIndex)
                 }
                 let x = Int(p[i])
                 guard x < numClasses else {
-                    throw MIoUError.predictionOutOfRange(name: name, value: x, numClasses: numClasses)
+                    throw KitError.predictionOutOfRange(name: name, value: x, numClasses: numClasses)
                 }
                 labelHist[y] += 1
                 predHist[x] += 1

@@ -1,4 +1,5 @@
 import CJSONC
+import Engine
 import Foundation
 
 /// A JSON value parsed with json-c (configs, safetensors headers, small files). Objects keep key order.
@@ -26,26 +27,22 @@ public indirect enum JSON: Equatable {
     }
 }
 
-public struct JSONError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ message: String) { description = message }
-}
 
 extension JSON {
     /// Parses `bytes` (exactly that many; no NUL terminator needed). `source` names the file in errors.
     public static func parse(_ bytes: UnsafeRawBufferPointer, source: String) throws -> JSON {
-        guard let tok = json_tokener_new() else { throw JSONError("\(source): cannot allocate a JSON parser") }
+        guard let tok = json_tokener_new() else { throw KitError.format("\(source): cannot allocate a JSON parser") }
         defer { json_tokener_free(tok) }
         let obj = json_tokener_parse_ex(tok, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count))
         let err = json_tokener_get_error(tok)
         guard err == json_tokener_success, let obj else {
             let reason = err == json_tokener_continue ? "unexpected end of input" : String(cString: json_tokener_error_desc(err))
-            throw JSONError("\(source): malformed JSON: \(reason) (at byte \(json_tokener_get_parse_end(tok)))")
+            throw KitError.format("\(source): malformed JSON: \(reason) (at byte \(json_tokener_get_parse_end(tok)))")
         }
         defer { json_object_put(obj) }
         if Int(json_tokener_get_parse_end(tok)) < bytes.count,
            bytes[Int(json_tokener_get_parse_end(tok))...].contains(where: { !" \n\r\t\0".utf8.contains($0) }) {
-            throw JSONError("\(source): malformed JSON: trailing characters after the value")
+            throw KitError.format("\(source): malformed JSON: trailing characters after the value")
         }
         return convert(obj)
     }
@@ -56,7 +53,7 @@ extension JSON {
     }
 
     public static func load(path: String) throws -> JSON {
-        guard let data = FileManager.default.contents(atPath: path) else { throw JSONError("\(path): cannot read file") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw KitError.io("\(path): cannot read file") }
         return try data.withUnsafeBytes { try parse($0, source: path) }
     }
 
@@ -151,4 +148,15 @@ extension JSON {
         }
         return out + "\""
     }
+}
+
+// Literals, so schemas and code can write defaults as `0.5`, `[8, 16]`, `"nms"`, `true`.
+extension JSON: ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral, ExpressibleByBooleanLiteral,
+                ExpressibleByStringLiteral, ExpressibleByArrayLiteral, ExpressibleByNilLiteral {
+    public init(integerLiteral v: Int) { self = .int(v) }
+    public init(floatLiteral v: Double) { self = .double(v) }
+    public init(booleanLiteral v: Bool) { self = .bool(v) }
+    public init(stringLiteral v: String) { self = .string(v) }
+    public init(arrayLiteral elements: JSON...) { self = .array(elements) }
+    public init(nilLiteral: ()) { self = .null }
 }

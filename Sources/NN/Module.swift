@@ -10,6 +10,12 @@ open class Module {
     /// Train mode (batch statistics, dropout active) or eval mode; set recursively by `train(_:)`.
     public private(set) var training = true
 
+    // Default `ownTensors()` / `children()` results, reflected once on first use: assumes the tree is complete when
+    // `init` returns and stored tensors/modules are never reassigned (weights change in place). Overrides bypass it.
+    private var reflectedTensors: [(String, Tensor)]?
+    private var reflectedChildren: [(String, Module)]?
+    private static let unreflected: Set<String> = ["training", "reflectedTensors", "reflectedChildren"]
+
     public init() {}
 
     /// Names of this module's own tensors that are buffers (saved in the state dict, never optimised).
@@ -17,21 +23,26 @@ open class Module {
 
     /// This module's own tensors (not its children's), by key.
     open func ownTensors() -> [(String, Tensor)] {
-        reflectedProperties().compactMap { name, value in
+        if let cached = reflectedTensors { return cached }
+        let out: [(String, Tensor)] = reflectedProperties().compactMap { name, value in
             if let t = value as? Tensor { return (name, t) }
             if let t = value as? Tensor?, let t { return (name, t) }
             return nil
         }
+        reflectedTensors = out
+        return out
     }
 
     /// Direct children by key.
     open func children() -> [(String, Module)] {
+        if let cached = reflectedChildren { return cached }
         var out: [(String, Module)] = []
         for (name, value) in reflectedProperties() {
             if let m = value as? Module { out.append((name, m)) }
             else if let m = value as? Module?, let m { out.append((name, m)) }
             else if let list = value as? [Module] { out += list.enumerated().map { ("\(name).\($0.offset)", $0.element) } }
         }
+        reflectedChildren = out
         return out
     }
 
@@ -40,7 +51,7 @@ open class Module {
         var mirror: Mirror? = Mirror(reflecting: self)
         var levels: [[(String, Any)]] = []
         while let m = mirror {
-            levels.append(m.children.compactMap { c in c.label.map { ($0, c.value) } }.filter { $0.0 != "training" })
+            levels.append(m.children.compactMap { c in c.label.map { ($0, c.value) } }.filter { !Module.unreflected.contains($0.0) })
             mirror = m.superclassMirror
         }
         for level in levels.reversed() { out += level }
@@ -88,7 +99,3 @@ open class Module {
 
     public func zeroGrad() { for (_, p) in namedParameters() { p.zeroGrad() } }
 }
-
-/// Marks the 1-D parameters of a tensor as trainable on creation.
-@inline(__always)
-func param(_ t: Tensor) -> Tensor { t.requiresGrad = true; return t }

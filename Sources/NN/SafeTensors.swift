@@ -2,11 +2,6 @@ import Engine
 import Foundation
 
 /// A problem with a safetensors file, named with its path.
-public struct SafeTensorsError: Error, CustomStringConvertible {
-    public let path: String
-    public let problem: String
-    public var description: String { "\(path): \(problem)" }
-}
 
 /// The safetensors format: 8-byte little-endian header length, a JSON header
 /// `{"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}`, then the raw data.
@@ -22,7 +17,7 @@ public enum SafeTensors {
     }
 
     public static func read(path: String) throws -> File {
-        func fail(_ p: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: p) }
+        func fail(_ p: String) -> KitError { .format("\(path): \(p)") }
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw fail("cannot open (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
@@ -39,7 +34,7 @@ public enum SafeTensors {
         }
         let header: JSON
         do { header = try JSON.parse(UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + headerLen)]), source: "\(path) header") }
-        catch let e as JSONError { throw fail("bad header: \(e.description)") }
+        catch let e as KitError { throw fail("bad header: \(e.description)") }
         guard let entries = header.objectValue else { throw fail("header is not a JSON object") }
         let dataStart = 8 + headerLen, dataSize = size - dataStart
 
@@ -129,33 +124,5 @@ public enum SafeTensors {
             try writeAll(fd, header, header.count, path)
             for (_, t) in tensors { try writeAll(fd, t.data, 4 * t.count, path) }
         }
-    }
-}
-
-func writeAll(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int, _ path: String) throws {
-    var done = 0
-    while done < n {
-        let w = Foundation.write(fd, p + done, n - done)
-        if w < 0 { if errno == EINTR { continue }; throw SafeTensorsError(path: path, problem: "write failed (\(String(cString: strerror(errno))))") }
-        done += w
-    }
-}
-
-/// Writes through `body` into a temporary sibling file, fsyncs it and renames it over `path`, so a crash or
-/// interruption never leaves a half-written file under the final name.
-public func atomicWrite(path: String, _ body: (Int32) throws -> Void) throws {
-    let tmp = path + ".tmp-\(getpid())"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw SafeTensorsError(path: path, problem: "cannot create (\(String(cString: strerror(errno))))") }
-    do {
-        try body(fd)
-        guard fsync(fd) == 0 else { throw SafeTensorsError(path: path, problem: "fsync failed") }
-        close(fd)
-    } catch {
-        close(fd); unlink(tmp); throw error
-    }
-    guard rename(tmp, path) == 0 else {
-        unlink(tmp)
-        throw SafeTensorsError(path: path, problem: "rename failed (\(String(cString: strerror(errno))))")
     }
 }

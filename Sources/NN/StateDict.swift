@@ -27,10 +27,11 @@ public struct LoadReport: CustomStringConvertible {
     }
 }
 
-public struct StateDictError: Error, CustomStringConvertible {
-    public let report: LoadReport
-    public let source: String
-    public var description: String { "\(source): state dict does not match the model\n\(report)" }
+extension KitError {
+    /// A state dict that does not fit the model, with the load report.
+    public static func stateDict(_ report: LoadReport, source: String) -> KitError {
+        .checkpoint("\(source): state dict does not match the model: " + report.problems(limit: 6).joined(separator: "; "))
+    }
 }
 
 extension Module {
@@ -66,7 +67,7 @@ extension Module {
             report.loaded.append(key)
         }
         report.unexpected = incoming.keys.filter { !used.contains($0) && !derived($0) }.sorted()
-        if strict && !report.isClean { throw StateDictError(report: report, source: source) }
+        if strict && !report.isClean { throw KitError.stateDict(report, source: source) }
         for (dst, src) in assignments { dst.data.update(from: src.data, count: dst.count) }
         return report
     }

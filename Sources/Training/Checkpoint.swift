@@ -32,7 +32,7 @@ public struct Checkpoint {
     public static func restore(from path: String, model: Module, optimizer: Optimizer?) throws -> Checkpoint {
         let file = try SafeTensors.read(path: path)
         guard let it = file.metadata["iteration"].flatMap(Int.init), let rng = file.metadata["rng_state"].flatMap(UInt64.init) else {
-            throw ConfigError("\(path): not a training checkpoint (no iteration / rng_state metadata)")
+            throw KitError.checkpoint("\(path): not a training checkpoint (no iteration / rng_state metadata)")
         }
         var modelSD: [String: Tensor] = [:], optSD: [String: Tensor] = [:]
         for (k, t) in file.tensors {
@@ -55,7 +55,7 @@ public struct Checkpoint {
             if hasPrefix { if k.hasPrefix(modelPrefix) { sd[String(k.dropFirst(modelPrefix.count))] = t } } else { sd[k] = t }
         }
         let report = try model.load(stateDict: sd, strict: false, source: path)
-        if report.loaded.isEmpty { throw ConfigError("\(path): no tensor matches the model\n\(report)") }
+        if report.loaded.isEmpty { throw KitError.checkpoint("\(path): no tensor matches the model\n\(report)") }
         return report
     }
 
@@ -63,10 +63,10 @@ public struct Checkpoint {
     /// extra tensors are tolerated, as mmdet's test script does).
     @discardableResult
     public static func loadForInference(from path: String, into model: Module) throws -> LoadReport {
-        guard FileManager.default.fileExists(atPath: path) else { throw ConfigError("\(path): checkpoint not found") }
+        guard FileManager.default.fileExists(atPath: path) else { throw KitError.io("\(path): checkpoint not found") }
         let report = try loadWeights(from: path, into: model)
         guard report.missing.isEmpty && report.mismatched.isEmpty else {
-            throw ConfigError("\(path): checkpoint does not fit the model: " + report.problems(limit: 4).joined(separator: "; "))
+            throw KitError.checkpoint("\(path): checkpoint does not fit the model: " + report.problems(limit: 4).joined(separator: "; "))
         }
         return report
     }

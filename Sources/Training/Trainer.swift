@@ -15,33 +15,44 @@ public protocol TrainingTask: AnyObject {
     func prepare(startIteration: Int) throws
     /// Forward pass on iteration `iteration`'s batch: named loss terms (the total is their sum).
     func losses(iteration: Int) throws -> [(String, Tensor)]
-    /// Validation metrics as fractions (e.g. bbox_mAP...); empty when no evaluator is wired.
+    /// Validation metrics as fractions, named by the task's evaluator; empty when there is nothing to evaluate.
     func evaluate(iteration: Int) throws -> [(String, Double)]
+    /// The metrics `curves.png` shows (a task may return more, e.g. COCO's per-size APs).
+    var plottedMetrics: [String] { get }
 }
 
-public enum TrainingError: Error, CustomStringConvertible {
-    case nonFinite(iteration: Int, terms: [(String, Float)], checkpoint: String)
-    case interrupted(iteration: Int, checkpoint: String)
-    case noCheckpoint(String)
-
-    public var description: String {
-        switch self {
-        case let .nonFinite(it, terms, ckpt):
-            return "loss is not finite at iteration \(it + 1) (" + terms.map { "\($0.0)=\($0.1)" }.joined(separator: ", ")
-                + "); training stopped. The last good weights are in \(ckpt) (resume with --resume after lowering the lr "
-                + "or adding optimizer_config.grad_clip)."
-        case let .interrupted(it, ckpt): return "interrupted after iteration \(it); checkpoint saved to \(ckpt) (continue with --resume)"
-        case let .noCheckpoint(dir): return "--resume: no checkpoint in \(dir) (expected latest.safetensors)"
-        }
-    }
+extension TrainingTask {
+    /// Tasks without an evaluator plot nothing below the losses.
+    public var plottedMetrics: [String] { [] }
 }
 
 /// Set by the SIGINT handler; the loop checks it between iterations.
 nonisolated(unsafe) var interruptRequested: sig_atomic_t = 0
 
+/// What one finished iteration reports to the hooks.
+public struct IterationRecord {
+    /// Iterations completed (the iteration just run is `done − 1`).
+    public var done: Int
+    public var lr: Double
+    /// The task's loss terms and, last, "loss" (their sum).
+    public var terms: [(String, Float)]
+}
+
+/// Something that runs around the training loop (mmcv's hooks): logging, checkpoints, evaluation. Hooks run in
+/// the order the trainer holds them.
+public protocol TrainerHook: AnyObject {
+    func beforeRun(_ trainer: Trainer, start: Int) throws
+    func afterIteration(_ trainer: Trainer, _ record: IterationRecord) throws
+    func afterRun(_ trainer: Trainer, end: Int) throws
+}
+
+extension TrainerHook {
+    public func beforeRun(_ trainer: Trainer, start: Int) throws {}
+    public func afterRun(_ trainer: Trainer, end: Int) throws {}
+}
+
 /// The iteration loop shared by det-train and seg-train: LR schedule and warm-up, optimizer step, gradient clipping,
-/// JSON-lines log, progress bar, periodic/interrupt checkpoints, evaluation with best-checkpoint keeping, NaN guard,
-/// and a PNG plot of the curves.
+/// progress bar, interrupt checkpoint and NaN guard; logging, periodic checkpoints and evaluation are hooks.
 ///
 /// Work dir layout: latest.safetensors (resume point), best.safetensors (best `saveBest` metric), log.jsonl,
 /// curves.png.
@@ -50,12 +61,25 @@ public final class Trainer {
     public let task: TrainingTask
     public let workDir: String
     public let optimizer: Optimizer
+    /// Run in order after every iteration; the defaults log, checkpoint and evaluate as the settings say.
+    public var hooks: [TrainerHook]
     /// Total loss of every iteration run by this process, in order (for tests and summaries).
     public private(set) var lossHistory: [Float] = []
     /// Draw the progress bar on stderr.
     public var showProgress = true
     /// Stop after this many iterations (tests); nil runs to the end of the schedule.
     public var stopAfter: Int?
+    /// The best value of `settings.saveBest` so far (kept in checkpoints).
+    public var bestMetric: Double?
+    /// The metrics of the last evaluation.
+    public var lastMetrics: [(String, Double)] = []
+    /// log.jsonl, open while `run` runs.
+    public private(set) var log: JSONLinesLog!
+    public private(set) var progress = ProgressBar(total: 0, enabled: false)
+    /// Iterations of the whole schedule.
+    public private(set) var maxIters = 0
+    /// Where this run stops (`maxIters`, or earlier with `stopAfter`).
+    public private(set) var endIteration = 0
 
     public var latestPath: String { "\(workDir)/latest.safetensors" }
     public var bestPath: String { "\(workDir)/best.safetensors" }
@@ -67,7 +91,8 @@ public final class Trainer {
         self.task = task
         self.workDir = workDir
         optimizer = settings.makeOptimizer(task.model)
-        try FileManager.default.createDirectory(atPath: workDir, withIntermediateDirectories: true)
+        hooks = [LoggerHook(), CheckpointHook(), EvalHook()]
+        try createDirectory(workDir)
     }
 
     public struct Summary {
@@ -77,46 +102,54 @@ public final class Trainer {
         public var bestMetric: Double?
     }
 
+    /// Writes a checkpoint of the current state (weights, optimizer, `iteration`, engine RNG, best metric).
+    public func save(_ iteration: Int, to path: String) throws {
+        try Checkpoint(iteration: iteration, rngState: EngineRandom.generator.state, bestMetric: bestMetric)
+            .save(model: task.model, optimizer: optimizer, to: path)
+    }
+
+    /// An interval in iterations (intervals count epochs under EpochBasedRunner).
+    public func every(_ interval: Int) -> Int { settings.iterations(interval, itersPerEpoch: task.itersPerEpoch) }
+
+    /// Lets the hooks print a line without breaking the progress bar.
+    public func pauseProgress() { progress.pause() }
+
     /// Runs to the end of the schedule (or `stopAfter`), resuming from latest.safetensors when `resume`.
     @discardableResult
     public func run(resume: Bool = false) throws -> Summary {
-        let perEpoch = task.itersPerEpoch
-        let maxIters = settings.maxIters(itersPerEpoch: perEpoch)
-        let schedule = settings.schedule(itersPerEpoch: perEpoch)
-        let ckptEvery = settings.iterations(settings.checkpointInterval, itersPerEpoch: perEpoch)
-        let evalEvery = settings.iterations(settings.evalInterval, itersPerEpoch: perEpoch)
-        let logEvery = settings.logInterval
+        maxIters = settings.maxIters(itersPerEpoch: task.itersPerEpoch)
+        let schedule = settings.schedule(itersPerEpoch: task.itersPerEpoch)
         var start = 0
-        var best: Double?
         if resume {
-            guard FileManager.default.fileExists(atPath: latestPath) else { throw TrainingError.noCheckpoint(workDir) }
+            guard FileManager.default.fileExists(atPath: latestPath) else {
+                throw KitError.training("--resume: no checkpoint in \(workDir) (expected latest.safetensors)")
+            }
             let ck = try Checkpoint.restore(from: latestPath, model: task.model, optimizer: optimizer)
+            guard ck.iteration >= 0 && ck.iteration <= maxIters else {
+                throw KitError.checkpoint("\(latestPath): iteration \(ck.iteration) is outside this schedule's 0...\(maxIters) "
+                                          + "(runner.max_iters / max_epochs changed?)")
+            }
             start = ck.iteration
-            best = ck.bestMetric
+            bestMetric = ck.bestMetric
             EngineRandom.generator = SplitMix64(seed: ck.rngState)
         }
-        var log = try JSONLinesLog(path: logPath, keepUpTo: resume ? start : 0)
+        log = try JSONLinesLog(path: logPath, keepUpTo: resume ? start : 0)
         try task.prepare(startIteration: start)
+        for h in hooks { try h.beforeRun(self, start: start) }
 
         interruptRequested = 0
         let previous = signal(SIGINT) { _ in interruptRequested = 1 }
         defer { signal(SIGINT, previous) }
 
         let end = min(maxIters, stopAfter.map { start + $0 } ?? maxIters)
+        endIteration = end
         let t0 = Date()
-        var window: [String: Double] = [:], windowCount = 0
-        var lastMetrics: [(String, Double)] = []
-        var progress = ProgressBar(total: maxIters, start: start, enabled: showProgress)
-        func save(_ iteration: Int, to path: String) throws {
-            try Checkpoint(iteration: iteration, rngState: EngineRandom.generator.state, bestMetric: best)
-                .save(model: task.model, optimizer: optimizer, to: path)
-        }
-
+        progress = ProgressBar(total: maxIters, start: start, enabled: showProgress)
         for it in start..<end {
             if interruptRequested != 0 {
                 try save(it, to: latestPath)
                 progress.finish()
-                throw TrainingError.interrupted(iteration: it, checkpoint: latestPath)
+                throw KitError.interrupted(iteration: it, checkpoint: latestPath)
             }
             EngineRandom.generator = SplitMix64(seed: settings.seed, stream: 3 << 32, index: UInt64(it))
             let lr = schedule.lr(at: it)
@@ -126,68 +159,37 @@ public final class Trainer {
             let terms = try task.losses(iteration: it)
             var total = terms[0].1
             for t in terms.dropFirst() { total = total + t.1 }
-            let values = terms.map { ($0.0, $0.1.item) }
+            let values = terms.map { ($0.0, $0.1.item) } + [("loss", total.item)]
             guard total.item.isFinite else {
                 try save(it, to: latestPath)   // weights are still those of the last good step
                 progress.finish()
-                throw TrainingError.nonFinite(iteration: it, terms: values + [("loss", total.item)], checkpoint: latestPath)
+                throw KitError.training("loss is not finite at iteration \(it + 1) ("
+                    + values.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + "); training stopped. The last good weights are in "
+                    + "\(latestPath) (resume with --resume after lowering the lr or adding optimizer_config.grad_clip).")
             }
             total.backward()
             if let clip = settings.gradClip { clipGradNorm(optimizer.groups.flatMap { $0.params.map(\.1) }, maxNorm: clip) }
             optimizer.step()
             lossHistory.append(total.item)
-            for (k, v) in values { window[k, default: 0] += Double(v) }
-            window["loss", default: 0] += Double(total.item)
-            windowCount += 1
-            let done = it + 1
-            progress.update(done, terms: values + [("loss", total.item)], lr: lr)
-
-            if done % logEvery == 0 || done == end {
-                var entry: [(String, JSON)] = [("iter", .int(done)), ("lr", .double(lr))]
-                for (k, _) in values { entry.append((k, .double(window[k]! / Double(windowCount)))) }
-                entry.append(("loss", .double(window["loss"]! / Double(windowCount))))
-                try log.append(.object(entry))
-                window = [:]; windowCount = 0
-            }
-            if done % ckptEvery == 0 || done == maxIters { try save(done, to: latestPath) }
-            if done % evalEvery == 0 || done == maxIters {
-                progress.pause()
-                task.model.eval()
-                let metrics = try withNoGrad { try task.evaluate(iteration: done) }
-                task.model.train()
-                if !metrics.isEmpty {
-                    lastMetrics = metrics
-                    try log.append(.object([("iter", .int(done))] + metrics.map { ($0.0, JSON.double($0.1)) }))
-                    if let key = settings.saveBest, let v = metrics.first(where: { $0.0 == key })?.1, v > (best ?? -.infinity) {
-                        best = v
-                        try save(done, to: latestPath)
-                        try FileManager.default.removeItemIfPresent(bestPath)
-                        try FileManager.default.copyItem(atPath: latestPath, toPath: bestPath)
-                    }
-                    FileHandle.standardError.write(Data(("iter \(done): " + metrics.map { "\($0.0) \(String(format: "%.3f", $0.1))" }
-                        .joined(separator: ", ") + "\n").utf8))
-                }
-                try? writePlot(log.entries)
-            } else if done % logEvery == 0 {
-                try? writePlot(log.entries)
-            }
+            progress.update(it + 1, terms: values, lr: lr)
+            let record = IterationRecord(done: it + 1, lr: lr, terms: values)
+            for h in hooks { try h.afterIteration(self, record) }
         }
-        if end > start && end % ckptEvery != 0 && end != maxIters { try save(end, to: latestPath) }
+        for h in hooks { try h.afterRun(self, end: end) }
         progress.finish()
-        try? writePlot(log.entries)
-        return Summary(iterations: end, seconds: Date().timeIntervalSince(t0), lastMetrics: lastMetrics, bestMetric: best)
+        try? writePlot()
+        return Summary(iterations: end, seconds: Date().timeIntervalSince(t0), lastMetrics: lastMetrics, bestMetric: bestMetric)
     }
 
-    /// curves.png: the loss terms (top) and the evaluation metrics (bottom) against iterations.
-    func writePlot(_ entries: [JSON]) throws {
+    /// curves.png: the loss terms (top) and the task's plotted metrics (bottom) against iterations.
+    public func writePlot() throws {
+        let entries = log.entries
         let colours: [RGB] = [(200, 30, 30), (30, 90, 200), (30, 160, 60), (220, 140, 0), (140, 40, 170), (0, 150, 160)]
-        var lossKeys: [String] = [], metricKeys: [String] = []
-        for e in entries {
-            for (k, _) in e.objectValue ?? [] where k != "iter" && k != "lr" {
-                if e["lr"] != nil { if !lossKeys.contains(k) { lossKeys.append(k) } }
-                else if !metricKeys.contains(k) && !k.hasSuffix("_s") && !k.hasSuffix("_m") && !k.hasSuffix("_l") { metricKeys.append(k) }
-            }
+        var lossKeys: [String] = []
+        for e in entries where e["lr"] != nil {
+            for (k, _) in e.objectValue ?? [] where k != "iter" && k != "lr" && !lossKeys.contains(k) { lossKeys.append(k) }
         }
+        let metricKeys = task.plottedMetrics.filter { k in entries.contains { $0["lr"] == nil && $0[k] != nil } }
         func series(_ keys: [String], lossPanel: Bool) -> [LinePlot.Series] {
             keys.enumerated().map { i, k in
                 LinePlot.Series(name: k, points: entries.compactMap { e in
@@ -202,13 +204,90 @@ public final class Trainer {
     }
 }
 
-extension FileManager {
-    func removeItemIfPresent(_ path: String) throws { if fileExists(atPath: path) { try removeItem(atPath: path) } }
+/// log.jsonl and curves.png: the mean of each loss term over every `log_config.interval` iterations.
+public final class LoggerHook: TrainerHook {
+    var window: [String: Double] = [:], order: [String] = [], count = 0
+    public init() {}
+
+    public func afterIteration(_ t: Trainer, _ r: IterationRecord) throws {
+        for (k, v) in r.terms {
+            if window[k] == nil { order.append(k) }
+            window[k, default: 0] += Double(v)
+        }
+        count += 1
+        guard r.done % t.settings.logInterval == 0 || r.done == t.endIteration else { return }
+        try t.log.append(.object([("iter", .int(r.done)), ("lr", .double(r.lr))]
+                                 + order.map { ($0, JSON.double(window[$0]! / Double(count))) }))
+        window = [:]; order = []; count = 0
+        try? t.writePlot()
+    }
+}
+
+/// latest.safetensors every `checkpoint_config.interval`, at the end of the schedule and where a run stops early.
+public final class CheckpointHook: TrainerHook {
+    public init() {}
+
+    public func afterIteration(_ t: Trainer, _ r: IterationRecord) throws {
+        if r.done % t.every(t.settings.checkpointInterval) == 0 || r.done == t.maxIters { try t.save(r.done, to: t.latestPath) }
+    }
+
+    public func afterRun(_ t: Trainer, end: Int) throws {
+        if end % t.every(t.settings.checkpointInterval) != 0 && end != t.maxIters { try t.save(end, to: t.latestPath) }
+    }
+}
+
+/// Evaluation every `evaluation.interval` and at the end of the schedule: metrics into log.jsonl and on stderr,
+/// best.safetensors kept for `evaluation.save_best`.
+public final class EvalHook: TrainerHook {
+    public init() {}
+
+    public func afterIteration(_ t: Trainer, _ r: IterationRecord) throws {
+        guard r.done % t.every(t.settings.evalInterval) == 0 || r.done == t.maxIters else { return }
+        t.pauseProgress()
+        t.task.model.eval()
+        let metrics = try withNoGrad { try t.task.evaluate(iteration: r.done) }
+        t.task.model.train()
+        guard !metrics.isEmpty else { return }
+        t.lastMetrics = metrics
+        try t.log.append(.object([("iter", .int(r.done))] + metrics.map { ($0.0, JSON.double($0.1)) }))
+        if let key = t.settings.saveBest, let v = metrics.first(where: { $0.0 == key })?.1, v > (t.bestMetric ?? -.infinity) {
+            t.bestMetric = v
+            try t.save(r.done, to: t.latestPath)
+            try t.save(r.done, to: t.bestPath)
+        }
+        FileHandle.standardError.write(Data(("iter \(r.done): " + metrics.map { "\($0.0) \(String(format: "%.3f", $0.1))" }
+            .joined(separator: ", ") + "\n").utf8))
+        try? t.writePlot()
+    }
+}
+
+/// Creates a folder (and its parents), failing with one line naming it.
+public func createDirectory(_ path: String) throws {
+    do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+        throw KitError.io("\(path): cannot create the folder (\(describe(error)))")
+    }
+}
+
+/// A Foundation/POSIX error as a short reason, without the NSError dump.
+public func describe(_ error: Error) -> String {
+    if let e = error as? KitError { return e.description }
+    let ns = error as NSError
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    switch CocoaError.Code(rawValue: ns.code) {
+    case .fileNoSuchFile, .fileReadNoSuchFile: return "no such file or folder"
+    case .fileWriteNoPermission, .fileReadNoPermission: return "permission denied"
+    case .fileWriteOutOfSpace: return "no space left on device"
+    case .fileWriteFileExists: return "a file is in the way"
+    default: return ns.localizedDescription
+    }
 }
 
 /// log.jsonl: one JSON object per line, flushed as written. On resume, lines past the resumed iteration are dropped
 /// so the log reads as one uninterrupted run.
-public struct JSONLinesLog {
+public final class JSONLinesLog {
     public let path: String
     public private(set) var entries: [JSON] = []
 
@@ -221,17 +300,18 @@ public struct JSONLinesLog {
         try rewrite()
     }
 
-    mutating func append(_ entry: JSON) throws {
+    public func append(_ entry: JSON) throws {
         entries.append(entry)
-        guard let h = FileHandle(forWritingAtPath: path) else { throw ConfigError("\(path): cannot open the log") }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw KitError.io("\(path): cannot open the log for writing") }
         defer { try? h.close() }
-        h.seekToEndOfFile()
-        h.write(Data((entry.serialized() + "\n").utf8))
+        do {
+            try h.seekToEnd()
+            try h.write(contentsOf: Data((entry.serialized() + "\n").utf8))
+        } catch { throw KitError.io("\(path): cannot write the log (\(describe(error)))") }
     }
 
     func rewrite() throws {
-        let text = entries.map { $0.serialized() + "\n" }.joined()
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        try writeAtomically(entries.map { $0.serialized() + "\n" }.joined(), to: path)
     }
 }
 

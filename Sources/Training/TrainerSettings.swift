@@ -1,3 +1,4 @@
+import Config
 import Engine
 import Foundation
 import NN
@@ -45,30 +46,35 @@ public struct TrainerSettings {
 
     public init() {}
 
-    /// Schema of the keys above, to merge into a task's config schema.
-    public static let schemaFields: [ConfigSchema.Field] = [
-        .init("seed", .int),
-        .init("work_dir", .string),
-        .init("optimizer", .object([
-            .init("type", .oneOf(["SGD", "AdamW"]), required: true), .init("lr", .number, required: true),
-            .init("momentum", .number), .init("nesterov", .bool), .init("weight_decay", .number),
-            .init("betas", .array(.number, count: 2)), .init("eps", .number),
-            .init("paramwise_cfg", .object([.init("norm_decay_mult", .number), .init("bias_decay_mult", .number),
-                                            .init("no_decay_keys", .array(.string))])),
-        ]), required: true),
-        .init("optimizer_config", .object([.init("grad_clip", .optional(.object([.init("max_norm", .number, required: true),
-                                                                                 .init("norm_type", .number)])))])),
-        .init("lr_config", .object([
-            .init("policy", .oneOf(["step", "cosine", "poly", "constant"]), required: true),
-            .init("step", .array(.int)), .init("gamma", .number), .init("min_lr", .number), .init("power", .number),
-            .init("warmup", .optional(.oneOf(["linear"]))), .init("warmup_iters", .int), .init("warmup_ratio", .number),
-        ])),
-        .init("runner", .object([.init("type", .oneOf(["EpochBasedRunner", "IterBasedRunner"]), required: true),
-                                 .init("max_epochs", .int), .init("max_iters", .int)]), required: true),
-        .init("checkpoint_config", .object([.init("interval", .int)])),
-        .init("log_config", .object([.init("interval", .int)])),
-        .init("evaluation", .object([.init("interval", .int), .init("metric", .string), .init("save_best", .optional(.string))])),
-    ]
+    /// Schema of the keys above, to merge into a task's config schema; `metric` is the task's `evaluation.metric`.
+    public static func schemaFields(metric: ConfigSchema) -> [ConfigSchema.Field] {
+        [
+            .init("seed", .nonNegativeInt),
+            .init("work_dir", .string),
+            .init("optimizer", .object([
+                .init("type", .oneOf(["SGD", "AdamW"]), required: true), .init("lr", .positiveNumber, required: true),
+                .init("momentum", .fraction), .init("nesterov", .bool), .init("weight_decay", .nonNegativeNumber),
+                .init("betas", .array(.fraction, count: 2)), .init("eps", .positiveNumber),
+                .init("paramwise_cfg", .object([.init("norm_decay_mult", .nonNegativeNumber), .init("bias_decay_mult", .nonNegativeNumber),
+                                                .init("no_decay_keys", .array(.string))])),
+            ]), required: true),
+            .init("optimizer_config", .object([.init("grad_clip", .optional(.object([
+                .init("max_norm", .positiveNumber, required: true), .init("norm_type", .exactly(2)),
+            ])))])),
+            .init("lr_config", .object([
+                .init("policy", .oneOf(["step", "cosine", "poly", "constant"]), required: true),
+                .init("step", .array(.positiveInt)), .init("gamma", .positiveNumber), .init("min_lr", .nonNegativeNumber),
+                .init("power", .positiveNumber),
+                .init("warmup", .optional(.oneOf(["linear"]))), .init("warmup_iters", .nonNegativeInt), .init("warmup_ratio", .fraction),
+            ])),
+            .init("runner", .object([.init("type", .oneOf(["EpochBasedRunner", "IterBasedRunner"]), required: true),
+                                     .init("max_epochs", .positiveInt), .init("max_iters", .positiveInt)]), required: true),
+            .init("checkpoint_config", .object([.init("interval", .positiveInt)])),
+            .init("log_config", .object([.init("interval", .positiveInt)])),
+            .init("evaluation", .object([.init("interval", .positiveInt), .init("metric", metric),
+                                         .init("save_best", .optional(.string))])),
+        ]
+    }
 
     /// Reads a validated config.
     public init(config c: Config) throws {
@@ -84,12 +90,15 @@ public struct TrainerSettings {
         let normMult = try c.double("optimizer.paramwise_cfg.norm_decay_mult", default: 1)
         let biasMult = try c.double("optimizer.paramwise_cfg.bias_decay_mult", default: 1)
         if (normMult != 0 && normMult != 1) || (biasMult != 0 && biasMult != 1) || normMult != biasMult {
-            throw ConfigError("\(c.source(of: "optimizer.paramwise_cfg")): optimizer.paramwise_cfg: only norm_decay_mult = "
+            throw KitError.config("\(c.source(of: "optimizer.paramwise_cfg")): optimizer.paramwise_cfg: only norm_decay_mult = "
                               + "bias_decay_mult = 0 (no decay on 1-D tensors) or 1 is supported")
         }
         noDecayOn1D = normMult == 0
         noDecayKeys = (c["optimizer.paramwise_cfg.no_decay_keys"]?.arrayValue ?? []).compactMap(\.stringValue)
-        if let clip = c["optimizer_config.grad_clip"], clip != .null { gradClip = Float(try c.double("optimizer_config.grad_clip.max_norm")) }
+        if c.has("optimizer_config.grad_clip") {
+            gradClip = Float(try c.double("optimizer_config.grad_clip.max_norm"))
+            _ = try c.double("optimizer_config.grad_clip.norm_type", default: 2)   // L2, the only norm implemented
+        }
         policy = try c.string("lr_config.policy", default: "constant")
         steps = try c.ints("lr_config.step", default: [])
         gamma = try c.double("lr_config.gamma", default: 0.1)
@@ -105,10 +114,6 @@ public struct TrainerSettings {
         logInterval = try c.int("log_config.interval", default: 50)
         evalInterval = try c.int("evaluation.interval", default: 1)
         saveBest = try c.optionalString("evaluation.save_best")
-        for (k, v) in [("checkpoint_config.interval", checkpointInterval), ("log_config.interval", logInterval),
-                       ("evaluation.interval", evalInterval)] where v < 1 {
-            throw ConfigError("\(c.source(of: k)): \(k): must be at least 1, got \(v)")
-        }
     }
 
     /// Iterations of the whole run.
@@ -130,12 +135,7 @@ public struct TrainerSettings {
     }
 
     public func makeOptimizer(_ model: Module) -> Optimizer {
-        var decay: [(String, Tensor)] = [], noDecay: [(String, Tensor)] = []
-        for (k, p) in model.trainableParameters() {
-            if (noDecayOn1D && p.rank <= 1) || noDecayKeys.contains(where: { k.contains($0) }) { noDecay.append((k, p)) }
-            else { decay.append((k, p)) }
-        }
-        let groups = [ParamGroup(params: decay, weightDecay: Float(weightDecay)), ParamGroup(params: noDecay, weightDecay: 0)]
+        let groups = paramGroups(model, weightDecay: Float(weightDecay), noDecayOn1D: noDecayOn1D, noDecayKeys: noDecayKeys)
         if optimizerType == "AdamW" {
             return AdamW(groups, lr: Float(lr), betas: (Float(betas.0), Float(betas.1)), eps: Float(eps))
         }

@@ -37,7 +37,7 @@ final class COCOLoadTests: XCTestCase {
         let path = try write(file, text)
         do {
             _ = try COCODataset.load(path)
-        } catch let e as COCOError {
+        } catch let e as KitError {
             XCTAssertTrue(e.description.hasPrefix(path), "message should start with the file: \(e)")
             return e.description
         }
@@ -50,7 +50,7 @@ final class COCOLoadTests: XCTestCase {
         let path = try write("res.json", text)
         do {
             _ = try gt.loadRes(path)
-        } catch let e as COCOError {
+        } catch let e as KitError {
             XCTAssertTrue(e.description.hasPrefix(path), "message should start with the file: \(e)")
             return e.description
         }
@@ -133,7 +133,7 @@ final class COCOLoadTests: XCTestCase {
         do {
             _ = try COCODataset.load(dir.appendingPathComponent("nope.json").path)
             XCTFail("expected an error")
-        } catch let e as COCOError {
+        } catch let e as KitError {
             assertContains(e.description, "nope.json", "cannot read file")
         }
     }

@@ -62,6 +62,41 @@ final class LoaderTests: XCTestCase {
         XCTAssertEqual(first.labels![0 * h * w + 1 * w + 2], 0)
         XCTAssertEqual(first.labels![0 * h * w + 2 * w + 0], 255)
         XCTAssertEqual(first.labels![3 * h * w + 1 * w + 5], 3)  // item 3 is 2x6, label 3
+        XCTAssertEqual(first.labelShape, [4, 4, 6])                // labels as large as their images here
+    }
+
+    /// In test mode a label keeps its original size while its image is resized, so the label buffer is sized from
+    /// the largest label map, not the largest image (sizing it from the image used to write past its end).
+    func testLabelsPadToTheLargestLabelNotTheLargestImage() {
+        func input(_ image: FloatImage, _ label: LabelMap) -> SegmentationInput {
+            SegmentationInput(image: image, label: label, meta: ImageMeta(filename: "x", oriShape: (label.height, label.width)))
+        }
+        // Item 0: a 2x3 image (h x w) with a larger 4x5 label; item 1: a 3x2 image with a smaller 2x2 label.
+        let a = input(FloatImage(width: 3, height: 2, data: (0..<18).map(Float.init)),
+                      LabelMap(width: 5, height: 4, labels: (0..<20).map(UInt8.init)))
+        let b = input(FloatImage(width: 2, height: 3, data: (0..<18).map { Float(100 + $0) }),
+                      LabelMap(width: 2, height: 2, labels: [100, 101, 102, 103]))
+        let batch = Batch(indices: [7, 9], items: [a, b])
+        XCTAssertEqual(batch.shape, [2, 3, 3, 3])
+        XCTAssertEqual(batch.images, [
+            0, 1, 2, 3, 4, 5, 0, 0, 0, /**/ 6, 7, 8, 9, 10, 11, 0, 0, 0, /**/ 12, 13, 14, 15, 16, 17, 0, 0, 0,
+            100, 101, 0, 102, 103, 0, 104, 105, 0, /**/ 106, 107, 0, 108, 109, 0, 110, 111, 0,
+            /**/ 112, 113, 0, 114, 115, 0, 116, 117, 0,
+        ])
+        XCTAssertEqual(batch.labelShape, [2, 4, 5])
+        XCTAssertEqual(batch.labels, [
+            0, 1, 2, 3, 4, /**/ 5, 6, 7, 8, 9, /**/ 10, 11, 12, 13, 14, /**/ 15, 16, 17, 18, 19,
+            100, 101, 255, 255, 255, /**/ 102, 103, 255, 255, 255, /**/ 255, 255, 255, 255, 255,
+            /**/ 255, 255, 255, 255, 255,
+        ])
+        XCTAssertEqual(batch.items.map(\.label), [a.label, b.label], "items keep their own, unpadded labels")
+
+        // A single test-mode item: an image shrunk to 2x2 with its 3x4 label at the original size.
+        let single = Batch(indices: [0], items: [input(FloatImage(width: 2, height: 2, data: [Float](repeating: 1, count: 12)),
+                                                       LabelMap(width: 4, height: 3, labels: (1...12).map(UInt8.init)))])
+        XCTAssertEqual(single.shape, [1, 3, 2, 2])
+        XCTAssertEqual(single.labelShape, [1, 3, 4])
+        XCTAssertEqual(single.labels, (1...12).map(UInt8.init))
     }
 
     func testDatasetErrorsSurfaceForTheirBatch() throws {
@@ -92,5 +127,6 @@ final class LoaderTests: XCTestCase {
         XCTAssertEqual(a.map(\.images), b.map(\.images))
         XCTAssertEqual(a.flatMap { $0.items.map(\.gtBboxes) }, b.flatMap { $0.items.map(\.gtBboxes) })
         XCTAssertNil(a[0].labels)
+        XCTAssertNil(a[0].labelShape)
     }
 }

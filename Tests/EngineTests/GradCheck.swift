@@ -27,7 +27,6 @@ func gradCheck(_ inputs: [Tensor], eps: Float = 1e-2, rtol: Float = 2e-2, atol: 
     for (k, t) in inputs.enumerated() where t.requiresGrad {
         guard let g = t.grad else { XCTFail("input \(k) got no gradient", file: file, line: line); continue }
         XCTAssertEqual(g.shape, t.shape, file: file, line: line)
-        var worst: Float = 0
         for i in 0..<t.count {
             let saved = t.data[i]
             t.data[i] = saved + eps; let lp = loss()
@@ -35,7 +34,6 @@ func gradCheck(_ inputs: [Tensor], eps: Float = 1e-2, rtol: Float = 2e-2, atol: 
             t.data[i] = saved
             let numeric = Float((lp - lm) / Double(2 * eps))
             let err = abs(numeric - g.data[i]) - (atol + rtol * abs(numeric))
-            worst = max(worst, err)
             if err > 0 {
                 XCTFail("input \(k) element \(i): analytic \(g.data[i]) vs numeric \(numeric)", file: file, line: line)
                 return

@@ -80,11 +80,11 @@ final class MIoUTests: XCTestCase {
         let badLabel = LabelMap(width: 2, height: 1, labels: [1, 7])
         XCTAssertThrowsError(try intersectAndUnion(pred: LabelMap(width: 2, height: 1, fill: 0), label: badLabel,
                                                    numClasses: 3, name: "y.png")) { e in
-            XCTAssertEqual(e as? MIoUError, .labelOutOfRange(name: "y.png", value: 7, numClasses: 3, ignoreIndex: 255))
+            XCTAssertEqual(e as? KitError, .labelOutOfRange(name: "y.png", value: 7, numClasses: 3, ignoreIndex: 255))
         }
         XCTAssertThrowsError(try intersectAndUnion(pred: badLabel, label: LabelMap(width: 2, height: 1, fill: 0),
                                                    numClasses: 3, name: "z.png")) { e in
-            XCTAssertEqual(e as? MIoUError, .predictionOutOfRange(name: "z.png", value: 7, numClasses: 3))
+            XCTAssertEqual(e as? KitError, .predictionOutOfRange(name: "z.png", value: 7, numClasses: 3))
         }
     }
 }

@@ -1,6 +1,8 @@
+import Config
 import Foundation
 import Heads
 import NN
+import Tasks
 import Training
 import XCTest
 
@@ -110,12 +112,12 @@ final class ConfigTests: XCTestCase {
             XCTAssertEqual(t.optimizerType, "AdamW"); XCTAssertEqual(t.weightDecay, 0.05); XCTAssertTrue(t.noDecayOn1D)
             XCTAssertTrue(t.noDecayKeys.contains("relative_position_bias_table"))
             XCTAssertEqual(try c.string("model.backbone.arch"), arch)
-            XCTAssertNoThrow(try DetectorRegistry.check(c))
+            XCTAssertNoThrow(try Registries.backbones.build(c.section("model.backbone")))
         }
         // Unknown head / neck types and keys are caught with the file named.
         let path = "\(root)/retinanet_acmix_resnet26_fpn_shapes.json"
         for (o, needle) in [("model.bbox_head.type=FCOSHead", "unknown type 'FCOSHead'"), ("model.neck.typo=1", "unknown key model.neck.typo"),
-                            ("model.backbone.arch=resnet18", "unknown backbone 'resnet18'"), ("runner.max_epochs=ten", "expected an integer")] {
+                            ("model.backbone.arch=resnet18", "unknown arch 'resnet18'"), ("runner.max_epochs=ten", "expected an integer")] {
             XCTAssertThrowsError(try DetectionConfig.load(path: path, overrides: [o])) { XCTAssertTrue("\($0)".contains(needle), "\($0)") }
         }
     }

@@ -60,13 +60,13 @@ final class DetEvalToolTests: XCTestCase {
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertEqual(again.stdout, r.stdout)
 
-        // Weights that do not fit the model, and a missing file: one line each, exit 2.
+        // Weights that do not fit the model, and a missing file: one line each, exit 1 (not usage errors).
         r = try ToolRunner.run("det-eval", ["--config", config, "--checkpoint", weights, "--set", "model.bbox_head.feat_channels=32"])
-        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("latest.safetensors: checkpoint does not fit the model"), r.stderr)
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         r = try ToolRunner.run("det-eval", ["--config", config, "--checkpoint", "\(tmp)/none.safetensors"])
-        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("none.safetensors: checkpoint not found"), r.stderr)
     }
 }

@@ -53,9 +53,12 @@ final class OptimTests: XCTestCase {
             let fc = Linear(3, 2)
             let relative_position_bias_table = Init.constant([4, 2], 0)
         }
-        let groups = paramGroups(M(), weightDecay: 0.05)
+        let groups = paramGroups(M(), weightDecay: 0.05, noDecayOn1D: true, noDecayKeys: ["relative_position_bias_table"])
         XCTAssertEqual(groups[0].params.map(\.0), ["fc.weight"])
         XCTAssertEqual(Set(groups[1].params.map(\.0)), ["fc.bias", "relative_position_bias_table"])
+        let plain = paramGroups(M(), weightDecay: 0.05, noDecayOn1D: false, noDecayKeys: [])
+        XCTAssertEqual(Set(plain[0].params.map(\.0)), ["fc.weight", "fc.bias", "relative_position_bias_table"])
+        XCTAssertEqual(plain[1].params.count, 0)
         let t = Tensor([0, 0], shape: [2], requiresGrad: true)
         t.grad = Tensor([3, 4], shape: [2])
         XCTAssertEqual(clipGradNorm([t], maxNorm: 1), 5, accuracy: 1e-5)

@@ -75,14 +75,15 @@ final class EncoderDecoderTests: XCTestCase {
         // The auxiliary term is 0.4 × its cross-entropy: with weight 1 it is 2.5× larger on the same logits.
         model.eval()
         let a = model.forwardTrain(images: x, labels: y).term("aux.loss_seg")!
-        model.auxiliaryLoss.lossWeight = 1
+        model.auxiliary_head!.lossDecode.lossWeight = 1
         let b = model.forwardTrain(images: x, labels: y).term("aux.loss_seg")!
         XCTAssertEqual(b, a / 0.4, accuracy: 1e-4)
     }
 
     func testNeckIsAppliedAndKeyedAsNeck() {
         /// A stand-in neck (the real FPN is another module): 1×1 convs to a common width, keyed like FPN's lateral convs.
-        final class Lateral: Module, SegmentationNeck {
+        final class Lateral: Module, Neck {
+            var outChannels: Int { 8 }
             let lateral_convs: [ConvModule]
             init(_ inChannels: [Int], _ out: Int) { lateral_convs = inChannels.map { ConvModule($0, out, kernelSize: 1, norm: .none, relu: false) } }
             func callAsFunction(_ inputs: [Tensor]) -> [Tensor] { zip(lateral_convs, inputs).map { $0($1) } }

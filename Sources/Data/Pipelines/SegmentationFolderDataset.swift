@@ -17,7 +17,7 @@ public struct SegmentationFolderDataset: SourceImageDataset {
         for name in names {
             let label = "\(labelDir)/\((name as NSString).deletingPathExtension).png"
             guard FileManager.default.fileExists(atPath: label) else {
-                throw ImageIOError.cannotRead(path: label, reason: "no label map for image \(imageDir)/\(name)")
+                throw KitError.cannotRead(path: label, reason: "no label map for image \(imageDir)/\(name)")
             }
         }
         self.imageDir = imageDir
@@ -31,7 +31,7 @@ public struct SegmentationFolderDataset: SourceImageDataset {
         let imagePath = "\(imageDir)/\(imageNames[index])", labelPath = "\(labelDir)/\(stems[index]).png"
         let image = try readImage(imagePath), label = try readLabelMap(labelPath)
         guard image.width == label.width && image.height == label.height else {
-            throw ImageIOError.cannotDecode(path: labelPath, reason: "label is \(label.height)x\(label.width) (HxW) "
+            throw KitError.cannotDecode(path: labelPath, reason: "label is \(label.height)x\(label.width) (HxW) "
                 + "but the image is \(image.height)x\(image.width)")
         }
         return SegmentationSample(filename: imagePath, image: image, label: label)

@@ -8,14 +8,14 @@ public struct ParamGroup {
     public init(params: [(String, Tensor)], weightDecay: Float) { self.params = params; self.weightDecay = weightDecay }
 }
 
-/// Splits trainable parameters into a decayed group and a no-decay group: 1-D tensors (norm weights, biases,
-/// rate1/rate2) and any key containing one of `noDecayKeys` (mmdetection's Swin settings use
-/// `absolute_pos_embed`, `relative_position_bias_table`, `norm`).
-public func paramGroups(_ model: Module, weightDecay: Float,
-                        noDecayKeys: [String] = ["relative_position_bias_table", "absolute_pos_embed"]) -> [ParamGroup] {
+/// Two parameter groups of a model's trainable parameters: with `weightDecay`, and without it for 1-D tensors (norm
+/// weights, biases: mmdet's `norm_decay_mult = bias_decay_mult = 0`) when `noDecayOn1D`, and for keys containing
+/// any of `noDecayKeys` (Swin's position tables: `custom_keys={...: decay_mult=0}`).
+public func paramGroups(_ model: Module, weightDecay: Float, noDecayOn1D: Bool, noDecayKeys: [String]) -> [ParamGroup] {
     var decay: [(String, Tensor)] = [], noDecay: [(String, Tensor)] = []
     for (k, p) in model.trainableParameters() {
-        if p.rank <= 1 || noDecayKeys.contains(where: { k.contains($0) }) { noDecay.append((k, p)) } else { decay.append((k, p)) }
+        if (noDecayOn1D && p.rank <= 1) || noDecayKeys.contains(where: { k.contains($0) }) { noDecay.append((k, p)) }
+        else { decay.append((k, p)) }
     }
     return [ParamGroup(params: decay, weightDecay: weightDecay), ParamGroup(params: noDecay, weightDecay: 0)]
 }
@@ -36,9 +36,9 @@ extension Optimizer {
     /// Restores buffers saved by `stateTensors()`; every buffer must be present with the right shape.
     func restore(_ names: [(String, Tensor)], from tensors: [String: Tensor]) throws {
         for (name, t) in names {
-            guard let src = tensors[name] else { throw StateDictError(report: LoadReport(missing: [name]), source: "optimizer state") }
+            guard let src = tensors[name] else { throw KitError.stateDict(LoadReport(missing: [name]), source: "optimizer state") }
             guard src.count == t.count else {
-                throw StateDictError(report: LoadReport(mismatched: [(name, t.shape, src.shape)]), source: "optimizer state")
+                throw KitError.stateDict(LoadReport(mismatched: [(name, t.shape, src.shape)]), source: "optimizer state")
             }
             t.data.update(from: src.data, count: t.count)
         }

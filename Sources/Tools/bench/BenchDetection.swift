@@ -26,7 +26,7 @@ let detectionCases: [BenchCase] = [
             }
             return DetectionTarget(boxes: boxes, labels: labels, imgShape: (512, 512))
         }
-        let opt = SGD(paramGroups(detector, weightDecay: 1e-4), lr: 0.001)
+        let opt = SGD(paramGroups(detector, weightDecay: 1e-4, noDecayOn1D: true, noDecayKeys: []), lr: 0.001)
         return ({
             opt.zeroGrad()
             let terms = detector.lossTerms(images, targets: targets)

@@ -1,9 +1,14 @@
 import ArgumentParser
 import Data
+import Engine
 import Evaluation
 import Foundation
 import Heads
+import Tasks
+import ToolSupport
 import Training
+
+extension Params.IouType: ExpressibleByArgument {}
 
 /// COCO bbox/segm mAP, printed as pycocotools prints it: of a results file against an instances file, or of a
 /// trained detector run over its config's validation split.
@@ -28,7 +33,7 @@ struct DetEval: ParsableCommand {
     var results: String?
 
     @Option(name: .customLong("iou-type"), help: "bbox or segm.")
-    var iouType: String = "bbox"
+    var iouType: Params.IouType = .bbox
 
     @OptionGroup var trained: ModelEvalOptions
 
@@ -42,11 +47,8 @@ struct DetEval: ParsableCommand {
     var jsonOut: String?
 
     func validate() throws {
-        guard let type = Params.IouType(rawValue: iouType) else {
-            throw ValidationError("--iou-type must be bbox or segm, got '\(iouType)'")
-        }
         if try trained.form(filesForm: annotations != nil || results != nil, filesOptions: "--annotations/--results") != nil {
-            guard type == .bbox else { throw ValidationError("--config evaluates boxes: --iou-type must be bbox") }
+            guard iouType == .bbox else { throw ValidationError("--config evaluates boxes: --iou-type must be bbox") }
         } else {
             guard annotations != nil && results != nil else {
                 throw ValidationError("give --annotations and --results, or --config and --checkpoint")
@@ -57,7 +59,7 @@ struct DetEval: ParsableCommand {
 
     func run() throws {
         if let (config, checkpoint) = try trained.form(filesForm: false, filesOptions: "") {
-            if let code = try TrainTool.exitCode(tool: "det-eval", { try evaluateModel(config: config, checkpoint: checkpoint) }) {
+            if let code = TrainTool.exitCode(tool: "det-eval", { try evaluateModel(config: config, checkpoint: checkpoint) }) {
                 throw ExitCode(code)
             }
             return
@@ -66,11 +68,11 @@ struct DetEval: ParsableCommand {
         do {
             gt = try COCODataset.load(annotations!)
             dt = try gt.loadRes(results!)
-        } catch let e as COCOError {
-            fail("\(e)")
+        } catch let e as KitError {
+            fail("\(e)", code: e.exitCode)
         }
         for w in dt.warnings { FileHandle.standardError.write(Data("warning: \(results!): \(w)\n".utf8)) }
-        let E = COCOeval(cocoGt: gt, cocoDt: dt, iouType: Params.IouType(rawValue: iouType)!)
+        let E = COCOeval(cocoGt: gt, cocoDt: dt, iouType: iouType)
         E.evaluate()
         E.accumulate()
         try report(E, groundTruth: gt)
@@ -79,27 +81,17 @@ struct DetEval: ParsableCommand {
     /// The second form: build the detector, load the weights, detect on the validation split, evaluate.
     func evaluateModel(config path: String, checkpoint: String) throws {
         let cfg = try DetectionConfig.load(path: path, overrides: trained.overrides)
-        let detector = try DetectorRegistry.build(cfg)
+        let detector = try DetectionConfig.buildModel(cfg)
         try Checkpoint.loadForInference(from: checkpoint, into: detector)
         detector.eval()
-        if try cfg.string("data.dataset") == "coco" {
-            let setup = try COCODetectionSetup(config: cfg)
-            try evaluate(try setup.task(config: cfg, detector: detector), val: setup.val, annotations: setup.valAnnotationPath)
-        } else {
-            let setup = try ShapesDetectionSetup(config: cfg)
-            try evaluate(try setup.task(config: cfg, detector: detector), val: setup.val,
-                         annotations: try setup.valAnnotationPath(config: cfg))
-        }
-    }
-
-    func evaluate<T, V: SourceImageDataset>(_ task: DetectionTask<T, V>, val: V, annotations: String) throws {
-        let gt = try COCODataset.load(annotations)
-        var bar = ProgressBar(total: val.count, unit: "img")
+        let task = try DetectionTask(config: cfg, detector: detector)
+        let gt = try task.cocoEvaluator.loadGroundTruth()
+        var bar = ProgressBar(total: task.data.val.count, unit: "img")
         let (ids, dets) = try task.detectAll { bar.update($0) }
         bar.finish()
-        if let out { try writeCOCOResults(ids, dets, categoryIDs: task.categoryIDs, to: out) }
-        if let showDir = trained.showDir { try show(dets, ids: ids, val: val, groundTruth: gt, to: showDir) }
-        guard let E = try cocoBboxEval(ids, dets, groundTruth: gt) else {
+        if let out { try writeCOCOResults(cocoResults(ids, dets, categoryIDs: task.data.categoryIDs), to: out) }
+        if let showDir = trained.showDir { try show(dets, ids: ids, val: task.data.val, groundTruth: gt, to: showDir) }
+        guard let E = try task.cocoEvaluator.cocoEval(ids, dets) else {
             // pycocotools cannot evaluate an empty result list; every AP and AR is then 0.
             print("no detections on the \(ids.count) validation images: every AP and AR is 0")
             return
@@ -109,7 +101,7 @@ struct DetEval: ParsableCommand {
 
     /// One PNG per validation image (named after its file) with the detections above `--show-score-thr` drawn.
     func show<V: SourceImageDataset>(_ dets: [ImageDetections], ids: [Int], val: V, groundTruth gt: COCODataset, to dir: String) throws {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try createDirectory(dir)
         let names = gt.categoryIds.map { gt.category(id: $0)?.name ?? String($0) }
         let files = Dictionary(gt.images.map { ($0.id, $0.fileName) }, uniquingKeysWith: { a, _ in a })
         for (i, d) in dets.enumerated() {
@@ -140,11 +132,7 @@ struct DetEval: ParsableCommand {
             let perCat = E.params.catIds.map { id in "\"\(id)\": \(json(ap[id] ?? .nan))" }
             let text = "{\"iou_type\": \"\(E.params.iouType.rawValue)\", \"stats\": [\(E.stats.map(json).joined(separator: ", "))], "
                 + "\"per_category_ap\": {\(perCat.joined(separator: ", "))}}\n"
-            do {
-                try text.write(toFile: out, atomically: true, encoding: .utf8)
-            } catch {
-                fail("\(out): cannot write: \(error.localizedDescription)")
-            }
+            do { try writeAtomically(text, to: out) } catch { fail("\(error)") }
         }
     }
 }
@@ -152,9 +140,9 @@ struct DetEval: ParsableCommand {
 /// Shortest round-trip decimal, as Python's json writes floats (null for NaN).
 func json(_ v: Double) -> String { v.isFinite ? "\(v)" : "null" }
 
-func fail(_ message: String) -> Never {
+func fail(_ message: String, code: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("det-eval: error: \(message)\n".utf8))
-    Foundation.exit(1)
+    Foundation.exit(code)
 }
 
 DetEval.main()

@@ -5,6 +5,9 @@ import Engine
 import Foundation
 import NN
 
+/// `--mode`: the authors' fixed-size classifier, or mmdetection's any-size backbone.
+enum FeatureMode: String, ExpressibleByArgument, CaseIterable { case classification, dense }
+
 /// Runs a backbone on a tensor file and writes its multi-scale features (and optionally logits) as safetensors.
 struct ExportFeatures: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,14 +33,13 @@ struct ExportFeatures: ParsableCommand {
     var output: String
 
     @Option(help: "classification (the authors' fixed-size model, square input) or dense (any size, per-stage output norms; Swin only — ResNet is the same in both).")
-    var mode = "classification"
+    var mode = FeatureMode.classification
 
     @Flag(help: "Also write `logits` from the classification head in the weights.")
     var logits = false
 
     func validate() throws {
         guard (input == nil) != (image == nil) else { throw ValidationError("give exactly one of --input and --image") }
-        guard ["classification", "dense"].contains(mode) else { throw ValidationError("--mode must be classification or dense, got '\(mode)'") }
         guard BackboneRegistry.allArchs.contains(arch) else {
             throw ValidationError("unknown --arch '\(arch)'; known: \(BackboneRegistry.allArchs.joined(separator: ", "))")
         }
@@ -47,9 +49,9 @@ struct ExportFeatures: ParsableCommand {
         let x = try loadInput()
         let state = try SafeTensors.read(path: weights).tensors
         let classes = BackboneRegistry.numClasses(in: state)
-        if logits && classes == nil { throw ToolError("\(weights): --logits needs a classification head (fc.weight or head.weight), none found") }
-        if logits && mode == "dense" && BackboneRegistry.swinArchs.contains(arch) { throw ToolError("--logits needs --mode classification (dense models have no classifier)") }
-        let dense = mode == "dense"
+        if logits && classes == nil { throw KitError.usage("\(weights): --logits needs a classification head (fc.weight or head.weight), none found") }
+        if logits && mode == .dense && BackboneRegistry.swinArchs.contains(arch) { throw KitError.usage("--logits needs --mode classification (dense models have no classifier)") }
+        let dense = mode == .dense
         let model = try BackboneRegistry.make(arch: arch, numClasses: logits ? classes : nil, dense: dense, imageSize: x.shape[2])
         try model.validate(height: x.shape[2], width: x.shape[3])
         let prefix = state.keys.contains { $0.hasPrefix("backbone.") } ? "backbone." : nil
@@ -66,7 +68,7 @@ struct ExportFeatures: ParsableCommand {
             report.missing = report.missing.filter { !missingNorms.contains($0) }
         }
         if !report.isClean {
-            throw ToolError("\(weights): weights do not match \(arch): " + report.problems(limit: 6).joined(separator: "; "))
+            throw KitError.checkpoint("\(weights): weights do not match \(arch): " + report.problems(limit: 6).joined(separator: "; "))
         }
         model.eval()
 
@@ -75,17 +77,17 @@ struct ExportFeatures: ParsableCommand {
             outputs = zip(model.featureNames, model.features(x)).map { ($0, $1) }
             if logits, let l = model.logits(x) { outputs.append(("logits", l)) }
         }
-        try SafeTensors.write(outputs, metadata: ["arch": arch, "mode": mode], to: output)
+        try SafeTensors.write(outputs, metadata: ["arch": arch, "mode": mode.rawValue], to: output)
     }
 
     func loadInput() throws -> Tensor {
         if let input {
             let f = try SafeTensors.read(path: input)
             guard let t = f.tensors[inputKey] else {
-                throw ToolError("\(input): no tensor '\(inputKey)' (has: \(f.names.joined(separator: ", ")))")
+                throw KitError.usage("\(input): no tensor '\(inputKey)' (has: \(f.names.joined(separator: ", ")))")
             }
             guard t.rank == 4, t.shape[1] == 3, t.shape[0] >= 1 else {
-                throw ToolError("\(input): '\(inputKey)' has shape \(t.shape), expected (N, 3, H, W)")
+                throw KitError.usage("\(input): '\(inputKey)' has shape \(t.shape), expected (N, 3, H, W)")
             }
             return t
         }
@@ -95,10 +97,13 @@ struct ExportFeatures: ParsableCommand {
     }
 }
 
-struct ToolError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
+// Errors thrown from run() (bad files, wrong shapes, missing keys) print as one line with their exit code.
+do {
+    var command = try ExportFeatures.parseAsRoot()
+    try command.run()
+} catch let error as KitError {
+    FileHandle.standardError.write(Data("export-features: error: \(error)\n".utf8))
+    exit(error.exitCode)
+} catch {
+    ExportFeatures.exit(withError: error)
 }
-
-// Errors thrown from run() (bad files, wrong shapes, missing keys) print as one "Error: ..." line, exit code 1.
-ExportFeatures.main()

@@ -1,8 +1,11 @@
 import ArgumentParser
 import Data
+import Engine
 import Evaluation
 import Foundation
 import Heads
+import Tasks
+import ToolSupport
 import Training
 
 /// Scores predicted label maps against ground truth the way mmsegmentation's IoUMetric does: saved label PNGs, or
@@ -58,21 +61,23 @@ struct SegEval: ParsableCommand {
 
     func run() throws {
         if let (config, checkpoint) = try trained.form(filesForm: false, filesOptions: "") {
-            if let code = try TrainTool.exitCode(tool: "seg-eval", { try evaluateModel(config: config, checkpoint: checkpoint) }) {
+            if let code = TrainTool.exitCode(tool: "seg-eval", { try evaluateModel(config: config, checkpoint: checkpoint) }) {
                 throw ExitCode(code)
             }
             return
         }
         let (gtDir, predDir) = (gtDir!, predDir!)
         let names = try loadClassNames()
-        let files = try FileManager.default.contentsOfDirectory(atPath: gtDir).filter { $0.lowercased().hasSuffix(".png") }
-            .sorted()
-        guard !files.isEmpty else { throw SegEvalError("\(gtDir): no PNG label files") }
+        guard let all = try? FileManager.default.contentsOfDirectory(atPath: gtDir) else {
+            throw KitError.io("\(gtDir): cannot list the ground-truth folder (missing or not a folder)")
+        }
+        let files = all.filter { $0.lowercased().hasSuffix(".png") }.sorted()
+        guard !files.isEmpty else { throw KitError.data("\(gtDir): no PNG label files") }
         var metric = MIoUMetric(numClasses: numClasses, ignoreIndex: ignoreIndex, reduceZeroLabel: reduceZeroLabel)
         for file in files {
             let predPath = (predDir as NSString).appendingPathComponent(file)
             guard FileManager.default.fileExists(atPath: predPath) else {
-                throw SegEvalError("\(predPath): missing prediction for ground truth \(file)")
+                throw KitError.data("\(predPath): missing prediction for ground truth \(file)")
             }
             let gtPath = (gtDir as NSString).appendingPathComponent(file)
             let label = try readLabelMap(gtPath)
@@ -87,26 +92,14 @@ struct SegEval: ParsableCommand {
     /// The second form: build the segmentor, load the weights, predict the validation split, score it.
     func evaluateModel(config path: String, checkpoint: String) throws {
         let cfg = try SegmentationConfig.load(path: path, overrides: trained.overrides)
-        let model = try SegmentationConfig.build(cfg)
+        let model = try SegmentationConfig.buildModel(cfg)
         try Checkpoint.loadForInference(from: checkpoint, into: model)
-        let mode = try SegmentationConfig.inferenceMode(cfg)
-        if try cfg.string("data.dataset") == "ade20k" {
-            try evaluate(model, val: try ADE20KSetup(config: cfg).val, mode: mode, names: nil, background: false)
-        } else {
-            try evaluate(model, val: try ShapesSegmentationSetup(config: cfg).val, mode: mode,
-                         names: ShapesSegmentationSetup.classNames, background: true)
-        }
-    }
-
-    func evaluate<V: SourceImageDataset>(_ model: EncoderDecoder, val: V, mode: SegmentationInferenceMode, names: [String]?,
-                                         background: Bool) throws where V.Item == SegmentationInput {
-        let n = model.numClasses, palette = Palette.colours(n, background: background)
-        if let showDir = trained.showDir {
-            for sub in ["overlay", "pred"] { try FileManager.default.createDirectory(atPath: "\(showDir)/\(sub)", withIntermediateDirectories: true) }
-        }
+        let task = try SegmentationTask(config: cfg, segmentor: model)
+        let val = task.data.val, n = model.numClasses
+        let palette = Palette.colours(n, background: task.data.background)
+        if let showDir = trained.showDir { for sub in ["overlay", "pred"] { try createDirectory("\(showDir)/\(sub)") } }
         var bar = ProgressBar(total: val.count, unit: "img"), done = 0
-        let loader = DataLoader(dataset: val, batchSize: 1, shuffle: false, seed: 0, workers: 1)
-        let r = try evaluateSegmentation(model, loader: loader, mode: mode, numClasses: n) { index, item, pred in
+        let r = try evaluateSegmentation(model, loader: task.valLoader) { index, item, pred in
             done += 1
             bar.update(done)
             guard let showDir = trained.showDir else { return }
@@ -117,18 +110,20 @@ struct SegEval: ParsableCommand {
         }
         bar.finish()
         if let showDir = trained.showDir { FileHandle.standardError.write(Data("wrote \(val.count) overlays and label maps to \(showDir)\n".utf8)) }
-        printTable(r, names: names ?? (0..<n).map(String.init), imageCount: val.count)
+        printTable(r, names: task.data.classNames ?? (0..<n).map(String.init), imageCount: val.count)
         if let path = jsonOut { try writeJSON(r, to: path) }
     }
 
     private func loadClassNames() throws -> [String] {
         guard let path = classNames else { return (0..<numClasses).map(String.init) }
-        let text = try String(contentsOfFile: path, encoding: .utf8)
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw KitError.io("\(path): cannot read the class-names file")
+        }
         let names = text.split(separator: "\n", omittingEmptySubsequences: false).map {
             $0.trimmingCharacters(in: .whitespacesAndNewlines)
         }.filter { !$0.isEmpty }
         guard names.count == numClasses else {
-            throw SegEvalError("\(path): \(names.count) class names for --num-classes \(numClasses)")
+            throw KitError.data("\(path): \(names.count) class names for --num-classes \(numClasses)")
         }
         return names
     }
@@ -156,32 +151,16 @@ struct SegEval: ParsableCommand {
         let json = "{\"aAcc\": \(num(r.aAcc)), \"mIoU\": \(num(r.mIoU)), \"mAcc\": \(num(r.mAcc)), "
             + "\"IoU\": [\(r.iou.map(num).joined(separator: ", "))], "
             + "\"Acc\": [\(r.acc.map(num).joined(separator: ", "))]}\n"
-        do {
-            try json.write(toFile: path, atomically: true, encoding: .utf8)
-        } catch {
-            throw SegEvalError("\(path): cannot write metrics: \(error.localizedDescription)")
-        }
+        try writeAtomically(json, to: path)
     }
-}
-
-/// A failure about the inputs, printed as one line without the usage text.
-struct SegEvalError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 do {
     var command = try SegEval.parseAsRoot()
     try command.run()
-} catch let error as ImageIOError {
+} catch let error as KitError {
     FileHandle.standardError.write(Data("seg-eval: error: \(error)\n".utf8))
-    exit(1)
-} catch let error as SegEvalError {
-    FileHandle.standardError.write(Data("seg-eval: error: \(error)\n".utf8))
-    exit(1)
-} catch let error as MIoUError {
-    FileHandle.standardError.write(Data("seg-eval: error: \(error)\n".utf8))
-    exit(1)
+    exit(error.exitCode)
 } catch {
     SegEval.exit(withError: error)
 }

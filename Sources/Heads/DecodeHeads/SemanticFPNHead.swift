@@ -1,3 +1,4 @@
+import Config
 import Engine
 import NN
 
@@ -17,6 +18,8 @@ public final class SemanticFPNHead: Module, SegmentationDecodeHead {
     public let inChannels: [Int]
     public let numClasses: Int
     public let dropoutRatio: Float
+    public var lossDecode = SegmentationLoss()
+    public var convSegInitStd: Float?
 
     public init(inChannels: [Int] = [256, 256, 256, 256], featureStrides: [Int] = [4, 8, 16, 32], channels: Int = 128,
                 numClasses: Int, norm: ConvNorm = .bn, dropoutRatio: Float = 0.1) {
@@ -62,5 +65,25 @@ public final class BilinearUpsample: Module, UnaryLayer {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         x.resizeBilinear(x.shape[2] * scaleFactor, x.shape[3] * scaleFactor)
+    }
+}
+
+extension SemanticFPNHead {
+    /// mmseg's FPNHead (`type` "FPNHead") on the first `feature_strides.count` neck levels.
+    static func register(in r: Registry<any SegmentationDecodeHead, DecodeHeadContext>) {
+        r.register("FPNHead", fields: decodeHeadFields(channels: 128) + [
+            .init("feature_strides", .array(.positiveInt), default: [4, 8, 16, 32]),
+        ]) { c, context in
+            let strides = try c.ints("feature_strides")
+            guard strides.count <= context.inChannels.count, !strides.isEmpty, strides.min() == strides[0],
+                  strides.allSatisfy({ $0 & ($0 - 1) == 0 }) else {
+                throw c.fail("feature_strides", "\(strides): need powers of 2, finest first, at most one per level (\(context.inChannels.count))")
+            }
+            let inChannels = Array(context.inChannels.prefix(strides.count))
+            let head = SemanticFPNHead(inChannels: inChannels, featureStrides: strides, channels: try c.int("channels"),
+                                       numClasses: try c.int("num_classes"), norm: try convNorm(c),
+                                       dropoutRatio: Float(try c.double("dropout_ratio")))
+            return try finishDecodeHead(head, c, inChannels: inChannels)
+        }
     }
 }

@@ -1,5 +1,9 @@
 import ArgumentParser
+import Config
+import Engine
 import Foundation
+import Tasks
+import Training
 
 /// What det-train and seg-train share around the trainer: finding the default config, the work dir, the closing
 /// summary line and the mapping of failures to one stderr line and an exit code.
@@ -22,9 +26,38 @@ public enum TrainTool {
     public static func prepareWorkDir(_ workDir: String?, configPath: String, config: Config) throws -> String {
         let name = URL(fileURLWithPath: configPath).deletingPathExtension().lastPathComponent
         let dir = try workDir ?? config.optionalString("work_dir") ?? "work_dirs/\(name)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try config.serialized().write(toFile: "\(dir)/config.json", atomically: true, encoding: .utf8)
+        try createDirectory(dir)
+        removeStaleTemporaries(in: dir)
+        try writeAtomically(config.serialized(), to: "\(dir)/config.json")
         return dir
+    }
+
+    /// What det-train and seg-train do around their task: load and check the config (`--set`, `--dry-run`), build
+    /// the model (`--load-from` weights), prepare the work dir, build the task and run the trainer (`--resume`).
+    public static func train<C: TaskConfig, M>(tool: String, options: TrainOptions, defaultConfig: String, config: C.Type,
+                                               buildModel: (Config) throws -> M,
+                                               buildTask: (Config, M, _ workDir: String) throws -> TrainingTask) throws {
+        let path = options.resolvedConfig(default: defaultConfig)
+        let cfg = try C.load(path: path, overrides: options.overrides)
+        if let loadFrom = options.loadFrom, !FileManager.default.fileExists(atPath: loadFrom) {
+            throw KitError.usage("--load-from: file not found: \(loadFrom)")
+        }
+        let settings = try TrainerSettings(config: cfg)
+        EngineRandom.seed(settings.seed)
+        let model = try buildModel(cfg)   // every model key is checked here, before any work
+        if options.dryRun { print(cfg.serialized(), terminator: ""); return }
+        let dir = try prepareWorkDir(options.workDir, configPath: path, config: cfg)
+        let task = try buildTask(cfg, model, dir)
+        if let loadFrom = options.loadFrom {
+            let report = try Checkpoint.loadWeights(from: loadFrom, into: task.model)
+            FileHandle.standardError.write(Data("loaded \(report.loaded.count) tensors from \(loadFrom)\n".utf8))
+            for line in report.problems(limit: 8) { FileHandle.standardError.write(Data("  \(line)\n".utf8)) }
+        }
+        let trainer = try Trainer(settings: settings, task: task, workDir: dir)
+        FileHandle.standardError.write(Data(("\(tool): \(cfg.path), \(settings.maxIters(itersPerEpoch: task.itersPerEpoch)) iterations "
+            + "(\(task.itersPerEpoch)/epoch), \(task.model.trainableParameters().reduce(0) { $0 + $1.1.count }) trainable parameters, "
+            + "work dir \(dir)\n").utf8))
+        print(summaryLine(try trainer.run(resume: options.resume)))
     }
 
     /// "done: N iterations in T s; metric value, ..."
@@ -33,16 +66,15 @@ public enum TrainTool {
             + (s.lastMetrics.isEmpty ? "" : "; " + s.lastMetrics.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: ", "))
     }
 
-    /// Runs `body`; a training failure exits 1 (130 when interrupted), a config error 2, each with one line on stderr.
-    /// Returns the exit code to use, nil on success.
-    public static func exitCode(tool: String, _ body: () throws -> Void) rethrows -> Int32? {
-        do { try body() } catch let e as TrainingError {
+    /// Runs `body`; any failure is one line on stderr and an exit code (`KitError.exitCode`: 2 for config and
+    /// usage errors, 130 when interrupted, 1 otherwise). Returns the exit code to use, nil on success.
+    public static func exitCode(tool: String, _ body: () throws -> Void) -> Int32? {
+        do { try body() } catch let e as KitError {
             FileHandle.standardError.write(Data("\(tool): \(e)\n".utf8))
-            if case .interrupted = e { return 130 }
+            return e.exitCode
+        } catch {
+            FileHandle.standardError.write(Data("\(tool): \(describe(error))\n".utf8))
             return 1
-        } catch let e as ConfigError {
-            FileHandle.standardError.write(Data("\(tool): \(e)\n".utf8))
-            return 2
         }
         return nil
     }

@@ -1,6 +1,19 @@
+import Config
 import Engine
 import Foundation
 import NN
+
+/// A neck: backbone levels in (finest first), pyramid levels out.
+public protocol Neck: Module {
+    var outChannels: Int { get }
+    func callAsFunction(_ inputs: [Tensor]) -> [Tensor]
+}
+
+/// What a neck's builder gets from its parent: the backbone's channels per level.
+public struct NeckContext {
+    public var inChannels: [Int]
+    public init(inChannels: [Int]) { self.inChannels = inChannels }
+}
 
 /// mmdet `FPN`: 1×1 lateral convs on inputs start_level..end, top-down nearest upsampling (to the finer map's size)
 /// and addition, 3×3 output convs, then extra levels up to `numOuts`: stride-2 3×3 convs on the last input
@@ -8,7 +21,7 @@ import NN
 /// `reluBeforeExtraConvs`; or, with no extra convs, stride-2 max-pooling (kernel 1).
 ///
 /// Keys: lateral_convs.i.conv.{weight,bias}, fpn_convs.i.conv.{weight,bias}. Convs use mmdet's xavier-uniform init.
-public final class FPN: Module {
+public final class FPN: Module, Neck {
     public enum ExtraConvs: String { case none, onInput = "on_input", onLateral = "on_lateral", onOutput = "on_output" }
 
     public let lateral_convs: [ConvModule]
@@ -88,4 +101,34 @@ func xavierUniform(_ c: Conv2d) {
 func normalInit(_ c: Conv2d, std: Float = 0.01, bias: Float = 0) {
     c.weight.assign(Init.normal(c.weight.shape, std: std))
     c.bias?.fill(bias)
+}
+
+extension FPN {
+    static func register(in r: Registry<any Neck, NeckContext>) {
+        r.register("FPN", fields: [
+            .init("in_channels", .optional(.array(.positiveInt))), .init("out_channels", .positiveInt, required: true),
+            .init("num_outs", .positiveInt, required: true), .init("start_level", .nonNegativeInt, default: 0),
+            .init("end_level", .intRange(-1...Int.max), default: -1),
+            .init("add_extra_convs", .anyOf([.bool, .oneOf(["on_input", "on_lateral", "on_output"])]), default: false),
+            .init("relu_before_extra_convs", .bool, default: false),
+        ]) { c, context in
+            let channels = context.inChannels
+            if c.has("in_channels"), try c.ints("in_channels") != channels {
+                throw c.fail("in_channels", "\(try c.ints("in_channels")) but the backbone gives \(channels)")
+            }
+            var extra = ExtraConvs.none
+            switch c["add_extra_convs"] {
+            case .bool(true)?: extra = .onInput   // mmdet: True means 'on_input'
+            case let .string(s)?: extra = ExtraConvs(rawValue: s) ?? .none
+            default: break
+            }
+            let start = try c.int("start_level"), numOuts = try c.int("num_outs"), end = try c.int("end_level")
+            let used = (end == -1 ? channels.count : end + 1) - start
+            guard start < channels.count && end < channels.count && used >= 1 && numOuts >= used else {
+                throw c.fail("", "start_level \(start), end_level \(end), num_outs \(numOuts) do not fit \(channels.count) inputs")
+            }
+            return FPN(inChannels: channels, outChannels: try c.int("out_channels"), numOuts: numOuts, startLevel: start,
+                       endLevel: end, addExtraConvs: extra, reluBeforeExtraConvs: try c.bool("relu_before_extra_convs"))
+        }
+    }
 }

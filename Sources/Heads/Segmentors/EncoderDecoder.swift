@@ -1,11 +1,19 @@
 import Backbones
+import Config
 import Engine
 import NN
 
-/// A neck between backbone and decode head (the FPN for Semantic FPN): level list in, level list out, finest first.
-/// Any neck module conforms with `extension FPN: SegmentationNeck {}` when it has this call signature.
-public protocol SegmentationNeck: Module {
-    func callAsFunction(_ inputs: [Tensor]) -> [Tensor]
+/// What training and evaluation need from any segmentor.
+public protocol Segmentor: Module {
+    var numClasses: Int { get }
+    /// How `inference` runs by default (the config's `test_cfg`).
+    var testMode: SegmentationInferenceMode { get }
+    /// Throws when the model cannot take an input (or a slide crop) of this size.
+    func validate(height: Int, width: Int) throws
+    /// Losses of one training step against labels N·H·W at the image size (255 ignored).
+    func forwardTrain(images: Tensor, labels: [Int32]) -> SegmentationTrainOutput
+    /// Logits [N, numClasses, H', W'] without gradients, at `outputSize` or the input size.
+    func inference(_ images: Tensor, mode: SegmentationInferenceMode, outputSize: (height: Int, width: Int)?) -> Tensor
 }
 
 /// mmseg's test_cfg `mode`: one pass over the whole image, or overlapping crops averaged with a count matrix.
@@ -30,20 +38,18 @@ public struct SegmentationTrainOutput {
 /// in training only. State-dict keys: `backbone.*`, `neck.*`, `decode_head.*`, `auxiliary_head.*`, as mmseg saves them.
 ///
 /// Images are [N, 3, H, W] normalised; labels N·H·W class ids at the image size (255 = ignore).
-public final class EncoderDecoder: Module {
+public final class EncoderDecoder: Module, Segmentor {
     public let backbone: any Backbone
-    public let neck: (any SegmentationNeck)?
+    public let neck: (any Neck)?
     public let decode_head: any SegmentationDecodeHead
     public let auxiliary_head: (any SegmentationDecodeHead)?
-    /// `decode_head.loss_decode` (weight 1) and `auxiliary_head.loss_decode` (weight 0.4 in the UPerNet configs).
-    public var decodeLoss: SegmentationLoss
-    public var auxiliaryLoss: SegmentationLoss
+    public var testMode: SegmentationInferenceMode = .whole
 
     public var numClasses: Int { decode_head.numClasses }
 
-    public init(backbone: any Backbone, neck: (any SegmentationNeck)? = nil, decodeHead: any SegmentationDecodeHead,
-                auxiliaryHead: (any SegmentationDecodeHead)? = nil, decodeLoss: SegmentationLoss = SegmentationLoss(),
-                auxiliaryLoss: SegmentationLoss = SegmentationLoss(lossWeight: 0.4)) {
+    /// Each head carries its own loss (`lossDecode`; the UPerNet configs weigh the auxiliary one 0.4).
+    public init(backbone: any Backbone, neck: (any Neck)? = nil, decodeHead: any SegmentationDecodeHead,
+                auxiliaryHead: (any SegmentationDecodeHead)? = nil) {
         if let auxiliaryHead {
             precondition(auxiliaryHead.numClasses == decodeHead.numClasses, "auxiliary head classes differ from the decode head's")
         }
@@ -51,8 +57,13 @@ public final class EncoderDecoder: Module {
         self.neck = neck
         decode_head = decodeHead
         auxiliary_head = auxiliaryHead
-        self.decodeLoss = decodeLoss
-        self.auxiliaryLoss = auxiliaryLoss
+    }
+
+    /// mmengine's `init_weights` for what the config's `init_cfg`s ask: each head's classifier, decode head first.
+    public func initWeights() {
+        for head in [decode_head] + (auxiliary_head.map { [$0] } ?? []) {
+            if let std = head.convSegInitStd { initConvSeg(head.conv_seg, std: std) }
+        }
     }
 
     /// Explicit, because the parts are existentials: the keys are mmseg's attribute names.
@@ -85,11 +96,13 @@ public final class EncoderDecoder: Module {
         let feats = extractFeatures(images)
         // Resized to the labels once here, so the loss's and the accuracy's own resizes are no-ops.
         let logits = decode_head(feats).resizeBilinear(size.height, size.width)
+        let decodeLoss = decode_head.lossDecode
         let decode = decodeLoss(logits, labels: labels, labelSize: size)
         var loss = decode, lossTerms = [(name: "decode.loss_seg", loss: decode)]
         var terms: [(name: String, value: Float)] = [("decode.loss_seg", decode.item),
                                                       ("decode.acc_seg", decodeLoss.accuracy(logits, labels: labels, labelSize: size))]
         if let auxiliary_head {
+            let auxiliaryLoss = auxiliary_head.lossDecode
             let auxLogits = auxiliary_head(feats).resizeBilinear(size.height, size.width)
             let auxLoss = auxiliaryLoss(auxLogits, labels: labels, labelSize: size)
             terms += [("aux.loss_seg", auxLoss.item),
@@ -173,12 +186,11 @@ extension EncoderDecoder {
         let decode = UPerHead(inChannels: c, channels: channels, numClasses: numClasses, norm: norm, dropoutRatio: dropoutRatio)
         let aux = auxiliary ? FCNHead(inChannels: c[2], channels: auxChannels, numClasses: numClasses, inIndex: 2, norm: norm,
                                       dropoutRatio: auxDropoutRatio) : nil
-        return EncoderDecoder(backbone: backbone, decodeHead: decode, auxiliaryHead: aux,
-                              auxiliaryLoss: SegmentationLoss(lossWeight: auxLossWeight))
+        aux?.lossDecode.lossWeight = auxLossWeight
+        return EncoderDecoder(backbone: backbone, decodeHead: decode, auxiliaryHead: aux)
     }
 
-    /// UperNet on a backbone named by arch (any `BackboneRegistry` name: the ResNet family today, Swin once it
-    /// registers there), built without a classification head.
+    /// UperNet on a backbone named by arch (any `BackboneRegistry` name), built without a classification head.
     public static func upernet(arch: String, numClasses: Int, channels: Int = 512, auxChannels: Int = 256,
                                norm: ConvNorm = .bn, auxiliary: Bool = true) throws -> EncoderDecoder {
         let backbone = try BackboneRegistry.make(arch: arch, numClasses: nil, dense: true)   // any input size
@@ -188,11 +200,52 @@ extension EncoderDecoder {
 
     /// Semantic FPN (mmseg `fpn_r50.py`): `neck` (an FPN with 4 outputs of `neckChannels`) and an FPNHead of
     /// 128 channels over strides 4–32.
-    public static func semanticFPN(backbone: any Backbone, neck: any SegmentationNeck, numClasses: Int,
+    public static func semanticFPN(backbone: any Backbone, neck: any Neck, numClasses: Int,
                                    neckChannels: Int = 256, channels: Int = 128, norm: ConvNorm = .bn,
                                    dropoutRatio: Float = 0.1) -> EncoderDecoder {
         let head = SemanticFPNHead(inChannels: [Int](repeating: neckChannels, count: 4), featureStrides: [4, 8, 16, 32],
                                    channels: channels, numClasses: numClasses, norm: norm, dropoutRatio: dropoutRatio)
         return EncoderDecoder(backbone: backbone, neck: neck, decodeHead: head)
+    }
+}
+
+extension EncoderDecoder {
+    /// `model` of type EncoderDecoder: backbone, optional neck, decode head and optional auxiliary head from their
+    /// registries (each head fed the neck's levels, or the backbone's), and `test_cfg` (mmseg's whole or slide).
+    static func register(in r: Registry<any Segmentor, Void>) {
+        r.register("EncoderDecoder", fields: [
+            .init("backbone", Registries.backbones.schema, required: true),
+            .init("neck", .optional(Registries.necks.schema)),
+            .init("decode_head", Registries.decodeHeads.schema, required: true),
+            .init("auxiliary_head", .optional(Registries.decodeHeads.schema)),
+            .init("test_cfg", .object([.init("mode", .oneOf(["whole", "slide"]), default: "whole"),
+                                       .init("crop_size", .array(.positiveInt, count: 2)),
+                                       .init("stride", .array(.positiveInt, count: 2))])),
+        ]) { c, _ in
+            let backbone = try Registries.backbones.build(c.section("backbone"))
+            var levels = backbone.featureChannels
+            var neck: (any Neck)?
+            if c.has("neck") {
+                neck = try Registries.necks.build(c.section("neck"), NeckContext(inChannels: levels))
+                levels = [Int](repeating: neck!.outChannels, count: try c.int("neck.num_outs"))
+            }
+            let decode = try Registries.decodeHeads.build(c.section("decode_head"), DecodeHeadContext(inChannels: levels))
+            let aux = c.has("auxiliary_head")
+                ? try Registries.decodeHeads.build(c.section("auxiliary_head"), DecodeHeadContext(inChannels: levels)) : nil
+            if let aux, aux.numClasses != decode.numClasses {
+                throw c.fail("auxiliary_head.num_classes", "\(aux.numClasses) but decode_head.num_classes is \(decode.numClasses)")
+            }
+            let model = EncoderDecoder(backbone: backbone, neck: neck, decodeHead: decode, auxiliaryHead: aux)
+            model.initWeights()
+            if try c.string("test_cfg.mode") == "slide" {
+                guard c.has("test_cfg.crop_size") && c.has("test_cfg.stride") else {
+                    throw c.fail("test_cfg", "slide inference needs crop_size and stride")
+                }
+                let crop = try c.ints("test_cfg.crop_size"), stride = try c.ints("test_cfg.stride")
+                model.testMode = .slide(crop: (crop[0], crop[1]), stride: (stride[0], stride[1]))
+                do { try model.validate(height: crop[0], width: crop[1]) } catch { throw c.fail("test_cfg.crop_size", "\(error)") }
+            }
+            return model
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Config
 import Engine
 import NN
 
@@ -21,6 +22,8 @@ public final class UPerHead: Module, SegmentationDecodeHead {
     public let channels: Int
     public let numClasses: Int
     public let dropoutRatio: Float
+    public var lossDecode = SegmentationLoss()
+    public var convSegInitStd: Float?
 
     public init(inChannels: [Int], channels: Int = 512, numClasses: Int, poolScales: [Int] = [1, 2, 3, 6],
                 norm: ConvNorm = .bn, dropoutRatio: Float = 0.1) {
@@ -64,5 +67,20 @@ public final class UPerHead: Module, SegmentationDecodeHead {
 
     public func callAsFunction(_ levels: [Tensor]) -> Tensor {
         conv_seg(fused(levels).dropout2d(dropoutRatio, training: training))
+    }
+}
+
+extension UPerHead {
+    /// mmseg's UPerHead over every level (`in_index` [0, 1, 2, 3]).
+    static func register(in r: Registry<any SegmentationDecodeHead, DecodeHeadContext>) {
+        r.register("UPerHead", fields: decodeHeadFields(channels: 512) + [
+            .init("pool_scales", .array(.positiveInt), default: [1, 2, 3, 6]),
+        ]) { c, context in
+            guard context.inChannels.count >= 2 else { throw c.fail("type", "UPerHead needs at least two levels, got \(context.inChannels)") }
+            let head = UPerHead(inChannels: context.inChannels, channels: try c.int("channels"), numClasses: try c.int("num_classes"),
+                                poolScales: try c.ints("pool_scales"), norm: try convNorm(c),
+                                dropoutRatio: Float(try c.double("dropout_ratio")))
+            return try finishDecodeHead(head, c, inChannels: context.inChannels)
+        }
     }
 }

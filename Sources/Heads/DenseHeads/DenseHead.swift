@@ -1,0 +1,22 @@
+import Config
+import Engine
+import NN
+
+/// A dense detection head (mmdet's BaseDenseHead): losses from neck features, and final detections.
+public protocol DenseHead: Module {
+    /// Named loss terms for a batch; `feats` are the neck's levels, targets in input-pixel coordinates.
+    func loss(_ feats: [Tensor], targets: [DetectionTarget]) -> [(String, Tensor)]
+    /// Detections per image, rescaled to the original image by `scaleFactors` ([w, h, w, h] per image).
+    func predict(_ feats: [Tensor], imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]) -> [ImageDetections]
+}
+
+/// What a dense head's builder gets from its detector: the neck's channels and the detector's `train_cfg` /
+/// `test_cfg` sections (nil when absent), whose schema the head owns.
+public struct DenseHeadContext {
+    public var inChannels: Int
+    public var trainCfg: Config?
+    public var testCfg: Config?
+    public init(inChannels: Int, trainCfg: Config? = nil, testCfg: Config? = nil) {
+        self.inChannels = inChannels; self.trainCfg = trainCfg; self.testCfg = testCfg
+    }
+}

@@ -1,0 +1,55 @@
+import Backbones
+import Config
+import Engine
+import NN
+
+/// What training and evaluation need from any detector.
+public protocol Detector: Module {
+    /// Named loss terms for a batch [N, 3, H, W] (targets in input-pixel coordinates).
+    func lossTerms(_ images: Tensor, targets: [DetectionTarget]) -> [(String, Tensor)]
+    /// Detections per image in original-image coordinates (boxes divided by each image's scale factor).
+    func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]) -> [ImageDetections]
+    /// The backbone, for checks of the input sizes a config asks for.
+    var backbone: any Backbone { get }
+}
+
+/// mmdet `SingleStageDetector` (RetinaNet, ...): backbone → neck → dense head. Keys backbone.*, neck.*, bbox_head.*.
+public final class SingleStageDetector: Module, Detector {
+    public let backbone: any Backbone
+    public let neck: any Neck
+    public let bbox_head: any DenseHead
+
+    public init(backbone: any Backbone, neck: any Neck, head: any DenseHead) {
+        self.backbone = backbone; self.neck = neck; bbox_head = head
+    }
+
+    public override func children() -> [(String, Module)] { [("backbone", backbone), ("neck", neck), ("bbox_head", bbox_head)] }
+
+    public func features(_ images: Tensor) -> [Tensor] { neck(backbone.features(images)) }
+
+    public func lossTerms(_ images: Tensor, targets: [DetectionTarget]) -> [(String, Tensor)] {
+        bbox_head.loss(features(images), targets: targets)
+    }
+
+    public func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]) -> [ImageDetections] {
+        withNoGrad { bbox_head.predict(features(images), imgShapes: imgShapes, scaleFactors: scaleFactors) }
+    }
+
+    /// `model` of type RetinaNet / SingleStageDetector: the parts come from their registries; `train_cfg` and
+    /// `test_cfg` are handed to the dense head, which owns their schema (as mmdet's `bbox_head.update(train_cfg=...)`).
+    static func register(in r: Registry<any Detector, Void>) {
+        r.register(["RetinaNet", "SingleStageDetector"], fields: [
+            .init("backbone", Registries.backbones.schema, required: true),
+            .init("neck", Registries.necks.schema, required: true),
+            .init("bbox_head", Registries.denseHeads.schema, required: true),
+            .init("train_cfg", .any), .init("test_cfg", .any),
+        ]) { c, _ in
+            let backbone = try Registries.backbones.build(c.section("backbone"))
+            let neck = try Registries.necks.build(c.section("neck"), NeckContext(inChannels: backbone.featureChannels))
+            let head = try Registries.denseHeads.build(c.section("bbox_head"), DenseHeadContext(
+                inChannels: neck.outChannels, trainCfg: c.has("train_cfg") ? c.section("train_cfg") : nil,
+                testCfg: c.has("test_cfg") ? c.section("test_cfg") : nil))
+            return SingleStageDetector(backbone: backbone, neck: neck, head: head)
+        }
+    }
+}

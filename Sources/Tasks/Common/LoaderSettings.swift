@@ -1,0 +1,66 @@
+import Config
+import Data
+import Training
+
+/// `data.samples_per_gpu` and `data.workers_per_gpu` with the run's `seed`: how every task builds its loaders.
+public struct LoaderSettings {
+    public var batchSize: Int
+    public var workers: Int
+    public var seed: UInt64
+
+    /// The `data` section's keys shared by every dataset.
+    static let fields: [ConfigSchema.Field] = [
+        .init("samples_per_gpu", .positiveInt, default: 2), .init("workers_per_gpu", .intRange(0...64), default: 1),
+    ]
+
+    /// Reads a `data` section filled with `fields`' defaults.
+    init(data c: Config, seed: UInt64) throws {
+        batchSize = try c.int("samples_per_gpu")
+        workers = try c.int("workers_per_gpu")
+        self.seed = seed
+    }
+
+    /// Shuffled per epoch from `seed`, incomplete last batch dropped (mmcv's GroupSampler drops none, but fixed
+    /// shapes keep iteration counts exact).
+    public func trainLoader<D: LoaderDataset>(_ d: D) -> DataLoader<D> where D.Item: Collatable {
+        DataLoader(dataset: d, batchSize: batchSize, shuffle: true, seed: seed, dropLast: true, workers: workers)
+    }
+
+    /// In dataset order, every item.
+    public func valLoader<D: LoaderDataset>(_ d: D, batchSize: Int? = nil) -> DataLoader<D> where D.Item: Collatable {
+        DataLoader(dataset: d, batchSize: batchSize ?? self.batchSize, shuffle: false, seed: seed, workers: workers)
+    }
+}
+
+/// A training config file for one task: the trainer keys, `model` from the task's model registry and `data` from
+/// its dataset registry. Loading merges `_base_` and `--set`, then checks every key before any work.
+public protocol TaskConfig {
+    /// `model`'s schema (a registry's tagged schema).
+    static var modelSchema: ConfigSchema { get }
+    /// `data`'s schema.
+    static var dataSchema: ConfigSchema { get }
+    /// `evaluation.metric`'s schema.
+    static var metricSchema: ConfigSchema { get }
+    /// Checks the schema cannot express (files that must exist, sizes the model must accept).
+    static func check(_ c: Config) throws
+}
+
+extension TaskConfig {
+    public static var schema: ConfigSchema {
+        .object(TrainerSettings.schemaFields(metric: metricSchema)
+                + [.init("model", modelSchema, required: true), .init("data", dataSchema, required: true)])
+    }
+
+    /// Loads, merges, overrides and validates; every problem is reported naming its file and key.
+    public static func load(path: String, overrides: [String] = []) throws -> Config {
+        let c = try Config.load(path: path, overrides: overrides)
+        try validate(c)
+        return c
+    }
+
+    public static func validate(_ c: Config) throws {
+        try c.validate(schema)
+        _ = try TrainerSettings(config: c)
+        try check(c)
+    }
+}

@@ -1,0 +1,114 @@
+import Config
+import Data
+import Foundation
+
+/// What a detection dataset gives its task: the two splits through their pipelines, the ground truth the
+/// evaluator scores against, and the label ↔ category mapping.
+public struct DetectionData {
+    public var train: AnyDataset<DetectionInput>
+    public var val: AnyDataset<DetectionInput>
+    /// The validation instances file (COCO format); the built-in dataset writes it on first use.
+    public var valAnnotations: () throws -> String
+    /// Contiguous label → dataset category id.
+    public var categoryIDs: [Int]
+    public var loader: LoaderSettings
+}
+
+/// The `data` section of detection configs, picked by `data.dataset`.
+public enum DetectionDatasets {
+    /// Keys every detection dataset reads: loader settings and mmdet's Resize / RandomFlip / Pad.
+    static let pipelineFields: [ConfigSchema.Field] = LoaderSettings.fields + [
+        .init("img_scale", .array(.intRange(32...16384), count: 2)), .init("keep_ratio", .bool, default: true),
+        .init("flip_ratio", .fraction, default: 0.5), .init("size_divisor", .intRange(1...1024), default: 32),
+    ]
+
+    /// Train and test pipelines from a filled `data` section (`img_scale` defaults to the dataset's own).
+    static func pipelines(_ c: Config, defaultScale: [Int]) throws -> (train: DetectionPipeline, test: DetectionPipeline) {
+        let scale = c.has("img_scale") ? try c.ints("img_scale") : defaultScale
+        let keep = try c.bool("keep_ratio"), div = try c.int("size_divisor"), flip = try c.double("flip_ratio")
+        return (DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: flip, sizeDivisor: div, training: true),
+                DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: 0, sizeDivisor: div, training: false))
+    }
+
+    /// The largest padded input (height, width) the pipelines make, for checking the backbone accepts it.
+    public static func largestInput(_ data: Config) throws -> (height: Int, width: Int) {
+        let scale = data.has("img_scale") ? try data.ints("img_scale")
+            : try data.string("dataset") == "shapes" ? [192, 192] : [1333, 800]
+        let div = data.has("size_divisor") ? try data.int("size_divisor") : 32
+        let side = { (x: Int) in (x + div - 1) / div * div }
+        return (side(min(scale[0], scale[1])), side(max(scale[0], scale[1])))
+    }
+
+    public static let registry: Registry<DetectionData, UInt64> = {
+        let r = Registry<DetectionData, UInt64>(kind: "detection dataset", tag: "dataset")
+        r.register("shapes", fields: pipelineFields + [.init("shapes", ShapesDatasetSettings.schema)], build: shapes)
+        r.register("coco", fields: pipelineFields + [.init("coco", .object([
+            .init("train_ann", .string, required: true), .init("train_img_prefix", .string, required: true),
+            .init("val_ann", .string, required: true), .init("val_img_prefix", .string, required: true),
+        ]), required: true)], build: coco)
+        return r
+    }()
+
+    /// The built-in shapes dataset, generated in memory (train split 0, val split 1: the same images and ids as
+    /// `ShapesDatasetWriter` writes, so its instances_val.json is the matching ground truth).
+    static func shapes(_ c: Config, seed: UInt64) throws -> DetectionData {
+        let s = try ShapesDatasetSettings(c.section("shapes"))
+        let p = try pipelines(c, defaultScale: [s.size, s.size])
+        let gen = ShapesGenerator(size: s.size, seed: s.seed)
+        let train = ShapesDetectionDataset(generator: gen, split: 0, count: s.trainCount, pipeline: p.train)
+        let val = ShapesDetectionDataset(generator: gen, split: 1, count: s.valCount, pipeline: p.test)
+        return DetectionData(train: AnyDataset(train), val: AnyDataset(val),
+                             valAnnotations: { try s.prepareFiles().annotations },
+                             categoryIDs: [1, 2, 3, 4], loader: try LoaderSettings(data: c, seed: seed))
+    }
+
+    /// Files a `data` section names must exist (checked before any work).
+    public static func checkFiles(_ c: Config) throws {
+        guard try c.string("dataset") == "coco" else { return }
+        for key in ["coco.train_ann", "coco.val_ann", "coco.train_img_prefix", "coco.val_img_prefix"] {
+            let path = try c.string(key)
+            guard FileManager.default.fileExists(atPath: path) else { throw c.fail(key, "file not found: \(path)") }
+        }
+    }
+
+    /// `data.dataset = "coco"`: mmdet's CocoDataset on `data.coco.{train,val}_{ann,img_prefix}`.
+    static func coco(_ c: Config, seed: UInt64) throws -> DetectionData {
+        try checkFiles(c)
+        let p = try pipelines(c, defaultScale: [1333, 800])
+        func load(_ key: String) throws -> COCODataset { try COCODataset.load(try c.string(key)) }
+        let train = COCODetectionDataset(coco: try load("coco.train_ann"), imagePrefix: try c.string("coco.train_img_prefix"),
+                                         pipeline: p.train, skipEmpty: true)
+        let val = COCODetectionDataset(coco: try load("coco.val_ann"), imagePrefix: try c.string("coco.val_img_prefix"),
+                                       pipeline: p.test, skipEmpty: false)
+        let annotations = try c.string("coco.val_ann")
+        return DetectionData(train: AnyDataset(train, imageID: { train.imageID($0) }), val: AnyDataset(val, imageID: { val.imageID($0) }),
+                             valAnnotations: { annotations }, categoryIDs: train.coco.categoryIds,
+                             loader: try LoaderSettings(data: c, seed: seed))
+    }
+}
+
+/// `data.shapes`: the generator's parameters and where its files go.
+struct ShapesDatasetSettings {
+    static let schema = ConfigSchema.object([
+        .init("size", .intRange(32...4096), default: 192), .init("seed", .nonNegativeInt, default: 0),
+        .init("train_count", .positiveInt, default: 300), .init("val_count", .positiveInt, default: 60),
+        .init("root", .string, default: "data/shapes"),
+    ])
+    var size: Int, seed: UInt64, trainCount: Int, valCount: Int, root: String
+
+    init(_ c: Config) throws {
+        size = try c.int("size"); seed = UInt64(try c.int("seed"))
+        trainCount = try c.int("train_count"); valCount = try c.int("val_count"); root = try c.string("root")
+    }
+
+    /// The dataset's files under `root` (COCO json + images + label maps), written the first time.
+    func prepareFiles() throws -> (annotations: String, root: String) {
+        let path = "\(root)/annotations/instances_val.json"
+        if !FileManager.default.fileExists(atPath: path) {
+            FileHandle.standardError.write(Data("writing the shapes dataset to \(root)\n".utf8))
+            try ShapesDatasetWriter(generator: ShapesGenerator(size: size, seed: seed), trainCount: trainCount, valCount: valCount)
+                .write(to: root)
+        }
+        return (path, root)
+    }
+}

@@ -1,0 +1,112 @@
+import Backbones
+import Config
+import Data
+import Engine
+import Foundation
+import Heads
+import Training
+
+/// det-train / det-eval configs: the trainer keys, `model` (any registered detector) and `data` (any registered
+/// detection dataset).
+public enum DetectionConfig: TaskConfig {
+    public static var modelSchema: ConfigSchema { Registries.detectors.schema }
+    public static var dataSchema: ConfigSchema { DetectionDatasets.registry.schema }
+    /// mmdet's `evaluation.metric`: "bbox" (or ["bbox"]) — box AP is what the built-in detectors predict.
+    public static var metricSchema: ConfigSchema { .anyOf([.oneOf(["bbox"]), .array(.oneOf(["bbox"]), count: 1)]) }
+
+    /// The dataset's files must exist before any work starts.
+    public static func check(_ c: Config) throws { try DetectionDatasets.checkFiles(c.section("data")) }
+
+    /// Builds the detector of a validated config and checks that its backbone accepts the largest input the
+    /// pipeline makes.
+    public static func buildModel(_ c: Config) throws -> any Detector {
+        let detector = try Registries.detectors.build(c.section("model"))
+        let size = try DetectionDatasets.largestInput(c.section("data"))
+        do { try detector.backbone.validate(height: size.height, width: size.width) } catch {
+            throw c.fail("data.img_scale", "\(error)")
+        }
+        return detector
+    }
+}
+
+/// Detection training and evaluation: batches are a pure function of (seed, iteration) (the DataLoader's per-epoch
+/// shuffle and per-sample generators), prefetched in the background; evaluation runs the detector over the
+/// validation split and scores it with the task's evaluator.
+public final class DetectionTask: TrainingTask {
+    public let detector: any Detector
+    public var model: Module { detector }
+    public let data: DetectionData
+    public let cursor: BatchCursor<AnyDataset<DetectionInput>>
+    public let valLoader: DataLoader<AnyDataset<DetectionInput>>
+    /// COCOeval (bbox) against the dataset's validation annotations; replaceable.
+    public var evaluator: DetectionEvaluator
+    /// The same evaluator as the COCO one it starts as (det-eval reads its ground truth).
+    public let cocoEvaluator: COCODetectionEvaluator
+    /// Where evaluation writes COCO-format results (`{work}/results_val.json`); nil writes none.
+    public var resultsPath: String?
+    /// Called with the detections of each evaluation (tests and measurement scripts).
+    public var onDetections: ((_ imageIDs: [Int], _ detections: [ImageDetections]) -> Void)?
+
+    /// The task of a validated config and its built detector.
+    public init(config c: Config, detector: any Detector) throws {
+        self.detector = detector
+        let seed = UInt64(try c.int("seed", default: 0))
+        data = try DetectionDatasets.registry.build(c.section("data"), seed)
+        cursor = BatchCursor(data.loader.trainLoader(data.train))
+        valLoader = data.loader.valLoader(data.val)
+        guard cursor.itersPerEpoch > 0 else {
+            throw c.fail("data.samples_per_gpu", "\(data.loader.batchSize) is more than the \(data.train.count) training images")
+        }
+        if c.has("evaluation.metric") { _ = c["evaluation.metric"] }   // "bbox": checked by the schema
+        cocoEvaluator = COCODetectionEvaluator(annotations: data.valAnnotations, categoryIDs: data.categoryIDs)
+        evaluator = cocoEvaluator
+    }
+
+    public var itersPerEpoch: Int { cursor.itersPerEpoch }
+    public var plottedMetrics: [String] { Array(evaluator.metricNames.prefix(3)) }
+
+    public func prepare(startIteration: Int) throws { cursor.position(at: startIteration) }
+
+    /// Images [N, 3, H, W] and targets (with masks when the dataset has them) of a collated batch.
+    public static func tensors(_ batch: Batch<DetectionInput>) -> (Tensor, [DetectionTarget]) {
+        let images = Tensor(batch.images, shape: batch.shape)
+        let targets = batch.items.map { item -> DetectionTarget in
+            let masks = item.gtMasks.map { m in
+                (0..<m.count).map { BitmapMask(width: m.width, height: m.height,
+                                               data: Array(m.masks[(($0) * m.width * m.height)..<(($0 + 1) * m.width * m.height)])) }
+            }
+            return DetectionTarget(boxes: item.gtBboxes, labels: item.gtLabels, ignore: item.gtBboxesIgnore,
+                                   imgShape: item.meta.imgShape, masks: masks)
+        }
+        return (images, targets)
+    }
+
+    public func losses(iteration: Int) throws -> [(String, Tensor)] {
+        let (images, targets) = Self.tensors(try cursor.batch(iteration))
+        return detector.lossTerms(images, targets: targets)
+    }
+
+    /// Runs inference over the validation set: image ids and detections in dataset order. `progress` is called
+    /// with the number of images done so far.
+    public func detectAll(progress: ((Int) -> Void)? = nil) throws -> ([Int], [ImageDetections]) {
+        var ids: [Int] = [], dets: [ImageDetections] = []
+        let it = valLoader.epoch(0)
+        while let batch = try it.next() {
+            defer { progress?(ids.count) }
+            let images = Tensor(batch.images, shape: batch.shape)
+            dets += detector.predict(images, imgShapes: batch.items.map { $0.meta.imgShape },
+                                     scaleFactors: batch.items.map { $0.meta.scaleFactor })
+            ids += batch.indices.map(data.val.imageID)
+        }
+        return (ids, dets)
+    }
+
+    public func evaluate(iteration: Int) throws -> [(String, Double)] {
+        detector.eval()
+        defer { detector.train() }
+        let (ids, dets) = try detectAll()
+        onDetections?(ids, dets)
+        if let resultsPath { try writeCOCOResults(cocoResults(ids, dets, categoryIDs: data.categoryIDs), to: resultsPath) }
+        return try evaluator.evaluate(ids, dets, printSummary: true)
+    }
+}
