@@ -43,7 +43,7 @@ public struct Config {
         var out: [String] = []
         func walk(_ v: JSON, _ key: String) {
             if reads.keys.contains(key) { return }
-            if case let .object(kv) = v, !kv.isEmpty {
+            if case let .object(kv) = v {   // an empty object sets nothing
                 for (k, child) in kv where k != "_delete_" { walk(child, key.isEmpty ? k : "\(key).\(k)") }
             } else if v != .null, !key.isEmpty {
                 out.append(key)

@@ -12,6 +12,8 @@ public struct DetectionData {
     /// Contiguous label → dataset category id.
     public var categoryIDs: [Int]
     public var loader: LoaderSettings
+    /// The largest padded input (height, width) the pipelines make, for checking that the backbone accepts it.
+    public var largestInput: (height: Int, width: Int)
 }
 
 /// The `data` section of detection configs, picked by `data.dataset`.
@@ -30,13 +32,10 @@ public enum DetectionDatasets {
                 DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: 0, sizeDivisor: div, training: false))
     }
 
-    /// The largest padded input (height, width) the pipelines make, for checking the backbone accepts it.
-    public static func largestInput(_ data: Config) throws -> (height: Int, width: Int) {
-        let scale = data.has("img_scale") ? try data.ints("img_scale")
-            : try data.string("dataset") == "shapes" ? [192, 192] : [1333, 800]
-        let div = data.has("size_divisor") ? try data.int("size_divisor") : 32
-        let side = { (x: Int) in (x + div - 1) / div * div }
-        return (side(min(scale[0], scale[1])), side(max(scale[0], scale[1])))
+    /// The largest padded input (height, width) `pipeline` makes.
+    static func largestInput(_ p: DetectionPipeline) -> (height: Int, width: Int) {
+        let side = { (x: Int) in (x + p.sizeDivisor - 1) / p.sizeDivisor * p.sizeDivisor }
+        return (side(min(p.imgScale.0, p.imgScale.1)), side(max(p.imgScale.0, p.imgScale.1)))
     }
 
     public static let registry: Registry<DetectionData, UInt64> = {
@@ -59,7 +58,8 @@ public enum DetectionDatasets {
         let val = ShapesDetectionDataset(generator: gen, split: 1, count: s.valCount, pipeline: p.test)
         return DetectionData(train: AnyDataset(train), val: AnyDataset(val),
                              valAnnotations: { try s.prepareFiles().annotations },
-                             categoryIDs: [1, 2, 3, 4], loader: try LoaderSettings(data: c, seed: seed))
+                             categoryIDs: [1, 2, 3, 4], loader: try LoaderSettings(data: c, seed: seed),
+                             largestInput: largestInput(p.train))
     }
 
     /// Files a `data` section names must exist (checked before any work).
@@ -83,7 +83,7 @@ public enum DetectionDatasets {
         let annotations = try c.string("coco.val_ann")
         return DetectionData(train: AnyDataset(train, imageID: { train.imageID($0) }), val: AnyDataset(val, imageID: { val.imageID($0) }),
                              valAnnotations: { annotations }, categoryIDs: train.coco.categoryIds,
-                             loader: try LoaderSettings(data: c, seed: seed))
+                             loader: try LoaderSettings(data: c, seed: seed), largestInput: largestInput(p.train))
     }
 }
 

@@ -17,16 +17,8 @@ public enum DetectionConfig: TaskConfig {
     /// The dataset's files must exist before any work starts.
     public static func check(_ c: Config) throws { try DetectionDatasets.checkFiles(c.section("data")) }
 
-    /// Builds the detector of a validated config and checks that its backbone accepts the largest input the
-    /// pipeline makes.
-    public static func buildModel(_ c: Config) throws -> any Detector {
-        let detector = try Registries.detectors.build(c.section("model"))
-        let size = try DetectionDatasets.largestInput(c.section("data"))
-        do { try detector.backbone.validate(height: size.height, width: size.width) } catch {
-            throw c.fail("data.img_scale", "\(error)")
-        }
-        return detector
-    }
+    /// Builds the detector of a validated config.
+    public static func buildModel(_ c: Config) throws -> any Detector { try Registries.detectors.build(c.section("model")) }
 }
 
 /// Detection training and evaluation: batches are a pure function of (seed, iteration) (the DataLoader's per-epoch
@@ -52,6 +44,10 @@ public final class DetectionTask: TrainingTask {
         self.detector = detector
         let seed = UInt64(try c.int("seed", default: 0))
         data = try DetectionDatasets.registry.build(c.section("data"), seed)
+        // The largest padded input the pipeline makes must suit the backbone (ACmix needs maps > its window).
+        do { try detector.backbone.validate(height: data.largestInput.height, width: data.largestInput.width) } catch {
+            throw c.fail("data.img_scale", "\(error)")
+        }
         cursor = BatchCursor(data.loader.trainLoader(data.train))
         valLoader = data.loader.valLoader(data.val)
         guard cursor.itersPerEpoch > 0 else {

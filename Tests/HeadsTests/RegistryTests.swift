@@ -1,0 +1,128 @@
+import Config
+import Data
+import Engine
+import Foundation
+import Heads
+import NN
+import Tasks
+import Training
+import XCTest
+
+/// A dense head defined outside the library: one 1×1 classifier on every level; its loss pulls every logit
+/// towards `target`. Predicts nothing.
+final class ToyDenseHead: Module, DenseHead {
+    let conv_cls: Conv2d
+    let target: Float
+    init(inChannels: Int, numClasses: Int, target: Float) {
+        conv_cls = Conv2d(inChannels, numClasses, kernelSize: 1)
+        self.target = target
+    }
+    func loss(_ feats: [Tensor], targets: [DetectionTarget]) -> [(String, Tensor)] {
+        [("loss_toy", feats.map { (conv_cls($0) - target).pow(2).mean() }.reduce(Tensor(zeros: []), +))]
+    }
+    func predict(_ feats: [Tensor], imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]) -> [ImageDetections] {
+        imgShapes.map { _ in ImageDetections() }
+    }
+}
+
+/// A decode head defined outside the library: `conv_seg` straight on the finest level.
+final class ToyDecodeHead: Module, SegmentationDecodeHead {
+    let conv_seg: Conv2d
+    let numClasses: Int
+    var lossDecode = SegmentationLoss()
+    var convSegInitStd: Float?
+    init(inChannels: Int, numClasses: Int) {
+        conv_seg = Conv2d(inChannels, numClasses, kernelSize: 1)
+        self.numClasses = numClasses
+    }
+    func callAsFunction(_ levels: [Tensor]) -> Tensor { conv_seg(levels[0]) }
+}
+
+final class RegistryTests: XCTestCase {
+    func workDir() -> String { NSTemporaryDirectory() + "acmix-registry-\(UUID().uuidString)" }
+
+    static let trainer = #"""
+    "seed": 1, "optimizer": {"type": "SGD", "lr": 0.1}, "runner": {"type": "IterBasedRunner", "max_iters": 1},
+    "log_config": {"interval": 1}, "evaluation": {"interval": 100}, "checkpoint_config": {"interval": 100}
+    """#
+
+    /// Trains one step; returns the parameters of `key`'s module before and after.
+    func oneStep(_ task: TrainingTask, _ cfg: Config, _ key: String) throws -> ([Float], [Float], Trainer) {
+        let before = task.model.stateDict()[key]!.array
+        let trainer = try Trainer(settings: try TrainerSettings(config: cfg), task: task, workDir: workDir())
+        trainer.showProgress = false
+        trainer.hooks = [LoggerHook()]   // no evaluation: the toy heads predict nothing useful
+        try trainer.run()
+        return (before, task.model.stateDict()[key]!.array, trainer)
+    }
+
+    func detConfig() throws -> Config {
+        try Config(json: try JSON.parse("""
+        {\(Self.trainer),
+         "model": {"type": "RetinaNet", "backbone": {"arch": "resnet50", "base_width": 8},
+                   "neck": {"type": "FPN", "out_channels": 16, "start_level": 1, "num_outs": 3},
+                   "bbox_head": {"type": "ToyHead", "num_classes": 3, "target": 0.5}},
+         "data": {"dataset": "shapes", "samples_per_gpu": 2, "img_scale": [64, 64], "shapes": {"size": 64, "train_count": 2, "val_count": 1}}}
+        """))
+    }
+
+    func segConfig() throws -> Config {
+        try Config(json: try JSON.parse("""
+        {\(Self.trainer),
+         "model": {"type": "EncoderDecoder", "backbone": {"arch": "resnet50", "base_width": 8},
+                   "decode_head": {"type": "ToyDecodeHead", "num_classes": 5}},
+         "data": {"dataset": "shapes", "samples_per_gpu": 2, "img_scale": [64, 64], "crop_size": [64, 64],
+                  "shapes": {"size": 64, "train_count": 2, "val_count": 1}}}
+        """))
+    }
+
+    func testANewDenseHeadRegistersBuildsFromJSONAndTrains() throws {
+        Registries.denseHeads.register("ToyHead", fields: [
+            .init("num_classes", .positiveInt, required: true), .init("target", .number, default: 0),
+        ]) { c, context in
+            ToyDenseHead(inChannels: context.inChannels, numClasses: try c.int("num_classes"), target: Float(try c.double("target")))
+        }
+        let cfg = try detConfig()
+        try DetectionConfig.validate(cfg)
+        let detector = try DetectionConfig.buildModel(cfg)
+        let head = try XCTUnwrap((detector as? SingleStageDetector)?.bbox_head as? ToyDenseHead)
+        XCTAssertEqual(head.target, 0.5)
+        XCTAssertEqual(head.conv_cls.weight.shape, [3, 16, 1, 1], "the neck's channels reach the head")
+        XCTAssertTrue(detector.stateDict().keys.contains("bbox_head.conv_cls.weight"))
+        let (before, after, trainer) = try oneStep(try DetectionTask(config: cfg, detector: detector), cfg, "bbox_head.conv_cls.weight")
+        XCTAssertEqual(trainer.lossHistory.count, 1)
+        XCTAssertTrue(trainer.lossHistory[0].isFinite && trainer.lossHistory[0] > 0)
+        XCTAssertNotEqual(before, after, "one SGD step moved the toy head")
+        XCTAssertEqual(cfg.unreadKeys().filter { $0.hasPrefix("model.") }, [], "the toy head's keys are all read")
+        // Its schema is enforced like a built-in head's.
+        var bad = try detConfig()
+        try bad.set("model.bbox_head.typo", 1)
+        XCTAssertThrowsError(try DetectionConfig.validate(bad)) { XCTAssertTrue("\($0)".contains("unknown key model.bbox_head.typo"), "\($0)") }
+    }
+
+    func testANewDecodeHeadRegistersBuildsFromJSONAndTrains() throws {
+        Registries.decodeHeads.register("ToyDecodeHead", fields: [.init("num_classes", .positiveInt, required: true)]) { c, context in
+            ToyDecodeHead(inChannels: context.inChannels[0], numClasses: try c.int("num_classes"))
+        }
+        let cfg = try segConfig()
+        try SegmentationConfig.validate(cfg)
+        let model = try SegmentationConfig.buildModel(cfg)
+        XCTAssertTrue(model.stateDict().keys.contains("decode_head.conv_seg.weight"))
+        XCTAssertEqual(model.numClasses, 5)
+        let (before, after, trainer) = try oneStep(try SegmentationTask(config: cfg, segmentor: model), cfg, "decode_head.conv_seg.weight")
+        XCTAssertEqual(trainer.lossHistory.count, 1)
+        XCTAssertTrue(trainer.lossHistory[0].isFinite && trainer.lossHistory[0] > 0)
+        XCTAssertNotEqual(before, after)
+    }
+
+    func testUnknownTypesNameTheKindAndTheKnownOnes() throws {
+        var c = try detConfig()
+        try c.set("model.neck.type", "BiFPN")
+        XCTAssertThrowsError(try Registries.detectors.build(c.section("model"))) {
+            XCTAssertTrue("\($0)".contains("model.neck.type: unknown type 'BiFPN'; known: FPN"), "\($0)")
+        }
+        XCTAssertThrowsError(try Registries.necks.build(c.section("model.neck"), NeckContext(inChannels: [8]))) {
+            XCTAssertTrue("\($0)".contains("model.neck.type: unknown neck 'BiFPN'; known: FPN"), "\($0)")
+        }
+    }
+}
