@@ -85,7 +85,7 @@ let package = Package(
                           path: "Sources/Tools/det-eval"),
         .executableTarget(name: "seg-eval", dependencies: ["Engine", "Data", "Evaluation", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/seg-eval"),
-        .executableTarget(name: "export-features", dependencies: ["Engine", "NN", "Data", "Backbones", argumentParser],
+        .executableTarget(name: "export-features", dependencies: ["Engine", "NN", "Data", "Backbones", "ToolSupport", argumentParser],
                           path: "Sources/Tools/export-features", swiftSettings: fast),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),

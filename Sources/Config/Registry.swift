@@ -9,8 +9,10 @@ public final class Registry<Product, Context>: @unchecked Sendable {
     public typealias Builder = (_ section: Config, _ context: Context) throws -> Product
 
     public struct Entry {
-        public let schema: ConfigSchema
+        let fields: () -> [ConfigSchema.Field]
         public let build: Builder
+        /// Computed on use: a parent's schema names its children's registries, which may gain types later.
+        public var schema: ConfigSchema { .object(fields()) }
     }
 
     /// What the registry holds, for messages ("neck", "dense head", ...).
@@ -24,13 +26,14 @@ public final class Registry<Product, Context>: @unchecked Sendable {
     }
 
     /// Registers (or replaces) `name`. `fields` are the section's keys besides the tag, which is added as required.
-    public func register(_ name: String, fields: [ConfigSchema.Field], build: @escaping Builder) {
-        entries[name] = Entry(schema: .object([.init(tag, .string, required: true)] + fields), build: build)
+    public func register(_ name: String, fields: @autoclosure @escaping () -> [ConfigSchema.Field], build: @escaping Builder) {
+        let tag = self.tag
+        entries[name] = Entry(fields: { [.init(tag, .string, required: true)] + fields() }, build: build)
     }
 
     /// Registers one builder under several names (e.g. every ResNet depth).
-    public func register(_ names: [String], fields: [ConfigSchema.Field], build: @escaping Builder) {
-        for n in names { register(n, fields: fields, build: build) }
+    public func register(_ names: [String], fields: @autoclosure @escaping () -> [ConfigSchema.Field], build: @escaping Builder) {
+        for n in names { register(n, fields: fields(), build: build) }
     }
 
     public var names: [String] { entries.keys.sorted() }

@@ -29,7 +29,7 @@ extension SegmentationInput: Collatable {
     public var collateLabel: LabelMap? { label }
 }
 
-/// One mini-batch as plain arrays (the integrator turns them into engine tensors).
+/// One mini-batch as plain arrays (the task turns them into engine tensors).
 public struct Batch<Item: Collatable>: Sendable {
     /// Dataset indices of the samples, in batch order.
     public var indices: [Int]

@@ -1,7 +1,7 @@
 import Engine
 import NN
 
-/// mmcv's `norm_cfg` for the layers the segmentation heads build: BN and SyncBN both become `BatchNorm2d`
+/// mmcv's `norm_cfg` for ConvModule (necks and heads): BN and SyncBN both become `BatchNorm2d`
 /// (one process here, so SyncBN's cross-device statistics reduce to plain batch statistics).
 public enum ConvNorm: Equatable, Sendable {
     case none

@@ -21,15 +21,17 @@ public enum TrainTool {
         return defaultConfig
     }
 
-    /// Creates the work dir (`--work-dir`, the config's `work_dir`, or work_dirs/<config name>) and writes the merged
-    /// config into it.
-    public static func prepareWorkDir(_ workDir: String?, configPath: String, config: Config) throws -> String {
+    /// The work dir: `--work-dir`, the config's `work_dir`, or work_dirs/<config name>.
+    public static func workDir(_ workDir: String?, configPath: String, config: Config) throws -> String {
         let name = URL(fileURLWithPath: configPath).deletingPathExtension().lastPathComponent
-        let dir = try workDir ?? config.optionalString("work_dir") ?? "work_dirs/\(name)"
+        return try workDir ?? config.optionalString("work_dir") ?? "work_dirs/\(name)"
+    }
+
+    /// Creates the work dir, clears temporaries left by killed runs and writes the merged config into it.
+    public static func prepareWorkDir(_ dir: String, config: Config) throws {
         try createDirectory(dir)
         removeStaleTemporaries(in: dir)
         try writeAtomically(config.serialized(), to: "\(dir)/config.json")
-        return dir
     }
 
     /// What det-train and seg-train do around their task: load and check the config (`--set`, `--dry-run`), build
@@ -46,8 +48,9 @@ public enum TrainTool {
         EngineRandom.seed(settings.seed)
         let model = try buildModel(cfg)   // every model key is checked here, before any work
         if options.dryRun { print(cfg.serialized(), terminator: ""); return }
-        let dir = try prepareWorkDir(options.workDir, configPath: path, config: cfg)
-        let task = try buildTask(cfg, model, dir)
+        let dir = try workDir(options.workDir, configPath: path, config: cfg)
+        let task = try buildTask(cfg, model, dir)   // the data and the model's input sizes are checked here
+        try prepareWorkDir(dir, config: cfg)
         if let loadFrom = options.loadFrom {
             let report = try Checkpoint.loadWeights(from: loadFrom, into: task.model)
             FileHandle.standardError.write(Data("loaded \(report.loaded.count) tensors from \(loadFrom)\n".utf8))
@@ -70,10 +73,10 @@ public enum TrainTool {
     /// usage errors, 130 when interrupted, 1 otherwise). Returns the exit code to use, nil on success.
     public static func exitCode(tool: String, _ body: () throws -> Void) -> Int32? {
         do { try body() } catch let e as KitError {
-            FileHandle.standardError.write(Data("\(tool): \(e)\n".utf8))
+            FileHandle.standardError.write(Data("\(tool): error: \(e)\n".utf8))
             return e.exitCode
         } catch {
-            FileHandle.standardError.write(Data("\(tool): \(describe(error))\n".utf8))
+            FileHandle.standardError.write(Data("\(tool): error: \(describe(error))\n".utf8))
             return 1
         }
         return nil
@@ -135,5 +138,21 @@ public struct ModelEvalOptions: ParsableArguments {
         }
         guard showDir == nil && overrides.isEmpty else { throw ValidationError("--show-dir and --set need --config") }
         return nil
+    }
+}
+
+extension ParsableCommand {
+    /// `main()` for tools whose failures are `KitError`s: one "<tool>: error: ..." line on stderr and the error's
+    /// exit code; argument errors keep ArgumentParser's usage message.
+    public static func mainReportingErrors() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as KitError {
+            FileHandle.standardError.write(Data("\(configuration.commandName ?? "tool"): error: \(error)\n".utf8))
+            Foundation.exit(error.exitCode)
+        } catch {
+            exit(withError: error)
+        }
     }
 }

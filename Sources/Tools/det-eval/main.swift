@@ -64,13 +64,7 @@ struct DetEval: ParsableCommand {
             }
             return
         }
-        let gt: COCODataset, dt: COCODataset
-        do {
-            gt = try COCODataset.load(annotations!)
-            dt = try gt.loadRes(results!)
-        } catch let e as KitError {
-            fail("\(e)", code: e.exitCode)
-        }
+        let gt = try COCODataset.load(annotations!), dt = try gt.loadRes(results!)
         for w in dt.warnings { FileHandle.standardError.write(Data("warning: \(results!): \(w)\n".utf8)) }
         let E = COCOeval(cocoGt: gt, cocoDt: dt, iouType: iouType)
         E.evaluate()
@@ -132,7 +126,7 @@ struct DetEval: ParsableCommand {
             let perCat = E.params.catIds.map { id in "\"\(id)\": \(json(ap[id] ?? .nan))" }
             let text = "{\"iou_type\": \"\(E.params.iouType.rawValue)\", \"stats\": [\(E.stats.map(json).joined(separator: ", "))], "
                 + "\"per_category_ap\": {\(perCat.joined(separator: ", "))}}\n"
-            do { try writeAtomically(text, to: out) } catch { fail("\(error)") }
+            try writeAtomically(text, to: out)
         }
     }
 }
@@ -140,9 +134,4 @@ struct DetEval: ParsableCommand {
 /// Shortest round-trip decimal, as Python's json writes floats (null for NaN).
 func json(_ v: Double) -> String { v.isFinite ? "\(v)" : "null" }
 
-func fail(_ message: String, code: Int32 = 1) -> Never {
-    FileHandle.standardError.write(Data("det-eval: error: \(message)\n".utf8))
-    Foundation.exit(code)
-}
-
-DetEval.main()
+DetEval.mainReportingErrors()

@@ -4,6 +4,7 @@ import Data
 import Engine
 import Foundation
 import NN
+import ToolSupport
 
 /// `--mode`: the authors' fixed-size classifier, or mmdetection's any-size backbone.
 enum FeatureMode: String, ExpressibleByArgument, CaseIterable { case classification, dense }
@@ -98,12 +99,4 @@ struct ExportFeatures: ParsableCommand {
 }
 
 // Errors thrown from run() (bad files, wrong shapes, missing keys) print as one line with their exit code.
-do {
-    var command = try ExportFeatures.parseAsRoot()
-    try command.run()
-} catch let error as KitError {
-    FileHandle.standardError.write(Data("export-features: error: \(error)\n".utf8))
-    exit(error.exitCode)
-} catch {
-    ExportFeatures.exit(withError: error)
-}
+ExportFeatures.mainReportingErrors()

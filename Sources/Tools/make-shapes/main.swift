@@ -30,22 +30,24 @@ struct MakeShapes: ParsableCommand {
     var size: Int = 192
 
     @Option(help: "Image file format: jpg or png.")
-    var format: String = "jpg"
+    var format: ImageFileFormat = .jpg
 
     func validate() throws {
         guard train >= 0, val >= 0, train + val > 0 else { throw ValidationError("--train and --val must be ≥ 0, not both 0") }
         guard (32...2048).contains(size) else { throw ValidationError("--size must be in 32...2048") }
-        guard format == "jpg" || format == "png" else { throw ValidationError("--format must be jpg or png") }
     }
 
     func run() throws {
         let start = Date()
         let writer = ShapesDatasetWriter(generator: ShapesGenerator(size: size, seed: seed), trainCount: train,
-                                         valCount: val, imageFormat: format)
+                                         valCount: val, imageFormat: format.rawValue)
         let summary = try writer.write(to: out)
         print(String(format: "wrote %d images, %d instances, %.1f MB to %@ in %.1f s", summary.images,
                      summary.instances, Double(summary.bytes) / 1e6, out, Date().timeIntervalSince(start)))
     }
 }
+
+/// `--format`.
+enum ImageFileFormat: String, ExpressibleByArgument, CaseIterable { case jpg, png }
 
 MakeShapes.main()

@@ -155,12 +155,4 @@ struct SegEval: ParsableCommand {
     }
 }
 
-do {
-    var command = try SegEval.parseAsRoot()
-    try command.run()
-} catch let error as KitError {
-    FileHandle.standardError.write(Data("seg-eval: error: \(error)\n".utf8))
-    exit(error.exitCode)
-} catch {
-    SegEval.exit(withError: error)
-}
+SegEval.mainReportingErrors()

@@ -1,0 +1,287 @@
+import Dispatch
+import Foundation
+
+/// The ACmix convolution path as one fused kernel on channels-last q/k/v (see `acmixConvPath`), and the learned
+/// rate1/rate2 mix of the two paths.
+
+/// The convolution path of ACmix's Swin attention on channels-last q/k/v (the authors' `fc` then `dep_conv`).
+///
+/// - qkv: (B, H, W, 3C) with C = heads·hd; viewed per pixel as 3·heads feature groups of hd channels (q heads,
+///   then k heads, then v heads).
+/// - fcWeight: (k², 3·heads, 1, 1), fcBias: (k²) or nil: a 1×1 conv mixing the 3·heads groups into k² maps,
+///   applied to each of the hd channels alike.
+/// - depWeight: (C, k², k, k): a k×k conv, zero padding k/2, groups = hd, over the hd·k² maps ordered
+///   (d, j) with d major; output channel o reads the k² maps of d = o / heads.
+/// - Returns (B, H, W, C).
+///
+/// Internally every plane is stored zero-bordered, (H+2p)×(W+2p) with p = k/2, so each tap of the k×k conv
+/// is one long contiguous multiply-add at a fixed offset (no per-row bounds), which keeps small maps
+/// (14×14, 7×7) as fast per element as large ones.
+public func acmixConvPath(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: Tensor?, depWeight: Tensor) -> Tensor {
+    let (b, h, w, c3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2], qkv.shape[3])
+    let c = c3 / 3, hd = c / heads, g3 = 3 * heads
+    let kk = fcWeight.shape[0], k = depWeight.shape[3]
+    precondition(k * k == kk && k % 2 == 1 && fcWeight.count == kk * g3 && depWeight.shape == [c, kk, k, k] && c % heads == 0,
+                 "acmixConvPath: qkv \(qkv.shape), fc \(fcWeight.shape), dep_conv \(depWeight.shape), \(heads) heads")
+    let geo = PaddedPlanes(h: h, w: w, pad: k / 2)
+    let pp = geo.size, plane = hd * pp
+    // X[b]: (3C, P) zero-bordered planes of q/k/v channels = (3·heads, hd·P) rows, so the fc is one sgemm.
+    let xt = Tensor(uninitialized: [b, c3, pp])
+    for bi in 0..<b { geo.scatterChannelsLast(qkv.data + bi * h * w * c3, channels: c3, into: xt.data + bi * c3 * pp) }
+    geo.zeroBorders(xt.data, planes: b * c3)
+    // f[b] = fcW·X[b] + bias: (k², hd·P); borders reset to zero (they are the conv's zero padding).
+    let f = Tensor(uninitialized: [b, kk, hd, pp])
+    for bi in 0..<b {
+        let fb = f.data + bi * kk * plane
+        if let fcBias { for j in 0..<kk { (fb + j * plane).update(repeating: fcBias.data[j], count: plane) } }
+        sgemm(m: kk, n: plane, k: g3, a: fcWeight.data, lda: g3, b: xt.data + bi * c3 * pp, ldb: plane,
+              beta: fcBias == nil ? 0 : 1, c: fb, ldc: plane)
+        if fcBias != nil { geo.zeroBorders(fb, planes: kk * hd) }
+    }
+    // Grouped k×k conv: output plane o (row stride W+2p) = Σ_j Σ_taps w · f[j, o/heads] at the tap's offset.
+    let span = geo.outputSpan, ostride = geo.outputPlane
+    let planes = Tensor(uninitialized: [b, c, ostride])
+    let fd = f.data, wd = depWeight.data, od = planes.data
+    parallelFor(b * c, cost: kk * kk * ostride) { i in
+        let bi = i / c, o = i % c, d = o / heads
+        var offsets = [Int](repeating: 0, count: kk)
+        for t in 0..<kk { offsets[t] = geo.tapOffset(t, k) }
+        offsets.withUnsafeBufferPointer { offs in
+            convPlane(src: fd + (bi * kk * hd + d) * pp, srcStride: hd * pp, maps: kk, weights: wd + o * kk * kk,
+                      offsets: offs.baseAddress!, taps: kk, out: od + i * ostride, span: span)
+        }
+        (od + i * ostride + span).update(repeating: 0, count: ostride - span)
+    }
+    let out = Tensor(uninitialized: [b, h, w, c])
+    for bi in 0..<b { geo.gatherToChannelsLast(od + bi * c * ostride, channels: c, into: out.data + bi * h * w * c) }
+
+    let inputs = [qkv, fcWeight, depWeight] + (fcBias.map { [$0] } ?? [])
+    return out.record("acmix_conv_path", inputs) { g in
+        // f and X stay alive through the closure (the raw pointers above do not retain them).
+        let fd = f.data, xtd = xt.data
+        // gO[b]: (C, H·(W+2p)) planes in the output layout, the padding columns zero.
+        let go = Tensor(zeros: [b, c, ostride])
+        for bi in 0..<b { geo.scatterChannelsLastToOutput(g.data + bi * h * w * c, channels: c, into: go.data + bi * c * ostride) }
+        let gd = go.data
+        var gDep: Tensor? = nil
+        if depWeight.requiresGrad {
+            let t = Tensor(zeros: depWeight.shape)
+            let td = t.data
+            parallelFor(c, cost: b * kk * kk * ostride) { o in
+                let d = o / heads
+                for bi in 0..<b {
+                    let gp = gd + (bi * c + o) * ostride
+                    for j in 0..<kk {
+                        let src = fd + ((bi * kk + j) * hd + d) * pp
+                        for tap in 0..<kk {
+                            td[(o * kk + j) * kk + tap] += dot(gp, src + geo.tapOffset(tap, k), span)
+                        }
+                    }
+                }
+            }
+            gDep = t
+        }
+        let needF = qkv.requiresGrad || fcWeight.requiresGrad || fcBias?.requiresGrad == true
+        var gX: Tensor? = nil, gFc: Tensor? = nil, gFcB: Tensor? = nil
+        if needF {
+            // gF[b, j, d] = Σ_{o of group d} Σ_taps w · gO[o] placed back at the tap's offset (transposed conv);
+            // what lands on the borders belongs to the zero padding and is dropped.
+            let gf = Tensor(zeros: [b, kk, hd, pp])
+            let gfd = gf.data
+            parallelFor(b * hd, cost: heads * kk * kk * ostride) { i in
+                let bi = i / hd, d = i % hd
+                for m in 0..<heads {
+                    let o = d * heads + m
+                    let gp = gd + (bi * c + o) * ostride
+                    for j in 0..<kk {
+                        let dst = gfd + ((bi * kk + j) * hd + d) * pp
+                        let wj = wd + (o * kk + j) * kk
+                        for tap in 0..<kk {
+                            let a = wj[tap], dt = dst + geo.tapOffset(tap, k)
+                            for q in 0..<span { dt[q] += a * gp[q] }
+                        }
+                    }
+                }
+            }
+            for bi in 0..<b { geo.zeroBorders(gfd + bi * kk * plane, planes: kk * hd) }
+            if let fcBias, fcBias.requiresGrad { gFcB = gf.reshape([b, kk, plane]).sum(axes: [0, 2]) }
+            if fcWeight.requiresGrad {
+                let t = Tensor(zeros: fcWeight.shape)
+                for bi in 0..<b {
+                    sgemm(transB: true, m: kk, n: g3, k: plane, a: gfd + bi * kk * plane, lda: plane,
+                          b: xtd + bi * c3 * pp, ldb: plane, beta: 1, c: t.data, ldc: g3)
+                }
+                gFc = t
+            }
+            if qkv.requiresGrad {
+                let gxt = Tensor(uninitialized: [b, c3, pp])
+                for bi in 0..<b {
+                    sgemm(transA: true, m: g3, n: plane, k: kk, a: fcWeight.data, lda: g3, b: gfd + bi * kk * plane,
+                          ldb: plane, c: gxt.data + bi * c3 * pp, ldc: plane)
+                }
+                let t = Tensor(uninitialized: qkv.shape)
+                for bi in 0..<b { geo.gatherInteriorToChannelsLast(gxt.data + bi * c3 * pp, channels: c3, into: t.data + bi * h * w * c3) }
+                gX = t
+            }
+        }
+        return [gX, gFc, gDep] + (fcBias != nil ? [gFcB] : [])
+    }
+}
+
+/// out[q] = Σ_j Σ_t weights[j·taps + t] · src[j·srcStride + offsets[t] + q] for q < span: one output plane of
+/// the grouped conv. 32 outputs at a time stay in registers across all maps and taps, so each tap costs
+/// loads of the source only (not a load and a store of the accumulator too).
+@inline(__always)
+func convPlane(src: UnsafePointer<Float>, srcStride: Int, maps: Int, weights: UnsafePointer<Float>,
+               offsets: UnsafePointer<Int>, taps: Int, out: UnsafeMutablePointer<Float>, span: Int) {
+    typealias V = SIMD8<Float>
+    @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    var q = 0
+    while q + 32 <= span {
+        var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+        for j in 0..<maps {
+            let sj = src + j * srcStride + q, wj = weights + j * taps
+            for t in 0..<taps {
+                let wv = V(repeating: wj[t]), s = sj + offsets[t]
+                a0 += wv * load(s); a1 += wv * load(s + 8); a2 += wv * load(s + 16); a3 += wv * load(s + 24)
+            }
+        }
+        let o = UnsafeMutableRawPointer(out + q)
+        o.storeBytes(of: a0, as: V.self); (o + 32).storeBytes(of: a1, as: V.self)
+        (o + 64).storeBytes(of: a2, as: V.self); (o + 96).storeBytes(of: a3, as: V.self)
+        q += 32
+    }
+    if q < span {
+        (out + q).update(repeating: 0, count: span - q)
+        for j in 0..<maps {
+            let sj = src + j * srcStride, wj = weights + j * taps
+            for t in 0..<taps {
+                let a = wj[t], s = sj + offsets[t]
+                for i in q..<span { out[i] += a * s[i] }
+            }
+        }
+    }
+}
+
+/// Zero-bordered planes for a k×k "same" convolution over an h×w map, and the output layout that goes with
+/// them: output pixel (y, x) at y·(w+2p) + x, so that tap (ky, kx) reads the bordered input at the same index
+/// plus ky·(w+2p) + kx.
+struct PaddedPlanes {
+    let h, w, pad: Int
+    var rowStride: Int { w + 2 * pad }
+    /// Floats per bordered input plane.
+    var size: Int { (h + 2 * pad) * rowStride }
+    /// Floats per output plane (rows of stride w+2p; the last 2p columns of each row are unused).
+    var outputPlane: Int { h * rowStride }
+    /// Output indices a tap loop must cover: up to the last real pixel.
+    var outputSpan: Int { (h - 1) * rowStride + w }
+
+    @inline(__always)
+    func tapOffset(_ t: Int, _ k: Int) -> Int { (t / k) * rowStride + t % k }
+
+    /// dst[ch, (y+p)·(w+2p) + x+p] = src[(y·w + x)·channels + ch]; dst's borders are left as they are.
+    func scatterChannelsLast(_ src: UnsafePointer<Float>, channels: Int, into dst: UnsafeMutablePointer<Float>) {
+        let size = self.size, rs = rowStride, pad = self.pad, w = self.w
+        parallelFor(h, cost: w * channels) { y in
+            transposeBlock(src + y * w * channels, rows: w, cols: channels, srcStride: channels,
+                           into: dst + (y + pad) * rs + pad, dstStride: size)
+        }
+    }
+
+    /// dst[(y·w + x)·channels + ch] = src[ch, (y+p)·(w+2p) + x+p].
+    func gatherInteriorToChannelsLast(_ src: UnsafePointer<Float>, channels: Int, into dst: UnsafeMutablePointer<Float>) {
+        let size = self.size, rs = rowStride, pad = self.pad, w = self.w
+        parallelFor(h, cost: w * channels) { y in
+            transposeBlock(src + (y + pad) * rs + pad, rows: channels, cols: w, srcStride: size,
+                           into: dst + y * w * channels, dstStride: channels)
+        }
+    }
+
+    /// dst[ch, y·(w+2p) + x] = src[(y·w + x)·channels + ch] (output layout); the unused columns are left as they are.
+    func scatterChannelsLastToOutput(_ src: UnsafePointer<Float>, channels: Int, into dst: UnsafeMutablePointer<Float>) {
+        let plane = outputPlane, rs = rowStride, w = self.w
+        parallelFor(h, cost: w * channels) { y in
+            transposeBlock(src + y * w * channels, rows: w, cols: channels, srcStride: channels,
+                           into: dst + y * rs, dstStride: plane)
+        }
+    }
+
+    /// dst[(y·w + x)·channels + ch] = src[ch, y·(w+2p) + x] (from the output layout).
+    func gatherToChannelsLast(_ src: UnsafePointer<Float>, channels: Int, into dst: UnsafeMutablePointer<Float>) {
+        let plane = outputPlane, rs = rowStride, w = self.w
+        parallelFor(h, cost: w * channels) { y in
+            transposeBlock(src + y * rs, rows: channels, cols: w, srcStride: plane, into: dst + y * w * channels, dstStride: channels)
+        }
+    }
+
+    /// Zeroes the border of `planes` consecutive bordered planes.
+    func zeroBorders(_ p: UnsafeMutablePointer<Float>, planes: Int) {
+        if pad == 0 { return }
+        let size = self.size, rs = rowStride, pad = self.pad, h = self.h, w = self.w
+        parallelFor(planes, cost: 2 * (h + w)) { i in
+            let base = p + i * size
+            base.update(repeating: 0, count: pad * rs)
+            (base + (h + pad) * rs).update(repeating: 0, count: pad * rs)
+            for y in pad..<(h + pad) {
+                (base + y * rs).update(repeating: 0, count: pad)
+                (base + y * rs + pad + w).update(repeating: 0, count: pad)
+            }
+        }
+    }
+}
+
+/// dst[c·dstStride + r] = src[r·srcStride + c] for r < rows, c < cols. 4×4 blocks go through registers
+/// (four vector loads, lane shuffles, four vector stores) instead of sixteen scalar strided moves.
+@inline(__always)
+func transposeBlock(_ src: UnsafePointer<Float>, rows: Int, cols: Int, srcStride: Int,
+                    into dst: UnsafeMutablePointer<Float>, dstStride: Int) {
+    typealias V = SIMD4<Float>
+    @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    @inline(__always) func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
+    let r4 = rows & ~3, c4 = cols & ~3
+    // Column bands of 16 (one cache line of each source row), rows in bands of 64: each destination row
+    // segment is written contiguously while the source lines it reads stay in L1.
+    var c0 = 0
+    while c0 < c4 {
+        let c1 = min(c4, c0 + 16)
+        var r = 0
+        while r < r4 {
+            var c = c0
+            while c < c1 {
+                let s = src + r * srcStride + c
+                let a0 = load(s), a1 = load(s + srcStride), a2 = load(s + 2 * srcStride), a3 = load(s + 3 * srcStride)
+                let d = dst + c * dstStride + r
+                store(V(a0[0], a1[0], a2[0], a3[0]), d)
+                store(V(a0[1], a1[1], a2[1], a3[1]), d + dstStride)
+                store(V(a0[2], a1[2], a2[2], a3[2]), d + 2 * dstStride)
+                store(V(a0[3], a1[3], a2[3], a3[3]), d + 3 * dstStride)
+                c += 4
+            }
+            r += 4
+        }
+        c0 = c1
+    }
+    // Leftover rows (all columns) and leftover columns (the rows above), element by element.
+    for r in r4..<rows { for c in 0..<cols { dst[c * dstStride + r] = src[r * srcStride + c] } }
+    for c in c4..<cols { for r in 0..<r4 { dst[c * dstStride + r] = src[r * srcStride + c] } }
+}
+
+// MARK: - Mixing
+
+/// wa·a + wb·b in one pass, with wa and wb one-element tensors (ACmix's rate1·attention + rate2·conv).
+public func weightedSum(_ a: Tensor, _ wa: Tensor, _ b: Tensor, _ wb: Tensor) -> Tensor {
+    precondition(a.shape == b.shape && wa.count == 1 && wb.count == 1, "weightedSum: \(a.shape), \(wa.shape), \(b.shape), \(wb.shape)")
+    let out = Tensor(uninitialized: a.shape)
+    let x = a.data, z = b.data, y = out.data, u = wa.data[0], v = wb.data[0]
+    parallelChunks(a.count) { s, e in for i in s..<e { y[i] = u * x[i] + v * z[i] } }
+    return out.record("weighted_sum", [a, wa, b, wb]) { g in
+        let gd = g.data, ad = a.data, bd = b.data, n = a.count
+        func gradDot(_ p: UnsafeMutablePointer<Float>) -> Tensor {
+            var acc = 0.0
+            for i in 0..<n { acc += Double(gd[i] * p[i]) }
+            return Tensor(zeros: wa.shape, value: Float(acc))
+        }
+        return [a.requiresGrad ? g * u : nil, wa.requiresGrad ? gradDot(ad) : nil,
+                b.requiresGrad ? g * v : nil, wb.requiresGrad ? gradDot(bd) : nil]
+    }
+}
