@@ -3,16 +3,18 @@
 // Engine → NN → Config → {Data, Backbones, Heads} → Evaluation → Training → Tasks → Tools (docs/ARCHITECTURE.md).
 import PackageDescription
 
-/// Numeric targets are built without bounds/overflow checks in release (the hot loops are pointer code) and, on
-/// x86-64, for Haswell (AVX2 + FMA: every machine OpenBLAS's Haswell kernels run on), so loops vectorise 8-wide.
+/// The engine and the models are built without bounds/overflow checks in release (their hot loops are pointer code
+/// over sizes validated on entry); everything is built, on x86-64, for Haswell (AVX2 + FMA: every machine OpenBLAS's
+/// Haswell kernels run on), so loops vectorise 8-wide.
 #if arch(x86_64)
 let cpu = ["-target-cpu", "haswell"]
 #else
 let cpu: [String] = []
 #endif
 let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"] + cpu, .when(configuration: .release))]
-/// Code that reads configs and files keeps Swift's bounds and overflow checks.
-let checked: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"], .when(configuration: .release))]
+/// Code that reads configs and files keeps Swift's bounds and overflow checks (-O); only the engine's measured kernels
+/// and the models built on them drop them.
+let checked: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"] + cpu, .when(configuration: .release))]
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 
 let package = Package(
@@ -55,16 +57,16 @@ let package = Package(
         // The tensor + autograd engine on OpenBLAS.
         .target(name: "Engine", dependencies: ["CBLAS"], path: "Sources/Engine", swiftSettings: fast),
         // Modules, layers, optimizers, schedules, safetensors, JSON.
-        .target(name: "NN", dependencies: ["Engine", "CJSONC"], path: "Sources/NN", swiftSettings: fast),
+        .target(name: "NN", dependencies: ["Engine", "CJSONC"], path: "Sources/NN", swiftSettings: checked),
         // JSON configs (_base_, --set, schemas, sections) and the component registry.
         .target(name: "Config", dependencies: ["Engine", "NN"], path: "Sources/Config", swiftSettings: checked),
         // Image decoding, COCO annotations, RLE masks, augmentation pipelines, loaders, the synthetic dataset.
-        .target(name: "Data", dependencies: ["Engine", "CJSONC", "CSimdJSON", "CImageCodecs"], path: "Sources/Data", swiftSettings: fast),
+        .target(name: "Data", dependencies: ["Engine", "CJSONC", "CSimdJSON", "CImageCodecs"], path: "Sources/Data", swiftSettings: checked),
         // Models: backbones, then necks, heads, detectors and segmentors (engine, NN and Config only).
         .target(name: "Backbones", dependencies: ["Engine", "NN", "Config"], path: "Sources/Backbones", swiftSettings: fast),
         .target(name: "Heads", dependencies: ["Engine", "NN", "Config", "Backbones"], path: "Sources/Heads", swiftSettings: fast),
         // COCO bbox/segm mAP (pycocotools) and mIoU (mmsegmentation).
-        .target(name: "Evaluation", dependencies: ["Data"], path: "Sources/Evaluation", swiftSettings: fast),
+        .target(name: "Evaluation", dependencies: ["Data"], path: "Sources/Evaluation", swiftSettings: checked),
         // The generic training loop with hooks, trainer settings, checkpoints, plots.
         .target(name: "Training", dependencies: ["Engine", "NN", "Config", "Data"], path: "Sources/Training", swiftSettings: checked),
         // Detection and segmentation tasks: datasets from config, loaders, evaluators, result files.
@@ -86,7 +88,7 @@ let package = Package(
         .executableTarget(name: "seg-eval", dependencies: ["Engine", "Data", "Evaluation", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/seg-eval"),
         .executableTarget(name: "export-features", dependencies: ["Engine", "NN", "Data", "Backbones", "ToolSupport", argumentParser],
-                          path: "Sources/Tools/export-features", swiftSettings: fast),
+                          path: "Sources/Tools/export-features", swiftSettings: checked),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "NN"], path: "Tests/EngineTests"),

@@ -51,3 +51,50 @@ public func removeStaleTemporaries(in folder: String) {
         if !suffix.isEmpty && suffix.allSatisfy(\.isNumber) { unlink("\(folder)/\(n)") }
     }
 }
+
+/// Writes `text` to stderr. A full or closed stderr is ignored (FileHandle's write traps on such errors; a
+/// message that cannot be shown must not crash the run).
+public func writeStderr(_ text: String) {
+    var bytes = Array(text.utf8)
+    var done = 0
+    while done < bytes.count {
+        let w = bytes.withUnsafeMutableBytes { Foundation.write(2, $0.baseAddress! + done, $0.count - done) }
+        if w < 0 && errno == EINTR { continue }
+        if w <= 0 { return }
+        done += w
+    }
+}
+
+/// Creates a folder and its parents (mkdir -p), failing with one line naming the folder and the reason.
+public func createDirectory(_ path: String) throws {
+    var prefix = path.hasPrefix("/") ? "/" : ""
+    for part in path.split(separator: "/") where !part.isEmpty {
+        prefix += part
+        if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+            throw KitError.io("\(path): cannot create the folder (\(prefix): \(String(cString: strerror(errno))))")
+        }
+        var st = stat()
+        guard stat(prefix, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw KitError.io("\(path): cannot create the folder (\(prefix) is a file)")
+        }
+        prefix += "/"
+    }
+}
+
+/// A Foundation/POSIX error as a short reason, without the NSError dump.
+public func describe(_ error: Error) -> String {
+    if let e = error as? KitError { return e.description }
+    let ns = error as NSError
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey].flatMap({ $0 as? Error }).map({ $0 as NSError }),
+       underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    switch CocoaError.Code(rawValue: ns.code) {
+    case .fileNoSuchFile, .fileReadNoSuchFile: return "no such file or folder"
+    case .fileWriteNoPermission, .fileReadNoPermission: return "permission denied"
+    case .fileWriteOutOfSpace: return "no space left on device"
+    case .fileWriteFileExists: return "a file is in the way"
+    default: return ns.localizedDescription
+    }
+}

@@ -255,33 +255,9 @@ public final class EvalHook: TrainerHook {
             try t.save(r.done, to: t.latestPath)
             try t.save(r.done, to: t.bestPath)
         }
-        FileHandle.standardError.write(Data(("iter \(r.done): " + metrics.map { "\($0.0) \(String(format: "%.3f", $0.1))" }
-            .joined(separator: ", ") + "\n").utf8))
+        writeStderr(("iter \(r.done): " + metrics.map { "\($0.0) \(String(format: "%.3f", $0.1))" }
+            .joined(separator: ", ") + "\n"))
         try? t.writePlot()
-    }
-}
-
-/// Creates a folder (and its parents), failing with one line naming it.
-public func createDirectory(_ path: String) throws {
-    do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-        throw KitError.io("\(path): cannot create the folder (\(describe(error)))")
-    }
-}
-
-/// A Foundation/POSIX error as a short reason, without the NSError dump.
-public func describe(_ error: Error) -> String {
-    if let e = error as? KitError { return e.description }
-    let ns = error as NSError
-    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-        return String(cString: strerror(Int32(underlying.code)))
-    }
-    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
-    switch CocoaError.Code(rawValue: ns.code) {
-    case .fileNoSuchFile, .fileReadNoSuchFile: return "no such file or folder"
-    case .fileWriteNoPermission, .fileReadNoPermission: return "permission denied"
-    case .fileWriteOutOfSpace: return "no space left on device"
-    case .fileWriteFileExists: return "a file is in the way"
-    default: return ns.localizedDescription
     }
 }
 
@@ -350,11 +326,11 @@ public struct ProgressBar {
         let width = 24, filled = total > 0 ? width * min(done, total) / total : width
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         let line = "[\(bar)] \(done)/\(total)  \(status.isEmpty ? "" : status + "  ")\(String(format: "%.2f", rate)) \(unit)/s  ETA \(Self.clock(eta))"
-        FileHandle.standardError.write(Data(((tty ? "\r\u{1B}[K" : "") + line + (tty ? "" : "\n")).utf8))
+        writeStderr(((tty ? "\r\u{1B}[K" : "") + line + (tty ? "" : "\n")))
         drawn = tty
     }
 
-    public mutating func pause() { if drawn { FileHandle.standardError.write(Data("\n".utf8)); drawn = false } }
+    public mutating func pause() { if drawn { writeStderr("\n"); drawn = false } }
     public mutating func finish() { pause() }
 
     static func clock(_ s: Double) -> String {

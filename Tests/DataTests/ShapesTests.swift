@@ -65,6 +65,25 @@ final class ShapesTests: XCTestCase {
     }
 }
 
+extension ShapesTests {
+    /// A written folder is recognised by its validation split: the same generator matches whatever the train
+    /// count, another seed, size or validation count does not.
+    func testWrittenValidationSplitIsRecognised() throws {
+        let root = NSTemporaryDirectory() + "shapes-match-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let gen = ShapesGenerator(size: 48, seed: 3)
+        try ShapesDatasetWriter(generator: gen, trainCount: 3, valCount: 2).write(to: root)
+        XCTAssertTrue(ShapesDatasetWriter(generator: gen, trainCount: 3, valCount: 2).matchesValidationSplit(at: root))
+        XCTAssertTrue(ShapesDatasetWriter(generator: gen, trainCount: 7, valCount: 2).matchesValidationSplit(at: root))
+        XCTAssertFalse(ShapesDatasetWriter(generator: ShapesGenerator(size: 48, seed: 4), trainCount: 3, valCount: 2)
+            .matchesValidationSplit(at: root))
+        XCTAssertFalse(ShapesDatasetWriter(generator: ShapesGenerator(size: 64, seed: 3), trainCount: 3, valCount: 2)
+            .matchesValidationSplit(at: root))
+        XCTAssertFalse(ShapesDatasetWriter(generator: gen, trainCount: 3, valCount: 3).matchesValidationSplit(at: root))
+        XCTAssertFalse(ShapesDatasetWriter(generator: gen).matchesValidationSplit(at: root + "/nothing"))
+    }
+}
+
 final class SegmentationFolderDatasetTests: XCTestCase {
     func testWrittenShapesLoadThroughTheSegmentationPipeline() throws {
         let root = NSTemporaryDirectory() + "acmix-shapes-seg-\(UUID().uuidString)"

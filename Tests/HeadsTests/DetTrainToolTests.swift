@@ -69,6 +69,14 @@ final class DetTrainToolTests: XCTestCase {
                 XCTAssertTrue(v >= 0 && v <= 1, "\(k) = \(v)")
             }
         }
+        // The shapes folder now holds seed 0's validation split: a config asking for another seed is refused before
+        // any training, and the folder and the work dir are left as they were.
+        let before = try Data(contentsOf: URL(fileURLWithPath: "\(tmp)/work/latest.safetensors"))
+        (code, _, err) = try run(tiny + ["--set", "data.shapes.seed=1"], cwd: tmp)
+        XCTAssertEqual(code, 1)
+        XCTAssertTrue(err.contains("shapes: holds a shapes dataset written with other parameters") && err.contains("seed 1"), err)
+        XCTAssertEqual(err.split(separator: "\n").count, 1, err)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: "\(tmp)/work/latest.safetensors")), before)
     }
 
     /// A COCO-format dataset on disk (the shapes writer's files) trains and evaluates through COCOeval.

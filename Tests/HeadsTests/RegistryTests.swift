@@ -62,7 +62,7 @@ final class RegistryTests: XCTestCase {
          "model": {"type": "RetinaNet", "backbone": {"arch": "resnet50", "base_width": 8},
                    "neck": {"type": "FPN", "out_channels": 16, "start_level": 1, "num_outs": 3},
                    "bbox_head": {"type": "ToyHead", "num_classes": 3, "target": 0.5}},
-         "data": {"dataset": "shapes", "samples_per_gpu": 2, "img_scale": [64, 64], "shapes": {"size": 64, "train_count": 2, "val_count": 1}}}
+         "data": {"dataset": "shapes", "samples_per_gpu": 2, "img_scale": [64, 64], "shapes": {"size": 64, "train_count": 2, "val_count": 1, "root": "\(NSTemporaryDirectory())acmix-shapes-\(UUID().uuidString)"}}}
         """))
     }
 
@@ -72,7 +72,7 @@ final class RegistryTests: XCTestCase {
          "model": {"type": "EncoderDecoder", "backbone": {"arch": "resnet50", "base_width": 8},
                    "decode_head": {"type": "ToyDecodeHead", "num_classes": 5}},
          "data": {"dataset": "shapes", "samples_per_gpu": 2, "img_scale": [64, 64], "crop_size": [64, 64],
-                  "shapes": {"size": 64, "train_count": 2, "val_count": 1}}}
+                  "shapes": {"size": 64, "train_count": 2, "val_count": 1, "root": "\(NSTemporaryDirectory())acmix-shapes-\(UUID().uuidString)"}}}
         """))
     }
 

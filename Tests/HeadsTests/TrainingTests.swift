@@ -118,7 +118,7 @@ final class TrainingTests: XCTestCase {
          "runner": {"type": "IterBasedRunner", "max_iters": 8}, "checkpoint_config": {"interval": 100},
          "log_config": {"interval": 2}, "evaluation": {"interval": 100},
          "data": {"dataset": "shapes", "samples_per_gpu": 2, "workers_per_gpu": 1, "img_scale": [64, 64],
-                  "shapes": {"size": 64, "train_count": 6, "val_count": 2}}}
+                  "shapes": {"size": 64, "train_count": 6, "val_count": 2, "root": "\(NSTemporaryDirectory())acmix-shapes-\(UUID().uuidString)"}}}
         """))
         let settings = try TrainerSettings(config: cfg)
         func run(_ dir: String, seed: UInt64, stopAfter: Int?, resume: Bool) throws -> (Trainer, SingleStageDetector) {
@@ -166,7 +166,7 @@ final class TrainingTests: XCTestCase {
         {"optimizer": {"type": "SGD", "lr": 0.001}, "runner": {"type": "IterBasedRunner", "max_iters": 6},
          "log_config": {"interval": 3}, "evaluation": {"interval": 2, "save_best": "bbox_mAP"},
          "data": {"dataset": "shapes", "samples_per_gpu": 2, "img_scale": [64, 64],
-                  "shapes": {"size": 64, "train_count": 4, "val_count": 3}}}
+                  "shapes": {"size": 64, "train_count": 4, "val_count": 3, "root": "\(NSTemporaryDirectory())acmix-shapes-\(UUID().uuidString)"}}}
         """))
         let detector = tinyDetector()
         (detector.bbox_head as! RetinaHead).testConfig.scoreThr = 0.001   // the prior (0.01) then yields detections

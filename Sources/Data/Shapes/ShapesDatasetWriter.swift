@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 /// Writes the synthetic shapes dataset in both mmdet (COCO) and mmseg (ADE20K) layouts, sharing the images:
@@ -40,12 +41,11 @@ public struct ShapesDatasetWriter: Sendable {
     @discardableResult
     public func write(to root: String) throws -> Summary {
         var summary = Summary()
-        let fm = FileManager.default
         for (split, (name, folder)) in ShapesDatasetWriter.splits.enumerated() {
             let imageDir = "\(root)/images/\(folder)", labelDir = "\(root)/annotations/\(folder)"
-            for dir in [imageDir, labelDir] { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+            for dir in [imageDir, labelDir] { try createDirectory(dir) }
             let count = split == 0 ? trainCount : valCount
-            var images: [String] = [], annotations: [String] = []
+            var entries = InstancesJSON(firstID: summary.instances + 1)   // annotation ids run on across splits
             for index in 0..<count {
                 let example = generator.example(split: split, index: index)
                 let stem = ShapesDatasetWriter.stem(split: split, index: index)
@@ -57,25 +57,11 @@ public struct ShapesDatasetWriter: Sendable {
                 let labelBytes = try encodePNG(example.label, compressionLevel: 9, name: "\(labelDir)/\(stem).png")
                 try writeBytes(labelBytes, to: "\(labelDir)/\(stem).png")
                 summary.bytes += imageBytes.count + labelBytes.count
-                let imageID = index + 1
-                images.append("{\"id\": \(imageID), \"file_name\": \"\(fileName)\", \"width\": \(generator.size), "
-                    + "\"height\": \(generator.size)}")
-                for (g, a) in zip(example.shapes, example.annotations) {
-                    annotations.append("{\"id\": \(summary.instances + 1), \"image_id\": \(imageID), "
-                        + "\"category_id\": \(g.kind.rawValue), \"iscrowd\": 0, \"area\": \(fixed(a.area)), "
-                        + "\"bbox\": [\(a.bbox.map(fixed).joined(separator: ", "))], "
-                        + "\"segmentation\": [[\(a.polygons[0].map(fixed).joined(separator: ", "))]]}")
-                    summary.instances += 1
-                }
+                entries.add(example, index: index, fileName: fileName, size: generator.size)
                 summary.images += 1
             }
-            let categories = ShapeKind.allCases.map {
-                "{\"id\": \($0.rawValue), \"name\": \"\($0.name)\", \"supercategory\": \"shape\"}"
-            }
-            let json = "{\"info\": {\"description\": \"ACmixKit synthetic shapes, seed \(generator.seed)\"},\n"
-                + "\"images\": [\n" + images.joined(separator: ",\n") + "\n],\n"
-                + "\"annotations\": [\n" + annotations.joined(separator: ",\n") + "\n],\n"
-                + "\"categories\": [" + categories.joined(separator: ", ") + "]}\n"
+            summary.instances += entries.instances
+            let json = entries.text(seed: generator.seed)
             let jsonBytes = Array(json.utf8)
             try writeBytes(jsonBytes, to: "\(root)/annotations/instances_\(name).json")
             summary.bytes += jsonBytes.count
@@ -83,6 +69,56 @@ public struct ShapesDatasetWriter: Sendable {
         let classes = (["background"] + ShapeKind.allCases.map(\.name)).joined(separator: "\n") + "\n"
         try writeBytes(Array(classes.utf8), to: "\(root)/classes.txt")
         return summary
+    }
+}
+
+extension ShapesDatasetWriter {
+    /// The `instances_<split>.json` text `write` produces for `split`, without writing anything.
+    public func instancesJSON(split: Int) -> String {
+        var entries = InstancesJSON()
+        for index in 0..<(split == 0 ? trainCount : valCount) {
+            let fileName = "\(ShapesDatasetWriter.stem(split: split, index: index)).\(imageFormat)"
+            entries.add(generator.example(split: split, index: index), index: index, fileName: fileName, size: generator.size)
+        }
+        return entries.text(seed: generator.seed)
+    }
+
+    /// Whether `root` holds this writer's validation split (the same images and annotations; annotation ids, which
+    /// depend on the train split's size, aside): a folder written with another seed, size or count must not be
+    /// scored against.
+    public func matchesValidationSplit(at root: String) -> Bool {
+        guard let data = FileManager.default.contents(atPath: "\(root)/annotations/instances_val.json"),
+              let text = String(data: data, encoding: .utf8) else { return false }
+        func withoutIDs(_ t: String) -> String {
+            t.replacingOccurrences(of: #"\{"id": [0-9]+, "image_id""#, with: #"{"image_id""#, options: .regularExpression)
+        }
+        return withoutIDs(text) == withoutIDs(instancesJSON(split: 1))
+    }
+}
+
+/// A split's COCO instances file, built one example at a time (ids: image index + 1; instances numbered from 1).
+struct InstancesJSON {
+    var images: [String] = [], annotations: [String] = []
+    var firstID = 1
+    var instances: Int { annotations.count }
+
+    mutating func add(_ example: ShapesExample, index: Int, fileName: String, size: Int) {
+        let imageID = index + 1
+        images.append("{\"id\": \(imageID), \"file_name\": \"\(fileName)\", \"width\": \(size), \"height\": \(size)}")
+        for (g, a) in zip(example.shapes, example.annotations) {
+            annotations.append("{\"id\": \(firstID + annotations.count), \"image_id\": \(imageID), "
+                + "\"category_id\": \(g.kind.rawValue), \"iscrowd\": 0, \"area\": \(fixed(a.area)), "
+                + "\"bbox\": [\(a.bbox.map(fixed).joined(separator: ", "))], "
+                + "\"segmentation\": [[\(a.polygons[0].map(fixed).joined(separator: ", "))]]}")
+        }
+    }
+
+    func text(seed: UInt64) -> String {
+        let categories = ShapeKind.allCases.map { "{\"id\": \($0.rawValue), \"name\": \"\($0.name)\", \"supercategory\": \"shape\"}" }
+        return "{\"info\": {\"description\": \"ACmixKit synthetic shapes, seed \(seed)\"},\n"
+            + "\"images\": [\n" + images.joined(separator: ",\n") + "\n],\n"
+            + "\"annotations\": [\n" + annotations.joined(separator: ",\n") + "\n],\n"
+            + "\"categories\": [" + categories.joined(separator: ", ") + "]}\n"
     }
 }
 

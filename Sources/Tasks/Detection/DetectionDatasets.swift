@@ -1,5 +1,6 @@
 import Config
 import Data
+import Engine
 import Foundation
 
 /// What a detection dataset gives its task: the two splits through their pipelines, the ground truth the
@@ -52,6 +53,7 @@ public enum DetectionDatasets {
     /// `ShapesDatasetWriter` writes, so its instances_val.json is the matching ground truth).
     static func shapes(_ c: Config, seed: UInt64) throws -> DetectionData {
         let s = try ShapesDatasetSettings(c.section("shapes"))
+        try s.checkExistingFiles()
         let p = try pipelines(c, defaultScale: [s.size, s.size])
         let gen = ShapesGenerator(size: s.size, seed: s.seed)
         let train = ShapesDetectionDataset(generator: gen, split: 0, count: s.trainCount, pipeline: p.train)
@@ -101,14 +103,27 @@ struct ShapesDatasetSettings {
         trainCount = try c.int("train_count"); valCount = try c.int("val_count"); root = try c.string("root")
     }
 
-    /// The dataset's files under `root` (COCO json + images + label maps), written the first time.
+    /// The dataset's files under `root` (COCO json + images + label maps), written the first time; a folder that
+    /// holds another seed's, size's or count's validation split is refused (its ground truth would not match).
     func prepareFiles() throws -> (annotations: String, root: String) {
-        let path = "\(root)/annotations/instances_val.json"
-        if !FileManager.default.fileExists(atPath: path) {
-            FileHandle.standardError.write(Data("writing the shapes dataset to \(root)\n".utf8))
-            try ShapesDatasetWriter(generator: ShapesGenerator(size: size, seed: seed), trainCount: trainCount, valCount: valCount)
-                .write(to: root)
+        if !FileManager.default.fileExists(atPath: annotations) {
+            writeStderr("writing the shapes dataset to \(root)\n")
+            try writer.write(to: root)
+        } else {
+            try checkExistingFiles()
         }
-        return (path, root)
+        return (annotations, root)
+    }
+
+    var annotations: String { "\(root)/annotations/instances_val.json" }
+    var writer: ShapesDatasetWriter {
+        ShapesDatasetWriter(generator: ShapesGenerator(size: size, seed: seed), trainCount: trainCount, valCount: valCount)
+    }
+
+    /// Refuses a folder at `root` that holds another seed's, size's or count's validation split.
+    func checkExistingFiles() throws {
+        guard FileManager.default.fileExists(atPath: annotations), !writer.matchesValidationSplit(at: root) else { return }
+        throw KitError.data("\(root): holds a shapes dataset written with other parameters than data.shapes asks for "
+                            + "(seed \(seed), size \(size), \(valCount) validation images); remove the folder or set data.shapes.root")
     }
 }

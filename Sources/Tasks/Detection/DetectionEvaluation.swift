@@ -78,7 +78,7 @@ public final class COCODetectionEvaluator: DetectionEvaluator {
     public func evaluate(_ imageIDs: [Int], _ detections: [ImageDetections], printSummary: Bool) throws -> [(String, Double)] {
         guard let e = try cocoEval(imageIDs, detections) else { return metricNames.map { ($0, 0) } }
         let summary = e.summarize()
-        if printSummary { FileHandle.standardError.write(Data((summary.joined(separator: "\n") + "\n").utf8)) }
+        if printSummary { writeStderr((summary.joined(separator: "\n") + "\n")) }
         return Array(zip(metricNames, e.stats))
     }
 }

@@ -53,13 +53,13 @@ public enum TrainTool {
         try prepareWorkDir(dir, config: cfg)
         if let loadFrom = options.loadFrom {
             let report = try Checkpoint.loadWeights(from: loadFrom, into: task.model)
-            FileHandle.standardError.write(Data("loaded \(report.loaded.count) tensors from \(loadFrom)\n".utf8))
-            for line in report.problems(limit: 8) { FileHandle.standardError.write(Data("  \(line)\n".utf8)) }
+            writeStderr("loaded \(report.loaded.count) tensors from \(loadFrom)\n")
+            for line in report.problems(limit: 8) { writeStderr("  \(line)\n") }
         }
         let trainer = try Trainer(settings: settings, task: task, workDir: dir)
-        FileHandle.standardError.write(Data(("\(tool): \(cfg.path), \(settings.maxIters(itersPerEpoch: task.itersPerEpoch)) iterations "
+        writeStderr(("\(tool): \(cfg.path), \(settings.maxIters(itersPerEpoch: task.itersPerEpoch)) iterations "
             + "(\(task.itersPerEpoch)/epoch), \(task.model.trainableParameters().reduce(0) { $0 + $1.1.count }) trainable parameters, "
-            + "work dir \(dir)\n").utf8))
+            + "work dir \(dir)\n"))
         print(summaryLine(try trainer.run(resume: options.resume)))
     }
 
@@ -73,10 +73,10 @@ public enum TrainTool {
     /// usage errors, 130 when interrupted, 1 otherwise). Returns the exit code to use, nil on success.
     public static func exitCode(tool: String, _ body: () throws -> Void) -> Int32? {
         do { try body() } catch let e as KitError {
-            FileHandle.standardError.write(Data("\(tool): error: \(e)\n".utf8))
+            writeStderr("\(tool): error: \(e)\n")
             return e.exitCode
         } catch {
-            FileHandle.standardError.write(Data("\(tool): error: \(describe(error))\n".utf8))
+            writeStderr("\(tool): error: \(describe(error))\n")
             return 1
         }
         return nil
@@ -149,10 +149,22 @@ extension ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch let error as KitError {
-            FileHandle.standardError.write(Data("\(configuration.commandName ?? "tool"): error: \(error)\n".utf8))
+            writeStderr("\(configuration.commandName ?? "tool"): error: \(error)\n")
             Foundation.exit(error.exitCode)
         } catch {
             exit(withError: error)
+        }
+    }
+}
+
+/// Refuses an output path that names one of the inputs (after resolving `.`/`..` and symbolic links), so a tool
+/// never overwrites what it reads: `--output` equal to `--weights` would destroy the weights.
+public func refuseOverwriting(_ output: (option: String, path: String?), inputs: [(option: String, path: String?)]) throws {
+    guard let out = output.path else { return }
+    func resolved(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
+    for (option, path) in inputs {
+        if let path, resolved(path) == resolved(out) {
+            throw KitError.usage("\(output.option) \(out) is the \(option) file; choose another output path")
         }
     }
 }

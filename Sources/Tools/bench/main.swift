@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("case"), help: "Run only this case (so its peak RSS is its own).")
     var caseName: String?
 
-    @Option(help: "Timed runs per case (after one warm-up); the median is reported.")
+    @Option(parsing: .unconditional, help: "Timed runs per case (after one warm-up); the median is reported.")
     var runs: Int = 5
 
     @Flag(help: "List the case names and exit.")

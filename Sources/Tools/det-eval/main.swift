@@ -40,13 +40,14 @@ struct DetEval: ParsableCommand {
     @Option(help: "With --config: write the detections as a COCO results JSON file.")
     var out: String?
 
-    @Option(name: .customLong("show-score-thr"), help: "Lowest score drawn by --show-dir.")
+    @Option(name: .customLong("show-score-thr"), parsing: .unconditional, help: "Lowest score drawn by --show-dir.")
     var showScoreThr: Float = 0.3
 
     @Option(name: .customLong("json-out"), help: "Also write {iou_type, stats, per_category_ap} to this file.")
     var jsonOut: String?
 
     func validate() throws {
+        guard showScoreThr.isFinite && (0...1).contains(showScoreThr) else { throw ValidationError("--show-score-thr must be in 0...1") }
         if try trained.form(filesForm: annotations != nil || results != nil, filesOptions: "--annotations/--results") != nil {
             guard iouType == .bbox else { throw ValidationError("--config evaluates boxes: --iou-type must be bbox") }
         } else {
@@ -58,6 +59,8 @@ struct DetEval: ParsableCommand {
     }
 
     func run() throws {
+        let inputs = [("--annotations", annotations), ("--results", results), ("--config", trained.config), ("--checkpoint", trained.checkpoint)]
+        for output in [("--out", out), ("--json-out", jsonOut)] { try refuseOverwriting(output, inputs: inputs) }
         if let (config, checkpoint) = try trained.form(filesForm: false, filesOptions: "") {
             if let code = TrainTool.exitCode(tool: "det-eval", { try evaluateModel(config: config, checkpoint: checkpoint) }) {
                 throw ExitCode(code)
@@ -65,7 +68,7 @@ struct DetEval: ParsableCommand {
             return
         }
         let gt = try COCODataset.load(annotations!), dt = try gt.loadRes(results!)
-        for w in dt.warnings { FileHandle.standardError.write(Data("warning: \(results!): \(w)\n".utf8)) }
+        for w in dt.warnings { writeStderr("warning: \(results!): \(w)\n") }
         let E = COCOeval(cocoGt: gt, cocoDt: dt, iouType: iouType)
         E.evaluate()
         E.accumulate()
@@ -104,7 +107,7 @@ struct DetEval: ParsableCommand {
             let stem = ((files[ids[i]] ?? "\(ids[i])") as NSString).lastPathComponent
             try writePNG(drawn, to: (dir as NSString).appendingPathComponent((stem as NSString).deletingPathExtension + ".png"))
         }
-        FileHandle.standardError.write(Data("wrote \(dets.count) images to \(dir)\n".utf8))
+        writeStderr("wrote \(dets.count) images to \(dir)\n")
     }
 
     /// pycocotools' 12-line summary, the per-category AP table and, with --json-out, the same as JSON.

@@ -47,6 +47,7 @@ struct ExportFeatures: ParsableCommand {
     }
 
     func run() throws {
+        try refuseOverwriting(("--output", output), inputs: [("--weights", weights), ("--input", input), ("--image", image)])
         let x = try loadInput()
         let state = try SafeTensors.read(path: weights).tensors
         let classes = BackboneRegistry.numClasses(in: state)
@@ -64,7 +65,7 @@ struct ExportFeatures: ParsableCommand {
         if dense {
             let missingNorms = report.missing.filter { $0.range(of: #"^norm\d+\.(weight|bias)$"#, options: .regularExpression) != nil }
             if !missingNorms.isEmpty {
-                FileHandle.standardError.write(Data("export-features: note: \(weights) has no dense output norms; using weight 1, bias 0\n".utf8))
+                writeStderr("export-features: note: \(weights) has no dense output norms; using weight 1, bias 0\n")
             }
             report.missing = report.missing.filter { !missingNorms.contains($0) }
         }

@@ -17,16 +17,16 @@ struct MakeShapes: ParsableCommand {
     @Option(help: "Output folder (created if missing).")
     var out: String
 
-    @Option(help: "Random seed.")
+    @Option(parsing: .unconditional, help: "Random seed.")
     var seed: UInt64 = 0
 
-    @Option(help: "Number of training images.")
+    @Option(parsing: .unconditional, help: "Number of training images.")
     var train: Int = 300
 
-    @Option(help: "Number of validation images.")
+    @Option(parsing: .unconditional, help: "Number of validation images.")
     var val: Int = 60
 
-    @Option(help: "Image side in pixels (square images).")
+    @Option(parsing: .unconditional, help: "Image side in pixels (square images).")
     var size: Int = 192
 
     @Option(help: "Image file format: jpg or png.")

@@ -33,12 +33,12 @@ struct SegEval: ParsableCommand {
     @Option(help: "Folder of predicted label PNGs (class ids 0..<num-classes).")
     var predDir: String?
 
-    @Option(help: "Number of classes.")
+    @Option(parsing: .unconditional, help: "Number of classes.")
     var numClasses: Int = 0
 
     @OptionGroup var trained: ModelEvalOptions
 
-    @Option(help: "Label value excluded from evaluation.")
+    @Option(parsing: .unconditional, help: "Label value excluded from evaluation.")
     var ignoreIndex: Int = 255
 
     @Flag(help: "Apply mmseg's reduce_zero_label to the ground truth (0 → ignore, v → v-1).")
@@ -60,6 +60,8 @@ struct SegEval: ParsableCommand {
     }
 
     func run() throws {
+        try refuseOverwriting(("--json-out", jsonOut), inputs: [("--config", trained.config), ("--checkpoint", trained.checkpoint),
+                                                                ("--class-names", classNames)])
         if let (config, checkpoint) = try trained.form(filesForm: false, filesOptions: "") {
             if let code = TrainTool.exitCode(tool: "seg-eval", { try evaluateModel(config: config, checkpoint: checkpoint) }) {
                 throw ExitCode(code)
@@ -109,7 +111,7 @@ struct SegEval: ParsableCommand {
             try writePNG(pred, to: "\(showDir)/pred/\(stem).png", palette: palette)
         }
         bar.finish()
-        if let showDir = trained.showDir { FileHandle.standardError.write(Data("wrote \(val.count) overlays and label maps to \(showDir)\n".utf8)) }
+        if let showDir = trained.showDir { writeStderr("wrote \(val.count) overlays and label maps to \(showDir)\n") }
         printTable(r, names: task.data.classNames ?? (0..<n).map(String.init), imageCount: val.count)
         if let path = jsonOut { try writeJSON(r, to: path) }
     }
