@@ -169,8 +169,8 @@ public struct Config {
     /// Sets a dotted path (relative to this section), creating objects on the way.
     public mutating func set(_ key: String, _ value: JSON, origin: String = "<code>") throws {
         let dotted = full(key)
-        let parts = dotted.split(separator: ".").map(String.init)
-        guard !parts.isEmpty, !parts.contains(where: \.isEmpty) else { throw KitError.config("\(origin): bad key '\(dotted)'") }
+        let parts = dotted.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard !parts.contains(where: \.isEmpty) else { throw KitError.config("\(origin): bad key '\(dotted)' (an empty name between dots)") }
         // `--set` replaces the whole value, so a `_delete_` marker in it has nothing left to do.
         func strip(_ v: JSON) -> JSON {
             guard case let .object(kv) = v else { return v }
@@ -186,10 +186,16 @@ public struct Config {
                 throw KitError.config("\(origin): '\(parts[..<i].joined(separator: "."))' is a \(node.typeName), not an object")
             }
             if let j = kv.firstIndex(where: { $0.0 == parts[i] }) { kv[j].1 = try put(kv[j].1, i + 1) }
-            else { kv.append((parts[i], try put(.null, i + 1))) }
+            else {
+                // A key this override creates is the override's to answer for in messages.
+                created.append(parts[...i].joined(separator: "."))
+                kv.append((parts[i], try put(.null, i + 1)))
+            }
             return .object(kv)
         }
+        var created: [String] = []
         root = try put(root, 0)
+        for key in created where origins[key] == nil { origins[key] = origin }
         Config.recordOrigins(strip(value), prefix: dotted, file: origin, into: &origins)
     }
 

@@ -24,6 +24,14 @@ public final class Storage: @unchecked Sendable {
     public static var peakBytes: Int { peak.load(ordering: .relaxed) }
     public static func resetPeak() { peak.store(live.load(ordering: .relaxed), ordering: .relaxed) }
 
+    /// The most tensor bytes `body` held at once beyond what was live when it started.
+    public static func measurePeak(_ body: () throws -> Void) rethrows -> Int {
+        let base = liveBytes
+        resetPeak()
+        try body()
+        return max(0, peakBytes - base)
+    }
+
     public init(count: Int) {
         _ = Storage.configureAllocator
         self.count = count

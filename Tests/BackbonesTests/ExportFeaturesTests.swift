@@ -42,6 +42,26 @@ final class ExportFeaturesTests: XCTestCase {
         XCTAssertEqual(out.tensors["logits"]?.shape, [2, 10])
     }
 
+    /// An input too large for memory is refused with the estimate, before the forward pass; an output that names
+    /// an input is refused without touching it.
+    func testOversizedInputAndOverwritingOutputAreRefused() throws {
+        EngineRandom.seed(1)
+        let model = try ResNet(arch: "acmix_resnet26", numClasses: nil)
+        let weights = tmp("w26.safetensors"), input = tmp("big.safetensors")
+        try SafeTensors.write(model.namedTensors(), to: weights)
+        try SafeTensors.write([("input", Tensor(zeros: [1, 3, 1100, 1100]))], to: input)
+        var (rc, err) = try run(["--arch", "acmix_resnet26", "--weights", weights, "--input", input, "--output", tmp("o.safetensors"),
+                                 "--memory-limit", "0.05"])
+        XCTAssertEqual(rc, 1, err)
+        XCTAssertTrue(err.contains("input 1x3x1100x1100 would need about") && err.contains("above the limit of 0.1 GiB"), err)
+        XCTAssertEqual(err.split(separator: "\n").count, 1, err)
+        let before = try Data(contentsOf: URL(fileURLWithPath: weights))
+        (rc, err) = try run(["--arch", "acmix_resnet26", "--weights", weights, "--input", input, "--output", weights])
+        XCTAssertEqual(rc, 2, err)
+        XCTAssertTrue(err.contains("--output \(weights) is the --weights file"), err)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: weights)), before)
+    }
+
     func testSwinDenseWithClassifierWeights() throws {
         // A classifier's weights (final norm + head, no per-stage norms) in dense mode on a non-square size.
         EngineRandom.seed(5)

@@ -82,6 +82,11 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(m.contains("cycle"), m)
         m = message { _ = try Config.load(path: "\(dir)/ok.json", overrides: ["novalue"]) }
         XCTAssertTrue(m.contains("expected key.path=value"), m)
+        // Overrides answer for the keys they create, and for malformed keys.
+        m = message { _ = try Config.load(path: "\(dir)/ok.json", overrides: ["a..b=1"]) }
+        XCTAssertTrue(m.hasPrefix("--set a..b: bad key 'a..b'"), m)
+        m = message { try Config.load(path: "\(dir)/ok.json", overrides: ["a.b=1"]).validate(schema) }
+        XCTAssertTrue(m.hasPrefix("--set a.b: unknown key a "), m)
     }
 
     func testShippedConfigs() throws {

@@ -69,6 +69,10 @@ final class DetTrainToolTests: XCTestCase {
                 XCTAssertTrue(v >= 0 && v <= 1, "\(k) = \(v)")
             }
         }
+        // Resuming into a schedule shorter than the checkpoint is refused, and the checkpoint is kept.
+        (code, _, err) = try run(tiny + ["--set", #"runner={"type": "IterBasedRunner", "max_iters": 2}"#, "--resume"], cwd: tmp)
+        XCTAssertEqual(code, 1)
+        XCTAssertTrue(err.contains("latest.safetensors: iteration 5 is outside this schedule's 0...2"), err)
         // The shapes folder now holds seed 0's validation split: a config asking for another seed is refused before
         // any training, and the folder and the work dir are left as they were.
         let before = try Data(contentsOf: URL(fileURLWithPath: "\(tmp)/work/latest.safetensors"))

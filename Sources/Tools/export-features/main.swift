@@ -39,8 +39,13 @@ struct ExportFeatures: ParsableCommand {
     @Flag(help: "Also write `logits` from the classification head in the weights.")
     var logits = false
 
+    @Option(name: .customLong("memory-limit"), parsing: .unconditional,
+            help: "Refuse inputs whose activations would need more than this many GiB (default: 80% of physical memory).")
+    var memoryLimit: Double?
+
     func validate() throws {
         guard (input == nil) != (image == nil) else { throw ValidationError("give exactly one of --input and --image") }
+        if let memoryLimit { guard memoryLimit.isFinite && memoryLimit > 0 else { throw ValidationError("--memory-limit must be a positive number of GiB") } }
         guard BackboneRegistry.allArchs.contains(arch) else {
             throw ValidationError("unknown --arch '\(arch)'; known: \(BackboneRegistry.allArchs.joined(separator: ", "))")
         }
@@ -56,6 +61,7 @@ struct ExportFeatures: ParsableCommand {
         let dense = mode == .dense
         let model = try BackboneRegistry.make(arch: arch, numClasses: logits ? classes : nil, dense: dense, imageSize: x.shape[2])
         try model.validate(height: x.shape[2], width: x.shape[3])
+        try checkMemory(x.shape)
         let prefix = state.keys.contains { $0.hasPrefix("backbone.") } ? "backbone." : nil
         // Heads in the file but not requested are fine; so are the dense per-output norms missing from a classifier's
         // weights (mmdetection starts them at weight 1, bias 0). Everything else the model needs must be there.
@@ -80,6 +86,26 @@ struct ExportFeatures: ParsableCommand {
             if logits, let l = model.logits(x) { outputs.append(("logits", l)) }
         }
         try SafeTensors.write(outputs, metadata: ["arch": arch, "mode": mode.rawValue], to: output)
+    }
+
+    /// Refuses an input whose activations would not fit: above 1024×1024 pixels, the backbone's peak tensor memory
+    /// is measured on a 1024-pixel-area probe of the same aspect (any-size model of the same arch) and scaled by the
+    /// number of pixels, which activations grow with.
+    func checkMemory(_ shape: [Int]) throws {
+        let (n, h, w) = (shape[0], shape[2], shape[3]), probeArea = 1024 * 1024
+        let limit = memoryLimit.map { $0 * 1_073_741_824 } ?? 0.8 * Double(ProcessInfo.processInfo.physicalMemory)
+        guard h * w > probeArea || Double(n * 3 * h * w * 4) > limit else { return }
+        let s = (Double(probeArea) / Double(h * w)).squareRoot()
+        let ph = max(224, Int((Double(h) * s / 32).rounded()) * 32), pw = max(224, Int((Double(w) * s / 32).rounded()) * 32)
+        let probe = try BackboneRegistry.make(arch: arch, numClasses: nil, dense: true)
+        try probe.validate(height: ph, width: pw)
+        probe.eval()
+        let bytes = try Storage.measurePeak { _ = withNoGrad { probe.features(Tensor(zeros: [1, 3, ph, pw])) } }
+        let estimate = Double(bytes) * Double(n) * Double(h * w) / Double(ph * pw)
+        guard estimate > limit else { return }
+        throw KitError.model(String(format: "input %dx3x%dx%d would need about %.1f GiB of activations (measured at %dx%d and scaled "
+                                    + "by pixels), above the limit of %.1f GiB; use a smaller input or raise --memory-limit",
+                                    n, h, w, estimate / 1_073_741_824, ph, pw, limit / 1_073_741_824))
     }
 
     func loadInput() throws -> Tensor {
