@@ -37,6 +37,8 @@ let package = Package(
         .executable(name: "det-eval", targets: ["det-eval"]),
         .executable(name: "seg-eval", targets: ["seg-eval"]),
         .executable(name: "export-features", targets: ["export-features"]),
+        .executable(name: "det-infer", targets: ["det-infer"]),
+        .executable(name: "seg-infer", targets: ["seg-infer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -74,7 +76,7 @@ let package = Package(
                 path: "Sources/Tasks", swiftSettings: checked),
 
         // Tools.
-        .target(name: "ToolSupport", dependencies: ["Config", "Training", "Tasks", argumentParser], path: "Sources/Tools/ToolSupport",
+        .target(name: "ToolSupport", dependencies: ["Engine", "Config", "Data", "Training", "Tasks", argumentParser], path: "Sources/Tools/ToolSupport",
                 swiftSettings: checked),
         .executableTarget(name: "bench", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training", argumentParser],
                           path: "Sources/Tools/bench", swiftSettings: fast),
@@ -82,6 +84,10 @@ let package = Package(
                           path: "Sources/Tools/det-train", swiftSettings: checked),
         .executableTarget(name: "seg-train", dependencies: ["Heads", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/seg-train", swiftSettings: checked),
+        .executableTarget(name: "det-infer", dependencies: ["Engine", "NN", "Data", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
+                          path: "Sources/Tools/det-infer", swiftSettings: checked),
+        .executableTarget(name: "seg-infer", dependencies: ["Engine", "Data", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
+                          path: "Sources/Tools/seg-infer", swiftSettings: checked),
         .executableTarget(name: "make-shapes", dependencies: ["Data", argumentParser], path: "Sources/Tools/make-shapes"),
         .executableTarget(name: "det-eval", dependencies: ["Engine", "Data", "Evaluation", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/det-eval"),

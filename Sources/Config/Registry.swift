@@ -44,13 +44,20 @@ public final class Registry<Product, Context>: @unchecked Sendable {
     /// Builds the component `section` describes: its type is looked up, the section validated against that type's
     /// schema and filled with its defaults, and the builder called. Errors name the file and full key.
     public func build(_ section: Config, _ context: Context) throws -> Product {
+        let (entry, filled) = try resolve(section)
+        return try entry.build(filled, context)
+    }
+
+    /// The registered type `section` names and the section validated against its schema and filled with its
+    /// defaults: for code that reads a section without building (e.g. a dataset's test pipeline alone).
+    public func resolve(_ section: Config) throws -> (entry: Entry, section: Config) {
         guard section.has(tag) else { throw section.fail(tag, "missing (the \(kind) type; known: \(names.joined(separator: ", ")))") }
         let name = try section.string(tag)
         guard let entry = entries[name] else {
             throw section.fail(tag, "unknown \(kind) '\(name)'; known: \(names.joined(separator: ", "))")
         }
         try section.validate(entry.schema)
-        return try entry.build(section.filled(entry.schema), context)
+        return (entry, section.filled(entry.schema))
     }
 }
 

@@ -45,6 +45,14 @@ public struct DetectionPipeline: Sendable {
         self.training = training
     }
 
+    /// The (height, width) of the network input an image of this size becomes (resized, then padded).
+    public func inputSize(width w: Int, height h: Int) -> (height: Int, width: Int) {
+        let (nw, nh) = keepRatio ? { let s = rescaleSize(width: w, height: h, scale: imgScale); return (s.width, s.height) }()
+            : (imgScale.0, imgScale.1)
+        let (pw, ph) = Pad.sizeToMultiple(width: nw, height: nh, divisor: sizeDivisor)
+        return (ph, pw)
+    }
+
     /// Runs the pipeline; `rng` decides the flip (one draw in training mode).
     public func callAsFunction(_ sample: DetectionSample, rng: inout SplitMix64) -> DetectionInput {
         var meta = ImageMeta(filename: sample.filename, oriShape: (sample.image.height, sample.image.width))

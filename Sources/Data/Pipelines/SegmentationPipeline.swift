@@ -59,6 +59,12 @@ public struct SegmentationPipeline: Sendable {
         self.training = training
     }
 
+    /// The (height, width) of the test-mode network input an image of this size becomes.
+    public func inputSize(width w: Int, height h: Int) -> (height: Int, width: Int) {
+        let s = rescaleSize(width: w, height: h, scale: imgScale)
+        return (s.height, s.width)
+    }
+
     public func callAsFunction(_ sample: SegmentationSample, rng: inout SplitMix64) -> SegmentationInput {
         var meta = ImageMeta(filename: sample.filename, oriShape: (sample.image.height, sample.image.width))
         var label = reduceZeroLabel ? sample.label.reducingZeroLabel() : sample.label

@@ -33,6 +33,28 @@ public enum DetectionDatasets {
                 DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: 0, sizeDivisor: div, training: false))
     }
 
+    /// The test pipeline a `data` section describes (what `det-infer` runs users' images through).
+    public static func testPipeline(_ data: Config) throws -> DetectionPipeline {
+        let c = try registry.resolve(data).section
+        let size = try c.string("dataset") == "shapes" ? try c.int("shapes.size") : 0
+        return try pipelines(c, defaultScale: size > 0 ? [size, size] : [1333, 800]).test
+    }
+
+    /// Class names and category ids of a `data` section's dataset, when they can be known without the images
+    /// (the shapes classes; a COCO validation file that exists).
+    public static func classes(_ data: Config) throws -> (names: [String], categoryIDs: [Int])? {
+        let c = try registry.resolve(data).section
+        switch try c.string("dataset") {
+        case "shapes": return (ShapeKind.allCases.map(\.name), ShapeKind.allCases.map(\.rawValue))
+        case "coco":
+            let path = try c.string("coco.val_ann")
+            guard FileManager.default.fileExists(atPath: path) else { return nil }
+            let gt = try COCODataset.load(path)
+            return (gt.categoryIds.map { gt.category(id: $0)?.name ?? String($0) }, gt.categoryIds)
+        default: return nil
+        }
+    }
+
     /// The largest padded input (height, width) `pipeline` makes.
     static func largestInput(_ p: DetectionPipeline) -> (height: Int, width: Int) {
         let side = { (x: Int) in (x + p.sizeDivisor - 1) / p.sizeDivisor * p.sizeDivisor }

@@ -38,6 +38,16 @@ public enum SegmentationDatasets {
         return (train, test)
     }
 
+    /// The test pipeline and class names (nil: unknown) a `data` section describes (what `seg-infer` uses).
+    public static func testPipeline(_ data: Config) throws -> (pipeline: SegmentationPipeline, classNames: [String]?, background: Bool) {
+        let c = try registry.resolve(data).section
+        if try c.string("dataset") == "shapes" {
+            let size = try c.int("shapes.size")
+            return (try pipelines(c, defaultScale: [size, size]).test, shapesClassNames, true)
+        }
+        return (try pipelines(c, defaultScale: [2048, 512]).test, nil, false)
+    }
+
     public static let registry: Registry<SegmentationData, UInt64> = {
         let r = Registry<SegmentationData, UInt64>(kind: "segmentation dataset", tag: "dataset")
         r.register("shapes", fields: pipelineFields + [.init("shapes", ShapesDatasetSettings.schema)], build: shapes)

@@ -97,3 +97,21 @@ where V.Item == SegmentationInput {
     }
     return metric.compute()
 }
+
+/// `evaluateSegmentation` through a `SegmentationPredictor` on each validation image as stored (its source image),
+/// so test-time augmentation can run: `augment` is mmseg 1.x's ms+flip. Labels come from the dataset's test
+/// pipeline as usual.
+public func evaluateSegmentation(_ predictor: SegmentationPredictor, dataset: AnyDataset<SegmentationInput>, augment: Bool,
+                                 visit: ((Int, SegmentationInput, LabelMap) throws -> Void)? = nil) throws -> MIoUResult {
+    var metric = MIoUMetric(numClasses: predictor.segmentor.numClasses)
+    for index in 0..<dataset.count {
+        var rng = SplitMix64(seed: 0)   // the test pipeline draws nothing
+        let item = try dataset.item(at: index, rng: &rng), image = try dataset.sourceImage(at: index)
+        let size = predictor.pipeline.inputSize(width: image.width, height: image.height)
+        try predictor.validate(height: size.height, width: size.width, augment: augment, original: (image.height, image.width))
+        let pred = predictor(image, augment: augment)
+        _ = try metric.process(pred: pred, label: item.label, name: "validation image \(index)")
+        try visit?(index, item, pred)
+    }
+    return metric.compute()
+}

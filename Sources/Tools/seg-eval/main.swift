@@ -41,6 +41,9 @@ struct SegEval: ParsableCommand {
     @Option(parsing: .unconditional, help: "Label value excluded from evaluation.")
     var ignoreIndex: Int = 255
 
+    @Flag(name: .customLong("aug-test"), help: "With --config: mmseg's ms+flip test-time augmentation (ratios 0.5–1.75, with and without flip).")
+    var augTest = false
+
     @Flag(help: "Apply mmseg's reduce_zero_label to the ground truth (0 → ignore, v → v-1).")
     var reduceZeroLabel = false
 
@@ -52,6 +55,7 @@ struct SegEval: ParsableCommand {
 
     func validate() throws {
         guard (0...255).contains(ignoreIndex) else { throw ValidationError("--ignore-index must be in 0...255") }
+        if augTest && trained.config == nil { throw ValidationError("--aug-test needs --config") }
         if try trained.form(filesForm: gtDir != nil || predDir != nil || numClasses != 0,
                           filesOptions: "--gt-dir/--pred-dir/--num-classes") == nil {
             guard gtDir != nil && predDir != nil else { throw ValidationError("give --gt-dir and --pred-dir, or --config and --checkpoint") }
@@ -101,7 +105,7 @@ struct SegEval: ParsableCommand {
         let palette = Palette.colours(n, background: task.data.background)
         if let showDir = trained.showDir { for sub in ["overlay", "pred"] { try createDirectory("\(showDir)/\(sub)") } }
         var bar = ProgressBar(total: val.count, unit: "img"), done = 0
-        let r = try evaluateSegmentation(model, loader: task.valLoader) { index, item, pred in
+        let visit: (Int, SegmentationInput, LabelMap) throws -> Void = { index, item, pred in
             done += 1
             bar.update(done)
             guard let showDir = trained.showDir else { return }
@@ -110,6 +114,10 @@ struct SegEval: ParsableCommand {
             try writePNG(image.blended(with: pred, palette: palette), to: "\(showDir)/overlay/\(stem).png")
             try writePNG(pred, to: "\(showDir)/pred/\(stem).png", palette: palette)
         }
+        let r = augTest
+            ? try evaluateSegmentation(SegmentationPredictor(segmentor: model, pipeline: try SegmentationDatasets.testPipeline(cfg.section("data")).pipeline),
+                                       dataset: val, augment: true, visit: visit)
+            : try evaluateSegmentation(model, loader: task.valLoader, visit: visit)
         bar.finish()
         if let showDir = trained.showDir { writeStderr("wrote \(val.count) overlays and label maps to \(showDir)\n") }
         printTable(r, names: task.data.classNames ?? (0..<n).map(String.init), imageCount: val.count)

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Data
+import Engine
+import Foundation
+import Heads
+import Tasks
+import ToolSupport
+import Training
+
+/// Runs a trained segmentor on image files: label maps and overlays.
+struct SegInfer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "seg-infer",
+        abstract: "Segment your images with a trained segmentor (the config's test pipeline; --aug-test for ms+flip).",
+        discussion: """
+            Writes OUT/pred/NAME.png (palette label maps: pixel value = class
+            index, as seg-eval --show-dir writes them) and OUT/vis/NAME.png
+            (classes blended over the image). Unreadable images are reported
+            and skipped; the exit status is then 1.
+            """)
+
+    @OptionGroup var model: InferOptions
+
+    @Flag(name: .customLong("aug-test"), help: "mmseg's ms+flip test-time augmentation (ratios 0.5–1.75, with and without flip).")
+    var augTest = false
+
+    func run() throws {
+        let cfg = try SegmentationConfig.loadForInference(path: model.config, overrides: model.overrides)
+        let segmentor = try SegmentationConfig.buildModel(cfg)
+        try Checkpoint.loadForInference(from: model.checkpoint, into: segmentor)
+        let test = try SegmentationDatasets.testPipeline(cfg.section("data"))
+        let predictor = SegmentationPredictor(segmentor: segmentor, pipeline: test.pipeline)
+        let palette = Palette.colours(segmentor.numClasses, background: test.background)
+
+        let list = ImageList(model.paths)
+        var problems = list.problems
+        for p in problems { writeStderr("seg-infer: error: \(p)\n") }
+        for sub in ["pred", "vis"] { try createDirectory("\(model.outDir)/\(sub)") }
+        var bar = ProgressBar(total: list.files.count, unit: "img")
+        for (i, file) in list.files.enumerated() {
+            defer { bar.update(i + 1) }
+            do {
+                let image = try readImage(file)
+                let size = predictor.pipeline.inputSize(width: image.width, height: image.height)
+                try predictor.validate(height: size.height, width: size.width, augment: augTest, original: (image.height, image.width))
+                let labels = predictor(image, augment: augTest)
+                try writePNG(labels, to: "\(model.outDir)/pred/\(list.stems[i]).png", palette: palette)
+                try writePNG(image.blended(with: labels, palette: palette), to: "\(model.outDir)/vis/\(list.stems[i]).png")
+            } catch let e as KitError where e.exitCode == 1 {
+                problems.append("\(e)"); bar.pause(); writeStderr("seg-infer: error: \(file): \(e)\n")
+            }
+        }
+        bar.finish()
+        writeStderr("seg-infer: \(list.files.count - (problems.count - list.problems.count)) images → \(model.outDir)/pred/, \(model.outDir)/vis/\n")
+        if !problems.isEmpty {
+            throw KitError.data("\(problems.count) of \(list.files.count + list.problems.count) inputs could not be used (listed above)")
+        }
+    }
+}
+
+SegInfer.mainReportingErrors()
