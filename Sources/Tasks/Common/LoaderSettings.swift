@@ -58,6 +58,15 @@ extension TaskConfig {
         return c
     }
 
+    /// A config for running a trained model: checked like a training config, but the dataset's files need not exist
+    /// (a model-zoo config names COCO or ADE20K folders the user may not have).
+    public static func loadForInference(path: String, overrides: [String]) throws -> Config {
+        let c = try Config.load(path: path, overrides: overrides)
+        try c.validate(schema)
+        _ = try TrainerSettings(config: c)
+        return c
+    }
+
     public static func validate(_ c: Config) throws {
         try c.validate(schema)
         _ = try TrainerSettings(config: c)
