@@ -93,7 +93,7 @@ let package = Package(
                           path: "Sources/Tools/det-eval"),
         .executableTarget(name: "seg-eval", dependencies: ["Engine", "Data", "Evaluation", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/seg-eval"),
-        .executableTarget(name: "export-features", dependencies: ["Engine", "NN", "Data", "Backbones", "ToolSupport", argumentParser],
+        .executableTarget(name: "export-features", dependencies: ["Engine", "NN", "Data", "Backbones", "Training", "ToolSupport", argumentParser],
                           path: "Sources/Tools/export-features", swiftSettings: checked),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Data", "TestSupport"], path: "Tests/EvaluationTests"),
         .testTarget(name: "HeadsTests", dependencies: ["Engine", "NN", "Config", "Data", "Backbones", "Heads", "Training", "Tasks",
                                                      "TestSupport"], path: "Tests/HeadsTests"),
-        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "NN", "TestSupport"], path: "Tests/BackbonesTests"),
+        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "NN", "Data", "TestSupport"], path: "Tests/BackbonesTests"),
         .testTarget(name: "SegmentationTests", dependencies: ["Heads", "Backbones", "NN", "Engine", "Config", "Data", "Evaluation", "Training",
                                                             "Tasks", "TestSupport"], path: "Tests/SegmentationTests",
                     exclude: ["Reference"]),

@@ -51,13 +51,14 @@ def _inert_class(fullname):
     module, _, name = fullname.rpartition(".")
 
     def init(self, *args, **kwargs):
+        if len(args) == 1 and isinstance(args[0], dict):   # dict subclasses pickle as Class({...})
+            self.update(args[0])
         self.__dict__["_args"] = args
 
     def setstate(self, state):
+        if isinstance(state, dict):
+            self.update(state)
         self.__dict__["_state"] = state
-
-    def setitem(self, key, value):
-        self.__dict__.setdefault("_items", {})[key] = value
 
     def append(self, value):
         self.__dict__.setdefault("_list", []).append(value)
@@ -65,8 +66,9 @@ def _inert_class(fullname):
     def extend(self, values):
         self.__dict__.setdefault("_list", []).extend(values)
 
-    cls = type(name, (), {"__init__": init, "__setstate__": setstate, "__setitem__": setitem, "append": append,
-                          "extend": extend, "__repr__": lambda self: f"<inert {fullname}>"})
+    # A dict, so that mapping-like objects (mmengine's ConfigDict in `meta`) keep their items.
+    cls = type(name, (dict,), {"__init__": init, "__setstate__": setstate, "append": append, "extend": extend,
+                               "__repr__": lambda self: f"<inert {fullname} {dict.__repr__(self)}>"})
     cls.__module__, cls.__qualname__ = module, name
     return cls
 

@@ -3,6 +3,7 @@ import XCTest
 import Engine
 import NN
 import Backbones
+import Data
 import TestSupport
 
 /// The `export-features` contract, run as a process on the release build next to the tests.
@@ -60,6 +61,34 @@ final class ExportFeaturesTests: XCTestCase {
         XCTAssertEqual(rc, 2, err)
         XCTAssertTrue(err.contains("--output \(weights) is the --weights file"), err)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: weights)), before)
+    }
+
+    /// Folders and several images: one features file per image, named after it, with the file name and the
+    /// preprocessing in the metadata and the same features as one image at a time; a broken file is skipped.
+    func testFoldersGiveOneFeaturesFilePerImage() throws {
+        EngineRandom.seed(2)
+        let model = try ResNet(arch: "acmix_resnet26", numClasses: nil)
+        let weights = tmp("wf.safetensors"), folder = tmp("imgs"), out = tmp("feats")
+        try SafeTensors.write(model.namedTensors(), to: weights)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        var rng = SplitMix64(seed: 1)
+        for (name, w, h) in [("a", 96, 64), ("b", 64, 80)] {
+            try writePNG(Image(width: w, height: h, pixels: (0..<(w * h * 3)).map { _ in UInt8(rng.next() % 256) }), to: "\(folder)/\(name).png")
+        }
+        try Data("junk".utf8).write(to: URL(fileURLWithPath: "\(folder)/c.png"))
+        let (rc, err) = try run(["--arch", "acmix_resnet26", "--weights", weights, "--image", folder, "--output", out])
+        XCTAssertEqual(rc, 1, err)
+        XCTAssertTrue(err.contains("c.png") && err.contains("1 of 3 inputs could not be used"), err)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out).sorted(), ["a.safetensors", "b.safetensors"])
+        model.eval()
+        for name in ["a", "b"] {
+            let f = try SafeTensors.read(path: "\(out)/\(name).safetensors")
+            XCTAssertEqual(f.metadata["file_name"], "\(folder)/\(name).png")
+            XCTAssertTrue(f.metadata["preprocess"]?.contains("123.675") ?? false)
+            let img = Normalize()(try readImage("\(folder)/\(name).png"))
+            let expected = withNoGrad { model.features(Tensor(img.data, shape: [1, 3, img.height, img.width])) }
+            XCTAssertEqual(f.tensors["c5"]?.array, expected[3].array, name)
+        }
     }
 
     func testSwinDenseWithClassifierWeights() throws {

@@ -5,6 +5,7 @@ import Engine
 import Foundation
 import NN
 import ToolSupport
+import Training
 
 /// `--mode`: the authors' fixed-size classifier, or mmdetection's any-size backbone.
 enum FeatureMode: String, ExpressibleByArgument, CaseIterable { case classification, dense }
@@ -27,8 +28,9 @@ struct ExportFeatures: ParsableCommand {
     @Option(help: "Key of the input tensor inside --input.")
     var inputKey = "input"
 
-    @Option(help: "Image (PNG or JPEG), normalised with the ImageNet mean/std.")
-    var image: String?
+    @Option(parsing: .upToNextOption,
+            help: "Images (PNG or JPEG) or folders of them, normalised with the ImageNet mean/std at their own size. With more than one image or a folder, --output is a folder that gets one STEM.safetensors per image.")
+    var image: [String] = []
 
     @Option(help: "Output file (.safetensors).")
     var output: String
@@ -44,7 +46,7 @@ struct ExportFeatures: ParsableCommand {
     var memoryLimit: Double?
 
     func validate() throws {
-        guard (input == nil) != (image == nil) else { throw ValidationError("give exactly one of --input and --image") }
+        guard (input == nil) != image.isEmpty else { throw ValidationError("give exactly one of --input and --image") }
         if let memoryLimit { guard memoryLimit.isFinite && memoryLimit > 0 else { throw ValidationError("--memory-limit must be a positive number of GiB") } }
         guard BackboneRegistry.allArchs.contains(arch) else {
             throw ValidationError("unknown --arch '\(arch)'; known: \(BackboneRegistry.allArchs.joined(separator: ", "))")
@@ -52,12 +54,49 @@ struct ExportFeatures: ParsableCommand {
     }
 
     func run() throws {
-        try refuseOverwriting(("--output", output), inputs: [("--weights", weights), ("--input", input), ("--image", image)])
-        let x = try loadInput()
+        try refuseOverwriting(("--output", output), inputs: [("--weights", weights), ("--input", input)] + image.map { ("--image", $0) })
         let state = try SafeTensors.read(path: weights).tensors
         let classes = BackboneRegistry.numClasses(in: state)
         if logits && classes == nil { throw KitError.usage("\(weights): --logits needs a classification head (fc.weight or head.weight), none found") }
         if logits && mode == .dense && BackboneRegistry.swinArchs.contains(arch) { throw KitError.usage("--logits needs --mode classification (dense models have no classifier)") }
+        guard !image.isEmpty else {
+            try export(try loadInput(), state: state, classes: classes, metadata: ["input": input!, "input_key": inputKey], to: output)
+            return
+        }
+        // Images: one file for one image, else a folder of STEM.safetensors.
+        let list = ImageList(image)
+        var problems = list.problems
+        for p in problems { writeStderr("export-features: error: \(p)\n") }
+        let toFolder = list.files.count + list.problems.count > 1 || image.contains { isDirectory($0) }
+        if toFolder { try createDirectory(output) }
+        var bar = ProgressBar(total: list.files.count, enabled: toFolder, unit: "img")
+        for (i, file) in list.files.enumerated() {
+            defer { bar.update(i + 1) }
+            do {
+                // Decoded as RGB, normalised with the ImageNet mean/std (mmcv's Normalize with to_rgb), batch of one.
+                let img = Normalize()(try readImage(file))
+                let x = Tensor(img.data, shape: [1, 3, img.height, img.width])
+                let meta = ["file_name": file, "height": "\(img.height)", "width": "\(img.width)",
+                            "preprocess": "RGB, no resize, (x - mean) / std with mean \(Normalize.imageNetMean) std \(Normalize.imageNetStd)"]
+                try export(x, state: state, classes: classes, metadata: meta,
+                           to: toFolder ? "\(output)/\(list.stems[i]).safetensors" : output)
+            } catch let e as KitError where toFolder && e.exitCode == 1 {
+                problems.append("\(file): \(e)"); bar.pause(); writeStderr("export-features: error: \(file): \(e)\n")
+            }
+        }
+        bar.finish()
+        if !problems.isEmpty {
+            throw KitError.data("\(problems.count) of \(list.files.count + list.problems.count) inputs could not be used (listed above)")
+        }
+    }
+
+    func isDirectory(_ path: String) -> Bool {
+        var d: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &d) && d.boolValue
+    }
+
+    /// Features (and logits) of `x` [N, 3, H, W] with `state`'s weights, written to `path` with `metadata`.
+    func export(_ x: Tensor, state: [String: Tensor], classes: Int?, metadata: [String: String], to path: String) throws {
         let dense = mode == .dense
         let model = try BackboneRegistry.make(arch: arch, numClasses: logits ? classes : nil, dense: dense, imageSize: x.shape[2])
         try model.validate(height: x.shape[2], width: x.shape[3])
@@ -70,7 +109,8 @@ struct ExportFeatures: ParsableCommand {
         report.unexpected = report.unexpected.filter { !classifierKeys.contains($0) }
         if dense {
             let missingNorms = report.missing.filter { $0.range(of: #"^norm\d+\.(weight|bias)$"#, options: .regularExpression) != nil }
-            if !missingNorms.isEmpty {
+            if !missingNorms.isEmpty && !warnedNorms {
+                warnedNorms = true
                 writeStderr("export-features: note: \(weights) has no dense output norms; using weight 1, bias 0\n")
             }
             report.missing = report.missing.filter { !missingNorms.contains($0) }
@@ -79,13 +119,12 @@ struct ExportFeatures: ParsableCommand {
             throw KitError.checkpoint("\(weights): weights do not match \(arch): " + report.problems(limit: 6).joined(separator: "; "))
         }
         model.eval()
-
         var outputs: [(String, Tensor)] = []
         withNoGrad {
             outputs = zip(model.featureNames, model.features(x)).map { ($0, $1) }
             if logits, let l = model.logits(x) { outputs.append(("logits", l)) }
         }
-        try SafeTensors.write(outputs, metadata: ["arch": arch, "mode": mode.rawValue], to: output)
+        try SafeTensors.write(outputs, metadata: metadata.merging(["arch": arch, "mode": mode.rawValue]) { a, _ in a }, to: path)
     }
 
     /// Refuses an input whose activations would not fit: above 1024×1024 pixels, the backbone's peak tensor memory
@@ -109,21 +148,19 @@ struct ExportFeatures: ParsableCommand {
     }
 
     func loadInput() throws -> Tensor {
-        if let input {
-            let f = try SafeTensors.read(path: input)
-            guard let t = f.tensors[inputKey] else {
-                throw KitError.usage("\(input): no tensor '\(inputKey)' (has: \(f.names.joined(separator: ", ")))")
-            }
-            guard t.rank == 4, t.shape[1] == 3, t.shape[0] >= 1 else {
-                throw KitError.usage("\(input): '\(inputKey)' has shape \(t.shape), expected (N, 3, H, W)")
-            }
-            return t
+        let f = try SafeTensors.read(path: input!)
+        guard let t = f.tensors[inputKey] else {
+            throw KitError.usage("\(input!): no tensor '\(inputKey)' (has: \(f.names.joined(separator: ", ")))")
         }
-        // Decoded as RGB, normalised with the ImageNet mean/std (mmcv's Normalize with to_rgb), batch of one.
-        let img = Normalize()(try readImage(image!))
-        return Tensor(img.data, shape: [1, 3, img.height, img.width])
+        guard t.rank == 4, t.shape[1] == 3, t.shape[0] >= 1 else {
+            throw KitError.usage("\(input!): '\(inputKey)' has shape \(t.shape), expected (N, 3, H, W)")
+        }
+        return t
     }
 }
+
+/// The dense-norm note is printed once per run, not once per image.
+nonisolated(unsafe) var warnedNorms = false
 
 // Errors thrown from run() (bad files, wrong shapes, missing keys) print as one line with their exit code.
 ExportFeatures.mainReportingErrors()
