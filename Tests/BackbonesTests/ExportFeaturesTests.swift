@@ -111,10 +111,16 @@ final class ExportFeaturesTests: XCTestCase {
             XCTAssertEqual(out.tensors["stage\(i + 1)"]?.array, expected[i].array)
         }
         XCTAssertEqual(expected[0].shape, [1, 96, 25, 19])
-        // Classification mode is the authors' fixed-size model: a non-square input is a clear error.
+        // Classification mode is the authors' fixed-size model: a non-square input, or a square one whose windows do
+        // not tile every stage (the weights would not fit), is a clear usage error.
         let (rc2, err2) = try run(["--arch", "acmix_swin_tiny", "--weights", weights, "--input", input, "--output", output])
-        XCTAssertNotEqual(rc2, 0)
-        XCTAssertTrue(err2.contains("Use mode .dense"), err2)
+        XCTAssertEqual(rc2, 2)
+        XCTAssertTrue(err2.contains("square inputs whose side is a multiple of 224") && err2.contains("got 100x75"), err2)
+        let square = tmp("swin-sq.safetensors")
+        try SafeTensors.write([("input", Tensor(zeros: [1, 3, 96, 96]))], to: square)
+        let (rc3, err3) = try run(["--arch", "acmix_swin_tiny", "--weights", weights, "--input", square, "--output", output])
+        XCTAssertEqual(rc3, 2)
+        XCTAssertTrue(err3.contains("got 96x96") && !err3.contains("do not match"), err3)
     }
 
     func testBadInputsGiveOneErrorLine() throws {

@@ -98,6 +98,7 @@ struct ExportFeatures: ParsableCommand {
     /// Features (and logits) of `x` [N, 3, H, W] with `state`'s weights, written to `path` with `metadata`.
     func export(_ x: Tensor, state: [String: Tensor], classes: Int?, metadata: [String: String], to path: String) throws {
         let dense = mode == .dense
+        if !dense, BackboneRegistry.swinArchs.contains(arch) { try checkSwinClassificationSize(x.shape) }
         let model = try BackboneRegistry.make(arch: arch, numClasses: logits ? classes : nil, dense: dense, imageSize: x.shape[2])
         try model.validate(height: x.shape[2], width: x.shape[3])
         try checkMemory(x.shape)
@@ -125,6 +126,17 @@ struct ExportFeatures: ParsableCommand {
             if logits, let l = model.logits(x) { outputs.append(("logits", l)) }
         }
         try SafeTensors.write(outputs, metadata: metadata.merging(["arch": arch, "mode": mode.rawValue]) { a, _ in a }, to: path)
+    }
+
+    /// The authors' classification Swin shrinks a window that does not fit a stage's patch grid, which changes the
+    /// shape of its position table: their weights (7×7 windows) only fit square inputs whose grid every window tiles.
+    func checkSwinClassificationSize(_ shape: [Int]) throws {
+        let c = SwinConfig(), unit = (c.patchSize << (c.depths.count - 1)) * c.windowSize
+        let (h, w) = (shape[2], shape[3])
+        guard h != w || h % unit != 0 else { return }
+        throw KitError.usage("classification mode runs \(arch) on square inputs whose side is a multiple of \(unit) (so that its "
+                             + "\(c.windowSize)x\(c.windowSize) windows tile every stage, as the weights were trained); got \(h)x\(w). "
+                             + "Use --mode dense for other sizes")
     }
 
     /// Refuses an input whose activations would not fit: above 1024×1024 pixels, the backbone's peak tensor memory
