@@ -252,6 +252,10 @@ def make_detection():
         cls.bias.copy_(-13.5 + 0.5 * torch.randn(cls.bias.shape, generator=g))
         reg.weight.copy_(torch.randn(reg.weight.shape, generator=g) * 0.0007)   # deltas ~0.3
         reg.bias.copy_(0.1 * torch.randn(reg.bias.shape, generator=g))
+        # Larger outputs on the coarser pyramid levels, so that every level (P3-P7, down to 2x1 maps) has candidates.
+        for f, m in zip((1.0, 1.4, 2.2, 14.0, 6.0), model.neck.fpn_convs):
+            m.conv.weight.mul_(f)
+            m.conv.bias.mul_(f)
     model.eval()
 
     pth = os.path.join(HERE, "retinanet_r50w8.pth")

@@ -1,0 +1,96 @@
+import Engine
+import Foundation
+import NN
+
+/// mmdet's `RPNHead` (one conv): `rpn_conv` 3×3 + ReLU shared over levels, then `rpn_cls` (A sigmoid objectness
+/// logits) and `rpn_reg` (A·4 deltas), A = 3 anchors (scales [8], ratios 0.5, 1, 2) per location at strides 4–64.
+///
+/// Keys: rpn_conv.{weight,bias}, rpn_cls.{weight,bias}, rpn_reg.{weight,bias}. Init: normal(0, 0.01), bias 0.
+public final class RPNHead: Module {
+    public let rpn_conv: Conv2d
+    public let rpn_cls: Conv2d
+    public let rpn_reg: Conv2d
+    public var anchorGenerator: AnchorGenerator
+    public var coder = DeltaXYWHBBoxCoder()
+
+    /// mmdet's RPN `test_cfg` / `train_cfg.rpn_proposal`: per level the `nmsPre` best scores, boxes with a side
+    /// ≤ `minBBoxSize` dropped, NMS at `iouThreshold` across levels kept apart (batched by level), at most `maxPerImage`.
+    public struct ProposalConfig: Equatable {
+        public var nmsPre = 1000
+        public var minBBoxSize: Float = 0
+        public var iouThreshold: Float = 0.7
+        public var maxPerImage = 1000
+        public init(nmsPre: Int = 1000, minBBoxSize: Float = 0, iouThreshold: Float = 0.7, maxPerImage: Int = 1000) {
+            self.nmsPre = nmsPre; self.minBBoxSize = minBBoxSize; self.iouThreshold = iouThreshold; self.maxPerImage = maxPerImage
+        }
+    }
+
+    public init(inChannels: Int = 256, featChannels: Int = 256,
+                anchorGenerator: AnchorGenerator = AnchorGenerator(strides: [4, 8, 16, 32, 64], ratios: [0.5, 1, 2],
+                                                                   octaveBaseScale: 8, scalesPerOctave: 1)) {
+        self.anchorGenerator = anchorGenerator
+        let a = anchorGenerator.numBaseAnchors
+        rpn_conv = Conv2d(inChannels, featChannels, kernelSize: 3, padding: 1)
+        rpn_cls = Conv2d(featChannels, a, kernelSize: 1)
+        rpn_reg = Conv2d(featChannels, a * 4, kernelSize: 1)
+        super.init()
+        for c in [rpn_conv, rpn_cls, rpn_reg] { normalInit(c) }
+    }
+
+    /// Per level: objectness logits [N, A, H, W] and deltas [N, A·4, H, W].
+    public func callAsFunction(_ feats: [Tensor]) -> (cls: [Tensor], reg: [Tensor]) {
+        var cls: [Tensor] = [], reg: [Tensor] = []
+        for f in feats {
+            let x = rpn_conv(f).relu()
+            cls.append(rpn_cls(x))
+            reg.append(rpn_reg(x))
+        }
+        return (cls, reg)
+    }
+
+    /// Proposals per image as mmdet's `RPNHead.predict_by_feat` (rescale off: input-pixel coordinates), boxes flat
+    /// [x1, y1, x2, y2] with their objectness, best first.
+    public func proposals(_ feats: [Tensor], imgShapes: [(height: Int, width: Int)], config cfg: ProposalConfig)
+        -> [(boxes: [Float], scores: [Float])] {
+        let (clsMaps, regMaps) = withNoGrad { self(feats) }
+        let a = anchorGenerator.numBaseAnchors
+        // [N, H·W·A, 1] and [N, H·W·A, 4] per level: row r is anchor r of the level's grid.
+        let cls = clsMaps.map { $0.permute([0, 2, 3, 1]).reshape([$0.shape[0], -1, 1]) }
+        let reg = regMaps.map { $0.permute([0, 2, 3, 1]).reshape([$0.shape[0], -1, 4]) }
+        return (0..<feats[0].shape[0]).map { b in
+            var boxes: [Float] = [], scores: [Float] = [], levels: [Int] = []
+            for l in 0..<clsMaps.count {
+                let (h, w) = (clsMaps[l].shape[2], clsMaps[l].shape[3]), rows = h * w * a
+                let cp = cls[l].data + b * rows, rp = reg[l].data + b * rows * 4
+                var order = (0..<rows).map { ($0, 1 / (1 + Foundation.exp(-cp[$0]))) }
+                if cfg.nmsPre > 0 && cfg.nmsPre < rows {
+                    order.sort { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
+                    order.removeLast(rows - cfg.nmsPre)
+                }
+                let levelAnchors = anchorGenerator.gridAnchors(level: l, height: h, width: w)
+                var anc: [Float] = [], del: [Float] = []
+                for (r, _) in order {
+                    anc += levelAnchors[(4 * r)..<(4 * r + 4)]
+                    for j in 0..<4 { del.append(rp[4 * r + j]) }
+                }
+                boxes += coder.decode(anchors: anc, deltas: del, maxShape: imgShapes[b])
+                scores += order.map(\.1)
+                levels += [Int](repeating: l, count: order.count)
+            }
+            if cfg.minBBoxSize >= 0 {
+                let valid = (0..<scores.count).filter { (i: Int) -> Bool in
+                    let bw: Float = boxes[4 * i + 2] - boxes[4 * i], bh: Float = boxes[4 * i + 3] - boxes[4 * i + 1]
+                    return bw > cfg.minBBoxSize && bh > cfg.minBBoxSize
+                }
+                if valid.count < scores.count {
+                    boxes = valid.flatMap { boxes[(4 * $0)..<(4 * $0 + 4)] }
+                    scores = valid.map { scores[$0] }
+                    levels = valid.map { levels[$0] }
+                }
+            }
+            var keep = batchedNMS(boxes: boxes, scores: scores, labels: levels, iouThreshold: cfg.iouThreshold)
+            if keep.count > cfg.maxPerImage { keep.removeLast(keep.count - cfg.maxPerImage) }
+            return (keep.flatMap { boxes[(4 * $0)..<(4 * $0 + 4)] }, keep.map { scores[$0] })
+        }
+    }
+}
