@@ -2,7 +2,7 @@
 """Convert PyTorch checkpoints (.pth) to .safetensors state dicts with ACmixKit's keys.
 
 usage: scripts/convert_pth.py MODEL.pth OUT.safetensors [--key model|state_dict] [--allow-unknown] [--keep-unknown]
-                              [--strict] [--list]
+                              [--strict] [--dtype float32|float16|bfloat16] [--list]
 
 Reads, and tells apart by their keys:
   - the ACmix authors' and the official Swin repos' files (classification `{"model": ...}`, and the
@@ -20,8 +20,9 @@ Reads, and tells apart by their keys:
         norm0..norm3 (per-stage output norms)                                 -> unchanged
     Heads keep mmdet's / mmseg's keys (neck.*, bbox_head.*, decode_head.*, auxiliary_head.*), which are ours.
 
-A leading 'module.' (DataParallel) is dropped. Float tensors are written as float32, integer buffers
-(relative_position_index, num_batches_tracked) as int64. Every key of the source ends up in the output under our
+A leading 'module.' (DataParallel) is dropped. Float tensors are written as float32 (or --dtype: float16 / bfloat16
+halve the file; ACmixKit reads them back as float32), integer buffers (relative_position_index, num_batches_tracked)
+as int64. Every key of the source ends up in the output under our
 name, or is listed on stderr: keys that are not weights of a model ACmixKit has (e.g. Mask R-CNN's roi_head, a deep
 ResNet stem, absolute_pos_embed) are "unknown", and the script exits with status 1 listing them unless
 --allow-unknown (drop them, listed) or --keep-unknown (write them under their original names). Incomplete modules
@@ -232,13 +233,17 @@ def detect_format(sd, meta):
     if family:
         desc = f"{family} {version}" if version else family
     else:
-        desc = "classifier / backbone" + (" (authors' Swin)" if swin and not mmcv_swin else " (mmcv Swin)" if swin else "")
+        desc = "classifier / backbone"
     if swin:
         desc += ", Swin layout: " + ("mmdet/mmseg (mapped to the authors')" if mmcv_swin else "authors'")
     return desc, mmcv_swin
 
 
-def convert(sd):
+def cast(v, float_dtype=torch.float32):
+    return v.detach().contiguous().to(float_dtype if v.is_floating_point() else torch.int64)
+
+
+def convert(sd, float_dtype=torch.float32):
     """Returns (out, unknown, renamed): out maps our keys to tensors; unknown lists source keys ACmixKit has no
     place for; renamed counts keys whose name or layout changed."""
     sd = OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in sd.items())
@@ -262,7 +267,7 @@ def convert(sd):
         if new in out:
             sys.exit(f"two source keys map to {new}")
         renamed += new != k or v2 is not v
-        out[new] = v2.detach().contiguous().to(torch.float32 if v2.is_floating_point() else torch.int64)
+        out[new] = cast(v2, float_dtype)
     return out, unknown, renamed
 
 
@@ -361,6 +366,8 @@ def main(argv=None):
     ap.add_argument("--allow-unknown", action="store_true", help="drop (and list) keys ACmixKit has no place for")
     ap.add_argument("--keep-unknown", action="store_true", help="write unknown keys under their original names")
     ap.add_argument("--strict", action="store_true", help="also fail when modules are incomplete (missing keys)")
+    ap.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                    help="storage type of float tensors (default float32)")
     ap.add_argument("--list", action="store_true", help="print every source key -> our key and exit")
     a = ap.parse_args(argv)
     try:
@@ -371,7 +378,7 @@ def main(argv=None):
     if sd is None:
         sys.exit(f"{a.src}: no state dict of tensors found (try --key)")
     fmt, _ = detect_format(OrderedDict((k[7:] if k.startswith("module.") else k, v) for k, v in sd.items()), meta)
-    out, unknown, renamed = convert(sd)
+    out, unknown, renamed = convert(sd, getattr(torch, a.dtype))
     if a.list:
         src_keys = [k[7:] if k.startswith("module.") else k for k in sd]
         ours = iter(out)
@@ -385,7 +392,7 @@ def main(argv=None):
             print(listing("unknown keys, written under their original names", unknown), file=sys.stderr)
             for k in unknown:
                 v = sd.get(k, sd.get("module." + k))
-                out[k] = v.detach().contiguous().to(torch.float32 if v.is_floating_point() else torch.int64)
+                out[k] = cast(v, getattr(torch, a.dtype))
         elif a.allow_unknown:
             print(listing("unknown keys, dropped (--allow-unknown)", unknown), file=sys.stderr)
         else:

@@ -42,9 +42,9 @@ public struct MaxIoUAssigner: Equatable {
     public var ignoreIoFThr: Float = 0.5
 
     public init(posIoUThr: Float = 0.5, negIoUThr: Float = 0.4, minPosIoU: Float = 0, gtMaxAssignAll: Bool = true,
-                ignoreIoFThr: Float = 0.5) {
+                matchLowQuality: Bool = true, ignoreIoFThr: Float = 0.5) {
         self.posIoUThr = posIoUThr; self.negIoUThr = negIoUThr; self.minPosIoU = minPosIoU
-        self.gtMaxAssignAll = gtMaxAssignAll; self.ignoreIoFThr = ignoreIoFThr
+        self.gtMaxAssignAll = gtMaxAssignAll; self.matchLowQuality = matchLowQuality; self.ignoreIoFThr = ignoreIoFThr
     }
 
     public func assign(anchors: [Float], gts: [Float], ignore: [Float] = []) -> [Int] {
@@ -81,5 +81,28 @@ public struct MaxIoUAssigner: Equatable {
             }
         }
         return assigned
+    }
+}
+
+/// mmdet `RandomSampler`: at most `num · posFraction` positives drawn at random from the assigned positives, then
+/// negatives to fill `num` (no `neg_pos_ub`). Draws come from `rng`, so a seeded run samples the same anchors; when
+/// there are no more candidates than wanted, all are kept in index order (no draw).
+public struct RandomSampler: Equatable {
+    public var num: Int
+    public var posFraction: Float
+
+    public init(num: Int = 256, posFraction: Float = 0.5) { self.num = num; self.posFraction = posFraction }
+
+    /// Indices of the sampled positive and negative entries of `assigned` (−1 ignored, 0 negative, k + 1 positive).
+    public func sample(_ assigned: [Int], rng: inout SplitMix64) -> (pos: [Int], neg: [Int]) {
+        func choose(_ from: [Int], _ k: Int) -> [Int] {
+            guard from.count > k else { return from }
+            var pool = from   // partial Fisher–Yates: the first k of a random permutation
+            for i in 0..<k { pool.swapAt(i, i + Int(rng.next() % UInt64(pool.count - i))) }
+            return Array(pool[..<k])
+        }
+        let pos = choose(assigned.indices.filter { assigned[$0] > 0 }, Int(Float(num) * posFraction))
+        let neg = choose(assigned.indices.filter { assigned[$0] == 0 }, num - pos.count)
+        return (pos, neg)
     }
 }

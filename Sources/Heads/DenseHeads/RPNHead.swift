@@ -12,6 +12,10 @@ public final class RPNHead: Module {
     public let rpn_reg: Conv2d
     public var anchorGenerator: AnchorGenerator
     public var coder = DeltaXYWHBBoxCoder()
+    /// mmdet's RPN `train_cfg`: MaxIoUAssigner 0.7 / 0.3 / min_pos 0.3 with low-quality matches, RandomSampler 256 at 0.5.
+    public var assigner = MaxIoUAssigner(posIoUThr: 0.7, negIoUThr: 0.3, minPosIoU: 0.3, ignoreIoFThr: -1)
+    public var sampler = RandomSampler(num: 256, posFraction: 0.5)
+    public var clsLossWeight: Float = 1, bboxLossWeight: Float = 1
 
     /// mmdet's RPN `test_cfg` / `train_cfg.rpn_proposal`: per level the `nmsPre` best scores, boxes with a side
     /// ≤ `minBBoxSize` dropped, NMS at `iouThreshold` across levels kept apart (batched by level), at most `maxPerImage`.
@@ -46,6 +50,41 @@ public final class RPNHead: Module {
             reg.append(rpn_reg(x))
         }
         return (cls, reg)
+    }
+
+    /// loss_rpn_cls (sigmoid cross-entropy) and loss_rpn_bbox (L1 on the positives' deltas) over the sampled
+    /// anchors of every image, both divided by the number sampled (mmdet's avg_factor = positives + negatives).
+    /// The sampler draws from the engine RNG (which the trainer seeds per iteration).
+    public func loss(_ feats: [Tensor], targets: [DetectionTarget]) -> [(String, Tensor)] {
+        let (clsMaps, regMaps) = self(feats)
+        let n = feats[0].shape[0]
+        let anchors = anchorGenerator.anchors(featureSizes: clsMaps.map { ($0.shape[2], $0.shape[3]) })
+        let na = anchors.count / 4
+        var label = [Float](repeating: 0, count: n * na), weight = [Float](repeating: 0, count: n * na)
+        var posRows: [Int] = [], regTarget: [Float] = [], sampled = 0
+        for (b, t) in targets.enumerated() {
+            let assigned = assigner.assign(anchors: anchors, gts: t.boxes)
+            let (pos, neg) = sampler.sample(assigned, rng: &EngineRandom.generator)
+            sampled += pos.count + neg.count
+            for a in neg { weight[b * na + a] = 1 }
+            var posAnchors: [Float] = [], posGts: [Float] = []
+            for a in pos {
+                let g = assigned[a] - 1
+                label[b * na + a] = 1; weight[b * na + a] = 1
+                posRows.append(b * na + a)
+                posAnchors += anchors[(4 * a)..<(4 * a + 4)]
+                posGts += t.boxes[(4 * g)..<(4 * g + 4)]
+            }
+            regTarget += coder.encode(anchors: posAnchors, gts: posGts)
+        }
+        let avg = Float(max(sampled, 1))
+        let cls = concat(clsMaps.map { $0.permute([0, 2, 3, 1]).reshape([n, -1]) }, axis: 1)
+        let bce = binaryCrossEntropyWithLogits(cls, Tensor(label, shape: [n, na]), reduction: .none)
+        let lossCls = (bce * Tensor(weight, shape: [n, na])).sum() * (clsLossWeight / avg)
+        let reg = concat(regMaps.map { $0.permute([0, 2, 3, 1]).reshape([n, -1, 4]) }, axis: 1).reshape([n * na, 4])
+        let lossBbox = posRows.isEmpty ? reg.sum() * 0
+            : l1Loss(reg.indexSelect(axis: 0, posRows), Tensor(regTarget, shape: [posRows.count, 4]), reduction: .sum) * (bboxLossWeight / avg)
+        return [("loss_rpn_cls", lossCls), ("loss_rpn_bbox", lossBbox)]
     }
 
     /// Proposals per image as mmdet's `RPNHead.predict_by_feat` (rescale off: input-pixel coordinates), boxes flat

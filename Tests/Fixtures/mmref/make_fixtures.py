@@ -99,19 +99,37 @@ def randomise_bn_and_convs(model, seed, skip=()):
     return g
 
 
+def round_to_half(model):
+    """Every float parameter and buffer rounded to float16 precision (kept float32), so that the stored float16 files
+    hold the exact weights mmdet/mmseg ran with, at half the size. Only state-dict tensors: the data preprocessor's
+    mean/std buffers (not saved) must stay exact."""
+    with torch.no_grad():
+        for t in model.state_dict(keep_vars=True).values():
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    assert torch.equal(model.data_preprocessor.mean.flatten(), torch.tensor(MEAN))
+
+
 def save_mm_checkpoint(model, path, meta):
-    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    """An mmdet-3.x / mmseg-1.x checkpoint: {"state_dict": ..., "meta": ...}, float tensors stored as float16."""
+    sd = {k: (v.detach().half() if v.is_floating_point() else v.detach().clone()) for k, v in model.state_dict().items()}
     torch.save({"state_dict": sd, "meta": meta}, path)
 
 
-def convert(pth, st):
+def convert(pth, st, model):
+    """scripts/convert_pth.py (float16 storage); checks that the result holds the model's exact weights."""
     if os.path.exists(st):
         os.remove(st)
-    r = subprocess.run([sys.executable, CONVERT, pth, st], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, CONVERT, pth, st, "--dtype", "float16"], capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"convert_pth.py failed:\n{r.stdout}{r.stderr}")
     if r.stderr.strip():
         print(r.stderr.strip(), file=sys.stderr)
+    from safetensors.torch import load_file
+    out, sd = load_file(st), model.state_dict()
+    assert set(out) == set(sd), set(out) ^ set(sd)
+    for k, v in sd.items():
+        assert torch.equal(out[k].to(v.dtype), v), k
     return r.stdout.strip()
 
 
@@ -256,13 +274,14 @@ def make_detection():
         for f, m in zip((1.0, 1.4, 2.2, 14.0, 6.0), model.neck.fpn_convs):
             m.conv.weight.mul_(f)
             m.conv.bias.mul_(f)
+    round_to_half(model)
     model.eval()
 
     pth = os.path.join(HERE, "retinanet_r50w8.pth")
     save_mm_checkpoint(model, pth, {"mmdet_version": mmdet.__version__, "mmengine_version": "0.10.7",
                                     "dataset_meta": {"classes": ("rect", "circle", "triangle")},
                                     "note": "random weights, Tests/Fixtures/mmref/make_fixtures.py"})
-    print(convert(pth, os.path.join(HERE, "retinanet_r50w8.safetensors")))
+    print(convert(pth, os.path.join(HERE, "retinanet_r50w8.safetensors"), model))
     write_json(os.path.join(HERE, "retinanet_r50w8.json"), our_det_config())
 
     pipeline = Compose(DET_PIPELINE)
@@ -374,18 +393,20 @@ def make_segmentation():
     torch.manual_seed(0)
     model = MODELS.build(seg_model_cfg())
     model.init_weights()
-    g = randomise_bn_and_convs(model, seed=2, skip=("decode_head.conv_seg", "auxiliary_head.conv_seg"))
+    randomise_bn_and_convs(model, seed=2, skip=("decode_head.conv_seg", "auxiliary_head.conv_seg"))
+    g = torch.Generator().manual_seed(4)   # a classifier draw under which every class wins somewhere in every image
     with torch.no_grad():
         for head in (model.decode_head, model.auxiliary_head):
             head.conv_seg.weight.copy_(torch.randn(head.conv_seg.weight.shape, generator=g) * 0.4)
             head.conv_seg.bias.copy_(0.3 * torch.randn(head.conv_seg.bias.shape, generator=g))
+    round_to_half(model)
     model.eval()
 
     pth = os.path.join(HERE, "upernet_r50w8.pth")
     save_mm_checkpoint(model, pth, {"mmseg_version": mmseg.__version__, "mmengine_version": "0.10.7",
                                     "dataset_meta": {"classes": ("background", "rect", "circle", "triangle", "star")},
                                     "note": "random weights, Tests/Fixtures/mmref/make_fixtures.py"})
-    print(convert(pth, os.path.join(HERE, "upernet_r50w8.safetensors")))
+    print(convert(pth, os.path.join(HERE, "upernet_r50w8.safetensors"), model))
     write_json(os.path.join(HERE, "upernet_r50w8.json"), our_seg_config())
 
     tta = SegTTAModel(module=model)
