@@ -37,12 +37,12 @@ no Python.
 """
 import argparse
 import json
+import os
 import re
 import sys
 from collections import OrderedDict
 
 import torch
-from safetensors.torch import save_file
 
 # ----------------------------------------------------------------------------------------------------------- loading
 
@@ -123,17 +123,17 @@ CONV_MODULE = rf"(conv\.{WB}|bn\.{BN}|gn\.{WB})"
 
 BACKBONE_KEYS = [
     # ResNet / ACmix-ResNet (torchvision keys)
-    rf"conv1\.weight", rf"bn1\.{BN}",
-    rf"layer[1-4]\.\d+\.conv[13]\.weight", rf"layer[1-4]\.\d+\.bn[123]\.{BN}", rf"layer[1-4]\.\d+\.conv2\.weight",
+    r"conv1\.weight", rf"bn1\.{BN}",
+    r"layer[1-4]\.\d+\.conv[13]\.weight", rf"layer[1-4]\.\d+\.bn[123]\.{BN}", r"layer[1-4]\.\d+\.conv2\.weight",
     rf"layer[1-4]\.\d+\.conv2\.(rate1|rate2|conv[123]\.{WB}|conv_p\.{WB}|fc\.weight|dep_conv\.weight)",
-    rf"layer[1-4]\.\d+\.downsample\.0\.weight", rf"layer[1-4]\.\d+\.downsample\.1\.{BN}", rf"fc\.{WB}",
+    r"layer[1-4]\.\d+\.downsample\.0\.weight", rf"layer[1-4]\.\d+\.downsample\.1\.{BN}", rf"fc\.{WB}",
     # Swin / ACmix-Swin (the authors' keys)
     rf"patch_embed\.proj\.{WB}", rf"patch_embed\.norm\.{WB}",
     rf"layers\.\d+\.blocks\.\d+\.norm[12]\.{WB}", rf"layers\.\d+\.blocks\.\d+\.attn\.(qkv|proj)\.{WB}",
-    rf"layers\.\d+\.blocks\.\d+\.attn\.relative_position_(bias_table|index)",
+    r"layers\.\d+\.blocks\.\d+\.attn\.relative_position_(bias_table|index)",
     rf"layers\.\d+\.blocks\.\d+\.attn\.(rate1|rate2|fc\.{WB}|dep_conv\.weight)",
-    rf"layers\.\d+\.blocks\.\d+\.attn_mask", rf"layers\.\d+\.blocks\.\d+\.mlp\.fc[12]\.{WB}",
-    rf"layers\.\d+\.downsample\.reduction\.weight", rf"layers\.\d+\.downsample\.norm\.{WB}",
+    r"layers\.\d+\.blocks\.\d+\.attn_mask", rf"layers\.\d+\.blocks\.\d+\.mlp\.fc[12]\.{WB}",
+    r"layers\.\d+\.downsample\.reduction\.weight", rf"layers\.\d+\.downsample\.norm\.{WB}",
     rf"norm\.{WB}", rf"head\.{WB}", rf"norm\d+\.{WB}",
 ]
 PART_KEYS = {
@@ -232,6 +232,8 @@ def detect_format(sd, meta):
             ("2.x" if family == "mmdet" else "0.x") if meta else None
     if family:
         desc = f"{family} {version}" if version else family
+    elif has_parts:
+        desc = "detector / segmentor parts (mmdet / mmseg keys)" + (" 3.x / 1.x (mmengine)" if "mmengine_version" in meta else "")
     else:
         desc = "classifier / backbone"
     if swin:
@@ -340,6 +342,34 @@ def listing(title, keys, limit=40):
     return "\n".join(lines)
 
 
+SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
+
+
+def write_safetensors(path, tensors, metadata):
+    """The safetensors format, written here so that the bytes are reproducible (the library orders the metadata by
+    hash): header keys sorted; data without holes, wider dtypes first so every tensor is aligned to its element size;
+    atomically (temporary file, then rename)."""
+    header, offset, blobs = {}, 0, []
+    order = sorted(range(len(tensors)), key=lambda i: -list(tensors.values())[i].element_size())
+    items = list(tensors.items())
+    for name, t in (items[i] for i in order):
+        data = t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    header["__metadata__"] = dict(sorted(metadata.items()))
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
+
+
 def metadata(src, fmt, meta):
     md = {"source": src, "format": fmt, "converted_by": "scripts/convert_pth.py"}
     ds = meta.get("dataset_meta") if isinstance(meta.get("dataset_meta"), dict) else {}
@@ -408,7 +438,7 @@ def main(argv=None):
     if not out:
         print(f"{a.src}: no tensor to write", file=sys.stderr)
         return 1
-    save_file(out, a.dst, metadata=metadata(a.src, fmt, meta))
+    write_safetensors(a.dst, out, metadata(a.src, fmt, meta))
     print(f"wrote {len(out)} tensors to {a.dst} ({fmt}; {renamed} renamed or permuted)")
     return status
 

@@ -60,7 +60,7 @@ public struct Config {
         for f in fields {
             if let d = f.defaultValue, !has(f.name) {
                 try? c.set(f.name, d, origin: "<default>")
-            } else if case let .object(inner) = f.schema, has(f.name) || inner.contains(where: { $0.defaultValue != nil }) {
+            } else if case .object = f.schema, has(f.name) || f.schema.hasDefaults {
                 // A nested object: filled where given, created from its defaults where absent.
                 if !c.has(f.name) { try? c.set(f.name, .object([]), origin: "<default>") }
                 let sub = c.section(f.name).filled(f.schema)

@@ -28,6 +28,12 @@ public indirect enum ConfigSchema {
     /// A probability or fraction in [0, 1].
     public static let fraction = ConfigSchema.numberRange(0...1)
 
+    /// Whether an object schema gives a default anywhere inside (so an absent section still has values to read).
+    var hasDefaults: Bool {
+        guard case let .object(fields) = self else { return false }
+        return fields.contains { $0.defaultValue != nil || $0.schema.hasDefaults }
+    }
+
     /// "≥ 1", "in 0...1", ... for error messages.
     static func describe<T: Comparable & Numeric>(_ r: ClosedRange<T>) -> String {
         if let upper = r.upperBound as? Int, upper == Int.max { return "at least \(r.lowerBound)" }

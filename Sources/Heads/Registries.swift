@@ -32,6 +32,7 @@ public enum Registries {
     public static let detectors: Registry<any Detector, Void> = {
         let r = Registry<any Detector, Void>(kind: "detector")
         SingleStageDetector.register(in: r)
+        TwoStageDetector.register(in: r)
         return r
     }()
     /// `model` of seg-train / seg-eval configs.

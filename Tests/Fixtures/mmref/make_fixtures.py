@@ -120,7 +120,8 @@ def convert(pth, st, model):
     """scripts/convert_pth.py (float16 storage); checks that the result holds the model's exact weights."""
     if os.path.exists(st):
         os.remove(st)
-    r = subprocess.run([sys.executable, CONVERT, pth, st, "--dtype", "float16"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, CONVERT, rel(pth), rel(st), "--dtype", "float16"], capture_output=True, text=True,
+                       cwd=HERE)
     if r.returncode != 0:
         sys.exit(f"convert_pth.py failed:\n{r.stdout}{r.stderr}")
     if r.stderr.strip():

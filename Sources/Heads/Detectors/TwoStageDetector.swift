@@ -1,0 +1,186 @@
+import Backbones
+import Config
+import Engine
+import NN
+
+/// mmdet `TwoStageDetector` (Faster R-CNN): backbone → neck → RPN proposals → RoI head. Keys backbone.*, neck.*,
+/// rpn_head.*, roi_head.bbox_head.*.
+public final class TwoStageDetector: Module, Detector {
+    public let backbone: any Backbone
+    public let neck: any Neck
+    public let rpn_head: RPNHead
+    public let roi_head: StandardRoIHead
+    /// `train_cfg.rpn_proposal` and `test_cfg.rpn`: how many proposals reach the RoI head.
+    public var trainProposals = RPNHead.ProposalConfig(nmsPre: 2000, maxPerImage: 1000)
+    public var testProposals = RPNHead.ProposalConfig(nmsPre: 1000, maxPerImage: 1000)
+
+    public init(backbone: any Backbone, neck: any Neck, rpnHead: RPNHead, roiHead: StandardRoIHead) {
+        self.backbone = backbone; self.neck = neck; rpn_head = rpnHead; roi_head = roiHead
+    }
+
+    public override func children() -> [(String, Module)] {
+        [("backbone", backbone), ("neck", neck), ("rpn_head", rpn_head), ("roi_head", roi_head)]
+    }
+
+    /// RPN losses (every ground truth as one foreground class) plus the RoI head's on proposals made without
+    /// gradient, as mmdet (RoIAlign passes no gradient to the boxes).
+    public func lossTerms(_ images: Tensor, targets: [DetectionTarget]) -> [(String, Tensor)] {
+        let feats = neck(backbone.features(images))
+        let rpnTargets = targets.map { DetectionTarget(boxes: $0.boxes, labels: [Int](repeating: 0, count: $0.labels.count),
+                                                       ignore: $0.ignore, imgShape: $0.imgShape) }
+        let rpn = rpn_head.loss(feats, targets: rpnTargets)
+        let proposals = rpn_head.proposals(feats, imgShapes: targets.map(\.imgShape), config: trainProposals).map(\.boxes)
+        return rpn + roi_head.loss(feats, proposals: proposals, targets: targets)
+    }
+
+    public func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]) -> [ImageDetections] {
+        withNoGrad {
+            let feats = neck(backbone.features(images))
+            let proposals = rpn_head.proposals(feats, imgShapes: imgShapes, config: testProposals).map(\.boxes)
+            return roi_head.predict(feats, proposals: proposals, imgShapes: imgShapes, scaleFactors: scaleFactors)
+        }
+    }
+}
+
+extension TwoStageDetector {
+    static let nms = ConfigSchema.object([.init("type", .oneOf(["nms"]), default: "nms"), .init("iou_threshold", .fraction, default: 0.7)])
+    static func proposalFields(nmsPre: Int) -> [ConfigSchema.Field] {
+        [.init("nms_pre", .positiveInt, default: .int(nmsPre)), .init("max_per_img", .positiveInt, default: 1000),
+         .init("nms", nms), .init("min_bbox_size", .numberRange(-1...1e9), default: 0)]
+    }
+    static func assignerFields(pos: Double, neg: Double, minPos: Double, lowQuality: Bool) -> [ConfigSchema.Field] {
+        [.init("type", .oneOf(["MaxIoUAssigner"]), default: "MaxIoUAssigner"), .init("pos_iou_thr", .fraction, default: .double(pos)),
+         .init("neg_iou_thr", .fraction, default: .double(neg)), .init("min_pos_iou", .fraction, default: .double(minPos)),
+         .init("match_low_quality", .bool, default: .bool(lowQuality)), .init("ignore_iof_thr", .exactly(-1), default: -1)]
+    }
+    static func samplerFields(num: Int, fraction: Double, addGT: Bool) -> [ConfigSchema.Field] {
+        [.init("type", .oneOf(["RandomSampler"]), default: "RandomSampler"), .init("num", .positiveInt, default: .int(num)),
+         .init("pos_fraction", .fraction, default: .double(fraction)), .init("neg_pos_ub", .exactly(-1), default: -1),
+         .init("add_gt_as_proposals", .exactly(.bool(addGT)), default: .bool(addGT))]
+    }
+    static let trainFields: [ConfigSchema.Field] = [
+        .init("rpn", .object([.init("assigner", .object(assignerFields(pos: 0.7, neg: 0.3, minPos: 0.3, lowQuality: true))),
+                              .init("sampler", .object(samplerFields(num: 256, fraction: 0.5, addGT: false))),
+                              .init("allowed_border", .exactly(-1), default: -1), .init("pos_weight", .exactly(-1), default: -1),
+                              .init("debug", .exactly(false), default: false)])),
+        .init("rpn_proposal", .object(proposalFields(nmsPre: 2000))),
+        .init("rcnn", .object([.init("assigner", .object(assignerFields(pos: 0.5, neg: 0.5, minPos: 0.5, lowQuality: false))),
+                               .init("sampler", .object(samplerFields(num: 512, fraction: 0.25, addGT: true))),
+                               .init("pos_weight", .exactly(-1), default: -1), .init("debug", .exactly(false), default: false)])),
+    ]
+    static let testFields: [ConfigSchema.Field] = [
+        .init("rpn", .object(proposalFields(nmsPre: 1000))),
+        .init("rcnn", .object([.init("score_thr", .fraction, default: 0.05),
+                               .init("nms", .object([.init("type", .oneOf(["nms"]), default: "nms"),
+                                                     .init("iou_threshold", .fraction, default: 0.5)])),
+                               .init("max_per_img", .positiveInt, default: 100)])),
+    ]
+    static let coderFields = { (stds: [JSON]) -> [ConfigSchema.Field] in
+        [.init("type", .oneOf(["DeltaXYWHBBoxCoder"]), default: "DeltaXYWHBBoxCoder"),
+         .init("target_means", .exactly([0, 0, 0, 0]), default: [0, 0, 0, 0]),
+         .init("target_stds", .array(.positiveNumber, count: 4), default: .array(stds))]
+    }
+    static let rpnFields: [ConfigSchema.Field] = [
+        .init("type", .oneOf(["RPNHead"]), required: true), .init("in_channels", .positiveInt), .init("feat_channels", .positiveInt, default: 256),
+        .init("anchor_generator", .object([
+            .init("type", .oneOf(["AnchorGenerator"]), default: "AnchorGenerator"), .init("scales", .array(.positiveNumber, count: 1), default: [8]),
+            .init("ratios", .array(.positiveNumber), default: [0.5, 1.0, 2.0]), .init("strides", .array(.positiveInt), default: [4, 8, 16, 32, 64]),
+        ])),
+        .init("bbox_coder", .object(coderFields([1, 1, 1, 1]))),
+        .init("loss_cls", .object([.init("type", .oneOf(["CrossEntropyLoss"]), default: "CrossEntropyLoss"),
+                                   .init("use_sigmoid", .exactly(true), default: true), .init("loss_weight", .nonNegativeNumber, default: 1)])),
+        .init("loss_bbox", .object([.init("type", .oneOf(["L1Loss"]), default: "L1Loss"), .init("loss_weight", .nonNegativeNumber, default: 1)])),
+    ]
+    static let roiFields: [ConfigSchema.Field] = [
+        .init("type", .oneOf(["StandardRoIHead"]), required: true),
+        .init("bbox_roi_extractor", .object([
+            .init("type", .oneOf(["SingleRoIExtractor"]), default: "SingleRoIExtractor"),
+            .init("roi_layer", .object([.init("type", .oneOf(["RoIAlign"]), default: "RoIAlign"), .init("output_size", .positiveInt, default: 7),
+                                        .init("sampling_ratio", .nonNegativeInt, default: 0), .init("aligned", .exactly(true), default: true)])),
+            .init("out_channels", .positiveInt), .init("featmap_strides", .array(.positiveInt), default: [4, 8, 16, 32]),
+            .init("finest_scale", .positiveNumber, default: 56),
+        ])),
+        .init("bbox_head", .object([
+            .init("type", .oneOf(["Shared2FCBBoxHead"]), required: true), .init("in_channels", .positiveInt),
+            .init("fc_out_channels", .positiveInt, default: 1024), .init("roi_feat_size", .positiveInt, default: 7),
+            .init("num_classes", .positiveInt, required: true), .init("bbox_coder", .object(coderFields([0.1, 0.1, 0.2, 0.2]))),
+            .init("reg_class_agnostic", .exactly(false), default: false),
+            .init("loss_cls", .object([.init("type", .oneOf(["CrossEntropyLoss"]), default: "CrossEntropyLoss"),
+                                       .init("use_sigmoid", .exactly(false), default: false), .init("loss_weight", .nonNegativeNumber, default: 1)])),
+            .init("loss_bbox", .object([.init("type", .oneOf(["L1Loss"]), default: "L1Loss"), .init("loss_weight", .nonNegativeNumber, default: 1)])),
+        ]), required: true),
+    ]
+
+    /// `model` of type FasterRCNN / TwoStageDetector (mmdet's config layout and defaults).
+    static func register(in r: Registry<any Detector, Void>) {
+        r.register(["FasterRCNN", "TwoStageDetector"], fields: [
+            .init("backbone", Registries.backbones.schema, required: true), .init("neck", Registries.necks.schema, required: true),
+            .init("rpn_head", .object(rpnFields), required: true), .init("roi_head", .object(roiFields), required: true),
+            .init("train_cfg", .object(trainFields)), .init("test_cfg", .object(testFields)),
+        ]) { c, _ in
+            let backbone = try Registries.backbones.build(c.section("backbone"))
+            let neck = try Registries.necks.build(c.section("neck"), NeckContext(inChannels: backbone.featureChannels))
+            let channels = neck.outChannels
+            for key in ["rpn_head.in_channels", "roi_head.bbox_roi_extractor.out_channels", "roi_head.bbox_head.in_channels"]
+            where c.has(key) {
+                if try c.int(key) != channels { throw c.fail(key, "\(try c.int(key)) but the neck gives \(channels)") }
+            }
+            for key in ["rpn_head.anchor_generator.type", "rpn_head.bbox_coder.type", "rpn_head.loss_cls.type", "rpn_head.loss_bbox.type",
+                        "roi_head.bbox_roi_extractor.type", "roi_head.bbox_roi_extractor.roi_layer.type", "roi_head.bbox_head.type",
+                        "roi_head.bbox_head.bbox_coder.type", "roi_head.bbox_head.loss_cls.type", "roi_head.bbox_head.loss_bbox.type",
+                        "train_cfg.rpn.assigner.type", "train_cfg.rpn.sampler.type", "train_cfg.rcnn.assigner.type",
+                        "train_cfg.rcnn.sampler.type", "train_cfg.rpn_proposal.nms.type", "test_cfg.rpn.nms.type", "test_cfg.rcnn.nms.type"] {
+                _ = try c.string(key)
+            }
+            for key in ["rpn_head.loss_cls.use_sigmoid", "roi_head.bbox_roi_extractor.roi_layer.aligned", "roi_head.bbox_head.reg_class_agnostic",
+                        "roi_head.bbox_head.loss_cls.use_sigmoid", "train_cfg.rpn.debug", "train_cfg.rcnn.debug",
+                        "train_cfg.rcnn.sampler.add_gt_as_proposals", "train_cfg.rpn.sampler.add_gt_as_proposals"] { _ = try c.bool(key) }
+            for key in ["rpn_head.bbox_coder.target_means", "roi_head.bbox_head.bbox_coder.target_means"] { _ = try c.doubles(key) }
+            for key in ["train_cfg.rpn.allowed_border", "train_cfg.rpn.pos_weight", "train_cfg.rcnn.pos_weight", "train_cfg.rpn.assigner.ignore_iof_thr",
+                        "train_cfg.rcnn.assigner.ignore_iof_thr", "train_cfg.rpn.sampler.neg_pos_ub", "train_cfg.rcnn.sampler.neg_pos_ub"] {
+                _ = try c.int(key)
+            }
+            let ag = c.section("rpn_head.anchor_generator")
+            let rpn = RPNHead(inChannels: channels, featChannels: try c.int("rpn_head.feat_channels"),
+                              anchorGenerator: AnchorGenerator(strides: try ag.ints("strides"), ratios: try ag.doubles("ratios").map(Float.init),
+                                                               octaveBaseScale: Float(try ag.doubles("scales")[0]), scalesPerOctave: 1))
+            rpn.coder = DeltaXYWHBBoxCoder(stds: try c.doubles("rpn_head.bbox_coder.target_stds").map(Float.init))
+            rpn.clsLossWeight = Float(try c.double("rpn_head.loss_cls.loss_weight"))
+            rpn.bboxLossWeight = Float(try c.double("rpn_head.loss_bbox.loss_weight"))
+            func assigner(_ a: Config) throws -> MaxIoUAssigner {
+                MaxIoUAssigner(posIoUThr: Float(try a.double("pos_iou_thr")), negIoUThr: Float(try a.double("neg_iou_thr")),
+                               minPosIoU: Float(try a.double("min_pos_iou")), matchLowQuality: try a.bool("match_low_quality"), ignoreIoFThr: -1)
+            }
+            func sampler(_ s: Config) throws -> RandomSampler {
+                RandomSampler(num: try s.int("num"), posFraction: Float(try s.double("pos_fraction")))
+            }
+            func proposals(_ p: Config) throws -> RPNHead.ProposalConfig {
+                RPNHead.ProposalConfig(nmsPre: try p.int("nms_pre"), minBBoxSize: Float(try p.double("min_bbox_size")),
+                                       iouThreshold: Float(try p.double("nms.iou_threshold")), maxPerImage: try p.int("max_per_img"))
+            }
+            rpn.assigner = try assigner(c.section("train_cfg.rpn.assigner"))
+            rpn.sampler = try sampler(c.section("train_cfg.rpn.sampler"))
+            let b = c.section("roi_head.bbox_head"), e = c.section("roi_head.bbox_roi_extractor")
+            let head = Shared2FCBBoxHead(inChannels: channels, roiSize: try b.int("roi_feat_size"), fcChannels: try b.int("fc_out_channels"),
+                                         numClasses: try b.int("num_classes"))
+            head.coder = DeltaXYWHBBoxCoder(stds: try b.doubles("bbox_coder.target_stds").map(Float.init))
+            head.clsLossWeight = Float(try b.double("loss_cls.loss_weight"))
+            head.bboxLossWeight = Float(try b.double("loss_bbox.loss_weight"))
+            let roi = StandardRoIHead(bboxHead: head)
+            roi.extractor = SingleRoIExtractor(outputSize: try e.int("roi_layer.output_size"), samplingRatio: try e.int("roi_layer.sampling_ratio"),
+                                               strides: try e.ints("featmap_strides"), finestScale: Float(try e.double("finest_scale")))
+            guard roi.extractor.outputSize == head.shared_fcs[0].weight.shape[1] / (channels * roi.extractor.outputSize) else {
+                throw c.fail("roi_head.bbox_head.roi_feat_size", "must equal bbox_roi_extractor.roi_layer.output_size")
+            }
+            roi.assigner = try assigner(c.section("train_cfg.rcnn.assigner"))
+            roi.sampler = try sampler(c.section("train_cfg.rcnn.sampler"))
+            roi.testConfig = Shared2FCBBoxHead.TestConfig(scoreThr: Float(try c.double("test_cfg.rcnn.score_thr")),
+                                                          iouThreshold: Float(try c.double("test_cfg.rcnn.nms.iou_threshold")),
+                                                          maxPerImage: try c.int("test_cfg.rcnn.max_per_img"))
+            let detector = TwoStageDetector(backbone: backbone, neck: neck, rpnHead: rpn, roiHead: roi)
+            detector.trainProposals = try proposals(c.section("train_cfg.rpn_proposal"))
+            detector.testProposals = try proposals(c.section("test_cfg.rpn"))
+            return detector
+        }
+    }
+}

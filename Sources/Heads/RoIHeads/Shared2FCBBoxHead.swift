@@ -1,0 +1,94 @@
+import Engine
+import Foundation
+import NN
+
+/// mmdet's `Shared2FCBBoxHead`: RoI features [K, C, 7, 7] flattened → `shared_fcs.0` → ReLU → `shared_fcs.1` → ReLU
+/// → `fc_cls` (classes + background logits, background last) and `fc_reg` (class-specific deltas, 4 per class).
+///
+/// Init as mmdet: Xavier-uniform shared fcs, fc_cls N(0, 0.01), fc_reg N(0, 0.001), biases 0. Deltas are coded with
+/// target stds (0.1, 0.1, 0.2, 0.2).
+public final class Shared2FCBBoxHead: Module {
+    public let shared_fcs: [Linear]
+    public let fc_cls: Linear
+    public let fc_reg: Linear
+    public let numClasses: Int
+    public var coder = DeltaXYWHBBoxCoder(means: [0, 0, 0, 0], stds: [0.1, 0.1, 0.2, 0.2])
+    public var clsLossWeight: Float = 1, bboxLossWeight: Float = 1
+
+    public init(inChannels: Int = 256, roiSize: Int = 7, fcChannels: Int = 1024, numClasses: Int) {
+        self.numClasses = numClasses
+        shared_fcs = [Linear(inChannels * roiSize * roiSize, fcChannels), Linear(fcChannels, fcChannels)]
+        fc_cls = Linear(fcChannels, numClasses + 1)
+        fc_reg = Linear(fcChannels, 4 * numClasses)
+        super.init()
+        for fc in shared_fcs {
+            let s = fc.weight.shape, bound = (6 / Float(s[0] + s[1])).squareRoot()
+            fc.weight.assign(Init.uniform(s, bound: bound))
+            fc.bias?.fill(0)
+        }
+        fc_cls.weight.assign(Init.normal(fc_cls.weight.shape, std: 0.01)); fc_cls.bias?.fill(0)
+        fc_reg.weight.assign(Init.normal(fc_reg.weight.shape, std: 0.001)); fc_reg.bias?.fill(0)
+    }
+
+    /// Class logits [K, classes + 1] and deltas [K, 4·classes].
+    public func callAsFunction(_ roiFeats: Tensor) -> (cls: Tensor, reg: Tensor) {
+        var x = roiFeats.reshape([roiFeats.shape[0], -1])
+        for fc in shared_fcs { x = fc(x).relu() }
+        return (fc_cls(x), fc_reg(x))
+    }
+
+    /// mmdet `BBoxHead.loss`: softmax cross-entropy over the sampled RoIs (labels 0..<classes, `numClasses` for
+    /// background) and L1 on the positives' deltas of their own class, both divided by the number of RoIs.
+    /// `targets` are the encoded deltas of the positives (4 per positive, in the order of `labels`' positives).
+    public func loss(cls: Tensor, reg: Tensor, labels: [Int], targets: [Float]) -> [(String, Tensor)] {
+        let k = labels.count
+        let lossCls = crossEntropy(cls, labels.map { Int32($0) }) * clsLossWeight
+        let pos = (0..<k).filter { labels[$0] < numClasses }
+        let lossBbox: Tensor
+        if pos.isEmpty {
+            lossBbox = reg.sum() * 0
+        } else {
+            // Row r's own-class deltas: columns 4·label ..< 4·label + 4 of the flattened [K·classes, 4] view.
+            let rows = pos.map { $0 * numClasses + labels[$0] }
+            lossBbox = l1Loss(reg.reshape([k * numClasses, 4]).indexSelect(axis: 0, rows), Tensor(targets, shape: [pos.count, 4]),
+                              reduction: .sum) * (bboxLossWeight / Float(max(k, 1)))
+        }
+        return [("loss_cls", lossCls), ("loss_bbox", lossBbox)]
+    }
+
+    /// mmdet's RCNN `test_cfg`: scores above `scoreThr`, class-wise NMS at `iouThreshold`, at most `maxPerImage`.
+    public struct TestConfig: Equatable {
+        public var scoreThr: Float = 0.05
+        public var iouThreshold: Float = 0.5
+        public var maxPerImage = 100
+        public init(scoreThr: Float = 0.05, iouThreshold: Float = 0.5, maxPerImage: Int = 100) {
+            self.scoreThr = scoreThr; self.iouThreshold = iouThreshold; self.maxPerImage = maxPerImage
+        }
+    }
+
+    /// mmdet `BBoxHead._predict_by_feat_single` + `multiclass_nms` for one image: softmax scores, per-class boxes
+    /// decoded from `rois` (flat x1y1x2y2) and clipped to `imgShape`, divided by `scaleFactor`, then every
+    /// (box, class) above `scoreThr`, NMS per class, best `maxPerImage`.
+    public func predict(rois: [Float], cls: Tensor, reg: Tensor, imgShape: (height: Int, width: Int), scaleFactor: [Float],
+                        config cfg: TestConfig) -> ImageDetections {
+        let k = rois.count / 4, c = numClasses
+        guard k > 0 else { return ImageDetections() }
+        let probs = withNoGrad { cls.softmax(axis: 1) }
+        let p = probs.data, r = reg.data
+        var anchors: [Float] = [], deltas: [Float] = [], scores: [Float] = [], labels: [Int] = []
+        for i in 0..<k {
+            for j in 0..<c where p[i * (c + 1) + j] > cfg.scoreThr {
+                anchors += rois[(4 * i)..<(4 * i + 4)]
+                for t in 0..<4 { deltas.append(r[(i * c + j) * 4 + t]) }
+                scores.append(p[i * (c + 1) + j])
+                labels.append(j)
+            }
+        }
+        var boxes = coder.decode(anchors: anchors, deltas: deltas, maxShape: imgShape)
+        for i in 0..<boxes.count { boxes[i] /= scaleFactor[i % 4] }
+        var keep = batchedNMS(boxes: boxes, scores: scores, labels: labels, iouThreshold: cfg.iouThreshold)
+        if keep.count > cfg.maxPerImage { keep.removeLast(keep.count - cfg.maxPerImage) }
+        return ImageDetections(boxes: keep.flatMap { boxes[(4 * $0)..<(4 * $0 + 4)] }, scores: keep.map { scores[$0] },
+                               labels: keep.map { labels[$0] })
+    }
+}
