@@ -1,0 +1,57 @@
+import Data
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+/// det-infer and seg-infer on checkpoints written by mmdetection 3.3 / mmsegmentation 1.2 and converted with
+/// scripts/convert_pth.py, against those libraries' own predictions on the same images
+/// (Tests/Fixtures/mmref/make_fixtures.py; see its README).
+final class MMRefInferenceTests: XCTestCase {
+    let fixtures = ToolRunner.packageRoot.appendingPathComponent("Tests/Fixtures/mmref").path
+
+    func testDetInferEqualsMMDetection() throws {
+        let ref = try JSON.load(path: "\(fixtures)/retinanet_r50w8_detections.json")
+        let images = try XCTUnwrap(ref["images"]?.arrayValue)
+        let out = try ToolRunner.temporaryDirectory("mmref-det")
+        let r = try ToolRunner.run("det-infer", ["--config", "\(fixtures)/retinanet_r50w8.json", "--checkpoint",
+                                                 "\(fixtures)/retinanet_r50w8.safetensors", "--out-dir", out, "--score-thr", "0"]
+                                   + images.compactMap { $0["file_name"]?.stringValue }.map { "\(fixtures)/\($0)" })
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let ours = try XCTUnwrap(try JSON.load(path: "\(out)/predictions.json").arrayValue)
+        XCTAssertEqual(ours.count, images.count)
+        for (mine, theirs) in zip(ours, images) {
+            let name = theirs["file_name"]?.stringValue ?? "?"
+            XCTAssertEqual(mine["width"]?.intValue, theirs["width"]?.intValue, name)
+            let a = try XCTUnwrap(mine["detections"]?.arrayValue), b = try XCTUnwrap(theirs["detections"]?.arrayValue)
+            XCTAssertEqual(a.count, b.count, "\(name): detection count")
+            guard a.count == b.count else { continue }
+            for (d, e) in zip(a, b) {
+                // Ours [x, y, w, h]; mmdet's [x1, y1, x2, y2].
+                let box = try XCTUnwrap(d["bbox"]?.arrayValue?.compactMap(\.doubleValue))
+                let ref = try XCTUnwrap(e["bbox"]?.arrayValue?.compactMap(\.doubleValue))
+                for (x, y) in zip([box[0], box[1], box[0] + box[2], box[1] + box[3]], ref) { XCTAssertEqual(x, y, accuracy: 1e-2, name) }
+                XCTAssertEqual(d["score"]?.doubleValue ?? -1, e["score"]?.doubleValue ?? 1, accuracy: 1e-4, name)
+                XCTAssertEqual(d["category_id"]?.intValue, (e["label"]?.intValue ?? -9) + 1, name)
+            }
+        }
+    }
+
+    func testSegInferEqualsMMSegmentationWithAndWithoutTTA() throws {
+        let images = try FileManager.default.contentsOfDirectory(atPath: "\(fixtures)/images").filter { $0.hasPrefix("seg_") }.sorted()
+        XCTAssertEqual(images.count, 3)
+        for (flag, refDir) in [([String](), "seg_pred"), (["--aug-test"], "seg_pred_tta")] {
+            let out = try ToolRunner.temporaryDirectory("mmref-seg")
+            let r = try ToolRunner.run("seg-infer", ["--config", "\(fixtures)/upernet_r50w8.json", "--checkpoint",
+                                                     "\(fixtures)/upernet_r50w8.safetensors", "--out-dir", out] + flag
+                                       + images.map { "\(fixtures)/images/\($0)" })
+            XCTAssertEqual(r.status, 0, r.stderr)
+            for name in images {
+                let mine = try readLabelMap("\(out)/pred/\(name)"), theirs = try readLabelMap("\(fixtures)/\(refDir)/\(name)")
+                XCTAssertEqual(mine.width, theirs.width); XCTAssertEqual(mine.height, theirs.height)
+                let same = zip(mine.labels, theirs.labels).filter { $0 == $1 }.count
+                XCTAssertGreaterThanOrEqual(Double(same) / Double(theirs.labels.count), 0.999, "\(refDir)/\(name)")
+            }
+        }
+    }
+}
