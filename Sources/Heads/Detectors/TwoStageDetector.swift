@@ -125,7 +125,7 @@ extension TwoStageDetector {
             where c.has(key) {
                 if try c.int(key) != channels { throw c.fail(key, "\(try c.int(key)) but the neck gives \(channels)") }
             }
-            for key in ["rpn_head.anchor_generator.type", "rpn_head.bbox_coder.type", "rpn_head.loss_cls.type", "rpn_head.loss_bbox.type",
+            for key in ["rpn_head.type", "roi_head.type", "rpn_head.anchor_generator.type", "rpn_head.bbox_coder.type", "rpn_head.loss_cls.type", "rpn_head.loss_bbox.type",
                         "roi_head.bbox_roi_extractor.type", "roi_head.bbox_roi_extractor.roi_layer.type", "roi_head.bbox_head.type",
                         "roi_head.bbox_head.bbox_coder.type", "roi_head.bbox_head.loss_cls.type", "roi_head.bbox_head.loss_bbox.type",
                         "train_cfg.rpn.assigner.type", "train_cfg.rpn.sampler.type", "train_cfg.rcnn.assigner.type",
