@@ -35,3 +35,20 @@ public func batchedNMS(boxes: [Float], scores: [Float], labels: [Int], iouThresh
     }
     return nms(boxes: shifted, scores: scores, iouThreshold: iouThreshold)
 }
+
+/// The tail of mmdet's `_bbox_post_process`: boxes with a side ≤ `minBBoxSize` dropped (when it is ≥ 0; mmdet's
+/// −1 keeps all), NMS per label at `iouThreshold`, the best `maxPerImage`. Returns kept indices, best first.
+public func postProcess(boxes: [Float], scores: [Float], labels: [Int], minBBoxSize: Float = -1, iouThreshold: Float,
+                        maxPerImage: Int) -> [Int] {
+    var candidates = Array(scores.indices)
+    if minBBoxSize >= 0 {
+        candidates = candidates.filter { (i: Int) -> Bool in
+            let w: Float = boxes[4 * i + 2] - boxes[4 * i], h: Float = boxes[4 * i + 3] - boxes[4 * i + 1]
+            return w > minBBoxSize && h > minBBoxSize
+        }
+    }
+    var keep = batchedNMS(boxes: candidates.flatMap { boxes[(4 * $0)..<(4 * $0 + 4)] }, scores: candidates.map { scores[$0] },
+                          labels: candidates.map { labels[$0] }, iouThreshold: iouThreshold).map { candidates[$0] }
+    if keep.count > maxPerImage { keep.removeLast(keep.count - maxPerImage) }
+    return keep
+}

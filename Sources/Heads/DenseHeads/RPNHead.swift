@@ -116,19 +116,8 @@ public final class RPNHead: Module {
                 scores += order.map(\.1)
                 levels += [Int](repeating: l, count: order.count)
             }
-            if cfg.minBBoxSize >= 0 {
-                let valid = (0..<scores.count).filter { (i: Int) -> Bool in
-                    let bw: Float = boxes[4 * i + 2] - boxes[4 * i], bh: Float = boxes[4 * i + 3] - boxes[4 * i + 1]
-                    return bw > cfg.minBBoxSize && bh > cfg.minBBoxSize
-                }
-                if valid.count < scores.count {
-                    boxes = valid.flatMap { boxes[(4 * $0)..<(4 * $0 + 4)] }
-                    scores = valid.map { scores[$0] }
-                    levels = valid.map { levels[$0] }
-                }
-            }
-            var keep = batchedNMS(boxes: boxes, scores: scores, labels: levels, iouThreshold: cfg.iouThreshold)
-            if keep.count > cfg.maxPerImage { keep.removeLast(keep.count - cfg.maxPerImage) }
+            let keep = postProcess(boxes: boxes, scores: scores, labels: levels, minBBoxSize: cfg.minBBoxSize,
+                                   iouThreshold: cfg.iouThreshold, maxPerImage: cfg.maxPerImage)
             return (keep.flatMap { boxes[(4 * $0)..<(4 * $0 + 4)] }, keep.map { scores[$0] })
         }
     }

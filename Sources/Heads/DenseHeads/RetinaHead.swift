@@ -148,19 +148,8 @@ public final class RetinaHead: Module, DenseHead {
             }
             let sf = scaleFactors[b]
             for i in 0..<boxes.count { boxes[i] /= sf[i % 4] }
-            if cfg.minBBoxSize >= 0 {
-                let valid = (0..<scores.count).filter { (i: Int) -> Bool in
-                    let w: Float = boxes[4 * i + 2] - boxes[4 * i], h: Float = boxes[4 * i + 3] - boxes[4 * i + 1]
-                    return w > cfg.minBBoxSize && h > cfg.minBBoxSize
-                }
-                if valid.count < scores.count {
-                    boxes = valid.flatMap { boxes[(4 * $0)..<(4 * $0 + 4)] }
-                    scores = valid.map { scores[$0] }
-                    labels = valid.map { labels[$0] }
-                }
-            }
-            var keep = batchedNMS(boxes: boxes, scores: scores, labels: labels, iouThreshold: cfg.iouThreshold)
-            if keep.count > cfg.maxPerImage { keep.removeLast(keep.count - cfg.maxPerImage) }
+            let keep = postProcess(boxes: boxes, scores: scores, labels: labels, minBBoxSize: cfg.minBBoxSize,
+                                   iouThreshold: cfg.iouThreshold, maxPerImage: cfg.maxPerImage)
             return ImageDetections(boxes: keep.flatMap { boxes[(4 * $0)..<(4 * $0 + 4)] }, scores: keep.map { scores[$0] },
                                    labels: keep.map { labels[$0] })
         }

@@ -86,8 +86,7 @@ public final class Shared2FCBBoxHead: Module {
         }
         var boxes = coder.decode(anchors: anchors, deltas: deltas, maxShape: imgShape)
         for i in 0..<boxes.count { boxes[i] /= scaleFactor[i % 4] }
-        var keep = batchedNMS(boxes: boxes, scores: scores, labels: labels, iouThreshold: cfg.iouThreshold)
-        if keep.count > cfg.maxPerImage { keep.removeLast(keep.count - cfg.maxPerImage) }
+        let keep = postProcess(boxes: boxes, scores: scores, labels: labels, iouThreshold: cfg.iouThreshold, maxPerImage: cfg.maxPerImage)
         return ImageDetections(boxes: keep.flatMap { boxes[(4 * $0)..<(4 * $0 + 4)] }, scores: keep.map { scores[$0] },
                                labels: keep.map { labels[$0] })
     }
