@@ -24,8 +24,8 @@ extension ResNet: Backbone {
 }
 
 extension SwinTransformer: Backbone {
-    public var featureNames: [String] { (1...config.depths.count).map { "stage\($0)" } }
-    public var featureChannels: [Int] { (0..<config.depths.count).map(config.stageDim) }
+    public var featureNames: [String] { (config.mode == .dense ? config.outputStages : Array(0..<config.depths.count)).map { "stage\($0 + 1)" } }
+    public var featureChannels: [Int] { (config.mode == .dense ? config.outputStages : Array(0..<config.depths.count)).map(config.stageDim) }
     public func logits(_ x: Tensor) -> Tensor? { head == nil ? nil : callAsFunction(x) }
     public func validate(height: Int, width: Int) throws { try validate(inputShape: [1, 3, height, width]) }
 }
@@ -79,10 +79,14 @@ extension BackboneRegistry {
         // mmdet's Swin options that this backbone does not implement are accepted only at their inactive value.
         r.register(swinArchs, fields: [
             .init("frozen_stages", .exactly(-1), default: -1), .init("norm_eval", .exactly(false), default: false),
-            .init("pretrained", .optional(.string)),
+            .init("out_indices", .array(.intRange(0...3)), default: [0, 1, 2, 3]), .init("pretrained", .optional(.string)),
         ]) { c, _ in
             _ = try c.int("frozen_stages"); _ = try c.bool("norm_eval")
-            return try loadPretrained(try SwinTransformer.make(arch: c.string("arch"), mode: .dense, numClasses: 0), c)
+            let out = try c.ints("out_indices")
+            guard !out.isEmpty, out == out.sorted(), Set(out).count == out.count else {
+                throw c.fail("out_indices", "\(out): need distinct stages in increasing order")
+            }
+            return try loadPretrained(try SwinTransformer.make(arch: c.string("arch"), mode: .dense, numClasses: 0, outIndices: out), c)
         }
         return r
     }()

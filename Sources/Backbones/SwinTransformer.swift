@@ -26,6 +26,11 @@ public struct SwinConfig: Equatable {
     /// Stochastic depth: block i of n gets rate·i/(n−1) (torch.linspace(0, rate, n)).
     public var dropPathRate: Float = 0.2
     public var mode: SwinMode = .classification(imageSize: 224)
+    /// Dense mode: the stages whose outputs `features` returns (mmdet's `out_indices`), each with its norm `norm<i>`.
+    public var outIndices: [Int]? = nil
+
+    /// `outIndices`, or every stage.
+    public var outputStages: [Int] { outIndices ?? Array(0..<depths.count) }
 
     public init(embedDim: Int = 96, depths: [Int] = [2, 2, 6, 2], numHeads: [Int] = [3, 6, 12, 24],
                 windowSize: Int = 7, patchSize: Int = 4, mlpRatio: Float = 4, qkvBias: Bool = true,
@@ -86,7 +91,8 @@ public final class SwinTransformer: Module {
         let last = config.stageDim(stages - 1)
         if config.mode == .dense {
             norm = nil; head = nil
-            outNorms = (0..<stages).map { LayerNorm(config.stageDim($0)) }
+            precondition(config.outputStages.allSatisfy { (0..<stages).contains($0) }, "SwinTransformer: out_indices outside the stages")
+            outNorms = config.outputStages.map { LayerNorm(config.stageDim($0)) }
         } else {
             norm = LayerNorm(last)
             if config.numClasses > 0 {
@@ -106,7 +112,7 @@ public final class SwinTransformer: Module {
         out += layers.enumerated().map { ("layers.\($0.offset)", $0.element) }
         if let norm { out.append(("norm", norm)) }
         if let head { out.append(("head", head)) }
-        out += outNorms.enumerated().map { ("norm\($0.offset)", $0.element) }
+        out += zip(config.outputStages, outNorms).map { ("norm\($0)", $1) }
         return out
     }
 
@@ -137,9 +143,10 @@ public final class SwinTransformer: Module {
     /// Stage outputs stage1…stageN as NCHW (B, C_i, H_i, W_i): in classification mode the raw block outputs,
     /// in dense mode after `norm_i`.
     public func features(_ x: Tensor) -> [Tensor] {
-        stageTokens(x).enumerated().map { i, s in
-            let t = config.mode == .dense ? outNorms[i](s.tokens) : s.tokens
-            return Self.toNCHW(t, height: s.height, width: s.width)
+        let stages = stageTokens(x)
+        guard config.mode == .dense else { return stages.map { Self.toNCHW($0.tokens, height: $0.height, width: $0.width) } }
+        return zip(config.outputStages, outNorms).map { i, norm in
+            Self.toNCHW(norm(stages[i].tokens), height: stages[i].height, width: stages[i].width)
         }
     }
 
@@ -166,7 +173,7 @@ public final class SwinTransformer: Module {
     /// Named architectures: swin_tiny/small/base and acmix_swin_tiny/small/base. Drop-path defaults follow the
     /// authors' configs (0.2 / 0.3 / 0.5).
     public static func make(arch: String, mode: SwinMode = .classification(imageSize: 224), numClasses: Int = 1000,
-                            dropPathRate: Float? = nil) throws -> SwinTransformer {
+                            dropPathRate: Float? = nil, outIndices: [Int]? = nil) throws -> SwinTransformer {
         let acmix = arch.hasPrefix("acmix_")
         let base = acmix ? String(arch.dropFirst("acmix_".count)) : arch
         var cfg: SwinConfig
@@ -181,6 +188,7 @@ public final class SwinTransformer: Module {
         cfg.numClasses = numClasses
         cfg.mode = mode
         if let dropPathRate { cfg.dropPathRate = dropPathRate }
+        cfg.outIndices = outIndices
         return SwinTransformer(cfg)
     }
 }

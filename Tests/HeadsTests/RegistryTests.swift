@@ -125,4 +125,20 @@ final class RegistryTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("model.neck.type: unknown neck 'BiFPN'; known: FPN"), "\($0)")
         }
     }
+
+    /// mmdet's Swin `out_indices`: only those stages come out, each with its norm, so mmdet's RetinaNet-Swin
+    /// checkpoints (no norm0) load by name.
+    func testSwinOutIndices() throws {
+        let c = try Config(json: try JSON.parse(#"{"backbone": {"arch": "swin_tiny", "out_indices": [1, 2, 3]}}"#))
+        let swin = try Registries.backbones.build(c.section("backbone"))
+        XCTAssertEqual(swin.featureChannels, [192, 384, 768])
+        XCTAssertEqual(swin.featureNames, ["stage2", "stage3", "stage4"])
+        let keys = Set(swin.stateDict().keys)
+        XCTAssertFalse(keys.contains("norm0.weight"))
+        XCTAssertTrue(keys.contains("norm1.weight") && keys.contains("norm3.bias"))
+        XCTAssertEqual(withNoGrad { swin.features(Tensor(zeros: [1, 3, 64, 64])) }.map(\.shape), [[1, 192, 8, 8], [1, 384, 4, 4], [1, 768, 2, 2]])
+        var bad = c
+        try bad.set("backbone.out_indices", [2, 1])
+        XCTAssertThrowsError(try Registries.backbones.build(bad.section("backbone"))) { XCTAssertTrue("\($0)".contains("increasing order"), "\($0)") }
+    }
 }
