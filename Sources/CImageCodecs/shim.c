@@ -12,8 +12,18 @@
 #include <jpeglib.h>
 #include <jerror.h>
 
-/// Refuse images above this many bytes of decoded pixels (a corrupt header must not make us allocate gigabytes).
-#define CIC_MAX_DECODED_BYTES ((size_t)1 << 31)
+// CIC_MAX_DECODED_BYTES (the header) bounds the decoder's row buffer and what it returns, checked from the file's
+// header before anything is allocated: a corrupt or hostile header must not make us allocate gigabytes.
+/// Progressive JPEGs re-decode the image once per scan; a file with thousands of tiny scans would take minutes.
+#define CIC_MAX_JPEG_SCANS 500
+
+/// width * height * bytes_per_pixel, or UINT64_MAX when that overflows.
+static uint64_t cic_bytes(uint64_t width, uint64_t height, uint64_t bytes_per_pixel) {
+    uint64_t pixels, bytes;
+    if (__builtin_mul_overflow(width, height, &pixels) || __builtin_mul_overflow(pixels, bytes_per_pixel, &bytes))
+        return UINT64_MAX;
+    return bytes;
+}
 
 static void set_error(char *err, size_t err_len, const char *fmt, ...) {
     if (err == NULL || err_len == 0) return;
@@ -98,6 +108,15 @@ int cic_png_decode(const uint8_t *bytes, size_t length, cic_png_mode mode, cic_i
     out->source_bit_depth = bit_depth;
     out->source_color_type = color_type;
     int colour = (color_type & PNG_COLOR_MASK_COLOR) && color_type != PNG_COLOR_TYPE_PALETTE;
+    // What this call returns, from the header alone (rows are checked again after the transforms).
+    uint64_t returned = cic_bytes(width, height, mode == CIC_PNG_LABEL ? 1 : 3);
+    if (width == 0 || height == 0 || returned > CIC_MAX_DECODED_BYTES) {
+        status = CIC_ERR_UNSUPPORTED;
+        set_error(err, err_len, "PNG of %u x %u pixels needs %llu bytes decoded, more than the %llu-byte limit",
+                  (unsigned)width, (unsigned)height, (unsigned long long)returned,
+                  (unsigned long long)CIC_MAX_DECODED_BYTES);
+        png_error(png, "size");
+    }
 
     if (mode == CIC_PNG_LABEL) {
         if (colour) {
@@ -125,9 +144,12 @@ int cic_png_decode(const uint8_t *bytes, size_t length, cic_png_mode mode, cic_i
     size_t rowbytes = png_get_rowbytes(png, info);
     int channels = png_get_channels(png, info);
     int out_depth = png_get_bit_depth(png, info);
-    if (width == 0 || height == 0 || rowbytes == 0 || (size_t)height > CIC_MAX_DECODED_BYTES / rowbytes) {
+    uint64_t raw_bytes = cic_bytes(rowbytes, height, 1);
+    if (rowbytes == 0 || raw_bytes > CIC_MAX_DECODED_BYTES) {
         status = CIC_ERR_UNSUPPORTED;
-        set_error(err, err_len, "PNG dimensions %ux%u out of range", (unsigned)width, (unsigned)height);
+        set_error(err, err_len, "PNG of %u x %u pixels needs %llu bytes of rows (%d-bit, %d channels), more than the "
+                  "%llu-byte limit", (unsigned)width, (unsigned)height, (unsigned long long)raw_bytes, out_depth,
+                  channels, (unsigned long long)CIC_MAX_DECODED_BYTES);
         png_error(png, "size");
     }
     raw = (uint8_t *)malloc(rowbytes * height);
@@ -302,6 +324,15 @@ static void jpeg_error_exit_to_context(j_common_ptr cinfo) {
     longjmp(ctx->jump, 1);
 }
 
+/// Stops a progressive JPEG after CIC_MAX_JPEG_SCANS scans (libjpeg calls this between passes).
+static void jpeg_progress_scan_limit(j_common_ptr cinfo) {
+    if (cinfo->is_decompressor && ((j_decompress_ptr)cinfo)->input_scan_number > CIC_MAX_JPEG_SCANS) {
+        jpeg_error_context *ctx = (jpeg_error_context *)cinfo->err;
+        snprintf(ctx->message, sizeof ctx->message, "more than %d progressive scans", CIC_MAX_JPEG_SCANS);
+        longjmp(ctx->jump, 1);
+    }
+}
+
 /// Warnings are silent except end-of-data: a truncated JPEG would otherwise decode "successfully" as grey.
 static void jpeg_emit_message_strict(j_common_ptr cinfo, int msg_level) {
     if (msg_level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
@@ -324,6 +355,9 @@ int cic_jpeg_decode(const uint8_t *bytes, size_t length, cic_image *out, char *e
     cinfo.err = jpeg_std_error(&ctx.base);
     ctx.base.error_exit = jpeg_error_exit_to_context;
     ctx.base.emit_message = jpeg_emit_message_strict;
+    struct jpeg_progress_mgr progress;
+    memset(&progress, 0, sizeof progress);
+    progress.progress_monitor = jpeg_progress_scan_limit;
     uint8_t *volatile pixels = NULL;
     volatile int status = CIC_ERR_DECODE;
     if (setjmp(ctx.jump)) {
@@ -333,8 +367,21 @@ int cic_jpeg_decode(const uint8_t *bytes, size_t length, cic_image *out, char *e
         return status;
     }
     jpeg_create_decompress(&cinfo);
+    cinfo.progress = &progress;
+    // Progressive files keep every coefficient in memory: bounded like the output (libjpeg then fails cleanly,
+    // having no backing store).
+    cinfo.mem->max_memory_to_use = (long)CIC_MAX_DECODED_BYTES;
     jpeg_mem_src(&cinfo, bytes, (unsigned long)length);
     jpeg_read_header(&cinfo, TRUE);
+    // The size from the frame header, before jpeg_start_decompress allocates anything for it.
+    uint64_t returned = cic_bytes(cinfo.image_width, cinfo.image_height, 3);
+    if (cinfo.image_width == 0 || cinfo.image_height == 0 || returned > CIC_MAX_DECODED_BYTES) {
+        status = CIC_ERR_UNSUPPORTED;
+        set_error(err, err_len, "JPEG of %u x %u pixels needs %llu bytes decoded, more than the %llu-byte limit",
+                  (unsigned)cinfo.image_width, (unsigned)cinfo.image_height, (unsigned long long)returned,
+                  (unsigned long long)CIC_MAX_DECODED_BYTES);
+        longjmp(ctx.jump, 1);
+    }
     if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
         status = CIC_ERR_UNSUPPORTED;
         set_error(err, err_len, "CMYK JPEGs are not supported");
@@ -343,9 +390,10 @@ int cic_jpeg_decode(const uint8_t *bytes, size_t length, cic_image *out, char *e
     cinfo.out_color_space = JCS_RGB;
     jpeg_start_decompress(&cinfo);
     size_t width = cinfo.output_width, height = cinfo.output_height;
-    if (width == 0 || height == 0 || cinfo.output_components != 3 || height > CIC_MAX_DECODED_BYTES / (width * 3)) {
+    if (width == 0 || height == 0 || cinfo.output_components != 3 || cic_bytes(width, height, 3) > CIC_MAX_DECODED_BYTES) {
         status = CIC_ERR_UNSUPPORTED;
-        set_error(err, err_len, "JPEG dimensions %zux%zu out of range", width, height);
+        set_error(err, err_len, "JPEG of %zu x %zu pixels (%d components) is beyond the %llu-byte limit", width, height,
+                  cinfo.output_components, (unsigned long long)CIC_MAX_DECODED_BYTES);
         longjmp(ctx.jump, 1);
     }
     pixels = (uint8_t *)malloc(width * height * 3);

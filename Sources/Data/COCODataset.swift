@@ -41,9 +41,10 @@ public final class COCODataset: @unchecked Sendable {
         if let i = dup {
             throw KitError.coco(file: file, record: "images[\(i)] (id \(images[i].id))", problem: "duplicate image id \(images[i].id)")
         }
-        for (i, im) in images.enumerated() where im.width <= 0 || im.height <= 0 {
-            throw KitError.coco(file: file, record: "images[\(i)] (id \(im.id))",
-                            problem: "image size \(im.width) x \(im.height) is not positive")
+        for (i, im) in images.enumerated() {
+            if let problem = Self.imageSizeProblem(width: im.width, height: im.height) {
+                throw KitError.coco(file: file, record: "images[\(i)] (id \(im.id))", problem: problem)
+            }
         }
         let categoryIndex = COCOIdIndex(categories.map(\.id), duplicate: &dup)
         if let i = dup {
@@ -111,7 +112,70 @@ public final class COCODataset: @unchecked Sendable {
         if shortRLE > 0 { warnings.append("\(shortRLE) RLE masks whose runs stop before the last pixel (kept: the rest is background)") }
     }
 
+    /// The largest image side accepted, in pixels. Masks are pycocotools' run lengths in 32-bit counts over
+    /// `height * width` pixels, so sizes must keep that product (and `x * height + y` inside the rasteriser) below
+    /// 2^32; beyond these limits a file is refused at load time rather than evaluated wrongly.
+    public static let maxImageSide = 1 << 20
+    /// The largest `width * height` accepted (2^31 pixels).
+    public static let maxImagePixels = MaskAPI.maxPixels
+
+    /// Why an image (or mask) size cannot be used, or nil when it can.
+    static func imageSizeProblem(width w: Int, height h: Int) -> String? {
+        if w <= 0 || h <= 0 { return "image size \(w) x \(h) is not positive" }
+        let (pixels, overflow) = w.multipliedReportingOverflow(by: h)
+        if w > maxImageSide || h > maxImageSide || overflow || pixels > maxImagePixels {
+            return "image size \(w) x \(h) is beyond the limit of \(maxImageSide) pixels a side and \(maxImagePixels) pixels in all"
+        }
+        return nil
+    }
+
     enum CheckResult { case ok, zeroSizeBox, shortRLE }
+
+    /// Checks a mask against its image before anything is rasterised or decoded: an RLE's size (in range, equal to
+    /// the image's) and its counts (not past `h * w`, summed with overflow checks); polygons' structure and
+    /// coordinates (finite, and within one image size outside the image on each side, which bounds the
+    /// rasteriser's work). Returns whether an RLE's runs stop before the last pixel.
+    static func checkMask(_ segmentation: COCOSegmentation, image: COCOImage, fail: (String) -> KitError) throws -> Bool {
+        switch segmentation {
+        case .none:
+            return false
+        case .polygons(let p):
+            if p.lengths.isEmpty { throw fail("segmentation has no polygon") }
+            var total = 0
+            for (k, n) in p.lengths.enumerated() {
+                if n % 2 != 0 { throw fail("segmentation polygon \(k) has an odd number of coordinates (\(n))") }
+                if n < 6 { throw fail("segmentation polygon \(k) has \(n / 2) points; a polygon needs at least 3") }
+                total += Int(n)
+            }
+            if total != p.coordinates.count {
+                throw fail("segmentation polygons list \(total) coordinates but hold \(p.coordinates.count)")
+            }
+            let w = Double(image.width), h = Double(image.height)
+            for (j, v) in p.coordinates.enumerated() {
+                let isX = j % 2 == 0, side = isX ? w : h
+                if !(v.isFinite && v >= -side && v <= 2 * side) {
+                    throw fail("segmentation has a coordinate \(v) (\(isX ? "x" : "y")) that is not finite or lies more than the image \(isX ? "width" : "height") \(isX ? image.width : image.height) outside the image")
+                }
+            }
+            return false
+        case .rle(let r):
+            if imageSizeProblem(width: r.w, height: r.h) != nil {
+                throw fail("RLE size [\(r.h), \(r.w)] is out of range (positive, at most \(maxImageSide) a side and \(maxImagePixels) pixels)")
+            }
+            if r.h != image.height || r.w != image.width {
+                throw fail("RLE size [\(r.h), \(r.w)] does not match image \(image.id) size [\(image.height), \(image.width)]")
+            }
+            let pixels = r.h * r.w  // in range: checked above
+            var n = 0
+            for c in r.counts {
+                let (s, overflow) = n.addingReportingOverflow(Int(c))
+                if overflow { throw fail("RLE counts overflow") }
+                n = s
+            }
+            if n > pixels { throw fail("RLE counts cover \(n) pixels, more than the \(pixels) of its size [\(r.h), \(r.w)]") }
+            return n < pixels
+        }
+    }
 
     /// Field checks that need the image. Two oddities are kept with a warning, as pycocotools keeps
     /// them: zero-size result boxes (they match nothing) and RLEs whose runs end before the last pixel
@@ -133,28 +197,7 @@ public final class COCODataset: @unchecked Sendable {
         if isResults && !(a.score.isFinite && a.score >= 0) {
             throw fail("score \(a.score) is not a finite non-negative number")
         }
-        switch a.segmentation {
-        case .none:
-            break
-        case .polygons(let p):
-            if p.lengths.isEmpty { throw fail("segmentation has no polygon") }
-            for (k, n) in p.lengths.enumerated() {
-                if n % 2 != 0 { throw fail("segmentation polygon \(k) has an odd number of coordinates (\(n))") }
-                if n < 6 { throw fail("segmentation polygon \(k) has \(n / 2) points; a polygon needs at least 3") }
-            }
-            for v in p.coordinates where !(v.isFinite && abs(v) <= 1e7) {
-                throw fail("segmentation has a coordinate \(v) that is not finite or is out of range")
-            }
-        case .rle(let r):
-            if r.h != image.height || r.w != image.width {
-                throw fail("RLE size [\(r.h), \(r.w)] does not match image \(image.id) size [\(image.height), \(image.width)]")
-            }
-            let n = r.pixelCount
-            if n > r.h * r.w {
-                throw fail("RLE counts cover \(n) pixels, more than the \(r.h * r.w) of its size [\(r.h), \(r.w)]")
-            }
-            if n < r.h * r.w { return .shortRLE }
-        }
+        if try checkMask(a.segmentation, image: image, fail: fail) { return .shortRLE }
         return zero ? .zeroSizeBox : .ok
     }
 

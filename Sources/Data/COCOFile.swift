@@ -17,6 +17,11 @@ struct COCOFile {
         if access(path, R_OK) != 0 {
             throw KitError.coco(file: path, problem: "cannot read file: \(String(cString: strerror(errno)))")
         }
+        // A FIFO would block the reader and a device such as /dev/zero never end: regular files only.
+        var st = stat()
+        if stat(path, &st) != 0 || (st.st_mode & S_IFMT) != S_IFREG {
+            throw KitError.coco(file: path, problem: "cannot read file: not a regular file")
+        }
         var handle: OpaquePointer?
         let status = path.withCString { p in
             kind == .instances ? csj_parse_instances(p, &handle) : csj_parse_results(p, &handle)

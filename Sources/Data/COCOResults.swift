@@ -18,8 +18,20 @@ public struct COCOResult: Equatable, Sendable {
 }
 
 extension COCODataset {
+    /// Results are evaluated against this ground truth: one without images or annotations is the file to blame
+    /// (every result would be "not an image of the ground truth", or every AP -1).
+    func checkCanHoldResults() throws {
+        if images.isEmpty {
+            throw KitError.coco(file: file, problem: "the ground truth has no images, so no results can be evaluated against it")
+        }
+        if annotations.isEmpty {
+            throw KitError.coco(file: file, problem: "the ground truth has no annotations, so there is nothing to evaluate results against")
+        }
+    }
+
     /// pycocotools `loadRes(resFile)`: reads a results file (a JSON array) against this ground truth.
     public func loadRes(_ path: String) throws -> COCODataset {
+        try checkCanHoldResults()
         let f = try COCOFile.read(path, kind: .results)
         var results: [COCOResult] = []
         results.reserveCapacity(f.annotations.count)
@@ -36,6 +48,7 @@ extension COCODataset {
     /// area ranges in segm evaluation too); otherwise every result needs a segmentation, `area` is the
     /// mask area and a missing bbox is the mask's box. Ids are positions 1...n, iscrowd is 0.
     public func loadRes(_ results: [COCOResult], file: String = "<memory>") throws -> COCODataset {
+        try checkCanHoldResults()
         guard let first = results.first else {
             throw KitError.coco(file: file, problem: "contains no results (pycocotools' loadRes fails on an empty list)")
         }
@@ -65,10 +78,8 @@ extension COCODataset {
                                     problem: "has no \"segmentation\" (results[0] has no bbox, so every result needs a mask)")
                 }
                 let image = images[im]
-                if case .rle(let m) = r.segmentation, m.h != image.height || m.w != image.width {
-                    throw KitError.coco(file: file, record: rec,
-                                    problem: "RLE size [\(m.h), \(m.w)] does not match image \(image.id) size [\(image.height), \(image.width)]")
-                }
+                // The mask is rasterised here for its area: checked first, as the ground truth's masks are.
+                _ = try Self.checkMask(r.segmentation, image: image) { KitError.coco(file: file, record: rec, problem: $0) }
                 let m = Self.annToRLE(a, h: image.height, w: image.width)
                 a.area = Double(m.area)
                 if r.bbox == nil { a.bbox = m.toBbox() }

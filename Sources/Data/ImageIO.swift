@@ -132,8 +132,13 @@ private func decodeRaw(_ name: String, _ decoder: @escaping RawDecoder)
             throw KitError.cannotDecode(path: name, reason: reason.isEmpty ? "decode failed (\(status))" : reason)
         }
         defer { cic_free(pixels) }
-        let count = Int(image.width) * Int(image.height) * Int(image.channels)
-        return (Int(image.width), Int(image.height), Array(UnsafeBufferPointer(start: pixels, count: count)))
+        // The shim checked the size before decoding; checked again here before the copy.
+        let w = Int(image.width), h = Int(image.height), c = Int(image.channels)
+        let (wh, o1) = w.multipliedReportingOverflow(by: h), (count, o2) = wh.multipliedReportingOverflow(by: c)
+        guard w > 0, h > 0, c == 1 || c == 3, !o1, !o2, count <= Int(CIC_MAX_DECODED_BYTES) else {
+            throw KitError.unsupported(path: name, reason: "decoder returned a \(w) x \(h) x \(c) image, beyond the \(CIC_MAX_DECODED_BYTES)-byte limit")
+        }
+        return (w, h, Array(UnsafeBufferPointer(start: pixels, count: count)))
     }
 }
 
@@ -152,12 +157,31 @@ private func encode(_ name: String,
     return Array(UnsafeBufferPointer(start: bytes, count: length))
 }
 
+/// The largest image file read (compressed; what it decodes to is limited separately, by CIC_MAX_DECODED_BYTES).
+let maxImageFileBytes = 1 << 31
+
+/// A regular file's bytes: a FIFO or a device such as /dev/zero is refused instead of read forever.
 func readBytes(_ path: String) throws -> [UInt8] {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        let reason = FileManager.default.fileExists(atPath: path) ? "permission denied or not a file" : "no such file"
-        throw KitError.cannotRead(path: path, reason: reason)
+    let fd = open(path, O_RDONLY | O_NONBLOCK)
+    guard fd >= 0 else {
+        throw KitError.cannotRead(path: path, reason: errno == ENOENT ? "no such file" : String(cString: strerror(errno)))
     }
-    return [UInt8](data)
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw KitError.cannotRead(path: path, reason: String(cString: strerror(errno))) }
+    guard (st.st_mode & S_IFMT) == S_IFREG else { throw KitError.cannotRead(path: path, reason: "not a regular file") }
+    guard let size = Int(exactly: st.st_size), size <= maxImageFileBytes else {
+        throw KitError.cannotRead(path: path, reason: "\(st.st_size) bytes, more than the \(maxImageFileBytes)-byte limit for an image file")
+    }
+    var bytes = [UInt8](repeating: 0, count: size)
+    var done = 0
+    while done < size {
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, size - done) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { throw KitError.cannotRead(path: path, reason: n < 0 ? String(cString: strerror(errno)) : "the file shrank while read") }
+        done += n
+    }
+    return bytes
 }
 
 func writeBytes(_ bytes: [UInt8], to path: String) throws { try writeAtomically(bytes, to: path) }

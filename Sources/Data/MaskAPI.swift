@@ -38,6 +38,17 @@ public struct BBox: Equatable, Sendable {
 /// pycocotools' `common/maskApi.c`, function for function (same names, same integer and rounding
 /// behaviour), so COCO masks, areas, boxes and IoUs come out bit-identical to pycocotools.
 public enum MaskAPI {
+    /// The largest mask, in pixels, these functions take: counts, areas and positions are pycocotools' 32-bit
+    /// unsigned integers, exact while `h * w` stays below 2^32. Loaders refuse larger sizes
+    /// (`COCODataset.maxImagePixels`).
+    public static let maxPixels = 1 << 31
+
+    /// `h * w` when both are positive and the product is at most `maxPixels`, else nil.
+    public static func pixelCount(h: Int, w: Int) -> Int? {
+        guard h > 0, w > 0 else { return nil }
+        let (n, overflow) = h.multipliedReportingOverflow(by: w)
+        return overflow || n > maxPixels ? nil : n
+    }
 
     /// rleEncode: a column-major binary mask (`h * w` bytes, nonzero = 1) to runs.
     public static func rleEncode(_ mask: UnsafeBufferPointer<UInt8>, h: Int, w: Int) -> RLE {
@@ -58,9 +69,11 @@ public enum MaskAPI {
         mask.withUnsafeBufferPointer { rleEncode($0, h: h, w: w) }
     }
 
-    /// rleDecode: runs to a column-major `h * w` mask of 0/1 bytes.
+    /// rleDecode: runs to a column-major `h * w` mask of 0/1 bytes; empty for a size that is not positive or is
+    /// beyond `maxPixels`. Runs past the last pixel are cut there.
     public static func rleDecode(_ r: RLE) -> [UInt8] {
-        var m = [UInt8](repeating: 0, count: r.h * r.w)
+        guard let pixels = pixelCount(h: r.h, w: r.w) else { return [] }
+        var m = [UInt8](repeating: 0, count: pixels)
         var k = 0
         var v: UInt8 = 0
         for c in r.counts {
@@ -84,24 +97,31 @@ public enum MaskAPI {
             let A = cnts
             var out: [UInt32] = []
             out.reserveCapacity(A.count + B.counts.count)
-            var ca = A.isEmpty ? 0 : A[0], cb = B.counts.isEmpty ? 0 : B.counts[0]
+            let kb = B.counts.count
+            var ca = A.isEmpty ? 0 : A[0], cb = kb == 0 ? 0 : B.counts[0]
             var v = false, va = false, vb = false
             var a = 1, b = 1
             var cc: UInt32 = 0
-            var ct: UInt32 = 1
-            while ct > 0 {
-                let c = min(ca, cb)
+            var more = true
+            while more {
+                // C loops forever once one mask's runs end before the other's (c stays 0): an ended mask is
+                // background from there on. Masks of equal length never get here with runs left.
+                let aOut = ca == 0 && a >= A.count, bOut = cb == 0 && b >= kb
+                let c = aOut ? cb : bOut ? ca : min(ca, cb)
                 cc &+= c
-                ct = 0
-                ca &-= c
-                if ca == 0 && a < A.count { ca = A[a]; a += 1; va.toggle() }
-                ct &+= ca
-                cb &-= c
-                if cb == 0 && b < B.counts.count { cb = B.counts[b]; b += 1; vb.toggle() }
-                ct &+= cb
+                if !aOut {
+                    ca &-= c
+                    if ca == 0 && a < A.count { ca = A[a]; a += 1; va.toggle() }
+                }
+                if !bOut {
+                    cb &-= c
+                    if cb == 0 && b < kb { cb = B.counts[b]; b += 1; vb.toggle() }
+                }
+                more = ca > 0 || cb > 0
                 let vp = v
-                v = intersect ? (va && vb) : (va || vb)
-                if v != vp || ct == 0 { out.append(cc); cc = 0 }
+                let ea = va && !(ca == 0 && a >= A.count), eb = vb && !(cb == 0 && b >= kb)
+                v = intersect ? (ea && eb) : (ea || eb)
+                if v != vp || !more { out.append(cc); cc = 0 }
             }
             cnts = out
         }
@@ -182,17 +202,24 @@ public enum MaskAPI {
                 var ca = ka > 0 ? ac[0] : 0, cb = kb > 0 ? bc[0] : 0
                 var va = false, vb = false
                 var a = 1, b = 1
-                var i: UInt32 = 0, u: UInt32 = 0, ct: UInt32 = 1
-                while ct > 0 {
-                    let c = min(ca, cb)
-                    if va || vb { u &+= c; if va && vb { i &+= c } }
-                    ct = 0
-                    ca &-= c
-                    if ca == 0 && a < ka { ca = ac[a]; a += 1; va.toggle() }
-                    ct &+= ca
-                    cb &-= c
-                    if cb == 0 && b < kb { cb = bc[b]; b += 1; vb.toggle() }
-                    ct &+= cb
+                var i: UInt32 = 0, u: UInt32 = 0
+                var more = true
+                while more {
+                    // As in rleMerge: C loops forever when one mask's runs end first (a short RLE kept with a
+                    // warning); the ended mask is background for the rest.
+                    let aOut = ca == 0 && a >= ka, bOut = cb == 0 && b >= kb
+                    let c = aOut ? cb : bOut ? ca : min(ca, cb)
+                    let ea = va && !aOut, eb = vb && !bOut
+                    if ea || eb { u &+= c; if ea && eb { i &+= c } }
+                    if !aOut {
+                        ca &-= c
+                        if ca == 0 && a < ka { ca = ac[a]; a += 1; va.toggle() }
+                    }
+                    if !bOut {
+                        cb &-= c
+                        if cb == 0 && b < kb { cb = bc[b]; b += 1; vb.toggle() }
+                    }
+                    more = ca > 0 || cb > 0
                 }
                 if i == 0 { u = 1 } else if crowd { u = rleArea(A) }
                 return Double(i) / Double(u)
@@ -200,9 +227,13 @@ public enum MaskAPI {
         }
     }
 
-    /// rleFrBbox: the box as the polygon (xs,ys),(xs,ye),(xe,ye),(xe,ys), rasterised by rleFrPoly.
+    /// rleFrBbox: the box as the polygon (xs,ys),(xs,ye),(xe,ye),(xe,ys), rasterised by rleFrPoly. Corners are
+    /// first clipped to one pixel outside the image: for an axis-aligned box that changes no pixel (the rasteriser
+    /// keeps only crossings inside the image and clamps rows), and a box of any size costs at most the image's
+    /// perimeter.
     public static func rleFrBbox(_ bb: BBox, h: Int, w: Int) -> RLE {
-        let xs = bb.x, xe = xs + bb.w, ys = bb.y, ye = ys + bb.h
+        func clip(_ v: Double, _ side: Int) -> Double { v.isNaN ? -1 : Swift.min(Swift.max(v, -1), Double(side) + 1) }
+        let xs = clip(bb.x, w), xe = clip(bb.x + bb.w, w), ys = clip(bb.y, h), ye = clip(bb.y + bb.h, h)
         return rleFrPoly([xs, ys, xs, ye, xe, ye, xe, ys], h: h, w: w)
     }
 
@@ -211,19 +242,41 @@ public enum MaskAPI {
     }
 
     /// rleFrPoly: rasterises a polygon `[x0, y0, x1, y1, ...]` the way pycocotools does — boundary
-    /// points on a 5x upsampled grid, then pixel-column crossings rounded back down. Coordinates must
-    /// be finite (checked by the loaders).
+    /// points on a 5x upsampled grid, then pixel-column crossings rounded back down. The size must be valid
+    /// (`pixelCount`) and every coordinate finite and within one image size (plus a pixel) outside the image, as
+    /// the loaders check; otherwise the mask is empty. The walk along the edges is streamed: memory grows with the
+    /// column crossings kept, not with the edges' length.
     public static func rleFrPoly(_ xy: UnsafeBufferPointer<Double>, h: Int, w: Int) -> RLE {
+        guard let pixels = pixelCount(h: h, w: w) else { return RLE(h: h, w: w, counts: []) }
         let k = xy.count / 2
+        let W = Double(w), H = Double(h)
+        for j in 0..<k {
+            let px = xy[j * 2], py = xy[j * 2 + 1]
+            guard px.isFinite, py.isFinite, px >= -(W + 1), px <= 2 * W + 1, py >= -(H + 1), py <= 2 * H + 1 else {
+                return RLE(h: h, w: w, counts: [UInt32(pixels)])
+            }
+        }
         let scale = 5.0
         var x = [Int](repeating: 0, count: k + 1), y = [Int](repeating: 0, count: k + 1)
         for j in 0..<k { x[j] = Int(scale * xy[j * 2] + 0.5) }
         for j in 0..<k { y[j] = Int(scale * xy[j * 2 + 1] + 0.5) }
         if k > 0 { x[k] = x[0]; y[k] = y[0] }
-        var m = 0
-        for j in 0..<k { m += Swift.max(abs(x[j] - x[j + 1]), abs(y[j] - y[j + 1])) + 1 }
-        var u = [Int](repeating: 0, count: m), v = [Int](repeating: 0, count: m)
-        m = 0
+        // Points along the y-boundary, downsampled, from each step of the walk (u, v) and the one before it.
+        var bx: [Int] = [], by: [Int] = []
+        let wMax = Double(w) - 1, hD = Double(h)
+        var pu = 0, pv = 0, started = false
+        @inline(__always) func step(_ u: Int, _ v: Int) {
+            defer { pu = u; pv = v; started = true }
+            guard started, u != pu else { return }
+            var xd = Double(u < pu ? u : u - 1)
+            xd = (xd + 0.5) / scale - 0.5
+            if xd.rounded(.down) != xd || xd < 0 || xd > wMax { return }
+            var yd = Double(v < pv ? v : pv)
+            yd = (yd + 0.5) / scale - 0.5
+            if yd < 0 { yd = 0 } else if yd > hD { yd = hD }
+            yd = yd.rounded(.up)
+            bx.append(Int(xd)); by.append(Int(yd))
+        }
         for j in 0..<k {
             var xs = x[j], xe = x[j + 1], ys = y[j], ye = y[j + 1]
             let dx = abs(xe - xs), dy = abs(ys - ye)
@@ -234,40 +287,20 @@ public enum MaskAPI {
             if dx >= dy {
                 for d in 0...dx {
                     let t = flip ? dx - d : d
-                    u[m] = t + xs
-                    v[m] = Int(Double(ys) + s * Double(t) + 0.5)
-                    m += 1
+                    step(t + xs, Int(Double(ys) + s * Double(t) + 0.5))
                 }
             } else {
                 for d in 0...dy {
                     let t = flip ? dy - d : d
-                    v[m] = t + ys
-                    u[m] = Int(Double(xs) + s * Double(t) + 0.5)
-                    m += 1
+                    step(Int(Double(xs) + s * Double(t) + 0.5), t + ys)
                 }
-            }
-        }
-        // Points along the y-boundary, downsampled.
-        let kk = m
-        var bx: [Int] = [], by: [Int] = []
-        bx.reserveCapacity(kk); by.reserveCapacity(kk)
-        let wMax = Double(w) - 1, hD = Double(h)
-        if kk > 1 {
-            for j in 1..<kk where u[j] != u[j - 1] {
-                var xd = Double(u[j] < u[j - 1] ? u[j] : u[j] - 1)
-                xd = (xd + 0.5) / scale - 0.5
-                if xd.rounded(.down) != xd || xd < 0 || xd > wMax { continue }
-                var yd = Double(v[j] < v[j - 1] ? v[j] : v[j - 1])
-                yd = (yd + 0.5) / scale - 0.5
-                if yd < 0 { yd = 0 } else if yd > hD { yd = hD }
-                yd = yd.rounded(.up)
-                bx.append(Int(xd)); by.append(Int(yd))
             }
         }
         // Runs from the boundary points.
         var a = [UInt32](repeating: 0, count: bx.count + 1)
+        // Exact: bx < w and by <= h, so bx * h + by <= h * w <= maxPixels < 2^32.
         for j in 0..<bx.count { a[j] = UInt32(truncatingIfNeeded: bx[j] * h + by[j]) }
-        a[bx.count] = UInt32(truncatingIfNeeded: h * w)
+        a[bx.count] = UInt32(pixels)
         a.sort()
         var p: UInt32 = 0
         for j in 0..<a.count { let t = a[j]; a[j] = t &- p; p = t }
@@ -306,8 +339,8 @@ public enum MaskAPI {
         return String(decoding: s, as: UTF8.self)
     }
 
-    /// rleFrString: inverse of rleToString; nil when a character is outside 48...111 or the string ends
-    /// inside a count (C reads garbage there).
+    /// rleFrString: inverse of rleToString; nil when a character is outside 48...111, the string ends inside a
+    /// count (C reads garbage there) or a count falls outside 0..<2^32 (C wraps it).
     public static func rleFrString<S: Collection>(_ bytes: S, h: Int, w: Int) -> RLE? where S.Element == UInt8 {
         var cnts: [UInt32] = []
         cnts.reserveCapacity(bytes.count)
@@ -328,7 +361,9 @@ public enum MaskAPI {
                 ch = more ? it.next() : nil
             }
             if cnts.count > 2 { x += Int64(cnts[cnts.count - 2]) }
-            cnts.append(UInt32(truncatingIfNeeded: x))
+            // pycocotools' encoder only writes counts in 0..<2^32; C would wrap anything else into some count.
+            guard let count = UInt32(exactly: x) else { return nil }
+            cnts.append(count)
             pending = it.next()
         }
         return RLE(h: h, w: w, counts: cnts)

@@ -1,8 +1,6 @@
 import Engine
 import Foundation
 
-/// A problem with a safetensors file, named with its path.
-
 /// The safetensors format: 8-byte little-endian header length, a JSON header
 /// `{"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}`, then the raw data.
 /// Reading memory-maps the file and converts F32/F16/BF16/F64/I64/I32/U8/BOOL to Float32 tensors.
@@ -16,57 +14,102 @@ public enum SafeTensors {
         public var metadata: [String: String]
     }
 
+    /// Reads and checks a whole file. Every size and offset from the file is checked, with overflow-checked
+    /// arithmetic, before anything is allocated or copied: the header length against the file, each shape's element
+    /// and byte counts, each tensor's offsets against the data section, which the tensors must cover back to back
+    /// (as the reference implementation requires). Duplicate names, non-integer or negative dimensions are refused.
     public static func read(path: String) throws -> File {
         func fail(_ p: String) -> KitError { .format("\(path): \(p)") }
-        let fd = open(path, O_RDONLY)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else { throw fail("cannot open (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw fail("cannot stat") }
-        let size = Int(st.st_size)
-        guard size >= 8 else { throw fail("truncated: \(size) bytes, shorter than the 8-byte header length") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw fail("not a regular file") }
+        guard let size = Int(exactly: st.st_size), size >= 8 else {
+            throw fail("truncated: \(st.st_size) bytes, shorter than the 8-byte header length")
+        }
         guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { throw fail("cannot map") }
         defer { munmap(base, size) }
         let bytes = UnsafeRawBufferPointer(start: base, count: size)
-        let headerLen = Int(UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self)))
-        guard headerLen <= size - 8 else {
-            throw fail("header length \(headerLen) runs past the end of the file (\(size) bytes)")
+        // Compared as UInt64 first: 2^64 − 1 must not become −1 (or wrap) on its way to Int.
+        let declared = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        guard declared <= UInt64(size - 8), let headerLen = Int(exactly: declared) else {
+            throw fail("header length \(declared) runs past the end of the file (\(size) bytes)")
         }
+        let (dataStart, startOverflow) = 8.addingReportingOverflow(headerLen)
+        guard !startOverflow, dataStart <= size else { throw fail("header length \(declared) runs past the end of the file (\(size) bytes)") }
+        let dataSize = size - dataStart
+        let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[8..<dataStart])
         let header: JSON
-        do { header = try JSON.parse(UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + headerLen)]), source: "\(path) header") }
+        do { header = try JSON.parse(headerBytes, source: "\(path) header") }
         catch let e as KitError { throw fail("bad header: \(e.description)") }
         guard let entries = header.objectValue else { throw fail("header is not a JSON object") }
-        let dataStart = 8 + headerLen, dataSize = size - dataStart
+        // json-c keeps the last of two equal keys: look for them in the text.
+        if let dup = JSON.firstDuplicateKey(headerBytes) {
+            if dup.path.isEmpty { throw fail("duplicate tensor name '\(JSON.printable(dup.key))' in the header") }
+            throw fail("tensor '\(JSON.printable(dup.path[0]))': duplicate key '\(JSON.printable(dup.key))'")
+        }
 
         struct Entry { let name: String; let dtype: String; let shape: [Int]; let begin: Int; let end: Int }
         var list: [Entry] = []
         var metadata: [String: String] = [:]
         for (name, value) in entries {
             if name == "__metadata__" {
-                for (k, v) in value.objectValue ?? [] { metadata[k] = v.stringValue ?? v.serialized() }
+                guard let kv = value.objectValue else { throw fail("__metadata__ must be an object of strings, got \(value.typeName)") }
+                for (k, v) in kv { metadata[k] = v.stringValue ?? v.serialized() }
                 continue
             }
-            guard let dtype = value["dtype"]?.stringValue else { throw fail("tensor '\(name)': missing dtype") }
-            guard let elem = dtypeSizes[dtype] else { throw fail("tensor '\(name)': unsupported dtype \(dtype)") }
-            guard let shapeJ = value["shape"]?.arrayValue, let shape = Optional(shapeJ.compactMap(\.intValue)),
-                  shape.count == shapeJ.count, shape.allSatisfy({ $0 >= 0 }) else {
-                throw fail("tensor '\(name)': missing or invalid shape")
+            func bad(_ p: String) -> KitError { fail("tensor '\(JSON.printable(name))': \(p)") }
+            guard value.objectValue != nil else { throw bad("must be an object with dtype, shape and data_offsets, got \(value.typeName)") }
+            guard let dtype = value["dtype"]?.stringValue else { throw bad("missing dtype") }
+            guard let elem = dtypeSizes[dtype] else { throw bad("unsupported dtype \(JSON.printable(dtype))") }
+            guard let shapeJ = value["shape"]?.arrayValue else { throw bad("missing or invalid shape (a list of integers)") }
+            var shape: [Int] = []
+            shape.reserveCapacity(shapeJ.count)
+            for d in shapeJ {
+                // Integers only, as written: 2.0 or "2" is not a dimension.
+                guard case let .int(v) = d else { throw bad("invalid shape \(JSON.array(shapeJ).serialized()): dimensions must be integers") }
+                guard v >= 0 else { throw bad("invalid shape \(JSON.array(shapeJ).serialized()): negative dimension \(v)") }
+                shape.append(v)
             }
-            guard let offs = value["data_offsets"]?.arrayValue?.compactMap(\.intValue), offs.count == 2 else {
-                throw fail("tensor '\(name)': missing or invalid data_offsets")
+            // Element and byte counts, checked; the nonzero dimensions must multiply without overflow even when a zero
+            // makes the tensor empty (strides are products of them too).
+            var count = 1, nonzero = 1
+            for d in shape {
+                let (c, o1) = count.multipliedReportingOverflow(by: d)
+                let (z, o2) = nonzero.multipliedReportingOverflow(by: Swift.max(d, 1))
+                guard !o1, !o2 else { throw bad("shape \(shape): element count overflows a 64-bit integer") }
+                count = c; nonzero = z
             }
-            guard offs[0] >= 0, offs[0] <= offs[1], offs[1] <= dataSize else {
-                throw fail("tensor '\(name)': data_offsets [\(offs[0]), \(offs[1])] outside the data section (\(dataSize) bytes)")
+            let (expected, o3) = count.multipliedReportingOverflow(by: elem)
+            guard !o3 else { throw bad("shape \(shape) of \(dtype): byte size overflows a 64-bit integer") }
+            guard let offsJ = value["data_offsets"]?.arrayValue, offsJ.count == 2,
+                  case let .int(begin) = offsJ[0], case let .int(end) = offsJ[1] else {
+                throw bad("missing or invalid data_offsets (two integers [begin, end])")
             }
-            let expected = shape.reduce(1, *) * elem
-            guard offs[1] - offs[0] == expected else {
-                throw fail("tensor '\(name)': shape \(shape) of \(dtype) needs \(expected) bytes, data_offsets give \(offs[1] - offs[0])")
+            guard begin >= 0, begin <= end, end <= dataSize else {
+                throw bad("data_offsets [\(begin), \(end)] outside the data section (\(dataSize) bytes)")
             }
-            list.append(Entry(name: name, dtype: dtype, shape: shape, begin: offs[0], end: offs[1]))
+            guard end - begin == expected else {
+                throw bad("shape \(shape) of \(dtype) needs \(expected) bytes, data_offsets give \(end - begin)")
+            }
+            list.append(Entry(name: name, dtype: dtype, shape: shape, begin: begin, end: end))
         }
         list.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
-        for (a, b) in zip(list, list.dropFirst()) where b.begin < a.end {
-            throw fail("tensors '\(a.name)' and '\(b.name)' overlap in the data section")
+        var covered = 0
+        for (i, e) in list.enumerated() {
+            if e.begin < covered {
+                throw fail("tensors '\(JSON.printable(list[i - 1].name))' and '\(JSON.printable(e.name))' overlap in the data section")
+            }
+            if e.begin > covered {
+                throw fail("data section bytes \(covered)..<\(e.begin) are not covered by any tensor (before '\(JSON.printable(e.name))')")
+            }
+            covered = e.end
+        }
+        guard covered == dataSize else {
+            throw fail("data section bytes \(covered)..<\(dataSize) are not covered by any tensor")
         }
 
         var tensors: [String: Tensor] = [:]

@@ -202,6 +202,84 @@ final class COCOLoadTests: XCTestCase {
         XCTAssertEqual(coco.warnings.count, 1)
     }
 
+    // MARK: sizes from the file
+
+    /// One image (id 10) of the given size, category 5.
+    func instances(width: Int, height: Int, annotations: String = "") -> String {
+        """
+        {"images": [{"id": 10, "width": \(width), "height": \(height), "file_name": "a.jpg"}],
+         "categories": [{"id": 5, "name": "cat"}], "annotations": [\(annotations)]}
+        """
+    }
+
+    func rleAnnotation(h: Int, w: Int, counts: String = "[0, 1]") -> String {
+        #"{"id": 9, "image_id": 10, "category_id": 5, "bbox": [0, 0, 1, 1], "area": 1, "iscrowd": 1, "segmentation": {"counts": \#(counts), "size": [\#(h), \#(w)]}}"#
+    }
+
+    /// An RLE of (2^32 + 1) x 2^32 on an image of that size: h·w wrapped to 2^32, the file loaded and det-eval hung.
+    /// Now the image is refused at load time, named with its record, and so is any RLE size out of range.
+    func testHugeRLESizeIsRefused() throws {
+        let h = (1 << 32) + 1, w = 1 << 32
+        assertContains(try loadError(instances(width: w, height: h, annotations: rleAnnotation(h: h, w: w))),
+                       "images[0] (id 10)", "image size 4294967296 x 4294967297", "limit")
+        for (rh, rw) in [(h, w), (-1, 4), (5, -4), (Int.max, 2), (1 << 40, 1 << 40)] {
+            assertContains(try loadError(instances(annotations: rleAnnotation(h: rh, w: rw))),
+                           "annotations[0] (id 9)", "RLE size [\(rh), \(rw)]")
+        }
+        // Counts must not cover more than h·w pixels, however large they are.
+        assertContains(try loadError(instances(annotations: rleAnnotation(h: 5, w: 4, counts: "[4294967295, 4294967295, 4294967295]"))),
+                       "annotations[0] (id 9)", "RLE counts cover 12884901885 pixels")
+        assertContains(try resultsError(#"[{"image_id": 10, "category_id": 5, "score": 0.5, "segmentation": {"size": [\#(h), \#(w)], "counts": [0, 1]}}]"#),
+                       "results[0] (id 1)", "RLE size [\(h), \(w)]")
+    }
+
+    /// An image of 2^40 pixels a side loaded, and segm AP came out 0.847 for detections equal to the ground truth:
+    /// masks are pycocotools' UInt32 runs, and h·w (and x·h + y inside rleFrPoly) wrapped. Images are now limited
+    /// to COCODataset.maxImageSide a side and COCODataset.maxImagePixels in all, where the UInt32 arithmetic is exact.
+    func testImageSizesBeyondTheLimitAreRefused() throws {
+        // The documented limits: 2^20 a side, 2^31 pixels.
+        for (w, h) in [(1 << 40, 5), (4, 1 << 40), (1 << 40, 1 << 40), ((1 << 20) + 1, 1), (1 << 20, (1 << 11) + 1)] {
+            assertContains(try loadError(instances(width: w, height: h, annotations: goodAnn)),
+                           "images[0] (id 10)", "image size \(w) x \(h)", "limit")
+        }
+        assertContains(try loadError(instances(width: 0, height: 5)), "images[0] (id 10)", "not positive")
+        assertContains(try loadError(instances(width: -4, height: 5)), "images[0] (id 10)", "not positive")
+        // At the limit the file loads.
+        let side = 1 << 20, other = 1 << 11
+        XCTAssertNoThrow(try COCODataset.load(try write("edge.json", instances(width: side, height: other, annotations: goodAnn))))
+    }
+
+    /// Polygon coordinates far outside the image made the rasteriser walk (and once allocate) for every 1/5 pixel on the
+    /// way; a results file's polygons were rasterised before any check (1e300 trapped converting to Int).
+    func testPolygonsFarOutsideTheImageAreRefused() throws {
+        let far = #"{"id": 9, "image_id": 10, "category_id": 5, "bbox": [0, 0, 1, 1], "area": 1, "segmentation": [[0, 0, 9000000, 0, 9000000, 9000000]]}"#
+        assertContains(try loadError(instances(annotations: far)), "annotations[0] (id 9)", "coordinate 9000000")
+        assertContains(try resultsError(#"[{"image_id": 10, "category_id": 5, "score": 0.5, "segmentation": [[0, 0, 1e300, 0, 2, 2]]}]"#),
+                       "results[0] (id 1)", "coordinate")
+        assertContains(try resultsError(#"[{"image_id": 10, "category_id": 5, "score": 0.5, "segmentation": [[0, 0, 2, 0]]}]"#),
+                       "results[0] (id 1)", "at least 3")
+        // Up to an image's size outside it on each side is fine (pycocotools clips while rasterising).
+        let near = #"{"id": 9, "image_id": 10, "category_id": 5, "bbox": [0, 0, 1, 1], "area": 1, "segmentation": [[-4, -5, 8, -5, 8, 10]]}"#
+        XCTAssertNoThrow(try COCODataset.load(try write("near.json", instances(annotations: near))))
+    }
+
+    /// A ground truth without images or annotations made loadRes blame the results file ("image_id 10 is not an
+    /// image of the ground truth"); the message now names the ground-truth file.
+    func testEmptyGroundTruthIsNamed() throws {
+        let res = try write("res.json", #"[{"image_id": 10, "category_id": 5, "score": 0.5, "bbox": [0, 0, 1, 1]}]"#)
+        for (name, text) in [("empty.json", "{}"), ("sections.json", #"{"images": [], "annotations": [], "categories": []}"#),
+                             ("noanns.json", instances(width: 4, height: 5))] {
+            let gtPath = try write(name, text)
+            let gt = try COCODataset.load(gtPath)
+            XCTAssertThrowsError(try gt.loadRes(res), name) { e in
+                let m = "\(e)"
+                XCTAssertTrue(m.hasPrefix(gtPath), "message should start with the ground-truth file: \(m)")
+                XCTAssertFalse(m.contains("res.json"), m)
+                XCTAssertTrue(m.contains("no annotations") || m.contains("no images"), m)
+            }
+        }
+    }
+
     // MARK: bad results files
 
     func testBadResults() throws {

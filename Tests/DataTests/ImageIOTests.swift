@@ -3,7 +3,7 @@ import XCTest
 import Data
 
 final class ImageIOTests: XCTestCase {
-    private var dir: String!
+    var dir: String!
 
     override func setUpWithError() throws {
         dir = NSTemporaryDirectory() + "acmix-imageio-\(UUID().uuidString)"
@@ -12,7 +12,7 @@ final class ImageIOTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
 
-    private func gradient(width: Int, height: Int) -> Image {
+    func gradient(width: Int, height: Int) -> Image {
         var img = Image(width: width, height: height)
         for y in 0..<height {
             for x in 0..<width {
@@ -139,6 +139,47 @@ final class ImageIOTests: XCTestCase {
         XCTAssertThrowsError(try readImage(dir + "/missing.png")) { error in
             XCTAssertEqual(error as? KitError, .cannotRead(path: dir + "/missing.png", reason: "no such file"))
         }
+    }
+}
+
+extension ImageIOTests {
+    func assertRefusedForSize(_ body: @autoclosure () throws -> Any, _ name: String, _ size: String, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), line: line) { error in
+            guard case let .format(m)? = error as? KitError else { return XCTFail("\(error)", line: line) }
+            XCTAssertTrue(m.hasPrefix(name + ": "), "names the file: \(m)", line: line)
+            XCTAssertTrue(m.contains(size) && m.contains("limit"), "\(m)", line: line)
+            XCTAssertFalse(m.contains("\n"), "one line: \(m)", line: line)
+        }
+    }
+
+    /// A valid IHDR (correct CRC) claiming 100000 x 100000 pixels is refused from the header, before any pixel buffer
+    /// is allocated, with one line naming the file. The limit covers what the decoder returns too: an 8-bit gray
+    /// 20000 x 20000 file has 400 MB of rows but 1.2 GB as RGB (that was allocated, then the data ran out).
+    func testHugeDimensionsAreRefusedBeforeAllocating() throws {
+        let rgb = makePNG(width: 100_000, height: 100_000, bitDepth: 8, colorType: 2, rows: [[0]])
+        let gray = makePNG(width: 100_000, height: 100_000, bitDepth: 8, colorType: 0, rows: [[0]])
+        XCTAssertEqual(Array(rgb[12..<33]), [0x49, 0x48, 0x44, 0x52, 0x00, 0x01, 0x86, 0xA0, 0x00, 0x01, 0x86, 0xA0, 8, 2, 0, 0, 0,
+                                             0x27, 0x30, 0x9C, 0x9F])  // IHDR, 100000 x 100000, 8-bit RGB, its CRC
+        let path = dir + "/huge.png"
+        try Data(rgb).write(to: URL(fileURLWithPath: path))
+        assertRefusedForSize(try readImage(path), path, "100000 x 100000")
+        assertRefusedForSize(try decodeLabelMap(gray, name: "huge-gray.png"), "huge-gray.png", "100000 x 100000")
+        assertRefusedForSize(try decodeImage(gray, name: "huge-gray.png"), "huge-gray.png", "100000 x 100000")
+        let wideGray = makePNG(width: 20_000, height: 20_000, bitDepth: 8, colorType: 0, rows: [[0]])
+        assertRefusedForSize(try decodeImage(wideGray, name: "gray.png"), "gray.png", "20000 x 20000")
+        // 16-bit RGBA: 4 bytes a pixel of rows (after narrowing to 8 bits) pass the limit though the RGB result does not.
+        let deep = makePNG(width: 17_000, height: 17_000, bitDepth: 16, colorType: 6, rows: [[0]])
+        assertRefusedForSize(try decodeImage(deep, name: "deep.png"), "deep.png", "17000 x 17000")
+    }
+
+    /// A JPEG whose frame header claims 60000 x 60000 is refused before decompression starts (a progressive file
+    /// would allocate its whole coefficient buffer there).
+    func testHugeJPEGDimensionsAreRefused() throws {
+        var jpg = try encodeJPEG(gradient(width: 8, height: 8))
+        let sof = try XCTUnwrap((0..<(jpg.count - 9)).first { jpg[$0] == 0xFF && jpg[$0 + 1] == 0xC0 })
+        // SOF0: FF C0, length (2), precision (1), height (2), width (2).
+        jpg[sof + 5] = 0xEA; jpg[sof + 6] = 0x60; jpg[sof + 7] = 0xEA; jpg[sof + 8] = 0x60
+        assertRefusedForSize(try decodeImage(jpg, name: "huge.jpg"), "huge.jpg", "60000 x 60000")
     }
 }
 

@@ -72,6 +72,75 @@ final class SafeTensorsTests: XCTestCase {
         expectError(temporaryPath("does-not-exist.safetensors"), "cannot open")
     }
 
+    /// Writes `bytes` as they are (no header length computed), for length fields that lie.
+    func rawFile(_ bytes: [UInt8]) -> String {
+        let path = temporaryPath("raw-\(UUID().uuidString).safetensors")
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        return path
+    }
+
+    /// A shape whose element count overflows Int must be refused before anything is allocated (it wrapped to 0 and
+    /// the reader SIGSEGVed building a 2^96-element tensor); so must a byte size that overflows.
+    func testShapeProductOverflowIsRefused() {
+        let big = 1 << 32
+        expectError(file(#"{"a":{"dtype":"F32","shape":[\#(big),\#(big),\#(big)],"data_offsets":[0,0]}}"#, data: []),
+                    "overflows")
+        expectError(file(#"{"a":{"dtype":"F32","shape":[\#(big),\#(big),\#(big)],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)),
+                    "overflows")
+        // 2^61 elements fit Int, 2^61 × 4 bytes does not.
+        expectError(file(#"{"a":{"dtype":"F32","shape":[\#(1 << 61)],"data_offsets":[0,0]}}"#, data: []), "overflows")
+        // A zero makes the tensor empty, but its strides are still products of the other dimensions: refused too.
+        expectError(file(#"{"a":{"dtype":"F32","shape":[0,\#(big),\#(big),\#(big)],"data_offsets":[0,0]}}"#, data: []), "overflows")
+        let empty = file(#"{"a":{"dtype":"F32","shape":[0,\#(big)],"data_offsets":[0,0]}}"#, data: [])
+        XCTAssertEqual(try SafeTensors.read(path: empty).tensors["a"]?.shape, [0, big])
+    }
+
+    /// A header length of 2^64 − 1 (all 0xFF) became −1 as an Int and passed the "fits the file" check: the header was
+    /// read one byte off and the file accepted with wrong tensors. Every length beyond the file is refused, however big.
+    func testHugeHeaderLengthIsRefused() {
+        let header = Array(#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#.utf8)
+        for length: UInt64 in [.max, 1 << 63, (1 << 63) - 1, UInt64(header.count) + 2] {
+            var bytes: [UInt8] = []
+            withUnsafeBytes(of: length.littleEndian) { bytes += $0 }
+            expectError(rawFile(bytes + header + [7]), "runs past the end")
+        }
+    }
+
+    func testBadShapesOffsetsAndNames() {
+        let data = [UInt8](repeating: 0, count: 8)
+        expectError(file(#"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, data: data), "negative")
+        expectError(file(#"{"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}"#, data: data), "shape")
+        expectError(file(#"{"a":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}}"#, data: data), "shape")
+        expectError(file(#"{"a":{"dtype":"F32","shape":["2"],"data_offsets":[0,8]}}"#, data: data), "shape")
+        expectError(file(#"{"a":{"dtype":"F32","shape":[1e300],"data_offsets":[0,8]}}"#, data: data), "shape")
+        expectError(file(#"{"a":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,8]}}"#, data: data), "shape")
+        expectError(file(#"{"a":{"dtype":"F32","shape":2,"data_offsets":[0,8]}}"#, data: data), "shape")
+        expectError(file(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, data: data), "data_offsets")
+        expectError(file(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}"#, data: data), "data_offsets")
+        expectError(file(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8.5]}}"#, data: data), "data_offsets")
+        expectError(file(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,16]}}"#, data: data), "data_offsets")
+        expectError(file(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551615]}}"#, data: data), "data_offsets")
+        expectError(file(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+                         data: data), "duplicate tensor name 'a'")
+        // The same name spelled with an escape is the same name.
+        expectError(file(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"\u0061":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+                         data: data), "duplicate tensor name 'a'")
+        expectError(file(#"{"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: data), "duplicate key 'dtype'")
+        expectError(file(#"["a"]"#, data: []), "not a JSON object")
+        expectError(file(#"{"a":7}"#, data: []), "tensor 'a'")
+        expectError(file(#"{"__metadata__":7}"#, data: []), "__metadata__")
+        // Names from the file are escaped: the message stays one line (found by fuzzing).
+        let newline = "a\nb"
+        XCTAssertThrowsError(try SafeTensors.read(path: file(#"{"a\nb":{"shape":[2],"data_offsets":[0,8]}}"#, data: data))) { e in
+            XCTAssertTrue("\(e)".contains("tensor 'a\\nb': missing dtype"), "\(e)")
+            XCTAssertFalse("\(e)".contains(newline), "\(e)")
+        }
+        expectError("/dev/zero", "not a regular file")
+        // Bytes the offsets leave out (the data section is not the tensors, back to back).
+        expectError(file(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: data), "not covered")
+        expectError(file(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: data), "not covered")
+    }
+
     func testAtomicWriteLeavesNoTemporaryFiles() throws {
         let path = temporaryPath("atomic.safetensors")
         try SafeTensors.write([("x", Tensor(zeros: [3]))], to: path)

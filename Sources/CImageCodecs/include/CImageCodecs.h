@@ -32,6 +32,10 @@ enum {
     CIC_ERR_ARGUMENT = -4,
 };
 
+/// The most bytes a decode allocates for pixels (its row buffer, and what it returns): 1 GiB, a 18900 x 18900 RGB
+/// image. Larger sizes are refused from the file's header, before anything is allocated.
+enum { CIC_MAX_DECODED_BYTES = 1 << 30 };
+
 /// A decoded image: `height * width * channels` bytes, row-major HWC.
 typedef struct {
     uint8_t *pixels;
