@@ -63,7 +63,9 @@ let package = Package(
         // JSON configs (_base_, --set, schemas, sections) and the component registry.
         .target(name: "Config", dependencies: ["Engine", "NN"], path: "Sources/Config", swiftSettings: checked),
         // Image decoding, COCO annotations, RLE masks, augmentation pipelines, loaders, the synthetic dataset.
-        .target(name: "Data", dependencies: ["Engine", "CJSONC", "CSimdJSON", "CImageCodecs"], path: "Sources/Data", swiftSettings: checked),
+        // The pipelines' pixel loops, unchecked; Data validates every size before calling them.
+        .target(name: "PixelKernels", path: "Sources/PixelKernels", swiftSettings: fast),
+        .target(name: "Data", dependencies: ["Engine", "CJSONC", "CSimdJSON", "CImageCodecs", "PixelKernels"], path: "Sources/Data", swiftSettings: checked),
         // Models: backbones, then necks, heads, detectors and segmentors (engine, NN and Config only).
         .target(name: "Backbones", dependencies: ["Engine", "NN", "Config"], path: "Sources/Backbones", swiftSettings: fast),
         .target(name: "Heads", dependencies: ["Engine", "NN", "Config", "Backbones"], path: "Sources/Heads", swiftSettings: fast),

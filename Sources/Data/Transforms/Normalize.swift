@@ -1,3 +1,4 @@
+import PixelKernels
 /// mmcv's `imnormalize` with the ImageNet statistics mmdet/mmseg configs use (`img_norm_cfg`, RGB order):
 /// `(pixel - mean[c]) / std[c]`, written planar (HWC uint8 → CHW float).
 public struct Normalize: Sendable {
@@ -16,12 +17,11 @@ public struct Normalize: Sendable {
     public func callAsFunction(_ image: Image) -> FloatImage {
         let plane = image.width * image.height
         var data = [Float](repeating: 0, count: 3 * plane)
-        let inv = std.map { 1 / $0 }
+        precondition(image.pixels.count == 3 * plane, "normalize: \(image.pixels.count) bytes for \(image.width)x\(image.height)")
         image.pixels.withUnsafeBufferPointer { p in
             data.withUnsafeMutableBufferPointer { d in
-                for i in 0..<plane {
-                    for c in 0..<3 { d[c * plane + i] = (Float(p[3 * i + c]) - mean[c]) * inv[c] }
-                }
+                normalizeKernel(p.baseAddress!, plane: plane, mean: (mean[0], mean[1], mean[2]),
+                                inv: (1 / std[0], 1 / std[1], 1 / std[2]), d.baseAddress!)
             }
         }
         return FloatImage(width: image.width, height: image.height, data: data)

@@ -1,4 +1,5 @@
 import Foundation
+import PixelKernels
 
 /// mmcv's `rescale_size`: the factor that fits (w, h) inside `scale` keeping the aspect ratio — the long edge is at
 /// most max(scale), the short edge at most min(scale) — and the new size `int(x * factor + 0.5)`.
@@ -41,50 +42,23 @@ public func resizeBilinear(_ src: [UInt8], width: Int, height: Int, channels: In
     precondition(src.count == width * height * channels && dw > 0 && dh > 0)
     if dw == width && dh == height { return src }
     var dst = [UInt8](repeating: 0, count: dw * dh * channels)
+    // Sizes are checked above; the loops run in PixelKernels, without bounds checks.
     if width == 2 * dw && height == 2 * dh {
         // cv::resize turns INTER_LINEAR with integer scale 2 into INTER_AREA: a rounded 2x2 mean.
-        for y in 0..<dh {
-            for x in 0..<dw {
-                for c in 0..<channels {
-                    let a = Int(src[((2 * y) * width + 2 * x) * channels + c])
-                    let b = Int(src[((2 * y) * width + 2 * x + 1) * channels + c])
-                    let d = Int(src[((2 * y + 1) * width + 2 * x) * channels + c])
-                    let e = Int(src[((2 * y + 1) * width + 2 * x + 1) * channels + c])
-                    dst[(y * dw + x) * channels + c] = UInt8((a + b + d + e + 2) >> 2)
-                }
-            }
+        src.withUnsafeBufferPointer { s in
+            dst.withUnsafeMutableBufferPointer { d in resizeHalfKernel(s.baseAddress!, width: width, channels: channels, d.baseAddress!, dw: dw, dh: dh) }
         }
         return dst
     }
     let ax = LinearAxis(source: width, destination: dw, clampWeights: true)
     let ay = LinearAxis(source: height, destination: dh, clampWeights: false)
-    let rowLength = dw * channels
-    // Horizontal pass of one source row: values scaled by 2^11.
-    func horizontal(_ y: Int, into row: inout [Int32]) {
-        src.withUnsafeBufferPointer { s in
-            let base = y * width * channels
-            for x in 0..<dw {
-                let o0 = base + Int(ax.i0[x]) * channels, o1 = base + Int(ax.i1[x]) * channels
-                for c in 0..<channels {
-                    row[x * channels + c] = Int32(s[o0 + c]) * ax.w0[x] + Int32(s[o1 + c]) * ax.w1[x]
-                }
-            }
-        }
-    }
-    var row0 = [Int32](repeating: 0, count: rowLength), row1 = row0
-    var cached0 = -1, cached1 = -1
-    dst.withUnsafeMutableBufferPointer { out in
-        for y in 0..<dh {
-            let s0 = Int(ay.i0[y]), s1 = Int(ay.i1[y])
-            if cached0 != s0 {
-                if cached1 == s0 { swap(&row0, &row1); swap(&cached0, &cached1) } else { horizontal(s0, into: &row0); cached0 = s0 }
-            }
-            if cached1 != s1 { horizontal(s1, into: &row1); cached1 = s1 }
-            let b0 = ay.w0[y], b1 = ay.w1[y]
-            for i in 0..<rowLength {
-                // OpenCV's VResizeLinearVec_32s8u: mulhi on (S >> 4), then (+2) >> 2.
-                let v = ((b0 * (row0[i] >> 4)) >> 16) + ((b1 * (row1[i] >> 4)) >> 16) + 2
-                out[y * rowLength + i] = UInt8(clamping: v >> 2)
+    var rows = [Int32](repeating: 0, count: 2 * dw * channels)
+    src.withUnsafeBufferPointer { s in
+        dst.withUnsafeMutableBufferPointer { d in
+            rows.withUnsafeMutableBufferPointer { r in
+                resizeBilinearKernel(s.baseAddress!, width: width, channels: channels, d.baseAddress!, dw: dw, dh: dh,
+                                     xi0: ax.i0, xi1: ax.i1, xw0: ax.w0, xw1: ax.w1, yi0: ay.i0, yi1: ay.i1, yw0: ay.w0, yw1: ay.w1,
+                                     rows: r.baseAddress!)
             }
         }
     }
@@ -99,11 +73,11 @@ public func resizeNearest(_ src: [UInt8], width: Int, height: Int, channels: Int
     if dw == width && dh == height { return src }
     let fx = 1.0 / (Double(dw) / Double(width)), fy = 1.0 / (Double(dh) / Double(height))
     let xs = (0..<dw).map { min(Int((Double($0) * fx).rounded(.down)), width - 1) }
+    let ys = (0..<dh).map { min(Int((Double($0) * fy).rounded(.down)), height - 1) }
     var dst = [UInt8](repeating: 0, count: dw * dh * channels)
-    for y in 0..<dh {
-        let sy = min(Int((Double(y) * fy).rounded(.down)), height - 1)
-        for x in 0..<dw {
-            for c in 0..<channels { dst[(y * dw + x) * channels + c] = src[(sy * width + xs[x]) * channels + c] }
+    src.withUnsafeBufferPointer { s in
+        dst.withUnsafeMutableBufferPointer { d in
+            resizeNearestKernel(s.baseAddress!, width: width, channels: channels, d.baseAddress!, dw: dw, dh: dh, xs: xs, ys: ys)
         }
     }
     return dst

@@ -1,0 +1,72 @@
+/// The pixel loops of the data pipelines, built without bounds or overflow checks (the measured kernels the
+/// reliability rules allow): every caller in `Data` validates the sizes first, and these functions only touch
+/// `src[0..<width·height·channels]` and `dst[0..<dw·dh·channels]`.
+
+/// cv2.INTER_LINEAR's exact 2x downscale (INTER_AREA): a rounded 2x2 mean.
+public func resizeHalfKernel(_ src: UnsafePointer<UInt8>, width: Int, channels: Int, _ dst: UnsafeMutablePointer<UInt8>,
+                             dw: Int, dh: Int) {
+    for y in 0..<dh {
+        for x in 0..<dw {
+            for c in 0..<channels {
+                let a = Int(src[((2 * y) * width + 2 * x) * channels + c]), b = Int(src[((2 * y) * width + 2 * x + 1) * channels + c])
+                let d = Int(src[((2 * y + 1) * width + 2 * x) * channels + c])
+                let e = Int(src[((2 * y + 1) * width + 2 * x + 1) * channels + c])
+                dst[(y * dw + x) * channels + c] = UInt8((a + b + d + e + 2) >> 2)
+            }
+        }
+    }
+}
+
+/// cv2.INTER_LINEAR with 11-bit fixed-point weights: per destination column `xi0/xi1` (source columns) and
+/// `xw0/xw1`, per destination row `yi0/yi1` (source rows) and `yw0/yw1`; all indices inside the source.
+/// `rows` is scratch for two horizontal passes (2 · dw · channels values).
+public func resizeBilinearKernel(_ src: UnsafePointer<UInt8>, width: Int, channels: Int, _ dst: UnsafeMutablePointer<UInt8>,
+                                 dw: Int, dh: Int, xi0: UnsafePointer<Int32>, xi1: UnsafePointer<Int32>,
+                                 xw0: UnsafePointer<Int32>, xw1: UnsafePointer<Int32>, yi0: UnsafePointer<Int32>,
+                                 yi1: UnsafePointer<Int32>, yw0: UnsafePointer<Int32>, yw1: UnsafePointer<Int32>,
+                                 rows: UnsafeMutablePointer<Int32>) {
+    let rowLength = dw * channels
+    var row0 = rows, row1 = rows + rowLength
+    var cached0 = -1, cached1 = -1
+    func horizontal(_ y: Int, _ row: UnsafeMutablePointer<Int32>) {
+        let base = y * width * channels
+        for x in 0..<dw {
+            let o0 = base + Int(xi0[x]) * channels, o1 = base + Int(xi1[x]) * channels, w0 = xw0[x], w1 = xw1[x]
+            for c in 0..<channels { row[x * channels + c] = Int32(src[o0 + c]) * w0 + Int32(src[o1 + c]) * w1 }
+        }
+    }
+    for y in 0..<dh {
+        let s0 = Int(yi0[y]), s1 = Int(yi1[y])
+        if cached0 != s0 {
+            if cached1 == s0 { swap(&row0, &row1); swap(&cached0, &cached1) } else { horizontal(s0, row0); cached0 = s0 }
+        }
+        if cached1 != s1 { horizontal(s1, row1); cached1 = s1 }
+        let b0 = yw0[y], b1 = yw1[y], out = dst + y * rowLength
+        for i in 0..<rowLength {
+            // OpenCV's VResizeLinearVec_32s8u: mulhi on (S >> 4), then (+2) >> 2.
+            let v = ((b0 * (row0[i] >> 4)) >> 16) + ((b1 * (row1[i] >> 4)) >> 16) + 2
+            out[i] = UInt8(clamping: v >> 2)
+        }
+    }
+}
+
+/// Interleaved 3-channel bytes → planar floats (x − mean) · inv.
+public func normalizeKernel(_ src: UnsafePointer<UInt8>, plane: Int, mean: (Float, Float, Float), inv: (Float, Float, Float),
+                            _ dst: UnsafeMutablePointer<Float>) {
+    for i in 0..<plane {
+        dst[i] = (Float(src[3 * i]) - mean.0) * inv.0
+        dst[plane + i] = (Float(src[3 * i + 1]) - mean.1) * inv.1
+        dst[2 * plane + i] = (Float(src[3 * i + 2]) - mean.2) * inv.2
+    }
+}
+
+/// cv2.INTER_NEAREST: destination (x, y) reads source (xs[x], ys[y]), both inside the source.
+public func resizeNearestKernel(_ src: UnsafePointer<UInt8>, width: Int, channels: Int, _ dst: UnsafeMutablePointer<UInt8>,
+                                dw: Int, dh: Int, xs: UnsafePointer<Int>, ys: UnsafePointer<Int>) {
+    for y in 0..<dh {
+        let row = src + ys[y] * width * channels, out = dst + y * dw * channels
+        for x in 0..<dw {
+            for c in 0..<channels { out[x * channels + c] = row[xs[x] * channels + c] }
+        }
+    }
+}
