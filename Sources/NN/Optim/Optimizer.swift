@@ -77,17 +77,9 @@ public final class SGD: Optimizer {
             for (_, p) in g.params {
                 defer { i += 1 }
                 guard let grad = p.grad else { continue }
-                let pd = p.data, gd = grad.data, bd = buffers[i].data, wd = g.weightDecay, m = momentum, lr = lr, nest = nesterov
-                parallelChunks(p.count) { s, e in
-                    for j in s..<e {
-                        var d = gd[j] + wd * pd[j]
-                        if m != 0 {
-                            bd[j] = first ? d : m * bd[j] + d
-                            d = nest ? d + m * bd[j] : bd[j]
-                        }
-                        pd[j] -= lr * d
-                    }
-                }
+                precondition(grad.count == p.count && buffers[i].count == p.count, "SGD: buffer sizes differ for a parameter")
+                sgdUpdate(p.data, grad: grad.data, buffer: buffers[i].data, count: p.count, lr: lr, weightDecay: g.weightDecay,
+                          momentum: momentum, nesterov: nesterov, first: first)
             }
         }
         started.data[0] = 1
@@ -128,16 +120,10 @@ public final class AdamW: Optimizer {
             for (_, p) in g.params {
                 defer { i += 1 }
                 guard let grad = p.grad else { continue }
-                let pd = p.data, gd = grad.data, m = expAvg[i].data, v = expAvgSq[i].data
-                let decay = 1 - lr * g.weightDecay, b1 = beta1, b2 = beta2, eps = eps
-                parallelChunks(p.count) { s, e in
-                    for j in s..<e {
-                        pd[j] *= decay
-                        m[j] = b1 * m[j] + (1 - b1) * gd[j]
-                        v[j] = b2 * v[j] + (1 - b2) * gd[j] * gd[j]
-                        pd[j] -= stepSize * m[j] / (v[j].squareRoot() / bc2Sqrt + eps)
-                    }
-                }
+                precondition(grad.count == p.count && expAvg[i].count == p.count && expAvgSq[i].count == p.count,
+                             "AdamW: buffer sizes differ for a parameter")
+                adamwUpdate(p.data, grad: grad.data, expAvg: expAvg[i].data, expAvgSq: expAvgSq[i].data, count: p.count,
+                            decay: 1 - lr * g.weightDecay, beta1: beta1, beta2: beta2, eps: eps, stepSize: stepSize, bc2Sqrt: bc2Sqrt)
             }
         }
     }
