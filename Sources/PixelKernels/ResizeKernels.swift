@@ -70,3 +70,13 @@ public func resizeNearestKernel(_ src: UnsafePointer<UInt8>, width: Int, channel
         }
     }
 }
+
+/// Mirrors `rows` rows of `width` pixels of `channels` bytes left-right from `src` into `dst`.
+public func flipRowsKernel(_ src: UnsafePointer<UInt8>, _ dst: UnsafeMutablePointer<UInt8>, rows: Int, width: Int, channels: Int) {
+    for y in 0..<rows {
+        let s = src + y * width * channels, d = dst + y * width * channels
+        for x in 0..<width {
+            for c in 0..<channels { d[x * channels + c] = s[(width - 1 - x) * channels + c] }
+        }
+    }
+}

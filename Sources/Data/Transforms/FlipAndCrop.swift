@@ -1,14 +1,20 @@
+import PixelKernels
+
+/// `rows` rows of `width` pixels mirrored left-right (the size is checked here; the loop runs unchecked).
+func flippedRows(_ bytes: [UInt8], rows: Int, width: Int, channels: Int) -> [UInt8] {
+    precondition(bytes.count == rows * width * channels, "flip: \(bytes.count) bytes for \(rows)x\(width)x\(channels)")
+    var out = [UInt8](repeating: 0, count: bytes.count)
+    bytes.withUnsafeBufferPointer { s in
+        out.withUnsafeMutableBufferPointer { d in flipRowsKernel(s.baseAddress!, d.baseAddress!, rows: rows, width: width, channels: channels) }
+    }
+    return out
+}
+
 /// Horizontal flips and numpy-style crops of images and label maps (mmcv `imflip`, `imcrop` on HWC arrays).
 public extension Image {
     /// Mirror left-right.
     func flippedHorizontally() -> Image {
-        var out = self
-        for y in 0..<height {
-            for x in 0..<width {
-                for c in 0..<3 { out.pixels[(y * width + x) * 3 + c] = pixels[(y * width + width - 1 - x) * 3 + c] }
-            }
-        }
-        return out
+        Image(width: width, height: height, pixels: flippedRows(pixels, rows: height, width: width, channels: 3))
     }
 
     /// Rows `y0..<y1`, columns `x0..<x1` (numpy slicing; bounds are clamped to the image).
@@ -22,9 +28,7 @@ public extension Image {
 
 public extension LabelMap {
     func flippedHorizontally() -> LabelMap {
-        var out = self
-        for y in 0..<height { for x in 0..<width { out.labels[y * width + x] = labels[y * width + width - 1 - x] } }
-        return out
+        LabelMap(width: width, height: height, labels: flippedRows(labels, rows: height, width: width, channels: 1))
     }
 
     /// Rows `y0..<y1`, columns `x0..<x1` (numpy slicing; bounds are clamped to the map).

@@ -27,11 +27,7 @@ public struct BitmapMasks: Equatable, Sendable {
     }
 
     public func flippedHorizontally() -> BitmapMasks {
-        var out = self
-        for row in 0..<(count * height) {
-            for x in 0..<width { out.masks[row * width + x] = masks[row * width + width - 1 - x] }
-        }
-        return out
+        BitmapMasks(count: count, width: width, height: height, masks: flippedRows(masks, rows: count * height, width: width, channels: 1))
     }
 
     /// Zero-pads at the bottom/right to `width` x `height`.
