@@ -65,8 +65,14 @@ public func resizeNearestKernel(_ src: UnsafePointer<UInt8>, width: Int, channel
                                 dw: Int, dh: Int, xs: UnsafePointer<Int>, ys: UnsafePointer<Int>) {
     for y in 0..<dh {
         let row = src + ys[y] * width * channels, out = dst + y * dw * channels
-        for x in 0..<dw {
-            for c in 0..<channels { out[x * channels + c] = row[xs[x] * channels + c] }
+        if y > 0 && ys[y] == ys[y - 1] {   // the same source row: copy the row just made
+            out.update(from: out - dw * channels, count: dw * channels)
+            continue
+        }
+        switch channels {   // constant channel counts let the compiler unroll the inner loop
+        case 1: for x in 0..<dw { out[x] = row[xs[x]] }
+        case 3: for x in 0..<dw { let o = 3 * x, i = 3 * xs[x]; out[o] = row[i]; out[o + 1] = row[i + 1]; out[o + 2] = row[i + 2] }
+        default: for x in 0..<dw { for c in 0..<channels { out[x * channels + c] = row[xs[x] * channels + c] } }
         }
     }
 }
@@ -75,8 +81,10 @@ public func resizeNearestKernel(_ src: UnsafePointer<UInt8>, width: Int, channel
 public func flipRowsKernel(_ src: UnsafePointer<UInt8>, _ dst: UnsafeMutablePointer<UInt8>, rows: Int, width: Int, channels: Int) {
     for y in 0..<rows {
         let s = src + y * width * channels, d = dst + y * width * channels
-        for x in 0..<width {
-            for c in 0..<channels { d[x * channels + c] = s[(width - 1 - x) * channels + c] }
+        switch channels {   // constant channel counts let the compiler unroll the inner loop
+        case 1: for x in 0..<width { d[x] = s[width - 1 - x] }
+        case 3: for x in 0..<width { let o = 3 * x, i = 3 * (width - 1 - x); d[o] = s[i]; d[o + 1] = s[i + 1]; d[o + 2] = s[i + 2] }
+        default: for x in 0..<width { for c in 0..<channels { d[x * channels + c] = s[(width - 1 - x) * channels + c] } }
         }
     }
 }
