@@ -88,3 +88,49 @@ public func flipRowsKernel(_ src: UnsafePointer<UInt8>, _ dst: UnsafeMutablePoin
         }
     }
 }
+
+/// OpenCV's 8-bit RGB→HSV (H in 0..<180) over `pixels` interleaved pixels; `sdiv`/`hdiv` are its 256-entry
+/// fixed-point reciprocal tables (12 fractional bits).
+public func rgbToHSVKernel(_ src: UnsafePointer<UInt8>, _ dst: UnsafeMutablePointer<UInt8>, pixels: Int,
+                           sdiv: UnsafePointer<Int>, hdiv: UnsafePointer<Int>) {
+    let shift = 12
+    for p in 0..<pixels {
+        let i = 3 * p
+        let r = Int(src[i]), g = Int(src[i + 1]), b = Int(src[i + 2])
+        let v = max(r, g, b), diff = v - min(r, g, b)
+        let s = (diff * sdiv[v] + (1 << (shift - 1))) >> shift
+        var h: Int
+        if v == r { h = g - b } else if v == g { h = b - r + 2 * diff } else { h = r - g + 4 * diff }
+        h = (h * hdiv[diff] + (1 << (shift - 1))) >> shift
+        if h < 0 { h += 180 }
+        dst[i] = UInt8(truncatingIfNeeded: h); dst[i + 1] = UInt8(truncatingIfNeeded: s); dst[i + 2] = UInt8(truncatingIfNeeded: v)
+    }
+}
+
+/// OpenCV's 8-bit HSV→RGB: float sector formula, then rounding to the nearest byte.
+public func hsvToRGBKernel(_ src: UnsafePointer<UInt8>, _ dst: UnsafeMutablePointer<UInt8>, pixels: Int) {
+    @inline(__always) func byte(_ x: Float) -> UInt8 { UInt8(min(max((x * 255).rounded(.toNearestOrEven), 0), 255)) }
+    for p in 0..<pixels {
+        let i = 3 * p
+        var h = Float(src[i]) * (6.0 / 180.0)
+        let s = Float(src[i + 1]) * (1.0 / 255.0), v = Float(src[i + 2]) * (1.0 / 255.0)
+        var (r, g, b) = (v, v, v)
+        if s != 0 {
+            while h < 0 { h += 6 }
+            while h >= 6 { h -= 6 }
+            var sector = Int(h.rounded(.down))
+            h -= Float(sector)
+            if sector < 0 || sector >= 6 { sector = 0; h = 0 }
+            let t0 = v, t1 = v * (1 - s), t2 = v * (1 - s * h), t3 = v * (1 - s * (1 - h))
+            switch sector {   // OpenCV's sector table: (b, g, r) indices into (t0, t1, t2, t3)
+            case 0: (b, g, r) = (t1, t3, t0)
+            case 1: (b, g, r) = (t1, t0, t2)
+            case 2: (b, g, r) = (t3, t0, t1)
+            case 3: (b, g, r) = (t0, t2, t1)
+            case 4: (b, g, r) = (t0, t1, t3)
+            default: (b, g, r) = (t2, t1, t0)
+            }
+        }
+        dst[i] = byte(r); dst[i + 1] = byte(g); dst[i + 2] = byte(b)
+    }
+}

@@ -1,3 +1,4 @@
+import PixelKernels
 /// mmseg's `PhotoMetricDistortion`, applied to 8-bit RGB with each step clipping back to uint8:
 /// brightness (+U(−32, 32)), contrast (×U(0.5, 1.5)) either second (mode 0) or last (mode 1), saturation
 /// (S ×U(0.5, 1.5) in OpenCV's 8-bit HSV), hue (H + randint(−18, 18) mod 180). Each step fires with probability 1/2.
@@ -60,47 +61,23 @@ public struct PhotoMetricDistortion: Sendable {
 
 /// OpenCV's 8-bit RGB→HSV (`cv::cvtColor`, H in [0, 180), S and V in [0, 255]), with its fixed-point tables.
 public func rgbToHSV(_ rgb: [UInt8]) -> [UInt8] {
+    precondition(rgb.count % 3 == 0, "rgbToHSV: \(rgb.count) bytes are not whole pixels")
     let shift = 12
     let sdiv = (0..<256).map { $0 == 0 ? 0 : Int((Double(255 << shift) / Double($0)).rounded()) }
     let hdiv = (0..<256).map { $0 == 0 ? 0 : Int((Double(180 << shift) / (6.0 * Double($0))).rounded()) }
     var out = [UInt8](repeating: 0, count: rgb.count)
-    for i in stride(from: 0, to: rgb.count, by: 3) {
-        let r = Int(rgb[i]), g = Int(rgb[i + 1]), b = Int(rgb[i + 2])
-        let v = max(r, g, b), vmin = min(r, g, b), diff = v - vmin
-        let s = (diff * sdiv[v] + (1 << (shift - 1))) >> shift
-        var h: Int
-        if v == r { h = g - b } else if v == g { h = b - r + 2 * diff } else { h = r - g + 4 * diff }
-        h = (h * hdiv[diff] + (1 << (shift - 1))) >> shift
-        if h < 0 { h += 180 }
-        out[i] = UInt8(h)
-        out[i + 1] = UInt8(s)
-        out[i + 2] = UInt8(v)
+    rgb.withUnsafeBufferPointer { s in
+        out.withUnsafeMutableBufferPointer { d in rgbToHSVKernel(s.baseAddress!, d.baseAddress!, pixels: rgb.count / 3, sdiv: sdiv, hdiv: hdiv) }
     }
     return out
 }
 
 /// OpenCV's 8-bit HSV→RGB: float sector formula, then rounding to the nearest byte.
 public func hsvToRGB(_ hsv: [UInt8]) -> [UInt8] {
-    let sectors = [[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]]
+    precondition(hsv.count % 3 == 0, "hsvToRGB: \(hsv.count) bytes are not whole pixels")
     var out = [UInt8](repeating: 0, count: hsv.count)
-    for i in stride(from: 0, to: hsv.count, by: 3) {
-        var h = Float(hsv[i]) * (6.0 / 180.0)
-        let s = Float(hsv[i + 1]) * (1.0 / 255.0), v = Float(hsv[i + 2]) * (1.0 / 255.0)
-        var (r, g, b) = (v, v, v)
-        if s != 0 {
-            while h < 0 { h += 6 }
-            while h >= 6 { h -= 6 }
-            var sector = Int(h.rounded(.down))
-            h -= Float(sector)
-            if sector < 0 || sector >= 6 { sector = 0; h = 0 }
-            let tab = [v, v * (1 - s), v * (1 - s * h), v * (1 - s * (1 - h))]
-            b = tab[sectors[sector][0]]
-            g = tab[sectors[sector][1]]
-            r = tab[sectors[sector][2]]
-        }
-        out[i] = UInt8(min(max((r * 255).rounded(.toNearestOrEven), 0), 255))
-        out[i + 1] = UInt8(min(max((g * 255).rounded(.toNearestOrEven), 0), 255))
-        out[i + 2] = UInt8(min(max((b * 255).rounded(.toNearestOrEven), 0), 255))
+    hsv.withUnsafeBufferPointer { s in
+        out.withUnsafeMutableBufferPointer { d in hsvToRGBKernel(s.baseAddress!, d.baseAddress!, pixels: hsv.count / 3) }
     }
     return out
 }
