@@ -81,7 +81,6 @@ extension BackboneRegistry {
             .init("frozen_stages", .exactly(-1), default: -1), .init("norm_eval", .exactly(false), default: false),
             .init("out_indices", .array(.intRange(0...3)), default: [0, 1, 2, 3]), .init("pretrained", .optional(.string)),
         ]) { c, _ in
-            _ = try c.int("frozen_stages"); _ = try c.bool("norm_eval")
             let out = try c.ints("out_indices")
             guard !out.isEmpty, out == out.sorted(), Set(out).count == out.count else {
                 throw c.fail("out_indices", "\(out): need distinct stages in increasing order")

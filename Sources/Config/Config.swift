@@ -276,6 +276,8 @@ public struct Config {
 
     func check(_ v: JSON, _ s: ConfigSchema, key: String) throws {
         let name = full(key).isEmpty ? "(root)" : full(key)
+        // A key whose schema allows one value is fully implemented once it validates: nothing needs to read it.
+        if s.isSingleValued { reads.keys.insert(full(key)) }
         switch s {
         case .any: return
         case .int: if v.intValue == nil { throw fail(key, "expected an integer, got \(v.typeName)") }

@@ -28,6 +28,18 @@ public indirect enum ConfigSchema {
     /// A probability or fraction in [0, 1].
     public static let fraction = ConfigSchema.numberRange(0...1)
 
+    /// Whether the schema allows exactly one value (`exactly`, a one-option `oneOf`, lists and alternatives of those):
+    /// such keys exist for compatibility with mmdet/mmseg configs and are implemented by validating them.
+    var isSingleValued: Bool {
+        switch self {
+        case .exactly: return true
+        case let .oneOf(options): return options.count == 1
+        case let .array(inner, _): return inner.isSingleValued
+        case let .anyOf(options): return options.allSatisfy(\.isSingleValued)
+        default: return false
+        }
+    }
+
     /// Whether an object schema gives a default anywhere inside (so an absent section still has values to read).
     var hasDefaults: Bool {
         guard case let .object(fields) = self else { return false }

@@ -97,7 +97,6 @@ public struct TrainerSettings {
         noDecayKeys = (c["optimizer.paramwise_cfg.no_decay_keys"]?.arrayValue ?? []).compactMap(\.stringValue)
         if c.has("optimizer_config.grad_clip") {
             gradClip = Float(try c.double("optimizer_config.grad_clip.max_norm"))
-            _ = try c.double("optimizer_config.grad_clip.norm_type", default: 2)   // L2, the only norm implemented
         }
         policy = try c.string("lr_config.policy", default: "constant")
         steps = try c.ints("lr_config.step", default: [])

@@ -59,7 +59,6 @@ func finishDecodeHead<H: SegmentationDecodeHead>(_ head: H, _ c: Config, inChann
         if given != inChannels { throw c.fail("in_channels", "\(given) but the head is fed \(inChannels)") }
     }
     if c.has("init_cfg") {
-        _ = try c.string("init_cfg.type")
         head.convSegInitStd = Float(try c.double("init_cfg.std"))
     }
     head.lossDecode.lossWeight = Float(try c.double("loss_weight"))

@@ -212,12 +212,9 @@ extension RetinaHead {
             let featChannels = try c.int("feat_channels")
             var groups: Int?
             if c.has("norm_cfg") {
-                _ = try c.string("norm_cfg.type"); _ = try c.bool("norm_cfg.requires_grad")
                 groups = try c.int("norm_cfg.num_groups")
                 if featChannels % groups! != 0 { throw c.fail("norm_cfg.num_groups", "must divide feat_channels (\(featChannels))") }
             }
-            for k in ["anchor_generator.type", "bbox_coder.type", "loss_cls.type", "loss_bbox.type"] { _ = try c.string(k) }
-            _ = try c.bool("loss_cls.use_sigmoid")
             let ag = c.section("anchor_generator")
             let anchors = AnchorGenerator(strides: try ag.ints("strides"), ratios: try ag.doubles("ratios").map(Float.init),
                                           octaveBaseScale: Float(try ag.double("octave_base_scale")),
@@ -233,13 +230,10 @@ extension RetinaHead {
             head.bboxLossWeight = Float(try c.double("loss_bbox.loss_weight"))
             let train = try settings(context.trainCfg, trainCfgFields), test = try settings(context.testCfg, testCfgFields)
             let a = train.section("assigner")
-            _ = try a.string("type")
             head.assigner = MaxIoUAssigner(posIoUThr: Float(try a.double("pos_iou_thr")), negIoUThr: Float(try a.double("neg_iou_thr")),
                                            minPosIoU: Float(try a.double("min_pos_iou")),
                                            gtMaxAssignAll: try a.bool("gt_max_assign_all"),
                                            ignoreIoFThr: Float(try a.double("ignore_iof_thr")))
-            _ = try train.int("allowed_border"); _ = try train.int("pos_weight"); _ = try train.bool("debug")
-            _ = try test.string("nms.type")
             head.testConfig = RetinaTestConfig(nmsPre: try test.int("nms_pre"), scoreThr: Float(try test.double("score_thr")),
                                                iouThreshold: Float(try test.double("nms.iou_threshold")),
                                                maxPerImage: try test.int("max_per_img"),

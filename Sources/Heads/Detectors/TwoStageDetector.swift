@@ -125,21 +125,6 @@ extension TwoStageDetector {
             where c.has(key) {
                 if try c.int(key) != channels { throw c.fail(key, "\(try c.int(key)) but the neck gives \(channels)") }
             }
-            for key in ["rpn_head.type", "roi_head.type", "rpn_head.anchor_generator.type", "rpn_head.bbox_coder.type", "rpn_head.loss_cls.type", "rpn_head.loss_bbox.type",
-                        "roi_head.bbox_roi_extractor.type", "roi_head.bbox_roi_extractor.roi_layer.type", "roi_head.bbox_head.type",
-                        "roi_head.bbox_head.bbox_coder.type", "roi_head.bbox_head.loss_cls.type", "roi_head.bbox_head.loss_bbox.type",
-                        "train_cfg.rpn.assigner.type", "train_cfg.rpn.sampler.type", "train_cfg.rcnn.assigner.type",
-                        "train_cfg.rcnn.sampler.type", "train_cfg.rpn_proposal.nms.type", "test_cfg.rpn.nms.type", "test_cfg.rcnn.nms.type"] {
-                _ = try c.string(key)
-            }
-            for key in ["rpn_head.loss_cls.use_sigmoid", "roi_head.bbox_roi_extractor.roi_layer.aligned", "roi_head.bbox_head.reg_class_agnostic",
-                        "roi_head.bbox_head.loss_cls.use_sigmoid", "train_cfg.rpn.debug", "train_cfg.rcnn.debug",
-                        "train_cfg.rcnn.sampler.add_gt_as_proposals", "train_cfg.rpn.sampler.add_gt_as_proposals"] { _ = try c.bool(key) }
-            for key in ["rpn_head.bbox_coder.target_means", "roi_head.bbox_head.bbox_coder.target_means"] { _ = try c.doubles(key) }
-            for key in ["train_cfg.rpn.allowed_border", "train_cfg.rpn.pos_weight", "train_cfg.rcnn.pos_weight", "train_cfg.rpn.assigner.ignore_iof_thr",
-                        "train_cfg.rcnn.assigner.ignore_iof_thr", "train_cfg.rpn.sampler.neg_pos_ub", "train_cfg.rcnn.sampler.neg_pos_ub"] {
-                _ = try c.int(key)
-            }
             let ag = c.section("rpn_head.anchor_generator")
             let rpn = RPNHead(inChannels: channels, featChannels: try c.int("rpn_head.feat_channels"),
                               anchorGenerator: AnchorGenerator(strides: try ag.ints("strides"), ratios: try ag.doubles("ratios").map(Float.init),

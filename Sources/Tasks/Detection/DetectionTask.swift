@@ -53,7 +53,6 @@ public final class DetectionTask: TrainingTask {
         guard cursor.itersPerEpoch > 0 else {
             throw c.fail("data.samples_per_gpu", "\(data.loader.batchSize) is more than the \(data.train.count) training images")
         }
-        if c.has("evaluation.metric") { _ = c["evaluation.metric"] }   // "bbox": checked by the schema
         cocoEvaluator = COCODetectionEvaluator(annotations: data.valAnnotations, categoryIDs: data.categoryIDs)
         evaluator = cocoEvaluator
     }

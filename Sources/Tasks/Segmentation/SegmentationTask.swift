@@ -46,7 +46,6 @@ public final class SegmentationTask: TrainingTask {
         guard cursor.itersPerEpoch > 0 else {
             throw c.fail("data.samples_per_gpu", "\(data.loader.batchSize) is more than the \(data.train.count) training images")
         }
-        if c.has("evaluation.metric") { _ = c["evaluation.metric"] }   // "mIoU": checked by the schema
         if let n = data.classNames?.count, n != segmentor.numClasses {
             throw c.fail("model.decode_head.num_classes", "\(segmentor.numClasses) but the dataset has \(n) classes")
         }
