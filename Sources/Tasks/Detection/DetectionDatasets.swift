@@ -25,9 +25,11 @@ public enum DetectionDatasets {
         .init("flip_ratio", .fraction, default: 0.5), .init("size_divisor", .intRange(1...1024), default: 32),
     ]
 
-    /// Train and test pipelines from a filled `data` section (`img_scale` defaults to the dataset's own).
-    static func pipelines(_ c: Config, defaultScale: [Int]) throws -> (train: DetectionPipeline, test: DetectionPipeline) {
-        let scale = c.has("img_scale") ? try c.ints("img_scale") : defaultScale
+    /// Train and test pipelines from a filled `data` section; `img_scale` defaults to the shapes' size, else mmdet's
+    /// 1333×800.
+    static func pipelines(_ c: Config) throws -> (train: DetectionPipeline, test: DetectionPipeline) {
+        let scale = c.has("img_scale") ? try c.ints("img_scale")
+            : try c.string("dataset") == "shapes" ? [Int](repeating: try c.int("shapes.size"), count: 2) : [1333, 800]
         let keep = try c.bool("keep_ratio"), div = try c.int("size_divisor"), flip = try c.double("flip_ratio")
         return (DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: flip, sizeDivisor: div, training: true),
                 DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: 0, sizeDivisor: div, training: false))
@@ -35,9 +37,7 @@ public enum DetectionDatasets {
 
     /// The test pipeline a `data` section describes (what `det-infer` runs users' images through).
     public static func testPipeline(_ data: Config) throws -> DetectionPipeline {
-        let c = try registry.resolve(data).section
-        let size = try c.string("dataset") == "shapes" ? try c.int("shapes.size") : 0
-        return try pipelines(c, defaultScale: size > 0 ? [size, size] : [1333, 800]).test
+        try pipelines(registry.resolve(data).section).test
     }
 
     /// Class names and category ids of a `data` section's dataset, when they can be known without the images
@@ -76,7 +76,7 @@ public enum DetectionDatasets {
     static func shapes(_ c: Config, seed: UInt64) throws -> DetectionData {
         let s = try ShapesDatasetSettings(c.section("shapes"))
         try s.checkExistingFiles()
-        let p = try pipelines(c, defaultScale: [s.size, s.size])
+        let p = try pipelines(c)
         let gen = ShapesGenerator(size: s.size, seed: s.seed)
         let train = ShapesDetectionDataset(generator: gen, split: 0, count: s.trainCount, pipeline: p.train)
         let val = ShapesDetectionDataset(generator: gen, split: 1, count: s.valCount, pipeline: p.test)
@@ -98,7 +98,7 @@ public enum DetectionDatasets {
     /// `data.dataset = "coco"`: mmdet's CocoDataset on `data.coco.{train,val}_{ann,img_prefix}`.
     static func coco(_ c: Config, seed: UInt64) throws -> DetectionData {
         try checkFiles(c)
-        let p = try pipelines(c, defaultScale: [1333, 800])
+        let p = try pipelines(c)
         func load(_ key: String) throws -> COCODataset { try COCODataset.load(try c.string(key)) }
         let train = COCODetectionDataset(coco: try load("coco.train_ann"), imagePrefix: try c.string("coco.train_img_prefix"),
                                          pipeline: p.train, skipEmpty: true)

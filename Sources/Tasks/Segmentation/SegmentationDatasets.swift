@@ -25,9 +25,11 @@ public enum SegmentationDatasets {
         .init("photometric", .bool, default: true), .init("reduce_zero_label", .bool, default: false),
     ]
 
-    /// Train and test pipelines from a filled `data` section (`img_scale` defaults to the dataset's own).
-    static func pipelines(_ c: Config, defaultScale: [Int]) throws -> (train: SegmentationPipeline, test: SegmentationPipeline) {
-        let scale = c.has("img_scale") ? try c.ints("img_scale") : defaultScale
+    /// Train and test pipelines from a filled `data` section; `img_scale` defaults to the shapes' size, else mmseg's
+    /// 2048×512.
+    static func pipelines(_ c: Config) throws -> (train: SegmentationPipeline, test: SegmentationPipeline) {
+        let scale = c.has("img_scale") ? try c.ints("img_scale")
+            : try c.string("dataset") == "shapes" ? [Int](repeating: try c.int("shapes.size"), count: 2) : [2048, 512]
         let crop = try c.ints("crop_size"), ratio = try c.doubles("ratio_range"), reduce = try c.bool("reduce_zero_label")
         guard ratio[0] <= ratio[1] else { throw c.fail("ratio_range", "\(ratio): the first must not exceed the second") }
         let train = SegmentationPipeline(imgScale: (scale[0], scale[1]), ratioRange: (ratio[0], ratio[1]), cropSize: (crop[0], crop[1]),
@@ -41,11 +43,8 @@ public enum SegmentationDatasets {
     /// The test pipeline and class names (nil: unknown) a `data` section describes (what `seg-infer` uses).
     public static func testPipeline(_ data: Config) throws -> (pipeline: SegmentationPipeline, classNames: [String]?, background: Bool) {
         let c = try registry.resolve(data).section
-        if try c.string("dataset") == "shapes" {
-            let size = try c.int("shapes.size")
-            return (try pipelines(c, defaultScale: [size, size]).test, shapesClassNames, true)
-        }
-        return (try pipelines(c, defaultScale: [2048, 512]).test, nil, false)
+        let shapes = try c.string("dataset") == "shapes"
+        return (try pipelines(c).test, shapes ? shapesClassNames : nil, shapes)
     }
 
     public static let registry: Registry<SegmentationData, UInt64> = {
@@ -70,7 +69,7 @@ public enum SegmentationDatasets {
 
     static func shapes(_ c: Config, seed: UInt64) throws -> SegmentationData {
         let s = try ShapesDatasetSettings(c.section("shapes"))
-        let p = try pipelines(c, defaultScale: [s.size, s.size])
+        let p = try pipelines(c)
         let gen = ShapesGenerator(size: s.size, seed: s.seed)
         return SegmentationData(train: AnyDataset(ShapesSegmentationDataset(generator: gen, split: 0, count: s.trainCount, pipeline: p.train)),
                                 val: AnyDataset(ShapesSegmentationDataset(generator: gen, split: 1, count: s.valCount, pipeline: p.test)),
@@ -81,7 +80,7 @@ public enum SegmentationDatasets {
     static func ade20k(_ c: Config, seed: UInt64) throws -> SegmentationData {
         try checkFiles(c)
         let root = try c.string("ade20k.root")
-        let p = try pipelines(c, defaultScale: [2048, 512])
+        let p = try pipelines(c)
         return SegmentationData(
             train: AnyDataset(try SegmentationFolderDataset(imageDir: "\(root)/images/training", labelDir: "\(root)/annotations/training", pipeline: p.train)),
             val: AnyDataset(try SegmentationFolderDataset(imageDir: "\(root)/images/validation", labelDir: "\(root)/annotations/validation", pipeline: p.test)),
