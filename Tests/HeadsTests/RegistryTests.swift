@@ -141,4 +141,21 @@ final class RegistryTests: XCTestCase {
         try bad.set("backbone.out_indices", [2, 1])
         XCTAssertThrowsError(try Registries.backbones.build(bad.section("backbone"))) { XCTAssertTrue("\($0)".contains("increasing order"), "\($0)") }
     }
+
+    /// A batch larger than the training set gives no batch at all: refused naming the key, for both tasks.
+    func testBatchLargerThanTheDatasetIsRefused() throws {
+        var det = try detConfig()
+        try det.set("data.samples_per_gpu", 3)
+        XCTAssertThrowsError(try DetectionTask(config: det, detector: try DetectionConfig.buildModel(det))) {
+            XCTAssertTrue("\($0)".hasSuffix("data.samples_per_gpu: 3 is more than the 2 training images"), "\($0)")
+        }
+        Registries.decodeHeads.register("ToyDecodeHead", fields: [.init("num_classes", .positiveInt, required: true)]) { c, context in
+            ToyDecodeHead(inChannels: context.inChannels[0], numClasses: try c.int("num_classes"))
+        }
+        var seg = try segConfig()
+        try seg.set("data.samples_per_gpu", 5)
+        XCTAssertThrowsError(try SegmentationTask(config: seg, segmentor: try SegmentationConfig.buildModel(seg))) {
+            XCTAssertTrue("\($0)".hasSuffix("data.samples_per_gpu: 5 is more than the 2 training images"), "\($0)")
+        }
+    }
 }

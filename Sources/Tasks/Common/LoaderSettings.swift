@@ -7,6 +7,8 @@ public struct LoaderSettings {
     public var batchSize: Int
     public var workers: Int
     public var seed: UInt64
+    /// The `data` section, for errors naming its keys.
+    let section: Config
 
     /// The `data` section's keys shared by every dataset.
     static let fields: [ConfigSchema.Field] = [
@@ -18,12 +20,17 @@ public struct LoaderSettings {
         batchSize = try c.int("samples_per_gpu")
         workers = try c.int("workers_per_gpu")
         self.seed = seed
+        section = c
     }
 
-    /// Shuffled per epoch from `seed`, incomplete last batch dropped (mmcv's GroupSampler drops none, but fixed
-    /// shapes keep iteration counts exact).
-    public func trainLoader<D: LoaderDataset>(_ d: D) -> DataLoader<D> where D.Item: Collatable {
-        DataLoader(dataset: d, batchSize: batchSize, shuffle: true, seed: seed, dropLast: true, workers: workers)
+    /// The training stream: shuffled per epoch from `seed`, incomplete last batch dropped (mmcv's GroupSampler drops
+    /// none, but fixed shapes keep iteration counts exact). Refuses a batch larger than the dataset (no batch at all).
+    public func trainCursor<D: LoaderDataset>(_ d: D) throws -> BatchCursor<D> where D.Item: Collatable {
+        let cursor = BatchCursor(DataLoader(dataset: d, batchSize: batchSize, shuffle: true, seed: seed, dropLast: true, workers: workers))
+        guard cursor.itersPerEpoch > 0 else {
+            throw section.fail("samples_per_gpu", "\(batchSize) is more than the \(d.count) training images")
+        }
+        return cursor
     }
 
     /// In dataset order, every item.

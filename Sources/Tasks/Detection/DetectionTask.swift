@@ -48,11 +48,8 @@ public final class DetectionTask: TrainingTask {
         do { try detector.backbone.validate(height: data.largestInput.height, width: data.largestInput.width) } catch {
             throw c.fail("data.img_scale", "\(error)")
         }
-        cursor = BatchCursor(data.loader.trainLoader(data.train))
+        cursor = try data.loader.trainCursor(data.train)
         valLoader = data.loader.valLoader(data.val)
-        guard cursor.itersPerEpoch > 0 else {
-            throw c.fail("data.samples_per_gpu", "\(data.loader.batchSize) is more than the \(data.train.count) training images")
-        }
         cocoEvaluator = COCODetectionEvaluator(annotations: data.valAnnotations, categoryIDs: data.categoryIDs)
         evaluator = cocoEvaluator
     }

@@ -41,11 +41,8 @@ public final class SegmentationTask: TrainingTask {
     public init(config c: Config, segmentor: any Segmentor) throws {
         self.segmentor = segmentor
         data = try SegmentationDatasets.registry.build(c.section("data"), UInt64(try c.int("seed", default: 0)))
-        cursor = BatchCursor(data.loader.trainLoader(data.train))
+        cursor = try data.loader.trainCursor(data.train)
         valLoader = data.loader.valLoader(data.val, batchSize: 1)
-        guard cursor.itersPerEpoch > 0 else {
-            throw c.fail("data.samples_per_gpu", "\(data.loader.batchSize) is more than the \(data.train.count) training images")
-        }
         if let n = data.classNames?.count, n != segmentor.numClasses {
             throw c.fail("model.decode_head.num_classes", "\(segmentor.numClasses) but the dataset has \(n) classes")
         }
