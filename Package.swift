@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
 // ACmix detection and segmentation toolkit. Dependencies run one way:
-// Engine → NN → Config → {Data, Backbones, Heads} → Evaluation → Training → Tasks → Tools (docs/ARCHITECTURE.md).
+// Engine → NN → Config → {Data, Backbones, Heads} → Evaluation → Training → Tasks → Tools (docs/ARCHITECTURE.md);
+// Distributed (Open MPI) sits beside the engine and is imported from Training up: models never see it.
 import PackageDescription
 
 /// The engine and the models are built without bounds/overflow checks in release (their hot loops are pointer code
@@ -22,6 +23,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "Distributed", targets: ["Distributed"]),
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Config", targets: ["Config"]),
         .library(name: "Data", targets: ["Data"]),
@@ -47,6 +49,8 @@ let package = Package(
         // C libraries (Debian packages, installed by scripts/setup.sh).
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CJSONC", path: "Sources/CJSONC"),
+        // Open MPI (libopenmpi-dev) for data-parallel training.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         // simdjson behind a small C API, for large annotation/results files.
         .target(name: "CSimdJSON", path: "Sources/CSimdJSON",
                 cxxSettings: [.unsafeFlags(["-O2", "-std=c++17"])],
@@ -58,6 +62,8 @@ let package = Package(
 
         // The tensor + autograd engine on OpenBLAS.
         .target(name: "Engine", dependencies: ["CBLAS"], path: "Sources/Engine", swiftSettings: fast),
+        // Data-parallel jobs on Open MPI: ranks, collectives with deadlines, gradient buckets, SyncBN's reducer.
+        .target(name: "Distributed", dependencies: ["Engine", "CMPI"], path: "Sources/Distributed", swiftSettings: checked),
         // Modules, layers, optimizers, schedules, safetensors, JSON.
         .target(name: "NN", dependencies: ["Engine", "CJSONC"], path: "Sources/NN", swiftSettings: checked),
         // JSON configs (_base_, --set, schemas, sections) and the component registry.
@@ -72,13 +78,13 @@ let package = Package(
         // COCO bbox/segm mAP (pycocotools) and mIoU (mmsegmentation).
         .target(name: "Evaluation", dependencies: ["Data"], path: "Sources/Evaluation", swiftSettings: checked),
         // The generic training loop with hooks, trainer settings, checkpoints, plots.
-        .target(name: "Training", dependencies: ["Engine", "NN", "Config", "Data"], path: "Sources/Training", swiftSettings: checked),
+        .target(name: "Training", dependencies: ["Engine", "NN", "Config", "Data", "Distributed"], path: "Sources/Training", swiftSettings: checked),
         // Detection and segmentation tasks: datasets from config, loaders, evaluators, result files.
-        .target(name: "Tasks", dependencies: ["Engine", "NN", "Config", "Data", "Evaluation", "Backbones", "Heads", "Training"],
+        .target(name: "Tasks", dependencies: ["Engine", "NN", "Config", "Data", "Evaluation", "Backbones", "Heads", "Training", "Distributed"],
                 path: "Sources/Tasks", swiftSettings: checked),
 
         // Tools.
-        .target(name: "ToolSupport", dependencies: ["Engine", "Config", "Data", "Training", "Tasks", argumentParser], path: "Sources/Tools/ToolSupport",
+        .target(name: "ToolSupport", dependencies: ["Engine", "Config", "Data", "Distributed", "Training", "Tasks", argumentParser], path: "Sources/Tools/ToolSupport",
                 swiftSettings: checked),
         .executableTarget(name: "bench", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training", argumentParser],
                           path: "Sources/Tools/bench", swiftSettings: fast),

@@ -69,11 +69,15 @@ extension BackboneRegistry {
         r.register(resnetArchs, fields: [
             .init("frozen_stages", .intRange(-1...4), default: -1), .init("norm_eval", .bool, default: false),
             .init("base_width", .optional(.intRange(4...4096))), .init("pretrained", .optional(.string)),
+            // mmcv's norm_cfg: SyncBN takes batch statistics over every process of a data-parallel job.
+            .init("norm_cfg", .object([.init("type", .oneOf(["BN", "SyncBN"]), required: true),
+                                       .init("requires_grad", .exactly(true))])),
         ]) { c, _ in
             let w = try c.has("base_width") ? c.int("base_width") : 64
             guard w % 4 == 0 else { throw c.fail("base_width", "must be a multiple of 4, got \(w)") }
             let net = try ResNet(arch: c.string("arch"), numClasses: nil, frozenStages: c.int("frozen_stages"),
                                  normEval: c.bool("norm_eval"), baseWidth: w)
+            if c.has("norm_cfg"), try c.string("norm_cfg.type") == "SyncBN" { net.useSyncBatchNorm() }
             return try loadPretrained(net, c)
         }
         // mmdet's Swin options that this backbone does not implement are accepted only at their inactive value.

@@ -87,11 +87,27 @@ public struct Batch<Item: Collatable>: Sendable {
     }
 }
 
+/// One process's part of a data-parallel job: rank `rank` of `count`.
+public struct Shard: Sendable, Equatable {
+    public var rank: Int
+    public var count: Int
+    public init(rank: Int, count: Int) {
+        precondition(count >= 1 && rank >= 0 && rank < count, "shard \(rank) of \(count)")
+        self.rank = rank; self.count = count
+    }
+    /// A single process: everything.
+    public static let whole = Shard(rank: 0, count: 1)
+}
+
 /// Batches a dataset with per-epoch seeded shuffling and background prefetching.
 ///
 /// Determinism: epoch `e`'s order is a Fisher–Yates shuffle drawn from `SplitMix64(seed, stream: e)`, and sample `i`
 /// of epoch `e` gets its own generator `SplitMix64(seed, stream: e + 1 << 32, index: i)`. Workers take whole batches
 /// and the consumer receives them strictly in order, so the output is the same for any worker count or timing.
+///
+/// Sharded (data-parallel, mmdet's distributed sampler): batch b of the job is the `batchSize × shard.count` samples
+/// of the epoch order from b·batchSize·count, and rank r takes the r-th `batchSize` of them. The union over the ranks
+/// is then what one process with batch `batchSize × count` sees, a function of (seed, epoch, batch, count) only.
 public final class DataLoader<Dataset: LoaderDataset>: @unchecked Sendable where Dataset.Item: Collatable {
     public let dataset: Dataset
     public let batchSize: Int
@@ -102,9 +118,11 @@ public final class DataLoader<Dataset: LoaderDataset>: @unchecked Sendable where
     public let workers: Int
     /// Batches that may be finished ahead of the consumer.
     public let prefetch: Int
+    /// This process's part of each batch (`whole` in one process).
+    public let shard: Shard
 
     public init(dataset: Dataset, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0, dropLast: Bool = false,
-                workers: Int = 1, prefetch: Int = 2) {
+                workers: Int = 1, prefetch: Int = 2, shard: Shard = .whole) {
         precondition(batchSize > 0 && workers >= 0 && prefetch >= 1)
         self.dataset = dataset
         self.batchSize = batchSize
@@ -113,10 +131,24 @@ public final class DataLoader<Dataset: LoaderDataset>: @unchecked Sendable where
         self.dropLast = dropLast
         self.workers = workers
         self.prefetch = prefetch
+        self.shard = shard
     }
 
+    /// The same loader taking `shard`'s part of each batch.
+    public func sharded(_ shard: Shard) -> DataLoader {
+        DataLoader(dataset: dataset, batchSize: batchSize, shuffle: shuffle, seed: seed, dropLast: dropLast, workers: workers,
+                   prefetch: prefetch, shard: shard)
+    }
+
+    /// Samples per batch of the whole job.
+    var jobBatch: Int { batchSize * shard.count }
+
+    /// This process's batches per epoch: with `dropLast`, the job's full batches (the same on every rank); without,
+    /// the batches in which this rank's part is not empty.
     public var batchesPerEpoch: Int {
-        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+        if dropLast { return dataset.count / jobBatch }
+        let first = shard.rank * batchSize
+        return dataset.count > first ? (dataset.count - first + jobBatch - 1) / jobBatch : 0
     }
 
     /// The sample order of an epoch.
@@ -130,7 +162,8 @@ public final class DataLoader<Dataset: LoaderDataset>: @unchecked Sendable where
 
     /// Builds batch `b` of an epoch order (on whichever thread calls it).
     func makeBatch(_ b: Int, order: [Int], epoch: Int) throws -> Batch<Dataset.Item> {
-        let indices = Array(order[(b * batchSize)..<min(order.count, (b + 1) * batchSize)])
+        let start = b * jobBatch + shard.rank * batchSize
+        let indices = Array(order[start..<min(order.count, start + batchSize)])
         let items = try indices.map { i -> Dataset.Item in
             var rng = SplitMix64(seed: seed, stream: UInt64(epoch) + (1 << 32), index: UInt64(i))
             return try dataset.item(at: i, rng: &rng)

@@ -7,11 +7,19 @@ import Foundation
 /// the loops that followed (about 17 % of the samples in a profile of ACmix-ResNet-50; 10–15 % faster without).
 /// Only products small enough for `sgemm` to leave whole run inside a parallel region (window attention's per-task
 /// ones), so splitting never nests and nothing oversubscribes.
+///
+/// `ACMIX_NUM_THREADS` (a positive integer) sets the pool's size; the default is one thread per core. A
+/// data-parallel job started by mpirun divides the cores among the ranks of a machine instead (Distributed).
 public enum Threads {
     public static var count: Int = {
         openblas_set_num_threads(1)
-        return ProcessInfo.processInfo.activeProcessorCount
+        return configured ?? ProcessInfo.processInfo.activeProcessorCount
     }()
+
+    /// `ACMIX_NUM_THREADS` when it is set to a positive integer (the tools refuse any other value at start).
+    public static var configured: Int? {
+        ProcessInfo.processInfo.environment["ACMIX_NUM_THREADS"].flatMap { Int($0) }.flatMap { $0 >= 1 ? $0 : nil }
+    }
 }
 
 /// Runs `body(start, end)` over `0..<n` split into contiguous chunks, in parallel when the work is big enough.

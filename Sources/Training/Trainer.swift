@@ -1,4 +1,5 @@
 import Data
+import Distributed
 import Engine
 import Foundation
 import NN
@@ -19,14 +20,22 @@ public protocol TrainingTask: AnyObject {
     func evaluate(iteration: Int) throws -> [(String, Double)]
     /// The metrics `curves.png` shows (a task may return more, e.g. COCO's per-size APs).
     var plottedMetrics: [String] { get }
+    /// Data-parallel training (mpirun), called once before `prepare`: from then on `losses` takes this rank's part of
+    /// each iteration's batch (`itersPerEpoch` counts the job's batches) and `evaluate` this rank's part of the
+    /// validation set, returning the metrics on rank 0 and nothing on the others.
+    func distribute(over group: ProcessGroup) throws
 }
 
 extension TrainingTask {
     /// Tasks without an evaluator plot nothing below the losses.
     public var plottedMetrics: [String] { [] }
+
+    public func distribute(over group: ProcessGroup) throws {
+        throw KitError.usage("\(type(of: self)) cannot train data-parallel: run it without mpirun")
+    }
 }
 
-/// Set by the SIGINT handler; the loop checks it between iterations.
+/// Set by the SIGINT handler (and SIGTERM's in a data-parallel job); the loop checks it between iterations.
 nonisolated(unsafe) var interruptRequested: sig_atomic_t = 0
 
 /// What one finished iteration reports to the hooks.
@@ -56,11 +65,22 @@ extension TrainerHook {
 ///
 /// Work dir layout: latest.safetensors (resume point), best.safetensors (best `saveBest` metric), log.jsonl,
 /// curves.png.
+///
+/// Data-parallel (a `group`, as mmdet's distributed training): every rank starts from rank 0's weights and optimizer
+/// state, trains on its part of each batch, averages the gradients (`GradientAllreduce`) and the logged losses, and
+/// runs SyncBN layers on the statistics of the whole batch; rank 0 alone logs, draws progress and writes files.
+/// Every rank issues the same collectives in the same order, and all of them stop at the same iteration.
 public final class Trainer {
     public let settings: TrainerSettings
     public let task: TrainingTask
     public let workDir: String
     public let optimizer: Optimizer
+    /// The data-parallel job this trainer is one rank of; nil in one process.
+    public let group: ProcessGroup?
+    /// Averages the gradients over the ranks (nil in one process).
+    public let gradients: GradientAllreduce?
+    /// Whether this process logs and writes files (rank 0, or the only process).
+    public var isMain: Bool { group?.isMain ?? true }
     /// Run in order after every iteration; the defaults log, checkpoint and evaluate as the settings say.
     public var hooks: [TrainerHook]
     /// Total loss of every iteration run by this process, in order (for tests and summaries).
@@ -86,12 +106,20 @@ public final class Trainer {
     public var logPath: String { "\(workDir)/log.jsonl" }
     public var plotPath: String { "\(workDir)/curves.png" }
 
-    public init(settings: TrainerSettings, task: TrainingTask, workDir: String) throws {
+    /// `group` defaults to the job mpirun started (nil in a plain process); with one, the task is sharded here.
+    public init(settings: TrainerSettings, task: TrainingTask, workDir: String, group: ProcessGroup? = ProcessGroup.world) throws {
         self.settings = settings
         self.task = task
         self.workDir = workDir
+        self.group = group
         optimizer = settings.makeOptimizer(task.model)
         hooks = [LoggerHook(), CheckpointHook(), EvalHook()]
+        if let group {
+            try task.distribute(over: group)
+            gradients = GradientAllreduce(group: group, params: optimizer.groups.flatMap { $0.params.map(\.1) })
+        } else {
+            gradients = nil
+        }
         try createDirectory(workDir)
     }
 
@@ -100,12 +128,51 @@ public final class Trainer {
         public var seconds: Double
         public var lastMetrics: [(String, Double)]
         public var bestMetric: Double?
+        /// Processes in the job (1 without mpirun).
+        public var ranks = 1
+        /// Seconds this rank spent averaging gradients, and over how many iterations.
+        public var allreduceSeconds = 0.0, allreduceCalls = 0
+        /// Bytes each rank puts into the gradient allreduce per iteration.
+        public var allreduceBytes = 0
     }
 
-    /// Writes a checkpoint of the current state (weights, optimizer, `iteration`, engine RNG, best metric).
+    /// Writes a checkpoint of the current state (weights, optimizer, `iteration`, engine RNG, best metric); rank 0
+    /// alone writes in a data-parallel job, recording the number of ranks.
     public func save(_ iteration: Int, to path: String) throws {
-        try Checkpoint(iteration: iteration, rngState: EngineRandom.generator.state, bestMetric: bestMetric)
+        guard isMain else { return }
+        try Checkpoint(iteration: iteration, rngState: EngineRandom.generator.state, bestMetric: bestMetric,
+                       metadata: group.map { ["world_size": String($0.size)] } ?? [:])
             .save(model: task.model, optimizer: optimizer, to: path)
+    }
+
+    /// Restores latest.safetensors into the model and optimizer; returns the iteration to continue from. A
+    /// checkpoint written by another number of ranks is refused: the batch and the sample stream depend on it.
+    func restoreLatest() throws -> Int {
+        guard FileManager.default.fileExists(atPath: latestPath) else {
+            throw KitError.training("--resume: no checkpoint in \(workDir) (expected latest.safetensors)")
+        }
+        let ck = try Checkpoint.restore(from: latestPath, model: task.model, optimizer: optimizer)
+        guard ck.iteration >= 0 && ck.iteration <= maxIters else {
+            throw KitError.checkpoint("\(latestPath): iteration \(ck.iteration) is outside this schedule's 0...\(maxIters) "
+                                      + "(runner.max_iters / max_epochs changed?)")
+        }
+        let written = ck.metadata["world_size"].flatMap(Int.init) ?? 1, ranks = group?.size ?? 1
+        guard written == ranks else {
+            throw KitError.training("--resume: \(latestPath) was written by \(written) process\(written == 1 ? "" : "es") and this run has "
+                + "\(ranks); resume with the same number (\(written == 1 ? "without mpirun" : "mpirun -np \(written)")): each "
+                + "iteration's batch depends on it")
+        }
+        bestMetric = ck.bestMetric
+        EngineRandom.generator = SplitMix64(seed: ck.rngState)
+        return ck.iteration
+    }
+
+    /// Gives every rank rank 0's BN running statistics (and other buffers), as mmdet does before a distributed
+    /// evaluation: without SyncBN each rank's differ, and every rank evaluates its part of the validation set.
+    public func synchronizeBuffers() throws {
+        guard let group else { return }
+        let params = Set(task.model.namedParameters().map(\.0))
+        try group.broadcastFromMain(task.model.namedTensors().filter { !params.contains($0.0) }, "broadcasting BN buffers")
     }
 
     /// An interval in iterations (intervals count epochs under EpochBasedRunner).
@@ -120,69 +187,99 @@ public final class Trainer {
         maxIters = settings.maxIters(itersPerEpoch: task.itersPerEpoch)
         let schedule = settings.schedule(itersPerEpoch: task.itersPerEpoch)
         var start = 0
-        if resume {
-            guard FileManager.default.fileExists(atPath: latestPath) else {
-                throw KitError.training("--resume: no checkpoint in \(workDir) (expected latest.safetensors)")
-            }
-            let ck = try Checkpoint.restore(from: latestPath, model: task.model, optimizer: optimizer)
-            guard ck.iteration >= 0 && ck.iteration <= maxIters else {
-                throw KitError.checkpoint("\(latestPath): iteration \(ck.iteration) is outside this schedule's 0...\(maxIters) "
-                                          + "(runner.max_iters / max_epochs changed?)")
-            }
-            start = ck.iteration
-            bestMetric = ck.bestMetric
-            EngineRandom.generator = SplitMix64(seed: ck.rngState)
+        if let group {
+            // Rank 0 alone reads the checkpoint (the others need not see the work dir); then every rank takes rank
+            // 0's weights, buffers, optimizer state and counters, resumed or fresh.
+            start = try group.onMain("resuming") { resume ? try restoreLatest() : 0 } ?? 0
+            try group.broadcastFromMain(task.model.namedTensors() + optimizer.stateTensors().map { ("optimizer.\($0.0)", $0.1) },
+                                        "broadcasting rank 0's weights and optimizer state")
+            var counters = [Double(start), bestMetric ?? 0, bestMetric == nil ? 0 : 1]
+            try group.broadcast(&counters, "broadcasting the start iteration")
+            start = Int(counters[0])
+            bestMetric = counters[2] != 0 ? counters[1] : nil
+        } else if resume {
+            start = try restoreLatest()
         }
-        log = try JSONLinesLog(path: logPath, keepUpTo: resume ? start : 0)
+        log = try JSONLinesLog(path: logPath, keepUpTo: resume ? start : 0, writes: isMain)
         try task.prepare(startIteration: start)
         for h in hooks { try h.beforeRun(self, start: start) }
 
         interruptRequested = 0
         let previous = signal(SIGINT) { _ in interruptRequested = 1 }
         defer { signal(SIGINT, previous) }
+        // mpirun passes Ctrl-C on as SIGTERM.
+        let previousTerm = group == nil ? nil : signal(SIGTERM) { _ in interruptRequested = 1 }
+        defer { if group != nil { signal(SIGTERM, previousTerm) } }
 
         let end = min(maxIters, stopAfter.map { start + $0 } ?? maxIters)
         endIteration = end
         let t0 = Date()
-        progress = ProgressBar(total: maxIters, start: start, enabled: showProgress)
-        for it in start..<end {
-            if interruptRequested != 0 {
-                try save(it, to: latestPath)
-                progress.finish()
-                throw KitError.interrupted(iteration: it, checkpoint: latestPath)
-            }
-            EngineRandom.generator = SplitMix64(seed: settings.seed, stream: 3 << 32, index: UInt64(it))
-            let lr = schedule.lr(at: it)
-            optimizer.lr = Float(lr)
-            task.model.train()
-            optimizer.zeroGrad()
-            let terms = try task.losses(iteration: it)
-            var total = terms[0].1
-            for t in terms.dropFirst() { total = total + t.1 }
-            let values = terms.map { ($0.0, $0.1.item) } + [("loss", total.item)]
-            guard total.item.isFinite else {
-                try save(it, to: latestPath)   // weights are still those of the last good step
-                progress.finish()
-                throw KitError.training("loss is not finite at iteration \(it + 1) ("
-                    + values.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + "); training stopped. The last good weights are in "
-                    + "\(latestPath) (resume with --resume after lowering the lr or adding optimizer_config.grad_clip).")
-            }
-            total.backward()
-            if let clip = settings.gradClip { clipGradNorm(optimizer.groups.flatMap { $0.params.map(\.1) }, maxNorm: clip) }
-            optimizer.step()
-            lossHistory.append(total.item)
-            progress.update(it + 1, terms: values, lr: lr)
-            let record = IterationRecord(done: it + 1, lr: lr, terms: values)
-            for h in hooks { try h.afterIteration(self, record) }
+        progress = ProgressBar(total: maxIters, start: start, enabled: showProgress && isMain)
+        func loop() throws {
+            for it in start..<end { try step(it, schedule: schedule) }
         }
+        if let group { try group.withSyncBatchNorm(loop) } else { try loop() }
         for h in hooks { try h.afterRun(self, end: end) }
         progress.finish()
         try? writePlot()
-        return Summary(iterations: end, seconds: Date().timeIntervalSince(t0), lastMetrics: lastMetrics, bestMetric: bestMetric)
+        return Summary(iterations: end, seconds: Date().timeIntervalSince(t0), lastMetrics: lastMetrics, bestMetric: bestMetric,
+                       ranks: group?.size ?? 1, allreduceSeconds: gradients?.seconds ?? 0, allreduceCalls: gradients?.calls ?? 0,
+                       allreduceBytes: gradients?.bytesPerStep ?? 0)
     }
 
-    /// curves.png: the loss terms (top) and the task's plotted metrics (bottom) against iterations.
+    /// One iteration: forward, (data-parallel: the losses and the stop flag averaged over the ranks), NaN guard,
+    /// backward, (gradients averaged), clip, optimizer step, hooks.
+    func step(_ it: Int, schedule: LRSchedule) throws {
+        if group == nil && interruptRequested != 0 {
+            try save(it, to: latestPath)
+            progress.finish()
+            throw KitError.interrupted(iteration: it, checkpoint: latestPath)
+        }
+        // Each rank draws its own dropout / drop-path masks (rank 0's stream is the single process's).
+        EngineRandom.generator = SplitMix64(seed: settings.seed, stream: (3 << 32) + UInt64(group?.rank ?? 0), index: UInt64(it))
+        let lr = schedule.lr(at: it)
+        optimizer.lr = Float(lr)
+        task.model.train()
+        optimizer.zeroGrad()
+        let terms = try task.losses(iteration: it)
+        var total = terms[0].1
+        for t in terms.dropFirst() { total = total + t.1 }
+        var values = terms.map { ($0.0, $0.1.item) } + [("loss", total.item)]
+        if let group {
+            // One small allreduce a step: the losses the log shows (means over the ranks, as mmdet's) and whether any
+            // rank was asked to stop, so every rank stops at this same iteration.
+            var sums = values.map { Double($0.1) } + [interruptRequested != 0 ? 1 : 0]
+            try group.allreduceSum(&sums, "loss allreduce at iteration \(it + 1)")
+            values = zip(values, sums).map { ($0.0.0, Float($0.1 / Double(group.size))) }
+            if sums.last! != 0 {
+                try save(it, to: latestPath)
+                progress.finish()
+                group.markSharedFailure()
+                throw KitError.interrupted(iteration: it, checkpoint: latestPath)
+            }
+        }
+        let loss = values.last!.1
+        guard loss.isFinite else {
+            try save(it, to: latestPath)   // weights are still those of the last good step
+            progress.finish()
+            group?.markSharedFailure()
+            throw KitError.training("loss is not finite at iteration \(it + 1) ("
+                + values.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + "); training stopped. The last good weights are in "
+                + "\(latestPath) (resume with --resume after lowering the lr or adding optimizer_config.grad_clip).")
+        }
+        total.backward()
+        try gradients?.average(iteration: it)
+        if let clip = settings.gradClip { clipGradNorm(optimizer.groups.flatMap { $0.params.map(\.1) }, maxNorm: clip) }
+        optimizer.step()
+        lossHistory.append(loss)
+        progress.update(it + 1, terms: values, lr: lr)
+        let record = IterationRecord(done: it + 1, lr: lr, terms: values)
+        for h in hooks { try h.afterIteration(self, record) }
+    }
+
+    /// curves.png: the loss terms (top) and the task's plotted metrics (bottom) against iterations (rank 0 only).
     public func writePlot() throws {
+        guard isMain else { return }
         let entries = log.entries
         let colours: [RGB] = [(200, 30, 30), (30, 90, 200), (30, 160, 60), (220, 140, 0), (140, 40, 170), (0, 150, 160)]
         var lossKeys: [String] = []
@@ -244,10 +341,11 @@ public final class EvalHook: TrainerHook {
     public func afterIteration(_ t: Trainer, _ r: IterationRecord) throws {
         guard r.done % t.every(t.settings.evalInterval) == 0 || r.done == t.maxIters else { return }
         t.pauseProgress()
+        try t.synchronizeBuffers()
         t.task.model.eval()
         let metrics = try withNoGrad { try t.task.evaluate(iteration: r.done) }
         t.task.model.train()
-        guard !metrics.isEmpty else { return }
+        guard t.isMain, !metrics.isEmpty else { return }
         t.lastMetrics = metrics
         try t.log.append(.object([("iter", .int(r.done))] + metrics.map { ($0.0, JSON.double($0.1)) }))
         if let key = t.settings.saveBest, let v = metrics.first(where: { $0.0 == key })?.1, v > (t.bestMetric ?? -.infinity) {
@@ -262,13 +360,17 @@ public final class EvalHook: TrainerHook {
 }
 
 /// log.jsonl: one JSON object per line, flushed as written. On resume, lines past the resumed iteration are dropped
-/// so the log reads as one uninterrupted run.
+/// so the log reads as one uninterrupted run. With `writes` false (data-parallel ranks other than 0) the entries are
+/// kept in memory only.
 public final class JSONLinesLog {
     public let path: String
+    public let writes: Bool
     public private(set) var entries: [JSON] = []
 
-    public init(path: String, keepUpTo iteration: Int) throws {
+    public init(path: String, keepUpTo iteration: Int, writes: Bool = true) throws {
         self.path = path
+        self.writes = writes
+        guard writes else { return }
         if iteration > 0, let text = try? String(contentsOfFile: path, encoding: .utf8) {
             entries = text.split(separator: "\n").compactMap { try? JSON.parse(String($0)) }
                 .filter { ($0["iter"]?.intValue ?? 0) <= iteration }
@@ -278,6 +380,7 @@ public final class JSONLinesLog {
 
     public func append(_ entry: JSON) throws {
         entries.append(entry)
+        guard writes else { return }
         guard let h = FileHandle(forWritingAtPath: path) else { throw KitError.io("\(path): cannot open the log for writing") }
         defer { try? h.close() }
         do {

@@ -2,6 +2,16 @@ import Foundation
 
 /// Fused LayerNorm, GroupNorm and BatchNorm kernels (statistics in Double, biased variance as PyTorch).
 
+/// SyncBN's link to the other processes of a data-parallel job. The models never see MPI: the Distributed layer
+/// installs `reducer` while a multi-process run trains, and a `BatchNorm2d` marked `sync` then normalises with the
+/// statistics of the combined batch (PyTorch's SyncBatchNorm). Nil in one process, where SyncBN is plain BN.
+public enum BatchNormSync {
+    /// Replaces `values` with their elementwise sum over every process of the job. Every process calls it the same
+    /// number of times in the same order (once per synced BN forward, once per backward); it does not return on a
+    /// failed or timed-out collective (the job is stopped with a message).
+    nonisolated(unsafe) public static var reducer: ((inout [Double]) -> Void)?
+}
+
 /// LayerNorm over the last dim: x [..., D], weight/bias [D].
 public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
     let d = x.shape.last!, rows = x.count / d
@@ -67,9 +77,11 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
 
 /// Per-(sample, channel-slice) normalisation with a per-channel affine: the common core of GroupNorm and
 /// training-mode BatchNorm. `groupsOf(n, c)` picks which statistics group element (n, c) belongs to.
-/// x is viewed as [N, C, S]; statistics are taken over all (n, c, s) of a group.
-func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float,
-               numGroups: Int, group: @escaping (Int, Int) -> Int, name: String) -> (Tensor, [Float], [Float]) {
+/// x is viewed as [N, C, S]; statistics are taken over all (n, c, s) of a group. With `reduce` (SyncBN), the
+/// groups' Σx, Σx², counts and, backward, Σg and Σg·x̂ are summed over the processes of the job, so the result is
+/// that of one process on the combined batch; the returned count is then the combined one (of group 0).
+func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, numGroups: Int, group: @escaping (Int, Int) -> Int,
+               name: String, reduce: ((inout [Double]) -> Void)? = nil) -> (Tensor, [Float], [Float], Int) {
     let n = x.shape[0], c = x.shape[1], s = x.count / (n * c)
     var sum = [Double](repeating: 0, count: numGroups), sq = [Double](repeating: 0, count: numGroups)
     var cnt = [Int](repeating: 0, count: numGroups)
@@ -88,6 +100,11 @@ func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float,
         }
     }
     for b in 0..<n { for ch in 0..<c { let gi = group(b, ch); sum[gi] += planeSum[b * c + ch]; sq[gi] += planeSq[b * c + ch]; cnt[gi] += s } }
+    if let reduce {
+        var all = sum + sq + cnt.map(Double.init)
+        reduce(&all)
+        for gi in 0..<numGroups { sum[gi] = all[gi]; sq[gi] = all[numGroups + gi]; cnt[gi] = Int(all[2 * numGroups + gi]) }
+    }
     var mean = [Float](repeating: 0, count: numGroups), rstd = [Float](repeating: 0, count: numGroups)
     for gi in 0..<numGroups {
         let m = sum[gi] / Double(cnt[gi])
@@ -124,6 +141,11 @@ func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float,
             let ch = p % c, gi = group(p / c, ch), wv = Double(w?[ch] ?? 1)
             gSum[gi] += pg[p] * wv; gxSum[gi] += pgx[p] * wv
         }
+        if let reduce {
+            var all = gSum + gxSum
+            reduce(&all)
+            gSum = Array(all[0..<numGroups]); gxSum = Array(all[numGroups...])
+        }
         var gx: Tensor? = nil
         if x.requiresGrad {
             let t = Tensor(uninitialized: x.shape)
@@ -150,7 +172,7 @@ func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float,
         }
         return [gx] + (weight != nil ? [gw] : []) + (bias != nil ? [gb] : [])
     }
-    return (out, mean, rstd)
+    return (out, mean, rstd, cnt[0])
 }
 
 /// GroupNorm: x [N, C, ...], statistics over each group of C/groups channels of each sample.
@@ -164,13 +186,15 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
 
 /// BatchNorm over x [N, C, ...]. Training: batch statistics, running stats updated in place with `momentum`
 /// (unbiased variance, as PyTorch). Eval: running statistics (a per-channel affine; gradients still flow).
+/// `sync` (SyncBN): in training, statistics over the batches of every process when `BatchNormSync.reducer` is set.
 public func batchNorm(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, weight: Tensor?, bias: Tensor?,
-                      training: Bool, momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
+                      training: Bool, momentum: Float = 0.1, eps: Float = 1e-5, sync: Bool = false) -> Tensor {
     let c = x.shape[1]
     if training {
-        let (out, mean, rstd) = normalize(x, weight: weight, bias: bias, eps: eps, numGroups: c,
-                                          group: { _, ch in ch }, name: "batch_norm")
-        let m = Float(x.count / c)
+        let (out, mean, rstd, count) = normalize(x, weight: weight, bias: bias, eps: eps, numGroups: c,
+                                                 group: { _, ch in ch }, name: "batch_norm",
+                                                 reduce: sync ? BatchNormSync.reducer : nil)
+        let m = Float(count)
         for ch in 0..<c {
             let v = 1 / (rstd[ch] * rstd[ch]) - eps
             runningMean.data[ch] = (1 - momentum) * runningMean.data[ch] + momentum * mean[ch]

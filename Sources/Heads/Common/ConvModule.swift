@@ -1,11 +1,12 @@
 import Engine
 import NN
 
-/// mmcv's `norm_cfg` for ConvModule (necks and heads): BN and SyncBN both become `BatchNorm2d`
-/// (one process here, so SyncBN's cross-device statistics reduce to plain batch statistics).
+/// mmcv's `norm_cfg` for ConvModule (necks and heads): BN and SyncBN both become `BatchNorm2d`, SyncBN with `sync`
+/// set (statistics over every process of a data-parallel job; plain batch statistics in one process).
 public enum ConvNorm: Equatable, Sendable {
     case none
     case batchNorm
+    case syncBatchNorm
     case groupNorm(groups: Int)
 
     /// mmseg's usual `norm_cfg = dict(type='SyncBN', requires_grad=True)`.
@@ -33,7 +34,7 @@ public final class ConvModule: Module, UnaryLayer {
                       dilation: dilation, bias: !withNorm)
         switch norm {
         case .none: bn = nil; gn = nil
-        case .batchNorm: bn = BatchNorm2d(outChannels); gn = nil
+        case .batchNorm, .syncBatchNorm: bn = BatchNorm2d(outChannels); bn!.sync = norm == .syncBatchNorm; gn = nil
         case .groupNorm(let groups):
             precondition(outChannels % groups == 0, "ConvModule: \(outChannels) channels in \(groups) GN groups")
             bn = nil; gn = GroupNorm(numGroups: groups, channels: outChannels)

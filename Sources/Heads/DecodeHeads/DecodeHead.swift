@@ -65,7 +65,13 @@ func finishDecodeHead<H: SegmentationDecodeHead>(_ head: H, _ c: Config, inChann
     return head
 }
 
-/// `norm`: BN and SyncBN (one process: plain batch statistics), GN with 32 groups, or none.
+/// `norm`: BN, SyncBN (statistics over every process of a data-parallel job; plain BN in one process), GN with 32
+/// groups, or none.
 func convNorm(_ c: Config) throws -> ConvNorm {
-    switch try c.string("norm") { case "GN": return .gn32; case "none": return .none; default: return .bn }
+    switch try c.string("norm") {
+    case "GN": return .gn32
+    case "none": return .none
+    case "SyncBN": return .syncBatchNorm
+    default: return .bn
+    }
 }

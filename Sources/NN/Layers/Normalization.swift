@@ -1,7 +1,8 @@
 import Engine
 
 /// nn.BatchNorm2d over [N, C, H, W]. In eval mode, or when `frozen` (mmdetection's norm_eval), it uses the
-/// running statistics and leaves them untouched.
+/// running statistics and leaves them untouched. With `sync` it is mmcv's SyncBN: in a data-parallel job, training
+/// statistics are those of every process's batch together (`BatchNormSync`); in one process it is plain BN.
 public final class BatchNorm2d: Module {
     public let weight: Tensor
     public let bias: Tensor
@@ -11,6 +12,8 @@ public final class BatchNorm2d: Module {
     public let eps: Float, momentum: Float
     /// norm_eval: always use running statistics, even in train mode.
     public var frozen = false
+    /// SyncBN (`norm_cfg.type = "SyncBN"`): batch statistics over every process of a data-parallel job.
+    public var sync = false
 
     public override var bufferNames: Set<String> { ["running_mean", "running_var", "num_batches_tracked"] }
 
@@ -27,7 +30,14 @@ public final class BatchNorm2d: Module {
         let useBatch = training && !frozen
         if useBatch { num_batches_tracked.data[0] += 1 }
         return batchNorm(x, runningMean: running_mean, runningVar: running_var, weight: weight, bias: bias,
-                         training: useBatch, momentum: momentum, eps: eps)
+                         training: useBatch, momentum: momentum, eps: eps, sync: sync)
+    }
+}
+
+extension Module {
+    /// Makes every `BatchNorm2d` of this subtree a SyncBN (or plain BN again): PyTorch's `convert_sync_batchnorm`.
+    public func useSyncBatchNorm(_ on: Bool = true) {
+        for case let (_, bn as BatchNorm2d) in namedModules() { bn.sync = on }
     }
 }
 

@@ -4,13 +4,20 @@ import Data
 /// i / (batches per epoch), so it is a pure function of (seed, iteration) and resuming anywhere repositions the
 /// loader there.
 public final class BatchCursor<D: LoaderDataset> where D.Item: Collatable {
-    public let loader: DataLoader<D>
+    public private(set) var loader: DataLoader<D>
     private var iterator: DataLoader<D>.EpochIterator?
     private var expected = -1
 
     public init(_ loader: DataLoader<D>) { self.loader = loader }
 
     public var itersPerEpoch: Int { loader.batchesPerEpoch }
+
+    /// From now on, this rank's part of each batch of a data-parallel job (iterations per epoch are the job's).
+    public func shard(_ shard: Shard) {
+        loader = loader.sharded(shard)
+        iterator = nil
+        expected = -1
+    }
 
     /// Starts prefetching at `iteration`.
     public func position(at iteration: Int) {

@@ -33,6 +33,14 @@ public struct LoaderSettings {
         return cursor
     }
 
+    /// Data-parallel training: the job's batch (`samples_per_gpu` on each of `ranks` processes) must fit in the
+    /// training set.
+    public func checkJobBatch(ranks: Int, trainCount: Int) throws {
+        guard batchSize * ranks <= trainCount else {
+            throw section.fail("samples_per_gpu", "\(batchSize) per process × \(ranks) processes is more than the \(trainCount) training images")
+        }
+    }
+
     /// In dataset order, every item.
     public func valLoader<D: LoaderDataset>(_ d: D, batchSize: Int? = nil) -> DataLoader<D> where D.Item: Collatable {
         DataLoader(dataset: d, batchSize: batchSize ?? self.batchSize, shuffle: false, seed: seed, workers: workers)

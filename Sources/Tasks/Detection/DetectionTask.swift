@@ -1,6 +1,7 @@
 import Backbones
 import Config
 import Data
+import Distributed
 import Engine
 import Foundation
 import Heads
@@ -29,7 +30,10 @@ public final class DetectionTask: TrainingTask {
     public var model: Module { detector }
     public let data: DetectionData
     public let cursor: BatchCursor<AnyDataset<DetectionInput>>
-    public let valLoader: DataLoader<AnyDataset<DetectionInput>>
+    /// The validation split (this rank's part of it in a data-parallel job).
+    public private(set) var valLoader: DataLoader<AnyDataset<DetectionInput>>
+    /// The data-parallel job after `distribute`; nil in one process.
+    public private(set) var group: ProcessGroup?
     /// COCOeval (bbox) against the dataset's validation annotations; replaceable.
     public var evaluator: DetectionEvaluator
     /// The same evaluator as the COCO one it starts as (det-eval reads its ground truth).
@@ -59,6 +63,15 @@ public final class DetectionTask: TrainingTask {
 
     public func prepare(startIteration: Int) throws { cursor.position(at: startIteration) }
 
+    /// This rank's part of every training batch and of the validation split; evaluation gathers on rank 0.
+    public func distribute(over group: ProcessGroup) throws {
+        try data.loader.checkJobBatch(ranks: group.size, trainCount: data.train.count)
+        let shard = Shard(rank: group.rank, count: group.size)
+        cursor.shard(shard)
+        valLoader = valLoader.sharded(shard)
+        self.group = group
+    }
+
     /// Images [N, 3, H, W] and targets (with masks when the dataset has them) of a collated batch.
     public static func tensors(_ batch: Batch<DetectionInput>) -> (Tensor, [DetectionTarget]) {
         let images = Tensor(batch.images, shape: batch.shape)
@@ -81,22 +94,35 @@ public final class DetectionTask: TrainingTask {
     /// Runs inference over the validation set: image ids and detections in dataset order. `progress` is called
     /// with the number of images done so far.
     public func detectAll(progress: ((Int) -> Void)? = nil) throws -> ([Int], [ImageDetections]) {
-        var ids: [Int] = [], dets: [ImageDetections] = []
+        let (indices, dets) = try detectIndexed(progress: progress)
+        return (indices.map(data.val.imageID), dets)
+    }
+
+    /// `detectAll` with dataset indices instead of image ids.
+    func detectIndexed(progress: ((Int) -> Void)? = nil) throws -> ([Int], [ImageDetections]) {
+        var indices: [Int] = [], dets: [ImageDetections] = []
         let it = valLoader.epoch(0)
         while let batch = try it.next() {
-            defer { progress?(ids.count) }
+            defer { progress?(indices.count) }
             let images = Tensor(batch.images, shape: batch.shape)
             dets += detector.predict(images, imgShapes: batch.items.map { $0.meta.imgShape },
                                      scaleFactors: batch.items.map { $0.meta.scaleFactor })
-            ids += batch.indices.map(data.val.imageID)
+            indices += batch.indices
         }
-        return (ids, dets)
+        return (indices, dets)
     }
 
+    /// Detects the validation split (each rank its part, gathered on rank 0 in dataset order) and scores it; the
+    /// metrics on rank 0, nothing on the other ranks.
     public func evaluate(iteration: Int) throws -> [(String, Double)] {
         detector.eval()
         defer { detector.train() }
-        let (ids, dets) = try detectAll()
+        var (indices, dets) = try detectIndexed()
+        if let group {
+            guard let all = try gatherDetections(indices, dets, group: group) else { return [] }
+            (indices, dets) = all
+        }
+        let ids = indices.map(data.val.imageID)
         onDetections?(ids, dets)
         if let resultsPath { try writeCOCOResults(cocoResults(ids, dets, categoryIDs: data.categoryIDs), to: resultsPath) }
         return try evaluator.evaluate(ids, dets, printSummary: true)

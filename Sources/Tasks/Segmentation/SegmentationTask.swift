@@ -1,6 +1,7 @@
 import Backbones
 import Config
 import Data
+import Distributed
 import Engine
 import Evaluation
 import Foundation
@@ -34,8 +35,10 @@ public final class SegmentationTask: TrainingTask {
     public var model: Module { segmentor }
     public let data: SegmentationData
     public let cursor: BatchCursor<AnyDataset<SegmentationInput>>
-    /// One image per batch: each is inferred at its own size.
-    public let valLoader: DataLoader<AnyDataset<SegmentationInput>>
+    /// One image per batch: each is inferred at its own size (this rank's part of the split in a data-parallel job).
+    public private(set) var valLoader: DataLoader<AnyDataset<SegmentationInput>>
+    /// The data-parallel job after `distribute`; nil in one process.
+    public private(set) var group: ProcessGroup?
 
     /// The task of a validated config and its built segmentor.
     public init(config c: Config, segmentor: any Segmentor) throws {
@@ -53,6 +56,15 @@ public final class SegmentationTask: TrainingTask {
 
     public func prepare(startIteration: Int) throws { cursor.position(at: startIteration) }
 
+    /// This rank's part of every training batch and of the validation split; evaluation sums the areas over ranks.
+    public func distribute(over group: ProcessGroup) throws {
+        try data.loader.checkJobBatch(ranks: group.size, trainCount: data.train.count)
+        let shard = Shard(rank: group.rank, count: group.size)
+        cursor.shard(shard)
+        valLoader = valLoader.sharded(shard)
+        self.group = group
+    }
+
     public func losses(iteration: Int) throws -> [(String, Tensor)] {
         let batch = try cursor.batch(iteration)
         guard let labels = batch.labels, batch.labelShape == [batch.shape[0], batch.shape[2], batch.shape[3]] else {
@@ -63,7 +75,11 @@ public final class SegmentationTask: TrainingTask {
     }
 
     public func evaluate(iteration: Int) throws -> [(String, Double)] {
-        let r = try evaluateSegmentation(segmentor, loader: valLoader)
+        var r = try evaluateSegmentation(segmentor, loader: valLoader)
+        if let group {
+            r = MIoUResult(totals: try sumAreas(r.totals, group: group))
+            guard group.isMain else { return [] }
+        }
         return [("mIoU", r.mIoU), ("mAcc", r.mAcc), ("aAcc", r.aAcc)]
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Config
+import Distributed
 import Engine
 import Foundation
 import Tasks
@@ -36,31 +37,66 @@ public enum TrainTool {
 
     /// What det-train and seg-train do around their task: load and check the config (`--set`, `--dry-run`), build
     /// the model (`--load-from` weights), prepare the work dir, build the task and run the trainer (`--resume`).
+    ///
+    /// Under `mpirun -np N` (N ≥ 2) every rank does the same up to the trainer, which starts from rank 0's weights;
+    /// rank 0 alone writes the work dir and prints, and the summary adds the allreduce time and each rank's memory.
     public static func train<C: TaskConfig, M>(tool: String, options: TrainOptions, defaultConfig: String, config: C.Type,
                                                buildModel: (Config) throws -> M,
                                                buildTask: (Config, M, _ workDir: String) throws -> TrainingTask) throws {
         let path = options.resolvedConfig(default: defaultConfig)
         let cfg = try C.load(path: path, overrides: options.overrides)
-        if let loadFrom = options.loadFrom, !FileManager.default.fileExists(atPath: loadFrom) {
+        if let loadFrom = options.loadFrom, ProcessGroup.launchedRank == 0, !FileManager.default.fileExists(atPath: loadFrom) {
             throw KitError.usage("--load-from: file not found: \(loadFrom)")
         }
+        try checkEnvironment()
         let settings = try TrainerSettings(config: cfg)
         EngineRandom.seed(settings.seed)
         let model = try buildModel(cfg)   // every model key is checked here, before any work
         if options.dryRun { print(cfg.serialized(), terminator: ""); return }
+        let group = ProcessGroup.world   // MPI starts here under mpirun
+        let isMain = group?.isMain ?? true
         let dir = try workDir(options.workDir, configPath: path, config: cfg)
         let task = try buildTask(cfg, model, dir)   // the data and the model's input sizes are checked here
-        try prepareWorkDir(dir, config: cfg)
-        if let loadFrom = options.loadFrom {
+        if isMain { try prepareWorkDir(dir, config: cfg) }
+        if let loadFrom = options.loadFrom, isMain {   // the other ranks take rank 0's weights
             let report = try Checkpoint.loadWeights(from: loadFrom, into: task.model)
             writeStderr("loaded \(report.loaded.count) tensors from \(loadFrom)\n")
             for line in report.problems(limit: 8) { writeStderr("  \(line)\n") }
         }
-        let trainer = try Trainer(settings: settings, task: task, workDir: dir)
-        writeStderr(("\(tool): \(cfg.path), \(settings.maxIters(itersPerEpoch: task.itersPerEpoch)) iterations "
-            + "(\(task.itersPerEpoch)/epoch), \(task.model.trainableParameters().reduce(0) { $0 + $1.1.count }) trainable parameters, "
-            + "work dir \(dir)\n"))
-        print(summaryLine(try trainer.run(resume: options.resume)))
+        let trainer = try Trainer(settings: settings, task: task, workDir: dir, group: group)
+        if isMain {
+            writeStderr(("\(tool): \(cfg.path), \(settings.maxIters(itersPerEpoch: task.itersPerEpoch)) iterations "
+                + "(\(task.itersPerEpoch)/epoch), \(task.model.trainableParameters().reduce(0) { $0 + $1.1.count }) trainable parameters, "
+                + "work dir \(dir)" + (group.map { ", \($0.size) processes × \(Threads.count) thread\(Threads.count == 1 ? "" : "s")" } ?? "")
+                + "\n"))
+        }
+        let summary = try trainer.run(resume: options.resume)
+        var line = summaryLine(summary)
+        if let group {
+            // Each rank's peak resident memory, on rank 0.
+            let peaks = try group.gather(bytes: Array(String(peakResidentMegabytes()).utf8), "gathering memory figures")
+            line += String(format: "; gradient allreduce %.1f ms/iteration (%.1f MB per rank)",
+                           1000 * summary.allreduceSeconds / Double(max(1, summary.allreduceCalls)), Double(summary.allreduceBytes) / 1e6)
+                + "; peak RSS per rank " + peaks.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ", ") + " MB"
+        }
+        if isMain { print(line) }
+        group?.finalize()
+    }
+
+    /// The thread and MPI settings from the environment, checked before any work.
+    static func checkEnvironment() throws {
+        if let text = ProcessInfo.processInfo.environment["ACMIX_NUM_THREADS"], Threads.configured == nil {
+            throw KitError.usage("ACMIX_NUM_THREADS: '\(text)' is not a positive number of threads")
+        }
+        _ = try ProcessGroup.configuredTimeout()
+    }
+
+    /// This process's peak resident set (VmHWM), in MB; 0 where /proc is missing.
+    static func peakResidentMegabytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+        return kb / 1024
     }
 
     /// "done: N iterations in T s; metric value, ..."
@@ -71,15 +107,23 @@ public enum TrainTool {
 
     /// Runs `body`; any failure is one line on stderr and an exit code (`KitError.exitCode`: 2 for config and
     /// usage errors, 130 when interrupted, 1 otherwise). Returns the exit code to use, nil on success.
+    ///
+    /// Under mpirun, an error every rank meets alike (a config error, or a stop all ranks agreed on: Ctrl-C, a
+    /// non-finite loss, a failed resume) is printed by rank 0 alone, and an agreed stop ends MPI cleanly; any other
+    /// error names its rank, and the rank leaves at once (its peers notice and stop).
     public static func exitCode(tool: String, _ body: () throws -> Void) -> Int32? {
-        do { try body() } catch let e as KitError {
-            writeStderr("\(tool): error: \(e)\n")
-            return e.exitCode
-        } catch {
-            writeStderr("\(tool): error: \(describe(error))\n")
-            return 1
+        let error: Error
+        do { try body(); return nil } catch let e { error = e }
+        let group = ProcessGroup.started
+        let shared = group?.failureIsShared ?? false
+        let code = (error as? KitError)?.exitCode ?? 1
+        let alike = shared || code == 2, message = describe(error)
+        if ProcessGroup.launchedRank == 0 || !alike {
+            let rank = ProcessGroup.launchedSize > 1 && !alike && !message.hasPrefix("rank ") ? "rank \(ProcessGroup.launchedRank): " : ""
+            writeStderr("\(tool): error: \(rank)\(message)\n")
         }
-        return nil
+        if shared { group?.finalize() }
+        return code
     }
 }
 
