@@ -112,6 +112,8 @@ let package = Package(
         .testTarget(name: "HeadsTests", dependencies: ["Engine", "NN", "Config", "Data", "Backbones", "Heads", "Training", "Tasks",
                                                      "TestSupport"], path: "Tests/HeadsTests"),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "NN", "Data", "TestSupport"], path: "Tests/BackbonesTests"),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Engine", "NN", "Config", "Data", "Heads", "Training", "Tasks",
+                                                         "TestSupport"], path: "Tests/DistributedTests"),
         .testTarget(name: "SegmentationTests", dependencies: ["Heads", "Backbones", "NN", "Engine", "Config", "Data", "Evaluation", "Training",
                                                             "Tasks", "TestSupport"], path: "Tests/SegmentationTests",
                     exclude: ["Reference"]),
