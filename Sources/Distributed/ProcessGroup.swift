@@ -16,7 +16,9 @@ import Foundation
 public final class ProcessGroup: @unchecked Sendable {
     public let rank: Int
     public let size: Int
-    /// Seconds a collective may wait for the other ranks before this rank gives up (`ACMIX_MPI_TIMEOUT`, default 600).
+    /// Seconds a collective may wait for the other ranks before this rank gives up (`ACMIX_MPI_TIMEOUT`, default
+    /// 1800: long enough for rank 0 to score a COCO-size validation split while the others wait; a rank that dies
+    /// on this machine is noticed at once by the peer monitor, and mpirun ends a job whose rank exits).
     public var timeout: Double
     /// Rank 0 alone logs, draws progress, writes checkpoints and plots, and gathers evaluations.
     public var isMain: Bool { rank == 0 }
@@ -29,7 +31,7 @@ public final class ProcessGroup: @unchecked Sendable {
     public private(set) var failureIsShared = false
 
     /// The default deadline of a collective, in seconds.
-    public static let defaultTimeout = 600.0
+    public static let defaultTimeout = 1800.0
 
     /// The job this process belongs to; nil unless mpirun started it with two or more processes. The first use
     /// starts MPI.

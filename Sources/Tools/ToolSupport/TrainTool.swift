@@ -56,7 +56,9 @@ public enum TrainTool {
         let group = ProcessGroup.world   // MPI starts here under mpirun
         let isMain = group?.isMain ?? true
         let dir = try workDir(options.workDir, configPath: path, config: cfg)
-        let task = try buildTask(cfg, model, dir)   // the data and the model's input sizes are checked here
+        // The data and the model's input sizes are checked here; in a job, rank 0 first (it may write the shapes
+        // dataset), the others once it has succeeded.
+        let task = try group?.onMain("preparing the data") { try buildTask(cfg, model, dir) } ?? buildTask(cfg, model, dir)
         if isMain { try prepareWorkDir(dir, config: cfg) }
         if let loadFrom = options.loadFrom, isMain {   // the other ranks take rank 0's weights
             let report = try Checkpoint.loadWeights(from: loadFrom, into: task.model)
