@@ -48,7 +48,7 @@ final class RoIHeadTests: XCTestCase {
         head.eval()
         let feats = (0..<4).map { f["feat\($0)"]! }
         let dets = head.predict(feats, proposals: (0..<2).map { f["proposals\($0)"]!.array }, imgShapes: [(90, 120), (96, 100)],
-                                scaleFactors: [[0.5, 0.5, 0.5, 0.5], [0.8, 0.75, 0.8, 0.75]])
+                                scaleFactors: [[0.5, 0.5, 0.5, 0.5], [0.8, 0.75, 0.8, 0.75]], oriShapes: [(180, 240), (128, 125)])
         for i in 0..<2 {
             XCTAssertEqual(dets[i].count, f["dets\(i).scores"]!.count, "image \(i)")
             guard dets[i].count == f["dets\(i).scores"]!.count else { continue }

@@ -95,7 +95,8 @@ final class TrainingTests: XCTestCase {
         let first = trainer.lossHistory[0], last = trainer.lossHistory.suffix(5).reduce(0, +) / 5
         XCTAssertGreaterThan(first / last, 10, "loss \(first) → \(last)")
         detector.eval()
-        let dets = detector.predict(images, imgShapes: inputs.map { $0.meta.imgShape }, scaleFactors: inputs.map { $0.meta.scaleFactor })
+        let dets = detector.predict(images, imgShapes: inputs.map { $0.meta.imgShape }, scaleFactors: inputs.map { $0.meta.scaleFactor },
+                                    oriShapes: inputs.map { $0.meta.oriShape })
         for (d, t) in zip(dets, targets) {
             for g in 0..<t.labels.count {
                 let gt = Array(t.boxes[(4 * g)..<(4 * g + 4)])

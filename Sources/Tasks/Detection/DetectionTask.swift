@@ -87,7 +87,7 @@ public final class DetectionTask: TrainingTask {
             defer { progress?(ids.count) }
             let images = Tensor(batch.images, shape: batch.shape)
             dets += detector.predict(images, imgShapes: batch.items.map { $0.meta.imgShape },
-                                     scaleFactors: batch.items.map { $0.meta.scaleFactor })
+                                     scaleFactors: batch.items.map { $0.meta.scaleFactor }, oriShapes: batch.items.map { $0.meta.oriShape })
             ids += batch.indices.map(data.val.imageID)
         }
         return (ids, dets)
