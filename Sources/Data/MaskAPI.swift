@@ -85,6 +85,22 @@ public enum MaskAPI {
         return m
     }
 
+    /// The mask of `r` row-major (`h` rows of `w` bytes), as images and the detection pipelines hold masks; empty
+    /// where `rleDecode` is.
+    public static func rleDecodeRowMajor(_ r: RLE) -> [UInt8] {
+        guard let pixels = pixelCount(h: r.h, w: r.w) else { return [] }
+        var m = [UInt8](repeating: 0, count: pixels)
+        var k = 0
+        var v: UInt8 = 0
+        for c in r.counts {
+            let n = min(Int(c), pixels - k)
+            if v == 1 && n > 0 { for i in k..<(k + n) { m[(i % r.h) * r.w + i / r.h] = 1 } }
+            k += n
+            v ^= 1
+        }
+        return m
+    }
+
     /// rleMerge: union (or intersection) of masks of one size; a size mismatch gives an empty 0x0 RLE as in C.
     public static func rleMerge(_ rs: [RLE], intersect: Bool = false) -> RLE {
         guard let first = rs.first else { return RLE(h: 0, w: 0, counts: []) }

@@ -43,6 +43,13 @@ public struct ImageDetections: Sendable, Equatable {
     public var masks: [MaskRuns]?
     public var count: Int { scores.count }
 
+    /// The detections scoring at least `minScore`, in order.
+    public func scoring(atLeast minScore: Float) -> ImageDetections {
+        let keep = scores.indices.filter { scores[$0] >= minScore }
+        return ImageDetections(boxes: keep.flatMap { boxes[(4 * $0)..<(4 * $0 + 4)] }, scores: keep.map { scores[$0] },
+                               labels: keep.map { labels[$0] }, masks: masks.map { m in keep.map { m[$0] } })
+    }
+
     public init(boxes: [Float] = [], scores: [Float] = [], labels: [Int] = [], masks: [MaskRuns]? = nil) {
         self.boxes = boxes; self.scores = scores; self.labels = labels; self.masks = masks
     }

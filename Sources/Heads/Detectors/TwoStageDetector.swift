@@ -99,7 +99,7 @@ extension TwoStageDetector {
     /// A SingleRoIExtractor's keys; the mask one's defaults (output size 14) are applied by the builder, so a
     /// Faster R-CNN config holds no mask keys.
     static func extractorFields(withDefaults: Bool) -> [ConfigSchema.Field] {
-        func d(_ v: JSON) -> JSON? { withDefaults ? v : nil }
+        func d(_ v: JSON) -> JSON? { withDefaults ? .some(v) : .none }   // (a bare nil would be JSON.null)
         return [.init("type", .oneOf(["SingleRoIExtractor"]), default: d("SingleRoIExtractor")),
                 .init("roi_layer", .object([.init("type", .oneOf(["RoIAlign"]), default: d("RoIAlign")),
                                             .init("output_size", .positiveInt, default: d(7)),
@@ -111,14 +111,16 @@ extension TwoStageDetector {
         .init("type", .oneOf(["StandardRoIHead"]), required: true),
         .init("bbox_roi_extractor", .object(extractorFields(withDefaults: true))),
         .init("mask_roi_extractor", .object(extractorFields(withDefaults: false))),
+        // No defaults in the schema (they would create a mask head in every Faster R-CNN config): the builder applies
+        // mmdet's (4 convs of 256, 14×14 RoIs, loss weight 1).
         .init("mask_head", .object([
-            .init("type", .oneOf(["FCNMaskHead"]), required: true), .init("num_convs", .intRange(0...16), default: 4),
-            .init("in_channels", .positiveInt), .init("conv_out_channels", .positiveInt, default: 256),
-            .init("conv_kernel_size", .exactly(3), default: 3), .init("roi_feat_size", .positiveInt, default: 14),
-            .init("num_classes", .positiveInt, required: true), .init("class_agnostic", .exactly(false), default: false),
-            .init("upsample_cfg", .object([.init("type", .oneOf(["deconv"]), default: "deconv"), .init("scale_factor", .exactly(2), default: 2)])),
-            .init("loss_mask", .object([.init("type", .oneOf(["CrossEntropyLoss"]), default: "CrossEntropyLoss"),
-                                        .init("use_mask", .exactly(true), default: true), .init("loss_weight", .nonNegativeNumber, default: 1)])),
+            .init("type", .oneOf(["FCNMaskHead"]), required: true), .init("num_convs", .intRange(0...16)),
+            .init("in_channels", .positiveInt), .init("conv_out_channels", .positiveInt),
+            .init("conv_kernel_size", .exactly(3)), .init("roi_feat_size", .positiveInt),
+            .init("num_classes", .positiveInt, required: true), .init("class_agnostic", .exactly(false)),
+            .init("upsample_cfg", .object([.init("type", .oneOf(["deconv"])), .init("scale_factor", .exactly(2))])),
+            .init("loss_mask", .object([.init("type", .oneOf(["CrossEntropyLoss"])), .init("use_mask", .exactly(true)),
+                                        .init("loss_weight", .nonNegativeNumber)])),
         ])),
         .init("bbox_head", .object([
             .init("type", .oneOf(["Shared2FCBBoxHead"]), required: true), .init("in_channels", .positiveInt),
@@ -188,12 +190,13 @@ extension TwoStageDetector {
             var maskHead: FCNMaskHead? = nil
             if withMask {
                 let m = c.section("roi_head.mask_head")
-                let mask = FCNMaskHead(inChannels: channels, convChannels: try m.int("conv_out_channels"), numConvs: try m.int("num_convs"),
-                                       numClasses: try m.int("num_classes"))
-                mask.lossWeight = Float(try m.double("loss_mask.loss_weight"))
+                let mask = FCNMaskHead(inChannels: channels, convChannels: try m.int("conv_out_channels", default: 256),
+                                       numConvs: try m.int("num_convs", default: 4), numClasses: try m.int("num_classes"))
+                mask.lossWeight = Float(try m.double("loss_mask.loss_weight", default: 1))
                 mask.maskSize = try c.int("train_cfg.rcnn.mask_size", default: 28)
-                guard mask.maskSize == 2 * (try m.int("roi_feat_size")) else {
-                    throw c.fail("train_cfg.rcnn.mask_size", "\(mask.maskSize) but the mask head predicts \(2 * (try m.int("roi_feat_size"))) pixels (2 × roi_feat_size)")
+                let roiSize = try m.int("roi_feat_size", default: 14)
+                guard mask.maskSize == 2 * roiSize else {
+                    throw c.fail("train_cfg.rcnn.mask_size", "\(mask.maskSize) but the mask head predicts \(2 * roiSize) pixels (2 × roi_feat_size)")
                 }
                 guard mask.numClasses == head.numClasses else {
                     throw c.fail("roi_head.mask_head.num_classes", "\(mask.numClasses) but the bbox head has \(head.numClasses)")
@@ -207,7 +210,7 @@ extension TwoStageDetector {
             }
             if withMask {
                 roi.maskExtractor = try extractor(c.section("roi_head.mask_roi_extractor"), outputSize: 14)
-                guard roi.maskExtractor.outputSize == (try c.int("roi_head.mask_head.roi_feat_size")) else {
+                guard roi.maskExtractor.outputSize == (try c.int("roi_head.mask_head.roi_feat_size", default: 14)) else {
                     throw c.fail("roi_head.mask_head.roi_feat_size", "must equal mask_roi_extractor.roi_layer.output_size")
                 }
                 roi.maskThreshold = Float(try c.double("test_cfg.rcnn.mask_thr_binary", default: 0.5))
