@@ -37,6 +37,43 @@ final class MMRefInferenceTests: XCTestCase {
         }
     }
 
+    /// A Mask R-CNN checkpoint written by mmdet and converted: the same boxes, scores, labels and (≥ 99.9 % of) mask
+    /// pixels as mmdet 3.3's own predict (Tests/Fixtures/mmref/make_mask_rcnn.py).
+    func testDetInferMaskRCNNEqualsMMDetection() throws {
+        let ref = try JSON.load(path: "\(fixtures)/mask_rcnn_r50w8_detections.json")
+        let images = try XCTUnwrap(ref["images"]?.arrayValue)
+        let out = try ToolRunner.temporaryDirectory("mmref-mask")
+        let r = try ToolRunner.run("det-infer", ["--config", "\(fixtures)/mask_rcnn_r50w8.json", "--checkpoint",
+                                                 "\(fixtures)/mask_rcnn_r50w8.safetensors", "--out-dir", out, "--score-thr", "0"]
+                                   + images.compactMap { $0["file_name"]?.stringValue }.map { "\(fixtures)/\($0)" })
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let ours = try XCTUnwrap(try JSON.load(path: "\(out)/predictions.json").arrayValue)
+        XCTAssertEqual(ours.count, images.count)
+        func mask(_ d: JSON) throws -> [UInt8] {
+            let size = try XCTUnwrap(d["segmentation"]?["size"]?.arrayValue?.compactMap(\.intValue))
+            let rle = try XCTUnwrap(MaskAPI.rleFrString(try XCTUnwrap(d["segmentation"]?["counts"]?.stringValue), h: size[0], w: size[1]))
+            return rle.decode()
+        }
+        for (mine, theirs) in zip(ours, images) {
+            let name = theirs["file_name"]?.stringValue ?? "?"
+            let a = try XCTUnwrap(mine["detections"]?.arrayValue), b = try XCTUnwrap(theirs["detections"]?.arrayValue)
+            XCTAssertEqual(a.count, b.count, "\(name): detection count")
+            guard a.count == b.count else { continue }
+            var differ = 0, pixels = 0
+            for (d, e) in zip(a, b) {
+                let box = try XCTUnwrap(d["bbox"]?.arrayValue?.compactMap(\.doubleValue))
+                let ref = try XCTUnwrap(e["bbox"]?.arrayValue?.compactMap(\.doubleValue))
+                for (x, y) in zip([box[0], box[1], box[0] + box[2], box[1] + box[3]], ref) { XCTAssertEqual(x, y, accuracy: 1e-2, name) }
+                XCTAssertEqual(d["score"]?.doubleValue ?? -1, e["score"]?.doubleValue ?? 1, accuracy: 1e-4, name)
+                XCTAssertEqual(d["category_id"]?.intValue, (e["label"]?.intValue ?? -9) + 1, name)
+                let m = try mask(d), n = try mask(e)
+                XCTAssertEqual(m.count, n.count, name)
+                differ += zip(m, n).filter { $0 != $1 }.count; pixels += n.count
+            }
+            XCTAssertLessThanOrEqual(Double(differ), 0.001 * Double(pixels), "\(name): \(differ) of \(pixels) mask pixels differ")
+        }
+    }
+
     func testSegInferEqualsMMSegmentationWithAndWithoutTTA() throws {
         let images = try FileManager.default.contentsOfDirectory(atPath: "\(fixtures)/images").filter { $0.hasPrefix("seg_") }.sorted()
         XCTAssertEqual(images.count, 3)
