@@ -124,6 +124,7 @@ CONV_MODULE = rf"(conv\.{WB}|bn\.{BN}|gn\.{WB})"
 BACKBONE_KEYS = [
     # ResNet / ACmix-ResNet (torchvision keys)
     r"conv1\.weight", rf"bn1\.{BN}",
+    r"stem\.[036]\.weight", rf"stem\.[147]\.{BN}",                                  # ResNetV1c deep stem
     r"layer[1-4]\.\d+\.conv[13]\.weight", rf"layer[1-4]\.\d+\.bn[123]\.{BN}", r"layer[1-4]\.\d+\.conv2\.weight",
     rf"layer[1-4]\.\d+\.conv2\.(rate1|rate2|conv[123]\.{WB}|conv_p\.{WB}|fc\.weight|dep_conv\.weight)",
     r"layer[1-4]\.\d+\.downsample\.0\.weight", rf"layer[1-4]\.\d+\.downsample\.1\.{BN}", rf"fc\.{WB}",
@@ -154,7 +155,8 @@ PATTERNS = {p: re.compile("^(?:" + "|".join(ks) + ")$") for p, ks in PART_KEYS.i
 BARE = re.compile("^(?:" + "|".join(BACKBONE_KEYS) + ")$")
 
 HINTS = [
-    (r"(^|\.)stem\.", "a deep stem (mmdet/mmseg ResNetV1c / ResNetV1d): ACmixKit's ResNet has the 7x7 stem only"),
+    (r"(^|\.)stem\.", "a deep stem other than ResNetV1c's (three 3x3 convs with BN: keys stem.0..stem.7)"),
+    (r"downsample\.2\.", "ResNetV1d's avg_down shortcut (downsample.0 is an AvgPool): not implemented"),
     (r"absolute_pos_embed", "Swin's absolute position embedding (ape=True) is not implemented"),
     (r"^(roi_head\.(bbox_head|mask_head)\.|mask_head\.|semantic_head\.)",
      "a RoI head other than Shared2FCBBoxHead / FCNMaskHead (e.g. convs in the box head, norms, a semantic head)"),

@@ -1,4 +1,6 @@
+import Backbones
 import Data
+import Engine
 import Foundation
 import NN
 import TestSupport
@@ -89,6 +91,28 @@ final class MMRefInferenceTests: XCTestCase {
                 let same = zip(mine.labels, theirs.labels).filter { $0 == $1 }.count
                 XCTAssertGreaterThanOrEqual(Double(same) / Double(theirs.labels.count), 0.999, "\(refDir)/\(name)")
             }
+        }
+    }
+}
+
+/// mmseg's ResNetV1c (the deep-stem ResNet-50 of its Semantic FPN / UPerNet R50 zoo models) as `resnet50_v1c`: an
+/// mmseg-written checkpoint, converted, loads strictly and gives mmseg's four stage outputs
+/// (Tests/Fixtures/mmref/make_resnet_v1c.py).
+final class ResNetV1cTests: XCTestCase {
+    func testResNetV1cEqualsMMSegmentation() throws {
+        let dir = ToolRunner.packageRoot.appendingPathComponent("Tests/Fixtures/mmref").path
+        let net = try ResNet(arch: "resnet50_v1c", numClasses: nil, baseWidth: 8)
+        XCTAssertTrue(net.stateDict().keys.contains("stem.7.running_var"))
+        XCTAssertNil(net.conv1)
+        try net.load(stateDict: try SafeTensors.read(path: "\(dir)/resnet50_v1c_w8.safetensors").tensors, strict: true, stripPrefix: "backbone.")
+        net.eval()
+        let io = try SafeTensors.read(path: "\(dir)/resnet50_v1c_w8_io.safetensors").tensors
+        let outs = withNoGrad { net.features(io["input"]!) }
+        for (i, o) in outs.enumerated() {
+            let ref = io["c\(i + 2)"]!
+            XCTAssertEqual(o.shape, ref.shape)
+            let scale = ref.array.map(abs).max()!
+            XCTAssertLessThan(zip(o.array, ref.array).map { abs($0 - $1) }.max()!, 1e-4 * scale, "c\(i + 2)")
         }
     }
 }
