@@ -12,17 +12,23 @@ import XCTest
 final class MMRefInferenceTests: XCTestCase {
     let fixtures = ToolRunner.packageRoot.appendingPathComponent("Tests/Fixtures/mmref").path
 
-    func testDetInferEqualsMMDetection() throws {
-        let ref = try JSON.load(path: "\(fixtures)/retinanet_r50w8_detections.json")
+    /// det-infer (score threshold 0) on the fixture images of `NAME_detections.json` with `NAME.json` and
+    /// `NAME.safetensors`: our predictions and mmdet's, image by image.
+    func detInfer(_ name: String) throws -> [(ours: JSON, theirs: JSON)] {
+        let ref = try JSON.load(path: "\(fixtures)/\(name)_detections.json")
         let images = try XCTUnwrap(ref["images"]?.arrayValue)
         let out = try ToolRunner.temporaryDirectory("mmref-det")
-        let r = try ToolRunner.run("det-infer", ["--config", "\(fixtures)/retinanet_r50w8.json", "--checkpoint",
-                                                 "\(fixtures)/retinanet_r50w8.safetensors", "--out-dir", out, "--score-thr", "0"]
+        let r = try ToolRunner.run("det-infer", ["--config", "\(fixtures)/\(name).json", "--checkpoint", "\(fixtures)/\(name).safetensors",
+                                                 "--out-dir", out, "--score-thr", "0"]
                                    + images.compactMap { $0["file_name"]?.stringValue }.map { "\(fixtures)/\($0)" })
         XCTAssertEqual(r.status, 0, r.stderr)
         let ours = try XCTUnwrap(try JSON.load(path: "\(out)/predictions.json").arrayValue)
         XCTAssertEqual(ours.count, images.count)
-        for (mine, theirs) in zip(ours, images) {
+        return Array(zip(ours, images))
+    }
+
+    func testDetInferEqualsMMDetection() throws {
+        for (mine, theirs) in try detInfer("retinanet_r50w8") {
             let name = theirs["file_name"]?.stringValue ?? "?"
             XCTAssertEqual(mine["width"]?.intValue, theirs["width"]?.intValue, name)
             let a = try XCTUnwrap(mine["detections"]?.arrayValue), b = try XCTUnwrap(theirs["detections"]?.arrayValue)
@@ -42,21 +48,12 @@ final class MMRefInferenceTests: XCTestCase {
     /// A Mask R-CNN checkpoint written by mmdet and converted: the same boxes, scores, labels and (≥ 99.9 % of) mask
     /// pixels as mmdet 3.3's own predict (Tests/Fixtures/mmref/make_mask_rcnn.py).
     func testDetInferMaskRCNNEqualsMMDetection() throws {
-        let ref = try JSON.load(path: "\(fixtures)/mask_rcnn_r50w8_detections.json")
-        let images = try XCTUnwrap(ref["images"]?.arrayValue)
-        let out = try ToolRunner.temporaryDirectory("mmref-mask")
-        let r = try ToolRunner.run("det-infer", ["--config", "\(fixtures)/mask_rcnn_r50w8.json", "--checkpoint",
-                                                 "\(fixtures)/mask_rcnn_r50w8.safetensors", "--out-dir", out, "--score-thr", "0"]
-                                   + images.compactMap { $0["file_name"]?.stringValue }.map { "\(fixtures)/\($0)" })
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let ours = try XCTUnwrap(try JSON.load(path: "\(out)/predictions.json").arrayValue)
-        XCTAssertEqual(ours.count, images.count)
         func mask(_ d: JSON) throws -> [UInt8] {
             let size = try XCTUnwrap(d["segmentation"]?["size"]?.arrayValue?.compactMap(\.intValue))
             let rle = try XCTUnwrap(MaskAPI.rleFrString(try XCTUnwrap(d["segmentation"]?["counts"]?.stringValue), h: size[0], w: size[1]))
             return rle.decode()
         }
-        for (mine, theirs) in zip(ours, images) {
+        for (mine, theirs) in try detInfer("mask_rcnn_r50w8") {
             let name = theirs["file_name"]?.stringValue ?? "?"
             let a = try XCTUnwrap(mine["detections"]?.arrayValue), b = try XCTUnwrap(theirs["detections"]?.arrayValue)
             XCTAssertEqual(a.count, b.count, "\(name): detection count")

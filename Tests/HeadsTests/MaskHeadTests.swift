@@ -29,12 +29,6 @@ final class MaskHeadTests: XCTestCase {
         }
     }
 
-    func close(_ a: [Float], _ b: [Float], _ tol: Float, _ what: String) {
-        XCTAssertEqual(a.count, b.count, what)
-        let scale = max(b.map(abs).max() ?? 0, 1e-12)
-        XCTAssertLessThan(zip(a, b).map { abs($0 - $1) }.max() ?? 0, tol * scale, what)
-    }
-
     func testMaskTargetsMatchMMDet() throws {
         let (head, f) = try fixture()
         var got: [Float] = []

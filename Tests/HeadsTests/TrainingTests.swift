@@ -42,6 +42,31 @@ final class FixedBatchTask: TrainingTask {
     func evaluate(iteration: Int) throws -> [(String, Double)] { [] }
 }
 
+/// Two 64×64 shapes images through the test pipeline (no flip): the overfit tests' one fixed batch.
+func fixedShapesBatch() -> (inputs: [DetectionInput], images: Tensor, targets: [DetectionTarget]) {
+    let gen = ShapesGenerator(size: 64, seed: 5)
+    let pipeline = DetectionPipeline(imgScale: (64, 64), flipRatio: 0, training: false)
+    var rng = SplitMix64(seed: 0)
+    let inputs = (0..<2).map { pipeline(gen.example(split: 0, index: $0).detectionSample(filename: "\($0)"), rng: &rng) }
+    let (images, targets) = DetectionTask.tensors(Batch(indices: [0, 1], items: inputs))
+    return (inputs, images, targets)
+}
+
+/// Trains `detector` on the fixed batch for `iterations` and checks that the loss fell at least 10×; returns the
+/// detections on the batch afterwards (eval mode).
+func overfit(_ detector: any Detector, iterations: Int, workDir: String) throws -> (targets: [DetectionTarget], detections: [ImageDetections]) {
+    let (inputs, images, targets) = fixedShapesBatch()
+    let task = FixedBatchTask(detector: detector, images: images, targets: targets)
+    let trainer = try Trainer(settings: try TrainerSettings(config: try trainerConfig(iterations: iterations)), task: task, workDir: workDir)
+    trainer.showProgress = false
+    try trainer.run()
+    let first = trainer.lossHistory[0], last = trainer.lossHistory.suffix(5).reduce(0, +) / 5
+    XCTAssertGreaterThan(first / last, 10, "loss \(first) → \(last)")
+    detector.eval()
+    return (targets, detector.predict(images, imgShapes: inputs.map { $0.meta.imgShape }, scaleFactors: inputs.map { $0.meta.scaleFactor },
+                                      oriShapes: inputs.map { $0.meta.oriShape }))
+}
+
 final class TrainingTests: XCTestCase {
     func workDir() -> String { NSTemporaryDirectory() + "acmix-train-\(UUID().uuidString)" }
 
@@ -81,22 +106,7 @@ final class TrainingTests: XCTestCase {
     /// A few shapes images, one fixed batch: the total loss falls at least 10x, and the detections on the training
     /// image then cover its boxes.
     func testTinyOverfit() throws {
-        let gen = ShapesGenerator(size: 64, seed: 5)
-        let pipeline = DetectionPipeline(imgScale: (64, 64), flipRatio: 0, training: false)
-        var rng = SplitMix64(seed: 0)
-        let inputs = (0..<2).map { pipeline(gen.example(split: 0, index: $0).detectionSample(filename: "\($0)"), rng: &rng) }
-        let batch = Batch(indices: [0, 1], items: inputs)
-        let (images, targets) = DetectionTask.tensors(batch)
-        let detector = tinyDetector()
-        let task = FixedBatchTask(detector: detector, images: images, targets: targets)
-        let trainer = try Trainer(settings: try TrainerSettings(config: try trainerConfig()), task: task, workDir: workDir())
-        trainer.showProgress = false
-        try trainer.run()
-        let first = trainer.lossHistory[0], last = trainer.lossHistory.suffix(5).reduce(0, +) / 5
-        XCTAssertGreaterThan(first / last, 10, "loss \(first) → \(last)")
-        detector.eval()
-        let dets = detector.predict(images, imgShapes: inputs.map { $0.meta.imgShape }, scaleFactors: inputs.map { $0.meta.scaleFactor },
-                                    oriShapes: inputs.map { $0.meta.oriShape })
+        let (targets, dets) = try overfit(tinyDetector(), iterations: 150, workDir: workDir())
         for (d, t) in zip(dets, targets) {
             for g in 0..<t.labels.count {
                 let gt = Array(t.boxes[(4 * g)..<(4 * g + 4)])
@@ -118,21 +128,8 @@ final class TrainingTests: XCTestCase {
         EngineRandom.seed(0)
         let detector = try DetectionConfig.buildModel(cfg)
         XCTAssertTrue(detector.predictsMasks)
-        let gen = ShapesGenerator(size: 64, seed: 5)
-        let pipeline = DetectionPipeline(imgScale: (64, 64), flipRatio: 0, training: false)
-        var rng = SplitMix64(seed: 0)
-        let inputs = (0..<2).map { pipeline(gen.example(split: 0, index: $0).detectionSample(filename: "\($0)"), rng: &rng) }
-        let (images, targets) = DetectionTask.tensors(Batch(indices: [0, 1], items: inputs))
+        let (targets, dets) = try overfit(detector, iterations: 200, workDir: workDir())
         XCTAssertNotNil(targets[0].masks)
-        let task = FixedBatchTask(detector: detector, images: images, targets: targets)
-        let trainer = try Trainer(settings: try TrainerSettings(config: try trainerConfig(iterations: 200)), task: task, workDir: workDir())
-        trainer.showProgress = false
-        try trainer.run()
-        let first = trainer.lossHistory[0], last = trainer.lossHistory.suffix(5).reduce(0, +) / 5
-        XCTAssertGreaterThan(first / last, 10, "loss \(first) → \(last)")
-        detector.eval()
-        let dets = detector.predict(images, imgShapes: inputs.map { $0.meta.imgShape }, scaleFactors: inputs.map { $0.meta.scaleFactor },
-                                    oriShapes: inputs.map { $0.meta.oriShape })
         for (d, t) in zip(dets, targets) {
             let masks = try XCTUnwrap(d.masks)
             for g in 0..<t.labels.count {
