@@ -23,7 +23,7 @@ Reads, and tells apart by their keys:
 A leading 'module.' (DataParallel) is dropped. Float tensors are written as float32 (or --dtype: float16 / bfloat16
 halve the file; ACmixKit reads them back as float32), integer buffers (relative_position_index, num_batches_tracked)
 as int64. Every key of the source ends up in the output under our
-name, or is listed on stderr: keys that are not weights of a model ACmixKit has (e.g. Mask R-CNN's roi_head, a deep
+name, or is listed on stderr: keys that are not weights of a model ACmixKit has (e.g. a Cascade R-CNN's heads, a deep
 ResNet stem, absolute_pos_embed) are "unknown", and the script exits with status 1 listing them unless
 --allow-unknown (drop them, listed) or --keep-unknown (write them under their original names). Incomplete modules
 (a block without its mlp, a BatchNorm without running_var, ...) are listed as missing; --strict makes that an error
@@ -124,6 +124,7 @@ CONV_MODULE = rf"(conv\.{WB}|bn\.{BN}|gn\.{WB})"
 BACKBONE_KEYS = [
     # ResNet / ACmix-ResNet (torchvision keys)
     r"conv1\.weight", rf"bn1\.{BN}",
+    r"stem\.[036]\.weight", rf"stem\.[147]\.{BN}",                                  # ResNetV1c deep stem
     r"layer[1-4]\.\d+\.conv[13]\.weight", rf"layer[1-4]\.\d+\.bn[123]\.{BN}", r"layer[1-4]\.\d+\.conv2\.weight",
     rf"layer[1-4]\.\d+\.conv2\.(rate1|rate2|conv[123]\.{WB}|conv_p\.{WB}|fc\.weight|dep_conv\.weight)",
     r"layer[1-4]\.\d+\.downsample\.0\.weight", rf"layer[1-4]\.\d+\.downsample\.1\.{BN}", rf"fc\.{WB}",
@@ -140,6 +141,9 @@ PART_KEYS = {
     "backbone.": BACKBONE_KEYS,
     "neck.": [rf"(lateral_convs|fpn_convs)\.\d+\.conv\.{WB}"],                                      # FPN
     "bbox_head.": [rf"(cls_convs|reg_convs)\.\d+\.(conv\.{WB}|gn\.{WB})", rf"retina_(cls|reg)\.{WB}"],  # RetinaHead
+    "rpn_head.": [rf"rpn_(conv|cls|reg)\.{WB}"],                                                      # RPNHead
+    "roi_head.": [rf"bbox_head\.(shared_fcs\.\d+|fc_cls|fc_reg)\.{WB}",                               # Shared2FCBBoxHead
+                  rf"mask_head\.(convs\.\d+\.conv|upsample|conv_logits)\.{WB}"],                      # FCNMaskHead
     "decode_head.": [
         rf"psp_modules\.\d+\.1\.{CONV_MODULE}", rf"(bottleneck|fpn_bottleneck|conv_cat)\.{CONV_MODULE}",  # UPerHead
         rf"(lateral_convs|fpn_convs|convs)\.\d+\.{CONV_MODULE}",                                    # UPer / FCNHead
@@ -151,9 +155,11 @@ PATTERNS = {p: re.compile("^(?:" + "|".join(ks) + ")$") for p, ks in PART_KEYS.i
 BARE = re.compile("^(?:" + "|".join(BACKBONE_KEYS) + ")$")
 
 HINTS = [
-    (r"(^|\.)stem\.", "a deep stem (mmdet/mmseg ResNetV1c / ResNetV1d): ACmixKit's ResNet has the 7x7 stem only"),
+    (r"(^|\.)stem\.", "a deep stem other than ResNetV1c's (three 3x3 convs with BN: keys stem.0..stem.7)"),
+    (r"downsample\.2\.", "ResNetV1d's avg_down shortcut (downsample.0 is an AvgPool): not implemented"),
     (r"absolute_pos_embed", "Swin's absolute position embedding (ape=True) is not implemented"),
-    (r"^(rpn_head|roi_head|mask_head|semantic_head)\.", "two-stage detector parts (RPN / RoI heads) are not implemented"),
+    (r"^(roi_head\.(bbox_head|mask_head)\.|mask_head\.|semantic_head\.)",
+     "a RoI head other than Shared2FCBBoxHead / FCNMaskHead (e.g. convs in the box head, norms, a semantic head)"),
     (r"\.(conv2_offset|dcn|context_block|gen_attention)", "DCN / plugin layers are not implemented"),
     (r"^neck\..*\.(bn|gn)\.", "ACmixKit's FPN has no norm layers"),
     (r"^data_preprocessor\.", "data preprocessor buffers are not weights (mean/std come from the config)"),

@@ -84,12 +84,15 @@ extension BackboneRegistry {
         r.register(swinArchs, fields: [
             .init("frozen_stages", .exactly(-1), default: -1), .init("norm_eval", .exactly(false), default: false),
             .init("out_indices", .array(.intRange(0...3)), default: [0, 1, 2, 3]), .init("pretrained", .optional(.string)),
+            .init("drop_path_rate", .optional(.numberRange(0...0.99))),
         ]) { c, _ in
             let out = try c.ints("out_indices")
             guard !out.isEmpty, out == out.sorted(), Set(out).count == out.count else {
                 throw c.fail("out_indices", "\(out): need distinct stages in increasing order")
             }
-            return try loadPretrained(try SwinTransformer.make(arch: c.string("arch"), mode: .dense, numClasses: 0, outIndices: out), c)
+            let dropPath = c.has("drop_path_rate") ? Float(try c.double("drop_path_rate")) : nil
+            return try loadPretrained(try SwinTransformer.make(arch: c.string("arch"), mode: .dense, numClasses: 0, dropPathRate: dropPath,
+                                                               outIndices: out), c)
         }
         return r
     }()

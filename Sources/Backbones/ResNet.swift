@@ -2,10 +2,12 @@ import Engine
 import NN
 
 /// ResNet and ACmix-ResNet (torchvision / authors' keys: conv1, bn1, layer1..4, fc) as a classifier and as a
-/// detection backbone. Input [N, 3, H, W]; features C2..C5 are the outputs of layer1..layer4 (strides 4..32).
+/// detection backbone; `resnet50_v1c` is mmseg/mmdet's ResNetV1c, whose 7×7 stem is a `DeepStem` (keys stem.*).
+/// Input [N, 3, H, W]; features C2..C5 are the outputs of layer1..layer4 (strides 4..32).
 public final class ResNet: Module {
-    public let conv1: Conv2d
-    public let bn1: BatchNorm2d
+    public let conv1: Conv2d?
+    public let bn1: BatchNorm2d?
+    public let stem: DeepStem?
     public let layer1: [Bottleneck]
     public let layer2: [Bottleneck]
     public let layer3: [Bottleneck]
@@ -22,14 +24,19 @@ public final class ResNet: Module {
 
     public static let depths: [String: [Int]] = [
         "acmix_resnet26": [1, 2, 4, 1], "acmix_resnet38": [2, 3, 5, 2], "acmix_resnet50": [3, 4, 6, 3], "resnet50": [3, 4, 6, 3],
+        "resnet50_v1c": [3, 4, 6, 3],
     ]
 
     public init(layers: [Int], acmix: ACmixSettings?, numClasses: Int? = 1000, frozenStages: Int = -1, normEval: Bool = false,
-                baseWidth: Int = 64) {
+                baseWidth: Int = 64, deepStem: Bool = false) {
         precondition(layers.count == 4, "ResNet needs 4 stage depths")
         precondition(baseWidth > 0 && baseWidth % (acmix?.head ?? 1) == 0, "ResNet base width must divide into the ACmix heads")
-        conv1 = Conv2d(3, baseWidth, kernelSize: 7, stride: 2, padding: 3, bias: false)
-        bn1 = BatchNorm2d(baseWidth)
+        if deepStem {
+            conv1 = nil; bn1 = nil; stem = DeepStem(channels: baseWidth)
+        } else {
+            conv1 = Conv2d(3, baseWidth, kernelSize: 7, stride: 2, padding: 3, bias: false)
+            bn1 = BatchNorm2d(baseWidth); stem = nil
+        }
         var inplanes = baseWidth
         func stage(_ planes: Int, _ depth: Int, _ stride: Int) -> [Bottleneck] {
             (0..<depth).map { j in
@@ -53,20 +60,23 @@ public final class ResNet: Module {
         applyFreezing()
     }
 
-    /// Builds a named architecture: acmix_resnet26/38/50 or resnet50.
+    /// Builds a named architecture: acmix_resnet26/38/50, resnet50 or resnet50_v1c.
     public convenience init(arch: String, numClasses: Int? = 1000, frozenStages: Int = -1, normEval: Bool = false,
                             baseWidth: Int = 64) throws {
         guard let layers = Self.depths[arch] else {
             throw KitError.model("unknown ResNet arch '\(arch)'; known: \(Self.depths.keys.sorted().joined(separator: ", "))")
         }
         self.init(layers: layers, acmix: arch.hasPrefix("acmix") ? ACmixSettings() : nil, numClasses: numClasses,
-                  frozenStages: frozenStages, normEval: normEval, baseWidth: baseWidth)
+                  frozenStages: frozenStages, normEval: normEval, baseWidth: baseWidth, deepStem: arch.hasSuffix("_v1c"))
     }
 
     public var stages: [[Bottleneck]] { [layer1, layer2, layer3, layer4] }
 
     func applyFreezing() {
-        if frozenStages >= 0 { conv1.freeze(); bn1.freeze(); bn1.frozen = true }
+        if frozenStages >= 0 {
+            for m in [conv1, bn1, stem] as [Module?] { m?.freeze() }
+            for bn in [bn1] + (stem?.bns ?? []) { bn?.frozen = true }
+        }
         for (i, s) in stages.enumerated() where i < frozenStages {
             for blk in s {
                 blk.freeze()
@@ -79,7 +89,7 @@ public final class ResNet: Module {
     /// C2..C5 (the outputs of layer1..layer4), NCHW.
     public func features(_ x: Tensor) -> [Tensor] {
         precondition(x.rank == 4 && x.shape[1] == 3, "ResNet expects [N, 3, H, W], got \(x.shape)")
-        var y = bn1(conv1(x)).relu().maxPool2d(kernel: 3, stride: 2, padding: 1)
+        var y = (stem.map { $0(x) } ?? bn1!(conv1!(x)).relu()).maxPool2d(kernel: 3, stride: 2, padding: 1)
         var out: [Tensor] = []
         for s in stages {
             for blk in s { y = blk(y) }
@@ -96,6 +106,31 @@ public final class ResNet: Module {
     }
 }
 
+
+/// mmseg / mmdet's ResNetV1c deep stem, [N, 3, H, W] → [N, C, H/2, W/2]: three 3×3 convolutions (C/2, C/2, C; the
+/// first with stride 2), each followed by BN and ReLU. Keys are those of its nn.Sequential: stem.0 / stem.1 (conv,
+/// bn), stem.3 / stem.4, stem.6 / stem.7 (the ReLUs at 2, 5, 8 hold nothing).
+public final class DeepStem: Module {
+    public let convs: [Conv2d]
+    public let bns: [BatchNorm2d]
+
+    public init(channels c: Int) {
+        precondition(c % 2 == 0, "a deep stem needs an even channel count")
+        convs = [Conv2d(3, c / 2, kernelSize: 3, stride: 2, padding: 1, bias: false), Conv2d(c / 2, c / 2, kernelSize: 3, padding: 1, bias: false),
+                 Conv2d(c / 2, c, kernelSize: 3, padding: 1, bias: false)]
+        bns = [BatchNorm2d(c / 2), BatchNorm2d(c / 2), BatchNorm2d(c)]
+    }
+
+    public override func children() -> [(String, Module)] {
+        (0..<3).flatMap { i in [("\(3 * i)", convs[i] as Module), ("\(3 * i + 1)", bns[i] as Module)] }
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        var y = x
+        for i in 0..<3 { y = bns[i](convs[i](y)).relu() }
+        return y
+    }
+}
 
 extension ResNet {
     /// Spatial size of each ACmix input map for an image side `n` (reflection padding needs it > k_att/2).

@@ -71,14 +71,21 @@ public enum MaskAPI {
 
     /// rleDecode: runs to a column-major `h * w` mask of 0/1 bytes; empty for a size that is not positive or is
     /// beyond `maxPixels`. Runs past the last pixel are cut there.
-    public static func rleDecode(_ r: RLE) -> [UInt8] {
+    public static func rleDecode(_ r: RLE) -> [UInt8] { decode(r) { i, _ in i } }
+
+    /// The mask of `r` row-major (`h` rows of `w` bytes), as images and the detection pipelines hold masks; empty
+    /// where `rleDecode` is.
+    public static func rleDecodeRowMajor(_ r: RLE) -> [UInt8] { decode(r) { i, r in (i % r.h) * r.w + i / r.h } }
+
+    /// The 1-runs of `r` written as 1s at `position(column-major index)`, cut at the last pixel.
+    static func decode(_ r: RLE, position: (Int, RLE) -> Int) -> [UInt8] {
         guard let pixels = pixelCount(h: r.h, w: r.w) else { return [] }
         var m = [UInt8](repeating: 0, count: pixels)
         var k = 0
         var v: UInt8 = 0
         for c in r.counts {
-            let n = min(Int(c), m.count - k)
-            if v == 1 && n > 0 { for i in k..<(k + n) { m[i] = 1 } }
+            let n = min(Int(c), pixels - k)
+            if v == 1 && n > 0 { for i in k..<(k + n) { m[position(i, r)] = 1 } }
             k += n
             v ^= 1
         }

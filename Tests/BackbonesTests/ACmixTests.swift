@@ -47,7 +47,7 @@ final class ACmixTests: XCTestCase {
 
     func testFrozenStagesAndNormEval() throws {
         let m = ResNet(layers: [1, 1, 1, 1], acmix: ACmixSettings(), numClasses: nil, frozenStages: 1, normEval: true)
-        XCTAssertFalse(m.conv1.weight.requiresGrad)
+        XCTAssertFalse(m.conv1!.weight.requiresGrad)
         XCTAssertFalse(m.layer1[0].conv3.weight.requiresGrad)
         XCTAssertTrue(m.layer2[0].conv3.weight.requiresGrad)
         let before = m.layer2[0].bn1.running_mean.array

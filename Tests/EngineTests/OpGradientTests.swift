@@ -74,6 +74,25 @@ final class OpGradientTests: XCTestCase {
         gradCheck([x, randomTensor([4, 4, 1, 1], seed: 23)]) { conv2d($0[0], $0[1], stride: (2, 2)) }
     }
 
+    /// conv_transpose2d against its definition (every input pixel scatters weight · value into the output), then its
+    /// gradients: Mask R-CNN's 2×2 stride-2 upsampling, a padded 3×3 stride 2, and 1×1.
+    func testConvTranspose2d() {
+        let x = randomTensor([2, 3, 4, 5], seed: 30), w = randomTensor([3, 2, 3, 3], seed: 31), b = randomTensor([2], seed: 32)
+        let y = withNoGrad { convTranspose2d(x, w, b, stride: (2, 2), padding: (1, 1)) }
+        XCTAssertEqual(y.shape, [2, 2, 7, 9])
+        var expected = [Float](repeating: 0, count: y.count)
+        for n in 0..<2 { for o in 0..<2 { for i in 0..<63 { expected[(n * 2 + o) * 63 + i] = b.data[o] } } }
+        for n in 0..<2 { for c in 0..<3 { for h in 0..<4 { for wi in 0..<5 { for o in 0..<2 { for ki in 0..<3 { for kj in 0..<3 {
+            let oh = h * 2 - 1 + ki, ow = wi * 2 - 1 + kj
+            guard oh >= 0, oh < 7, ow >= 0, ow < 9 else { continue }
+            expected[((n * 2 + o) * 7 + oh) * 9 + ow] += x.data[((n * 3 + c) * 4 + h) * 5 + wi] * w.data[((c * 2 + o) * 3 + ki) * 3 + kj]
+        } } } } } } }
+        for i in 0..<y.count { XCTAssertEqual(y.data[i], expected[i], accuracy: 1e-5) }
+        gradCheck([x, randomTensor([3, 4, 2, 2], seed: 33), randomTensor([4], seed: 34)]) { convTranspose2d($0[0], $0[1], $0[2], stride: (2, 2)) }
+        gradCheck([x, w, b]) { convTranspose2d($0[0], $0[1], $0[2], stride: (2, 2), padding: (1, 1)) }
+        gradCheck([x, randomTensor([3, 2, 1, 1], seed: 35)]) { convTranspose2d($0[0], $0[1]) }
+    }
+
     func testPooling() {
         // Distinct values so the max is unique under the finite-difference step.
         var rng = SplitMix64(seed: 24)

@@ -1,4 +1,6 @@
+import Backbones
 import Data
+import Engine
 import Foundation
 import NN
 import TestSupport
@@ -10,17 +12,23 @@ import XCTest
 final class MMRefInferenceTests: XCTestCase {
     let fixtures = ToolRunner.packageRoot.appendingPathComponent("Tests/Fixtures/mmref").path
 
-    func testDetInferEqualsMMDetection() throws {
-        let ref = try JSON.load(path: "\(fixtures)/retinanet_r50w8_detections.json")
+    /// det-infer (score threshold 0) on the fixture images of `NAME_detections.json` with `NAME.json` and
+    /// `NAME.safetensors`: our predictions and mmdet's, image by image.
+    func detInfer(_ name: String) throws -> [(ours: JSON, theirs: JSON)] {
+        let ref = try JSON.load(path: "\(fixtures)/\(name)_detections.json")
         let images = try XCTUnwrap(ref["images"]?.arrayValue)
         let out = try ToolRunner.temporaryDirectory("mmref-det")
-        let r = try ToolRunner.run("det-infer", ["--config", "\(fixtures)/retinanet_r50w8.json", "--checkpoint",
-                                                 "\(fixtures)/retinanet_r50w8.safetensors", "--out-dir", out, "--score-thr", "0"]
+        let r = try ToolRunner.run("det-infer", ["--config", "\(fixtures)/\(name).json", "--checkpoint", "\(fixtures)/\(name).safetensors",
+                                                 "--out-dir", out, "--score-thr", "0"]
                                    + images.compactMap { $0["file_name"]?.stringValue }.map { "\(fixtures)/\($0)" })
         XCTAssertEqual(r.status, 0, r.stderr)
         let ours = try XCTUnwrap(try JSON.load(path: "\(out)/predictions.json").arrayValue)
         XCTAssertEqual(ours.count, images.count)
-        for (mine, theirs) in zip(ours, images) {
+        return Array(zip(ours, images))
+    }
+
+    func testDetInferEqualsMMDetection() throws {
+        for (mine, theirs) in try detInfer("retinanet_r50w8") {
             let name = theirs["file_name"]?.stringValue ?? "?"
             XCTAssertEqual(mine["width"]?.intValue, theirs["width"]?.intValue, name)
             let a = try XCTUnwrap(mine["detections"]?.arrayValue), b = try XCTUnwrap(theirs["detections"]?.arrayValue)
@@ -34,6 +42,34 @@ final class MMRefInferenceTests: XCTestCase {
                 XCTAssertEqual(d["score"]?.doubleValue ?? -1, e["score"]?.doubleValue ?? 1, accuracy: 1e-4, name)
                 XCTAssertEqual(d["category_id"]?.intValue, (e["label"]?.intValue ?? -9) + 1, name)
             }
+        }
+    }
+
+    /// A Mask R-CNN checkpoint written by mmdet and converted: the same boxes, scores, labels and (≥ 99.9 % of) mask
+    /// pixels as mmdet 3.3's own predict (Tests/Fixtures/mmref/make_mask_rcnn.py).
+    func testDetInferMaskRCNNEqualsMMDetection() throws {
+        func mask(_ d: JSON) throws -> [UInt8] {
+            let size = try XCTUnwrap(d["segmentation"]?["size"]?.arrayValue?.compactMap(\.intValue))
+            let rle = try XCTUnwrap(MaskAPI.rleFrString(try XCTUnwrap(d["segmentation"]?["counts"]?.stringValue), h: size[0], w: size[1]))
+            return rle.decode()
+        }
+        for (mine, theirs) in try detInfer("mask_rcnn_r50w8") {
+            let name = theirs["file_name"]?.stringValue ?? "?"
+            let a = try XCTUnwrap(mine["detections"]?.arrayValue), b = try XCTUnwrap(theirs["detections"]?.arrayValue)
+            XCTAssertEqual(a.count, b.count, "\(name): detection count")
+            guard a.count == b.count else { continue }
+            var differ = 0, pixels = 0
+            for (d, e) in zip(a, b) {
+                let box = try XCTUnwrap(d["bbox"]?.arrayValue?.compactMap(\.doubleValue))
+                let ref = try XCTUnwrap(e["bbox"]?.arrayValue?.compactMap(\.doubleValue))
+                for (x, y) in zip([box[0], box[1], box[0] + box[2], box[1] + box[3]], ref) { XCTAssertEqual(x, y, accuracy: 1e-2, name) }
+                XCTAssertEqual(d["score"]?.doubleValue ?? -1, e["score"]?.doubleValue ?? 1, accuracy: 1e-4, name)
+                XCTAssertEqual(d["category_id"]?.intValue, (e["label"]?.intValue ?? -9) + 1, name)
+                let m = try mask(d), n = try mask(e)
+                XCTAssertEqual(m.count, n.count, name)
+                differ += zip(m, n).filter { $0 != $1 }.count; pixels += n.count
+            }
+            XCTAssertLessThanOrEqual(Double(differ), 0.001 * Double(pixels), "\(name): \(differ) of \(pixels) mask pixels differ")
         }
     }
 
@@ -52,6 +88,28 @@ final class MMRefInferenceTests: XCTestCase {
                 let same = zip(mine.labels, theirs.labels).filter { $0 == $1 }.count
                 XCTAssertGreaterThanOrEqual(Double(same) / Double(theirs.labels.count), 0.999, "\(refDir)/\(name)")
             }
+        }
+    }
+}
+
+/// mmseg's ResNetV1c (the deep-stem ResNet-50 of its Semantic FPN / UPerNet R50 zoo models) as `resnet50_v1c`: an
+/// mmseg-written checkpoint, converted, loads strictly and gives mmseg's four stage outputs
+/// (Tests/Fixtures/mmref/make_resnet_v1c.py).
+final class ResNetV1cTests: XCTestCase {
+    func testResNetV1cEqualsMMSegmentation() throws {
+        let dir = ToolRunner.packageRoot.appendingPathComponent("Tests/Fixtures/mmref").path
+        let net = try ResNet(arch: "resnet50_v1c", numClasses: nil, baseWidth: 8)
+        XCTAssertTrue(net.stateDict().keys.contains("stem.7.running_var"))
+        XCTAssertNil(net.conv1)
+        try net.load(stateDict: try SafeTensors.read(path: "\(dir)/resnet50_v1c_w8.safetensors").tensors, strict: true, stripPrefix: "backbone.")
+        net.eval()
+        let io = try SafeTensors.read(path: "\(dir)/resnet50_v1c_w8_io.safetensors").tensors
+        let outs = withNoGrad { net.features(io["input"]!) }
+        for (i, o) in outs.enumerated() {
+            let ref = io["c\(i + 2)"]!
+            XCTAssertEqual(o.shape, ref.shape)
+            let scale = ref.array.map(abs).max()!
+            XCTAssertLessThan(zip(o.array, ref.array).map { abs($0 - $1) }.max()!, 1e-4 * scale, "c\(i + 2)")
         }
     }
 }

@@ -4,6 +4,13 @@ import Heads
 import NN
 import XCTest
 
+/// Fails unless `a` equals `b` within `tol` relative to `b`'s largest magnitude.
+func close(_ a: [Float], _ b: [Float], _ tol: Float, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, what, file: file, line: line)
+    let scale = max(b.map(abs).max() ?? 0, 1e-12)
+    XCTAssertLessThan(zip(a, b).map { abs($0 - $1) }.max() ?? 0, tol * scale, what, file: file, line: line)
+}
+
 /// The StandardRoIHead (boxes) against mmdet 3.3 (Tests/Fixtures/roi_head/make_roi_head.py): losses and every
 /// gradient with a sampler that keeps every candidate, and the final detections.
 final class RoIHeadTests: XCTestCase {
@@ -15,12 +22,6 @@ final class RoIHeadTests: XCTestCase {
         XCTAssertEqual(Set(head.stateDict().keys), Set(f.keys.filter { $0.hasPrefix("head.") }.map { String($0.dropFirst(5)) }))
         try head.load(stateDict: f.filter { $0.key.hasPrefix("head.") }, strict: true, stripPrefix: "head.")
         return (head, f)
-    }
-
-    func close(_ a: [Float], _ b: [Float], _ tol: Float, _ what: String) {
-        XCTAssertEqual(a.count, b.count, what)
-        let scale = max(b.map(abs).max() ?? 0, 1e-12)
-        XCTAssertLessThan(zip(a, b).map { abs($0 - $1) }.max() ?? 0, tol * scale, what)
     }
 
     func testLossesAndGradientsMatchMMDet() throws {
@@ -48,7 +49,7 @@ final class RoIHeadTests: XCTestCase {
         head.eval()
         let feats = (0..<4).map { f["feat\($0)"]! }
         let dets = head.predict(feats, proposals: (0..<2).map { f["proposals\($0)"]!.array }, imgShapes: [(90, 120), (96, 100)],
-                                scaleFactors: [[0.5, 0.5, 0.5, 0.5], [0.8, 0.75, 0.8, 0.75]])
+                                scaleFactors: [[0.5, 0.5, 0.5, 0.5], [0.8, 0.75, 0.8, 0.75]], oriShapes: [(180, 240), (128, 125)])
         for i in 0..<2 {
             XCTAssertEqual(dets[i].count, f["dets\(i).scores"]!.count, "image \(i)")
             guard dets[i].count == f["dets\(i).scores"]!.count else { continue }

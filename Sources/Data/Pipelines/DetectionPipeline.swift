@@ -35,9 +35,13 @@ public struct DetectionPipeline: Sendable {
     /// mmdet's `bbox_clip_border`: clip resized boxes to the image.
     public var clipBorder = true
     public var training = true
+    /// mmdet's `LoadAnnotations(with_mask=...)`: when false the samples' instance masks are dropped on entry (a
+    /// box-only detector has no use for them).
+    public var withMask = true
 
     public init(imgScale: (Int, Int) = (1333, 800), keepRatio: Bool = true, flipRatio: Double = 0.5,
-                sizeDivisor: Int = 32, training: Bool = true) {
+                sizeDivisor: Int = 32, training: Bool = true, withMask: Bool = true) {
+        self.withMask = withMask
         self.imgScale = imgScale
         self.keepRatio = keepRatio
         self.flipRatio = flipRatio
@@ -67,8 +71,8 @@ public struct DetectionPipeline: Sendable {
         meta.imgShape = (nh, nw)
         var boxes = scaleBoxes(sample.gtBboxes, ws, hs, width: nw, height: nh)
         var ignore = scaleBoxes(sample.gtBboxesIgnore, ws, hs, width: nw, height: nh)
-        var masks = sample.gtMasks?.resized(width: nw, height: nh)
-        var polygons = sample.gtPolygons?.resized(width: nw, height: nh)
+        var masks = withMask ? sample.gtMasks?.resized(width: nw, height: nh) : nil
+        var polygons = withMask ? sample.gtPolygons?.resized(width: nw, height: nh) : nil
 
         // RandomFlip (horizontal).
         if training && flipRatio > 0 && rng.bernoulli(flipRatio) {

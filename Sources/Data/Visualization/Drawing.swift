@@ -100,13 +100,27 @@ public enum Palette {
 
 extension Image {
     /// mmdet's `show_result` for boxes: every detection scoring at least `scoreThreshold` as a class-coloured
-    /// rectangle with a "name score" caption above it (inside the box when there is no room above).
+    /// rectangle with a "name score" caption above it (inside the box when there is no room above), over its mask
+    /// blended in the same colour (opacity 0.5) when `masks` (row-major 0/1, this image's size) are given.
     /// `boxes` is flat [x1, y1, x2, y2] per detection in this image's pixels; `labels` index `classNames`.
     public func drawingDetections(boxes: [Float], scores: [Float], labels: [Int], classNames: [String],
-                                  scoreThreshold: Float = 0.3, palette: [RGB]? = nil) -> Image {
+                                  scoreThreshold: Float = 0.3, palette: [RGB]? = nil, masks: [[UInt8]]? = nil) -> Image {
         precondition(boxes.count == 4 * scores.count && labels.count == scores.count, "drawDetections: mismatched arrays")
+        precondition(masks.map { $0.count == scores.count && $0.allSatisfy { $0.count == width * height } } ?? true,
+                     "drawDetections: one image-sized mask per detection")
         let colours = palette ?? Palette.colours(max(classNames.count, (labels.max() ?? 0) + 1))
         var out = self
+        if let masks {
+            for k in scores.indices.sorted(by: { scores[$0] < scores[$1] }) where scores[k] >= scoreThreshold {
+                let c = colours[labels[k] % colours.count]
+                for (i, v) in masks[k].enumerated() where v != 0 {
+                    for (ch, value) in [c.0, c.1, c.2].enumerated() {
+                        let p = i * Image.channels + ch
+                        out.pixels[p] = UInt8((Float(out.pixels[p]) + Float(value)) / 2)
+                    }
+                }
+            }
+        }
         // Lowest score first, so the most confident boxes end up on top.
         for k in scores.indices.sorted(by: { scores[$0] < scores[$1] }) where scores[k] >= scoreThreshold {
             let b = boxes[(4 * k)..<(4 * k + 4)].map { Int($0.rounded()) }

@@ -7,10 +7,17 @@ import NN
 public protocol Detector: Module {
     /// Named loss terms for a batch [N, 3, H, W] (targets in input-pixel coordinates).
     func lossTerms(_ images: Tensor, targets: [DetectionTarget]) -> [(String, Tensor)]
-    /// Detections per image in original-image coordinates (boxes divided by each image's scale factor).
-    func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]) -> [ImageDetections]
+    /// Detections per image in original-image coordinates (boxes divided by each image's scale factor; masks, from
+    /// detectors that predict them, at each image's original `oriShapes` size).
+    func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]],
+                 oriShapes: [(height: Int, width: Int)]) -> [ImageDetections]
     /// The backbone, for checks of the input sizes a config asks for.
-    var backbone: any Backbone { get }
+    var backbone: any Backbone { get }    /// Whether `predict` returns masks (and training needs the ground truth's instance masks).
+    var predictsMasks: Bool { get }
+}
+
+extension Detector {
+    public var predictsMasks: Bool { false }
 }
 
 /// mmdet `SingleStageDetector` (RetinaNet, ...): backbone → neck → dense head. Keys backbone.*, neck.*, bbox_head.*.
@@ -31,7 +38,8 @@ public final class SingleStageDetector: Module, Detector {
         bbox_head.loss(features(images), targets: targets)
     }
 
-    public func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]) -> [ImageDetections] {
+    public func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]],
+                        oriShapes: [(height: Int, width: Int)]) -> [ImageDetections] {
         withNoGrad { bbox_head.predict(features(images), imgShapes: imgShapes, scaleFactors: scaleFactors) }
     }
 

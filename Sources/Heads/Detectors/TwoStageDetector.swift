@@ -3,8 +3,8 @@ import Config
 import Engine
 import NN
 
-/// mmdet `TwoStageDetector` (Faster R-CNN): backbone → neck → RPN proposals → RoI head. Keys backbone.*, neck.*,
-/// rpn_head.*, roi_head.bbox_head.*.
+/// mmdet `TwoStageDetector` (Faster R-CNN, Mask R-CNN): backbone → neck → RPN proposals → RoI head. Keys backbone.*,
+/// neck.*, rpn_head.*, roi_head.bbox_head.*, roi_head.mask_head.*.
 public final class TwoStageDetector: Module, Detector {
     public let backbone: any Backbone
     public let neck: any Neck
@@ -33,11 +33,14 @@ public final class TwoStageDetector: Module, Detector {
         return rpn + roi_head.loss(feats, proposals: proposals, targets: targets)
     }
 
-    public func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]) -> [ImageDetections] {
+    public var predictsMasks: Bool { roi_head.mask_head != nil }
+
+    public func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]],
+                        oriShapes: [(height: Int, width: Int)]) -> [ImageDetections] {
         withNoGrad {
             let feats = neck(backbone.features(images))
             let proposals = rpn_head.proposals(feats, imgShapes: imgShapes, config: testProposals).map(\.boxes)
-            return roi_head.predict(feats, proposals: proposals, imgShapes: imgShapes, scaleFactors: scaleFactors)
+            return roi_head.predict(feats, proposals: proposals, imgShapes: imgShapes, scaleFactors: scaleFactors, oriShapes: oriShapes)
         }
     }
 }
@@ -66,6 +69,7 @@ extension TwoStageDetector {
         .init("rpn_proposal", .object(proposalFields(nmsPre: 2000))),
         .init("rcnn", .object([.init("assigner", .object(assignerFields(pos: 0.5, neg: 0.5, minPos: 0.5, lowQuality: false))),
                                .init("sampler", .object(samplerFields(num: 512, fraction: 0.25, addGT: true))),
+                               .init("mask_size", .intRange(1...256)),
                                .init("pos_weight", .exactly(-1), default: -1), .init("debug", .exactly(false), default: false)])),
     ]
     static let testFields: [ConfigSchema.Field] = [
@@ -73,7 +77,8 @@ extension TwoStageDetector {
         .init("rcnn", .object([.init("score_thr", .fraction, default: 0.05),
                                .init("nms", .object([.init("type", .oneOf(["nms"]), default: "nms"),
                                                      .init("iou_threshold", .fraction, default: 0.5)])),
-                               .init("max_per_img", .positiveInt, default: 100)])),
+                               .init("max_per_img", .positiveInt, default: 100),
+                               .init("mask_thr_binary", .fraction)])),
     ]
     static let coderFields = { (stds: [JSON]) -> [ConfigSchema.Field] in
         [.init("type", .oneOf(["DeltaXYWHBBoxCoder"]), default: "DeltaXYWHBBoxCoder"),
@@ -91,14 +96,31 @@ extension TwoStageDetector {
                                    .init("use_sigmoid", .exactly(true), default: true), .init("loss_weight", .nonNegativeNumber, default: 1)])),
         .init("loss_bbox", .object([.init("type", .oneOf(["L1Loss"]), default: "L1Loss"), .init("loss_weight", .nonNegativeNumber, default: 1)])),
     ]
+    /// A SingleRoIExtractor's keys; the mask one's defaults (output size 14) are applied by the builder, so a
+    /// Faster R-CNN config holds no mask keys.
+    static func extractorFields(withDefaults: Bool) -> [ConfigSchema.Field] {
+        func d(_ v: JSON) -> JSON? { withDefaults ? .some(v) : .none }   // (a bare nil would be JSON.null)
+        return [.init("type", .oneOf(["SingleRoIExtractor"]), default: d("SingleRoIExtractor")),
+                .init("roi_layer", .object([.init("type", .oneOf(["RoIAlign"]), default: d("RoIAlign")),
+                                            .init("output_size", .positiveInt, default: d(7)),
+                                            .init("sampling_ratio", .nonNegativeInt, default: d(0)), .init("aligned", .exactly(true), default: d(true))])),
+                .init("out_channels", .positiveInt), .init("featmap_strides", .array(.positiveInt), default: d([4, 8, 16, 32])),
+                .init("finest_scale", .positiveNumber, default: d(56))]
+    }
     static let roiFields: [ConfigSchema.Field] = [
         .init("type", .oneOf(["StandardRoIHead"]), required: true),
-        .init("bbox_roi_extractor", .object([
-            .init("type", .oneOf(["SingleRoIExtractor"]), default: "SingleRoIExtractor"),
-            .init("roi_layer", .object([.init("type", .oneOf(["RoIAlign"]), default: "RoIAlign"), .init("output_size", .positiveInt, default: 7),
-                                        .init("sampling_ratio", .nonNegativeInt, default: 0), .init("aligned", .exactly(true), default: true)])),
-            .init("out_channels", .positiveInt), .init("featmap_strides", .array(.positiveInt), default: [4, 8, 16, 32]),
-            .init("finest_scale", .positiveNumber, default: 56),
+        .init("bbox_roi_extractor", .object(extractorFields(withDefaults: true))),
+        .init("mask_roi_extractor", .object(extractorFields(withDefaults: false))),
+        // No defaults in the schema (they would create a mask head in every Faster R-CNN config): the builder applies
+        // mmdet's (4 convs of 256, 14×14 RoIs, loss weight 1).
+        .init("mask_head", .object([
+            .init("type", .oneOf(["FCNMaskHead"]), required: true), .init("num_convs", .intRange(0...16)),
+            .init("in_channels", .positiveInt), .init("conv_out_channels", .positiveInt),
+            .init("conv_kernel_size", .exactly(3)), .init("roi_feat_size", .positiveInt),
+            .init("num_classes", .positiveInt, required: true), .init("class_agnostic", .exactly(false)),
+            .init("upsample_cfg", .object([.init("type", .oneOf(["deconv"])), .init("scale_factor", .exactly(2))])),
+            .init("loss_mask", .object([.init("type", .oneOf(["CrossEntropyLoss"])), .init("use_mask", .exactly(true)),
+                                        .init("loss_weight", .nonNegativeNumber)])),
         ])),
         .init("bbox_head", .object([
             .init("type", .oneOf(["Shared2FCBBoxHead"]), required: true), .init("in_channels", .positiveInt),
@@ -111,9 +133,10 @@ extension TwoStageDetector {
         ]), required: true),
     ]
 
-    /// `model` of type FasterRCNN / TwoStageDetector (mmdet's config layout and defaults).
+    /// `model` of type FasterRCNN / MaskRCNN / TwoStageDetector (mmdet's config layout and defaults); a
+    /// `roi_head.mask_head` makes it Mask R-CNN, which MaskRCNN requires and FasterRCNN refuses.
     static func register(in r: Registry<any Detector, Void>) {
-        r.register(["FasterRCNN", "TwoStageDetector"], fields: [
+        r.register(["FasterRCNN", "MaskRCNN", "TwoStageDetector"], fields: [
             .init("backbone", Registries.backbones.schema, required: true), .init("neck", Registries.necks.schema, required: true),
             .init("rpn_head", .object(rpnFields), required: true), .init("roi_head", .object(roiFields), required: true),
             .init("train_cfg", .object(trainFields)), .init("test_cfg", .object(testFields)),
@@ -121,7 +144,14 @@ extension TwoStageDetector {
             let backbone = try Registries.backbones.build(c.section("backbone"))
             let neck = try Registries.necks.build(c.section("neck"), NeckContext(inChannels: backbone.featureChannels))
             let channels = neck.outChannels
-            for key in ["rpn_head.in_channels", "roi_head.bbox_roi_extractor.out_channels", "roi_head.bbox_head.in_channels"]
+            let withMask = c.has("roi_head.mask_head")
+            switch try c.string("type") {
+            case "MaskRCNN" where !withMask: throw c.fail("roi_head.mask_head", "is required by a MaskRCNN")
+            case "FasterRCNN" where withMask: throw c.fail("roi_head.mask_head", "makes the model a MaskRCNN (set type to MaskRCNN)")
+            default: break
+            }
+            for key in ["rpn_head.in_channels", "roi_head.bbox_roi_extractor.out_channels", "roi_head.bbox_head.in_channels",
+                        "roi_head.mask_roi_extractor.out_channels", "roi_head.mask_head.in_channels"]
             where c.has(key) {
                 if try c.int(key) != channels { throw c.fail(key, "\(try c.int(key)) but the neck gives \(channels)") }
             }
@@ -151,11 +181,43 @@ extension TwoStageDetector {
             head.coder = DeltaXYWHBBoxCoder(stds: try b.doubles("bbox_coder.target_stds").map(Float.init))
             head.clsLossWeight = Float(try b.double("loss_cls.loss_weight"))
             head.bboxLossWeight = Float(try b.double("loss_bbox.loss_weight"))
-            let roi = StandardRoIHead(bboxHead: head)
-            roi.extractor = SingleRoIExtractor(outputSize: try e.int("roi_layer.output_size"), samplingRatio: try e.int("roi_layer.sampling_ratio"),
-                                               strides: try e.ints("featmap_strides"), finestScale: Float(try e.double("finest_scale")))
+            func extractor(_ e: Config, outputSize: Int) throws -> SingleRoIExtractor {
+                SingleRoIExtractor(outputSize: try e.int("roi_layer.output_size", default: outputSize),
+                                   samplingRatio: try e.int("roi_layer.sampling_ratio", default: 0),
+                                   strides: e.has("featmap_strides") ? try e.ints("featmap_strides") : [4, 8, 16, 32],
+                                   finestScale: Float(try e.double("finest_scale", default: 56)))
+            }
+            var maskHead: FCNMaskHead? = nil
+            if withMask {
+                let m = c.section("roi_head.mask_head")
+                let mask = FCNMaskHead(inChannels: channels, convChannels: try m.int("conv_out_channels", default: 256),
+                                       numConvs: try m.int("num_convs", default: 4), numClasses: try m.int("num_classes"))
+                mask.lossWeight = Float(try m.double("loss_mask.loss_weight", default: 1))
+                mask.maskSize = try c.int("train_cfg.rcnn.mask_size", default: 28)
+                let roiSize = try m.int("roi_feat_size", default: 14)
+                guard mask.maskSize == 2 * roiSize else {
+                    throw c.fail("train_cfg.rcnn.mask_size", "\(mask.maskSize) but the mask head predicts \(2 * roiSize) pixels (2 × roi_feat_size)")
+                }
+                guard mask.numClasses == head.numClasses else {
+                    throw c.fail("roi_head.mask_head.num_classes", "\(mask.numClasses) but the bbox head has \(head.numClasses)")
+                }
+                maskHead = mask
+            }
+            let roi = StandardRoIHead(bboxHead: head, maskHead: maskHead)
+            roi.extractor = try extractor(e, outputSize: 7)
             guard roi.extractor.outputSize == head.shared_fcs[0].weight.shape[1] / (channels * roi.extractor.outputSize) else {
                 throw c.fail("roi_head.bbox_head.roi_feat_size", "must equal bbox_roi_extractor.roi_layer.output_size")
+            }
+            if withMask {
+                roi.maskExtractor = try extractor(c.section("roi_head.mask_roi_extractor"), outputSize: 14)
+                guard roi.maskExtractor.outputSize == (try c.int("roi_head.mask_head.roi_feat_size", default: 14)) else {
+                    throw c.fail("roi_head.mask_head.roi_feat_size", "must equal mask_roi_extractor.roi_layer.output_size")
+                }
+                roi.maskThreshold = Float(try c.double("test_cfg.rcnn.mask_thr_binary", default: 0.5))
+            } else {
+                for key in ["train_cfg.rcnn.mask_size", "test_cfg.rcnn.mask_thr_binary", "roi_head.mask_roi_extractor"] where c.has(key) {
+                    throw c.fail(key, "is for a mask head, and roi_head has none")
+                }
             }
             roi.assigner = try assigner(c.section("train_cfg.rcnn.assigner"))
             roi.sampler = try sampler(c.section("train_cfg.rcnn.sampler"))

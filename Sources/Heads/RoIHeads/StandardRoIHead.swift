@@ -2,42 +2,49 @@ import Engine
 import Foundation
 import NN
 
-/// mmdet's `StandardRoIHead` (boxes): RoIs cropped from the neck's levels by a `SingleRoIExtractor` and classified
-/// and refined by a `Shared2FCBBoxHead`. In training the ground truth joins the proposals, a MaxIoUAssigner
-/// (0.5 / 0.5 / 0.5, no low-quality matches) labels them and a RandomSampler keeps 512 with at most 25 % positives.
+/// mmdet's `StandardRoIHead`: RoIs cropped from the neck's levels by a `SingleRoIExtractor` and classified
+/// and refined by a `Shared2FCBBoxHead`; with a mask head (Mask R-CNN), the positive RoIs (in training) or the
+/// detections (at test time) are cropped again by a second extractor (14×14) and segmented by an `FCNMaskHead`.
+/// In training the ground truth joins the proposals, a MaxIoUAssigner (0.5 / 0.5 / 0.5, no low-quality matches)
+/// labels them and a RandomSampler keeps 512 with at most 25 % positives.
 ///
-/// Keys: bbox_head.* (the extractor has no parameters).
+/// Keys: bbox_head.*, mask_head.* (the extractors have no parameters).
 public final class StandardRoIHead: Module {
     public let bbox_head: Shared2FCBBoxHead
+    public let mask_head: FCNMaskHead?
     public var extractor = SingleRoIExtractor()
+    public var maskExtractor = SingleRoIExtractor(outputSize: 14)
     public var assigner = MaxIoUAssigner(posIoUThr: 0.5, negIoUThr: 0.5, minPosIoU: 0.5, matchLowQuality: false, ignoreIoFThr: -1)
     public var sampler = RandomSampler(num: 512, posFraction: 0.25)
     public var testConfig = Shared2FCBBoxHead.TestConfig()
+    /// `test_cfg.rcnn.mask_thr_binary`.
+    public var maskThreshold: Float = 0.5
 
-    public init(bboxHead: Shared2FCBBoxHead) { bbox_head = bboxHead }
+    public init(bboxHead: Shared2FCBBoxHead, maskHead: FCNMaskHead? = nil) { bbox_head = bboxHead; mask_head = maskHead }
 
     /// The RoIs of one training image: the ground truth first, then the proposals, assigned and sampled;
-    /// positives first. Returns the sampled boxes (flat), their labels (`numClasses` for background) and the
-    /// positives' encoded targets.
+    /// positives first. Returns the sampled boxes (flat), their labels (`numClasses` for background), the
+    /// positives' encoded targets and the ground truth each positive was assigned.
     public func sampleRoIs(proposals: [Float], target t: DetectionTarget, rng: inout SplitMix64)
-        -> (boxes: [Float], labels: [Int], targets: [Float]) {
+        -> (boxes: [Float], labels: [Int], targets: [Float], gtIndices: [Int]) {
         let candidates = t.boxes + proposals
         var assigned = assigner.assign(anchors: candidates, gts: t.boxes)
         for g in 0..<t.labels.count { assigned[g] = g + 1 }   // each ground-truth box is its own positive
         let (pos, neg) = sampler.sample(assigned, rng: &rng)
-        var boxes: [Float] = [], labels: [Int] = [], posBoxes: [Float] = [], gtBoxes: [Float] = []
+        var boxes: [Float] = [], labels: [Int] = [], gtBoxes: [Float] = [], gtIndices: [Int] = []
         for i in pos {
             let g = assigned[i] - 1
             boxes += candidates[(4 * i)..<(4 * i + 4)]
             labels.append(t.labels[g])
-            posBoxes += candidates[(4 * i)..<(4 * i + 4)]
             gtBoxes += t.boxes[(4 * g)..<(4 * g + 4)]
+            gtIndices.append(g)
         }
+        let posBoxes = boxes
         for i in neg {
             boxes += candidates[(4 * i)..<(4 * i + 4)]
             labels.append(bbox_head.numClasses)
         }
-        return (boxes, labels, bbox_head.coder.encode(anchors: posBoxes, gts: gtBoxes))
+        return (boxes, labels, bbox_head.coder.encode(anchors: posBoxes, gts: gtBoxes), gtIndices)
     }
 
     /// RoIs as mmdet's `bbox2roi`: [batch index, x1, y1, x2, y2] per box, images in order.
@@ -49,33 +56,58 @@ public final class StandardRoIHead: Module {
         return out
     }
 
-    /// loss_cls and loss_bbox of a batch: `feats` are the neck's levels, `proposals` the RPN's per image.
+    /// loss_cls and loss_bbox of a batch (and loss_mask with a mask head, whose targets need every image's
+    /// masks): `feats` are the neck's levels, `proposals` the RPN's per image.
     public func loss(_ feats: [Tensor], proposals: [[Float]], targets: [DetectionTarget]) -> [(String, Tensor)] {
         var perImage: [[Float]] = [], labels: [Int] = [], deltas: [Float] = []
+        var posBoxes: [[Float]] = [], posLabels: [Int] = [], maskTargets: [Float] = []
         for (p, t) in zip(proposals, targets) {
             let s = sampleRoIs(proposals: p, target: t, rng: &EngineRandom.generator)
             perImage.append(s.boxes); labels += s.labels; deltas += s.targets
+            if let mask_head {
+                let pos = Array(s.boxes.prefix(4 * s.gtIndices.count))
+                posBoxes.append(pos); posLabels += s.labels.prefix(s.gtIndices.count)
+                maskTargets += mask_head.maskTargets(boxes: pos, gtIndices: s.gtIndices, masks: t.masks ?? [])
+            }
         }
         let (cls, reg) = bbox_head(extractor(feats, rois: Self.rois(perImage)))
-        return bbox_head.loss(cls: cls, reg: reg, labels: labels, targets: deltas)
+        var losses = bbox_head.loss(cls: cls, reg: reg, labels: labels, targets: deltas)
+        if let mask_head {
+            let logits = mask_head(maskExtractor(feats, rois: Self.rois(posBoxes)))
+            losses.append(mask_head.loss(logits, labels: posLabels, targets: maskTargets))
+        }
+        return losses
     }
 
-    /// Detections per image (original-image pixels) from the proposals.
+    /// Detections per image (original-image pixels) from the proposals, with masks at `oriShapes` when the head
+    /// has a mask head (mmdet: boxes kept at input scale for the mask RoIs, rescaled after).
     public func predict(_ feats: [Tensor], proposals: [[Float]], imgShapes: [(height: Int, width: Int)],
-                        scaleFactors: [[Float]]) -> [ImageDetections] {
+                        scaleFactors: [[Float]], oriShapes: [(height: Int, width: Int)]) -> [ImageDetections] {
         withNoGrad {
             let rois = Self.rois(proposals)
-            guard !rois.isEmpty else { return proposals.map { _ in ImageDetections() } }
+            guard !rois.isEmpty else { return proposals.map { _ in ImageDetections(masks: mask_head.map { _ in [] }) } }
             let (cls, reg) = bbox_head(extractor(feats, rois: rois))
             var start = 0
-            return proposals.enumerated().map { b, p in
+            var dets = proposals.enumerated().map { b, p -> ImageDetections in
                 let k = p.count / 4
                 defer { start += k }
                 guard k > 0 else { return ImageDetections() }
                 return bbox_head.predict(rois: p, cls: cls.slice(axis: 0, start: start, end: start + k),
                                          reg: reg.slice(axis: 0, start: start, end: start + k), imgShape: imgShapes[b],
-                                         scaleFactor: scaleFactors[b], config: testConfig)
+                                         scaleFactor: mask_head == nil ? scaleFactors[b] : [1, 1, 1, 1], config: testConfig)
             }
+            guard let mask_head else { return dets }
+            let maskRoIs = Self.rois(dets.map(\.boxes))
+            let logits = maskRoIs.isEmpty ? Tensor(zeros: [0, mask_head.numClasses, 1, 1]) : mask_head(maskExtractor(feats, rois: maskRoIs))
+            start = 0
+            for b in dets.indices {
+                let k = dets[b].count
+                defer { start += k }
+                for i in 0..<dets[b].boxes.count { dets[b].boxes[i] /= scaleFactors[b][i % 4] }
+                dets[b].masks = k == 0 ? [] : mask_head.predictMasks(logits.slice(axis: 0, start: start, end: start + k), boxes: dets[b].boxes,
+                                                                     labels: dets[b].labels, image: oriShapes[b], threshold: maskThreshold)
+            }
+            return dets
         }
     }
 }

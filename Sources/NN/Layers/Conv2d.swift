@@ -20,3 +20,23 @@ public final class Conv2d: Module {
         conv2d(x, weight, bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
     }
 }
+
+/// torch.nn.ConvTranspose2d (no output padding, dilation or groups): [N, in, H, W] →
+/// [N, out, (H − 1)·stride − 2·padding + k, ...]. Keys `weight` [in, out, k, k] and `bias` [out].
+public final class ConvTranspose2d: Module {
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let stride: (Int, Int), padding: (Int, Int)
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) {
+        // PyTorch's default: fan_in is computed from weight.size(1) · k², which for this layout is the output channels.
+        let bound = 1 / Float(outChannels * kernelSize * kernelSize).squareRoot()
+        weight = Init.uniform([inChannels, outChannels, kernelSize, kernelSize], bound: bound)
+        self.bias = bias ? Init.uniform([outChannels], bound: bound) : nil
+        self.stride = (stride, stride); self.padding = (padding, padding)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        convTranspose2d(x, weight, bias, stride: stride, padding: padding)
+    }
+}

@@ -15,7 +15,7 @@ func gatherDetections(_ indices: [Int], _ dets: [ImageDetections], group: Proces
         w.floats(d.boxes); w.floats(d.scores)
         for l in d.labels { w.int(l) }
         w.int(d.masks == nil ? 0 : 1)
-        for m in d.masks ?? [] { w.int(m.width); w.int(m.height); w.bytes.append(contentsOf: m.data) }
+        for m in d.masks ?? [] { w.int(m.width); w.int(m.height); w.int(m.counts.count); w.uint32s(m.counts) }
     }
     let parts = try group.gather(bytes: w.bytes, "gathering the validation detections")
     guard group.isMain else { return nil }
@@ -26,11 +26,11 @@ func gatherDetections(_ indices: [Int], _ dets: [ImageDetections], group: Proces
             let index = try r.int(), n = try r.count()
             let boxes = try r.floats(4 * n), scores = try r.floats(n)
             let labels = try (0..<n).map { _ in try r.int() }
-            var masks: [BitmapMask]?
+            var masks: [MaskRuns]?
             if try r.int() != 0 {
                 masks = try (0..<n).map { _ in
-                    let width = try r.count(), height = try r.count()
-                    return BitmapMask(width: width, height: height, data: try r.bytes(width * height))
+                    let width = try r.int(), height = try r.int(), runs = try r.count()
+                    return MaskRuns(width: width, height: height, counts: try r.uint32s(runs))
                 }
             }
             all.append((index, ImageDetections(boxes: boxes, scores: scores, labels: labels, masks: masks)))
@@ -57,8 +57,9 @@ func sumAreas(_ a: SegmentationAreas, group: ProcessGroup) throws -> Segmentatio
 struct ByteWriter {
     var bytes: [UInt8] = []
     mutating func int(_ v: Int) { withUnsafeBytes(of: Int64(v).littleEndian) { bytes.append(contentsOf: $0) } }
-    mutating func floats(_ v: [Float]) {
-        for x in v { withUnsafeBytes(of: x.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func floats(_ v: [Float]) { uint32s(v.map(\.bitPattern)) }
+    mutating func uint32s(_ v: [UInt32]) {
+        for x in v { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
     }
 }
 
@@ -83,11 +84,12 @@ struct ByteReader {
         guard n >= 0, n <= data.count - at else { throw KitError.format("\(what): bad count \(n) at byte \(at)") }
         return n
     }
-    mutating func floats(_ n: Int) throws -> [Float] {
+    mutating func floats(_ n: Int) throws -> [Float] { try uint32s(n).map(Float.init(bitPattern:)) }
+    mutating func uint32s(_ n: Int) throws -> [UInt32] {
+        guard n <= (data.count - at) / 4 else { throw KitError.format("\(what): truncated at byte \(at) of \(data.count)") }
         let raw = try take(4 * n)
         return stride(from: raw.startIndex, to: raw.endIndex, by: 4).map { i in
-            Float(bitPattern: UInt32(raw[i]) | UInt32(raw[i + 1]) << 8 | UInt32(raw[i + 2]) << 16 | UInt32(raw[i + 3]) << 24)
+            UInt32(raw[i]) | UInt32(raw[i + 1]) << 8 | UInt32(raw[i + 2]) << 16 | UInt32(raw[i + 3]) << 24
         }
     }
-    mutating func bytes(_ n: Int) throws -> [UInt8] { Array(try take(n)) }
 }

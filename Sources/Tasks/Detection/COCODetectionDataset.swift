@@ -33,11 +33,20 @@ public struct COCODetectionDataset: SourceImageDataset {
         guard image.width == info.width && image.height == info.height else {
             throw KitError.data("\(path): image is \(image.width)x\(image.height), the annotations say \(info.width)x\(info.height)")
         }
-        let annotations = coco.annotationIndices(imageId: info.id).map { k -> InstanceAnnotation in
+        let indices = coco.annotationIndices(imageId: info.id)
+        let annotations = indices.map { k -> InstanceAnnotation in
             let a = coco.annotations[Int(k)]
             return InstanceAnnotation(bbox: [a.bbox.x, a.bbox.y, a.bbox.w, a.bbox.h], label: coco.labelOfCategory[a.categoryId]!,
                                       isCrowd: a.iscrowd, area: a.area)
         }
-        return pipeline(DetectionSample(filename: info.fileName, image: image, annotations: annotations), rng: &rng)
+        // LoadAnnotations(with_mask=True, poly2mask=True): polygons and RLEs decoded at the image's size.
+        var masks: BitmapMasks? = nil
+        if pipeline.withMask {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(indices.count * info.width * info.height)
+            for k in indices { bytes += MaskAPI.rleDecodeRowMajor(COCODataset.annToRLE(coco.annotations[Int(k)], h: info.height, w: info.width)) }
+            masks = BitmapMasks(count: indices.count, width: info.width, height: info.height, masks: bytes)
+        }
+        return pipeline(DetectionSample(filename: info.fileName, image: image, annotations: annotations, masks: masks), rng: &rng)
     }
 }

@@ -17,6 +17,14 @@ public struct DetectionData {
     public var largestInput: (height: Int, width: Int)
 }
 
+/// What a detection dataset's builder gets besides its section: the run's seed, and whether the model needs the
+/// ground truth's instance masks (Mask R-CNN).
+public struct DetectionDataContext {
+    public var seed: UInt64
+    public var withMask: Bool
+    public init(seed: UInt64, withMask: Bool = false) { self.seed = seed; self.withMask = withMask }
+}
+
 /// The `data` section of detection configs, picked by `data.dataset`.
 public enum DetectionDatasets {
     /// Keys every detection dataset reads: loader settings and mmdet's Resize / RandomFlip / Pad.
@@ -27,12 +35,14 @@ public enum DetectionDatasets {
 
     /// Train and test pipelines from a filled `data` section; `img_scale` defaults to the shapes' size, else mmdet's
     /// 1333×800.
-    static func pipelines(_ c: Config) throws -> (train: DetectionPipeline, test: DetectionPipeline) {
+    static func pipelines(_ c: Config, withMask: Bool = false) throws -> (train: DetectionPipeline, test: DetectionPipeline) {
         let scale = c.has("img_scale") ? try c.ints("img_scale")
             : try c.string("dataset") == "shapes" ? [Int](repeating: try c.int("shapes.size"), count: 2) : [1333, 800]
         let keep = try c.bool("keep_ratio"), div = try c.int("size_divisor"), flip = try c.double("flip_ratio")
-        return (DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: flip, sizeDivisor: div, training: true),
-                DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: 0, sizeDivisor: div, training: false))
+        return (DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: flip, sizeDivisor: div, training: true,
+                                  withMask: withMask),
+                DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: 0, sizeDivisor: div, training: false,
+                                  withMask: false))
     }
 
     /// The test pipeline a `data` section describes (what `det-infer` runs users' images through).
@@ -61,8 +71,8 @@ public enum DetectionDatasets {
         return (side(min(p.imgScale.0, p.imgScale.1)), side(max(p.imgScale.0, p.imgScale.1)))
     }
 
-    public static let registry: Registry<DetectionData, UInt64> = {
-        let r = Registry<DetectionData, UInt64>(kind: "detection dataset", tag: "dataset")
+    public static let registry: Registry<DetectionData, DetectionDataContext> = {
+        let r = Registry<DetectionData, DetectionDataContext>(kind: "detection dataset", tag: "dataset")
         r.register("shapes", fields: pipelineFields + [.init("shapes", ShapesDatasetSettings.schema)], build: shapes)
         r.register("coco", fields: pipelineFields + [.init("coco", .object([
             .init("train_ann", .string, required: true), .init("train_img_prefix", .string, required: true),
@@ -73,16 +83,16 @@ public enum DetectionDatasets {
 
     /// The built-in shapes dataset, generated in memory (train split 0, val split 1: the same images and ids as
     /// `ShapesDatasetWriter` writes, so its instances_val.json is the matching ground truth).
-    static func shapes(_ c: Config, seed: UInt64) throws -> DetectionData {
+    static func shapes(_ c: Config, context: DetectionDataContext) throws -> DetectionData {
         let s = try ShapesDatasetSettings(c.section("shapes"))
         try s.checkExistingFiles()
-        let p = try pipelines(c)
+        let p = try pipelines(c, withMask: context.withMask)
         let gen = ShapesGenerator(size: s.size, seed: s.seed)
         let train = ShapesDetectionDataset(generator: gen, split: 0, count: s.trainCount, pipeline: p.train)
         let val = ShapesDetectionDataset(generator: gen, split: 1, count: s.valCount, pipeline: p.test)
         return DetectionData(train: AnyDataset(train), val: AnyDataset(val),
                              valAnnotations: { try s.prepareFiles().annotations },
-                             categoryIDs: [1, 2, 3, 4], loader: try LoaderSettings(data: c, seed: seed),
+                             categoryIDs: [1, 2, 3, 4], loader: try LoaderSettings(data: c, seed: context.seed),
                              largestInput: largestInput(p.train))
     }
 
@@ -96,9 +106,9 @@ public enum DetectionDatasets {
     }
 
     /// `data.dataset = "coco"`: mmdet's CocoDataset on `data.coco.{train,val}_{ann,img_prefix}`.
-    static func coco(_ c: Config, seed: UInt64) throws -> DetectionData {
+    static func coco(_ c: Config, context: DetectionDataContext) throws -> DetectionData {
         try checkFiles(c)
-        let p = try pipelines(c)
+        let p = try pipelines(c, withMask: context.withMask)
         func load(_ key: String) throws -> COCODataset { try COCODataset.load(try c.string(key)) }
         let train = COCODetectionDataset(coco: try load("coco.train_ann"), imagePrefix: try c.string("coco.train_img_prefix"),
                                          pipeline: p.train, skipEmpty: true)
@@ -107,7 +117,7 @@ public enum DetectionDatasets {
         let annotations = try c.string("coco.val_ann")
         return DetectionData(train: AnyDataset(train, imageID: { train.imageID($0) }), val: AnyDataset(val, imageID: { val.imageID($0) }),
                              valAnnotations: { annotations }, categoryIDs: train.coco.categoryIds,
-                             loader: try LoaderSettings(data: c, seed: seed), largestInput: largestInput(p.train))
+                             loader: try LoaderSettings(data: c, seed: context.seed), largestInput: largestInput(p.train))
     }
 }
 

@@ -3,6 +3,7 @@ import Config
 import Data
 import Distributed
 import Engine
+import Evaluation
 import Foundation
 import Heads
 import Training
@@ -12,8 +13,22 @@ import Training
 public enum DetectionConfig: TaskConfig {
     public static var modelSchema: ConfigSchema { Registries.detectors.schema }
     public static var dataSchema: ConfigSchema { DetectionDatasets.registry.schema }
-    /// mmdet's `evaluation.metric`: "bbox" (or ["bbox"]) — box AP is what the built-in detectors predict.
-    public static var metricSchema: ConfigSchema { .anyOf([.oneOf(["bbox"]), .array(.oneOf(["bbox"]), count: 1)]) }
+    /// mmdet's `evaluation.metric`: "bbox", "segm" or a list of them (segm needs a detector that predicts masks).
+    public static var metricSchema: ConfigSchema { .anyOf([.oneOf(["bbox", "segm"]), .array(.oneOf(["bbox", "segm"]))]) }
+
+    /// The IoU types `evaluation.metric` asks for, in order; by default bbox, and segm too for a detector that
+    /// predicts masks (mmdet's CocoMetric defaults of its configs).
+    static func iouTypes(_ c: Config, predictsMasks: Bool) throws -> [Params.IouType] {
+        guard let v = c["evaluation.metric"] else { return predictsMasks ? [.bbox, .segm] : [.bbox] }
+        let names = v.stringValue.map { [$0] } ?? (v.arrayValue ?? []).compactMap(\.stringValue)
+        guard !names.isEmpty, Set(names).count == names.count else {
+            throw c.fail("evaluation.metric", "expected bbox, segm or a list of them without repeats")
+        }
+        if names.contains("segm") && !predictsMasks {
+            throw c.fail("evaluation.metric", "segm needs a detector that predicts masks (a roi_head.mask_head)")
+        }
+        return names.compactMap(Params.IouType.init(rawValue:))
+    }
 
     /// The dataset's files must exist before any work starts.
     public static func check(_ c: Config) throws { try DetectionDatasets.checkFiles(c.section("data")) }
@@ -47,19 +62,24 @@ public final class DetectionTask: TrainingTask {
     public init(config c: Config, detector: any Detector) throws {
         self.detector = detector
         let seed = UInt64(try c.int("seed", default: 0))
-        data = try DetectionDatasets.registry.build(c.section("data"), seed)
+        data = try DetectionDatasets.registry.build(c.section("data"), DetectionDataContext(seed: seed, withMask: detector.predictsMasks))
         // The largest padded input the pipeline makes must suit the backbone (ACmix needs maps > its window).
         do { try detector.backbone.validate(height: data.largestInput.height, width: data.largestInput.width) } catch {
             throw c.fail("data.img_scale", "\(error)")
         }
         cursor = try data.loader.trainCursor(data.train)
         valLoader = data.loader.valLoader(data.val)
-        cocoEvaluator = COCODetectionEvaluator(annotations: data.valAnnotations, categoryIDs: data.categoryIDs)
+        cocoEvaluator = COCODetectionEvaluator(annotations: data.valAnnotations, categoryIDs: data.categoryIDs,
+                                               iouTypes: try DetectionConfig.iouTypes(c, predictsMasks: detector.predictsMasks))
         evaluator = cocoEvaluator
     }
 
     public var itersPerEpoch: Int { cursor.itersPerEpoch }
-    public var plottedMetrics: [String] { Array(evaluator.metricNames.prefix(3)) }
+    /// AP and AP50 of each IoU type (and AP75 when there is one type).
+    public var plottedMetrics: [String] {
+        let names = evaluator.metricNames
+        return names.count > 6 ? stride(from: 0, to: names.count, by: 6).flatMap { names[$0..<($0 + 2)] } : Array(names.prefix(3))
+    }
 
     public func prepare(startIteration: Int) throws { cursor.position(at: startIteration) }
 
@@ -106,7 +126,7 @@ public final class DetectionTask: TrainingTask {
             defer { progress?(indices.count) }
             let images = Tensor(batch.images, shape: batch.shape)
             dets += detector.predict(images, imgShapes: batch.items.map { $0.meta.imgShape },
-                                     scaleFactors: batch.items.map { $0.meta.scaleFactor })
+                                     scaleFactors: batch.items.map { $0.meta.scaleFactor }, oriShapes: batch.items.map { $0.meta.oriShape })
             indices += batch.indices
         }
         return (indices, dets)

@@ -23,7 +23,7 @@ public struct DetectionPredictor {
         let inputs = images.map { pipeline(DetectionSample(filename: "", image: $0, annotations: []), rng: &rng) }
         let batch = Batch(indices: Array(inputs.indices), items: inputs)
         return detector.predict(Tensor(batch.images, shape: batch.shape), imgShapes: inputs.map { $0.meta.imgShape },
-                                scaleFactors: inputs.map { $0.meta.scaleFactor })
+                                scaleFactors: inputs.map { $0.meta.scaleFactor }, oriShapes: inputs.map { $0.meta.oriShape })
     }
 }
 

@@ -22,8 +22,12 @@ struct DetEval: ParsableCommand {
               det-eval --config C --checkpoint W [--out R.json] [--show-dir D]
 
             The second runs the detector on the config's validation split,
-            writes the COCO results (--out) and, with --show-dir, one PNG per
-            image with the predicted boxes in class colours with scores.
+            writes the COCO results (--out; masks as RLE "segmentation") and,
+            with --show-dir, one PNG per image with the predicted boxes (and
+            masks) in class colours with scores. It evaluates the config's
+            evaluation.metric (bbox, and segm for a detector with masks) unless
+            --iou-type picks one; with two, --json-out holds
+            {"bbox": {...}, "segm": {...}}.
             """)
 
     @Option(help: "Ground truth: a COCO instances JSON file.")
@@ -32,8 +36,8 @@ struct DetEval: ParsableCommand {
     @Option(help: "Detections: a COCO results JSON file (array of {image_id, category_id, score, bbox | segmentation}).")
     var results: String?
 
-    @Option(name: .customLong("iou-type"), help: "bbox or segm.")
-    var iouType: Params.IouType = .bbox
+    @Option(name: .customLong("iou-type"), help: "bbox or segm (default: bbox; with --config, the config's metrics).")
+    var iouType: Params.IouType?
 
     @OptionGroup var trained: ModelEvalOptions
 
@@ -48,9 +52,7 @@ struct DetEval: ParsableCommand {
 
     func validate() throws {
         guard showScoreThr.isFinite && (0...1).contains(showScoreThr) else { throw ValidationError("--show-score-thr must be in 0...1") }
-        if try trained.form(filesForm: annotations != nil || results != nil, filesOptions: "--annotations/--results") != nil {
-            guard iouType == .bbox else { throw ValidationError("--config evaluates boxes: --iou-type must be bbox") }
-        } else {
+        if try trained.form(filesForm: annotations != nil || results != nil, filesOptions: "--annotations/--results") == nil {
             guard annotations != nil && results != nil else {
                 throw ValidationError("give --annotations and --results, or --config and --checkpoint")
             }
@@ -69,10 +71,10 @@ struct DetEval: ParsableCommand {
         }
         let gt = try COCODataset.load(annotations!), dt = try gt.loadRes(results!)
         for w in dt.warnings { writeStderr("warning: \(results!): \(w)\n") }
-        let E = COCOeval(cocoGt: gt, cocoDt: dt, iouType: iouType)
+        let E = COCOeval(cocoGt: gt, cocoDt: dt, iouType: iouType ?? .bbox)
         E.evaluate()
         E.accumulate()
-        try report(E, groundTruth: gt)
+        try report([E], groundTruth: gt)
     }
 
     /// The second form: build the detector, load the weights, detect on the validation split, evaluate.
@@ -82,18 +84,25 @@ struct DetEval: ParsableCommand {
         try Checkpoint.loadForInference(from: checkpoint, into: detector)
         detector.eval()
         let task = try DetectionTask(config: cfg, detector: detector)
+        if let iouType {
+            if iouType == .segm && !detector.predictsMasks {
+                throw KitError.usage("--iou-type segm: the detector of \(path) predicts boxes only")
+            }
+            task.cocoEvaluator.iouTypes = [iouType]
+        }
         let gt = try task.cocoEvaluator.loadGroundTruth()
         var bar = ProgressBar(total: task.data.val.count, unit: "img")
         let (ids, dets) = try task.detectAll { bar.update($0) }
         bar.finish()
         if let out { try writeCOCOResults(cocoResults(ids, dets, categoryIDs: task.data.categoryIDs), to: out) }
         if let showDir = trained.showDir { try show(dets, ids: ids, val: task.data.val, groundTruth: gt, to: showDir) }
-        guard let E = try task.cocoEvaluator.cocoEval(ids, dets) else {
+        let evals = try task.cocoEvaluator.cocoEval(ids, dets)
+        guard !evals.isEmpty else {
             // pycocotools cannot evaluate an empty result list; every AP and AR is then 0.
             print("no detections on the \(ids.count) validation images: every AP and AR is 0")
             return
         }
-        try report(E, groundTruth: gt)
+        try report(evals, groundTruth: gt)
     }
 
     /// One PNG per validation image (named after its file) with the detections above `--show-score-thr` drawn.
@@ -101,17 +110,35 @@ struct DetEval: ParsableCommand {
         try createDirectory(dir)
         let names = gt.categoryIds.map { gt.category(id: $0)?.name ?? String($0) }
         let files = Dictionary(gt.images.map { ($0.id, $0.fileName) }, uniquingKeysWith: { a, _ in a })
-        for (i, d) in dets.enumerated() {
+        for (i, all) in dets.enumerated() {
+            let d = all.scoring(atLeast: showScoreThr)
             let drawn = try val.sourceImage(at: i).drawingDetections(boxes: d.boxes, scores: d.scores, labels: d.labels,
-                                                                     classNames: names, scoreThreshold: showScoreThr)
+                                                                     classNames: names, scoreThreshold: showScoreThr,
+                                                                     masks: d.masks?.map { $0.bitmap() })
             let stem = ((files[ids[i]] ?? "\(ids[i])") as NSString).lastPathComponent
             try writePNG(drawn, to: (dir as NSString).appendingPathComponent((stem as NSString).deletingPathExtension + ".png"))
         }
         writeStderr("wrote \(dets.count) images to \(dir)\n")
     }
 
-    /// pycocotools' 12-line summary, the per-category AP table and, with --json-out, the same as JSON.
-    func report(_ E: COCOeval, groundTruth gt: COCODataset) throws {
+    /// Per IoU type: pycocotools' 12-line summary, the per-category AP table and, with --json-out, the same as JSON
+    /// (one object; keyed by IoU type when there are several).
+    func report(_ evals: [COCOeval], groundTruth gt: COCODataset) throws {
+        var objects: [String] = []
+        for E in evals {
+            if evals.count > 1 { print("\(E.params.iouType.rawValue):") }
+            objects.append(report(E, groundTruth: gt))
+            if evals.count > 1 { print("") }
+        }
+        if let out = jsonOut {
+            let text = evals.count == 1 ? objects[0]
+                : "{" + zip(evals, objects).map { "\"\($0.params.iouType.rawValue)\": \($1)" }.joined(separator: ", ") + "}"
+            try writeAtomically(text + "\n", to: out)
+        }
+    }
+
+    /// Prints one evaluation's summary and per-category table; returns its JSON object.
+    func report(_ E: COCOeval, groundTruth gt: COCODataset) -> String {
         for line in E.summarize() { print(line) }
         let ap = E.perCategoryAP()
         print("")
@@ -125,12 +152,9 @@ struct DetEval: ParsableCommand {
             print("  \(idStr) \(name.padding(toLength: width, withPad: " ", startingAt: 0))  \(v.isNaN ? "nan" : String(format: "%.3f", v))")
         }
 
-        if let out = jsonOut {
-            let perCat = E.params.catIds.map { id in "\"\(id)\": \(json(ap[id] ?? .nan))" }
-            let text = "{\"iou_type\": \"\(E.params.iouType.rawValue)\", \"stats\": [\(E.stats.map(json).joined(separator: ", "))], "
-                + "\"per_category_ap\": {\(perCat.joined(separator: ", "))}}\n"
-            try writeAtomically(text, to: out)
-        }
+        let perCat = E.params.catIds.map { id in "\"\(id)\": \(json(ap[id] ?? .nan))" }
+        return "{\"iou_type\": \"\(E.params.iouType.rawValue)\", \"stats\": [\(E.stats.map(json).joined(separator: ", "))], "
+            + "\"per_category_ap\": {\(perCat.joined(separator: ", "))}}"
     }
 }
 

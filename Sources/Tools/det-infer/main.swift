@@ -16,8 +16,9 @@ struct DetInfer: ParsableCommand {
         discussion: """
             Writes OUT/predictions.json, one object per image:
               {"file_name", "width", "height", "detections": [{"bbox": [x, y, w, h],
-               "score", "category_id", "category"}, ...]}
-            with boxes in the image's own pixels, and OUT/vis/NAME.png with the
+               "score", "category_id", "category", "segmentation"}, ...]}
+            with boxes in the image's own pixels ("segmentation", a COCO RLE,
+            from detectors that predict masks), and OUT/vis/NAME.png with the
             detections drawn. Unreadable images are reported and skipped; the
             exit status is then 1.
             """)
@@ -71,19 +72,20 @@ struct DetInfer: ParsableCommand {
                 }
             }
             let dets = images.isEmpty ? [] : predictor(images.map(\.image))
-            for ((i, image), d) in zip(images, dets) {
-                let keep = (0..<d.count).filter { d.scores[$0] >= scoreThr }
-                let detections: [JSON] = keep.map { k in
+            for ((i, image), all) in zip(images, dets) {
+                let d = all.scoring(atLeast: scoreThr)
+                let detections: [JSON] = (0..<d.count).map { k in
                     let b = d.boxes[(4 * k)..<(4 * k + 4)].map(Double.init), c = category(d.labels[k])
-                    return .object([("bbox", .array([b[0], b[1], b[2] - b[0], b[3] - b[1]].map { JSON.double($0) })),
-                                    ("score", .double(Double(d.scores[k]))), ("category_id", .int(c.id)), ("category", .string(c.name))])
+                    var kv: [(String, JSON)] = [("bbox", .array([b[0], b[1], b[2] - b[0], b[3] - b[1]].map { JSON.double($0) })),
+                                                ("score", .double(Double(d.scores[k]))), ("category_id", .int(c.id)), ("category", .string(c.name))]
+                    if let m = d.masks?[k] { kv.append(("segmentation", segmentationJSON(RLE(runs: m)))) }
+                    return .object(kv)
                 }
                 records.append(.object([("file_name", .string(list.files[i])), ("width", .int(image.width)),
                                         ("height", .int(image.height)), ("detections", .array(detections))]))
-                let drawn = image.drawingDetections(boxes: keep.flatMap { d.boxes[(4 * $0)..<(4 * $0 + 4)] }, scores: keep.map { d.scores[$0] },
-                                                    labels: keep.map { d.labels[$0] },
+                let drawn = image.drawingDetections(boxes: d.boxes, scores: d.scores, labels: d.labels,
                                                     classNames: names.isEmpty ? (0...(d.labels.max() ?? 0)).map { category($0).name } : names,
-                                                    scoreThreshold: scoreThr)
+                                                    scoreThreshold: scoreThr, masks: d.masks?.map { $0.bitmap() })
                 try writePNG(drawn, to: "\(model.outDir)/vis/\(list.stems[i]).png")
             }
             done = range.upperBound
