@@ -89,6 +89,38 @@ final class DataParallelTrainingTests: XCTestCase {
         XCTAssertEqual(losses.map(Float.init), trainer.lossHistory)
     }
 
+    /// Each rank detects its part of the validation split (6 images: 4 on rank 0, 2 on rank 1) with rank 0's BN
+    /// statistics; rank 0 gathers exactly the detections one process makes on the whole split, in dataset order, and
+    /// the same metrics; the other rank returns none.
+    func testShardedEvaluationEqualsOneProcess() throws {
+        let group = try worldOrSkip()
+        let dir = try sharedDirectory(group, "dp-eval")
+        let cfg = try detectionConfig(dir, ["model.test_cfg.score_thr=0.0", #"model.backbone.norm_cfg={"type": "BN"}"#])
+        try prepareShapes(cfg, group)
+        let trainer = try detectionTrainer(cfg, dir: "\(dir)/work", group: group)
+        trainer.stopAfter = 2
+        try trainer.run()
+        let task = try XCTUnwrap(trainer.task as? DetectionTask)
+        var gathered: ([Int], [ImageDetections])?
+        task.onDetections = { gathered = ($0, $1) }
+        try trainer.synchronizeBuffers()
+        let metrics = try withNoGrad { try task.evaluate(iteration: 2) }
+        try group.onMain("evaluating in one process") {
+            let whole = try DetectionTask(config: cfg, detector: task.detector)
+            whole.detector.eval()
+            let (ids, dets) = try withNoGrad { try whole.detectAll() }
+            XCTAssertEqual(ids.count, 6)
+            XCTAssertGreaterThan(dets.reduce(0) { $0 + $1.count }, 0)
+            XCTAssertEqual(gathered?.0, ids)
+            XCTAssertEqual(gathered?.1, dets)
+            let single = try withNoGrad { try whole.evaluate(iteration: 2) }
+            XCTAssertEqual(metrics.map(\.0), single.map(\.0))
+            XCTAssertEqual(metrics.map(\.1), single.map(\.1))
+            return ()
+        }
+        if !group.isMain { XCTAssertTrue(metrics.isEmpty) }
+    }
+
     /// Two ranks with batch b each against one process with batch 2b on the same samples (SyncBN in the backbone and
     /// both heads, no dropout): losses and every parameter tensor agree to 1e-4 relative after 5 steps.
     ///
