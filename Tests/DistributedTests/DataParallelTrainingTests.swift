@@ -177,6 +177,16 @@ final class DataParallelTrainingTests: XCTestCase {
             XCTAssertNotEqual(parallel.lossHistory.first, parallel.lossHistory.last)
             return ()
         }
+        // Sharded evaluation (each rank one of the 2 validation images, areas summed) gives one process's metrics.
+        let segmentor = try XCTUnwrap(parallel.task as? SegmentationTask).segmentor
+        let sharded = try withNoGrad { try parallel.task.evaluate(iteration: 5) }
+        try group.onMain("evaluating in one process") {
+            let single = try withNoGrad { try SegmentationTask(config: try config(samples: 4), segmentor: segmentor).evaluate(iteration: 5) }
+            XCTAssertEqual(sharded.map(\.0), ["mIoU", "mAcc", "aAcc"])
+            XCTAssertEqual(sharded.map(\.1), single.map(\.1))
+            return ()
+        }
+        if !group.isMain { XCTAssertTrue(sharded.isEmpty) }
     }
 
     /// Stopped after 3 of 6 iterations and resumed into fresh models (other random weights), the 2-rank run ends
