@@ -91,6 +91,21 @@ let detectionCases: [BenchCase] = [
             opt.step()
         }, { t in ["s_per_iter": t, "images_per_s": 2 / t] })
     },
+    BenchCase(name: "retinanet_\(name)_infer_800x1333") {
+        EngineRandom.seed(0)
+        let json = """
+        {"type": "RetinaNet", "backbone": {"arch": "\(arch)", "frozen_stages": 1, "norm_eval": true},
+         "neck": {"type": "FPN", "in_channels": [256, 512, 1024, 2048], "out_channels": 256, "start_level": 1,
+                  "add_extra_convs": "on_input", "num_outs": 5},
+         "bbox_head": {"type": "RetinaHead", "num_classes": 80, "in_channels": 256}}
+        """
+        let detector = try Registries.detectors.build(Config(json: try JSON.parse(json)))
+        detector.eval()
+        var rng = SplitMix64(seed: 2)
+        let images = Tensor((0..<(3 * 800 * 1344)).map { _ in Float(rng.normal()) }, shape: [1, 3, 800, 1344])
+        return ({ _ = detector.predict(images, imgShapes: [(800, 1333)], scaleFactors: [[1, 1, 1, 1]], oriShapes: [(800, 1333)]) },
+                { t in ["s_per_image": t] })
+    },
     BenchCase(name: "mask_rcnn_\(name)_infer_800x1333") {
         let detector = try maskRCNN(arch: arch, scoreThr: 0)
         detector.eval()

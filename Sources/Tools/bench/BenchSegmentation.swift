@@ -9,8 +9,9 @@ import NN
 /// is registered there.
 let segmentationCases: [BenchCase] = [
     upernetForward("upernet_resnet50_fwd_512", arch: "resnet50"),
-] + (BackboneRegistry.allArchs.contains("acmix_swin_tiny")
-     ? [upernetForward("upernet_acmix_swin_tiny_fwd_512", arch: "acmix_swin_tiny")] : [])
+    upernetForward("upernet_swin_tiny_fwd_512", arch: "swin_tiny"),
+    upernetForward("upernet_acmix_swin_tiny_fwd_512", arch: "acmix_swin_tiny"),
+]
 
 func upernetForward(_ name: String, arch: String, size: Int = 512, numClasses: Int = 150) -> BenchCase {
     BenchCase(name: name) {
