@@ -46,6 +46,7 @@ let package = Package(
     targets: [
         // C libraries (Debian packages, installed by scripts/setup.sh).
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
         .systemLibrary(name: "CJSONC", path: "Sources/CJSONC"),
         // simdjson behind a small C API, for large annotation/results files.
         .target(name: "CSimdJSON", path: "Sources/CSimdJSON",
@@ -56,8 +57,8 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-O2"])],
                 linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
-        // The tensor + autograd engine on OpenBLAS.
-        .target(name: "Engine", dependencies: ["CBLAS"], path: "Sources/Engine", swiftSettings: fast),
+        // The tensor + autograd engine on OpenBLAS and oneDNN.
+        .target(name: "Engine", dependencies: ["CBLAS", "CDNNL"], path: "Sources/Engine", swiftSettings: fast),
         // Modules, layers, optimizers, schedules, safetensors, JSON.
         .target(name: "NN", dependencies: ["Engine", "CJSONC"], path: "Sources/NN", swiftSettings: checked),
         // JSON configs (_base_, --set, schemas, sections) and the component registry.

@@ -1,7 +1,8 @@
 /// 2-D convolution (PyTorch's conv2d: stride, padding, dilation, groups, bias).
-/// 1×1 stride-1 convolutions are one sgemm per image with no im2col; depthwise convolutions use a direct
-/// kernel; everything else is im2col + sgemm per image and group. The backward recomputes im2col rather
-/// than keeping the column matrix alive between forward and backward.
+/// Each pass (forward, backward-data, backward-weights) runs in oneDNN or in the engine's kernels, whichever
+/// measured faster for its shape (`ConvPolicy`). The engine's: 1×1 stride-1 convolutions are one sgemm per image
+/// with no im2col; depthwise convolutions use a direct kernel; everything else is im2col + sgemm per image and
+/// group. The backward recomputes im2col rather than keeping the column matrix alive between forward and backward.
 
 public struct Conv2dGeometry {
     public let n, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups, ho, wo: Int
@@ -21,31 +22,82 @@ public struct Conv2dGeometry {
 public func conv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil,
                    stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                    dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
-    precondition(x.rank == 4 && weight.rank == 4, "conv2d expects 4-D input and weight, got \(x.shape), \(weight.shape)")
-    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-    precondition(c % groups == 0 && o % groups == 0 && weight.shape[1] == c / groups,
-                 "conv2d: input \(x.shape), weight \(weight.shape), groups \(groups)")
-    let ho = (h + 2 * padding.0 - dilation.0 * (kh - 1) - 1) / stride.0 + 1
-    let wo = (w + 2 * padding.1 - dilation.1 * (kw - 1) - 1) / stride.1 + 1
-    precondition(ho > 0 && wo > 0, "conv2d: input \(h)x\(w) too small for kernel \(kh)x\(kw)")
-    let g = Conv2dGeometry(n: n, c: c, h: h, w: w, o: o, kh: kh, kw: kw, sh: stride.0, sw: stride.1,
-                           ph: padding.0, pw: padding.1, dh: dilation.0, dw: dilation.1, groups: groups, ho: ho, wo: wo)
-    let out = Tensor(uninitialized: [n, o, ho, wo])
+    let g = Conv2dGeometry(x.shape, weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    let out = Tensor(uninitialized: [g.n, g.o, g.ho, g.wo])
     convForward(g, x.data, weight.data, bias?.data, out.data)
     let inputs = [x, weight] + (bias.map { [$0] } ?? [])
     return out.record("conv2d", inputs) { gy in
-        let gx = x.requiresGrad ? Tensor(zeros: x.shape) : nil
-        let gw = weight.requiresGrad ? Tensor(zeros: weight.shape) : nil
-        convBackward(g, x.data, weight.data, gy.data, gx?.data, gw?.data)
+        let (gx, gw) = conv2dGradients(g, x, weight, gy, input: x.requiresGrad, weight: weight.requiresGrad)
         var gb: Tensor? = nil
         if let bias, bias.requiresGrad { gb = gy.sum(axes: [0, 2, 3]) }
         return [gx, gw, gb]
     }
 }
 
+/// The gradients of conv2d with respect to its input (when `input`) and its weight (when `weight`) for the output
+/// gradient gy [N, O, Ho, Wo] (PyTorch's torch.nn.grad.conv2d_input / conv2d_weight); records nothing.
+public func conv2dGradients(_ x: Tensor, _ weight: Tensor, _ gy: Tensor, stride: (Int, Int) = (1, 1),
+                            padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1,
+                            input: Bool = true, weight needWeight: Bool = true) -> (Tensor?, Tensor?) {
+    let g = Conv2dGeometry(x.shape, weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    precondition(gy.shape == [g.n, g.o, g.ho, g.wo], "conv2dGradients: gy \(gy.shape) for output [\(g.n), \(g.o), \(g.ho), \(g.wo)]")
+    return conv2dGradients(g, x, weight, gy, input: input, weight: needWeight)
+}
+
+func conv2dGradients(_ g: Conv2dGeometry, _ x: Tensor, _ weight: Tensor, _ gy: Tensor, input: Bool, weight needWeight: Bool)
+    -> (Tensor?, Tensor?) {
+    let gx = input ? Tensor(zeros: x.shape) : nil
+    let gw = needWeight ? Tensor(zeros: weight.shape) : nil
+    convBackward(g, x.data, weight.data, gy.data, gx?.data, gw?.data)
+    return (gx, gw)
+}
+
+extension Conv2dGeometry {
+    /// The geometry of conv2d on an input of shape `x` with a weight of shape `w`, checked.
+    public init(_ x: [Int], _ w: [Int], stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1),
+                groups: Int = 1) {
+        precondition(x.count == 4 && w.count == 4, "conv2d expects 4-D input and weight, got \(x), \(w)")
+        let (n, c, h, wd) = (x[0], x[1], x[2], x[3])
+        let (o, kh, kw) = (w[0], w[2], w[3])
+        precondition(c % groups == 0 && o % groups == 0 && w[1] == c / groups, "conv2d: input \(x), weight \(w), groups \(groups)")
+        let ho = (h + 2 * padding.0 - dilation.0 * (kh - 1) - 1) / stride.0 + 1
+        let wo = (wd + 2 * padding.1 - dilation.1 * (kw - 1) - 1) / stride.1 + 1
+        precondition(ho > 0 && wo > 0, "conv2d: input \(h)x\(wd) too small for kernel \(kh)x\(kw)")
+        self.init(n: n, c: c, h: h, w: wd, o: o, kh: kh, kw: kw, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1,
+                  dh: dilation.0, dw: dilation.1, groups: groups, ho: ho, wo: wo)
+    }
+}
+
 func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                  _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
+    let impl = ConvPolicy.implementation(for: g, .forward)
+    if impl != .engine && oneDNNConv(.forward, g, blocked: impl == .oneDNNBlocked, x: x, w: w, y: y, bias: bias) { return }
+    engineConvForward(g, x, w, bias, y)
+}
+
+/// gx and gw (when asked for) must hold zeros: the engine's kernels accumulate into them.
+func convBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                  _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
+    var gx = gx, gw = gw
+    if let out = gx {
+        let impl = ConvPolicy.implementation(for: g, .backwardData)
+        if impl != .engine {
+            if oneDNNConv(.backwardData, g, blocked: impl == .oneDNNBlocked, x: out, w: w, y: gy) { gx = nil }
+            else { out.update(repeating: 0, count: g.n * g.c * g.h * g.w) }
+        }
+    }
+    if let out = gw {
+        let impl = ConvPolicy.implementation(for: g, .backwardWeights)
+        if impl != .engine {
+            if oneDNNConv(.backwardWeights, g, blocked: impl == .oneDNNBlocked, x: x, w: out, y: gy) { gw = nil }
+            else { out.update(repeating: 0, count: g.o * g.k) }
+        }
+    }
+    if gx != nil || gw != nil { engineConvBackward(g, x, w, gy, gx, gw) }
+}
+
+func engineConvForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                       _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
     let hw = g.h * g.w, howo = g.ho * g.wo
     if let bias {
         parallelFor(g.n * g.o, cost: howo) { i in (y + i * howo).update(repeating: bias[i % g.o], count: howo) }
@@ -75,8 +127,8 @@ func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: Uns
     }
 }
 
-func convBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
-                  _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
+func engineConvBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                        _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
     let hw = g.h * g.w, howo = g.ho * g.wo
     if g.isDirect { directBackward(g, x, w, gy, gx, gw); return }
     if g.isPointwise && g.groups == 1 {
