@@ -15,3 +15,8 @@ enum {
     CDNNL_ARG_FROM = DNNL_ARG_FROM,
     CDNNL_ARG_TO = DNNL_ARG_TO,
 };
+
+// The execution argument of the second input of binary post-op number `index`.
+static inline int cdnnl_arg_post_op_src1(int index) {
+    return DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1;
+}

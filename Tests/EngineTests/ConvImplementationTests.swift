@@ -80,3 +80,65 @@ func assertAllClose(_ a: Tensor, _ b: Tensor, tol: Float, _ what: String, file: 
         return
     }
 }
+
+/// The fused epilogue (scale, shift, residual, ReLU) against the same ops one by one, in every implementation and
+/// with gradients (where it records the unfused ops).
+final class ConvFusedTests: XCTestCase {
+    override func tearDown() {
+        ConvPolicy.forced = nil
+        super.tearDown()
+    }
+
+    func testFusedEpilogueMatchesComposition() {
+        let savedThreads = Threads.count
+        defer { Threads.count = savedThreads }
+        let shapes: [([Int], [Int], (Int, Int), (Int, Int))] = [
+            ([1, 32, 20, 20], [48, 32, 3, 3], (1, 1), (1, 1)),
+            ([2, 64, 14, 14], [64, 64, 1, 1], (1, 1), (0, 0)),
+            ([1, 16, 15, 15], [32, 16, 3, 3], (2, 2), (1, 1)),
+            ([2, 36, 14, 14], [16, 9, 3, 3], (1, 1), (1, 1)),
+        ]
+        for (i, (xs, ws, stride, padding)) in shapes.enumerated() {
+            let groups = xs[1] / ws[1]
+            let x = randomTensor(xs, seed: UInt64(100 + i), requiresGrad: false)
+            let w = randomTensor(ws, seed: UInt64(200 + i), requiresGrad: false)
+            let o = ws[0]
+            let scale = randomTensor([o], seed: UInt64(300 + i), lo: 0.5, hi: 1.5, requiresGrad: false)
+            let shift = randomTensor([o], seed: UInt64(400 + i), requiresGrad: false)
+            ConvPolicy.forced = .engine
+            let plain = conv2d(x, w, stride: stride, padding: padding, groups: groups)
+            let residual = randomTensor(plain.shape, seed: UInt64(500 + i), requiresGrad: false)
+            let affine = plain * scale.reshape([1, o, 1, 1]) + shift.reshape([1, o, 1, 1])
+            let want = (affine + residual).relu()
+            for threads in [1, 2] {
+                Threads.count = threads
+                for impl in ConvImplementation.allCases {
+                    ConvPolicy.forced = impl
+                    let got = conv2dFused(x, w, scale: scale, shift: shift, residual: residual, relu: true, stride: stride,
+                                          padding: padding, groups: groups)
+                    assertAllClose(got, want, tol: 1e-4, "shape \(i) \(impl) \(threads) threads, full epilogue")
+                    let noResidual = conv2dFused(x, w, scale: scale, shift: shift, stride: stride, padding: padding, groups: groups)
+                    assertAllClose(noResidual, affine, tol: 1e-4, "shape \(i) \(impl) \(threads) threads, affine only")
+                }
+            }
+            // With gradients it is the composition itself.
+            ConvPolicy.forced = nil
+            let xg = randomTensor(xs, seed: UInt64(100 + i)), wg = randomTensor(ws, seed: UInt64(200 + i))
+            conv2dFused(xg, wg, scale: scale, shift: shift, residual: residual, relu: true, stride: stride, padding: padding,
+                        groups: groups).sum().backward()
+            let xr = randomTensor(xs, seed: UInt64(100 + i)), wr = randomTensor(ws, seed: UInt64(200 + i))
+            let yr = conv2d(xr, wr, stride: stride, padding: padding, groups: groups) * scale.reshape([1, o, 1, 1])
+                + shift.reshape([1, o, 1, 1])
+            (yr + residual).relu().sum().backward()
+            assertAllClose(xg.grad!, xr.grad!, tol: 1e-5, "shape \(i) input gradient")
+            assertAllClose(wg.grad!, wr.grad!, tol: 1e-5, "shape \(i) weight gradient")
+        }
+    }
+
+    func testChannelAffine() {
+        let x = randomTensor([2, 5, 3, 4], seed: 1, requiresGrad: false)
+        let scale = randomTensor([5], seed: 2, requiresGrad: false), shift = randomTensor([5], seed: 3, requiresGrad: false)
+        let want = (x * scale.reshape([1, 5, 1, 1]) + shift.reshape([1, 5, 1, 1])).relu()
+        assertAllClose(channelAffine(x, scale: scale, shift: shift, relu: true), want, tol: 1e-6, "channelAffine")
+    }
+}

@@ -68,11 +68,49 @@ extension Conv2dGeometry {
     }
 }
 
+/// What a forward convolution does to its output after the bias: y = act(y·scale + shift + residual), each part
+/// optional; scale and shift per output channel, the residual the output's shape, act ReLU or none.
+struct ConvEpilogue {
+    var scale: UnsafeMutablePointer<Float>? = nil
+    var shift: UnsafeMutablePointer<Float>? = nil
+    var residual: UnsafeMutablePointer<Float>? = nil
+    var relu = false
+    var isEmpty: Bool { scale == nil && shift == nil && residual == nil && !relu }
+
+    /// Applies the epilogue in place to y [N, O, S] (the engine's kernels; oneDNN fuses it into the convolution).
+    func apply(_ y: UnsafeMutablePointer<Float>, n: Int, o: Int, plane s: Int) {
+        if isEmpty { return }
+        parallelFor(n * o, cost: s) { p in
+            let ch = p % o, row = y + p * s
+            let sc = scale?[ch] ?? 1, sh = shift?[ch] ?? 0
+            if let residual {
+                let r = residual + p * s
+                if relu { for i in 0..<s { row[i] = Swift.max(row[i] * sc + sh + r[i], 0) } }
+                else { for i in 0..<s { row[i] = row[i] * sc + sh + r[i] } }
+            } else {
+                if relu { for i in 0..<s { row[i] = Swift.max(row[i] * sc + sh, 0) } }
+                else { for i in 0..<s { row[i] = row[i] * sc + sh } }
+            }
+        }
+    }
+}
+
 func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
-                 _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
-    let impl = ConvPolicy.implementation(for: g, .forward)
-    if impl != .engine && oneDNNConv(.forward, g, blocked: impl == .oneDNNBlocked, x: x, w: w, y: y, bias: bias) { return }
+                 _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue = ConvEpilogue()) {
+    switch ConvPolicy.implementation(for: g, .forward) {
+    case .oneDNNBlocked:
+        // Its JIT kernels apply the epilogue in registers, as post-ops.
+        if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue) { return }
+    case .oneDNNPlain:
+        // Its gemm convolution runs binary and sum post-ops element by element (40× slower): one pass after instead.
+        if oneDNNConv(.forward, g, blocked: false, x: x, w: w, y: y, bias: bias) {
+            epilogue.apply(y, n: g.n, o: g.o, plane: g.ho * g.wo)
+            return
+        }
+    case .engine: break
+    }
     engineConvForward(g, x, w, bias, y)
+    epilogue.apply(y, n: g.n, o: g.o, plane: g.ho * g.wo)
 }
 
 /// gx and gw (when asked for) must hold zeros: the engine's kernels accumulate into them.

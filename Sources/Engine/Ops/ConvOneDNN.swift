@@ -64,7 +64,9 @@ struct ConvSlice {
 }
 
 struct ConvPlanKey: Hashable {
-    let pass: ConvPass, blocked: Bool, bias: Bool, relu: Bool
+    let pass: ConvPass, blocked: Bool, bias: Bool
+    /// Forward epilogue as post-ops: per-channel scale and shift, a residual added (oneDNN's sum), ReLU.
+    let scaleShift: Bool, accumulate: Bool, relu: Bool
     let n, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups, ho, wo: Int
     /// Channel counts of the full tensors the slice lives in (they set the strides).
     let fullC, fullO: Int
@@ -78,6 +80,8 @@ final class ConvPlan: @unchecked Sendable {
         let inner: dnnl_memory_desc_t
         /// user → inner for an input, inner → user for an output; nil when the layouts are the same.
         let reorder: DNNLPrimitive?
+        /// user → inner for an output the primitive accumulates into (a residual summed by a post-op).
+        let reorderIn: DNNLPrimitive?
         let innerBytes: Int
         let isOutput: Bool
     }
@@ -85,11 +89,14 @@ final class ConvPlan: @unchecked Sendable {
     /// Activation-side (x or gx), weight-side (w or gw), output-side (y or gy), in that order.
     let operands: [Operand]
     let bias: dnnl_memory_desc_t?
+    /// [1, O, 1, 1] descriptor of the scale and shift post-op inputs.
+    let channelVector: dnnl_memory_desc_t?
     let scratchpadBytes: Int
     let implementation: String
 
-    init(primitive: DNNLPrimitive, operands: [Operand], bias: dnnl_memory_desc_t?, scratchpadBytes: Int, implementation: String) {
-        self.primitive = primitive; self.operands = operands; self.bias = bias
+    init(primitive: DNNLPrimitive, operands: [Operand], bias: dnnl_memory_desc_t?, channelVector: dnnl_memory_desc_t?,
+         scratchpadBytes: Int, implementation: String) {
+        self.primitive = primitive; self.operands = operands; self.bias = bias; self.channelVector = channelVector
         self.scratchpadBytes = scratchpadBytes; self.implementation = implementation
     }
 
@@ -152,12 +159,20 @@ final class ConvPlan: @unchecked Sendable {
         guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
         defer { dnnl_primitive_attr_destroy(attr) }
         guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
-        if k.relu {
+        var channelMD = k.scaleShift ? OneDNN.plain([1, k.o, 1, 1], strides: [k.o, 1, 1, 1]) : nil
+        if k.scaleShift || k.accumulate || k.relu {
+            // y = relu((conv + bias)·scale + shift + y): binary post-ops 0 and 1, then sum, then the eltwise.
             var ops: dnnl_post_ops_t?
             guard dnnl_post_ops_create(&ops) == dnnl_success, let ops else { return nil }
             defer { dnnl_post_ops_destroy(ops) }
-            guard dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0) == dnnl_success,
-                  dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success else { return nil }
+            if k.scaleShift {
+                guard channelMD != nil,
+                      dnnl_post_ops_append_binary(ops, dnnl_binary_mul, &channelMD!) == dnnl_success,
+                      dnnl_post_ops_append_binary(ops, dnnl_binary_add, &channelMD!) == dnnl_success else { return nil }
+            }
+            if k.accumulate { guard dnnl_post_ops_append_sum(ops, 1) == dnnl_success else { return nil } }
+            if k.relu { guard dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0) == dnnl_success else { return nil } }
+            guard dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success else { return nil }
         }
 
         var fwd = dnnl_convolution_desc_t()
@@ -213,12 +228,16 @@ final class ConvPlan: @unchecked Sendable {
             guard let innerPtr = dnnl_primitive_desc_query_md(pd, query, 0) else { return nil }
             let inner = innerPtr.pointee
             var u = user, i = inner
-            var reorder: DNNLPrimitive? = nil
+            var reorder: DNNLPrimitive? = nil, reorderIn: DNNLPrimitive? = nil
             if dnnl_memory_desc_equal(&u, &i) == 0 {
                 reorder = isOutput ? DNNLPrimitive.reorder(from: inner, to: user) : DNNLPrimitive.reorder(from: user, to: inner)
                 if reorder == nil { return nil }
+                if isOutput && k.accumulate {
+                    reorderIn = DNNLPrimitive.reorder(from: user, to: inner)
+                    if reorderIn == nil { return nil }
+                }
             }
-            operands.append(Operand(arg: arg, user: user, inner: inner, reorder: reorder,
+            operands.append(Operand(arg: arg, user: user, inner: inner, reorder: reorder, reorderIn: reorderIn,
                                     innerBytes: dnnl_memory_desc_get_size(&i), isOutput: isOutput))
         }
         var scratchBytes = 0
@@ -226,13 +245,15 @@ final class ConvPlan: @unchecked Sendable {
             scratchBytes = dnnl_memory_desc_get_size(&s)
         }
         guard let primitive = DNNLPrimitive.make(pd) else { return nil }
-        return ConvPlan(primitive: primitive, operands: operands, bias: k.pass == .forward ? biasMD : nil,
+        return ConvPlan(primitive: primitive, operands: operands, bias: k.pass == .forward ? biasMD : nil, channelVector: channelMD,
                         scratchpadBytes: scratchBytes, implementation: impl)
     }
 
-    /// Executes on user buffers (activation-side, weight-side, output-side, in the caller's NCHW/OIHW slices);
-    /// false when oneDNN reports an error.
-    func run(_ pointers: [UnsafeMutablePointer<Float>], bias: UnsafeMutablePointer<Float>?) -> Bool {
+    /// Executes on user buffers (activation-side, weight-side, output-side, in the caller's NCHW/OIHW slices), with
+    /// the forward epilogue's per-channel scale and shift when the plan has them; false when oneDNN reports an error.
+    /// A plan that accumulates adds its result to what the output buffer holds.
+    func run(_ pointers: [UnsafeMutablePointer<Float>], bias: UnsafeMutablePointer<Float>?,
+             scale: UnsafeMutablePointer<Float>? = nil, shift: UnsafeMutablePointer<Float>? = nil) -> Bool {
         guard let engine = OneDNN.engine else { return false }
         OneDNN.singleThreaded()
         var memories: [dnnl_memory_t] = []
@@ -263,6 +284,11 @@ final class ConvPlan: @unchecked Sendable {
                 args.append(dnnl_exec_arg_t(arg: op.arg, memory: inner))
                 if op.isOutput {
                     after.append((reorder, inner, user))
+                    if let reorderIn = op.reorderIn,
+                       !execute(reorderIn, stream, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: user),
+                                                    dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: inner)]) {
+                        return false
+                    }
                 } else if !execute(reorder, stream, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: user),
                                                     dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: inner)]) {
                     return false
@@ -271,6 +297,12 @@ final class ConvPlan: @unchecked Sendable {
             if let md = self.bias, let bias {
                 guard let m = memory(md, UnsafeMutableRawPointer(bias)) else { return false }
                 args.append(dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_BIAS), memory: m))
+            }
+            if let md = channelVector {
+                guard let scale, let shift, let ms = memory(md, UnsafeMutableRawPointer(scale)),
+                      let mt = memory(md, UnsafeMutableRawPointer(shift)) else { return false }
+                args.append(dnnl_exec_arg_t(arg: cdnnl_arg_post_op_src1(0), memory: ms))
+                args.append(dnnl_exec_arg_t(arg: cdnnl_arg_post_op_src1(1), memory: mt))
             }
             if scratchpadBytes > 0 {
                 var s = dnnl_memory_desc_t()
@@ -318,16 +350,22 @@ func convSlices(_ g: Conv2dGeometry, _ pass: ConvPass) -> [ConvSlice] {
     }
 }
 
-/// Runs one pass through oneDNN. Forward writes y (bias and ReLU fused when given); backward-data writes gx;
+/// Runs one pass through oneDNN. Forward writes y, with the bias and the epilogue fused; backward-data writes gx;
 /// backward-weights writes gw (all overwritten, not accumulated). False when oneDNN has no implementation for this
 /// geometry or reports an error: the caller then runs its own kernel on zeroed outputs.
 func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeMutablePointer<Float>,
                 w: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>? = nil,
-                relu: Bool = false) -> Bool {
+                epilogue: ConvEpilogue = ConvEpilogue()) -> Bool {
+    // The fused scale takes a shift with it (and the other way round).
+    let scaleShift = epilogue.scale != nil || epilogue.shift != nil
+    var ones: [Float] = [], zeros: [Float] = []
+    if scaleShift && epilogue.scale == nil { ones = [Float](repeating: 1, count: g.o) }
+    if scaleShift && epilogue.shift == nil { zeros = [Float](repeating: 0, count: g.o) }
     let slices = convSlices(g, pass)
     var plans: [ConvPlan] = []
     for s in slices {
-        let key = ConvPlanKey(pass: pass, blocked: blocked, bias: bias != nil, relu: relu,
+        let key = ConvPlanKey(pass: pass, blocked: blocked, bias: bias != nil, scaleShift: scaleShift,
+                              accumulate: epilogue.residual != nil, relu: epilogue.relu,
                               n: s.n, c: s.c, h: g.h, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
                               ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw, groups: g.groups, ho: g.ho, wo: g.wo,
                               fullC: g.c, fullO: g.o)
@@ -341,18 +379,27 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
     let extra = partials ? UnsafeMutablePointer<Float>.allocate(capacity: (slices.count - 1) * wCount) : nil
     defer { extra?.deallocate() }
     var ok = [Bool](repeating: false, count: slices.count)
+    ones.withUnsafeMutableBufferPointer { ones in zeros.withUnsafeMutableBufferPointer { zeros in
     ok.withUnsafeMutableBufferPointer { ok in
         let ok = ok.baseAddress!
+        let scale = epilogue.scale ?? ones.baseAddress, shift = epilogue.shift ?? zeros.baseAddress
         let run = { (i: Int) in
             let s = slices[i]
             let xs = x + (s.n0 * g.c + s.c0) * hw
             var ws = w + (s.o0 * g.cg + s.c0) * kk
             if partials && i > 0 { ws = extra! + (i - 1) * wCount }
             let ys = y + (s.n0 * g.o + s.o0) * howo
-            ok[i] = plans[i].run([xs, ws, ys], bias: bias.map { $0 + s.o0 })
+            if let residual = epilogue.residual {
+                // oneDNN's sum post-op adds what the output holds: the residual, copied in slice by slice.
+                let rs = residual + (s.n0 * g.o + s.o0) * howo
+                for b in 0..<s.n { (ys + b * g.o * howo).update(from: rs + b * g.o * howo, count: s.o * howo) }
+            }
+            ok[i] = plans[i].run([xs, ws, ys], bias: bias.map { $0 + s.o0 }, scale: scale.map { $0 + s.o0 },
+                                 shift: shift.map { $0 + s.o0 })
         }
         if slices.count == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: slices.count, execute: run) }
     }
+    } }
     if ok.contains(false) {
         OneDNN.warn("oneDNN: \(pass) convolution failed at run time; using the engine's kernel")
         return false
