@@ -326,6 +326,7 @@ func directForwardUnitStride(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Floa
 
 func directBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                     _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
+    if g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 { directBackwardUnitStride(g, x, w, gy, gx, gw); return }
     let howo = g.ho * g.wo, hw = g.h * g.w, kk = g.kh * g.kw
     // Parallel over groups: each owns its input channels' gradients and its output channels' weights.
     parallelFor(g.groups, cost: g.n * g.og * howo * g.k * 2) { group in
@@ -361,6 +362,74 @@ func directBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: 
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Stride-1 direct backward on the padded layout of `directForwardUnitStride`: with the output gradient laid out at
+/// the padded row pitch (zeros in the pitch columns), the weight gradient of a tap is one long dot product with the
+/// shifted padded input plane, and the input gradient of a tap one long shifted axpy into a padded plane that is
+/// cropped at the end. Parallel over (image, group) pairs; weight gradients are summed over images after.
+func directBackwardUnitStride(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                              _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?,
+                              _ gw: UnsafeMutablePointer<Float>?) {
+    let hp = g.h + 2 * g.ph, wp = g.w + 2 * g.pw, hw = g.h * g.w, howo = g.ho * g.wo, kk = g.kh * g.kw
+    let plane = hp * wp + g.kw, len = g.ho * wp
+    let items = g.n * g.groups, wPerGroup = g.og * g.cg * kk
+    // Per-image weight gradients when there are several images (summed into gw after, in a fixed order).
+    let partial = gw != nil && g.n > 1 ? UnsafeMutablePointer<Float>.allocate(capacity: items * wPerGroup) : nil
+    defer { partial?.deallocate() }
+    parallelFor(items, cost: g.og * len * g.k * 2) { item in
+        let b = item / g.groups, group = item % g.groups
+        let padded = UnsafeMutablePointer<Float>.allocate(capacity: g.cg * plane)
+        let gyp = UnsafeMutablePointer<Float>.allocate(capacity: g.og * len)
+        let gxp = gx != nil ? UnsafeMutablePointer<Float>.allocate(capacity: g.cg * plane) : nil
+        defer { padded.deallocate(); gyp.deallocate(); gxp?.deallocate() }
+        if gw != nil {
+            padded.update(repeating: 0, count: g.cg * plane)
+            for m in 0..<g.cg {
+                let src = x + (b * g.c + group * g.cg + m) * hw, dst = padded + m * plane
+                for r in 0..<g.h { (dst + (r + g.ph) * wp + g.pw).update(from: src + r * g.w, count: g.w) }
+            }
+        }
+        gyp.update(repeating: 0, count: g.og * len)
+        for j in 0..<g.og {
+            let src = gy + (b * g.o + group * g.og + j) * howo, dst = gyp + j * len
+            for r in 0..<g.ho { (dst + r * wp).update(from: src + r * g.wo, count: g.wo) }
+        }
+        gxp?.update(repeating: 0, count: g.cg * plane)
+        let gwOut = gw.map { gw in partial.map { $0 + item * wPerGroup } ?? gw + group * wPerGroup }
+        for j in 0..<g.og {
+            let oc = group * g.og + j, gyj = gyp + j * len
+            for m in 0..<g.cg {
+                let wk = w + (oc * g.cg + m) * kk
+                for t in 0..<kk {
+                    let off = (t / g.kw) * wp + t % g.kw
+                    if let gwOut { gwOut[(j * g.cg + m) * kk + t] = dot(gyj, padded + m * plane + off, len) }
+                    if let gxp {
+                        let wv = wk[t], dst = gxp + m * plane + off
+                        for i in 0..<len { dst[i] += wv * gyj[i] }
+                    }
+                }
+            }
+        }
+        if let gxp, let gx {
+            for m in 0..<g.cg {
+                let src = gxp + m * plane, dst = gx + (b * g.c + group * g.cg + m) * hw
+                for r in 0..<g.h {
+                    let s = src + (r + g.ph) * wp + g.pw, d = dst + r * g.w
+                    for c in 0..<g.w { d[c] += s[c] }
+                }
+            }
+        }
+    }
+    if let gw, let partial {
+        parallelFor(g.groups, cost: g.n * wPerGroup) { group in
+            let out = gw + group * wPerGroup
+            for b in 0..<g.n {
+                let p = partial + (b * g.groups + group) * wPerGroup
+                for i in 0..<wPerGroup { out[i] += p[i] }
             }
         }
     }
