@@ -15,6 +15,8 @@ final class ConvImplementationTests: XCTestCase {
         Case(x: [1, 3, 40, 40], w: [16, 3, 7, 7], stride: (2, 2), padding: (3, 3)),
         Case(x: [1, 5, 9, 7], w: [6, 5, 3, 2], stride: (2, 1), padding: (2, 1), dilation: (2, 1)),
         Case(x: [2, 36, 14, 14], w: [16, 9, 3, 3], padding: (1, 1), groups: 4),
+        Case(x: [2, 36, 15, 13], w: [16, 9, 3, 3], stride: (2, 2), padding: (1, 1), groups: 4),
+        Case(x: [1, 12, 11, 10], w: [12, 1, 5, 5], stride: (3, 3), padding: (2, 2), groups: 12),
         Case(x: [1, 48, 16, 16], w: [96, 48, 3, 3], padding: (1, 1)),
         Case(x: [2, 32, 7, 7], w: [64, 32, 3, 3], padding: (1, 1)),
     ]
