@@ -31,6 +31,19 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
         ws.pad(base + (nd + hd * d) * h * w, minus: p, into: ws.kp)
         ws.pad(base + (2 * nd + hd * d) * h * w, minus: nil, into: ws.vp)
         let q = base + hd * d * h * w, o = y + (bi * nd + hd * d) * geo.ho * geo.wo
+        if s == 1 {
+            ws.scaleQueries(segment: 0, q: q, scale: scale)
+            let seg = UnsafeMutablePointer<Float>.allocate(capacity: d * geo.lenBlocks)
+            defer { seg.deallocate() }
+            let taps = TapBlocks(geo)
+            for i0 in stride(from: 0, to: geo.len, by: attentionBlock) {
+                taps.weights(ws, at: i0)
+                taps.weightedSum(taps.a, ws.vp, planeSize: geo.planeSize, d: d, at: i0, into: seg, pitch: geo.lenBlocks)
+            }
+            for c in 0..<d { ws.scatterSegment(seg + c * geo.lenBlocks, 0, into: o + c * geo.ho * geo.wo) }
+            taps.free()
+            return
+        }
         for seg in 0..<geo.segments {
             ws.attention(segment: seg, q: q, scale: scale)
             // out[c][i] = Σ_t a[t][i]·v[c][tap]
@@ -59,6 +72,31 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
             defer { ws.free(); gkp.deallocate(); gvp.deallocate(); gseg.deallocate(); ga.deallocate(); dot.deallocate() }
             let q = base + hd * d * h * w, gq = gbase + hd * d * h * w
             let grad = gy + (bi * nd + hd * d) * geo.ho * geo.wo
+            if s == 1 {
+                ws.scaleQueries(segment: 0, q: q, scale: scale)
+                let gs = UnsafeMutablePointer<Float>.allocate(capacity: d * geo.lenBlocks)
+                let gqs = UnsafeMutablePointer<Float>.allocate(capacity: d * geo.lenBlocks)
+                defer { gs.deallocate(); gqs.deallocate() }
+                gs.update(repeating: 0, count: d * geo.lenBlocks)
+                for c in 0..<d { ws.gatherSegment(grad + c * geo.ho * geo.wo, 0, into: gs + c * geo.lenBlocks) }
+                let taps = TapBlocks(geo)
+                defer { taps.free() }
+                for i0 in stride(from: 0, to: geo.len, by: attentionBlock) {
+                    taps.weights(ws, at: i0)
+                    // ga[t] = Σ_c g[c]·v[c][tap];  gv[c][tap] += a[t]·g[c]
+                    taps.logits(gs, pitch: geo.lenBlocks, ws.vp, planeSize: geo.planeSize, d: d, at: i0, into: taps.grad)
+                    taps.scatter(taps.a, gs, pitch: geo.lenBlocks, into: gvp, planeSize: geo.planeSize, d: d, at: i0)
+                    taps.softmaxBackward()
+                    // gq[c] = scale·Σ_t gl[t]·k[c][tap];  gk[c][tap] += gl[t]·q[c]·scale
+                    taps.weightedSum(taps.grad, ws.kp, planeSize: geo.planeSize, d: d, at: i0, into: gqs, pitch: geo.lenBlocks)
+                    taps.scatter(taps.grad, ws.qs, pitch: geo.lenBlocks, into: gkp, planeSize: geo.planeSize, d: d, at: i0)
+                }
+                for c in 0..<d { ws.addQueryGradient(gqs + c * geo.lenBlocks, 0, scale: scale, into: gq + c * h * w) }
+                ws.fold(gkp, into: gbase + (nd + hd * d) * h * w, sign: 1)
+                ws.fold(gkp, into: gp + pair * d * h * w, sign: -1)
+                ws.fold(gvp, into: gbase + (2 * nd + hd * d) * h * w, sign: 1)
+                return
+            }
             for seg in 0..<geo.segments {
                 ws.attention(segment: seg, q: q, scale: scale)
                 for c in 0..<d { ws.gatherSegment(grad + c * geo.ho * geo.wo, seg, into: gseg + c * geo.len) }
@@ -101,6 +139,8 @@ struct LocalAttentionGeometry {
     let h, w, d, kernel, s, pad, hp, wp, ho, wo, kk: Int
     /// Query segments per plane, positions per segment, and the padded-map step between neighbouring positions.
     let segments, len, step: Int
+    /// len rounded up to whole blocks of positions (the blocked stride-1 kernels' row pitch).
+    let lenBlocks: Int
     /// Padded plane size, with slack so the last segment's taps past the pitch columns stay in bounds.
     let planeSize: Int
     /// Source row/column of each padded row/column (reflection without repeating the edge).
@@ -113,7 +153,9 @@ struct LocalAttentionGeometry {
         ho = (h - 1) / stride + 1; wo = (w - 1) / stride + 1
         kk = kernel * kernel
         if stride == 1 { segments = 1; len = ho * wp; step = 1 } else { segments = ho; len = wo; step = stride }
-        planeSize = hp * wp + kernel
+        lenBlocks = (len + attentionBlock - 1) / attentionBlock * attentionBlock
+        // Slack past the last row: the last taps' reads, and a whole block of positions past the last segment.
+        planeSize = hp * wp + kernel + attentionBlock
         rowMap = (0..<hp).map { reflectIndex($0 - kernel / 2, h) }
         colMap = (0..<wp).map { reflectIndex($0 - kernel / 2, w) }
     }
@@ -131,7 +173,7 @@ struct LocalAttentionWorkspace {
         self.g = g
         kp = .allocate(capacity: g.d * g.planeSize)
         vp = .allocate(capacity: g.d * g.planeSize)
-        qs = .allocate(capacity: g.d * g.len)
+        qs = .allocate(capacity: g.d * g.lenBlocks)
         a = .allocate(capacity: g.kk * g.len)
         buf = .allocate(capacity: g.len)
     }
@@ -157,7 +199,7 @@ struct LocalAttentionWorkspace {
                     for xp in 0..<g.wp { o[xp] = row[g.colMap[xp]] }
                 }
             }
-            (out + g.hp * g.wp).update(repeating: 0, count: g.kernel)
+            (out + g.hp * g.wp).update(repeating: 0, count: g.planeSize - g.hp * g.wp)
         }
     }
 
@@ -209,6 +251,25 @@ struct LocalAttentionWorkspace {
         }
     }
 
+    /// Fills `qs` with the scaled queries of `segment` (pitch `lenBlocks` at stride 1, zero past the image).
+    func scaleQueries(segment: Int, q: UnsafePointer<Float>, scale: Float) {
+        let len = g.s == 1 ? g.lenBlocks : g.len
+        for c in 0..<g.d {
+            let dst = qs + c * len
+            if g.s == 1 {
+                for y in 0..<g.h {
+                    let src = q + (c * g.h + y) * g.w, o = dst + y * g.wp
+                    for x in 0..<g.w { o[x] = src[x] * scale }
+                    (o + g.w).update(repeating: 0, count: g.wp - g.w)
+                }
+                (dst + g.len).update(repeating: 0, count: g.lenBlocks - g.len)
+            } else {
+                let src = q + (c * g.h + segment * g.s) * g.w
+                for x in 0..<g.wo { dst[x] = src[x * g.s] * scale }
+            }
+        }
+    }
+
     /// Fills `qs` with the scaled queries of `segment` and `a` with their softmax weights over the taps.
     func attention(segment: Int, q: UnsafePointer<Float>, scale: Float) {
         let len = g.len
@@ -238,6 +299,104 @@ struct LocalAttentionWorkspace {
         for t in 1..<g.kk { let lg = a + t * len; for i in 0..<len { m[i] += lg[i] } }
         for i in 0..<len { m[i] = 1 / m[i] }
         for t in 0..<g.kk { let lg = a + t * len; for i in 0..<len { lg[i] *= m[i] } }
+    }
+}
+
+/// Query positions per block of the stride-1 kernels: two eight-lane registers per tap.
+let attentionBlock = 16
+
+/// The stride-1 kernels, one block of 16 query positions at a time: the block's 49 logits (or gradients) per
+/// position stay in a 3 KB buffer in L1, and every tap is a contiguous 16-float read of a padded plane at the
+/// tap's offset. Four taps or four channels share each load of the other operand. (The per-tap sweeps over whole
+/// planes they replace streamed kk·len floats through L2 for every channel.)
+struct TapBlocks {
+    let g: LocalAttentionGeometry
+    let offsets: [Int]
+    /// Attention weights and a second per-tap buffer (logit gradients), [kk][16] each.
+    let a, grad: UnsafeMutablePointer<Float>
+
+    init(_ g: LocalAttentionGeometry) {
+        self.g = g
+        offsets = (0..<g.kk).map { ($0 / g.kernel) * g.wp + $0 % g.kernel }
+        a = .allocate(capacity: g.kk * attentionBlock)
+        grad = .allocate(capacity: g.kk * attentionBlock)
+    }
+
+    func free() { a.deallocate(); grad.deallocate() }
+
+    /// out[t] = Σ_c x[c][i0…]·plane[c][i0 + off(t)…] for the block at i0 (x at row pitch `pitch`).
+    func logits(_ x: UnsafePointer<Float>, pitch: Int, _ planes: UnsafePointer<Float>, planeSize: Int, d: Int, at i0: Int,
+                into out: UnsafeMutablePointer<Float>) {
+        var t = 0
+        while t < g.kk {
+            let n = min(4, g.kk - t)
+            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+            let o0 = offsets[t], o1 = offsets[t + min(1, n - 1)], o2 = offsets[t + min(2, n - 1)], o3 = offsets[t + min(3, n - 1)]
+            for c in 0..<d {
+                let q = load16(x + c * pitch + i0), p = planes + c * planeSize + i0
+                a0 += q * load16(p + o0); a1 += q * load16(p + o1)
+                a2 += q * load16(p + o2); a3 += q * load16(p + o3)
+            }
+            store16(a0, out + t * 16)
+            if n > 1 { store16(a1, out + (t + 1) * 16) }
+            if n > 2 { store16(a2, out + (t + 2) * 16) }
+            if n > 3 { store16(a3, out + (t + 3) * 16) }
+            t += n
+        }
+    }
+
+    /// a = softmax over taps of the block's logits q·(k − pe) (queries in the workspace's qs, pre-scaled).
+    func weights(_ ws: LocalAttentionWorkspace, at i0: Int) {
+        logits(ws.qs, pitch: g.lenBlocks, ws.kp, planeSize: g.planeSize, d: g.d, at: i0, into: a)
+        var m = load16(a)
+        for t in 1..<g.kk { m = lanewiseMax(m, load16(a + t * 16)) }
+        var sum = SIMD16<Float>()
+        for t in 0..<g.kk { let e = fastExp(load16(a + t * 16) - m); store16(e, a + t * 16); sum += e }
+        let inv = 1 / sum
+        for t in 0..<g.kk { store16(load16(a + t * 16) * inv, a + t * 16) }
+    }
+
+    /// out[c][i0…] = Σ_t w[t]·plane[c][i0 + off(t)…], four channels at a time.
+    func weightedSum(_ w: UnsafePointer<Float>, _ planes: UnsafePointer<Float>, planeSize: Int, d: Int, at i0: Int,
+                     into out: UnsafeMutablePointer<Float>, pitch: Int) {
+        var c = 0
+        while c < d {
+            let n = min(4, d - c)
+            var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
+            let p0 = planes + c * planeSize + i0
+            let p1 = planes + (c + min(1, n - 1)) * planeSize + i0
+            let p2 = planes + (c + min(2, n - 1)) * planeSize + i0
+            let p3 = planes + (c + min(3, n - 1)) * planeSize + i0
+            for t in 0..<g.kk {
+                let wt = load16(w + t * 16), o = offsets[t]
+                s0 += wt * load16(p0 + o); s1 += wt * load16(p1 + o)
+                s2 += wt * load16(p2 + o); s3 += wt * load16(p3 + o)
+            }
+            store16(s0, out + c * pitch + i0)
+            if n > 1 { store16(s1, out + (c + 1) * pitch + i0) }
+            if n > 2 { store16(s2, out + (c + 2) * pitch + i0) }
+            if n > 3 { store16(s3, out + (c + 3) * pitch + i0) }
+            c += n
+        }
+    }
+
+    /// plane[c][i0 + off(t)…] += w[t]·x[c][i0…] for every channel and tap (the adjoint of `weightedSum` in the planes).
+    func scatter(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, pitch: Int, into planes: UnsafeMutablePointer<Float>,
+                 planeSize: Int, d: Int, at i0: Int) {
+        for c in 0..<d {
+            let xc = load16(x + c * pitch + i0), p = planes + c * planeSize + i0
+            for t in 0..<g.kk {
+                let q = p + offsets[t]
+                store16(load16(q).addingProduct(load16(w + t * 16), xc), q)
+            }
+        }
+    }
+
+    /// grad ← a·(grad − Σ_t a·grad): the softmax backward over taps, per position.
+    func softmaxBackward() {
+        var dot = SIMD16<Float>()
+        for t in 0..<g.kk { dot += load16(a + t * 16) * load16(grad + t * 16) }
+        for t in 0..<g.kk { store16(load16(a + t * 16) * (load16(grad + t * 16) - dot), grad + t * 16) }
     }
 }
 
