@@ -73,25 +73,9 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
             let q = base + hd * d * h * w, gq = gbase + hd * d * h * w
             let grad = gy + (bi * nd + hd * d) * geo.ho * geo.wo
             if s == 1 {
-                ws.scaleQueries(segment: 0, q: q, scale: scale)
-                let gs = UnsafeMutablePointer<Float>.allocate(capacity: d * geo.lenBlocks)
-                let gqs = UnsafeMutablePointer<Float>.allocate(capacity: d * geo.lenBlocks)
-                defer { gs.deallocate(); gqs.deallocate() }
-                gs.update(repeating: 0, count: d * geo.lenBlocks)
-                for c in 0..<d { ws.gatherSegment(grad + c * geo.ho * geo.wo, 0, into: gs + c * geo.lenBlocks) }
                 let taps = TapBlocks(geo)
                 defer { taps.free() }
-                for i0 in stride(from: 0, to: geo.len, by: attentionBlock) {
-                    taps.weights(ws, at: i0)
-                    // ga[t] = Σ_c g[c]·v[c][tap];  gv[c][tap] += a[t]·g[c]
-                    taps.logits(gs, pitch: geo.lenBlocks, ws.vp, planeSize: geo.planeSize, d: d, at: i0, into: taps.grad)
-                    taps.scatter(taps.a, gs, pitch: geo.lenBlocks, into: gvp, planeSize: geo.planeSize, d: d, at: i0)
-                    taps.softmaxBackward()
-                    // gq[c] = scale·Σ_t gl[t]·k[c][tap];  gk[c][tap] += gl[t]·q[c]·scale
-                    taps.weightedSum(taps.grad, ws.kp, planeSize: geo.planeSize, d: d, at: i0, into: gqs, pitch: geo.lenBlocks)
-                    taps.scatter(taps.grad, ws.qs, pitch: geo.lenBlocks, into: gkp, planeSize: geo.planeSize, d: d, at: i0)
-                }
-                for c in 0..<d { ws.addQueryGradient(gqs + c * geo.lenBlocks, 0, scale: scale, into: gq + c * h * w) }
+                taps.backward(ws, q: q, scale: scale, outputGradient: grad, gkp: gkp, gvp: gvp, gq: gq)
                 ws.fold(gkp, into: gbase + (nd + hd * d) * h * w, sign: 1)
                 ws.fold(gkp, into: gp + pair * d * h * w, sign: -1)
                 ws.fold(gvp, into: gbase + (2 * nd + hd * d) * h * w, sign: 1)
@@ -380,15 +364,73 @@ struct TapBlocks {
         }
     }
 
-    /// plane[c][i0 + off(t)…] += w[t]·x[c][i0…] for every channel and tap (the adjoint of `weightedSum` in the planes).
-    func scatter(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, pitch: Int, into planes: UnsafeMutablePointer<Float>,
-                 planeSize: Int, d: Int, at i0: Int) {
-        for c in 0..<d {
-            let xc = load16(x + c * pitch + i0), p = planes + c * planeSize + i0
+    /// plane[c][j0…] = Σ_t w[t][j0 − off(t)…]·x[c][j0 − off(t)…]: the adjoint of `weightedSum` into the planes,
+    /// computed per destination block (gathering from the sources rather than adding into overlapping destination
+    /// windows, whose partially overlapping stores the CPU cannot forward to the next loads). w and x point at
+    /// position 0 of rows with zero margins on both sides.
+    func gatherAdjoint(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, pitch: Int, d: Int, at j0: Int,
+                       into planes: UnsafeMutablePointer<Float>, planeSize: Int) {
+        var c = 0
+        while c < d {
+            let n = min(4, d - c)
+            var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
+            let x0 = x + c * pitch + j0, x1 = x + (c + min(1, n - 1)) * pitch + j0
+            let x2 = x + (c + min(2, n - 1)) * pitch + j0, x3 = x + (c + min(3, n - 1)) * pitch + j0
             for t in 0..<g.kk {
-                let q = p + offsets[t]
-                store16(load16(q).addingProduct(load16(w + t * 16), xc), q)
+                let o = -offsets[t], wt = load16(w + t * pitch + j0 + o)
+                s0 += wt * load16(x0 + o); s1 += wt * load16(x1 + o)
+                s2 += wt * load16(x2 + o); s3 += wt * load16(x3 + o)
             }
+            store16(s0, planes + c * planeSize + j0)
+            if n > 1 { store16(s1, planes + (c + 1) * planeSize + j0) }
+            if n > 2 { store16(s2, planes + (c + 2) * planeSize + j0) }
+            if n > 3 { store16(s3, planes + (c + 3) * planeSize + j0) }
+            c += n
+        }
+    }
+
+    /// The stride-1 backward of one (image, head): attention weights and logit gradients for every position (block by
+    /// block), the query gradient, then the padded k − pe and v gradients in gather form. gkp and gvp are written
+    /// whole (every padded position), gq accumulated.
+    func backward(_ ws: LocalAttentionWorkspace, q: UnsafePointer<Float>, scale: Float, outputGradient: UnsafePointer<Float>,
+                  gkp: UnsafeMutablePointer<Float>, gvp: UnsafeMutablePointer<Float>, gq: UnsafeMutablePointer<Float>) {
+        let d = g.d, lenB = g.lenBlocks
+        // Rows over positions −margin ..< span + margin, zero outside the segment: the gathers read off(t) before.
+        let span = (g.hp * g.wp + attentionBlock - 1) / attentionBlock * attentionBlock
+        let margin = (offsets.last! + attentionBlock - 1) / attentionBlock * attentionBlock
+        let pitch = margin + max(span, lenB) + attentionBlock
+        let rows = UnsafeMutablePointer<Float>.allocate(capacity: (2 * g.kk + 2 * d) * pitch)
+        defer { rows.deallocate() }
+        rows.update(repeating: 0, count: (2 * g.kk + 2 * d) * pitch)
+        let aAll = rows + margin, glAll = aAll + g.kk * pitch, qw = glAll + g.kk * pitch, gw = qw + d * pitch
+        let gqs = UnsafeMutablePointer<Float>.allocate(capacity: d * lenB)
+        defer { gqs.deallocate() }
+        ws.scaleQueries(segment: 0, q: q, scale: scale)
+        for c in 0..<d {
+            (qw + c * pitch).update(from: ws.qs + c * lenB, count: lenB)
+            ws.gatherSegment(outputGradient + c * g.ho * g.wo, 0, into: gw + c * pitch)
+        }
+        for i0 in stride(from: 0, to: g.len, by: attentionBlock) {
+            weights(ws, at: i0)
+            logits(gw, pitch: pitch, ws.vp, planeSize: g.planeSize, d: d, at: i0, into: grad)
+            softmaxBackward()
+            weightedSum(grad, ws.kp, planeSize: g.planeSize, d: d, at: i0, into: gqs, pitch: lenB)
+            for t in 0..<g.kk {
+                (aAll + t * pitch + i0).update(from: a + t * attentionBlock, count: attentionBlock)
+                (glAll + t * pitch + i0).update(from: grad + t * attentionBlock, count: attentionBlock)
+            }
+        }
+        // Positions past the segment hold weights of zero queries: zero them (their products with zero rows must not
+        // be NaN-poisoned, and they must not contribute).
+        for t in 0..<g.kk {
+            (aAll + t * pitch + g.len).update(repeating: 0, count: pitch - margin - g.len)
+            (glAll + t * pitch + g.len).update(repeating: 0, count: pitch - margin - g.len)
+        }
+        for c in 0..<d { ws.addQueryGradient(gqs + c * lenB, 0, scale: scale, into: gq + c * g.h * g.w) }
+        for j0 in stride(from: 0, to: span, by: attentionBlock) {
+            // gv[c][j] = Σ_t a[t][j − off]·g[c][j − off];  gk[c][j] = Σ_t gl[t][j − off]·q[c][j − off]
+            gatherAdjoint(aAll, gw, pitch: pitch, d: d, at: j0, into: gvp, planeSize: g.planeSize)
+            gatherAdjoint(glAll, qw, pitch: pitch, d: d, at: j0, into: gkp, planeSize: g.planeSize)
         }
     }
 
