@@ -41,6 +41,11 @@ extension Tensor {
         var s = shape; s[axis] = 1
         let out = Tensor(zeros: s)
         let x = data, y = out.data
+        if inner == 1 {
+            // Contiguous rows (a bias gradient's spatial sums): SIMD partial sums, not one serial chain per row.
+            parallelFor(outer, cost: r) { o in y[o] = Engine.sum(x + o * r, r) }
+            return out
+        }
         parallelFor(outer, cost: r * inner) { o in
             let yo = y + o * inner
             for j in 0..<r {
