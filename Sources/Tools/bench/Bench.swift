@@ -64,13 +64,17 @@ func report(_ name: String, medianSeconds: Double, minSeconds: Double, extra: [S
     print("{" + fields.joined(separator: ", ") + "}")
 }
 
-/// `BENCH_THREADS=1 OPENBLAS_NUM_THREADS=1` runs single-threaded (to compare with `bench_torch.py --threads 1`):
-/// the engine's thread count is set before anything reads it, so OpenBLAS keeps its environment setting.
+/// `BENCH_THREADS=1` runs single-threaded (to compare kernels by CPU time on a loaded machine, or with
+/// `bench_torch.py --threads 1`). OpenBLAS and oneDNN stay single-threaded either way: the engine splits their work
+/// over its own threads (`Threads`).
 /// `BENCH_CONV=engine|onednn_plain|onednn_blocked` forces one convolution implementation everywhere (default: the
 /// per-shape choice of `ConvPolicy`).
 func applyBenchEnvironment() throws {
     let env = ProcessInfo.processInfo.environment
-    if let s = env["BENCH_THREADS"], let n = Int(s), n >= 1 { Threads.count = n }
+    if let s = env["BENCH_THREADS"], let n = Int(s), n >= 1 {
+        _ = Threads.count   // its first read sets OpenBLAS to one thread
+        Threads.count = n
+    }
     if let s = env["BENCH_CONV"], !s.isEmpty {
         guard let impl = ConvImplementation(rawValue: s) else {
             throw KitError.usage("BENCH_CONV=\(s): expected one of \(ConvImplementation.allCases.map(\.rawValue).joined(separator: ", "))")
