@@ -76,3 +76,17 @@ final class ElementwiseKernelTests: XCTestCase {
         }
     }
 }
+
+/// The no-grad max pool (separable, no argmax) against the recording one, on sizes with partial windows.
+final class MaxPoolFastPathTests: XCTestCase {
+    func testNoGradMatchesRecordingPath() {
+        for (h, w, k, s, p) in [(17, 12, 3, 2, 1), (8, 9, 2, 2, 0), (10, 10, 3, 1, 1), (112, 112, 3, 2, 1)] {
+            let x = randomTensor([2, 3, h, w], seed: UInt64(h * w + k))
+            let fast = withNoGrad { x.maxPool2d(kernel: k, stride: s, padding: p) }
+            let slow = x.maxPool2d(kernel: k, stride: s, padding: p)
+            XCTAssertNotNil(slow.node)
+            XCTAssertEqual(fast.shape, slow.shape)
+            XCTAssertEqual(fast.array, slow.array, "\(h)x\(w) k\(k) s\(s) p\(p)")
+        }
+    }
+}
