@@ -46,8 +46,9 @@ public func conv2dGradients(_ x: Tensor, _ weight: Tensor, _ gy: Tensor, stride:
 
 func conv2dGradients(_ g: Conv2dGeometry, _ x: Tensor, _ weight: Tensor, _ gy: Tensor, input: Bool, weight needWeight: Bool)
     -> (Tensor?, Tensor?) {
-    let gx = input ? Tensor(zeros: x.shape) : nil
-    let gw = needWeight ? Tensor(zeros: weight.shape) : nil
+    // Uninitialised: oneDNN overwrites them, and `convBackward` zeroes them where the engine's kernels accumulate.
+    let gx = input ? Tensor(uninitialized: x.shape) : nil
+    let gw = needWeight ? Tensor(uninitialized: weight.shape) : nil
     convBackward(g, x.data, weight.data, gy.data, gx?.data, gw?.data)
     return (gx, gw)
 }
@@ -113,24 +114,21 @@ func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: Uns
     epilogue.apply(y, n: g.n, o: g.o, plane: g.ho * g.wo)
 }
 
-/// gx and gw (when asked for) must hold zeros: the engine's kernels accumulate into them.
+/// Writes gx and gw (each when asked for; their previous contents are ignored).
 func convBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                   _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
     var gx = gx, gw = gw
     if let out = gx {
         let impl = ConvPolicy.implementation(for: g, .backwardData)
-        if impl != .engine {
-            if oneDNNConv(.backwardData, g, blocked: impl == .oneDNNBlocked, x: out, w: w, y: gy) { gx = nil }
-            else { out.update(repeating: 0, count: g.n * g.c * g.h * g.w) }
-        }
+        if impl != .engine && oneDNNConv(.backwardData, g, blocked: impl == .oneDNNBlocked, x: out, w: w, y: gy) { gx = nil }
     }
     if let out = gw {
         let impl = ConvPolicy.implementation(for: g, .backwardWeights)
-        if impl != .engine {
-            if oneDNNConv(.backwardWeights, g, blocked: impl == .oneDNNBlocked, x: x, w: out, y: gy) { gw = nil }
-            else { out.update(repeating: 0, count: g.o * g.k) }
-        }
+        if impl != .engine && oneDNNConv(.backwardWeights, g, blocked: impl == .oneDNNBlocked, x: x, w: out, y: gy) { gw = nil }
     }
+    // The engine's kernels accumulate.
+    if let gx { parallelChunks(g.n * g.c * g.h * g.w, minimum: 1 << 18) { a, b in (gx + a).update(repeating: 0, count: b - a) } }
+    if let gw { parallelChunks(g.o * g.k, minimum: 1 << 18) { a, b in (gw + a).update(repeating: 0, count: b - a) } }
     if gx != nil || gw != nil { engineConvBackward(g, x, w, gy, gx, gw) }
 }
 
