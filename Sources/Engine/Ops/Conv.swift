@@ -100,8 +100,15 @@ func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: Uns
                  _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue = ConvEpilogue()) {
     switch ConvPolicy.implementation(for: g, .forward) {
     case .oneDNNBlocked:
-        // Its JIT kernels apply the epilogue in registers, as post-ops.
-        if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue) { return }
+        // Its JIT kernels apply the per-channel affine and the ReLU in registers, as post-ops. They take a sum
+        // post-op (the residual) only first, before the affine: the residual and what follows it then take one pass.
+        if epilogue.residual == nil {
+            if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue) { return }
+        } else if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias,
+                             epilogue: ConvEpilogue(scale: epilogue.scale, shift: epilogue.shift)) {
+            ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu).apply(y, n: g.n, o: g.o, plane: g.ho * g.wo)
+            return
+        }
     case .oneDNNPlain:
         // Its gemm convolution runs binary and sum post-ops element by element (40× slower): one pass after instead.
         if oneDNNConv(.forward, g, blocked: false, x: x, w: w, y: y, bias: bias) {

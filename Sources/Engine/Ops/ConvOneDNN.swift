@@ -65,8 +65,8 @@ struct ConvSlice {
 
 struct ConvPlanKey: Hashable {
     let pass: ConvPass, blocked: Bool, bias: Bool
-    /// Forward epilogue as post-ops: per-channel scale and shift, a residual added (oneDNN's sum), ReLU.
-    let scaleShift: Bool, accumulate: Bool, relu: Bool
+    /// Forward epilogue as post-ops: per-channel scale and shift, then ReLU.
+    let scaleShift: Bool, relu: Bool
     let n, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups, ho, wo: Int
     /// Channel counts of the full tensors the slice lives in (they set the strides).
     let fullC, fullO: Int
@@ -80,8 +80,6 @@ final class ConvPlan: @unchecked Sendable {
         let inner: dnnl_memory_desc_t
         /// user → inner for an input, inner → user for an output; nil when the layouts are the same.
         let reorder: DNNLPrimitive?
-        /// user → inner for an output the primitive accumulates into (a residual summed by a post-op).
-        let reorderIn: DNNLPrimitive?
         let innerBytes: Int
         let isOutput: Bool
     }
@@ -160,8 +158,8 @@ final class ConvPlan: @unchecked Sendable {
         defer { dnnl_primitive_attr_destroy(attr) }
         guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
         var channelMD = k.scaleShift ? OneDNN.plain([1, k.o, 1, 1], strides: [k.o, 1, 1, 1]) : nil
-        if k.scaleShift || k.accumulate || k.relu {
-            // y = relu((conv + bias)·scale + shift + y): binary post-ops 0 and 1, then sum, then the eltwise.
+        if k.scaleShift || k.relu {
+            // y = relu((conv + bias)·scale + shift): binary post-ops 0 and 1, then the eltwise.
             var ops: dnnl_post_ops_t?
             guard dnnl_post_ops_create(&ops) == dnnl_success, let ops else { return nil }
             defer { dnnl_post_ops_destroy(ops) }
@@ -170,7 +168,6 @@ final class ConvPlan: @unchecked Sendable {
                       dnnl_post_ops_append_binary(ops, dnnl_binary_mul, &channelMD!) == dnnl_success,
                       dnnl_post_ops_append_binary(ops, dnnl_binary_add, &channelMD!) == dnnl_success else { return nil }
             }
-            if k.accumulate { guard dnnl_post_ops_append_sum(ops, 1) == dnnl_success else { return nil } }
             if k.relu { guard dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0) == dnnl_success else { return nil } }
             guard dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success else { return nil }
         }
@@ -228,16 +225,12 @@ final class ConvPlan: @unchecked Sendable {
             guard let innerPtr = dnnl_primitive_desc_query_md(pd, query, 0) else { return nil }
             let inner = innerPtr.pointee
             var u = user, i = inner
-            var reorder: DNNLPrimitive? = nil, reorderIn: DNNLPrimitive? = nil
+            var reorder: DNNLPrimitive? = nil
             if dnnl_memory_desc_equal(&u, &i) == 0 {
                 reorder = isOutput ? DNNLPrimitive.reorder(from: inner, to: user) : DNNLPrimitive.reorder(from: user, to: inner)
                 if reorder == nil { return nil }
-                if isOutput && k.accumulate {
-                    reorderIn = DNNLPrimitive.reorder(from: user, to: inner)
-                    if reorderIn == nil { return nil }
-                }
             }
-            operands.append(Operand(arg: arg, user: user, inner: inner, reorder: reorder, reorderIn: reorderIn,
+            operands.append(Operand(arg: arg, user: user, inner: inner, reorder: reorder,
                                     innerBytes: dnnl_memory_desc_get_size(&i), isOutput: isOutput))
         }
         var scratchBytes = 0
@@ -251,7 +244,6 @@ final class ConvPlan: @unchecked Sendable {
 
     /// Executes on user buffers (activation-side, weight-side, output-side, in the caller's NCHW/OIHW slices), with
     /// the forward epilogue's per-channel scale and shift when the plan has them; false when oneDNN reports an error.
-    /// A plan that accumulates adds its result to what the output buffer holds.
     func run(_ pointers: [UnsafeMutablePointer<Float>], bias: UnsafeMutablePointer<Float>?,
              scale: UnsafeMutablePointer<Float>? = nil, shift: UnsafeMutablePointer<Float>? = nil) -> Bool {
         guard let engine = OneDNN.engine else { return false }
@@ -284,11 +276,6 @@ final class ConvPlan: @unchecked Sendable {
                 args.append(dnnl_exec_arg_t(arg: op.arg, memory: inner))
                 if op.isOutput {
                     after.append((reorder, inner, user))
-                    if let reorderIn = op.reorderIn,
-                       !execute(reorderIn, stream, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: user),
-                                                    dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: inner)]) {
-                        return false
-                    }
                 } else if !execute(reorder, stream, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: user),
                                                     dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: inner)]) {
                     return false
@@ -350,12 +337,14 @@ func convSlices(_ g: Conv2dGeometry, _ pass: ConvPass) -> [ConvSlice] {
     }
 }
 
-/// Runs one pass through oneDNN. Forward writes y, with the bias and the epilogue fused; backward-data writes gx;
+/// Runs one pass through oneDNN. Forward writes y, with the bias and the epilogue's affine and ReLU fused (not its
+/// residual); backward-data writes gx;
 /// backward-weights writes gw (all overwritten, not accumulated). False when oneDNN has no implementation for this
 /// geometry or reports an error: the caller then runs its own kernel on zeroed outputs.
 func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeMutablePointer<Float>,
                 w: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>? = nil,
                 epilogue: ConvEpilogue = ConvEpilogue()) -> Bool {
+    precondition(epilogue.residual == nil, "oneDNN convolutions take no residual; add it after")
     // The fused scale takes a shift with it (and the other way round).
     let scaleShift = epilogue.scale != nil || epilogue.shift != nil
     var ones: [Float] = [], zeros: [Float] = []
@@ -364,8 +353,7 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
     let slices = convSlices(g, pass)
     var plans: [ConvPlan] = []
     for s in slices {
-        let key = ConvPlanKey(pass: pass, blocked: blocked, bias: bias != nil, scaleShift: scaleShift,
-                              accumulate: epilogue.residual != nil, relu: epilogue.relu,
+        let key = ConvPlanKey(pass: pass, blocked: blocked, bias: bias != nil, scaleShift: scaleShift, relu: epilogue.relu,
                               n: s.n, c: s.c, h: g.h, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
                               ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw, groups: g.groups, ho: g.ho, wo: g.wo,
                               fullC: g.c, fullO: g.o)
@@ -389,11 +377,6 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
             var ws = w + (s.o0 * g.cg + s.c0) * kk
             if partials && i > 0 { ws = extra! + (i - 1) * wCount }
             let ys = y + (s.n0 * g.o + s.o0) * howo
-            if let residual = epilogue.residual {
-                // oneDNN's sum post-op adds what the output holds: the residual, copied in slice by slice.
-                let rs = residual + (s.n0 * g.o + s.o0) * howo
-                for b in 0..<s.n { (ys + b * g.o * howo).update(from: rs + b * g.o * howo, count: s.o * howo) }
-            }
             ok[i] = plans[i].run([xs, ws, ys], bias: bias.map { $0 + s.o0 }, scale: scale.map { $0 + s.o0 },
                                  shift: shift.map { $0 + s.o0 })
         }
