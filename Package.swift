@@ -48,6 +48,7 @@ let package = Package(
     targets: [
         // C libraries (Debian packages, installed by scripts/setup.sh).
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
         .systemLibrary(name: "CJSONC", path: "Sources/CJSONC"),
         // Open MPI (libopenmpi-dev) for data-parallel training.
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
@@ -60,8 +61,8 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-O2"])],
                 linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
-        // The tensor + autograd engine on OpenBLAS.
-        .target(name: "Engine", dependencies: ["CBLAS"], path: "Sources/Engine", swiftSettings: fast),
+        // The tensor + autograd engine on OpenBLAS and oneDNN.
+        .target(name: "Engine", dependencies: ["CBLAS", "CDNNL"], path: "Sources/Engine", swiftSettings: fast),
         // Data-parallel jobs on Open MPI: ranks, collectives with deadlines, gradient buckets, SyncBN's reducer.
         .target(name: "Distributed", dependencies: ["Engine", "CMPI"], path: "Sources/Distributed", swiftSettings: checked),
         // Modules, layers, optimizers, schedules, safetensors, JSON.

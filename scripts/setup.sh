@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the toolkit links against, only when missing.
 set -euo pipefail
-pkgs=(libopenblas-dev libpng-dev libjson-c-dev libjpeg62-turbo-dev libsimdjson-dev libopenmpi-dev openmpi-bin)
+pkgs=(libopenblas-dev libpng-dev libjson-c-dev libjpeg62-turbo-dev libsimdjson-dev libdnnl-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

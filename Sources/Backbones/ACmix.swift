@@ -54,7 +54,7 @@ public final class ACmix: Module {
         let pe = conv_p(coordinateGrid(h, w)).reshape([headDim, h * w])                  // [d, HW]
         let outAtt = acmixLocalAttention(qkv, pe, heads: head, height: h, width: w, kernel: kernelAtt, stride: stride,
                                          scale: 1 / Float(headDim).squareRoot())          // [B, out, Ho, Wo]
-        return rate1 * outAtt + rate2 * outConv
+        return weightedSum(outAtt, rate1, outConv, rate2)                                  // one pass
     }
 }
 

@@ -35,11 +35,20 @@ public final class Bottleneck: Module {
             + (downsample.map { [("downsample", $0)] } ?? [])
     }
 
+    /// Each BatchNorm folds into its convolution's epilogue, with the shortcut and the ReLU, where nothing needs a
+    /// gradient (`convBN`); otherwise the layers run one by one.
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        var y = bn1(conv1(x)).relu()
-        y = bn2(conv2(y)).relu()
-        y = bn3(conv3(y))
-        return (y + (downsample?(x) ?? x)).relu()
+        var y = convBN(x, conv1, bn1, relu: true)
+        if let conv2 = conv2 as? Conv2d { y = convBN(y, conv2, bn2, relu: true) } else { y = bnReLU(conv2(y), bn2) }
+        return convBN(y, conv3, bn3, residual: shortcut(x), relu: true)
+    }
+
+    func shortcut(_ x: Tensor) -> Tensor {
+        guard let downsample else { return x }
+        if downsample.layers.count == 2, let conv = downsample.layers[0] as? Conv2d, let bn = downsample.layers[1] as? BatchNorm2d {
+            return convBN(x, conv, bn, relu: false)
+        }
+        return downsample(x)
     }
 }
 

@@ -89,7 +89,7 @@ public final class ResNet: Module {
     /// C2..C5 (the outputs of layer1..layer4), NCHW.
     public func features(_ x: Tensor) -> [Tensor] {
         precondition(x.rank == 4 && x.shape[1] == 3, "ResNet expects [N, 3, H, W], got \(x.shape)")
-        var y = (stem.map { $0(x) } ?? bn1!(conv1!(x)).relu()).maxPool2d(kernel: 3, stride: 2, padding: 1)
+        var y = (stem.map { $0(x) } ?? convBN(x, conv1!, bn1!, relu: true)).maxPool2d(kernel: 3, stride: 2, padding: 1)
         var out: [Tensor] = []
         for s in stages {
             for blk in s { y = blk(y) }
@@ -127,7 +127,7 @@ public final class DeepStem: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         var y = x
-        for i in 0..<3 { y = bns[i](convs[i](y)).relu() }
+        for i in 0..<3 { y = convBN(y, convs[i], bns[i], relu: true) }
         return y
     }
 }

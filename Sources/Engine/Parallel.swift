@@ -23,11 +23,11 @@ public enum Threads {
 }
 
 /// Runs `body(start, end)` over `0..<n` split into contiguous chunks, in parallel when the work is big enough.
-/// `cost` is the rough work per item in elements touched; tiny loops stay on the calling thread.
+/// `cost` is the rough work per item in elements touched; loops under `minimum` stay on the calling thread.
 @inline(__always)
-public func parallelChunks(_ n: Int, cost: Int = 1, _ body: (Int, Int) -> Void) {
+public func parallelChunks(_ n: Int, cost: Int = 1, minimum: Int = 32_768, _ body: (Int, Int) -> Void) {
     let threads = Threads.count
-    if threads <= 1 || n <= 1 || n * cost < 32_768 {
+    if threads <= 1 || n <= 1 || n * cost < minimum {
         body(0, n)
         return
     }

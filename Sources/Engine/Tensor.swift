@@ -33,7 +33,7 @@ public final class Tensor: @unchecked Sendable {
     /// Tensor filled with `value`.
     public convenience init(zeros shape: [Int], value: Float = 0, requiresGrad: Bool = false) {
         self.init(uninitialized: shape)
-        data.update(repeating: value, count: count)
+        fill(value)
         self.requiresGrad = requiresGrad
     }
 
@@ -65,7 +65,10 @@ public final class Tensor: @unchecked Sendable {
     /// A copy that shares nothing and records nothing.
     public func copy() -> Tensor {
         let t = Tensor(uninitialized: shape)
-        t.data.update(from: data, count: count)
+        let src = data, dst = t.data
+        // Split over the cores when large (gradient buffers of megabytes are copied and filled on the backward's
+        // critical path; one core does not saturate the memory bus).
+        parallelChunks(count, cost: 1, minimum: 1 << 18) { a, b in (dst + a).update(from: src + a, count: b - a) }
         return t
     }
 
@@ -78,7 +81,10 @@ public final class Tensor: @unchecked Sendable {
         data.update(from: other.data, count: count)
     }
 
-    public func fill(_ value: Float) { data.update(repeating: value, count: count) }
+    public func fill(_ value: Float) {
+        let d = data
+        parallelChunks(count, cost: 1, minimum: 1 << 18) { a, b in (d + a).update(repeating: value, count: b - a) }
+    }
 
     /// Size of dimension `d` (negative counts from the end).
     public func size(_ d: Int) -> Int { shape[d < 0 ? d + rank : d] }

@@ -4,6 +4,15 @@
 @inline(__always)
 func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
 
+@inline(__always)
+func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) }
+
+@inline(__always)
+func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self) }
+
+@inline(__always)
+func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self) }
+
 /// Σ a[i]·b[i]: four 8-float partial sums over blocks of 32 (independent chains hide the FMA latency on long
 /// rows), then 8 at a time, then the tail.
 @inline(__always)
@@ -52,9 +61,44 @@ public func maxElement(_ a: UnsafePointer<Float>, _ n: Int) -> Float {
     if n >= 8 {
         var acc = load8(a)
         i = 8
-        while i + 8 <= n { acc = pointwiseMax(acc, load8(a + i)); i += 8 }
+        while i + 8 <= n { acc = lanewiseMax(acc, load8(a + i)); i += 8 }
         m = acc.max()
     }
     while i < n { m = max(m, a[i]); i += 1 }
     return m
+}
+
+/// Lane-wise maximum as one compare and blend (the standard library's `pointwiseMax` is a generic call per lane).
+@inline(__always)
+func lanewiseMax(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: b .> a) }
+
+@inline(__always)
+func lanewiseMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a.replacing(with: b, where: b .> a) }
+
+/// a[i] = e^(a[i] − shift), sixteen lanes at a time; returns Σ of the results.
+@inline(__always)
+func expInPlace(_ a: UnsafeMutablePointer<Float>, _ n: Int, minus shift: Float = 0) -> Float {
+    var i = 0
+    var acc = SIMD16<Float>()
+    let m16 = SIMD16<Float>(repeating: shift)
+    while i + 16 <= n { let e = fastExp(load16(a + i) - m16); store16(e, a + i); acc += e; i += 16 }
+    var acc8 = acc.lowHalf + acc.highHalf
+    if i + 8 <= n { let e = fastExp(load8(a + i) - SIMD8(repeating: shift)); store8(e, a + i); acc8 += e; i += 8 }
+    var s = acc8.sum()
+    while i < n { let e = fastExp(a[i] - shift); a[i] = e; s += e; i += 1 }
+    return s
+}
+
+/// y[i] = e^(x[i] − shift), sixteen lanes at a time; returns Σ y.
+@inline(__always)
+func expShifted(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, minus shift: Float) -> Float {
+    var i = 0
+    var acc = SIMD16<Float>()
+    let m16 = SIMD16<Float>(repeating: shift)
+    while i + 16 <= n { let e = fastExp(load16(x + i) - m16); store16(e, y + i); acc += e; i += 16 }
+    var acc8 = acc.lowHalf + acc.highHalf
+    if i + 8 <= n { let e = fastExp(load8(x + i) - SIMD8(repeating: shift)); store8(e, y + i); acc8 += e; i += 8 }
+    var s = acc8.sum()
+    while i < n { let e = fastExp(x[i] - shift); y[i] = e; s += e; i += 1 }
+    return s
 }

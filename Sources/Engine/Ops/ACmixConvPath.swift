@@ -277,9 +277,14 @@ public func weightedSum(_ a: Tensor, _ wa: Tensor, _ b: Tensor, _ wb: Tensor) ->
     return out.record("weighted_sum", [a, wa, b, wb]) { g in
         let gd = g.data, ad = a.data, bd = b.data, n = a.count
         func gradDot(_ p: UnsafeMutablePointer<Float>) -> Tensor {
-            var acc = 0.0
-            for i in 0..<n { acc += Double(gd[i] * p[i]) }
-            return Tensor(zeros: wa.shape, value: Float(acc))
+            // Fixed blocks (the same sum whatever the thread count): SIMD dots in float, added up in double.
+            let block = 1024, blocks = (n + block - 1) / block
+            var partial = [Double](repeating: 0, count: blocks)
+            partial.withUnsafeMutableBufferPointer { pp in
+                let pp = pp.baseAddress!
+                parallelFor(blocks, cost: block) { i in pp[i] = Double(dot(gd + i * block, p + i * block, Swift.min(block, n - i * block))) }
+            }
+            return Tensor(zeros: wa.shape, value: Float(partial.reduce(0, +)))
         }
         return [a.requiresGrad ? g * u : nil, wa.requiresGrad ? gradDot(ad) : nil,
                 b.requiresGrad ? g * v : nil, wb.requiresGrad ? gradDot(bd) : nil]

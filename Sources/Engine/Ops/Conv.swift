@@ -1,7 +1,8 @@
 /// 2-D convolution (PyTorch's conv2d: stride, padding, dilation, groups, bias).
-/// 1×1 stride-1 convolutions are one sgemm per image with no im2col; depthwise convolutions use a direct
-/// kernel; everything else is im2col + sgemm per image and group. The backward recomputes im2col rather
-/// than keeping the column matrix alive between forward and backward.
+/// Each pass (forward, backward-data, backward-weights) runs in oneDNN or in the engine's kernels, whichever
+/// measured faster for its shape (`ConvPolicy`). The engine's: 1×1 stride-1 convolutions are one sgemm per image
+/// with no im2col; depthwise convolutions use a direct kernel; everything else is im2col + sgemm per image and
+/// group. The backward recomputes im2col rather than keeping the column matrix alive between forward and backward.
 
 public struct Conv2dGeometry {
     public let n, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups, ho, wo: Int
@@ -21,31 +22,125 @@ public struct Conv2dGeometry {
 public func conv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil,
                    stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                    dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
-    precondition(x.rank == 4 && weight.rank == 4, "conv2d expects 4-D input and weight, got \(x.shape), \(weight.shape)")
-    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-    precondition(c % groups == 0 && o % groups == 0 && weight.shape[1] == c / groups,
-                 "conv2d: input \(x.shape), weight \(weight.shape), groups \(groups)")
-    let ho = (h + 2 * padding.0 - dilation.0 * (kh - 1) - 1) / stride.0 + 1
-    let wo = (w + 2 * padding.1 - dilation.1 * (kw - 1) - 1) / stride.1 + 1
-    precondition(ho > 0 && wo > 0, "conv2d: input \(h)x\(w) too small for kernel \(kh)x\(kw)")
-    let g = Conv2dGeometry(n: n, c: c, h: h, w: w, o: o, kh: kh, kw: kw, sh: stride.0, sw: stride.1,
-                           ph: padding.0, pw: padding.1, dh: dilation.0, dw: dilation.1, groups: groups, ho: ho, wo: wo)
-    let out = Tensor(uninitialized: [n, o, ho, wo])
+    let g = Conv2dGeometry(x.shape, weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    let out = Tensor(uninitialized: [g.n, g.o, g.ho, g.wo])
     convForward(g, x.data, weight.data, bias?.data, out.data)
     let inputs = [x, weight] + (bias.map { [$0] } ?? [])
     return out.record("conv2d", inputs) { gy in
-        let gx = x.requiresGrad ? Tensor(zeros: x.shape) : nil
-        let gw = weight.requiresGrad ? Tensor(zeros: weight.shape) : nil
-        convBackward(g, x.data, weight.data, gy.data, gx?.data, gw?.data)
+        let (gx, gw) = conv2dGradients(g, x, weight, gy, input: x.requiresGrad, weight: weight.requiresGrad)
         var gb: Tensor? = nil
         if let bias, bias.requiresGrad { gb = gy.sum(axes: [0, 2, 3]) }
         return [gx, gw, gb]
     }
 }
 
+/// The gradients of conv2d with respect to its input (when `input`) and its weight (when `weight`) for the output
+/// gradient gy [N, O, Ho, Wo] (PyTorch's torch.nn.grad.conv2d_input / conv2d_weight); records nothing.
+public func conv2dGradients(_ x: Tensor, _ weight: Tensor, _ gy: Tensor, stride: (Int, Int) = (1, 1),
+                            padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1,
+                            input: Bool = true, weight needWeight: Bool = true) -> (Tensor?, Tensor?) {
+    let g = Conv2dGeometry(x.shape, weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    precondition(gy.shape == [g.n, g.o, g.ho, g.wo], "conv2dGradients: gy \(gy.shape) for output [\(g.n), \(g.o), \(g.ho), \(g.wo)]")
+    return conv2dGradients(g, x, weight, gy, input: input, weight: needWeight)
+}
+
+func conv2dGradients(_ g: Conv2dGeometry, _ x: Tensor, _ weight: Tensor, _ gy: Tensor, input: Bool, weight needWeight: Bool)
+    -> (Tensor?, Tensor?) {
+    // Uninitialised: oneDNN overwrites them, and `convBackward` zeroes them where the engine's kernels accumulate.
+    let gx = input ? Tensor(uninitialized: x.shape) : nil
+    let gw = needWeight ? Tensor(uninitialized: weight.shape) : nil
+    convBackward(g, x.data, weight.data, gy.data, gx?.data, gw?.data)
+    return (gx, gw)
+}
+
+extension Conv2dGeometry {
+    /// The geometry of conv2d on an input of shape `x` with a weight of shape `w`, checked.
+    public init(_ x: [Int], _ w: [Int], stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1),
+                groups: Int = 1) {
+        precondition(x.count == 4 && w.count == 4, "conv2d expects 4-D input and weight, got \(x), \(w)")
+        let (n, c, h, wd) = (x[0], x[1], x[2], x[3])
+        let (o, kh, kw) = (w[0], w[2], w[3])
+        precondition(c % groups == 0 && o % groups == 0 && w[1] == c / groups, "conv2d: input \(x), weight \(w), groups \(groups)")
+        let ho = (h + 2 * padding.0 - dilation.0 * (kh - 1) - 1) / stride.0 + 1
+        let wo = (wd + 2 * padding.1 - dilation.1 * (kw - 1) - 1) / stride.1 + 1
+        precondition(ho > 0 && wo > 0, "conv2d: input \(h)x\(wd) too small for kernel \(kh)x\(kw)")
+        self.init(n: n, c: c, h: h, w: wd, o: o, kh: kh, kw: kw, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1,
+                  dh: dilation.0, dw: dilation.1, groups: groups, ho: ho, wo: wo)
+    }
+}
+
+/// What a forward convolution does to its output after the bias: y = act(y·scale + shift + residual), each part
+/// optional; scale and shift per output channel, the residual the output's shape, act ReLU or none.
+struct ConvEpilogue {
+    var scale: UnsafeMutablePointer<Float>? = nil
+    var shift: UnsafeMutablePointer<Float>? = nil
+    var residual: UnsafeMutablePointer<Float>? = nil
+    var relu = false
+    var isEmpty: Bool { scale == nil && shift == nil && residual == nil && !relu }
+
+    /// Applies the epilogue in place to y [N, O, S] (the engine's kernels; oneDNN fuses it into the convolution).
+    func apply(_ y: UnsafeMutablePointer<Float>, n: Int, o: Int, plane s: Int) {
+        if isEmpty { return }
+        parallelFor(n * o, cost: s) { p in
+            let ch = p % o, row = y + p * s
+            let sc = scale?[ch] ?? 1, sh = shift?[ch] ?? 0
+            if let residual {
+                let r = residual + p * s
+                if relu { for i in 0..<s { row[i] = Swift.max(row[i] * sc + sh + r[i], 0) } }
+                else { for i in 0..<s { row[i] = row[i] * sc + sh + r[i] } }
+            } else {
+                if relu { for i in 0..<s { row[i] = Swift.max(row[i] * sc + sh, 0) } }
+                else { for i in 0..<s { row[i] = row[i] * sc + sh } }
+            }
+        }
+    }
+}
+
 func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
-                 _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
+                 _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue = ConvEpilogue()) {
+    switch ConvPolicy.implementation(for: g, .forward) {
+    case .oneDNNBlocked:
+        // Its JIT kernels apply the per-channel affine and the ReLU in registers, as post-ops. They take a sum
+        // post-op (the residual) only first, before the affine: the residual and what follows it then take one pass.
+        if epilogue.residual == nil {
+            if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue) { return }
+        } else if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias,
+                             epilogue: ConvEpilogue(scale: epilogue.scale, shift: epilogue.shift)) {
+            ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu).apply(y, n: g.n, o: g.o, plane: g.ho * g.wo)
+            return
+        }
+    case .oneDNNPlain:
+        // Its gemm convolution runs binary and sum post-ops element by element (40× slower): one pass after instead.
+        if oneDNNConv(.forward, g, blocked: false, x: x, w: w, y: y, bias: bias) {
+            epilogue.apply(y, n: g.n, o: g.o, plane: g.ho * g.wo)
+            return
+        }
+    case .engine: break
+    }
+    engineConvForward(g, x, w, bias, y)
+    epilogue.apply(y, n: g.n, o: g.o, plane: g.ho * g.wo)
+}
+
+/// Writes gx and gw (each when asked for; their previous contents are ignored).
+func convBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                  _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
+    var gx = gx, gw = gw
+    if let out = gx {
+        let impl = ConvPolicy.implementation(for: g, .backwardData)
+        if impl != .engine && oneDNNConv(.backwardData, g, blocked: impl == .oneDNNBlocked, x: out, w: w, y: gy) { gx = nil }
+    }
+    if let out = gw {
+        let impl = ConvPolicy.implementation(for: g, .backwardWeights)
+        if impl != .engine && oneDNNConv(.backwardWeights, g, blocked: impl == .oneDNNBlocked, x: x, w: out, y: gy) { gw = nil }
+    }
+    // The engine's kernels accumulate.
+    if let gx { parallelChunks(g.n * g.c * g.h * g.w, minimum: 1 << 18) { a, b in (gx + a).update(repeating: 0, count: b - a) } }
+    if let gw { parallelChunks(g.o * g.k, minimum: 1 << 18) { a, b in (gw + a).update(repeating: 0, count: b - a) } }
+    if gx != nil || gw != nil { engineConvBackward(g, x, w, gy, gx, gw) }
+}
+
+func engineConvForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                       _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
     let hw = g.h * g.w, howo = g.ho * g.wo
     if let bias {
         parallelFor(g.n * g.o, cost: howo) { i in (y + i * howo).update(repeating: bias[i % g.o], count: howo) }
@@ -75,8 +170,8 @@ func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: Uns
     }
 }
 
-func convBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
-                  _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
+func engineConvBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                        _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
     let hw = g.h * g.w, howo = g.ho * g.wo
     if g.isDirect { directBackward(g, x, w, gy, gx, gw); return }
     if g.isPointwise && g.groups == 1 {
@@ -169,109 +264,4 @@ func validRange(_ wo: Int, _ w: Int, _ s: Int, _ p: Int, _ off: Int) -> (Int, In
     let hiIncl = w - 1 + p - off
     let hi = hiIncl < 0 ? 0 : min(wo, hiIncl / s + 1)
     return (min(lo, wo), hi)
-}
-
-/// Direct grouped kernel, accumulating into y: output channel o reads the cg input channels of its group, each
-/// tap a shifted row added with one weight (vectorised over the row when the stride is 1).
-func directForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
-                   _ y: UnsafeMutablePointer<Float>) {
-    if g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 { directForwardUnitStride(g, x, w, y); return }
-    let howo = g.ho * g.wo, hw = g.h * g.w, kk = g.kh * g.kw
-    parallelFor(g.n * g.o, cost: howo * g.k) { i in
-        let b = i / g.o, oc = i % g.o, group = oc / g.og
-        let dst = y + i * howo
-        for m in 0..<g.cg {
-            let src = x + (b * g.c + group * g.cg + m) * hw, wk = w + (oc * g.cg + m) * kk
-            for ki in 0..<g.kh {
-                for kj in 0..<g.kw {
-                    let wv = wk[ki * g.kw + kj]
-                    let (lo, hi) = validRange(g.wo, g.w, g.sw, g.pw, kj * g.dw)
-                    if hi <= lo { continue }
-                    for oh in 0..<g.ho {
-                        let ih = oh * g.sh - g.ph + ki * g.dh
-                        if ih < 0 || ih >= g.h { continue }
-                        let s = src + ih * g.w - g.pw + kj * g.dw, d = dst + oh * g.wo
-                        if g.sw == 1 { for ow in lo..<hi { d[ow] += wv * s[ow] } } else { for ow in lo..<hi { d[ow] += wv * s[ow * g.sw] } }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Stride-1 direct kernel on zero-padded planes: with the padded row pitch every tap is one contiguous shifted
-/// read over the whole plane, so each of the cg·kh·kw passes is a single long vectorised loop (the few pitch
-/// columns past the image are computed and dropped).
-func directForwardUnitStride(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
-                             _ y: UnsafeMutablePointer<Float>) {
-    let hp = g.h + 2 * g.ph, wp = g.w + 2 * g.pw, hw = g.h * g.w, howo = g.ho * g.wo, kk = g.kh * g.kw
-    let plane = hp * wp + g.kw, len = g.ho * wp
-    parallelFor(g.n * g.groups, cost: g.og * len * g.k) { item in
-        let b = item / g.groups, group = item % g.groups
-        let padded = UnsafeMutablePointer<Float>.allocate(capacity: g.cg * plane)
-        let acc = UnsafeMutablePointer<Float>.allocate(capacity: len)
-        defer { padded.deallocate(); acc.deallocate() }
-        padded.update(repeating: 0, count: g.cg * plane)
-        for m in 0..<g.cg {
-            let src = x + (b * g.c + group * g.cg + m) * hw, dst = padded + m * plane
-            for r in 0..<g.h { (dst + (r + g.ph) * wp + g.pw).update(from: src + r * g.w, count: g.w) }
-        }
-        for oc in (group * g.og)..<((group + 1) * g.og) {
-            acc.update(repeating: 0, count: len)
-            for m in 0..<g.cg {
-                let wk = w + (oc * g.cg + m) * kk
-                for t in 0..<kk {
-                    let wv = wk[t], src = padded + m * plane + (t / g.kw) * wp + t % g.kw
-                    for i in 0..<len { acc[i] += wv * src[i] }
-                }
-            }
-            let dst = y + (b * g.o + oc) * howo
-            for r in 0..<g.ho {
-                let o = dst + r * g.wo, a = acc + r * wp
-                for c in 0..<g.wo { o[c] += a[c] }
-            }
-        }
-    }
-}
-
-func directBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
-                    _ gy: UnsafeMutablePointer<Float>, _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?) {
-    let howo = g.ho * g.wo, hw = g.h * g.w, kk = g.kh * g.kw
-    // Parallel over groups: each owns its input channels' gradients and its output channels' weights.
-    parallelFor(g.groups, cost: g.n * g.og * howo * g.k * 2) { group in
-        for b in 0..<g.n {
-            for oc in (group * g.og)..<((group + 1) * g.og) {
-                let gyo = gy + (b * g.o + oc) * howo
-                for m in 0..<g.cg {
-                    let ic = group * g.cg + m
-                    let src = x + (b * g.c + ic) * hw
-                    for ki in 0..<g.kh {
-                        for kj in 0..<g.kw {
-                            let (lo, hi) = validRange(g.wo, g.w, g.sw, g.pw, kj * g.dw)
-                            if hi <= lo { continue }
-                            let widx = (oc * g.cg + m) * kk + ki * g.kw + kj
-                            let wv = w[widx]
-                            var acc: Float = 0
-                            for oh in 0..<g.ho {
-                                let ih = oh * g.sh - g.ph + ki * g.dh
-                                if ih < 0 || ih >= g.h { continue }
-                                let off = ih * g.w - g.pw + kj * g.dw
-                                let grow = gyo + oh * g.wo + lo
-                                if gw != nil {
-                                    acc += g.sw == 1 ? dot(grow, src + off + lo, hi - lo)
-                                                     : (lo..<hi).reduce(0) { $0 + gyo[oh * g.wo + $1] * src[off + $1 * g.sw] }
-                                }
-                                if let gx {
-                                    let d = gx + (b * g.c + ic) * hw + off
-                                    if g.sw == 1 { for ow in lo..<hi { d[ow] += wv * gyo[oh * g.wo + ow] } }
-                                    else { for ow in lo..<hi { d[ow * g.sw] += wv * gyo[oh * g.wo + ow] } }
-                                }
-                            }
-                            if let gw { gw[widx] += acc }
-                        }
-                    }
-                }
-            }
-        }
-    }
 }

@@ -5,6 +5,17 @@
 
 public protocol UnaryFn { func callAsFunction(_ x: Float) -> Float }
 public protocol BinaryFn { func callAsFunction(_ a: Float, _ b: Float) -> Float }
+/// Kernels with an eight-lane form as well, for math the compiler does not vectorise from the scalar form.
+public protocol VectorUnaryFn: UnaryFn {
+    func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float>
+    func callAsFunction(_ x: SIMD16<Float>) -> SIMD16<Float>
+}
+extension VectorUnaryFn {
+    @inline(__always) public func callAsFunction(_ x: SIMD16<Float>) -> SIMD16<Float> {
+        SIMD16(lowHalf: self(x.lowHalf), highHalf: self(x.highHalf))
+    }
+}
+public protocol VectorBinaryFn: BinaryFn { func callAsFunction(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> }
 public protocol TernaryFn { func callAsFunction(_ a: Float, _ b: Float, _ c: Float) -> Float }
 
 struct UnaryClosure: UnaryFn {
@@ -25,6 +36,34 @@ func map<K: UnaryFn>(_ a: Tensor, _ k: K) -> Tensor {
     let out = Tensor(uninitialized: a.shape)
     let x = a.data, y = out.data
     parallelChunks(a.count) { s, e in for i in s..<e { y[i] = k(x[i]) } }
+    return out
+}
+
+/// `map` eight lanes at a time (the scalar form for the tail).
+@inline(__always)
+func map<K: VectorUnaryFn>(_ a: Tensor, _ k: K) -> Tensor {
+    let out = Tensor(uninitialized: a.shape)
+    let x = a.data, y = out.data
+    parallelChunks(a.count, cost: 4) { s, e in
+        var i = s
+        while i + 16 <= e { store16(k(load16(x + i)), y + i); i += 16 }
+        while i + 8 <= e { store8(k(load8(x + i)), y + i); i += 8 }
+        while i < e { y[i] = k(x[i]); i += 1 }
+    }
+    return out
+}
+
+/// `zipMap` eight lanes at a time.
+@inline(__always)
+func zipMap<K: VectorBinaryFn>(_ a: Tensor, _ b: Tensor, _ k: K) -> Tensor {
+    precondition(a.count == b.count, "zipMap: \(a.shape) vs \(b.shape)")
+    let out = Tensor(uninitialized: a.shape)
+    let x = a.data, z = b.data, y = out.data
+    parallelChunks(a.count, cost: 4) { s, e in
+        var i = s
+        while i + 8 <= e { store8(k(load8(x + i), load8(z + i)), y + i); i += 8 }
+        while i < e { y[i] = k(x[i], z[i]); i += 1 }
+    }
     return out
 }
 

@@ -55,7 +55,7 @@ public func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil) -> Tens
     let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
     if let bias {
         let y = out.data, bd = bias.data
-        for r in 0..<rows { (y + r * outF).update(from: bd, count: outF) }
+        parallelFor(rows, cost: outF) { r in (y + r * outF).update(from: bd, count: outF) }
     }
     sgemm(transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF, b: weight.data, ldb: inF,
           beta: bias == nil ? 0 : 1, c: out.data, ldc: outF)

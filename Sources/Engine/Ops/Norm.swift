@@ -16,20 +16,25 @@ public enum BatchNormSync {
 public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
     let d = x.shape.last!, rows = x.count / d
     let out = Tensor(uninitialized: x.shape)
-    var stats = [Float](repeating: 0, count: 2 * rows)
+    // Per-row mean and 1/std for the backward, only when there will be one.
+    let keep = Tensor.needsGrad(x, weight ?? x, bias ?? x)
+    var stats = [Float](repeating: 0, count: keep ? 2 * rows : 0)
     let xd = x.data, y = out.data, w = weight?.data, b = bias?.data
     stats.withUnsafeMutableBufferPointer { st in
-        let st = st.baseAddress!
-        parallelFor(rows, cost: d) { r in
-            let row = xd + r * d, yr = y + r * d
-            // Two passes in float with SIMD partial sums: exact enough for rows of a few thousand and vectorised.
-            let mean = Engine.sum(row, d) / Float(d)
-            let rstd = 1 / (sumSquaredDeviation(row, mean, d) / Float(d) + eps).squareRoot()
-            st[2 * r] = mean; st[2 * r + 1] = rstd
-            if let w, let b {
-                for i in 0..<d { yr[i] = (row[i] - mean) * rstd * w[i] + b[i] }
-            } else {
-                for i in 0..<d { yr[i] = (row[i] - mean) * rstd * (w?[i] ?? 1) + (b?[i] ?? 0) }
+        let st = keep ? st.baseAddress : nil     // an empty array's base address is the shared empty storage
+        parallelChunks(rows, cost: d * 2) { r0, r1 in
+            for r in r0..<r1 {
+                let row = xd + r * d, yr = y + r * d
+                // Two passes in float with SIMD partial sums over a row that stays in L1: exact enough for rows of a
+                // few thousand, and vectorised.
+                let mean = Engine.sum(row, d) / Float(d)
+                let rstd = 1 / (sumSquaredDeviation(row, mean, d) / Float(d) + eps).squareRoot()
+                if let st { st[2 * r] = mean; st[2 * r + 1] = rstd }
+                if let w, let b {
+                    normalizeRow(row, yr, d, mean: mean, rstd: rstd, w, b)
+                } else {
+                    for i in 0..<d { yr[i] = (row[i] - mean) * rstd * (w?[i] ?? 1) + (b?[i] ?? 0) }
+                }
             }
         }
     }
@@ -73,6 +78,16 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
         }
         return [x.requiresGrad ? gx : nil] + (weight != nil ? [gw] : []) + (bias != nil ? [gb] : [])
     }
+}
+
+/// y = (x − mean)·rstd·w + b over a row, eight lanes at a time.
+@inline(__always)
+func normalizeRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ d: Int, mean: Float, rstd: Float,
+                  _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>) {
+    let m = SIMD8<Float>(repeating: mean), s = SIMD8<Float>(repeating: rstd)
+    var i = 0
+    while i + 8 <= d { store8(((load8(x + i) - m) * s) * load8(w + i) + load8(b + i), y + i); i += 8 }
+    while i < d { y[i] = (x[i] - mean) * rstd * w[i] + b[i]; i += 1 }
 }
 
 /// Per-(sample, channel-slice) normalisation with a per-channel affine: the common core of GroupNorm and

@@ -7,8 +7,35 @@ extension Tensor {
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let ho = (h + 2 * padding - kernel) / s + 1, wo = (w + 2 * padding - kernel) / s + 1
         let out = Tensor(uninitialized: [n, c, ho, wo])
-        var argmax = [Int32](repeating: 0, count: out.count)
         let x = data, y = out.data
+        if !Tensor.needsGrad(self) {
+            // No backward: separable max (rows, then columns) without argmax bookkeeping.
+            parallelFor(n * c, cost: (h + ho) * wo * kernel) { p in
+                let src = x + p * h * w, dst = y + p * ho * wo
+                let rowMax = UnsafeMutablePointer<Float>.allocate(capacity: h * wo)
+                defer { rowMax.deallocate() }
+                for ih in 0..<h {
+                    let r = src + ih * w, o = rowMax + ih * wo
+                    for ow in 0..<wo {
+                        let lo = Swift.max(0, ow * s - padding), hi = Swift.min(w, ow * s - padding + kernel)
+                        var best = -Float.infinity
+                        for iw in lo..<hi { let v = r[iw]; if v > best || v.isNaN { best = v } }
+                        o[ow] = best
+                    }
+                }
+                for oh in 0..<ho {
+                    let lo = Swift.max(0, oh * s - padding), hi = Swift.min(h, oh * s - padding + kernel)
+                    let o = dst + oh * wo
+                    (o).update(from: rowMax + lo * wo, count: wo)
+                    for ih in (lo + 1)..<Swift.max(lo + 1, hi) {
+                        let r = rowMax + ih * wo
+                        for ow in 0..<wo { let v = r[ow]; if v > o[ow] || v.isNaN { o[ow] = v } }
+                    }
+                }
+            }
+            return out
+        }
+        var argmax = [Int32](repeating: 0, count: out.count)
         argmax.withUnsafeMutableBufferPointer { am in
             let am = am.baseAddress!
             parallelFor(n * c, cost: ho * wo * kernel * kernel) { p in

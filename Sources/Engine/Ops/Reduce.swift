@@ -41,6 +41,24 @@ extension Tensor {
         var s = shape; s[axis] = 1
         let out = Tensor(zeros: s)
         let x = data, y = out.data
+        if inner == 1 {
+            // Contiguous rows (a bias gradient's spatial sums): SIMD partial sums, not one serial chain per row.
+            parallelFor(outer, cost: r) { o in y[o] = Engine.sum(x + o * r, r) }
+            return out
+        }
+        if outer < Threads.count && inner >= 256 {
+            // Few long rows to add up (a linear layer's bias gradient): split the columns instead.
+            for o in 0..<outer {
+                let yo = y + o * inner
+                parallelChunks(inner, cost: r) { a, b in
+                    for j in 0..<r {
+                        let xo = x + (o * r + j) * inner
+                        for i in a..<b { yo[i] += xo[i] }
+                    }
+                }
+            }
+            return out
+        }
         parallelFor(outer, cost: r * inner) { o in
             let yo = y + o * inner
             for j in 0..<r {

@@ -48,8 +48,7 @@ extension Tensor {
             parallelFor(outer, cost: r * 4) { o in
                 let xr = x + o * r, yr = y + o * r
                 let m = maxElement(xr, r)
-                for j in 0..<r { yr[j] = fastExp(xr[j] - m) }
-                let s = Engine.sum(yr, r)
+                let s = expShifted(xr, yr, r, minus: m)
                 if log {
                     let ls = Foundation.log(s) + m
                     for j in 0..<r { yr[j] = xr[j] - ls }

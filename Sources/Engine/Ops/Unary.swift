@@ -63,13 +63,26 @@ extension Tensor {
 
 struct ReLUFn: UnaryFn { @inline(__always) func callAsFunction(_ x: Float) -> Float { x > 0 ? x : 0 } }
 struct ReLUGradFn: BinaryFn { @inline(__always) func callAsFunction(_ g: Float, _ y: Float) -> Float { y > 0 ? g : 0 } }
-struct ExpFn: UnaryFn { @inline(__always) func callAsFunction(_ x: Float) -> Float { fastExp(x) } }
-struct SigmoidFn: UnaryFn { @inline(__always) func callAsFunction(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) } }
+struct ExpFn: VectorUnaryFn {
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { fastExp(x) }
+    @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { fastExp(x) }
+}
+struct SigmoidFn: VectorUnaryFn {
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
+    @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { 1 / (1 + fastExp(-x)) }
+}
 struct SigmoidGradFn: BinaryFn { @inline(__always) func callAsFunction(_ g: Float, _ y: Float) -> Float { g * y * (1 - y) } }
-struct GELUFn: UnaryFn { @inline(__always) func callAsFunction(_ x: Float) -> Float { x * normalCDF(x) } }
+struct GELUFn: VectorUnaryFn {
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { geluExact(x) }
+    @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { geluExact(x) }
+    @inline(__always) func callAsFunction(_ x: SIMD16<Float>) -> SIMD16<Float> { geluExact(x) }
+}
 /// d/dx x·Φ(x) = Φ(x) + x·φ(x).
-struct GELUGradFn: BinaryFn {
+struct GELUGradFn: VectorBinaryFn {
     @inline(__always) func callAsFunction(_ g: Float, _ x: Float) -> Float {
+        g * (normalCDF(x) + x * fastExp(-0.5 * x * x) * 0.39894228040143268)
+    }
+    @inline(__always) func callAsFunction(_ g: SIMD8<Float>, _ x: SIMD8<Float>) -> SIMD8<Float> {
         g * (normalCDF(x) + x * fastExp(-0.5 * x * x) * 0.39894228040143268)
     }
 }

@@ -224,7 +224,7 @@ func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
         while j < cols { m = max(m, r[j]); j += 1 }
         for j in 0..<cols { r[j] -= m }
     }
-    for i in 0..<(rows * cols) { s[i] = fastExp(s[i]) }
+    _ = expInPlace(s, rows * cols)
     for i in 0..<rows {
         let r = s + i * cols
         var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0

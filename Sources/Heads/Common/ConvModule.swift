@@ -48,8 +48,8 @@ public final class ConvModule: Module, UnaryLayer {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        if let bn { return convBN(x, conv, bn, relu: relu) }
         var y = conv(x)
-        if let bn { y = bn(y) }
         if let gn { y = gn(y) }
         return relu ? y.relu() : y
     }

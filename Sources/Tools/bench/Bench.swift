@@ -18,15 +18,28 @@ func peakRSSMegabytes() -> Double {
     return 0
 }
 
+/// User + system CPU seconds this process has used so far (all its threads).
+func processCPUSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
+}
+
+/// The fewest CPU seconds one timed run of the last `sortedSeconds` call took. On a loaded machine wall times
+/// mostly measure the neighbours; with `BENCH_THREADS=1` this is the steadier figure to compare changes by.
+nonisolated(unsafe) var lastMinCPUSeconds = 0.0
+
 /// Runs `body` once to warm up, then `runs` times; returns the wall times in seconds, fastest first.
 func sortedSeconds(runs: Int, _ body: () throws -> Void) rethrows -> [Double] {
     try body()
-    var times: [Double] = []
+    var times: [Double] = [], cpu: [Double] = []
     for _ in 0..<max(1, runs) {
-        let t0 = DispatchTime.now().uptimeNanoseconds
+        let c0 = processCPUSeconds(), t0 = DispatchTime.now().uptimeNanoseconds
         try body()
         times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        cpu.append(processCPUSeconds() - c0)
     }
+    lastMinCPUSeconds = cpu.min() ?? 0
     return times.sorted()
 }
 
@@ -42,10 +55,30 @@ func report(_ name: String, medianSeconds: Double, minSeconds: Double, extra: [S
     var fields = ["\"case\": \"\(name)\"",
                   "\"median_ms\": \(String(format: "%.3f", medianSeconds * 1000))",
                   "\"min_ms\": \(String(format: "%.3f", minSeconds * 1000))",
+                  "\"cpu_min_ms\": \(String(format: "%.3f", lastMinCPUSeconds * 1000))",
                   "\"peak_rss_mb\": \(String(format: "%.1f", peakRSSMegabytes()))",
                   "\"peak_tensor_mb\": \(String(format: "%.1f", Double(Storage.peakBytes) / 1048576))"]
     for (k, v) in extra.sorted(by: { $0.key < $1.key }) {
         fields.append("\"\(k)\": \(String(format: "%.4g", v))")
     }
     print("{" + fields.joined(separator: ", ") + "}")
+}
+
+/// `BENCH_THREADS=1` runs single-threaded (to compare kernels by CPU time on a loaded machine, or with
+/// `bench_torch.py --threads 1`). OpenBLAS and oneDNN stay single-threaded either way: the engine splits their work
+/// over its own threads (`Threads`).
+/// `BENCH_CONV=engine|onednn_plain|onednn_blocked` forces one convolution implementation everywhere (default: the
+/// per-shape choice of `ConvPolicy`).
+func applyBenchEnvironment() throws {
+    let env = ProcessInfo.processInfo.environment
+    if let s = env["BENCH_THREADS"], let n = Int(s), n >= 1 {
+        _ = Threads.count   // its first read sets OpenBLAS to one thread
+        Threads.count = n
+    }
+    if let s = env["BENCH_CONV"], !s.isEmpty {
+        guard let impl = ConvImplementation(rawValue: s) else {
+            throw KitError.usage("BENCH_CONV=\(s): expected one of \(ConvImplementation.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        ConvPolicy.forced = impl
+    }
 }

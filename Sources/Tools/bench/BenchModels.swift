@@ -8,6 +8,7 @@ let modelCases: [BenchCase] = [
     resnetForward("acmix_resnet50_fwd_224", arch: "acmix_resnet50"),
     resnetForward("resnet50_fwd_224", arch: "resnet50"),
     resnetTrain("acmix_resnet50_train_224_b2", arch: "acmix_resnet50"),
+    resnetTrain("resnet50_train_224_b2", arch: "resnet50"),
     acmixModule("acmix_module_64_56", planes: 64, side: 56),
     acmixModule("acmix_module_256_14", planes: 256, side: 14),
 ]

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 
 /// Every benchmark case; each family lives in its own file (BenchEngine.swift, BenchCOCO.swift, ...).
-let allCases: [BenchCase] = engineCases + modelCases + swinCases + swinKernelCases + dataCases + cocoCases
+let allCases: [BenchCase] = engineCases + convSweepCases + modelCases + swinCases + swinKernelCases + dataCases + cocoCases
     + detectionCases + segmentationCases
 
 struct Bench: ParsableCommand {
@@ -28,6 +28,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if list { allCases.forEach { print($0.name) }; return }
+        try applyBenchEnvironment()
         for c in allCases where caseName == nil || c.name == caseName {
             let (body, extra) = try c.setUp()
             let times = try sortedSeconds(runs: runs, body), t = times[times.count / 2]

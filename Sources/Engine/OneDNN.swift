@@ -1,0 +1,103 @@
+import CDNNL
+import Foundation
+
+/// oneDNN glue: one CPU engine, a pool of streams, memory descriptors and status checks. oneDNN's JIT picks the
+/// widest vector ISA the CPU has (AVX-512 where present) at run time, independently of how this package is compiled.
+///
+/// Threading: Debian's libdnnl runs on OpenMP, and libgomp's workers keep spinning for milliseconds after every
+/// parallel region; they would take the cores from the engine's own parallel loops that follow each convolution, as
+/// OpenBLAS's workers did (see `Threads`), and an OpenMP barrier stalls for whole scheduler ticks when a neighbour
+/// holds a core. So oneDNN always runs single-threaded in the thread that calls it (OpenMP's thread count is set to 1
+/// on that thread before every call), and the callers split their work into independent slices run on the engine's
+/// threads (`parallelFor`): its thread count is `Threads.count` like everything else.
+enum OneDNN {
+    /// The CPU engine, or nil when oneDNN cannot create one (the callers then use their own kernels).
+    static let engine: dnnl_engine_t? = {
+        var e: dnnl_engine_t?
+        guard dnnl_engine_create(&e, dnnl_cpu, 0) == dnnl_success else {
+            warn("oneDNN: no CPU engine; convolutions use the engine's own kernels")
+            return nil
+        }
+        return e
+    }()
+
+    /// `omp_set_num_threads` of the libgomp that libdnnl is linked against (looked up at run time: the OpenMP
+    /// headers are the compiler's, not a Debian package's).
+    private static let setOMPThreads: (@convention(c) (Int32) -> Void)? = {
+        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "omp_set_num_threads") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int32) -> Void).self)
+    }()
+
+    /// Makes oneDNN run in the calling thread only (before creating or executing a primitive on it).
+    @inline(__always)
+    static func singleThreaded() { setOMPThreads?(1) }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var streams: [dnnl_stream_t] = []
+
+    /// Runs `body` with a stream no other thread uses meanwhile (streams are not thread-safe; creating one per call
+    /// would cost an allocation).
+    static func withStream<T>(_ body: (dnnl_stream_t) -> T) -> T? {
+        guard let engine else { return nil }
+        lock.lock()
+        var stream = streams.popLast()
+        lock.unlock()
+        if stream == nil {
+            guard dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, stream != nil else { return nil }
+        }
+        defer { lock.lock(); streams.append(stream!); lock.unlock() }
+        return body(stream!)
+    }
+
+    /// A plain (strided) f32 descriptor.
+    static func plain(_ dims: [Int], strides: [Int]) -> dnnl_memory_desc_t? {
+        var md = dnnl_memory_desc_t()
+        let ok = dnnl_memory_desc_init_by_strides(&md, Int32(dims.count), padded(dims), dnnl_f32, padded(strides)) == dnnl_success
+        return ok ? md : nil
+    }
+
+    /// An f32 descriptor whose layout the primitive chooses.
+    static func any(_ dims: [Int]) -> dnnl_memory_desc_t? {
+        var md = dnnl_memory_desc_t()
+        let ok = dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), padded(dims), dnnl_f32, dnnl_format_tag_any) == dnnl_success
+        return ok ? md : nil
+    }
+
+    /// Dims as oneDNN's fixed-size array (DNNL_MAX_NDIMS entries).
+    static func padded(_ v: [Int]) -> [dnnl_dim_t] { v.map { dnnl_dim_t($0) } + Array(repeating: 0, count: max(0, 12 - v.count)) }
+
+    private static let warned = NSLock()
+    nonisolated(unsafe) private static var warnedMessages: Set<String> = []
+
+    /// Prints `message` to stderr the first time it is seen (a fallback is not an error, but should be visible).
+    static func warn(_ message: String) {
+        warned.lock()
+        let first = warnedMessages.insert(message).inserted
+        warned.unlock()
+        if first { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+    }
+}
+
+/// Owns a oneDNN object handle and destroys it with the matching function.
+final class DNNLPrimitive: @unchecked Sendable {
+    let handle: dnnl_primitive_t
+    init(_ handle: dnnl_primitive_t) { self.handle = handle }
+    deinit { dnnl_primitive_destroy(handle) }
+
+    /// Creates the primitive of a descriptor (and destroys the descriptor); nil on any failure.
+    static func make(_ pd: dnnl_primitive_desc_t) -> DNNLPrimitive? {
+        var p: dnnl_primitive_t?
+        let ok = dnnl_primitive_create(&p, pd) == dnnl_success
+        return ok ? p.map(DNNLPrimitive.init) : nil
+    }
+
+    /// A reorder between two descriptors of the same dims; nil on failure.
+    static func reorder(from src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t) -> DNNLPrimitive? {
+        guard let engine = OneDNN.engine else { return nil }
+        var s = src, d = dst
+        var pd: dnnl_primitive_desc_t?
+        guard dnnl_reorder_primitive_desc_create(&pd, &s, engine, &d, engine, nil) == dnnl_success, let pd else { return nil }
+        defer { dnnl_primitive_desc_destroy(pd) }
+        return make(pd)
+    }
+}

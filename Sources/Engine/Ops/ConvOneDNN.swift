@@ -1,0 +1,398 @@
+import CDNNL
+import Foundation
+import Synchronization
+
+/// Convolution passes through oneDNN: primitives cached per slice geometry, each call split over the engine's
+/// threads into independent single-threaded slices (`OneDNN` says why), plain NCHW tensors reordered to and from
+/// oneDNN's blocked layouts where the primitive prefers them.
+
+/// Which implementation runs one pass of a convolution.
+public enum ConvImplementation: String, CaseIterable, Sendable {
+    /// The engine's kernels: im2col + OpenBLAS sgemm, one sgemm for 1×1, the direct grouped kernel.
+    case engine
+    /// oneDNN on the NCHW tensors as they are (for these shapes its own im2col/sgemm convolution).
+    case oneDNNPlain = "onednn_plain"
+    /// oneDNN in the layouts its JIT kernels prefer (nChw16c activations, blocked weights), with reorders from and
+    /// back to NCHW inside every call.
+    case oneDNNBlocked = "onednn_blocked"
+}
+
+/// forward: y = conv(x, w); backwardData: gx from gy and w; backwardWeights: gw from x and gy.
+public enum ConvPass: Int, Sendable { case forward, backwardData, backwardWeights }
+
+public enum ConvPolicy {
+    /// Forces one implementation for every pass of every convolution (benchmarks and tests compare them); nil picks
+    /// per shape with `implementation(for:_:)`.
+    nonisolated(unsafe) public static var forced: ConvImplementation?
+
+    /// Convolution passes oneDNN has run so far (tests check that it really ran).
+    public static var oneDNNPasses: Int { passes.load(ordering: .relaxed) }
+    static let passes = Atomic<Int>(0)
+
+    /// The implementation a pass of this geometry runs with.
+    public static func implementation(for g: Conv2dGeometry, _ pass: ConvPass) -> ConvImplementation {
+        if let forced { return forced }
+        if OneDNN.engine == nil { return .engine }
+        // Measured per shape (bench conv_sweep, single thread, provisional): see `automatic`.
+        return automatic(g, pass)
+    }
+
+    /// Single-thread CPU time per shape and pass (bench `conv_sweep`, provisional): oneDNN's JIT kernels in blocked
+    /// layouts beat im2col + sgemm by 10–25 % on 3×3 and 7×7 maps of 14×14 and up, reorders included; on smaller
+    /// maps its plain (gemm) forward and our backward-weights win; 1×1 stride-1 convolutions are a plain sgemm,
+    /// oneDNN's AVX-512 one slightly ahead of OpenBLAS's except for the weight gradient; the grouped shift
+    /// convolution of ACmix runs fastest in the engine's direct kernel.
+    static func automatic(_ g: Conv2dGeometry, _ pass: ConvPass) -> ConvImplementation {
+        if g.groups > 1 { return .engine }
+        let outPlane = g.ho * g.wo
+        if g.kh == 1 && g.kw == 1 {
+            if g.sh != 1 || g.sw != 1 || pass == .backwardWeights { return .engine }
+            return .oneDNNPlain
+        }
+        switch pass {
+        case .forward: return outPlane >= 196 ? .oneDNNBlocked : .oneDNNPlain
+        case .backwardData: return g.c < 16 ? .oneDNNPlain : .oneDNNBlocked
+        case .backwardWeights: return outPlane >= 196 ? .oneDNNBlocked : .engine
+        }
+    }
+}
+
+/// One slice of a convolution: images n0..<n0+n, input channels c0..<c0+c, output channels o0..<o0+o (channel
+/// slices only without groups).
+struct ConvSlice {
+    var n0: Int, n: Int, c0: Int, c: Int, o0: Int, o: Int
+}
+
+struct ConvPlanKey: Hashable {
+    let pass: ConvPass, blocked: Bool, bias: Bool
+    /// Forward epilogue as post-ops: per-channel scale and shift, then ReLU.
+    let scaleShift: Bool, relu: Bool
+    let n, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups, ho, wo: Int
+    /// Channel counts of the full tensors the slice lives in (they set the strides).
+    let fullC, fullO: Int
+}
+
+/// A created primitive with the reorders between the caller's NCHW slices and the layouts it chose.
+final class ConvPlan: @unchecked Sendable {
+    struct Operand {
+        let arg: Int32
+        let user: dnnl_memory_desc_t
+        let inner: dnnl_memory_desc_t
+        /// user → inner for an input, inner → user for an output; nil when the layouts are the same.
+        let reorder: DNNLPrimitive?
+        let innerBytes: Int
+        let isOutput: Bool
+    }
+    let primitive: DNNLPrimitive
+    /// Activation-side (x or gx), weight-side (w or gw), output-side (y or gy), in that order.
+    let operands: [Operand]
+    let bias: dnnl_memory_desc_t?
+    /// [1, O, 1, 1] descriptor of the scale and shift post-op inputs.
+    let channelVector: dnnl_memory_desc_t?
+    let scratchpadBytes: Int
+    let implementation: String
+
+    init(primitive: DNNLPrimitive, operands: [Operand], bias: dnnl_memory_desc_t?, channelVector: dnnl_memory_desc_t?,
+         scratchpadBytes: Int, implementation: String) {
+        self.primitive = primitive; self.operands = operands; self.bias = bias; self.channelVector = channelVector
+        self.scratchpadBytes = scratchpadBytes; self.implementation = implementation
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var cache: [ConvPlanKey: ConvPlan?] = [:]
+
+    /// The cached plan of `key`, creating it on first use (JIT compilation: milliseconds); nil when oneDNN has no
+    /// implementation for it (remembered too).
+    static func get(_ key: ConvPlanKey) -> ConvPlan? {
+        lock.lock()
+        if let hit = cache[key] { lock.unlock(); return hit }
+        lock.unlock()
+        let plan = make(key)
+        if plan == nil {
+            OneDNN.warn("oneDNN: no fast \(key.pass) convolution for input [\(key.n), \(key.c), \(key.h), \(key.w)], "
+                        + "\(key.o) outputs, kernel \(key.kh)x\(key.kw), stride \(key.sh)x\(key.sw), groups \(key.groups) "
+                        + "(\(key.blocked ? "blocked" : "plain")); the engine's kernel runs it")
+        }
+        lock.lock()
+        cache[key] = plan
+        lock.unlock()
+        return plan
+    }
+
+    static func make(_ k: ConvPlanKey) -> ConvPlan? {
+        guard let engine = OneDNN.engine else { return nil }
+        OneDNN.singleThreaded()   // primitives size their work split by the thread count at creation
+        let g = k.groups, cg = k.c / g, og = k.o / g, kk = k.kh * k.kw
+        let hw = k.h * k.w, howo = k.ho * k.wo
+        let xDims = [k.n, k.c, k.h, k.w], yDims = [k.n, k.o, k.ho, k.wo]
+        let wDims = g == 1 ? [k.o, k.c, k.kh, k.kw] : [g, og, cg, k.kh, k.kw]
+        let wStrides = g == 1 ? [k.c * kk, kk, k.kw, 1] : [og * cg * kk, cg * kk, kk, k.kw, 1]
+        // Weight slices (channel splits) keep the full tensor's row pitch.
+        let wPitch = g == 1 ? [(k.fullC / g) * kk, kk, k.kw, 1] : wStrides
+        guard let xUser = OneDNN.plain(xDims, strides: [k.fullC * hw, hw, k.w, 1]),
+              let wUser = OneDNN.plain(wDims, strides: wPitch),
+              let yUser = OneDNN.plain(yDims, strides: [k.fullO * howo, howo, k.wo, 1]) else { return nil }
+        var xMD: dnnl_memory_desc_t, wMD: dnnl_memory_desc_t, yMD: dnnl_memory_desc_t
+        if k.blocked {
+            guard let a = OneDNN.any(xDims), let b = OneDNN.any(wDims), let c = OneDNN.any(yDims) else { return nil }
+            (xMD, wMD, yMD) = (a, b, c)
+        } else {
+            // Plain primitives get dense descriptors; slices are copied in and out by the reorders.
+            guard let a = OneDNN.plain(xDims, strides: contiguousStrides(xDims)),
+                  let b = OneDNN.plain(wDims, strides: contiguousStrides(wDims)),
+                  let c = OneDNN.plain(yDims, strides: contiguousStrides(yDims)) else { return nil }
+            (xMD, wMD, yMD) = (a, b, c)
+        }
+        var biasMD = k.bias ? OneDNN.plain([k.o], strides: [1]) : nil
+        if k.bias && biasMD == nil { return nil }
+        let strides = OneDNN.padded([k.sh, k.sw]), dilations = OneDNN.padded([k.dh - 1, k.dw - 1])
+        let padL = OneDNN.padded([k.ph, k.pw])
+        // PyTorch floors the output size: the right/bottom padding is whatever makes the last window fit (negative
+        // when the last input rows are never read, as in a stride-2 1×1 convolution of an even size).
+        let prH = (k.ho - 1) * k.sh + (k.kh - 1) * k.dh + 1 - k.h - k.ph
+        let prW = (k.wo - 1) * k.sw + (k.kw - 1) * k.dw + 1 - k.w - k.pw
+        let padR = OneDNN.padded([prH, prW])
+
+        var attr: dnnl_primitive_attr_t?
+        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        defer { dnnl_primitive_attr_destroy(attr) }
+        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
+        var channelMD = k.scaleShift ? OneDNN.plain([1, k.o, 1, 1], strides: [k.o, 1, 1, 1]) : nil
+        if k.scaleShift || k.relu {
+            // y = relu((conv + bias)·scale + shift): binary post-ops 0 and 1, then the eltwise.
+            var ops: dnnl_post_ops_t?
+            guard dnnl_post_ops_create(&ops) == dnnl_success, let ops else { return nil }
+            defer { dnnl_post_ops_destroy(ops) }
+            if k.scaleShift {
+                guard channelMD != nil,
+                      dnnl_post_ops_append_binary(ops, dnnl_binary_mul, &channelMD!) == dnnl_success,
+                      dnnl_post_ops_append_binary(ops, dnnl_binary_add, &channelMD!) == dnnl_success else { return nil }
+            }
+            if k.relu { guard dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0) == dnnl_success else { return nil } }
+            guard dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success else { return nil }
+        }
+
+        var fwd = dnnl_convolution_desc_t()
+        let fwdOK = withUnsafeMutablePointer(to: &biasMD) { bp in
+            dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training, dnnl_convolution_direct, &xMD, &wMD,
+                                                       k.bias ? UnsafePointer(OpaquePointer(bp)) : nil, &yMD,
+                                                       strides, dilations, padL, padR) == dnnl_success
+        }
+        guard fwdOK else { return nil }
+        var fwdPD: dnnl_primitive_desc_t?
+        guard dnnl_primitive_desc_create(&fwdPD, &fwd, k.pass == .forward ? attr : nil, engine, nil) == dnnl_success,
+              let fwdPD else { return nil }
+        defer { dnnl_primitive_desc_destroy(fwdPD) }
+
+        var pd = fwdPD
+        var bwdPD: dnnl_primitive_desc_t?
+        defer { if let bwdPD { dnnl_primitive_desc_destroy(bwdPD) } }
+        if k.pass != .forward {
+            var bwd = dnnl_convolution_desc_t()
+            let ok = k.pass == .backwardData
+                ? dnnl_dilated_convolution_backward_data_desc_init(&bwd, dnnl_convolution_direct, &xMD, &wMD, &yMD,
+                                                                   strides, dilations, padL, padR)
+                : dnnl_dilated_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &xMD, &wMD, nil, &yMD,
+                                                                      strides, dilations, padL, padR)
+            guard ok == dnnl_success, dnnl_primitive_desc_create(&bwdPD, &bwd, attr, engine, fwdPD) == dnnl_success,
+                  let bwdPD else { return nil }
+            pd = bwdPD
+        }
+        var info: UnsafePointer<CChar>?
+        _ = withUnsafeMutablePointer(to: &info) { dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, $0) }
+        let impl = info.map { String(cString: $0) } ?? "?"
+        // oneDNN's reference kernels are plain loops, far slower than the engine's: not worth a primitive.
+        if impl.hasPrefix("ref") { return nil }
+
+        // (argument, query, user descriptor, is output) per operand.
+        let roles: [(Int32, dnnl_query_t, dnnl_memory_desc_t, Bool)]
+        switch k.pass {
+        case .forward:
+            roles = [(Int32(CDNNL_ARG_SRC), dnnl_query_src_md, xUser, false),
+                     (Int32(CDNNL_ARG_WEIGHTS), dnnl_query_weights_md, wUser, false),
+                     (Int32(CDNNL_ARG_DST), dnnl_query_dst_md, yUser, true)]
+        case .backwardData:
+            roles = [(Int32(CDNNL_ARG_DIFF_SRC), dnnl_query_diff_src_md, xUser, true),
+                     (Int32(CDNNL_ARG_WEIGHTS), dnnl_query_weights_md, wUser, false),
+                     (Int32(CDNNL_ARG_DIFF_DST), dnnl_query_diff_dst_md, yUser, false)]
+        case .backwardWeights:
+            roles = [(Int32(CDNNL_ARG_SRC), dnnl_query_src_md, xUser, false),
+                     (Int32(CDNNL_ARG_DIFF_WEIGHTS), dnnl_query_diff_weights_md, wUser, true),
+                     (Int32(CDNNL_ARG_DIFF_DST), dnnl_query_diff_dst_md, yUser, false)]
+        }
+        var operands: [Operand] = []
+        for (arg, query, user, isOutput) in roles {
+            guard let innerPtr = dnnl_primitive_desc_query_md(pd, query, 0) else { return nil }
+            let inner = innerPtr.pointee
+            var u = user, i = inner
+            var reorder: DNNLPrimitive? = nil
+            if dnnl_memory_desc_equal(&u, &i) == 0 {
+                reorder = isOutput ? DNNLPrimitive.reorder(from: inner, to: user) : DNNLPrimitive.reorder(from: user, to: inner)
+                if reorder == nil { return nil }
+            }
+            operands.append(Operand(arg: arg, user: user, inner: inner, reorder: reorder,
+                                    innerBytes: dnnl_memory_desc_get_size(&i), isOutput: isOutput))
+        }
+        var scratchBytes = 0
+        if var s = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)?.pointee {
+            scratchBytes = dnnl_memory_desc_get_size(&s)
+        }
+        guard let primitive = DNNLPrimitive.make(pd) else { return nil }
+        return ConvPlan(primitive: primitive, operands: operands, bias: k.pass == .forward ? biasMD : nil, channelVector: channelMD,
+                        scratchpadBytes: scratchBytes, implementation: impl)
+    }
+
+    /// Executes on user buffers (activation-side, weight-side, output-side, in the caller's NCHW/OIHW slices), with
+    /// the forward epilogue's per-channel scale and shift when the plan has them; false when oneDNN reports an error.
+    func run(_ pointers: [UnsafeMutablePointer<Float>], bias: UnsafeMutablePointer<Float>?,
+             scale: UnsafeMutablePointer<Float>? = nil, shift: UnsafeMutablePointer<Float>? = nil) -> Bool {
+        guard let engine = OneDNN.engine else { return false }
+        OneDNN.singleThreaded()
+        var memories: [dnnl_memory_t] = []
+        var buffers: [UnsafeMutableRawPointer] = []
+        defer {
+            for m in memories { dnnl_memory_destroy(m) }
+            for b in buffers { b.deallocate() }
+        }
+        func memory(_ md: dnnl_memory_desc_t, _ handle: UnsafeMutableRawPointer) -> dnnl_memory_t? {
+            var d = md
+            var m: dnnl_memory_t?
+            guard dnnl_memory_create(&m, &d, engine, handle) == dnnl_success, let m else { return nil }
+            memories.append(m)
+            return m
+        }
+        func buffer(_ bytes: Int) -> UnsafeMutableRawPointer {
+            let b = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+            buffers.append(b)
+            return b
+        }
+        return OneDNN.withStream { stream -> Bool in
+            var args: [dnnl_exec_arg_t] = []
+            var after: [(DNNLPrimitive, dnnl_memory_t, dnnl_memory_t)] = []
+            for (op, p) in zip(operands, pointers) {
+                guard let user = memory(op.user, UnsafeMutableRawPointer(p)) else { return false }
+                guard let reorder = op.reorder else { args.append(dnnl_exec_arg_t(arg: op.arg, memory: user)); continue }
+                guard let inner = memory(op.inner, buffer(op.innerBytes)) else { return false }
+                args.append(dnnl_exec_arg_t(arg: op.arg, memory: inner))
+                if op.isOutput {
+                    after.append((reorder, inner, user))
+                } else if !execute(reorder, stream, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: user),
+                                                    dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: inner)]) {
+                    return false
+                }
+            }
+            if let md = self.bias, let bias {
+                guard let m = memory(md, UnsafeMutableRawPointer(bias)) else { return false }
+                args.append(dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_BIAS), memory: m))
+            }
+            if let md = channelVector {
+                guard let scale, let shift, let ms = memory(md, UnsafeMutableRawPointer(scale)),
+                      let mt = memory(md, UnsafeMutableRawPointer(shift)) else { return false }
+                args.append(dnnl_exec_arg_t(arg: cdnnl_arg_post_op_src1(0), memory: ms))
+                args.append(dnnl_exec_arg_t(arg: cdnnl_arg_post_op_src1(1), memory: mt))
+            }
+            if scratchpadBytes > 0 {
+                var s = dnnl_memory_desc_t()
+                _ = dnnl_memory_desc_init_by_tag(&s, 1, OneDNN.padded([scratchpadBytes]), dnnl_u8, dnnl_a)
+                guard let m = memory(s, buffer(scratchpadBytes)) else { return false }
+                args.append(dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SCRATCHPAD), memory: m))
+            }
+            guard execute(primitive, stream, args) else { return false }
+            for (reorder, inner, user) in after {
+                guard execute(reorder, stream, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: inner),
+                                                dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: user)]) else { return false }
+            }
+            return dnnl_stream_wait(stream) == dnnl_success
+        } ?? false
+    }
+
+    private func execute(_ p: DNNLPrimitive, _ stream: dnnl_stream_t, _ args: [dnnl_exec_arg_t]) -> Bool {
+        args.withUnsafeBufferPointer { dnnl_primitive_execute(p.handle, stream, Int32($0.count), $0.baseAddress) == dnnl_success }
+    }
+}
+
+/// Splits a pass into at most `Threads.count` independent slices: by images when there are enough, else by the
+/// output channels (forward, backward-weights) or input channels (backward-data) in multiples of 16 (whole blocks
+/// of the nChw16c layout).
+func convSlices(_ g: Conv2dGeometry, _ pass: ConvPass) -> [ConvSlice] {
+    let whole = ConvSlice(n0: 0, n: g.n, c0: 0, c: g.c, o0: 0, o: g.o)
+    let t = Threads.count
+    let macs = g.n * g.o * g.ho * g.wo * g.k
+    guard t > 1 && macs >= 1 << 20 else { return [whole] }
+    if g.n >= t {
+        return (0..<t).map { i in
+            let a = g.n * i / t, b = g.n * (i + 1) / t
+            return ConvSlice(n0: a, n: b - a, c0: 0, c: g.c, o0: 0, o: g.o)
+        }.filter { $0.n > 0 }
+    }
+    guard g.groups == 1 else { return [whole] }
+    let channels = pass == .backwardData ? g.c : g.o
+    let blocks = channels / 16
+    guard blocks >= 2 && channels % 16 == 0 else { return [whole] }
+    let parts = min(t, blocks)
+    return (0..<parts).map { i in
+        let a = blocks * i / parts * 16, b = blocks * (i + 1) / parts * 16
+        return pass == .backwardData ? ConvSlice(n0: 0, n: g.n, c0: a, c: b - a, o0: 0, o: g.o)
+                                     : ConvSlice(n0: 0, n: g.n, c0: 0, c: g.c, o0: a, o: b - a)
+    }
+}
+
+/// Runs one pass through oneDNN. Forward writes y, with the bias and the epilogue's affine and ReLU fused (not its
+/// residual); backward-data writes gx;
+/// backward-weights writes gw (all overwritten, not accumulated). False when oneDNN has no implementation for this
+/// geometry or reports an error: the caller then runs its own kernel on zeroed outputs.
+func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeMutablePointer<Float>,
+                w: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>? = nil,
+                epilogue: ConvEpilogue = ConvEpilogue()) -> Bool {
+    precondition(epilogue.residual == nil, "oneDNN convolutions take no residual; add it after")
+    // The fused scale takes a shift with it (and the other way round).
+    let scaleShift = epilogue.scale != nil || epilogue.shift != nil
+    var ones: [Float] = [], zeros: [Float] = []
+    if scaleShift && epilogue.scale == nil { ones = [Float](repeating: 1, count: g.o) }
+    if scaleShift && epilogue.shift == nil { zeros = [Float](repeating: 0, count: g.o) }
+    let slices = convSlices(g, pass)
+    var plans: [ConvPlan] = []
+    for s in slices {
+        let key = ConvPlanKey(pass: pass, blocked: blocked, bias: bias != nil, scaleShift: scaleShift, relu: epilogue.relu,
+                              n: s.n, c: s.c, h: g.h, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
+                              ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw, groups: g.groups, ho: g.ho, wo: g.wo,
+                              fullC: g.c, fullO: g.o)
+        guard let plan = ConvPlan.get(key) else { return false }
+        plans.append(plan)
+    }
+    let hw = g.h * g.w, howo = g.ho * g.wo, kk = g.kh * g.kw
+    // Backward-weights split by images: every slice but the first writes a partial gradient of its own.
+    let partials = pass == .backwardWeights && slices.count > 1 && slices[0].o == g.o
+    let wCount = g.o * g.cg * kk
+    let extra = partials ? UnsafeMutablePointer<Float>.allocate(capacity: (slices.count - 1) * wCount) : nil
+    defer { extra?.deallocate() }
+    var ok = [Bool](repeating: false, count: slices.count)
+    ones.withUnsafeMutableBufferPointer { ones in zeros.withUnsafeMutableBufferPointer { zeros in
+    ok.withUnsafeMutableBufferPointer { ok in
+        let ok = ok.baseAddress!
+        let scale = epilogue.scale ?? ones.baseAddress, shift = epilogue.shift ?? zeros.baseAddress
+        let run = { (i: Int) in
+            let s = slices[i]
+            let xs = x + (s.n0 * g.c + s.c0) * hw
+            var ws = w + (s.o0 * g.cg + s.c0) * kk
+            if partials && i > 0 { ws = extra! + (i - 1) * wCount }
+            let ys = y + (s.n0 * g.o + s.o0) * howo
+            ok[i] = plans[i].run([xs, ws, ys], bias: bias.map { $0 + s.o0 }, scale: scale.map { $0 + s.o0 },
+                                 shift: shift.map { $0 + s.o0 })
+        }
+        if slices.count == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: slices.count, execute: run) }
+    }
+    } }
+    if ok.contains(false) {
+        OneDNN.warn("oneDNN: \(pass) convolution failed at run time; using the engine's kernel")
+        return false
+    }
+    ConvPolicy.passes.add(1, ordering: .relaxed)
+    if let extra {
+        for i in 1..<slices.count {
+            let src = extra + (i - 1) * wCount
+            parallelChunks(wCount) { a, b in for j in a..<b { w[j] += src[j] } }
+        }
+    }
+    return true
+}

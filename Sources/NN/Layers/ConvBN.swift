@@ -1,0 +1,46 @@
+import Engine
+
+extension BatchNorm2d {
+    /// Whether this layer normalises with its running statistics (eval mode, or frozen as mmdetection's norm_eval).
+    public var usesRunningStatistics: Bool { !training || frozen }
+
+    /// The per-channel affine of running-statistics normalisation: y = x·scale + shift.
+    public func runningAffine() -> (scale: Tensor, shift: Tensor) {
+        let c = weight.count
+        let scale = Tensor(uninitialized: [c]), shift = Tensor(uninitialized: [c])
+        for ch in 0..<c {
+            scale.data[ch] = weight.data[ch] / (running_var.data[ch] + eps).squareRoot()
+            shift.data[ch] = bias.data[ch] - running_mean.data[ch] * scale.data[ch]
+        }
+        return (scale, shift)
+    }
+
+    /// Whether `bn(conv(x))` can be folded: running statistics and nothing that will need a gradient.
+    func foldable(_ conv: Conv2d?, _ inputs: [Tensor]) -> Bool {
+        guard usesRunningStatistics else { return false }
+        guard GradMode.isEnabled else { return true }
+        let tensors = inputs + [weight, bias] + (conv.map { [$0.weight] + ($0.bias.map { [$0] } ?? []) } ?? [])
+        return !tensors.contains { $0.requiresGrad }
+    }
+}
+
+/// bn(conv(x)) [+ residual] [then ReLU]: when the BatchNorm uses running statistics and nothing needs a gradient
+/// (inference, frozen stages) it is folded into the convolution's epilogue with the residual and the ReLU
+/// (`conv2dFused`: no pass over the output per op); otherwise the layers run as they are, training exact.
+public func convBN(_ x: Tensor, _ conv: Conv2d, _ bn: BatchNorm2d, residual: Tensor? = nil, relu: Bool) -> Tensor {
+    guard bn.foldable(conv, [x] + (residual.map { [$0] } ?? [])) else {
+        var y = bn(conv(x))
+        if let residual { y = y + residual }
+        return relu ? y.relu() : y
+    }
+    let (scale, shift) = bn.runningAffine()
+    return conv2dFused(x, conv.weight, conv.bias, scale: scale, shift: shift, residual: residual, relu: relu,
+                       stride: conv.stride, padding: conv.padding, dilation: conv.dilation, groups: conv.groups)
+}
+
+/// relu(bn(x)) in one pass when the BatchNorm uses running statistics and nothing needs a gradient.
+public func bnReLU(_ x: Tensor, _ bn: BatchNorm2d) -> Tensor {
+    guard bn.foldable(nil, [x]) else { return bn(x).relu() }
+    let (scale, shift) = bn.runningAffine()
+    return channelAffine(x, scale: scale, shift: shift, relu: true)
+}
