@@ -24,16 +24,22 @@ public func nms(boxes: [Float], scores: [Float], iouThreshold: Float) -> [Int] {
 }
 
 /// mmcv `batched_nms`, class-wise: each class's boxes are shifted by label · (max coordinate + 1) so boxes of
-/// different classes never overlap, then one NMS runs over all. Returns kept indices, highest score first.
+/// different classes never overlap (the IoUs, rounding included, are mmcv's). As no box can suppress one of another
+/// class, NMS runs per class (mmcv's path above 10000 boxes; the same result below it, in a fraction of the pairs: an
+/// RCNN head with score_thr 0 has 1000 × 80 candidates); the kept boxes are ordered by score, ties by index, as one
+/// NMS over all would give them. Returns kept indices, highest score first.
 public func batchedNMS(boxes: [Float], scores: [Float], labels: [Int], iouThreshold: Float) -> [Int] {
     guard !scores.isEmpty else { return [] }
     let maxCoordinate = boxes.max() ?? 0
-    var shifted = boxes
-    for i in 0..<scores.count {
-        let offset = Float(labels[i]) * (maxCoordinate + 1)
-        for k in 0..<4 { shifted[4 * i + k] += offset }
+    var groups: [Int: [Int]] = [:]
+    for i in scores.indices { groups[labels[i], default: []].append(i) }
+    var keep: [Int] = []
+    for (label, members) in groups {
+        let offset = Float(label) * (maxCoordinate + 1)
+        let shifted = members.flatMap { i in (0..<4).map { boxes[4 * i + $0] + offset } }
+        keep += nms(boxes: shifted, scores: members.map { scores[$0] }, iouThreshold: iouThreshold).map { members[$0] }
     }
-    return nms(boxes: shifted, scores: scores, iouThreshold: iouThreshold)
+    return keep.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
 }
 
 /// The tail of mmdet's `_bbox_post_process`: boxes with a side ≤ `minBBoxSize` dropped (when it is ≥ 0; mmdet's
