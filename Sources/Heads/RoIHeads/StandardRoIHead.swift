@@ -5,8 +5,9 @@ import NN
 /// mmdet's `StandardRoIHead`: RoIs cropped from the neck's levels by a `SingleRoIExtractor` and classified
 /// and refined by a `Shared2FCBBoxHead`; with a mask head (Mask R-CNN), the positive RoIs (in training) or the
 /// detections (at test time) are cropped again by a second extractor (14×14) and segmented by an `FCNMaskHead`.
-/// In training the ground truth joins the proposals, a MaxIoUAssigner (0.5 / 0.5 / 0.5, no low-quality matches)
-/// labels them and a RandomSampler keeps 512 with at most 25 % positives.
+/// In training the ground truth joins the proposals, a MaxIoUAssigner (0.5 / 0.5 / 0.5; low-quality matches only
+/// where the config asks, as mmdet's Mask R-CNN configs do) labels them and a RandomSampler keeps 512 with at most
+/// 25 % positives.
 ///
 /// Keys: bbox_head.*, mask_head.* (the extractors have no parameters).
 public final class StandardRoIHead: Module {
@@ -65,9 +66,10 @@ public final class StandardRoIHead: Module {
             let s = sampleRoIs(proposals: p, target: t, rng: &EngineRandom.generator)
             perImage.append(s.boxes); labels += s.labels; deltas += s.targets
             if let mask_head {
+                precondition(t.masks != nil, "Mask R-CNN training needs the instance masks of every image (the dataset gave none)")
                 let pos = Array(s.boxes.prefix(4 * s.gtIndices.count))
                 posBoxes.append(pos); posLabels += s.labels.prefix(s.gtIndices.count)
-                maskTargets += mask_head.maskTargets(boxes: pos, gtIndices: s.gtIndices, masks: t.masks ?? [])
+                maskTargets += mask_head.maskTargets(boxes: pos, gtIndices: s.gtIndices, masks: t.masks!)
             }
         }
         let (cls, reg) = bbox_head(extractor(feats, rois: Self.rois(perImage)))
