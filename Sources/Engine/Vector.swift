@@ -78,15 +78,8 @@ func lanewiseMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a.re
 /// a[i] = e^(a[i] − shift), sixteen lanes at a time; returns Σ of the results.
 @inline(__always)
 func expInPlace(_ a: UnsafeMutablePointer<Float>, _ n: Int, minus shift: Float = 0) -> Float {
-    var i = 0
-    var acc = SIMD16<Float>()
-    let m16 = SIMD16<Float>(repeating: shift)
-    while i + 16 <= n { let e = fastExp(load16(a + i) - m16); store16(e, a + i); acc += e; i += 16 }
-    var acc8 = acc.lowHalf + acc.highHalf
-    if i + 8 <= n { let e = fastExp(load8(a + i) - SIMD8(repeating: shift)); store8(e, a + i); acc8 += e; i += 8 }
-    var s = acc8.sum()
-    while i < n { let e = fastExp(a[i] - shift); a[i] = e; s += e; i += 1 }
-    return s
+    // Each lane is read before it is written, so the out-of-place kernel serves in place.
+    expShifted(UnsafePointer(a), a, n, minus: shift)
 }
 
 /// y[i] = e^(x[i] − shift), sixteen lanes at a time; returns Σ y.
