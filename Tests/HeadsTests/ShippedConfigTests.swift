@@ -85,6 +85,29 @@ final class ShippedConfigTests: XCTestCase {
         }
     }
 
+    /// Mask R-CNN configs that cannot work are refused before any work, naming the key.
+    func testInconsistentMaskRCNNConfigsAreRefused() throws {
+        let path = ConfigTests.packageRoot + "/configs/mask_rcnn/mask_rcnn_acmix_resnet26_fpn_shapes.json"
+        for (o, needle) in [("model.type=FasterRCNN", "model.roi_head.mask_head: makes the model a MaskRCNN"),
+                            ("model.roi_head.mask_head.num_classes=3", "model.roi_head.mask_head.num_classes: 3 but the bbox head has 4"),
+                            ("model.train_cfg.rcnn.mask_size=14", "model.train_cfg.rcnn.mask_size: 14 but the mask head predicts 28"),
+                            ("model.roi_head.mask_head.roi_feat_size=7", "model.train_cfg.rcnn.mask_size: 28 but the mask head predicts 14"),
+                            ("model.roi_head.mask_roi_extractor.roi_layer.output_size=7",
+                             "model.roi_head.mask_head.roi_feat_size: must equal mask_roi_extractor.roi_layer.output_size")] {
+            XCTAssertThrowsError(try DetectionConfig.buildModel(try DetectionConfig.load(path: path, overrides: [o])), o) {
+                XCTAssertTrue("\($0)".contains(needle), "\(o): \($0)")
+            }
+        }
+        let faster = ConfigTests.packageRoot + "/configs/faster_rcnn/faster_rcnn_acmix_resnet26_fpn_shapes.json"
+        for (o, needle) in [("evaluation.metric=[\"bbox\", \"segm\"]", "evaluation.metric: segm needs a detector that predicts masks"),
+                            ("model.test_cfg.rcnn.mask_thr_binary=0.5", "model.test_cfg.rcnn.mask_thr_binary: is for a mask head")] {
+            XCTAssertThrowsError(try { () throws -> Void in
+                let c = try DetectionConfig.load(path: faster, overrides: [o])
+                _ = try DetectionTask(config: c, detector: try DetectionConfig.buildModel(c))
+            }(), o) { XCTAssertTrue("\($0)".contains(needle), "\(o): \($0)") }
+        }
+    }
+
     /// Numbers outside their range are refused with the key named (they used to crash or run forever).
     func testOutOfRangeNumbersAreRefused() throws {
         let path = ConfigTests.packageRoot + "/configs/retinanet/retinanet_acmix_resnet26_fpn_shapes.json"
