@@ -37,16 +37,46 @@ public final class Storage: @unchecked Sendable {
         self.count = count
         let now = Storage.live.add(count * 4, ordering: .relaxed).newValue
         _ = Storage.peak.max(now, ordering: .relaxed)
-        var raw: UnsafeMutableRawPointer?
-        let bytes = max(64, (count * MemoryLayout<Float>.stride + 63) & ~63)
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            fatalError("out of memory allocating \(bytes) bytes")
-        }
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 16))
+        pointer = BlockCache.allocate(bytes: count * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: max(count, 16))
     }
 
     deinit {
         Storage.live.subtract(count * 4, ordering: .relaxed)
-        free(pointer)
+        BlockCache.free(UnsafeMutableRawPointer(pointer), bytes: count * MemoryLayout<Float>.stride)
+    }
+}
+
+/// 64-byte aligned memory for tensors and kernel scratch. glibc maps every block above its largest mmap threshold
+/// (32 MiB) fresh and unmaps it on free, a page fault and a zeroing per 4 KiB on every use: a sixth of the CPU time
+/// of RetinaNet inference at 800×1333. Those blocks are mapped here with transparent huge pages instead (one fault
+/// per 2 MiB; 25 % faster there, and no more memory). Keeping freed blocks for reuse measured only 4 % more, for
+/// a quarter more peak memory.
+public enum BlockCache {
+    static let threshold = 32 << 20
+
+    static func rounded(_ bytes: Int) -> Int {
+        let b = max(64, (bytes + 63) & ~63)
+        return b <= threshold ? b : (b + 4095) & ~4095
+    }
+
+    /// A block of at least `bytes` bytes; give it back with `free` and the same `bytes`.
+    public static func allocate(bytes: Int) -> UnsafeMutableRawPointer {
+        _ = Storage.configureAllocator
+        let size = rounded(bytes)
+        if size <= threshold {
+            var raw: UnsafeMutableRawPointer?
+            guard posix_memalign(&raw, 64, size) == 0, let raw else { fatalError("out of memory allocating \(size) bytes") }
+            return raw
+        }
+        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+            fatalError("out of memory allocating \(size) bytes")
+        }
+        _ = madvise(p, size, MADV_HUGEPAGE)   // advice only: without huge pages it still works
+        return p
+    }
+
+    public static func free(_ p: UnsafeMutableRawPointer, bytes: Int) {
+        let size = rounded(bytes)
+        if size <= threshold { Foundation.free(p) } else { munmap(p, size) }
     }
 }

@@ -144,3 +144,40 @@ final class ConvFusedTests: XCTestCase {
         assertAllClose(channelAffine(x, scale: scale, shift: shift, relu: true), want, tol: 1e-6, "channelAffine")
     }
 }
+
+/// Winograd at inference: forward passes without gradients on 3×3 stride-1 convolutions with ≥ 64 channels and
+/// output planes of ≥ 64×64 run oneDNN's F(4×4, 3×3) kernel; its results stay within 2e-5 of the direct convolution relative to the output's
+/// largest magnitude (RetinaNet's head sizes, with and without the fused epilogue), and passes that record
+/// gradients never take it.
+final class WinogradTests: XCTestCase {
+    func testWinogradMatchesDirectConvolution() throws {
+        try XCTSkipUnless(ConvPolicy.winogradAtInference, "ACMIX_WINOGRAD=0")
+        let shapes: [([Int], [Int])] = [([1, 256, 50, 84], [256, 256, 3, 3]), ([2, 64, 64, 72], [96, 64, 3, 3])]
+        for (i, (xs, ws)) in shapes.enumerated() {
+            let x = randomTensor(xs, seed: UInt64(700 + i), requiresGrad: false)
+            let w = randomTensor(ws, seed: UInt64(800 + i), lo: -0.05, hi: 0.05, requiresGrad: false)
+            let b = randomTensor([ws[0]], seed: UInt64(900 + i), requiresGrad: false)
+            let scale = randomTensor([ws[0]], seed: UInt64(1000 + i), lo: 0.5, hi: 1.5, requiresGrad: false)
+            // Recording gradients: the direct kernel.
+            let wg = randomTensor(ws, seed: UInt64(800 + i), lo: -0.05, hi: 0.05)
+            let before = ConvPolicy.winogradPasses
+            let direct = conv2d(x, wg, b, padding: (1, 1))
+            let directFused = conv2dFused(x, wg, b, scale: scale, shift: b, residual: direct, relu: true, padding: (1, 1))
+            XCTAssertEqual(ConvPolicy.winogradPasses, before, "case \(i): a pass with gradients ran Winograd")
+            let fast = withNoGrad { conv2d(x, w, b, padding: (1, 1)) }
+            let fastFused = withNoGrad {
+                conv2dFused(x, w, b, scale: scale, shift: b, residual: direct.detached(), relu: true, padding: (1, 1))
+            }
+            XCTAssertEqual(ConvPolicy.winogradPasses, before + 2, "case \(i): inference passes ran Winograd")
+            for (got, want, what) in [(fast, direct, "conv2d"), (fastFused, directFused, "conv2dFused")] {
+                var worst: Float = 0, largest: Float = 0
+                for j in 0..<want.count {
+                    worst = max(worst, abs(got.data[j] - want.data[j]))
+                    largest = max(largest, abs(want.data[j]))
+                }
+                print("winograd case \(i) \(what): max abs difference \(worst), max |y| \(largest)")
+                XCTAssertLessThanOrEqual(worst, 2e-5 * largest, "case \(i) \(what)")
+            }
+        }
+    }
+}

@@ -24,8 +24,9 @@ public func conv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil,
                    dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
     let g = Conv2dGeometry(x.shape, weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
     let out = Tensor(uninitialized: [g.n, g.o, g.ho, g.wo])
-    convForward(g, x.data, weight.data, bias?.data, out.data)
     let inputs = [x, weight] + (bias.map { [$0] } ?? [])
+    convForward(g, x.data, weight.data, bias?.data, out.data,
+                inference: !GradMode.isEnabled || !inputs.contains(where: { $0.requiresGrad }))
     return out.record("conv2d", inputs) { gy in
         let (gx, gw) = conv2dGradients(g, x, weight, gy, input: x.requiresGrad, weight: weight.requiresGrad)
         var gb: Tensor? = nil
@@ -96,9 +97,23 @@ struct ConvEpilogue {
     }
 }
 
+/// `inference`: no gradient will be taken through this pass, so it may run the Winograd kernel
+/// (`ConvPolicy.winogradAtInference`).
 func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
-                 _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue = ConvEpilogue()) {
-    switch ConvPolicy.implementation(for: g, .forward) {
+                 _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue = ConvEpilogue(),
+                 inference: Bool = false) {
+    let impl = ConvPolicy.implementation(for: g, .forward)
+    if inference && impl == .oneDNNBlocked && ConvPolicy.winograd(g) {
+        // Its kernel takes an eltwise post-op (the ReLU) but no per-channel affine: that one runs as a pass after.
+        let alone = epilogue.scale == nil && epilogue.shift == nil && epilogue.residual == nil
+        if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: alone ? epilogue : ConvEpilogue(),
+                      winograd: true) {
+            ConvPolicy.winogradRuns.add(1, ordering: .relaxed)
+            if !alone { epilogue.apply(y, n: g.n, o: g.o, plane: g.ho * g.wo) }
+            return
+        }
+    }
+    switch impl {
     case .oneDNNBlocked:
         // Its JIT kernels apply the per-channel affine and the ReLU in registers, as post-ops. They take a sum
         // post-op (the residual) only first, before the affine: the residual and what follows it then take one pass.

@@ -23,7 +23,8 @@ public func conv2dFused(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil, sc
     }
     let out = Tensor(uninitialized: [g.n, g.o, g.ho, g.wo])
     convForward(g, x.data, weight.data, bias?.data, out.data,
-                epilogue: ConvEpilogue(scale: scale?.data, shift: shift?.data, residual: residual?.data, relu: relu))
+                epilogue: ConvEpilogue(scale: scale?.data, shift: shift?.data, residual: residual?.data, relu: relu),
+                inference: true)
     return out
 }
 
