@@ -71,7 +71,7 @@ public func fastExp(_ x: SIMD8<Float>) -> SIMD8<Float> {
 /// e^x, sixteen lanes as two interleaved eight-lane halves (a sixteen-lane function body would be compiled to
 /// 128-bit operations when it is not inlined).
 @_transparent
-func fastExp(_ x: SIMD16<Float>) -> SIMD16<Float> { SIMD16(lowHalf: fastExp(x.lowHalf), highHalf: fastExp(x.highHalf)) }
+func fastExp(_ x: SIMD16<Float>) -> SIMD16<Float> { let (l, h) = halves(x); return joined(fastExp(l), fastExp(h)) }
 
 /// erfc(z) per lane for z ≥ 0 (see the scalar `fastErfcNonNegative`).
 @_transparent
@@ -135,7 +135,7 @@ func geluExact(_ x: SIMD8<Float>) -> SIMD8<Float> {
 
 /// GELU, sixteen lanes as two interleaved eight-lane halves.
 @_transparent
-func geluExact(_ x: SIMD16<Float>) -> SIMD16<Float> { SIMD16(lowHalf: geluExact(x.lowHalf), highHalf: geluExact(x.highHalf)) }
+func geluExact(_ x: SIMD16<Float>) -> SIMD16<Float> { let (l, h) = halves(x); return joined(geluExact(l), geluExact(h)) }
 
 /// The scalar form of `geluExact` (same operations, same result).
 @inline(__always)

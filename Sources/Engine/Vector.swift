@@ -10,6 +10,15 @@ func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> { UnsafeRawPointer(p).lo
 @inline(__always)
 func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self) }
 
+/// The two eight-lane halves of a sixteen-lane vector, and back. The standard library's `lowHalf` / `highHalf` /
+/// `init(lowHalf:highHalf:)` stayed generic calls in the hot loops (a call per sixteen floats, the vector spilled to
+/// the stack around it); a bit cast is free.
+@_transparent
+func halves(_ v: SIMD16<Float>) -> (SIMD8<Float>, SIMD8<Float>) { unsafeBitCast(v, to: (SIMD8<Float>, SIMD8<Float>).self) }
+
+@_transparent
+func joined(_ low: SIMD8<Float>, _ high: SIMD8<Float>) -> SIMD16<Float> { unsafeBitCast((low, high), to: SIMD16<Float>.self) }
+
 @inline(__always)
 func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self) }
 
@@ -62,7 +71,8 @@ public func maxElement(_ a: UnsafePointer<Float>, _ n: Int) -> Float {
         var acc = load8(a)
         i = 8
         while i + 8 <= n { acc = lanewiseMax(acc, load8(a + i)); i += 8 }
-        m = acc.max()
+        m = acc[0]
+        for l in 1..<8 { m = max(m, acc[l]) }   // SIMD8.max() stayed a generic call
     }
     while i < n { m = max(m, a[i]); i += 1 }
     return m
@@ -89,7 +99,8 @@ func expShifted(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n
     var acc = SIMD16<Float>()
     let m16 = SIMD16<Float>(repeating: shift)
     while i + 16 <= n { let e = fastExp(load16(x + i) - m16); store16(e, y + i); acc += e; i += 16 }
-    var acc8 = acc.lowHalf + acc.highHalf
+    let (accLow, accHigh) = halves(acc)
+    var acc8 = accLow + accHigh
     if i + 8 <= n { let e = fastExp(load8(x + i) - SIMD8(repeating: shift)); store8(e, y + i); acc8 += e; i += 8 }
     var s = acc8.sum()
     while i < n { let e = fastExp(x[i] - shift); y[i] = e; s += e; i += 1 }

@@ -12,7 +12,8 @@ public protocol VectorUnaryFn: UnaryFn {
 }
 extension VectorUnaryFn {
     @inline(__always) public func callAsFunction(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        SIMD16(lowHalf: self(x.lowHalf), highHalf: self(x.highHalf))
+        let (l, h) = halves(x)
+        return joined(self(l), self(h))
     }
 }
 public protocol VectorBinaryFn: BinaryFn { func callAsFunction(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> }
