@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 swift build -c release --build-tests
+# The tests' work dirs, shapes folders and checkpoints (about 1 GB a run) go to a scratch folder removed at exit.
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/acmix-tests.XXXXXX")"
+trap 'rm -rf "$scratch"' EXIT
+export TMPDIR="$scratch/"
 if [ $# -eq 0 ]; then
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ACMIX_MPI_TIMEOUT=120 \
     mpirun -np 2 --oversubscribe --bind-to none "$(swift build -c release --show-bin-path)/ACmixKitPackageTests.xctest" \

@@ -37,21 +37,21 @@ public final class Storage: @unchecked Sendable {
         self.count = count
         let now = Storage.live.add(count * 4, ordering: .relaxed).newValue
         _ = Storage.peak.max(now, ordering: .relaxed)
-        pointer = BlockCache.allocate(bytes: count * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: max(count, 16))
+        pointer = BlockAllocator.allocate(bytes: count * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: max(count, 16))
     }
 
     deinit {
         Storage.live.subtract(count * 4, ordering: .relaxed)
-        BlockCache.free(UnsafeMutableRawPointer(pointer), bytes: count * MemoryLayout<Float>.stride)
+        BlockAllocator.free(UnsafeMutableRawPointer(pointer), bytes: count * MemoryLayout<Float>.stride)
     }
 }
 
 /// 64-byte aligned memory for tensors and kernel scratch. glibc maps every block above its largest mmap threshold
 /// (32 MiB) fresh and unmaps it on free, a page fault and a zeroing per 4 KiB on every use: a sixth of the CPU time
 /// of RetinaNet inference at 800×1333. Those blocks are mapped here with transparent huge pages instead (one fault
-/// per 2 MiB; 25 % faster there, and no more memory). Keeping freed blocks for reuse measured only 4 % more, for
+/// per 2 MiB; 20 % faster there, and no more memory). Keeping freed blocks for reuse measured only 4 % more, for
 /// a quarter more peak memory.
-public enum BlockCache {
+public enum BlockAllocator {
     static let threshold = 32 << 20
 
     static func rounded(_ bytes: Int) -> Int {

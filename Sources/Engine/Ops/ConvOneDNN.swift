@@ -33,7 +33,7 @@ public enum ConvPolicy {
     static let winogradRuns = Atomic<Int>(0)
 
     /// Whether forward passes without gradients may run 3×3 stride-1 convolutions with oneDNN's Winograd kernel
-    /// (F(4×4, 3×3): fewer multiplications; RetinaNet R50 inference at 800×1333 28 % faster). Its sums are
+    /// (F(4×4, 3×3): fewer multiplications; RetinaNet R50 inference at 800×1333 about 30 % faster). Its sums are
     /// rounded differently from a direct convolution's (`WinogradTests` bounds the difference). Training never
     /// uses it, so its numerics stay those of a direct convolution. `ACMIX_WINOGRAD=0` turns it off.
     nonisolated(unsafe) public static var winogradAtInference =
@@ -275,7 +275,7 @@ final class ConvPlan: @unchecked Sendable {
         var buffers: [(UnsafeMutableRawPointer, Int)] = []
         defer {
             for m in memories { dnnl_memory_destroy(m) }
-            for (b, bytes) in buffers { BlockCache.free(b, bytes: bytes) }
+            for (b, bytes) in buffers { BlockAllocator.free(b, bytes: bytes) }
         }
         func memory(_ md: dnnl_memory_desc_t, _ handle: UnsafeMutableRawPointer) -> dnnl_memory_t? {
             var d = md
@@ -285,7 +285,7 @@ final class ConvPlan: @unchecked Sendable {
             return m
         }
         func buffer(_ bytes: Int) -> UnsafeMutableRawPointer {
-            let b = BlockCache.allocate(bytes: bytes)
+            let b = BlockAllocator.allocate(bytes: bytes)
             buffers.append((b, bytes))
             return b
         }
