@@ -6,11 +6,9 @@
 usage: PYTHONPATH=../shared/mmref ~/.mmref/bin/python scripts/peer/mm_infer_bench.py [--runs N] [--threads 2]
 """
 import argparse
-import json
-import resource
-import time
 
 import mmcv_tv_patch  # noqa: F401
+from peer_timing import report, timed
 import torch
 from mmengine.config import ConfigDict
 from mmengine.registry import init_default_scope
@@ -21,23 +19,6 @@ p.add_argument("--threads", type=int, default=2)
 p.add_argument("--case", default="all", choices=["all", "retinanet", "upernet"])
 args = p.parse_args()
 torch.set_num_threads(args.threads)
-
-
-def timed(body):
-    body()
-    times = []
-    for _ in range(max(1, args.runs)):
-        t0 = time.perf_counter()
-        body()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2], times[0]
-
-
-def report(name, med, mn):
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"case": name, "median_ms": round(med * 1000, 3), "min_ms": round(mn * 1000, 3), "peak_rss_mb": round(rss, 1),
-                      "threads": args.threads}), flush=True)
 
 
 torch.manual_seed(0)
@@ -67,7 +48,7 @@ if args.case in ("all", "retinanet"):
     def det():
         with torch.no_grad():
             net.predict(image, [DetDataSample(metainfo=meta)], rescale=True)
-    report("mmdet_retinanet_r50_infer_800x1333", *timed(det))
+    report("mmdet_retinanet_r50_infer_800x1333", *timed(det, args.runs), threads=args.threads)
 
 if args.case in ("all", "upernet"):
     init_default_scope("mmseg")
@@ -90,4 +71,4 @@ if args.case in ("all", "upernet"):
     def segment():
         with torch.no_grad():
             seg.encode_decode(x, metas)
-    report("mmseg_upernet_swin_tiny_fwd_512", *timed(segment))
+    report("mmseg_upernet_swin_tiny_fwd_512", *timed(segment, args.runs), threads=args.threads)

@@ -8,11 +8,9 @@ usage: PYTHONPATH=../shared/mmref ~/.mmref/bin/python scripts/peer/mmdet_mask_rc
 Run on a quiet machine, side by side with `bench --case mask_rcnn_r50_train_512_b2` etc.
 """
 import argparse
-import json
-import resource
-import time
 
 import mmcv_tv_patch  # noqa: F401
+from peer_timing import report, timed
 import numpy as np
 import torch
 from mmengine.config import ConfigDict
@@ -76,23 +74,6 @@ def model(score_thr=0.05):
     return m
 
 
-def timed(body):
-    body()
-    times = []
-    for _ in range(max(1, args.runs)):
-        t0 = time.perf_counter()
-        body()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2], times[0]
-
-
-def report(name, med, mn, **extra):
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"case": name, "median_ms": round(med * 1000, 3), "min_ms": round(mn * 1000, 3), "peak_rss_mb": round(rss, 1),
-                      **extra}), flush=True)
-
-
 rng = np.random.default_rng(1)
 if args.case in ("all", "train"):
     net = model()
@@ -120,7 +101,7 @@ if args.case in ("all", "train"):
         losses = net.loss(images, samples)
         net.parse_losses(losses)[0].backward()
         opt.step()
-    med, mn = timed(step)
+    med, mn = timed(step, args.runs)
     report("mmdet_mask_rcnn_r50_train_512_b2", med, mn, s_per_iter=med, threads=args.threads)
 
 if args.case in ("all", "infer"):
@@ -134,5 +115,5 @@ if args.case in ("all", "infer"):
         with torch.no_grad():
             out = net.predict(image, [DetDataSample(metainfo=meta)], rescale=True)
         assert len(out[0].pred_instances.masks) == len(out[0].pred_instances.scores)
-    med, mn = timed(infer)
+    med, mn = timed(infer, args.runs)
     report("mmdet_mask_rcnn_r50_infer_800x1333", med, mn, s_per_image=med, threads=args.threads)
