@@ -33,12 +33,16 @@ public struct LoaderSettings {
         return cursor
     }
 
-    /// Data-parallel training: the job's batch (`samples_per_gpu` on each of `ranks` processes) must fit in the
-    /// training set.
-    public func checkJobBatch(ranks: Int, trainCount: Int) throws {
-        guard batchSize * ranks <= trainCount else {
-            throw section.fail("samples_per_gpu", "\(batchSize) per process × \(ranks) processes is more than the \(trainCount) training images")
+    /// Data-parallel training: shards `cursor` (the training stream of `trainCount` items) to this rank's part of
+    /// each batch and returns this rank's part of `valLoader`. The job's batch (`samples_per_gpu` on each process)
+    /// must fit in the training set.
+    public func shard<T: LoaderDataset, V: LoaderDataset>(_ shard: Shard, trainCount: Int, cursor: BatchCursor<T>,
+                            valLoader: DataLoader<V>) throws -> DataLoader<V> {
+        guard batchSize * shard.count <= trainCount else {
+            throw section.fail("samples_per_gpu", "\(batchSize) per process × \(shard.count) processes is more than the \(trainCount) training images")
         }
+        cursor.shard(shard)
+        return valLoader.sharded(shard)
     }
 
     /// In dataset order, every item.

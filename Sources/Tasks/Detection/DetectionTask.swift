@@ -85,10 +85,8 @@ public final class DetectionTask: TrainingTask {
 
     /// This rank's part of every training batch and of the validation split; evaluation gathers on rank 0.
     public func distribute(over group: ProcessGroup) throws {
-        try data.loader.checkJobBatch(ranks: group.size, trainCount: data.train.count)
-        let shard = Shard(rank: group.rank, count: group.size)
-        cursor.shard(shard)
-        valLoader = valLoader.sharded(shard)
+        valLoader = try data.loader.shard(Shard(rank: group.rank, count: group.size), trainCount: data.train.count,
+                                          cursor: cursor, valLoader: valLoader)
         self.group = group
     }
 
