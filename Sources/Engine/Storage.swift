@@ -10,7 +10,7 @@ public final class Storage: @unchecked Sendable {
     /// Keep freed tensor memory in the heap instead of returning it to the kernel: activations of the same sizes
     /// are allocated every iteration, and fresh mmap'd pages cost a page fault per 4 KiB on first touch.
     static let configureAllocator: Void = {
-        _ = mallopt(M_MMAP_THRESHOLD, 32 << 20)   // glibc's maximum
+        _ = mallopt(M_MMAP_THRESHOLD, Int32(BlockAllocator.threshold))   // glibc's maximum; larger blocks are BlockAllocator's
         _ = mallopt(M_TRIM_THRESHOLD, 64 << 20)
         // One heap for all threads: kernel scratch allocated on worker threads would otherwise grow per-thread
         // arenas that the main thread's tensors never reuse.
@@ -52,6 +52,7 @@ public final class Storage: @unchecked Sendable {
 /// per 2 MiB; 20 % faster there, and no more memory). Keeping freed blocks for reuse measured only 4 % more, for
 /// a quarter more peak memory.
 public enum BlockAllocator {
+    /// glibc's largest mmap threshold: blocks up to it come from the heap (Storage.configureAllocator sets it).
     static let threshold = 32 << 20
 
     static func rounded(_ bytes: Int) -> Int {
