@@ -1,8 +1,95 @@
 import CBLAS
+import CDNNL
 import Dispatch
+import Foundation
+import Synchronization
 
-/// Row-major C = alpha·op(A)·op(B) + beta·C through OpenBLAS; op(X) is X or Xᵀ.
-/// A is M×K after op, B is K×N after op; lda/ldb/ldc are the row strides of the stored matrices.
+/// Which library runs a GEMM.
+public enum GEMMKernel: String, CaseIterable, Sendable {
+    /// OpenBLAS's `cblas_sgemm`, with the kernels of the core its dynamic-arch build picked (`GEMMPolicy.openBLASCore`).
+    case openBLAS = "openblas"
+    /// oneDNN's `dnnl_sgemm`: JIT code for the ISA the CPU actually has (`CPUInfo.oneDNNISA`).
+    case oneDNN = "onednn"
+}
+
+/// Picks the GEMM library from the CPU's own features. Debian's OpenBLAS 0.3.21 picks its kernels from a table of
+/// CPUs it knows; on a newer one (5th-gen Xeon) it silently runs its SSE3 "Prescott" kernels at a fifth of the
+/// speed, unless OPENBLAS_CORETYPE happens to be set. oneDNN's `dnnl_sgemm` JIT-compiles for the ISA the CPU has.
+/// Measured single-threaded per shape class (`bench --case gemm_sweep`: im2col and 1×1 convolutions with their
+/// backward transposes, Swin's linear layers, window attention's 49×49 products), oneDNN's was as fast or faster
+/// than OpenBLAS's on every class even where OpenBLAS's core matches the CPU (AMD EPYC Zen 3, AVX2, core "Zen":
+/// OpenBLAS 0.98–1.01× on 512×49×4608 and 1024×1024², 1.1–1.3× slower on the convolution and linear shapes, 1.2–1.5×
+/// on the attention ones), so every GEMM runs on oneDNN and the choice never depends on OPENBLAS_CORETYPE. OpenBLAS
+/// runs them only where oneDNN has no CPU engine, with a warning when its core is below the CPU's vector level.
+public enum GEMMPolicy {
+    /// The core OpenBLAS picked (its kernels' names), read once.
+    public static let openBLASCore: String = String(cString: openblas_get_corename())
+
+    /// The vector level of an OpenBLAS 0.3.x x86-64 core; unknown names count as generic, so they are never trusted.
+    static func level(ofOpenBLASCore core: String) -> CPUInfo.Level {
+        switch core.lowercased() {
+        case "skylakex", "cooperlake", "sapphirerapids": return .avx512
+        case "haswell", "zen": return .avx2
+        case "sandybridge", "bulldozer", "piledriver", "steamroller", "excavator": return .avx
+        default: return .generic
+        }
+    }
+
+    /// Whether OpenBLAS's kernels are of this CPU's vector level.
+    public static let openBLASMatchesCPU = trusts(core: openBLASCore, cpu: CPUInfo.current.level)
+
+    /// Whether OpenBLAS core `core` has kernels of level `cpu` (on a CPU below AVX2 any core does).
+    public static func trusts(core: String, cpu: CPUInfo.Level) -> Bool { cpu < .avx2 || level(ofOpenBLASCore: core) >= cpu }
+
+    /// Forces one library for every GEMM (benchmarks and tests compare them); nil picks per shape with
+    /// `kernel(m:n:k:)`. `ACMIX_GEMM=openblas|onednn` sets it at start.
+    nonisolated(unsafe) public static var forced: GEMMKernel? =
+        ProcessInfo.processInfo.environment["ACMIX_GEMM"].flatMap(GEMMKernel.init(rawValue:))
+
+    /// The libraries `gemm_sweep` compares here: oneDNN, and OpenBLAS where its core matches the CPU.
+    public static var candidates: [GEMMKernel] {
+        (OneDNN.engine == nil ? [] : [.oneDNN]) + (openBLASMatchesCPU || OneDNN.engine == nil ? [.openBLAS] : [])
+    }
+
+    /// The library a single-threaded m×n×k product runs on (the same for every shape: see above).
+    @inline(__always)
+    public static func kernel(m: Int, n: Int, k: Int) -> GEMMKernel {
+        if let forced { return forced }
+        return automatic
+    }
+
+    static let automatic: GEMMKernel = {
+        if OneDNN.engine != nil { return .oneDNN }
+        if !openBLASMatchesCPU {
+            OneDNN.warn("GEMMs run on OpenBLAS's \(openBLASCore) kernels, below this CPU's \(CPUInfo.current.level) (oneDNN has no CPU engine)")
+        }
+        return .openBLAS
+    }()
+
+    /// GEMM calls each library has run so far (tests and `bench` check what really ran).
+    public static func calls(_ kernel: GEMMKernel) -> Int {
+        kernel == .openBLAS ? openBLASCalls.load(ordering: .relaxed) : oneDNNCalls.load(ordering: .relaxed)
+    }
+    static let openBLASCalls = Atomic<Int>(0), oneDNNCalls = Atomic<Int>(0)
+
+    /// The libraries that ran this process's GEMMs, with the OpenBLAS core: "onednn", "openblas(Zen)+onednn".
+    public static var chosenSummary: String {
+        let ran = GEMMKernel.allCases.filter { calls($0) > 0 }
+        if ran.isEmpty { return "none" }
+        return ran.map { $0 == .openBLAS ? "openblas(\(openBLASCore))" : "onednn(\(CPUInfo.current.oneDNNISA))" }.joined(separator: "+")
+    }
+
+    /// A one-line description of the choice, for `bench` and logs.
+    public static var description: String {
+        let cpu = CPUInfo.current
+        let rule = forced.map { "forced \($0.rawValue)" } ?? automatic.rawValue
+        return "gemm: \(rule) (openblas core \(openBLASCore), onednn isa \(cpu.oneDNNISA), cpu level \(cpu.level))"
+    }
+}
+
+/// Row-major C = alpha·op(A)·op(B) + beta·C on the library `GEMMPolicy` picks; op(X) is X or Xᵀ.
+/// A is M×K after op, B is K×N after op; lda/ldb/ldc are the row strides of the stored matrices. With beta = 0, C is
+/// only written (it may hold anything, NaN included).
 @inline(__always)
 public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -14,13 +101,12 @@ public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k:
     }
     // `rows` × `cols` of C from the matching panels of op(A) and op(B).
     func call(_ rows: Int, _ cols: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(rows), Int32(cols), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        gemmCall(GEMMPolicy.kernel(m: m, n: n, k: k), transA: transA, transB: transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
     let threads = Threads.count
     guard threads > 1 && m * n * k >= 1 << 20 && max(m, n) >= 32 * threads else { return call(m, n, a, b, c) }
-    // One single-threaded OpenBLAS call per thread on a block of C's columns (or rows, when C is tall), in
-    // multiples of 16 so every block keeps whole SIMD panels (see `Threads` for why OpenBLAS does not thread).
+    // One single-threaded call per thread on a block of C's columns (or rows, when C is tall), in multiples of 16 so
+    // every block keeps whole SIMD panels (see `Threads` for why the libraries do not thread).
     let alongN = n >= m, extent = alongN ? n : m
     DispatchQueue.concurrentPerform(iterations: threads) { t in
         let lo = extent * t / threads / 16 * 16, hi = t == threads - 1 ? extent : extent * (t + 1) / threads / 16 * 16
@@ -28,4 +114,38 @@ public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k:
         if alongN { call(m, hi - lo, a, b + (transB ? lo * ldb : lo), c + lo) }
         else { call(hi - lo, n, a + (transA ? lo : lo * lda), b, c + lo * ldc) }
     }
+}
+
+/// One single-threaded row-major GEMM on `kernel`.
+@inline(__always)
+public func gemmCall(_ kernel: GEMMKernel, transA: Bool, transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+              _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+              _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    if kernel == .openBLAS { GEMMPolicy.openBLASCalls.add(1, ordering: .relaxed) } else { GEMMPolicy.oneDNNCalls.add(1, ordering: .relaxed) }
+    if kernel == .oneDNN {
+        OneDNN.singleThreaded()
+        let t = CChar(UInt8(ascii: "T")), nt = CChar(UInt8(ascii: "N"))
+        // Status other than success means arguments oneDNN rejects; OpenBLAS then runs the same product.
+        if dnnl_sgemm(transA ? t : nt, transB ? t : nt, dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k), alpha, a,
+                      dnnl_dim_t(lda), b, dnnl_dim_t(ldb), beta, c, dnnl_dim_t(ldc)) == dnnl_success { return }
+    }
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// Times one single-threaded m×n×k product (A and B row-major, no transposes) on `kernel`: the fewest seconds of
+/// `runs` (bench's `gemm_sweep`, the data behind `GEMMPolicy.automatic`).
+public func timeGEMM(_ kernel: GEMMKernel, m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false, runs: Int) -> Double {
+    let a = UnsafeMutablePointer<Float>.allocate(capacity: m * k), b = UnsafeMutablePointer<Float>.allocate(capacity: k * n)
+    let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+    defer { a.deallocate(); b.deallocate(); c.deallocate() }
+    for i in 0..<(m * k) { a[i] = Float(i % 7) * 0.1 }
+    for i in 0..<(k * n) { b[i] = Float(i % 5) * 0.1 }
+    var best = Double.infinity
+    for _ in 0..<(runs + 1) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        gemmCall(kernel, transA: transA, transB: transB, m, n, k, 1, a, transA ? m : k, b, transB ? k : n, 0, c, n)
+        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+    }
+    return best
 }

@@ -71,3 +71,39 @@ func memoryCase(_ name: String, shape: [Int] = [1, 3136, 96], arrays: Int = 2,
         })
     }
 }
+
+/// `gemm_sweep`: single-threaded GEMMs of the shapes the models run (im2col and 1×1 convolutions with their
+/// backward transposes, Swin's linear layers, window attention's 49×49 products), each timed on every library in
+/// one process: one JSON line per shape with the fewest milliseconds of each, the one `GEMMPolicy` picks and how
+/// much slower that is than the best. The data behind `GEMMPolicy.automatic`.
+let gemmSweepCases: [BenchCase] = [
+    BenchCase(name: "gemm_sweep") {
+        let runs = Int(ProcessInfo.processInfo.environment["BENCH_SWEEP_RUNS"] ?? "") ?? 5
+        let shapes: [(name: String, m: Int, n: Int, k: Int, ta: Bool, tb: Bool)] = [
+            ("square_1024", 1024, 1024, 1024, false, false),
+            ("im2col_64_56", 64, 3136, 576, false, false), ("im2col_256_14", 256, 196, 2304, false, false),
+            ("im2col_512_7", 512, 49, 4608, false, false), ("conv1x1_256_56", 256, 3136, 64, false, false),
+            ("conv1x1_1024_14", 1024, 196, 256, false, false),
+            ("im2col_64_56_dgrad", 576, 3136, 64, true, false), ("im2col_64_56_wgrad", 64, 576, 3136, false, true),
+            ("linear_qkv_s1", 3136, 288, 96, false, true), ("linear_fc1_s1", 3136, 384, 96, false, true),
+            ("linear_fc2_s3", 196, 384, 1536, false, true), ("linear_s1_wgrad", 288, 96, 3136, true, false),
+            ("attn_qk_49", 49, 49, 32, false, false), ("attn_pv_49", 49, 32, 49, false, false),
+            ("attn_dq_49", 49, 32, 49, true, false),
+        ]
+        var worst = 1.0
+        for s in shapes {
+            var fields: [String: Double] = [:]
+            for kernel in GEMMPolicy.candidates {
+                fields[kernel.rawValue + "_ms"] = timeGEMM(kernel, m: s.m, n: s.n, k: s.k, transA: s.ta, transB: s.tb, runs: runs) * 1000
+            }
+            let chosen = GEMMPolicy.kernel(m: s.m, n: s.n, k: s.k)
+            let best = fields.values.min()!, ratio = fields[chosen.rawValue + "_ms"]! / best
+            worst = max(worst, ratio)
+            let fmt = fields.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \(String(format: "%.4f", $0.value))" }
+            print("{\"case\": \"gemm_sweep\", \"shape\": \"\(s.name)\", \"m\": \(s.m), \"n\": \(s.n), \"k\": \(s.k), "
+                  + fmt.joined(separator: ", ") + ", \"gflops_best\": \(String(format: "%.1f", 2 * Double(s.m * s.n * s.k) / best / 1e6)), "
+                  + "\"chosen\": \"\(chosen.rawValue)\", \"chosen_vs_best\": \(String(format: "%.3f", ratio))}")
+        }
+        return ({}, { _ in ["worst_chosen_vs_best": worst] })
+    },
+]
