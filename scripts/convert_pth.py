@@ -102,6 +102,37 @@ def load_checkpoint(path):
     raise error
 
 
+def output_problem(src, dst):
+    """One line when dst cannot be the output: it is the input (any spelling, links included), a folder, or in a
+    folder that does not exist; None when it can."""
+    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
+        return f"{dst}: is the input checkpoint; choose another output path"
+    if os.path.realpath(dst) == os.path.realpath(src):
+        return f"{dst}: is the input checkpoint; choose another output path"
+    if os.path.isdir(dst):
+        return f"{dst}: is a folder; give the output file's path (e.g. {os.path.join(dst, 'model.safetensors')})"
+    parent = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(parent):
+        return f"{dst}: the folder {os.path.dirname(dst) or '.'} does not exist"
+    if not os.access(parent, os.W_OK):
+        return f"{dst}: the folder {os.path.dirname(dst) or '.'} is not writable"
+    return None
+
+
+def load_error(e):
+    """torch's load errors as one line: the first line of the message, without its advice to retry with
+    weights_only=False (never safe for a file of unknown origin; the weights-only loader ran nothing from it)."""
+    text = str(e).strip()
+    if "weights_only" in text or "Weights only load failed" in text:
+        m = re.search(r"(Unsupported global: GLOBAL [\w.]+|Unsupported operand \d+|[^\n]*not an allowed global[^\n]*)", text)
+        reason = m.group(1) if m else "it is not a plain checkpoint of tensors"
+        return f"refused by the weights-only loader ({reason}); it may hold code, and nothing from it was run"
+    first = text.splitlines()[0] if text else type(e).__name__
+    if "invalid load key" in first or "could not find MARK" in first or "pickle data was truncated" in first:
+        return f"not a PyTorch checkpoint ({first})"
+    return first
+
+
 def select_state_dict(ckpt, key):
     sd, meta = ckpt, {}
     if isinstance(ckpt, dict) and isinstance(ckpt.get("meta"), dict):
@@ -367,13 +398,20 @@ def write_safetensors(path, tensors, metadata):
     header["__metadata__"] = dict(sorted(metadata.items()))
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(len(text).to_bytes(8, "little"))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(len(text).to_bytes(8, "little"))
+            f.write(text)
+            for b in blobs:
+                f.write(b)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def metadata(src, fmt, meta):
@@ -406,10 +444,13 @@ def main(argv=None):
                     help="storage type of float tensors (default float32)")
     ap.add_argument("--list", action="store_true", help="print every source key -> our key and exit")
     a = ap.parse_args(argv)
+    problem = output_problem(a.src, a.dst)
+    if problem:
+        sys.exit(problem)
     try:
         ckpt = load_checkpoint(a.src)
     except Exception as e:  # noqa: BLE001 - one clear line for any unreadable file
-        sys.exit(f"{a.src}: cannot load checkpoint: {e}")
+        sys.exit(f"{a.src}: cannot load checkpoint: {load_error(e)}")
     sd, meta = select_state_dict(ckpt, a.key)
     if sd is None:
         sys.exit(f"{a.src}: no state dict of tensors found (try --key)")
@@ -444,7 +485,10 @@ def main(argv=None):
     if not out:
         print(f"{a.src}: no tensor to write", file=sys.stderr)
         return 1
-    write_safetensors(a.dst, out, metadata(a.src, fmt, meta))
+    try:
+        write_safetensors(a.dst, out, metadata(a.src, fmt, meta))
+    except OSError as e:
+        sys.exit(f"{a.dst}: cannot write ({e.strerror or e})")
     print(f"wrote {len(out)} tensors to {a.dst} ({fmt}; {renamed} renamed or permuted)")
     return status
 

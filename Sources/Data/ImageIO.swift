@@ -64,7 +64,8 @@ public func decodeImage(_ bytes: [UInt8], name: String) throws -> Image {
         return Image(width: raw.width, height: raw.height, pixels: raw.pixels)
     case .jpeg:
         let raw = try decodeRaw(name) { b, n, out, err, len in cic_jpeg_decode(b, n, out, err, len) }(bytes)
-        return Image(width: raw.width, height: raw.height, pixels: raw.pixels)
+        // Upright as OpenCV's imread/imdecode with IMREAD_COLOR (what mmdet/mmseg load with) shows it.
+        return Image(width: raw.width, height: raw.height, pixels: raw.pixels).oriented(exifOrientation(ofJPEG: bytes))
     case nil:
         throw KitError.cannotDecode(path: name, reason: bytes.isEmpty ? "empty file" : "not a PNG or JPEG file")
     }
@@ -185,3 +186,75 @@ func readBytes(_ path: String) throws -> [UInt8] {
 }
 
 func writeBytes(_ bytes: [UInt8], to path: String) throws { try writeAtomically(bytes, to: path) }
+
+// MARK: - EXIF orientation
+
+/// The EXIF orientation (1...8) a JPEG's APP1 segment records, 1 when it has none or it cannot be read. Every
+/// offset is checked against the buffer: a malformed segment means "no orientation", never a crash.
+public func exifOrientation(ofJPEG bytes: [UInt8]) -> Int {
+    func u16(_ i: Int, _ little: Bool) -> Int? {
+        guard i >= 0, i + 1 < bytes.count else { return nil }
+        return little ? Int(bytes[i]) | Int(bytes[i + 1]) << 8 : Int(bytes[i]) << 8 | Int(bytes[i + 1])
+    }
+    func u32(_ i: Int, _ little: Bool) -> Int? {
+        guard let a = u16(i, little), let b = u16(i + 2, little) else { return nil }
+        return little ? a | b << 16 : a << 16 | b
+    }
+    var i = 2
+    while i + 4 <= bytes.count, bytes[i] == 0xFF {
+        let marker = bytes[i + 1]
+        if marker == 0xD8 || (0xD0...0xD7).contains(marker) || marker == 0x01 { i += 2; continue }
+        if marker == 0xDA || marker == 0xD9 { break }   // image data: no metadata after this
+        guard let length = u16(i + 2, false), length >= 2 else { break }
+        let start = i + 4, end = i + 2 + length
+        if marker == 0xE1, end <= bytes.count, end - start >= 14, bytes[start..<(start + 6)].elementsEqual([0x45, 0x78, 0x69, 0x66, 0, 0]) {
+            let tiff = start + 6
+            let little: Bool
+            switch (bytes[tiff], bytes[tiff + 1]) {
+            case (0x49, 0x49): little = true
+            case (0x4D, 0x4D): little = false
+            default: return 1
+            }
+            guard u16(tiff + 2, little) == 42, let ifd = u32(tiff + 4, little), let count = u16(tiff + ifd, little) else { return 1 }
+            for e in 0..<count {
+                let entry = tiff + ifd + 2 + 12 * e
+                guard entry + 12 <= end, let tag = u16(entry, little) else { return 1 }
+                if tag == 0x0112 {
+                    guard u16(entry + 2, little) == 3, let value = u16(entry + 8, little), (1...8).contains(value) else { return 1 }
+                    return value
+                }
+            }
+            return 1
+        }
+        i = end
+    }
+    return 1
+}
+
+extension Image {
+    /// This image turned upright for EXIF orientation `o` (1...8), as OpenCV's `ApplyExifOrientation` does: 2 mirror,
+    /// 3 rotate 180°, 4 flip, 5 transpose, 6 rotate 90° clockwise, 7 transverse, 8 rotate 90° counter-clockwise.
+    public func oriented(_ o: Int) -> Image {
+        guard (2...8).contains(o) else { return self }
+        let w = width, h = height, swaps = o >= 5
+        let ow = swaps ? h : w, oh = swaps ? w : h
+        var out = [UInt8](repeating: 0, count: pixels.count)
+        for y in 0..<oh {
+            for x in 0..<ow {
+                let (sx, sy): (Int, Int)
+                switch o {
+                case 2: (sx, sy) = (w - 1 - x, y)
+                case 3: (sx, sy) = (w - 1 - x, h - 1 - y)
+                case 4: (sx, sy) = (x, h - 1 - y)
+                case 5: (sx, sy) = (y, x)
+                case 6: (sx, sy) = (y, h - 1 - x)
+                case 7: (sx, sy) = (w - 1 - y, h - 1 - x)
+                default: (sx, sy) = (w - 1 - y, x)
+                }
+                let d = (y * ow + x) * 3, src = (sy * w + sx) * 3
+                out[d] = pixels[src]; out[d + 1] = pixels[src + 1]; out[d + 2] = pixels[src + 2]
+            }
+        }
+        return Image(width: ow, height: oh, pixels: out)
+    }
+}

@@ -4,6 +4,7 @@ import Foundation
 /// over the final name, so a crash, a kill or a full disk never leaves a half-written file under that name. Errors
 /// name the path and the reason in one line.
 public func atomicWrite(path: String, _ body: (Int32) throws -> Void) throws {
+    try ProtectedInputs.check(path)
     let tmp = path + ".tmp-\(getpid())"
     let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else { throw KitError.io("\(path): cannot create (\(String(cString: strerror(errno))))") }
@@ -18,6 +19,70 @@ public func atomicWrite(path: String, _ body: (Int32) throws -> Void) throws {
         let reason = String(cString: strerror(errno))
         unlink(tmp)
         throw KitError.io("\(path): rename failed (\(reason))")
+    }
+}
+
+/// The files and folders a tool reads (its inputs, registered at start): no file the toolkit writes may be one of them
+/// or lie inside one of the folders, whatever the spelling (relative, `..`, symbolic links, hard links). Every write
+/// goes through `atomicWrite`, which checks here first, so no output can replace an input; tools also check their
+/// planned outputs up front, before any work.
+public enum ProtectedInputs {
+    struct Entry { let option: String, path: String, resolved: String, isFolder: Bool, device: UInt64, inode: UInt64 }
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var entries: [Entry] = []
+
+    /// Registers an input (a file or folder that exists; others are skipped: reading them fails on its own).
+    /// `option` names it in messages ("--checkpoint", "image folder").
+    public static func add(_ path: String, option: String) {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return }
+        let entry = Entry(option: option, path: path, resolved: resolve(path), isFolder: (st.st_mode & S_IFMT) == S_IFDIR,
+                          device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        lock.lock(); entries.append(entry); lock.unlock()
+    }
+
+    /// Forgets every input (tests run several tools in one process).
+    public static func removeAll() { lock.lock(); entries.removeAll(); lock.unlock() }
+
+    /// Throws a usage error when writing `output` would replace an input or land inside an input folder.
+    /// `option` names the output in the message ("--output"), when it is one the user gave.
+    public static func check(_ output: String, option: String? = nil) throws {
+        lock.lock(); let all = entries; lock.unlock()
+        guard !all.isEmpty else { return }
+        let resolved = resolve(output), named = option.map { $0 + " " } ?? ""
+        var st = stat()
+        let exists = stat(output, &st) == 0
+        for e in all {
+            let same = resolved == e.resolved || (exists && UInt64(st.st_dev) == e.device && UInt64(st.st_ino) == e.inode)
+            if same && !e.isFolder {
+                throw KitError.usage("\(named)\(output) is the \(e.option) file\(e.path == output ? "" : " " + e.path); an output must not replace an input (choose another output path)")
+            }
+            if e.isFolder && (same || resolved.hasPrefix(e.resolved == "/" ? "/" : e.resolved + "/")) {
+                throw KitError.usage("\(named)\(output) lies inside the \(e.option) folder \(e.path); outputs must not be written into an input folder (choose another output path)")
+            }
+        }
+    }
+
+    /// `path` absolute, with `.`/`..` and every symbolic link of its existing part resolved (the rest need not exist).
+    public static func resolve(_ path: String) -> String {
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        var parts = absolute.split(separator: "/").map(String.init)
+        var tail: [String] = []
+        while true {
+            let prefix = "/" + parts.joined(separator: "/")
+            if let r = realpath(prefix, nil) {
+                let head = String(cString: r)
+                free(r)
+                var out = head.split(separator: "/").map(String.init)
+                for t in tail {
+                    if t == "." || t.isEmpty { continue }
+                    if t == ".." { _ = out.popLast() } else { out.append(t) }
+                }
+                return "/" + out.joined(separator: "/")
+            }
+            guard let last = parts.popLast() else { return absolute }
+            tail.insert(last, at: 0)
+        }
     }
 }
 

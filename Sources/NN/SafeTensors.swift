@@ -33,6 +33,11 @@ public enum SafeTensors {
         guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { throw fail("cannot map") }
         defer { munmap(base, size) }
         let bytes = UnsafeRawBufferPointer(start: base, count: size)
+        // PyTorch's own formats: a zip archive (torch.save since 1.6) or a bare pickle (protocol 2+ starts with 0x80).
+        if (bytes[0] == 0x50 && bytes[1] == 0x4B && bytes[2] == 0x03 && bytes[3] == 0x04) || (bytes[0] == 0x80 && (2...5).contains(bytes[1])) {
+            throw KitError.checkpoint("\(path): a PyTorch checkpoint (.pth), not safetensors; convert it once with "
+                                      + "scripts/convert_pth.py \(path) OUT.safetensors")
+        }
         // Compared as UInt64 first: 2^64 − 1 must not become −1 (or wrap) on its way to Int.
         let declared = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
         guard declared <= UInt64(size - 8), let headerLen = Int(exactly: declared) else {

@@ -6,6 +6,8 @@ public struct LoadReport: CustomStringConvertible {
     public var missing: [String] = []
     public var unexpected: [String] = []
     public var mismatched: [(key: String, expected: [Int], found: [Int])] = []
+    /// The file's safetensors metadata (e.g. "classes" from scripts/convert_pth.py: the source's dataset_meta).
+    public var metadata: [String: String] = [:]
 
     public var isClean: Bool { missing.isEmpty && unexpected.isEmpty && mismatched.isEmpty }
 

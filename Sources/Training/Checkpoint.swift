@@ -54,7 +54,8 @@ public struct Checkpoint {
         for (k, t) in file.tensors {
             if hasPrefix { if k.hasPrefix(modelPrefix) { sd[String(k.dropFirst(modelPrefix.count))] = t } } else { sd[k] = t }
         }
-        let report = try model.load(stateDict: sd, strict: false, source: path)
+        var report = try model.load(stateDict: sd, strict: false, source: path)
+        report.metadata = file.metadata
         if report.loaded.isEmpty { throw KitError.checkpoint("\(path): no tensor matches the model\n\(report)") }
         return report
     }

@@ -13,8 +13,10 @@ import XCTest
 final class ToyDenseHead: Module, DenseHead {
     let conv_cls: Conv2d
     let target: Float
+    let numClasses: Int
     init(inChannels: Int, numClasses: Int, target: Float) {
         conv_cls = Conv2d(inChannels, numClasses, kernelSize: 1)
+        self.numClasses = numClasses
         self.target = target
     }
     func loss(_ feats: [Tensor], targets: [DetectionTarget]) -> [(String, Tensor)] {

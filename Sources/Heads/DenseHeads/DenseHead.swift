@@ -4,6 +4,8 @@ import NN
 
 /// A dense detection head (mmdet's BaseDenseHead): losses from neck features, and final detections.
 public protocol DenseHead: Module {
+    /// Object classes it scores (background not counted).
+    var numClasses: Int { get }
     /// Named loss terms for a batch; `feats` are the neck's levels, targets in input-pixel coordinates.
     func loss(_ feats: [Tensor], targets: [DetectionTarget]) -> [(String, Tensor)]
     /// Detections per image, rescaled to the original image by `scaleFactors` ([w, h, w, h] per image).

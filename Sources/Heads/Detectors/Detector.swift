@@ -12,7 +12,10 @@ public protocol Detector: Module {
     func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]],
                  oriShapes: [(height: Int, width: Int)]) -> [ImageDetections]
     /// The backbone, for checks of the input sizes a config asks for.
-    var backbone: any Backbone { get }    /// Whether `predict` returns masks (and training needs the ground truth's instance masks).
+    var backbone: any Backbone { get }
+    /// Object classes it detects (labels 0..<numClasses).
+    var numClasses: Int { get }
+    /// Whether `predict` returns masks (and training needs the ground truth's instance masks).
     var predictsMasks: Bool { get }
 }
 
@@ -25,6 +28,7 @@ public final class SingleStageDetector: Module, Detector {
     public let backbone: any Backbone
     public let neck: any Neck
     public let bbox_head: any DenseHead
+    public var numClasses: Int { bbox_head.numClasses }
 
     public init(backbone: any Backbone, neck: any Neck, head: any DenseHead) {
         self.backbone = backbone; self.neck = neck; bbox_head = head

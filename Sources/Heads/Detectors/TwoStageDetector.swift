@@ -34,6 +34,7 @@ public final class TwoStageDetector: Module, Detector {
     }
 
     public var predictsMasks: Bool { roi_head.mask_head != nil }
+    public var numClasses: Int { roi_head.bbox_head.numClasses }
 
     public func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]],
                         oriShapes: [(height: Int, width: Int)]) -> [ImageDetections] {

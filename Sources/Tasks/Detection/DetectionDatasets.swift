@@ -65,6 +65,22 @@ public enum DetectionDatasets {
         }
     }
 
+    /// Class names and the category ids results use, for a model of `numClasses` classes, the same whether or not
+    /// the dataset's files are on disk: the dataset's own (shapes; COCO when its annotation file exists), else the
+    /// checkpoint's class names (`checkpointClasses`, mmdet's dataset_meta as scripts/convert_pth.py records it),
+    /// else COCO's 80 classes for an 80-class COCO model (mmdet's CocoDataset). COCO's 80 classes get COCO's sparse
+    /// ids (1...90); other names get label + 1; a model with no names at all gets "class N" and label + 1.
+    public static func categories(_ data: Config, numClasses: Int, checkpointClasses: [String]?) throws
+        -> (names: [String], categoryIDs: [Int]) {
+        if let c = try classes(data), c.names.count == numClasses { return c }
+        let isCOCO = (try? registry.resolve(data).section.string("dataset")) == "coco"
+        if let names = checkpointClasses, names.count == numClasses {
+            return (names, names == COCOClasses.names ? COCOClasses.ids : names.indices.map { $0 + 1 })
+        }
+        if isCOCO && numClasses == COCOClasses.names.count { return (COCOClasses.names, COCOClasses.ids) }
+        return ((0..<numClasses).map { "class \($0)" }, (0..<numClasses).map { $0 + 1 })
+    }
+
     /// The largest padded input (height, width) `pipeline` makes.
     static func largestInput(_ p: DetectionPipeline) -> (height: Int, width: Int) {
         let side = { (x: Int) in (x + p.sizeDivisor - 1) / p.sizeDivisor * p.sizeDivisor }
@@ -158,4 +174,21 @@ struct ShapesDatasetSettings {
         throw KitError.data("\(root): holds a shapes dataset written with other parameters than data.shapes asks for "
                             + "(seed \(seed), size \(size), \(valCount) validation images); remove the folder or set data.shapes.root")
     }
+}
+
+/// COCO 2017's 80 detection classes in mmdet's CocoDataset order, with their category ids in instances_*.json.
+public enum COCOClasses {
+    public static let names = [
+        "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+        "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+        "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+        "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+        "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+        "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+        "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+        "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
+        "hair drier", "toothbrush",
+    ]
+    public static let ids = Array(1...11) + Array(13...25) + [27, 28] + Array(31...44) + Array(46...65) + [67, 70]
+        + Array(72...82) + Array(84...90)
 }

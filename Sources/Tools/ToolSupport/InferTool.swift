@@ -28,6 +28,16 @@ public struct InferOptions: ParsableArguments {
     public func validate() throws {
         guard !paths.isEmpty else { throw ValidationError("give at least one image or folder") }
     }
+
+    /// Registers the config, the checkpoint and the images (files and folders) as inputs no output may replace or
+    /// land in, then checks `--out-dir` and every planned output file, before any work.
+    public func protectInputs(planned outputs: [String]) throws {
+        ProtectedInputs.add(config, option: "--config")
+        ProtectedInputs.add(checkpoint, option: "--checkpoint")
+        for p in paths { ProtectedInputs.add(p, option: "input") }
+        try ProtectedInputs.check(outDir, option: "--out-dir")
+        for o in outputs { try ProtectedInputs.check(o, option: "--out-dir") }
+    }
 }
 
 /// Users' images for the inference tools: files as given, folders expanded to their JPEG/PNG files in name order.
@@ -36,7 +46,9 @@ public struct ImageList {
     public var files: [String] = []
     /// One line per path that is neither an image file nor a folder.
     public var problems: [String] = []
-    /// Output stems, unique across `files` ("a", "a_1", ... when two folders hold the same name).
+    /// Output stems, one per file and unique: the file's name without its extension; when several inputs share one,
+    /// the first keeps it and each later one gets the first of NAME_1, NAME_2, ... that no input's own name and no
+    /// earlier stem uses (a/x.jpg, a/x_1.jpg, b/x.jpg → x, x_1, x_2). Stable for the same inputs in the same order.
     public var stems: [String] = []
 
     public init(_ paths: [String]) {
@@ -53,11 +65,62 @@ public struct ImageList {
                 files.append(p)
             }
         }
-        var seen: [String: Int] = [:]
-        stems = files.map { f in
-            let stem = ((f as NSString).lastPathComponent as NSString).deletingPathExtension
-            defer { seen[stem, default: 0] += 1 }
-            return seen[stem].map { "\(stem)_\($0)" } ?? stem
+        stems = ImageList.uniqueStems(files.map { ((($0 as NSString).lastPathComponent) as NSString).deletingPathExtension })
+    }
+
+    /// `names` made unique as `stems` describes.
+    public static func uniqueStems(_ names: [String]) -> [String] {
+        let own = Set(names)
+        var used: Set<String> = [], next: [String: Int] = [:]
+        return names.map { name in
+            var stem = name
+            if used.contains(stem) {
+                var n = next[name, default: 1]
+                while own.contains("\(name)_\(n)") || used.contains("\(name)_\(n)") { n += 1 }
+                next[name] = n + 1
+                stem = "\(name)_\(n)"
+            }
+            used.insert(stem)
+            return stem
         }
+    }
+}
+
+/// One line for an image the model cannot take: the file, its own size and the size the test pipeline made of it,
+/// then the model's reason.
+public func inputSizeProblem(_ file: String, image: Image, resized: (height: Int, width: Int), _ error: KitError) -> String {
+    "\(file): the \(image.width)x\(image.height) image becomes \(resized.width)x\(resized.height) (width x height) after the "
+        + "test pipeline's resize, which the model cannot take: \(error)"
+}
+
+/// The inputs a tool over many images could not use. Each is one line on stderr as it is found, and the run ends
+/// with a count (exit status 1); a run over a single input reports its one problem once, as the error itself.
+public struct InputProblems {
+    public let tool: String
+    public let total: Int
+    public private(set) var lines: [String] = []
+
+    /// `list`'s own problems (paths that are not images or folders) are the first ones.
+    public init(tool: String, list: ImageList) {
+        self.tool = tool
+        total = list.files.count + list.problems.count
+        for p in list.problems { add(p) }
+    }
+
+    public mutating func add(_ line: String, bar: inout ProgressBar) {
+        bar.pause()
+        add(line)
+    }
+
+    mutating func add(_ line: String) {
+        lines.append(line)
+        if total > 1 { writeStderr("\(tool): error: \(line)\n") }
+    }
+
+    /// Throws when any input could not be used.
+    public func finish() throws {
+        if lines.isEmpty { return }
+        if total == 1 { throw KitError.data(lines[0]) }
+        throw KitError.data("\(lines.count) of \(total) inputs could not be used (listed above)")
     }
 }

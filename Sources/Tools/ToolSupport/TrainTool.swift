@@ -188,29 +188,44 @@ public struct ModelEvalOptions: ParsableArguments {
 }
 
 extension ParsableCommand {
-    /// `main()` for tools whose failures are `KitError`s: one "<tool>: error: ..." line on stderr and the error's
-    /// exit code; argument errors keep ArgumentParser's usage message.
+    /// `main()` for every tool: each failure is one "<tool>: error: ..." line on stderr. `KitError`s exit with their
+    /// own status; argument errors (unknown or missing options, bad values, `validate()`) exit 2, as usage errors do,
+    /// with ArgumentParser's message joined onto that one line (`--help` for the usage). `--help` prints the help.
     public static func mainReportingErrors() {
+        let tool = configuration.commandName ?? "tool"
         do {
             var command = try parseAsRoot()
             try command.run()
         } catch let error as KitError {
-            writeStderr("\(configuration.commandName ?? "tool"): error: \(error)\n")
+            writeStderr("\(tool): error: \(error)\n")
             Foundation.exit(error.exitCode)
+        } catch let code as ExitCode {   // already reported (det-train / seg-train)
+            Foundation.exit(code.rawValue)
         } catch {
-            exit(withError: error)
+            let code = exitCode(for: error)
+            if code == .success {   // --help, --version
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            writeStderr("\(tool): error: \(oneLine(message(for: error))) (see --help)\n")
+            Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
         }
     }
 }
 
-/// Refuses an output path that names one of the inputs (after resolving `.`/`..` and symbolic links), so a tool
-/// never overwrites what it reads: `--output` equal to `--weights` would destroy the weights.
+/// Registers `inputs` as protected (`ProtectedInputs`) and refuses `output` when it is one of them or lies inside one
+/// of the folders: `--output` equal to `--weights` would destroy the weights.
 public func refuseOverwriting(_ output: (option: String, path: String?), inputs: [(option: String, path: String?)]) throws {
-    guard let out = output.path else { return }
-    func resolved(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
-    for (option, path) in inputs {
-        if let path, resolved(path) == resolved(out) {
-            throw KitError.usage("\(output.option) \(out) is the \(option) file; choose another output path")
-        }
-    }
+    for (option, path) in inputs { if let path { ProtectedInputs.add(path, option: option) } }
+    if let out = output.path { try ProtectedInputs.check(out, option: output.option) }
+}
+
+/// A message of several lines as one: lines trimmed and joined with spaces, "Error: " prefixes and "Help:"/"Usage:"
+/// lines dropped (the tool's name already starts the line; `--help` gives the usage).
+public func oneLine(_ message: String) -> String {
+    message.split(whereSeparator: \.isNewline)
+        .map { $0.trimmingCharacters(in: .whitespaces) }
+        .filter { !$0.isEmpty && !$0.hasPrefix("Help:") && !$0.hasPrefix("Usage:") && !$0.hasPrefix("See '") }
+        .map { $0.hasPrefix("Error: ") ? String($0.dropFirst(7)) : $0 }
+        .joined(separator: " ")
 }

@@ -58,6 +58,11 @@ func report(_ name: String, medianSeconds: Double, minSeconds: Double, extra: [S
                   "\"cpu_min_ms\": \(String(format: "%.3f", lastMinCPUSeconds * 1000))",
                   "\"peak_rss_mb\": \(String(format: "%.1f", peakRSSMegabytes()))",
                   "\"peak_tensor_mb\": \(String(format: "%.1f", Double(Storage.peakBytes) / 1048576))"]
+    // Where the figure was taken and which kernels ran it (figures from different CPUs are not comparable).
+    let cpu = CPUInfo.current
+    fields += ["\"cpu\": \"\(cpu.summary)\"", "\"isa\": \"\(cpu.oneDNNISA)\"",
+               "\"gemm\": \"\(GEMMPolicy.chosenSummary)\"", "\"openblas_core\": \"\(GEMMPolicy.openBLASCore)\"",
+               "\"threads\": \(Threads.count)"]
     for (k, v) in extra.sorted(by: { $0.key < $1.key }) {
         fields.append("\"\(k)\": \(String(format: "%.4g", v))")
     }

@@ -1,8 +1,9 @@
 import ArgumentParser
 import Foundation
+import ToolSupport
 
 /// Every benchmark case; each family lives in its own file (BenchEngine.swift, BenchCOCO.swift, ...).
-let allCases: [BenchCase] = engineCases + convSweepCases + modelCases + swinCases + swinKernelCases + dataCases + cocoCases
+let allCases: [BenchCase] = engineCases + gemmSweepCases + convSweepCases + modelCases + swinCases + swinKernelCases + dataCases + cocoCases
     + detectionCases + segmentationCases
 
 struct Bench: ParsableCommand {
@@ -37,4 +38,4 @@ struct Bench: ParsableCommand {
     }
 }
 
-Bench.main()
+Bench.mainReportingErrors()

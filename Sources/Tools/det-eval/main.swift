@@ -8,7 +8,9 @@ import Tasks
 import ToolSupport
 import Training
 
-extension Params.IouType: ExpressibleByArgument {}
+extension Params.IouType: ExpressibleByArgument {
+    public static var allValueStrings: [String] { ["bbox", "segm"] }
+}
 
 /// COCO bbox/segm mAP, printed as pycocotools prints it: of a results file against an instances file, or of a
 /// trained detector run over its config's validation split.

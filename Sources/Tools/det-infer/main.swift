@@ -38,20 +38,21 @@ struct DetInfer: ParsableCommand {
     }
 
     func run() throws {
+        let list = ImageList(model.paths)
+        try model.protectInputs(planned: ["\(model.outDir)/predictions.json"] + list.stems.map { "\(model.outDir)/vis/\($0).png" })
         let cfg = try DetectionConfig.loadForInference(path: model.config, overrides: model.overrides)
         let detector = try DetectionConfig.buildModel(cfg)
-        try Checkpoint.loadForInference(from: model.checkpoint, into: detector)
+        let loaded = try Checkpoint.loadForInference(from: model.checkpoint, into: detector)
         let predictor = DetectionPredictor(detector: detector, pipeline: try DetectionDatasets.testPipeline(cfg.section("data")))
-        let classes = try DetectionDatasets.classes(cfg.section("data"))
+        let checkpointClasses = loaded.metadata["classes"].flatMap { try? JSON.parse($0, source: "classes") }?.arrayValue?.compactMap(\.stringValue)
+        let classes = try DetectionDatasets.categories(cfg.section("data"), numClasses: detector.numClasses, checkpointClasses: checkpointClasses)
         func category(_ label: Int) -> (id: Int, name: String) {
-            guard let classes, label < classes.names.count else { return (label + 1, "class \(label)") }
+            guard label < classes.names.count else { return (label + 1, "class \(label)") }
             return (classes.categoryIDs[label], classes.names[label])
         }
-        let names = (0..<((classes?.names.count) ?? 0)).map { category($0).name }
+        let names = classes.names
 
-        let list = ImageList(model.paths)
-        var problems = list.problems
-        for p in problems { writeStderr("det-infer: error: \(p)\n") }
+        var problems = InputProblems(tool: "det-infer", list: list)
         try createDirectory("\(model.outDir)/vis")
         var records: [JSON] = []
         var bar = ProgressBar(total: list.files.count, unit: "img")
@@ -61,13 +62,16 @@ struct DetInfer: ParsableCommand {
             var images: [(index: Int, image: Image)] = []
             for i in range {
                 do { images.append((i, try readImage(list.files[i]))) } catch {
-                    problems.append("\(error)"); bar.pause(); writeStderr("det-infer: error: \(error)\n")
+                    problems.add("\(error)", bar: &bar)
                 }
             }
             let inputSize = images.map { predictor.pipeline.inputSize(width: $0.image.width, height: $0.image.height) }
             if let size = inputSize.max(by: { $0.height * $0.width < $1.height * $1.width }) {
-                do { try detector.backbone.validate(height: size.height, width: size.width) } catch {
-                    for (i, _) in images { problems.append("\(list.files[i]): \(error)"); writeStderr("det-infer: error: \(list.files[i]): \(error)\n") }
+                do { try detector.backbone.validate(height: size.height, width: size.width) } catch let e as KitError {
+                    for ((i, image), resized) in zip(images, inputSize) {
+                        let line = inputSizeProblem(list.files[i], image: image, resized: resized, e)
+                        problems.add(line, bar: &bar)
+                    }
                     images = []
                 }
             }
@@ -84,7 +88,7 @@ struct DetInfer: ParsableCommand {
                 records.append(.object([("file_name", .string(list.files[i])), ("width", .int(image.width)),
                                         ("height", .int(image.height)), ("detections", .array(detections))]))
                 let drawn = image.drawingDetections(boxes: d.boxes, scores: d.scores, labels: d.labels,
-                                                    classNames: names.isEmpty ? (0...(d.labels.max() ?? 0)).map { category($0).name } : names,
+                                                    classNames: names,
                                                     scoreThreshold: scoreThr, masks: d.masks?.map { $0.bitmap() })
                 try writePNG(drawn, to: "\(model.outDir)/vis/\(list.stems[i]).png")
             }
@@ -94,9 +98,7 @@ struct DetInfer: ParsableCommand {
         bar.finish()
         try writeAtomically(JSON.array(records).serialized() + "\n", to: "\(model.outDir)/predictions.json")
         writeStderr("det-infer: \(records.count) images → \(model.outDir)/predictions.json, \(model.outDir)/vis/\n")
-        if !problems.isEmpty {
-            throw KitError.data("\(problems.count) of \(list.files.count + list.problems.count) inputs could not be used (listed above)")
-        }
+        try problems.finish()
     }
 }
 

@@ -26,4 +26,4 @@ struct DetTrain: ParsableCommand {
     }
 }
 
-DetTrain.main()
+DetTrain.mainReportingErrors()

@@ -60,34 +60,40 @@ struct ExportFeatures: ParsableCommand {
         if logits && classes == nil { throw KitError.usage("\(weights): --logits needs a classification head (fc.weight or head.weight), none found") }
         if logits && mode == .dense && BackboneRegistry.swinArchs.contains(arch) { throw KitError.usage("--logits needs --mode classification (dense models have no classifier)") }
         guard !image.isEmpty else {
-            try export(try loadInput(), state: state, classes: classes, metadata: ["input": input!, "input_key": inputKey], to: output)
+            try write(try features(try loadInput(), state: state, classes: classes), metadata: ["input": input!, "input_key": inputKey], to: output)
             return
         }
         // Images: one file for one image, else a folder of STEM.safetensors.
         let list = ImageList(image)
-        var problems = list.problems
-        for p in problems { writeStderr("export-features: error: \(p)\n") }
+        var problems = InputProblems(tool: "export-features", list: list)
         let toFolder = list.files.count + list.problems.count > 1 || image.contains { isDirectory($0) }
+        for s in list.stems where toFolder { try ProtectedInputs.check("\(output)/\(s).safetensors", option: "--output") }
         if toFolder { try createDirectory(output) }
         var bar = ProgressBar(total: list.files.count, enabled: toFolder, unit: "img")
         for (i, file) in list.files.enumerated() {
             defer { bar.update(i + 1) }
+            // An input that cannot be used is reported and skipped; a failed write (full disk) stops the run.
+            let result: (outputs: [(String, Tensor)], metadata: [String: String])
             do {
                 // Decoded as RGB, normalised with the ImageNet mean/std (mmcv's Normalize with to_rgb), batch of one.
-                let img = Normalize()(try readImage(file))
-                let x = Tensor(img.data, shape: [1, 3, img.height, img.width])
-                let meta = ["file_name": file, "height": "\(img.height)", "width": "\(img.width)",
-                            "preprocess": "RGB, no resize, (x - mean) / std with mean \(Normalize.imageNetMean) std \(Normalize.imageNetStd)"]
-                try export(x, state: state, classes: classes, metadata: meta,
-                           to: toFolder ? "\(output)/\(list.stems[i]).safetensors" : output)
-            } catch let e as KitError where toFolder && e.exitCode == 1 {
-                problems.append("\(file): \(e)"); bar.pause(); writeStderr("export-features: error: \(file): \(e)\n")
+                let decoded = try readImage(file)   // its errors name the file
+                do {
+                    let img = Normalize()(decoded)
+                    let x = Tensor(img.data, shape: [1, 3, img.height, img.width])
+                    let meta = ["file_name": file, "height": "\(img.height)", "width": "\(img.width)",
+                                "preprocess": "RGB, no resize, (x - mean) / std with mean \(Normalize.imageNetMean) std \(Normalize.imageNetStd)"]
+                    result = (try features(x, state: state, classes: classes), meta)
+                } catch let e as KitError {
+                    throw KitError.model("\(file) (\(decoded.width)x\(decoded.height)): \(e)")
+                }
+            } catch let e as KitError where e.exitCode == 1 {
+                problems.add("\(e)", bar: &bar)
+                continue
             }
+            try write(result.outputs, metadata: result.metadata, to: toFolder ? "\(output)/\(list.stems[i]).safetensors" : output)
         }
         bar.finish()
-        if !problems.isEmpty {
-            throw KitError.data("\(problems.count) of \(list.files.count + list.problems.count) inputs could not be used (listed above)")
-        }
+        try problems.finish()
     }
 
     func isDirectory(_ path: String) -> Bool {
@@ -95,8 +101,8 @@ struct ExportFeatures: ParsableCommand {
         return FileManager.default.fileExists(atPath: path, isDirectory: &d) && d.boolValue
     }
 
-    /// Features (and logits) of `x` [N, 3, H, W] with `state`'s weights, written to `path` with `metadata`.
-    func export(_ x: Tensor, state: [String: Tensor], classes: Int?, metadata: [String: String], to path: String) throws {
+    /// Features (and logits) of `x` [N, 3, H, W] with `state`'s weights, named as they are written.
+    func features(_ x: Tensor, state: [String: Tensor], classes: Int?) throws -> [(String, Tensor)] {
         let dense = mode == .dense
         if !dense, BackboneRegistry.swinArchs.contains(arch) { try checkSwinClassificationSize(x.shape) }
         let model = try BackboneRegistry.make(arch: arch, numClasses: logits ? classes : nil, dense: dense, imageSize: x.shape[2])
@@ -125,6 +131,10 @@ struct ExportFeatures: ParsableCommand {
             outputs = zip(model.featureNames, model.features(x)).map { ($0, $1) }
             if logits, let l = model.logits(x) { outputs.append(("logits", l)) }
         }
+        return outputs
+    }
+
+    func write(_ outputs: [(String, Tensor)], metadata: [String: String], to path: String) throws {
         try SafeTensors.write(outputs, metadata: metadata.merging(["arch": arch, "mode": mode.rawValue]) { a, _ in a }, to: path)
     }
 

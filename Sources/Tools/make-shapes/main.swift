@@ -1,6 +1,7 @@
 import ArgumentParser
 import Data
 import Foundation
+import ToolSupport
 
 /// Writes the built-in synthetic shapes dataset (COCO instances + ADE20K-style semantic labels).
 struct MakeShapes: ParsableCommand {
@@ -50,4 +51,4 @@ struct MakeShapes: ParsableCommand {
 /// `--format`.
 enum ImageFileFormat: String, ExpressibleByArgument, CaseIterable { case jpg, png }
 
-MakeShapes.main()
+MakeShapes.mainReportingErrors()

@@ -25,6 +25,8 @@ struct SegInfer: ParsableCommand {
     var augTest = false
 
     func run() throws {
+        let list = ImageList(model.paths)
+        try model.protectInputs(planned: list.stems.flatMap { ["\(model.outDir)/pred/\($0).png", "\(model.outDir)/vis/\($0).png"] })
         let cfg = try SegmentationConfig.loadForInference(path: model.config, overrides: model.overrides)
         let segmentor = try SegmentationConfig.buildModel(cfg)
         try Checkpoint.loadForInference(from: model.checkpoint, into: segmentor)
@@ -32,29 +34,32 @@ struct SegInfer: ParsableCommand {
         let predictor = SegmentationPredictor(segmentor: segmentor, pipeline: test.pipeline)
         let palette = Palette.colours(segmentor.numClasses, background: test.background)
 
-        let list = ImageList(model.paths)
-        var problems = list.problems
-        for p in problems { writeStderr("seg-infer: error: \(p)\n") }
+        var problems = InputProblems(tool: "seg-infer", list: list)
         for sub in ["pred", "vis"] { try createDirectory("\(model.outDir)/\(sub)") }
         var bar = ProgressBar(total: list.files.count, unit: "img")
         for (i, file) in list.files.enumerated() {
             defer { bar.update(i + 1) }
+            // An input that cannot be used is reported and skipped; a failed write (full disk) stops the run.
+            let image: Image
             do {
-                let image = try readImage(file)
+                image = try readImage(file)   // its errors name the file
                 let size = predictor.pipeline.inputSize(width: image.width, height: image.height)
-                try predictor.validate(height: size.height, width: size.width, augment: augTest, original: (image.height, image.width))
-                let labels = predictor(image, augment: augTest)
-                try writePNG(labels, to: "\(model.outDir)/pred/\(list.stems[i]).png", palette: palette)
-                try writePNG(image.blended(with: labels, palette: palette), to: "\(model.outDir)/vis/\(list.stems[i]).png")
+                do {
+                    try predictor.validate(height: size.height, width: size.width, augment: augTest, original: (image.height, image.width))
+                } catch let e as KitError {
+                    throw KitError.model(inputSizeProblem(file, image: image, resized: size, e))
+                }
             } catch let e as KitError where e.exitCode == 1 {
-                problems.append("\(e)"); bar.pause(); writeStderr("seg-infer: error: \(file): \(e)\n")
+                problems.add("\(e)", bar: &bar)
+                continue
             }
+            let labels = predictor(image, augment: augTest)
+            try writePNG(labels, to: "\(model.outDir)/pred/\(list.stems[i]).png", palette: palette)
+            try writePNG(image.blended(with: labels, palette: palette), to: "\(model.outDir)/vis/\(list.stems[i]).png")
         }
         bar.finish()
-        writeStderr("seg-infer: \(list.files.count - (problems.count - list.problems.count)) images → \(model.outDir)/pred/, \(model.outDir)/vis/\n")
-        if !problems.isEmpty {
-            throw KitError.data("\(problems.count) of \(list.files.count + list.problems.count) inputs could not be used (listed above)")
-        }
+        writeStderr("seg-infer: \(list.files.count - (problems.lines.count - list.problems.count)) images → \(model.outDir)/pred/, \(model.outDir)/vis/\n")
+        try problems.finish()
     }
 }
 

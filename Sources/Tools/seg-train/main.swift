@@ -24,4 +24,4 @@ struct SegTrain: ParsableCommand {
     }
 }
 
-SegTrain.main()
+SegTrain.mainReportingErrors()
