@@ -38,8 +38,10 @@ no Python.
 import argparse
 import json
 import os
+import pickle
 import re
 import sys
+import warnings
 from collections import OrderedDict
 
 import torch
@@ -127,10 +129,11 @@ def load_error(e):
         m = re.search(r"(Unsupported global: GLOBAL [\w.]+|Unsupported operand \d+|[^\n]*not an allowed global[^\n]*)", text)
         reason = m.group(1) if m else "it is not a plain checkpoint of tensors"
         return f"refused by the weights-only loader ({reason}); it may hold code, and nothing from it was run"
-    first = text.splitlines()[0] if text else type(e).__name__
-    if "invalid load key" in first or "could not find MARK" in first or "pickle data was truncated" in first:
-        return f"not a PyTorch checkpoint ({first})"
-    return first
+    first = text.splitlines()[0] if text else ""
+    if (isinstance(e, (pickle.UnpicklingError, EOFError, KeyError, ValueError)) or "invalid load key" in first
+            or "could not find MARK" in first or "pickle data was truncated" in first):
+        return f"not a PyTorch checkpoint (unreadable as torch.save's zip or pickle format: {type(e).__name__} {first})".rstrip()
+    return first or type(e).__name__
 
 
 def select_state_dict(ckpt, key):
@@ -448,7 +451,9 @@ def main(argv=None):
     if problem:
         sys.exit(problem)
     try:
-        ckpt = load_checkpoint(a.src)
+        with warnings.catch_warnings():   # torch's warnings about the file would add lines to the one-line error
+            warnings.simplefilter("ignore")
+            ckpt = load_checkpoint(a.src)
     except Exception as e:  # noqa: BLE001 - one clear line for any unreadable file
         sys.exit(f"{a.src}: cannot load checkpoint: {load_error(e)}")
     sd, meta = select_state_dict(ckpt, a.key)

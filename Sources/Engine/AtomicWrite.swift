@@ -5,6 +5,8 @@ import Foundation
 /// name the path and the reason in one line.
 public func atomicWrite(path: String, _ body: (Int32) throws -> Void) throws {
     try ProtectedInputs.check(path)
+    removeStaleTemporaries(in: (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent,
+                           once: true)
     let tmp = path + ".tmp-\(getpid())"
     let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else { throw KitError.io("\(path): cannot create (\(String(cString: strerror(errno))))") }
@@ -107,15 +109,27 @@ public func writeAtomically(_ bytes: [UInt8], to path: String) throws {
 /// UTF-8 `text` to `path`, atomically.
 public func writeAtomically(_ text: String, to path: String) throws { try writeAtomically(Array(text.utf8), to: path) }
 
-/// Removes `NAME.tmp-PID` files left in `folder` by killed runs (any PID that is not this process).
-public func removeStaleTemporaries(in folder: String) {
+/// Removes `NAME.tmp-PID` files left in `folder` by killed runs: those of processes that no longer exist (a live
+/// one, another rank or a second run writing the same folder, keeps its own). `atomicWrite` does this once per
+/// folder (`once`) before its first write there, so a kill during any write is cleaned up by the next run.
+public func removeStaleTemporaries(in folder: String, once: Bool = false) {
+    if once {
+        staleLock.lock()
+        let first = cleanedFolders.insert(folder).inserted
+        staleLock.unlock()
+        if !first { return }
+    }
     guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
-    let mine = ".tmp-\(getpid())"
-    for n in names where n.range(of: ".tmp-") != nil && !n.hasSuffix(mine) {
-        let suffix = n[n.range(of: ".tmp-", options: .backwards)!.upperBound...]
-        if !suffix.isEmpty && suffix.allSatisfy(\.isNumber) { unlink("\(folder)/\(n)") }
+    for n in names {
+        guard let r = n.range(of: ".tmp-", options: .backwards) else { continue }
+        let suffix = n[r.upperBound...]
+        guard !suffix.isEmpty, suffix.allSatisfy(\.isNumber), let pid = Int32(suffix), pid != getpid() else { continue }
+        if kill(pid, 0) == 0 || errno == EPERM { continue }   // still running
+        unlink("\(folder)/\(n)")
     }
 }
+private let staleLock = NSLock()
+nonisolated(unsafe) private var cleanedFolders: Set<String> = []
 
 /// Writes `text` to stderr. A full or closed stderr is ignored (FileHandle's write traps on such errors; a
 /// message that cannot be shown must not crash the run).

@@ -81,6 +81,10 @@ extension ShapesTests {
             .matchesValidationSplit(at: root))
         XCTAssertFalse(ShapesDatasetWriter(generator: gen, trainCount: 3, valCount: 3).matchesValidationSplit(at: root))
         XCTAssertFalse(ShapesDatasetWriter(generator: gen).matchesValidationSplit(at: root + "/nothing"))
+        // make-shapes --format png writes the same ground truth: det-train / det-eval accept its folder.
+        let png = root + "/png"
+        try ShapesDatasetWriter(generator: gen, trainCount: 3, valCount: 2, imageFormat: "png").write(to: png)
+        XCTAssertTrue(ShapesDatasetWriter(generator: gen, trainCount: 3, valCount: 2).matchesValidationSplit(at: png))
     }
 }
 

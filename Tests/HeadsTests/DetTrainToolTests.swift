@@ -78,7 +78,7 @@ final class DetTrainToolTests: XCTestCase {
         let before = try Data(contentsOf: URL(fileURLWithPath: "\(tmp)/work/latest.safetensors"))
         (code, _, err) = try run(tiny + ["--set", "data.shapes.seed=1"], cwd: tmp)
         XCTAssertEqual(code, 1)
-        XCTAssertTrue(err.contains("shapes: holds a shapes dataset written with other parameters") && err.contains("seed 1"), err)
+        XCTAssertTrue(err.contains("annotations/instances_val.json: the shapes dataset in") && err.contains("written with other parameters") && err.contains("seed 1"), err)
         XCTAssertEqual(err.split(separator: "\n").count, 1, err)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: "\(tmp)/work/latest.safetensors")), before)
     }

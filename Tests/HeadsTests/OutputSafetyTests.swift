@@ -189,4 +189,48 @@ final class OutputSafetyTests: XCTestCase {
         }
         XCTAssertEqual(exifOrientation(ofJPEG: [0xFF, 0xD8, 0xFF, 0xD9]), 1)
     }
+
+    /// A run killed while writing leaves NAME.tmp-PID; the next write into that folder removes it (whatever file it
+    /// was for), but never a live process's temporary.
+    func testStaleTemporariesOfEveryKindAreRemoved() throws {
+        let dir = try ToolRunner.temporaryDirectory("outsafe-stale")
+        var dead: Int32 = 4_000_000
+        while kill(dead, 0) == 0 || errno == EPERM { dead -= 1 }
+        for name in ["curves.png.tmp-\(dead)", "best.safetensors.tmp-\(dead)", "log.jsonl.tmp-1"] {
+            try Data([1, 2, 3]).write(to: URL(fileURLWithPath: "\(dir)/\(name)"))
+        }
+        try writeAtomically("x", to: "\(dir)/other.json")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["log.jsonl.tmp-1", "other.json"])
+    }
+
+    /// Outputs given through another spelling of an input (.., symbolic links, hard links) are refused by every
+    /// write, not only the ones a tool checks up front.
+    func testEveryWriteIsGuarded() throws {
+        let dir = try ToolRunner.temporaryDirectory("outsafe-guard")
+        defer { ProtectedInputs.removeAll() }
+        try FileManager.default.createDirectory(atPath: "\(dir)/in/sub", withIntermediateDirectories: true)
+        try writeAtomically("weights", to: "\(dir)/w.bin")
+        try FileManager.default.linkItem(atPath: "\(dir)/w.bin", toPath: "\(dir)/hard.bin")
+        ProtectedInputs.add("\(dir)/w.bin", option: "--weights")
+        ProtectedInputs.add("\(dir)/in", option: "image folder")
+        for bad in ["\(dir)/w.bin", "\(dir)/in/../w.bin", "\(dir)/hard.bin", "\(dir)/in/new.png", "\(dir)/in/sub/deeper/x.png", "\(dir)/in"] {
+            XCTAssertThrowsError(try writeAtomically("x", to: bad), bad) { e in
+                XCTAssertEqual((e as? KitError)?.exitCode, 2, "\(e)")
+            }
+        }
+        XCTAssertEqual(try String(contentsOfFile: "\(dir)/w.bin", encoding: .utf8), "weights")
+        XCTAssertNoThrow(try writeAtomically("ok", to: "\(dir)/out.bin"))
+        XCTAssertNoThrow(try writeAtomically("ok", to: "\(dir)/inside.png"))   // a sibling whose name starts like the folder's
+    }
+
+    /// A work dir that is a file is a usage error, reported once before any work (under mpirun by rank 0 alone).
+    func testWorkDirThatIsAFile() throws {
+        let dir = try ToolRunner.temporaryDirectory("outsafe-workdir")
+        try writeAtomically("keep", to: "\(dir)/work")
+        let r = try ToolRunner.run("det-train", ["--work-dir", "\(dir)/work", "--set", "data.shapes.root=\(dir)/shapes"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("is a file"), r.stderr)
+        XCTAssertEqual(try String(contentsOfFile: "\(dir)/work", encoding: .utf8), "keep")
+    }
 }

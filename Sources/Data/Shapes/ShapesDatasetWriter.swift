@@ -89,8 +89,10 @@ extension ShapesDatasetWriter {
     public func matchesValidationSplit(at root: String) -> Bool {
         guard let data = FileManager.default.contents(atPath: "\(root)/annotations/instances_val.json"),
               let text = String(data: data, encoding: .utf8) else { return false }
+        // Instance ids and the images' file format (make-shapes --format png) do not change the ground truth.
         func withoutIDs(_ t: String) -> String {
             t.replacingOccurrences(of: #"\{"id": [0-9]+, "image_id""#, with: #"{"image_id""#, options: .regularExpression)
+                .replacingOccurrences(of: #"\.(jpg|png)""#, with: #".image""#, options: .regularExpression)
         }
         return withoutIDs(text) == withoutIDs(instancesJSON(split: 1))
     }

@@ -171,7 +171,7 @@ struct ShapesDatasetSettings {
     /// Refuses a folder at `root` that holds another seed's, size's or count's validation split.
     func checkExistingFiles() throws {
         guard FileManager.default.fileExists(atPath: annotations), !writer.matchesValidationSplit(at: root) else { return }
-        throw KitError.data("\(root): holds a shapes dataset written with other parameters than data.shapes asks for "
+        throw KitError.data("\(annotations): the shapes dataset in \(root) was written with other parameters than data.shapes asks for "
                             + "(seed \(seed), size \(size), \(valCount) validation images); remove the folder or set data.shapes.root")
     }
 }

@@ -25,7 +25,13 @@ public enum TrainTool {
     /// The work dir: `--work-dir`, the config's `work_dir`, or work_dirs/<config name>.
     public static func workDir(_ workDir: String?, configPath: String, config: Config) throws -> String {
         let name = URL(fileURLWithPath: configPath).deletingPathExtension().lastPathComponent
-        return try workDir ?? config.optionalString("work_dir") ?? "work_dirs/\(name)"
+        let dir = try workDir ?? config.optionalString("work_dir") ?? "work_dirs/\(name)"
+        // Checked on every rank before any work, so that under mpirun rank 0 alone reports it (a usage error).
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), !isDir.boolValue {
+            throw KitError.usage("work dir \(dir): is a file, not a folder; choose another --work-dir")
+        }
+        return dir
     }
 
     /// Creates the work dir, clears temporaries left by killed runs and writes the merged config into it.
@@ -48,6 +54,7 @@ public enum TrainTool {
         if let loadFrom = options.loadFrom, ProcessGroup.launchedRank == 0, !FileManager.default.fileExists(atPath: loadFrom) {
             throw KitError.usage("--load-from: file not found: \(loadFrom)")
         }
+        if let loadFrom = options.loadFrom { ProtectedInputs.add(loadFrom, option: "--load-from") }   // no checkpoint may replace it
         try checkEnvironment()
         let settings = try TrainerSettings(config: cfg)
         EngineRandom.seed(settings.seed)
