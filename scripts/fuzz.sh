@@ -49,10 +49,11 @@ for m in CImageCodecs CSimdJSON; do
   printf 'module %s {\n    header "%s"\n    export *\n}\n' "$m" "$ROOT/Sources/$m/include/$m.h" > "$B/include/$m/module.modulemap"
 done
 MODULEMAPS=(-Xcc "-fmodule-map-file=$ROOT/Sources/CBLAS/module.modulemap"
+            -Xcc "-fmodule-map-file=$ROOT/Sources/CDNNL/module.modulemap"
             -Xcc "-fmodule-map-file=$ROOT/Sources/CJSONC/module.modulemap"
             -Xcc "-fmodule-map-file=$B/include/CImageCodecs/module.modulemap"
             -Xcc "-fmodule-map-file=$B/include/CSimdJSON/module.modulemap")
-LIBS=(-lopenblas -ljson-c -lsimdjson -lstdc++ -lpng16 -ljpeg)
+LIBS=(-lopenblas -ldnnl -ljson-c -lsimdjson -lstdc++ -lpng16 -ljpeg)
 
 # stale OUTPUT INPUT...: whether OUTPUT is missing or older than any input file (or any file under an input folder).
 stale() {
@@ -91,10 +92,11 @@ swift_module() {  # name sanitizers
 swift_module Engine address
 swift_module NN fuzzer,address
 swift_module Config fuzzer,address
+swift_module PixelKernels address
 swift_module Data fuzzer,address
 swift_module Evaluation fuzzer,address
 
-OBJS=("$B"/obj/{Engine,NN,Config,Data,Evaluation,CImageCodecs,CSimdJSON}.o)
+OBJS=("$B"/obj/{Engine,NN,Config,PixelKernels,Data,Evaluation,CImageCodecs,CSimdJSON}.o)
 for t in "${TARGETS[@]}"; do
   if stale "$B/bin/fuzz-$t" Fuzz/Support.swift "Fuzz/$t.swift" "${OBJS[@]}"; then
     echo "   fuzz-$t"
