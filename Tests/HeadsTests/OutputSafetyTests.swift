@@ -233,4 +233,18 @@ final class OutputSafetyTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("is a file"), r.stderr)
         XCTAssertEqual(try String(contentsOfFile: "\(dir)/work", encoding: .utf8), "keep")
     }
+
+    /// det-eval --show-dir inside the dataset's folders is refused before any drawing: the data section's files and
+    /// folders are inputs too.
+    func testShowDirInsideTheDatasetIsRefused() throws {
+        let dir = try ToolRunner.temporaryDirectory("outsafe-showdir")
+        let m = try detector(dir)
+        let small = ["--set", "data.shapes.size=64", "--set", "data.shapes.train_count=4", "--set", "data.shapes.val_count=2"]
+        let r = try ToolRunner.run("det-eval", ["--config", m.config, "--checkpoint", m.weights, "--show-dir", "\(dir)/shapes/images/validation"]
+                                   + m.args + small)
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("lies inside the data.shapes.root folder"), r.stderr)
+        let images = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/shapes/images/validation")
+        XCTAssertFalse(images.contains { $0.hasSuffix(".png") }, "drawings were written into the dataset: \(images)")
+    }
 }

@@ -236,3 +236,19 @@ public func oneLine(_ message: String) -> String {
         .map { $0.hasPrefix("Error: ") ? String($0.dropFirst(7)) : $0 }
         .joined(separator: " ")
 }
+
+/// Registers every file or folder the config's `data` section names (dataset roots, annotation files, image folders)
+/// as protected inputs, once the dataset is prepared (the shapes dataset is written on first use), then checks the
+/// `--show-dir` outputs (`subfolders` of it) before any work.
+public func protectDataAndCheckShowDir(_ cfg: Config, showDir: String?, subfolders: [String]) throws {
+    func walk(_ json: JSON?, _ key: String) {
+        guard let json else { return }
+        if let s = json.stringValue, !s.isEmpty { ProtectedInputs.add(s, option: key); return }
+        for (k, v) in json.objectValue ?? [] where k != "dataset" && k != "type" { walk(v, "\(key).\(k)") }
+        for v in json.arrayValue ?? [] { walk(v, key) }
+    }
+    walk(cfg["data"], "data")
+    guard let showDir else { return }
+    try ProtectedInputs.check(showDir, option: "--show-dir")
+    for sub in subfolders { try ProtectedInputs.check("\(showDir)/\(sub)/x.png", option: "--show-dir") }
+}

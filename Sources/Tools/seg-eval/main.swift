@@ -101,6 +101,7 @@ struct SegEval: ParsableCommand {
         let model = try SegmentationConfig.buildModel(cfg)
         try Checkpoint.loadForInference(from: checkpoint, into: model)
         let task = try SegmentationTask(config: cfg, segmentor: model)
+        try protectDataAndCheckShowDir(cfg, showDir: trained.showDir, subfolders: ["overlay", "pred"])
         let val = task.data.val, n = model.numClasses
         let palette = Palette.colours(n, background: task.data.background)
         if let showDir = trained.showDir { for sub in ["overlay", "pred"] { try createDirectory("\(showDir)/\(sub)") } }
