@@ -99,8 +99,10 @@ public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k:
         if beta == 0 { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
         return
     }
-    // `rows` × `cols` of C from the matching panels of op(A) and op(B).
+    // `rows` × `cols` of C from the matching panels of op(A) and op(B); bf16 at inference when selected.
+    let bf16 = MixedPrecision.active
     func call(_ rows: Int, _ cols: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+        if bf16 { return bf16GEMM(transA: transA, transB: transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc) }
         gemmCall(GEMMPolicy.kernel(m: m, n: n, k: k), transA: transA, transB: transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
     let threads = Threads.count

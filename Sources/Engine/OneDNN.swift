@@ -56,10 +56,10 @@ enum OneDNN {
         return ok ? md : nil
     }
 
-    /// An f32 descriptor whose layout the primitive chooses.
-    static func any(_ dims: [Int]) -> dnnl_memory_desc_t? {
+    /// A descriptor (f32 unless `type` says otherwise) whose layout the primitive chooses.
+    static func any(_ dims: [Int], type: dnnl_data_type_t = dnnl_f32) -> dnnl_memory_desc_t? {
         var md = dnnl_memory_desc_t()
-        let ok = dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), padded(dims), dnnl_f32, dnnl_format_tag_any) == dnnl_success
+        let ok = dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), padded(dims), type, dnnl_format_tag_any) == dnnl_success
         return ok ? md : nil
     }
 

@@ -102,6 +102,46 @@ struct ConvEpilogue {
 func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                  _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue = ConvEpilogue(),
                  inference: Bool = false) {
+    if MixedPrecision.active {
+        // bf16: natively oneDNN's bf16 kernels (AMX / AVX512-BF16) with the epilogue in float32; else the float32
+        // kernels on rounded operands (never Winograd, whose transforms would round differently).
+        if MixedPrecision.native && bf16ConvForward(g, x, w, bias, y, epilogue: epilogue) {
+            MixedPrecision.count(native: true)
+            return
+        }
+        let xCount = g.n * g.c * g.h * g.w, wCount = g.o * g.cg * g.kh * g.kw
+        let rx = bf16RoundedCopy(x, count: xCount), rw = bf16RoundedCopy(w, count: wCount)
+        defer { BlockAllocator.free(UnsafeMutableRawPointer(rx), bytes: max(xCount, 1) * 4); BlockAllocator.free(UnsafeMutableRawPointer(rw), bytes: max(wCount, 1) * 4) }
+        withRoundedOperands { convForward32(g, rx, rw, bias, y, epilogue: epilogue, inference: false) }
+        MixedPrecision.count(native: false)
+        return
+    }
+    convForward32(g, x, w, bias, y, epilogue: epilogue, inference: inference)
+}
+
+/// A bf16 forward through oneDNN's blocked bf16 kernels, with the same epilogue handling as the float32 blocked one;
+/// false when oneDNN has none for this geometry.
+func bf16ConvForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                     _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue) -> Bool {
+    if epilogue.residual == nil { return oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue, bf16: true) }
+    guard oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: ConvEpilogue(scale: epilogue.scale, shift: epilogue.shift),
+                     bf16: true) else { return false }
+    ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu).apply(y, n: g.n, o: g.o, plane: g.ho * g.wo)
+    return true
+}
+
+/// Runs `body` with bf16 GEMMs off: operands it gets were rounded already (rounding twice changes nothing, but
+/// would copy every im2col matrix again).
+func withRoundedOperands(_ body: () -> Void) {
+    MixedPrecision.suspended += 1
+    defer { MixedPrecision.suspended -= 1 }
+    body()
+}
+
+/// The float32 forward: Winograd where allowed, then the implementation `ConvPolicy` picks.
+func convForward32(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                   _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue = ConvEpilogue(),
+                   inference: Bool = false) {
     let impl = ConvPolicy.implementation(for: g, .forward)
     if inference && impl == .oneDNNBlocked && ConvPolicy.winograd(g) {
         // Its kernel takes an eltwise post-op (the ReLU) but no per-channel affine: that one runs as a pass after.

@@ -92,6 +92,8 @@ struct ConvPlanKey: Hashable {
     let fullC, fullO: Int
     /// oneDNN's Winograd algorithm (forward inference only) instead of the direct one.
     var winograd = false
+    /// bf16 source and weights (converted by the reorders), float32 output (forward inference only).
+    var bf16 = false
 }
 
 /// A created primitive with the reorders between the caller's NCHW slices and the layouts it chose.
@@ -155,7 +157,10 @@ final class ConvPlan: @unchecked Sendable {
               let wUser = OneDNN.plain(wDims, strides: wPitch),
               let yUser = OneDNN.plain(yDims, strides: [k.fullO * howo, howo, k.wo, 1]) else { return nil }
         var xMD: dnnl_memory_desc_t, wMD: dnnl_memory_desc_t, yMD: dnnl_memory_desc_t
-        if k.blocked {
+        if k.bf16 {
+            guard let a = OneDNN.any(xDims, type: dnnl_bf16), let b = OneDNN.any(wDims, type: dnnl_bf16), let c = OneDNN.any(yDims) else { return nil }
+            (xMD, wMD, yMD) = (a, b, c)
+        } else if k.blocked {
             guard let a = OneDNN.any(xDims), let b = OneDNN.any(wDims), let c = OneDNN.any(yDims) else { return nil }
             (xMD, wMD, yMD) = (a, b, c)
         } else {
@@ -366,7 +371,7 @@ func convSlices(_ g: Conv2dGeometry, _ pass: ConvPass) -> [ConvSlice] {
 /// geometry or reports an error: the caller then runs its own kernel on zeroed outputs.
 func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeMutablePointer<Float>,
                 w: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>? = nil,
-                epilogue: ConvEpilogue = ConvEpilogue(), winograd: Bool = false) -> Bool {
+                epilogue: ConvEpilogue = ConvEpilogue(), winograd: Bool = false, bf16: Bool = false) -> Bool {
     precondition(epilogue.residual == nil, "oneDNN convolutions take no residual; add it after")
     // The fused scale takes a shift with it (and the other way round).
     let scaleShift = epilogue.scale != nil || epilogue.shift != nil
@@ -379,7 +384,7 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
         let key = ConvPlanKey(pass: pass, blocked: blocked, bias: bias != nil, scaleShift: scaleShift, relu: epilogue.relu,
                               n: s.n, c: s.c, h: g.h, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
                               ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw, groups: g.groups, ho: g.ho, wo: g.wo,
-                              fullC: g.c, fullO: g.o, winograd: winograd)
+                              fullC: g.c, fullO: g.o, winograd: winograd, bf16: bf16)
         guard let plan = ConvPlan.get(key, quiet: winograd) else { return false }
         plans.append(plan)
     }

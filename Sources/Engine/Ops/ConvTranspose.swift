@@ -18,7 +18,15 @@ public func convTranspose2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil
     let g = Conv2dGeometry(n: n, c: cout, h: ho, w: wo, o: cin, kh: kh, kw: kw, sh: stride.0, sw: stride.1,
                            ph: padding.0, pw: padding.1, dh: 1, dw: 1, groups: 1, ho: h, wo: w)
     let out = Tensor(zeros: [n, cout, ho, wo])
-    convBackward(g, out.data, weight.data, x.data, out.data, nil)
+    if MixedPrecision.active {
+        // bf16: the float32 kernel on rounded operands (the mask head's one deconvolution; bf16 numerics, float32 speed).
+        let rx = bf16RoundedCopy(x.data, count: x.count), rw = bf16RoundedCopy(weight.data, count: weight.count)
+        defer { BlockAllocator.free(UnsafeMutableRawPointer(rx), bytes: max(x.count, 1) * 4); BlockAllocator.free(UnsafeMutableRawPointer(rw), bytes: max(weight.count, 1) * 4) }
+        withRoundedOperands { convBackward(g, out.data, rw, rx, out.data, nil) }
+        MixedPrecision.count(native: false)
+    } else {
+        convBackward(g, out.data, weight.data, x.data, out.data, nil)
+    }
     if let bias {
         let y = out.data, b = bias.data, plane = ho * wo
         parallelFor(n * cout, cost: plane) { i in

@@ -20,6 +20,9 @@ public struct InferOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: "Override a config key, e.g. --set model.test_cfg.score_thr=0.1.")
     public var overrides: [String] = []
 
+    @Option(help: "fp32, or bf16: convolutions and matmuls on the CPU's bf16 units (AMX / AVX512-BF16), the rest fp32.")
+    public var precision: Precision = .fp32
+
     @Argument(help: "Images (JPEG or PNG) or folders of them.")
     public var paths: [String] = []
 
@@ -32,6 +35,7 @@ public struct InferOptions: ParsableArguments {
     /// Registers the config, the checkpoint and the images (files and folders) as inputs no output may replace or
     /// land in, then checks `--out-dir` and every planned output file, before any work.
     public func protectInputs(planned outputs: [String]) throws {
+        try MixedPrecision.select(precision)
         ProtectedInputs.add(config, option: "--config")
         ProtectedInputs.add(checkpoint, option: "--checkpoint")
         for p in paths { ProtectedInputs.add(p, option: "input") }
@@ -124,3 +128,5 @@ public struct InputProblems {
         throw KitError.data("\(lines.count) of \(total) inputs could not be used (listed above)")
     }
 }
+
+extension Precision: ExpressibleByArgument {}

@@ -179,6 +179,9 @@ public struct ModelEvalOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: "With --config: override a config key, e.g. --set data.samples_per_gpu=1.")
     public var overrides: [String] = []
 
+    @Option(help: "With --config: fp32, or bf16 (convolutions and matmuls on the CPU's bf16 units, the rest fp32).")
+    public var precision: Precision = .fp32
+
     public init() {}
 
     /// The (config, checkpoint) pair when the model form is chosen, nil for the files form. `filesForm` says whether
@@ -189,7 +192,7 @@ public struct ModelEvalOptions: ParsableArguments {
             guard !filesForm else { throw ValidationError("give either \(filesOptions) or --config/--checkpoint, not both") }
             return (config, checkpoint)
         }
-        guard showDir == nil && overrides.isEmpty else { throw ValidationError("--show-dir and --set need --config") }
+        guard showDir == nil && overrides.isEmpty && precision == .fp32 else { throw ValidationError("--show-dir, --set and --precision need --config") }
         return nil
     }
 }

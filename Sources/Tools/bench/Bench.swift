@@ -62,7 +62,10 @@ func report(_ name: String, medianSeconds: Double, minSeconds: Double, extra: [S
     let cpu = CPUInfo.current
     fields += ["\"cpu\": \"\(cpu.summary)\"", "\"isa\": \"\(cpu.oneDNNISA)\"",
                "\"gemm\": \"\(GEMMPolicy.chosenSummary)\"", "\"openblas_core\": \"\(GEMMPolicy.openBLASCore)\"",
-               "\"threads\": \(Threads.count)"]
+               "\"threads\": \(Threads.count)", "\"precision\": \"\(MixedPrecision.inference.rawValue)\""]
+    if MixedPrecision.nativeCalls + MixedPrecision.emulatedCalls > 0 {
+        fields += ["\"bf16_passes\": \"\(MixedPrecision.nativeCalls) native, \(MixedPrecision.emulatedCalls) emulated\""]
+    }
     for (k, v) in extra.sorted(by: { $0.key < $1.key }) {
         fields.append("\"\(k)\": \(String(format: "%.4g", v))")
     }

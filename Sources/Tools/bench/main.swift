@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import ToolSupport
 
@@ -17,6 +18,9 @@ struct Bench: ParsableCommand {
     @Option(parsing: .unconditional, help: "Timed runs per case (after one warm-up); the median is reported.")
     var runs: Int = 5
 
+    @Option(help: "fp32, or bf16 for the passes without gradients (inference cases).")
+    var precision: Precision = .fp32
+
     @Flag(help: "List the case names and exit.")
     var list = false
 
@@ -30,6 +34,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         if list { allCases.forEach { print($0.name) }; return }
         try applyBenchEnvironment()
+        try MixedPrecision.select(precision)
         for c in allCases where caseName == nil || c.name == caseName {
             let (body, extra) = try c.setUp()
             let times = try sortedSeconds(runs: runs, body), t = times[times.count / 2]

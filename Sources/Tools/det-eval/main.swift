@@ -81,6 +81,7 @@ struct DetEval: ParsableCommand {
 
     /// The second form: build the detector, load the weights, detect on the validation split, evaluate.
     func evaluateModel(config path: String, checkpoint: String) throws {
+        try MixedPrecision.select(trained.precision)
         let cfg = try DetectionConfig.load(path: path, overrides: trained.overrides)
         let detector = try DetectionConfig.buildModel(cfg)
         try Checkpoint.loadForInference(from: checkpoint, into: detector)

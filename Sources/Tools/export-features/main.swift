@@ -41,6 +41,9 @@ struct ExportFeatures: ParsableCommand {
     @Flag(help: "Also write `logits` from the classification head in the weights.")
     var logits = false
 
+    @Option(help: "fp32, or bf16: convolutions and matmuls on the CPU's bf16 units (AMX / AVX512-BF16), the rest fp32.")
+    var precision: Precision = .fp32
+
     @Option(name: .customLong("memory-limit"), parsing: .unconditional,
             help: "Refuse inputs whose activations would need more than this many GiB (default: 80% of physical memory).")
     var memoryLimit: Double?
@@ -54,6 +57,7 @@ struct ExportFeatures: ParsableCommand {
     }
 
     func run() throws {
+        try MixedPrecision.select(precision)
         try refuseOverwriting(("--output", output), inputs: [("--weights", weights), ("--input", input)] + image.map { ("--image", $0) })
         let state = try SafeTensors.read(path: weights).tensors
         let classes = BackboneRegistry.numClasses(in: state)

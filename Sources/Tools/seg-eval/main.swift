@@ -97,6 +97,7 @@ struct SegEval: ParsableCommand {
 
     /// The second form: build the segmentor, load the weights, predict the validation split, score it.
     func evaluateModel(config path: String, checkpoint: String) throws {
+        try MixedPrecision.select(trained.precision)
         let cfg = try SegmentationConfig.load(path: path, overrides: trained.overrides)
         let model = try SegmentationConfig.buildModel(cfg)
         try Checkpoint.loadForInference(from: checkpoint, into: model)

@@ -1,0 +1,212 @@
+import CDNNL
+import Foundation
+
+/// The arithmetic precision of convolutions, deconvolutions, linear layers and attention matmuls at inference.
+public enum Precision: String, CaseIterable, Sendable {
+    /// float32 throughout (the default).
+    case fp32
+    /// bfloat16 operands (inputs and weights rounded to nearest-even bf16) with float32 products and sums, as
+    /// PyTorch's CPU autocast and OpenVINO's bf16 run them; everything else (norms, softmax, sigmoid, box decoding,
+    /// RoIAlign, NMS, mask paste, the epilogue's BatchNorm affine, residual and ReLU) stays float32.
+    case bf16
+}
+
+/// Which precision passes without gradients run in, and how bf16 runs: on the CPU's matrix units through oneDNN
+/// (AMX-BF16 or AVX512-BF16), or emulated (`ACMIX_BF16_EMULATION=1`: operands rounded to bf16, products and sums in
+/// the float32 kernels; the same numbers up to summation order, on any CPU, slowly). Emulation is the reference the
+/// native kernels are tested against and what tests use on CPUs without bf16; the tools refuse bf16 on such CPUs.
+public enum MixedPrecision {
+    /// The precision of convolution and GEMM passes that record no gradient. Set once by a tool before its model runs
+    /// (`select`); training passes (with gradients) always run float32.
+    nonisolated(unsafe) public private(set) static var inference: Precision = .fp32
+
+    /// `ACMIX_BF16_EMULATION=1`: bf16 numerics through the float32 kernels (see above).
+    nonisolated(unsafe) public static var emulated: Bool = ProcessInfo.processInfo.environment["ACMIX_BF16_EMULATION"] == "1"
+
+    /// Whether bf16 runs natively: the CPU has bf16 dot products and emulation is not asked for.
+    public static var native: Bool { CPUInfo.current.hasBF16 && OneDNN.engine != nil && !emulated }
+
+    /// Sets the inference precision; bf16 on a CPU without AVX512-BF16 or AMX-BF16 (and without emulation) is a usage
+    /// error naming the missing feature.
+    public static func select(_ p: Precision, option: String = "--precision") throws {
+        if p == .bf16 && !CPUInfo.current.hasBF16 && !emulated {
+            throw KitError.usage("\(option) bf16: this CPU (\(CPUInfo.current.summary)) has neither AVX512-BF16 nor AMX-BF16, "
+                                 + "which bf16 needs; use \(option) fp32")
+        }
+        inference = p
+    }
+
+    /// Whether the current pass runs bf16: bf16 selected and no gradient recorded.
+    @inline(__always)
+    static var active: Bool { inference == .bf16 && !GradMode.isEnabled && suspended == 0 }
+
+    /// Nonzero while a bf16 pass runs float32 kernels on operands it rounded itself (`withNoGradRounding`). Only the
+    /// thread that drives the model changes it, before its kernels split work over the engine's threads.
+    nonisolated(unsafe) static var suspended = 0
+
+    /// Passes that ran bf16 so far, natively and emulated (tests and `bench` check what really ran).
+    nonisolated(unsafe) public static var nativeCalls = 0, emulatedCalls = 0
+    static let countLock = NSLock()
+    static func count(native: Bool) {
+        countLock.lock()
+        if native { nativeCalls += 1 } else { emulatedCalls += 1 }
+        countLock.unlock()
+    }
+}
+
+/// `x` rounded to the nearest bf16 (ties to even), as a float32; infinities and NaNs pass through.
+@inline(__always)
+public func bf16Rounded(_ x: Float) -> Float {
+    let b = x.bitPattern
+    if b & 0x7F80_0000 == 0x7F80_0000 { return x }
+    return Float(bitPattern: (b &+ 0x7FFF &+ ((b >> 16) & 1)) & 0xFFFF_0000)
+}
+
+/// The bf16 bits of `x` (nearest, ties to even; NaNs stay NaN).
+@inline(__always)
+func bf16Bits(_ x: Float) -> UInt16 {
+    let b = x.bitPattern
+    if b & 0x7F80_0000 == 0x7F80_0000 { return UInt16(truncatingIfNeeded: (b >> 16) | (b & 0xFFFF != 0 ? 0x40 : 0)) }
+    return UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
+}
+
+/// `count` floats of `p` rounded to bf16 into a new buffer (free with `BlockAllocator.free(_, bytes: count * 4)`).
+func bf16RoundedCopy(_ p: UnsafePointer<Float>, count: Int) -> UnsafeMutablePointer<Float> {
+    let out = BlockAllocator.allocate(bytes: max(count, 1) * 4).assumingMemoryBound(to: Float.self)
+    parallelChunks(count) { a, b in for i in a..<b { out[i] = bf16Rounded(p[i]) } }
+    return out
+}
+
+// MARK: - GEMM
+
+/// A bf16 GEMM (row-major, as `sgemm`): op(A) and op(B) converted to bf16, products and sums in float32. Natively a
+/// oneDNN matmul (AMX / AVX512-BF16 kernels), primitives cached per shape; emulated, the float32 GEMM of the rounded
+/// operands. Single-threaded, like `gemmCall`.
+func bf16GEMM(transA: Bool, transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+              _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+              _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    if MixedPrecision.native, BF16MatmulPlan.run(transA: transA, transB: transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
+        MixedPrecision.count(native: true)
+        return
+    }
+    // Emulated: op(A) [m, k] and op(B) [k, n] rounded into dense buffers.
+    let ra = BlockAllocator.allocate(bytes: m * k * 4).assumingMemoryBound(to: Float.self)
+    let rb = BlockAllocator.allocate(bytes: k * n * 4).assumingMemoryBound(to: Float.self)
+    defer { BlockAllocator.free(UnsafeMutableRawPointer(ra), bytes: m * k * 4); BlockAllocator.free(UnsafeMutableRawPointer(rb), bytes: k * n * 4) }
+    for i in 0..<m { for j in 0..<k { ra[i * k + j] = bf16Rounded(transA ? a[j * lda + i] : a[i * lda + j]) } }
+    for i in 0..<k { for j in 0..<n { rb[i * n + j] = bf16Rounded(transB ? b[j * ldb + i] : b[i * ldb + j]) } }
+    gemmCall(GEMMPolicy.kernel(m: m, n: n, k: k), transA: false, transB: false, m, n, k, alpha, ra, k, rb, n, beta, c, ldc)
+    MixedPrecision.count(native: false)
+}
+
+/// A cached oneDNN bf16 matmul: src [m, k] and weights [k, n] dense bf16, dst [m, n] float32 with row pitch ldc,
+/// alpha as an output scale, beta as a sum post-op.
+final class BF16MatmulPlan: @unchecked Sendable {
+    struct Key: Hashable { let m, n, k, ldc: Int; let alpha, beta: Float }
+    let primitive: DNNLPrimitive
+    let src, weights, dst: dnnl_memory_desc_t
+    let scratchpadBytes: Int
+
+    init(primitive: DNNLPrimitive, src: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, scratchpadBytes: Int) {
+        self.primitive = primitive; self.src = src; self.weights = weights; self.dst = dst; self.scratchpadBytes = scratchpadBytes
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var cache: [Key: BF16MatmulPlan?] = [:]
+
+    static func get(_ key: Key) -> BF16MatmulPlan? {
+        lock.lock()
+        if let hit = cache[key] { lock.unlock(); return hit }
+        lock.unlock()
+        let plan = make(key)
+        if plan == nil {
+            OneDNN.warn("oneDNN: no bf16 matmul for \(key.m)x\(key.n)x\(key.k); bf16 GEMMs of this shape are emulated (slow)")
+        }
+        lock.lock(); cache[key] = plan; lock.unlock()
+        return plan
+    }
+
+    static func make(_ key: Key) -> BF16MatmulPlan? {
+        guard let engine = OneDNN.engine else { return nil }
+        OneDNN.singleThreaded()
+        func md(_ rows: Int, _ cols: Int, _ ld: Int, _ type: dnnl_data_type_t) -> dnnl_memory_desc_t? {
+            var d = dnnl_memory_desc_t()
+            guard dnnl_memory_desc_init_by_strides(&d, 2, OneDNN.padded([rows, cols]), type, OneDNN.padded([ld, 1])) == dnnl_success else { return nil }
+            return d
+        }
+        guard var s = md(key.m, key.k, key.k, dnnl_bf16), var w = md(key.k, key.n, key.n, dnnl_bf16),
+              var d = md(key.m, key.n, key.ldc, dnnl_f32) else { return nil }
+        var desc = dnnl_matmul_desc_t()
+        guard dnnl_matmul_desc_init(&desc, &s, &w, nil, &d) == dnnl_success else { return nil }
+        var attr: dnnl_primitive_attr_t?
+        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        defer { dnnl_primitive_attr_destroy(attr) }
+        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
+        if key.alpha != 1 {
+            var alpha = key.alpha
+            guard dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha) == dnnl_success else { return nil }
+        }
+        if key.beta != 0 {
+            var ops: dnnl_post_ops_t?
+            guard dnnl_post_ops_create(&ops) == dnnl_success, let ops else { return nil }
+            defer { dnnl_post_ops_destroy(ops) }
+            guard dnnl_post_ops_append_sum(ops, key.beta) == dnnl_success,
+                  dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success else { return nil }
+        }
+        var pd: dnnl_primitive_desc_t?
+        guard dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil) == dnnl_success, let pd else { return nil }
+        defer { dnnl_primitive_desc_destroy(pd) }
+        var info: UnsafePointer<CChar>?
+        _ = withUnsafeMutablePointer(to: &info) { dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, $0) }
+        if (info.map { String(cString: $0) } ?? "ref").hasPrefix("ref") { return nil }
+        var scratch = 0
+        if var sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)?.pointee { scratch = dnnl_memory_desc_get_size(&sp) }
+        guard let p = DNNLPrimitive.make(pd) else { return nil }
+        return BF16MatmulPlan(primitive: p, src: s, weights: w, dst: d, scratchpadBytes: scratch)
+    }
+
+    /// Runs one product natively; false when oneDNN has no bf16 matmul for it (the caller then emulates).
+    static func run(transA: Bool, transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                    _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) -> Bool {
+        guard let plan = get(Key(m: m, n: n, k: k, ldc: ldc, alpha: alpha, beta: beta)), let engine = OneDNN.engine else { return false }
+        let aBytes = m * k * 2, bBytes = k * n * 2
+        let ab = BlockAllocator.allocate(bytes: aBytes).assumingMemoryBound(to: UInt16.self)
+        let bb = BlockAllocator.allocate(bytes: bBytes).assumingMemoryBound(to: UInt16.self)
+        let scratch = plan.scratchpadBytes > 0 ? BlockAllocator.allocate(bytes: plan.scratchpadBytes) : nil
+        defer {
+            BlockAllocator.free(UnsafeMutableRawPointer(ab), bytes: aBytes); BlockAllocator.free(UnsafeMutableRawPointer(bb), bytes: bBytes)
+            if let scratch { BlockAllocator.free(scratch, bytes: plan.scratchpadBytes) }
+        }
+        if transA { for i in 0..<m { for j in 0..<k { ab[i * k + j] = bf16Bits(a[j * lda + i]) } } }
+        else { for i in 0..<m { let r = a + i * lda, o = ab + i * k; for j in 0..<k { o[j] = bf16Bits(r[j]) } } }
+        if transB { for i in 0..<k { for j in 0..<n { bb[i * n + j] = bf16Bits(b[j * ldb + i]) } } }
+        else { for i in 0..<k { let r = b + i * ldb, o = bb + i * n; for j in 0..<n { o[j] = bf16Bits(r[j]) } } }
+        OneDNN.singleThreaded()
+        var memories: [dnnl_memory_t] = []
+        defer { for mem in memories { dnnl_memory_destroy(mem) } }
+        func memory(_ md: dnnl_memory_desc_t, _ handle: UnsafeMutableRawPointer) -> dnnl_memory_t? {
+            var d = md
+            var mem: dnnl_memory_t?
+            guard dnnl_memory_create(&mem, &d, engine, handle) == dnnl_success, let mem else { return nil }
+            memories.append(mem)
+            return mem
+        }
+        return OneDNN.withStream { stream -> Bool in
+            guard let ms = memory(plan.src, UnsafeMutableRawPointer(ab)), let mw = memory(plan.weights, UnsafeMutableRawPointer(bb)),
+                  let md = memory(plan.dst, UnsafeMutableRawPointer(c)) else { return false }
+            var args = [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SRC), memory: ms), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_WEIGHTS), memory: mw),
+                        dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_DST), memory: md)]
+            if let scratch {
+                var sd = dnnl_memory_desc_t()
+                _ = dnnl_memory_desc_init_by_tag(&sd, 1, OneDNN.padded([plan.scratchpadBytes]), dnnl_u8, dnnl_a)
+                guard let mem = memory(sd, scratch) else { return false }
+                args.append(dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SCRATCHPAD), memory: mem))
+            }
+            let ok = args.withUnsafeBufferPointer {
+                dnnl_primitive_execute(plan.primitive.handle, stream, Int32($0.count), $0.baseAddress) == dnnl_success
+            }
+            return ok && dnnl_stream_wait(stream) == dnnl_success
+        } ?? false
+    }
+}

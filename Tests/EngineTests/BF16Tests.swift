@@ -1,0 +1,66 @@
+import Engine
+import XCTest
+
+/// bf16 inference: operands rounded to nearest-even bf16, products and sums in float32, everything else float32.
+/// Emulation (`MixedPrecision.emulated`) defines the numbers; on a CPU with AVX512-BF16 / AMX-BF16 the native oneDNN
+/// kernels must give the same up to summation order. On a CPU without bf16, the tools' `--precision bf16` is refused.
+final class BF16Tests: XCTestCase {
+    override func tearDown() {
+        MixedPrecision.emulated = false
+        try? MixedPrecision.select(.fp32)
+    }
+
+    func testRoundingIsNearestEven() {
+        XCTAssertEqual(bf16Rounded(1), 1)
+        XCTAssertEqual(bf16Rounded(1 + 1.0 / 256), 1)                      // a tie: to the even neighbour
+        XCTAssertEqual(bf16Rounded(1 + 3.0 / 256), 1 + 4.0 / 256)          // a tie: up to the even neighbour
+        XCTAssertEqual(bf16Rounded(1 + 1.0 / 256 + 1.0 / 4096), 1 + 2.0 / 256)
+        XCTAssertEqual(bf16Rounded(-3.14159), -3.140625)
+        XCTAssertEqual(bf16Rounded(.infinity), .infinity)
+        XCTAssertTrue(bf16Rounded(.nan).isNaN)
+        XCTAssertEqual(bf16Rounded(Float.greatestFiniteMagnitude), .infinity)   // rounds past bf16's largest
+    }
+
+    func testBF16IsRefusedOnACPUWithoutIt() throws {
+        if CPUInfo.current.hasBF16 { throw XCTSkip("this CPU has bf16 (\(CPUInfo.current.summary))") }
+        XCTAssertThrowsError(try MixedPrecision.select(.bf16)) { e in
+            XCTAssertEqual((e as? KitError)?.exitCode, 2)
+            XCTAssertTrue("\(e)".contains("AVX512-BF16") && "\(e)".contains("AMX-BF16"), "\(e)")
+        }
+        XCTAssertEqual(MixedPrecision.inference, .fp32)
+    }
+
+    /// A convolution and a linear layer at bf16: the float32 results of the rounded operands (emulated); natively the
+    /// same within float32 summation-order differences; both within bf16's precision of the float32 results.
+    func testConvolutionAndMatmulRunOnRoundedOperands() throws {
+        let x = Tensor((0..<(2 * 32 * 12 * 12)).map { Float(sin(Double($0) * 0.37)) }, shape: [2, 32, 12, 12])
+        let w = Tensor((0..<(48 * 32 * 9)).map { Float(cos(Double($0) * 0.11)) * 0.1 }, shape: [48, 32, 3, 3])
+        let a = Tensor((0..<(50 * 96)).map { Float(sin(Double($0) * 0.7)) }, shape: [50, 96])
+        let b = Tensor((0..<(96 * 40)).map { Float(cos(Double($0) * 0.3)) }, shape: [96, 40])
+        let ref = withNoGrad { (conv2d(x, w, padding: (1, 1)), matmul(a, b)) }
+        func rounded(_ t: Tensor) -> Tensor { Tensor(t.array.map(bf16Rounded), shape: t.shape) }
+        let exact = withNoGrad { (conv2d(rounded(x), rounded(w), padding: (1, 1)), matmul(rounded(a), rounded(b))) }
+
+        var results: [(String, (Tensor, Tensor))] = []
+        for emulate in [true, false] where emulate || CPUInfo.current.hasBF16 {
+            MixedPrecision.emulated = emulate
+            try MixedPrecision.select(.bf16)
+            results.append((emulate ? "emulated" : "native", withNoGrad { (conv2d(x, w, padding: (1, 1)), matmul(a, b)) }))
+            // With gradients recorded, everything stays float32.
+            let trained = conv2d(x, Tensor(w.array, shape: w.shape, requiresGrad: true), padding: (1, 1))
+            XCTAssertEqual(trained.array, ref.0.array)
+        }
+        try MixedPrecision.select(.fp32)
+        for (name, (y, z)) in results {
+            for (got, want, full, what) in [(y, exact.0, ref.0, "conv"), (z, exact.1, ref.1, "matmul")] {
+                let g = got.array, e = want.array, f = full.array
+                let scale = f.map(abs).max()!
+                let vsExact = zip(g, e).map { abs($0 - $1) }.max()! / scale
+                let vsFloat = zip(g, f).map { abs($0 - $1) }.max()! / scale
+                XCTAssertLessThan(vsExact, 1e-5, "\(name) \(what): not the products of the rounded operands")
+                XCTAssertLessThan(vsFloat, 5e-2, "\(name) \(what): too far from float32")
+                XCTAssertGreaterThan(vsFloat, 1e-5, "\(name) \(what): no bf16 rounding happened")
+            }
+        }
+    }
+}
