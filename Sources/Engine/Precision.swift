@@ -40,7 +40,7 @@ public enum MixedPrecision {
     @inline(__always)
     static var active: Bool { inference == .bf16 && !GradMode.isEnabled && suspended == 0 }
 
-    /// Nonzero while a bf16 pass runs float32 kernels on operands it rounded itself (`withNoGradRounding`). Only the
+    /// Nonzero while a bf16 pass runs float32 kernels on operands it rounded itself (`withRoundedOperands`). Only the
     /// thread that drives the model changes it, before its kernels split work over the engine's threads.
     nonisolated(unsafe) static var suspended = 0
 
@@ -70,11 +70,25 @@ func bf16Bits(_ x: Float) -> UInt16 {
     return UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
 }
 
-/// `count` floats of `p` rounded to bf16 into a new buffer (free with `BlockAllocator.free(_, bytes: count * 4)`).
-func bf16RoundedCopy(_ p: UnsafePointer<Float>, count: Int) -> UnsafeMutablePointer<Float> {
-    let out = BlockAllocator.allocate(bytes: max(count, 1) * 4).assumingMemoryBound(to: Float.self)
-    parallelChunks(count) { a, b in for i in a..<b { out[i] = bf16Rounded(p[i]) } }
-    return out
+/// Runs `body` on bf16-rounded copies of two operands (an emulated bf16 pass through the float32 kernels), with bf16
+/// GEMMs suspended inside: its operands are rounded already (rounding twice changes nothing, but would copy every
+/// im2col matrix again).
+func withRoundedOperands(_ a: UnsafePointer<Float>, count ac: Int, _ b: UnsafePointer<Float>, count bc: Int,
+                         _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+    func copy(_ p: UnsafePointer<Float>, _ count: Int) -> UnsafeMutablePointer<Float> {
+        let out = BlockAllocator.allocate(bytes: max(count, 1) * 4).assumingMemoryBound(to: Float.self)
+        parallelChunks(count) { s, e in for i in s..<e { out[i] = bf16Rounded(p[i]) } }
+        return out
+    }
+    let ra = copy(a, ac), rb = copy(b, bc)
+    MixedPrecision.suspended += 1
+    defer {
+        MixedPrecision.suspended -= 1
+        BlockAllocator.free(UnsafeMutableRawPointer(ra), bytes: max(ac, 1) * 4)
+        BlockAllocator.free(UnsafeMutableRawPointer(rb), bytes: max(bc, 1) * 4)
+    }
+    body(ra, rb)
+    MixedPrecision.count(native: false)
 }
 
 // MARK: - GEMM

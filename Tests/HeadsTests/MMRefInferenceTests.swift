@@ -14,13 +14,15 @@ final class MMRefInferenceTests: XCTestCase {
 
     /// det-infer (score threshold 0) on the fixture images of `NAME_detections.json` with `NAME.json` and
     /// `NAME.safetensors`: our predictions and mmdet's, image by image.
-    func detInfer(_ name: String) throws -> [(ours: JSON, theirs: JSON)] {
+    func detInfer(_ name: String, precision: String = "fp32") throws -> [(ours: JSON, theirs: JSON)] {
         let ref = try JSON.load(path: "\(fixtures)/\(name)_detections.json")
         let images = try XCTUnwrap(ref["images"]?.arrayValue)
         let out = try ToolRunner.temporaryDirectory("mmref-det")
+        // bf16 natively where the CPU has it, else emulated (the same numbers up to summation order).
+        let env = precision == "bf16" && !CPUInfo.current.hasBF16 ? ["ACMIX_BF16_EMULATION": "1"] : [:]
         let r = try ToolRunner.run("det-infer", ["--config", "\(fixtures)/\(name).json", "--checkpoint", "\(fixtures)/\(name).safetensors",
-                                                 "--out-dir", out, "--score-thr", "0"]
-                                   + images.compactMap { $0["file_name"]?.stringValue }.map { "\(fixtures)/\($0)" })
+                                                 "--out-dir", out, "--score-thr", "0", "--precision", precision]
+                                   + images.compactMap { $0["file_name"]?.stringValue }.map { "\(fixtures)/\($0)" }, environment: env)
         XCTAssertEqual(r.status, 0, r.stderr)
         let ours = try XCTUnwrap(try JSON.load(path: "\(out)/predictions.json").arrayValue)
         XCTAssertEqual(ours.count, images.count)
@@ -43,6 +45,41 @@ final class MMRefInferenceTests: XCTestCase {
                 XCTAssertEqual(d["category_id"]?.intValue, (e["label"]?.intValue ?? -9) + 1, name)
             }
         }
+    }
+
+    /// bf16 against fp32 on the mmdet fixtures: every fp32 detection scoring ≥ 0.3 has a bf16 one of its class
+    /// (IoU ≥ 0.9) and the scores and boxes move little. Prints the largest differences.
+    func testBF16DetectionsStayCloseToFP32() throws {
+        for name in ["retinanet_r50w8", "mask_rcnn_r50w8"] {
+            let fp32 = try detInfer(name), bf16 = try detInfer(name, precision: "bf16")
+            var matched = 0, total = 0, worstScore = 0.0, worstShift = 0.0
+            for ((a, _), (b, _)) in zip(fp32, bf16) {
+                let x = try XCTUnwrap(a["detections"]?.arrayValue), y = try XCTUnwrap(b["detections"]?.arrayValue)
+                func box(_ d: JSON) -> [Double] { d["bbox"]?.arrayValue?.compactMap(\.doubleValue) ?? [0, 0, 0, 0] }
+                for d in x where (d["score"]?.doubleValue ?? 0) >= 0.3 {
+                    total += 1
+                    let p = box(d)
+                    let best = y.filter { $0["category_id"]?.intValue == d["category_id"]?.intValue }
+                        .max { iou(p, box($0)) < iou(p, box($1)) }
+                    guard let best, iou(p, box(best)) >= 0.9 else { continue }
+                    matched += 1
+                    worstScore = max(worstScore, abs((d["score"]?.doubleValue ?? 0) - (best["score"]?.doubleValue ?? 0)))
+                    worstShift = max(worstShift, zip(p, box(best)).map { abs($0 - $1) }.max() ?? 0)
+                }
+            }
+            print("bf16 vs fp32 on \(name) (\(CPUInfo.current.hasBF16 ? "native" : "emulated")): \(matched) of \(total) detections "
+                  + "matched, largest score difference \(worstScore), largest box shift \(worstShift) px")
+            XCTAssertGreaterThan(total, 0)
+            XCTAssertGreaterThanOrEqual(Double(matched), 0.8 * Double(total), name)
+            XCTAssertLessThan(worstScore, 0.05, name)
+        }
+    }
+
+    /// IoU of two [x, y, w, h] boxes.
+    func iou(_ a: [Double], _ b: [Double]) -> Double {
+        let w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]), h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+        let inter = max(0, w) * max(0, h)
+        return inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1e-9)
     }
 
     /// A Mask R-CNN checkpoint written by mmdet and converted: the same boxes, scores, labels and (≥ 99.9 % of) mask

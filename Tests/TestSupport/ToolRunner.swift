@@ -23,13 +23,14 @@ public enum ToolRunner {
     /// `.build/release/<tool>`.
     public static func path(of tool: String) -> String { packageRoot.appendingPathComponent(".build/release/\(tool)").path }
 
-    /// Runs `tool` with `args` (in `cwd` when given) to completion.
-    public static func run(_ tool: String, _ args: [String], cwd: String? = nil) throws -> Result {
+    /// Runs `tool` with `args` (in `cwd` when given, with `environment` added to this process's) to completion.
+    public static func run(_ tool: String, _ args: [String], cwd: String? = nil, environment: [String: String] = [:]) throws -> Result {
         let path = path(of: tool)
         guard FileManager.default.isExecutableFile(atPath: path) else { throw MissingTool(description: "build the release products first: \(path)") }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out

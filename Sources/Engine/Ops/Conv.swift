@@ -109,11 +109,9 @@ func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: Uns
             MixedPrecision.count(native: true)
             return
         }
-        let xCount = g.n * g.c * g.h * g.w, wCount = g.o * g.cg * g.kh * g.kw
-        let rx = bf16RoundedCopy(x, count: xCount), rw = bf16RoundedCopy(w, count: wCount)
-        defer { BlockAllocator.free(UnsafeMutableRawPointer(rx), bytes: max(xCount, 1) * 4); BlockAllocator.free(UnsafeMutableRawPointer(rw), bytes: max(wCount, 1) * 4) }
-        withRoundedOperands { convForward32(g, rx, rw, bias, y, epilogue: epilogue, inference: false) }
-        MixedPrecision.count(native: false)
+        withRoundedOperands(x, count: g.n * g.c * g.h * g.w, w, count: g.o * g.cg * g.kh * g.kw) { rx, rw in
+            convForward32(g, rx, rw, bias, y, epilogue: epilogue, inference: false)
+        }
         return
     }
     convForward32(g, x, w, bias, y, epilogue: epilogue, inference: inference)
@@ -128,14 +126,6 @@ func bf16ConvForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w:
                      bf16: true) else { return false }
     ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu).apply(y, n: g.n, o: g.o, plane: g.ho * g.wo)
     return true
-}
-
-/// Runs `body` with bf16 GEMMs off: operands it gets were rounded already (rounding twice changes nothing, but
-/// would copy every im2col matrix again).
-func withRoundedOperands(_ body: () -> Void) {
-    MixedPrecision.suspended += 1
-    defer { MixedPrecision.suspended -= 1 }
-    body()
 }
 
 /// The float32 forward: Winograd where allowed, then the implementation `ConvPolicy` picks.

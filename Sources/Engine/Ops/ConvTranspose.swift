@@ -20,10 +20,9 @@ public func convTranspose2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil
     let out = Tensor(zeros: [n, cout, ho, wo])
     if MixedPrecision.active {
         // bf16: the float32 kernel on rounded operands (the mask head's one deconvolution; bf16 numerics, float32 speed).
-        let rx = bf16RoundedCopy(x.data, count: x.count), rw = bf16RoundedCopy(weight.data, count: weight.count)
-        defer { BlockAllocator.free(UnsafeMutableRawPointer(rx), bytes: max(x.count, 1) * 4); BlockAllocator.free(UnsafeMutableRawPointer(rw), bytes: max(weight.count, 1) * 4) }
-        withRoundedOperands { convBackward(g, out.data, rw, rx, out.data, nil) }
-        MixedPrecision.count(native: false)
+        withRoundedOperands(x.data, count: x.count, weight.data, count: weight.count) { rx, rw in
+            convBackward(g, out.data, rw, rx, out.data, nil)
+        }
     } else {
         convBackward(g, out.data, weight.data, x.data, out.data, nil)
     }
