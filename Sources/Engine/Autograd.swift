@@ -88,7 +88,11 @@ extension Tensor {
                 preconditionFailure("backward through \(n.name) a second time: its saved tensors were freed after the first")
             }
             n.backward = nil
-            let inputGrads = withNoGrad { fn(g) }
+            let inputGrads = withNoGrad {
+                MixedPrecision.inBackward = true   // training precision (`amp`) holds in the backward pass too
+                defer { MixedPrecision.inBackward = false }
+                return fn(g)
+            }
             for (k, (input, ig)) in zip(n.inputs, inputGrads).enumerated() {
                 guard let ig else { continue }
                 precondition(ig.shape == n.inputShapes[k], "\(n.name) backward: grad \(ig.shape) for input \(n.inputShapes[k])")

@@ -36,9 +36,29 @@ public enum MixedPrecision {
         inference = p
     }
 
-    /// Whether the current pass runs bf16: bf16 selected and no gradient recorded.
+    /// The precision of training passes (forward with gradients recorded, and the backward pass): `amp` / `--amp`.
+    /// bf16 there is mixed precision as PyTorch's autocast runs it: convolutions and GEMMs on bf16 operands (their
+    /// input gradients and weight gradients too), float32 master weights, optimizer state, norms and losses.
+    nonisolated(unsafe) public private(set) static var training: Precision = .fp32
+
+    /// Sets the training precision, refused like `select`'s bf16 on a CPU without it.
+    public static func selectTraining(_ p: Precision, option: String = "amp") throws {
+        if p == .bf16 && !CPUInfo.current.hasBF16 && !emulated {
+            throw KitError.usage("\(option) bf16: this CPU (\(CPUInfo.current.summary)) has neither AVX512-BF16 nor AMX-BF16, "
+                                 + "which bf16 needs; use fp32")
+        }
+        training = p
+    }
+
+    /// Whether the current pass runs bf16: in training passes (gradients recorded, or the backward pass) when
+    /// `training` is bf16, in passes without gradients when `inference` is.
     @inline(__always)
-    static var active: Bool { inference == .bf16 && !GradMode.isEnabled && suspended == 0 }
+    static var active: Bool {
+        suspended == 0 && ((GradMode.isEnabled || inBackward) ? training == .bf16 : inference == .bf16)
+    }
+
+    /// True while `Tensor.backward` runs the recorded backward functions (with gradient recording off).
+    nonisolated(unsafe) static var inBackward = false
 
     /// Nonzero while a bf16 pass runs float32 kernels on operands it rounded itself (`withRoundedOperands`). Only the
     /// thread that drives the model changes it, before its kernels split work over the engine's threads.
@@ -75,19 +95,22 @@ func bf16Bits(_ x: Float) -> UInt16 {
 /// im2col matrix again).
 func withRoundedOperands(_ a: UnsafePointer<Float>, count ac: Int, _ b: UnsafePointer<Float>, count bc: Int,
                          _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
-    func copy(_ p: UnsafePointer<Float>, _ count: Int) -> UnsafeMutablePointer<Float> {
+    withRoundedOperands([(a, ac), (b, bc)]) { body($0[0], $0[1]) }
+}
+
+/// `withRoundedOperands` for any number of operands (a convolution's backward takes three).
+func withRoundedOperands(_ operands: [(UnsafePointer<Float>, Int)], _ body: ([UnsafeMutablePointer<Float>]) -> Void) {
+    let copies = operands.map { p, count -> UnsafeMutablePointer<Float> in
         let out = BlockAllocator.allocate(bytes: max(count, 1) * 4).assumingMemoryBound(to: Float.self)
         parallelChunks(count) { s, e in for i in s..<e { out[i] = bf16Rounded(p[i]) } }
         return out
     }
-    let ra = copy(a, ac), rb = copy(b, bc)
     MixedPrecision.suspended += 1
     defer {
         MixedPrecision.suspended -= 1
-        BlockAllocator.free(UnsafeMutableRawPointer(ra), bytes: max(ac, 1) * 4)
-        BlockAllocator.free(UnsafeMutableRawPointer(rb), bytes: max(bc, 1) * 4)
+        for (c, (_, count)) in zip(copies, operands) { BlockAllocator.free(UnsafeMutableRawPointer(c), bytes: max(count, 1) * 4) }
     }
-    body(ra, rb)
+    body(copies)
     MixedPrecision.count(native: false)
 }
 

@@ -16,6 +16,8 @@ import NN
 /// mmcv); warm-up always counts iterations.
 public struct TrainerSettings {
     public var seed: UInt64 = 0
+    /// Training precision (`amp`: "fp32" or "bf16" mixed precision, `MixedPrecision.training`).
+    public var amp: Precision = .fp32
     public var optimizerType = "SGD"
     public var lr = 0.01
     public var momentum = 0.9
@@ -50,6 +52,7 @@ public struct TrainerSettings {
     public static func schemaFields(metric: ConfigSchema) -> [ConfigSchema.Field] {
         [
             .init("seed", .nonNegativeInt),
+            .init("amp", .oneOf(["fp32", "bf16"])),
             .init("work_dir", .string),
             .init("optimizer", .object([
                 .init("type", .oneOf(["SGD", "AdamW"]), required: true), .init("lr", .positiveNumber, required: true),
@@ -79,6 +82,7 @@ public struct TrainerSettings {
     /// Reads a validated config.
     public init(config c: Config) throws {
         seed = UInt64(try c.int("seed", default: 0))
+        amp = Precision(rawValue: try c.string("amp", default: "fp32")) ?? .fp32
         optimizerType = try c.string("optimizer.type")
         lr = try c.double("optimizer.lr")
         momentum = try c.double("optimizer.momentum", default: optimizerType == "SGD" ? 0.9 : 0)

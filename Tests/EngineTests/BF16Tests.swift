@@ -8,6 +8,7 @@ final class BF16Tests: XCTestCase {
     override func tearDown() {
         MixedPrecision.emulated = false
         try? MixedPrecision.select(.fp32)
+        try? MixedPrecision.selectTraining(.fp32)
     }
 
     func testRoundingIsNearestEven() {
@@ -61,6 +62,42 @@ final class BF16Tests: XCTestCase {
                 XCTAssertLessThan(vsFloat, 5e-2, "\(name) \(what): too far from float32")
                 XCTAssertGreaterThan(vsFloat, 1e-5, "\(name) \(what): no bf16 rounding happened")
             }
+        }
+    }
+
+    /// amp bf16: the forward and both gradients of a convolution and a matmul come from bf16-rounded operands
+    /// (input gradient = the float32 gradient of the rounded operands with the rounded output gradient); the weights
+    /// themselves stay float32; passes without gradients (evaluation during training) stay float32.
+    func testMixedPrecisionTrainingRoundsForwardAndBackward() throws {
+        MixedPrecision.emulated = !CPUInfo.current.hasBF16
+        let xv = (0..<(1 * 8 * 6 * 6)).map { Float(sin(Double($0) * 0.37)) }, wv = (0..<(16 * 8 * 9)).map { Float(cos(Double($0) * 0.11)) * 0.1 }
+        let gyv = (0..<(1 * 16 * 6 * 6)).map { Float(sin(Double($0) * 0.05)) }
+        func run(_ amp: Precision, round: Bool) throws -> (y: [Float], gx: [Float], gw: [Float]) {
+            try MixedPrecision.selectTraining(amp)
+            let r: (Float) -> Float = round ? bf16Rounded : { $0 }
+            let x = Tensor(xv.map(r), shape: [1, 8, 6, 6], requiresGrad: true), w = Tensor(wv.map(r), shape: [16, 8, 3, 3], requiresGrad: true)
+            let y = conv2d(x, w, padding: (1, 1))
+            y.backward(Tensor(gyv.map(r), shape: y.shape))
+            return (y.array, x.grad!.array, w.grad!.array)
+        }
+        let amp = try run(.bf16, round: false), exact = try run(.fp32, round: true), full = try run(.fp32, round: false)
+        for (name, a, e, f) in [("forward", amp.y, exact.y, full.y), ("input gradient", amp.gx, exact.gx, full.gx),
+                                ("weight gradient", amp.gw, exact.gw, full.gw)] {
+            let scale = f.map(abs).max()!
+            XCTAssertLessThan(zip(a, e).map { abs($0 - $1) }.max()! / scale, 1e-5, "\(name): not from the rounded operands")
+            XCTAssertGreaterThan(zip(a, f).map { abs($0 - $1) }.max()! / scale, 1e-6, "\(name): no rounding")
+        }
+        // Evaluation inside an amp run (no gradients) stays float32.
+        try MixedPrecision.selectTraining(.bf16)
+        let x = Tensor(xv, shape: [1, 8, 6, 6]), w = Tensor(wv, shape: [16, 8, 3, 3])
+        XCTAssertEqual(withNoGrad { conv2d(x, w, padding: (1, 1)) }.array, full.y)
+    }
+
+    func testAmpIsRefusedOnACPUWithoutBF16() throws {
+        if CPUInfo.current.hasBF16 { throw XCTSkip("this CPU has bf16 (\(CPUInfo.current.summary))") }
+        XCTAssertThrowsError(try MixedPrecision.selectTraining(.bf16, option: "--amp")) { e in
+            XCTAssertEqual((e as? KitError)?.exitCode, 2)
+            XCTAssertTrue("\(e)".hasPrefix("--amp bf16: this CPU"), "\(e)")
         }
     }
 }

@@ -100,7 +100,9 @@ final class OutputSafetyTests: XCTestCase {
         for (tool, args, needle) in [("make-shapes", ["--out", "/tmp/x", "--format", "gif"], "'jpg' and 'png'"),
                                      ("det-eval", ["--annotations", "a", "--results", "b", "--iou-type", "keypoints"], "'bbox' and 'segm'"),
                                      ("det-infer", [], "--config"), ("det-train", ["--bogus"], "--bogus"),
-                                     ("bench", ["--case", "nope"], "unknown case")] {
+                                     ("bench", ["--case", "nope"], "unknown case")]
+            + (CPUInfo.current.hasBF16 ? [] : [("det-train", ["--amp", "bf16", "--dry-run"], "amp bf16: this CPU"),
+                                                ("bench", ["--case", "sgemm_1024", "--precision", "bf16"], "--precision bf16: this CPU")]) {
             let r = try ToolRunner.run(tool, args)
             XCTAssertEqual(r.status, 2, "\(tool) \(args): \(r.stderr)")
             let lines = r.stderr.split(separator: "\n")

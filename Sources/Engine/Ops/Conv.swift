@@ -50,7 +50,14 @@ func conv2dGradients(_ g: Conv2dGeometry, _ x: Tensor, _ weight: Tensor, _ gy: T
     // Uninitialised: oneDNN overwrites them, and `convBackward` zeroes them where the engine's kernels accumulate.
     let gx = input ? Tensor(uninitialized: x.shape) : nil
     let gw = needWeight ? Tensor(uninitialized: weight.shape) : nil
-    convBackward(g, x.data, weight.data, gy.data, gx?.data, gw?.data)
+    if MixedPrecision.active {
+        // bf16 training (`amp`): both gradients from bf16-rounded operands, accumulated in float32.
+        withRoundedOperands([(UnsafePointer(x.data), x.count), (UnsafePointer(weight.data), weight.count), (UnsafePointer(gy.data), gy.count)]) { r in
+            convBackward(g, r[0], r[1], r[2], gx?.data, gw?.data)
+        }
+    } else {
+        convBackward(g, x.data, weight.data, gy.data, gx?.data, gw?.data)
+    }
     return (gx, gw)
 }
 

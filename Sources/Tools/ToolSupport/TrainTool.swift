@@ -50,13 +50,15 @@ public enum TrainTool {
                                                buildModel: (Config) throws -> M,
                                                buildTask: (Config, M, _ workDir: String) throws -> TrainingTask) throws {
         let path = options.resolvedConfig(default: defaultConfig)
-        let cfg = try C.load(path: path, overrides: options.overrides)
+        // --amp is the config key amp, set last.
+        let cfg = try C.load(path: path, overrides: options.overrides + (options.amp.map { ["amp=\"\($0.rawValue)\""] } ?? []))
         if let loadFrom = options.loadFrom, ProcessGroup.launchedRank == 0, !FileManager.default.fileExists(atPath: loadFrom) {
             throw KitError.usage("--load-from: file not found: \(loadFrom)")
         }
         if let loadFrom = options.loadFrom { ProtectedInputs.add(loadFrom, option: "--load-from") }   // no checkpoint may replace it
         try checkEnvironment()
         let settings = try TrainerSettings(config: cfg)
+        try MixedPrecision.selectTraining(settings.amp, option: "\(cfg.source(of: "amp")): amp")
         EngineRandom.seed(settings.seed)
         let model = try buildModel(cfg)   // every model key is checked here, before any work
         if options.dryRun { print(cfg.serialized(), terminator: ""); return }
@@ -152,6 +154,9 @@ public struct TrainOptions: ParsableArguments {
 
     @Option(name: .customLong("set"), help: "Override a config key, e.g. --set optimizer.lr=0.005 (value parsed as JSON, else a string).")
     public var overrides: [String] = []
+
+    @Option(help: "bf16: mixed-precision training on the CPU's bf16 units (config key amp; fp32 master weights and optimizer state).")
+    public var amp: Precision?
 
     @Flag(help: "Check the config, print the merged result and exit.")
     public var dryRun = false
