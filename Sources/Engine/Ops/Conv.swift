@@ -51,7 +51,16 @@ func conv2dGradients(_ g: Conv2dGeometry, _ x: Tensor, _ weight: Tensor, _ gy: T
     let gx = input ? Tensor(uninitialized: x.shape) : nil
     let gw = needWeight ? Tensor(uninitialized: weight.shape) : nil
     if MixedPrecision.active {
-        // bf16 training (`amp`): both gradients from bf16-rounded operands, accumulated in float32.
+        // bf16 training (`amp`): both gradients from bf16 operands, accumulated in float32; natively oneDNN's bf16
+        // backward kernels, else the float32 kernels on rounded copies.
+        if MixedPrecision.native {
+            let dataDone = gx.map { oneDNNConv(.backwardData, g, blocked: true, x: $0.data, w: weight.data, y: gy.data, bf16: true) } ?? true
+            let weightDone = gw.map { oneDNNConv(.backwardWeights, g, blocked: true, x: x.data, w: $0.data, y: gy.data, bf16: true) } ?? true
+            if dataDone && weightDone {
+                MixedPrecision.count(native: true)
+                return (gx, gw)
+            }
+        }
         withRoundedOperands([(UnsafePointer(x.data), x.count), (UnsafePointer(weight.data), weight.count), (UnsafePointer(gy.data), gy.count)]) { r in
             convBackward(g, r[0], r[1], r[2], gx?.data, gw?.data)
         }

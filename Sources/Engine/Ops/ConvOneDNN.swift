@@ -157,9 +157,22 @@ final class ConvPlan: @unchecked Sendable {
               let wUser = OneDNN.plain(wDims, strides: wPitch),
               let yUser = OneDNN.plain(yDims, strides: [k.fullO * howo, howo, k.wo, 1]) else { return nil }
         var xMD: dnnl_memory_desc_t, wMD: dnnl_memory_desc_t, yMD: dnnl_memory_desc_t
+        // The forward descriptor's operands (also the hint of a backward pass).
+        var xF: dnnl_memory_desc_t? = nil, wF: dnnl_memory_desc_t? = nil, yF: dnnl_memory_desc_t? = nil
         if k.bf16 {
-            guard let a = OneDNN.any(xDims, type: dnnl_bf16), let b = OneDNN.any(wDims, type: dnnl_bf16), let c = OneDNN.any(yDims) else { return nil }
+            // bf16 inputs of the pass, float32 outputs: forward src and weights in, dst out; backward-data diff_dst and
+            // weights in, diff_src out; backward-weights src and diff_dst in, diff_weights out. The forward hint of a
+            // backward pass is the bf16 forward.
+            let bf = dnnl_bf16, f = dnnl_f32
+            let types: (dnnl_data_type_t, dnnl_data_type_t, dnnl_data_type_t) =
+                k.pass == .forward ? (bf, bf, f) : k.pass == .backwardData ? (f, bf, bf) : (bf, f, bf)
+            guard let a = OneDNN.any(xDims, type: types.0), let b = OneDNN.any(wDims, type: types.1),
+                  let c = OneDNN.any(yDims, type: types.2) else { return nil }
             (xMD, wMD, yMD) = (a, b, c)
+            if k.pass != .forward {
+                guard let ha = OneDNN.any(xDims, type: bf), let hb = OneDNN.any(wDims, type: bf), let hc = OneDNN.any(yDims, type: bf) else { return nil }
+                (xF, wF, yF) = (ha, hb, hc)
+            }
         } else if k.blocked {
             guard let a = OneDNN.any(xDims), let b = OneDNN.any(wDims), let c = OneDNN.any(yDims) else { return nil }
             (xMD, wMD, yMD) = (a, b, c)
@@ -200,10 +213,11 @@ final class ConvPlan: @unchecked Sendable {
         }
 
         var fwd = dnnl_convolution_desc_t()
+        var xH = xF ?? xMD, wH = wF ?? wMD, yH = yF ?? yMD
         let fwdOK = withUnsafeMutablePointer(to: &biasMD) { bp in
             dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training,
-                                                       k.winograd ? dnnl_convolution_winograd : dnnl_convolution_direct, &xMD, &wMD,
-                                                       k.bias ? UnsafePointer(OpaquePointer(bp)) : nil, &yMD,
+                                                       k.winograd ? dnnl_convolution_winograd : dnnl_convolution_direct, &xH, &wH,
+                                                       k.bias ? UnsafePointer(OpaquePointer(bp)) : nil, &yH,
                                                        strides, dilations, padL, padR) == dnnl_success
         }
         guard fwdOK else { return nil }
