@@ -101,3 +101,41 @@ final class DNNLPrimitive: @unchecked Sendable {
         return make(pd)
     }
 }
+
+/// The memory objects and scratch buffers of one primitive execution, released together when it ends.
+final class DNNLExecution {
+    private let engine: dnnl_engine_t
+    private var memories: [dnnl_memory_t] = []
+    private var buffers: [(UnsafeMutableRawPointer, Int)] = []
+
+    init(engine: dnnl_engine_t) { self.engine = engine }
+
+    deinit {
+        for m in memories { dnnl_memory_destroy(m) }
+        for (b, bytes) in buffers { BlockAllocator.free(b, bytes: bytes) }
+    }
+
+    /// A memory object of `md` over `handle`; nil on failure.
+    func memory(_ md: dnnl_memory_desc_t, _ handle: UnsafeMutableRawPointer) -> dnnl_memory_t? {
+        var d = md
+        var m: dnnl_memory_t?
+        guard dnnl_memory_create(&m, &d, engine, handle) == dnnl_success, let m else { return nil }
+        memories.append(m)
+        return m
+    }
+
+    /// A scratch buffer of `bytes`, freed with the execution.
+    func buffer(_ bytes: Int) -> UnsafeMutableRawPointer {
+        let b = BlockAllocator.allocate(bytes: bytes)
+        buffers.append((b, bytes))
+        return b
+    }
+
+    /// The scratchpad argument of a primitive whose scratchpad mode is user (nil when it needs none or on failure).
+    func scratchpad(bytes: Int) -> dnnl_exec_arg_t? {
+        guard bytes > 0 else { return nil }
+        var s = dnnl_memory_desc_t()
+        _ = dnnl_memory_desc_init_by_tag(&s, 1, OneDNN.padded([bytes]), dnnl_u8, dnnl_a)
+        return memory(s, buffer(bytes)).map { dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SCRATCHPAD), memory: $0) }
+    }
+}

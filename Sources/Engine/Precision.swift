@@ -207,38 +207,21 @@ final class BF16MatmulPlan: @unchecked Sendable {
                     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) -> Bool {
         guard let plan = get(Key(m: m, n: n, k: k, ldc: ldc, alpha: alpha, beta: beta)), let engine = OneDNN.engine else { return false }
-        let aBytes = m * k * 2, bBytes = k * n * 2
-        let ab = BlockAllocator.allocate(bytes: aBytes).assumingMemoryBound(to: UInt16.self)
-        let bb = BlockAllocator.allocate(bytes: bBytes).assumingMemoryBound(to: UInt16.self)
-        let scratch = plan.scratchpadBytes > 0 ? BlockAllocator.allocate(bytes: plan.scratchpadBytes) : nil
-        defer {
-            BlockAllocator.free(UnsafeMutableRawPointer(ab), bytes: aBytes); BlockAllocator.free(UnsafeMutableRawPointer(bb), bytes: bBytes)
-            if let scratch { BlockAllocator.free(scratch, bytes: plan.scratchpadBytes) }
-        }
+        let exec = DNNLExecution(engine: engine)
+        let ab = exec.buffer(m * k * 2).assumingMemoryBound(to: UInt16.self), bb = exec.buffer(k * n * 2).assumingMemoryBound(to: UInt16.self)
         if transA { for i in 0..<m { for j in 0..<k { ab[i * k + j] = bf16Bits(a[j * lda + i]) } } }
         else { for i in 0..<m { let r = a + i * lda, o = ab + i * k; for j in 0..<k { o[j] = bf16Bits(r[j]) } } }
         if transB { for i in 0..<k { for j in 0..<n { bb[i * n + j] = bf16Bits(b[j * ldb + i]) } } }
         else { for i in 0..<k { let r = b + i * ldb, o = bb + i * n; for j in 0..<n { o[j] = bf16Bits(r[j]) } } }
         OneDNN.singleThreaded()
-        var memories: [dnnl_memory_t] = []
-        defer { for mem in memories { dnnl_memory_destroy(mem) } }
-        func memory(_ md: dnnl_memory_desc_t, _ handle: UnsafeMutableRawPointer) -> dnnl_memory_t? {
-            var d = md
-            var mem: dnnl_memory_t?
-            guard dnnl_memory_create(&mem, &d, engine, handle) == dnnl_success, let mem else { return nil }
-            memories.append(mem)
-            return mem
-        }
         return OneDNN.withStream { stream -> Bool in
-            guard let ms = memory(plan.src, UnsafeMutableRawPointer(ab)), let mw = memory(plan.weights, UnsafeMutableRawPointer(bb)),
-                  let md = memory(plan.dst, UnsafeMutableRawPointer(c)) else { return false }
+            guard let ms = exec.memory(plan.src, UnsafeMutableRawPointer(ab)), let mw = exec.memory(plan.weights, UnsafeMutableRawPointer(bb)),
+                  let md = exec.memory(plan.dst, UnsafeMutableRawPointer(c)) else { return false }
             var args = [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SRC), memory: ms), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_WEIGHTS), memory: mw),
                         dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_DST), memory: md)]
-            if let scratch {
-                var sd = dnnl_memory_desc_t()
-                _ = dnnl_memory_desc_init_by_tag(&sd, 1, OneDNN.padded([plan.scratchpadBytes]), dnnl_u8, dnnl_a)
-                guard let mem = memory(sd, scratch) else { return false }
-                args.append(dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SCRATCHPAD), memory: mem))
+            if plan.scratchpadBytes > 0 {
+                guard let arg = exec.scratchpad(bytes: plan.scratchpadBytes) else { return false }
+                args.append(arg)
             }
             let ok = args.withUnsafeBufferPointer {
                 dnnl_primitive_execute(plan.primitive.handle, stream, Int32($0.count), $0.baseAddress) == dnnl_success

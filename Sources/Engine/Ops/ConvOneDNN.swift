@@ -290,24 +290,8 @@ final class ConvPlan: @unchecked Sendable {
              scale: UnsafeMutablePointer<Float>? = nil, shift: UnsafeMutablePointer<Float>? = nil) -> Bool {
         guard let engine = OneDNN.engine else { return false }
         OneDNN.singleThreaded()
-        var memories: [dnnl_memory_t] = []
-        var buffers: [(UnsafeMutableRawPointer, Int)] = []
-        defer {
-            for m in memories { dnnl_memory_destroy(m) }
-            for (b, bytes) in buffers { BlockAllocator.free(b, bytes: bytes) }
-        }
-        func memory(_ md: dnnl_memory_desc_t, _ handle: UnsafeMutableRawPointer) -> dnnl_memory_t? {
-            var d = md
-            var m: dnnl_memory_t?
-            guard dnnl_memory_create(&m, &d, engine, handle) == dnnl_success, let m else { return nil }
-            memories.append(m)
-            return m
-        }
-        func buffer(_ bytes: Int) -> UnsafeMutableRawPointer {
-            let b = BlockAllocator.allocate(bytes: bytes)
-            buffers.append((b, bytes))
-            return b
-        }
+        let exec = DNNLExecution(engine: engine)
+        let memory = exec.memory, buffer = exec.buffer
         return OneDNN.withStream { stream -> Bool in
             var args: [dnnl_exec_arg_t] = []
             var after: [(DNNLPrimitive, dnnl_memory_t, dnnl_memory_t)] = []
@@ -334,10 +318,8 @@ final class ConvPlan: @unchecked Sendable {
                 args.append(dnnl_exec_arg_t(arg: cdnnl_arg_post_op_src1(1), memory: mt))
             }
             if scratchpadBytes > 0 {
-                var s = dnnl_memory_desc_t()
-                _ = dnnl_memory_desc_init_by_tag(&s, 1, OneDNN.padded([scratchpadBytes]), dnnl_u8, dnnl_a)
-                guard let m = memory(s, buffer(scratchpadBytes)) else { return false }
-                args.append(dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SCRATCHPAD), memory: m))
+                guard let arg = exec.scratchpad(bytes: scratchpadBytes) else { return false }
+                args.append(arg)
             }
             guard execute(primitive, stream, args) else { return false }
             for (reorder, inner, user) in after {
