@@ -62,9 +62,10 @@ public enum TrainTool {
         EngineRandom.seed(settings.seed)
         let model = try buildModel(cfg)   // every model key is checked here, before any work
         if options.dryRun { print(cfg.serialized(), terminator: ""); return }
+        // Checked before MPI starts: a bad work dir is a usage error every rank meets alike, reported by rank 0 alone.
+        let dir = try workDir(options.workDir, configPath: path, config: cfg)
         let group = ProcessGroup.world   // MPI starts here under mpirun
         let isMain = group?.isMain ?? true
-        let dir = try workDir(options.workDir, configPath: path, config: cfg)
         // The data and the model's input sizes are checked here; in a job, rank 0 first (it may write the shapes
         // dataset), the others once it has succeeded.
         let task = try group?.onMain("preparing the data") { try buildTask(cfg, model, dir) } ?? buildTask(cfg, model, dir)
