@@ -198,7 +198,8 @@ public struct ModelEvalOptions: ParsableArguments {
             guard !filesForm else { throw ValidationError("give either \(filesOptions) or --config/--checkpoint, not both") }
             return (config, checkpoint)
         }
-        guard showDir == nil && overrides.isEmpty && precision == .fp32 else { throw ValidationError("--show-dir, --set and --precision need --config") }
+        guard showDir == nil && overrides.isEmpty else { throw ValidationError("--show-dir and --set need --config") }
+        guard precision == .fp32 else { throw ValidationError("--precision needs --config (the files form runs no model)") }
         return nil
     }
 }
