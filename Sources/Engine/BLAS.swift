@@ -18,7 +18,7 @@ public enum GEMMKernel: String, CaseIterable, Sendable {
 /// Measured single-threaded per shape class (`bench --case gemm_sweep`: im2col and 1×1 convolutions with their
 /// backward transposes, Swin's linear layers, window attention's 49×49 products), oneDNN's was as fast or faster
 /// than OpenBLAS's on every class even where OpenBLAS's core matches the CPU (AMD EPYC Zen 3, AVX2, core "Zen":
-/// OpenBLAS 0.98–1.01× on 512×49×4608 and 1024×1024², 1.1–1.3× slower on the convolution and linear shapes, 1.2–1.5×
+/// OpenBLAS 0.98–1.01× on 512×49×4608 and 1024³, 1.1–1.3× slower on the convolution and linear shapes, 1.2–1.5×
 /// on the attention ones), so every GEMM runs on oneDNN and the choice never depends on OPENBLAS_CORETYPE. OpenBLAS
 /// runs them only where oneDNN has no CPU engine, with a warning when its core is below the CPU's vector level.
 public enum GEMMPolicy {

@@ -1,7 +1,8 @@
 import CDNNL
 import Foundation
 
-/// The arithmetic precision of convolutions, deconvolutions, linear layers and attention matmuls at inference.
+/// The arithmetic precision of convolutions, deconvolutions, linear layers and attention matmuls (at inference:
+/// `--precision`; in training: `amp`).
 public enum Precision: String, CaseIterable, Sendable {
     /// float32 throughout (the default).
     case fp32
@@ -11,13 +12,13 @@ public enum Precision: String, CaseIterable, Sendable {
     case bf16
 }
 
-/// Which precision passes without gradients run in, and how bf16 runs: on the CPU's matrix units through oneDNN
+/// Which precision inference and training passes run in, and how bf16 runs: on the CPU's matrix units through oneDNN
 /// (AMX-BF16 or AVX512-BF16), or emulated (`ACMIX_BF16_EMULATION=1`: operands rounded to bf16, products and sums in
 /// the float32 kernels; the same numbers up to summation order, on any CPU, slowly). Emulation is the reference the
 /// native kernels are tested against and what tests use on CPUs without bf16; the tools refuse bf16 on such CPUs.
 public enum MixedPrecision {
     /// The precision of convolution and GEMM passes that record no gradient. Set once by a tool before its model runs
-    /// (`select`); training passes (with gradients) always run float32.
+    /// (`select`); training passes follow `training`.
     nonisolated(unsafe) public private(set) static var inference: Precision = .fp32
 
     /// `ACMIX_BF16_EMULATION=1`: bf16 numerics through the float32 kernels (see above).
@@ -29,11 +30,16 @@ public enum MixedPrecision {
     /// Sets the inference precision; bf16 on a CPU without AVX512-BF16 or AMX-BF16 (and without emulation) is a usage
     /// error naming the missing feature.
     public static func select(_ p: Precision, option: String = "--precision") throws {
+        try checkSupport(p, option: option)
+        inference = p
+    }
+
+    /// A usage error naming the missing feature when `p` is bf16 and this CPU cannot run it (and emulation is off).
+    static func checkSupport(_ p: Precision, option: String) throws {
         if p == .bf16 && !CPUInfo.current.hasBF16 && !emulated {
             throw KitError.usage("\(option) bf16: this CPU (\(CPUInfo.current.summary)) has neither AVX512-BF16 nor AMX-BF16, "
-                                 + "which bf16 needs; use \(option) fp32")
+                                 + "which bf16 needs; use fp32")
         }
-        inference = p
     }
 
     /// The precision of training passes (forward with gradients recorded, and the backward pass): `amp` / `--amp`.
@@ -43,10 +49,7 @@ public enum MixedPrecision {
 
     /// Sets the training precision, refused like `select`'s bf16 on a CPU without it.
     public static func selectTraining(_ p: Precision, option: String = "amp") throws {
-        if p == .bf16 && !CPUInfo.current.hasBF16 && !emulated {
-            throw KitError.usage("\(option) bf16: this CPU (\(CPUInfo.current.summary)) has neither AVX512-BF16 nor AMX-BF16, "
-                                 + "which bf16 needs; use fp32")
-        }
+        try checkSupport(p, option: option)
         training = p
     }
 
