@@ -57,14 +57,40 @@ public enum ConvPolicy {
         return automatic(g, pass)
     }
 
+    /// Which measured table `automatic` follows: the AVX-512 one, or the AVX2 one on CPUs without AVX-512 (their
+    /// kernels differ: oneDNN's blocked layouts are 8-wide there and it has no Winograd). `ACMIX_CONV_TABLE=avx2|avx512`
+    /// forces one, to compare them on the same machine.
+    nonisolated(unsafe) public static var avx2Table: Bool = {
+        switch ProcessInfo.processInfo.environment["ACMIX_CONV_TABLE"] {
+        case "avx2": return true
+        case "avx512": return false
+        default: return CPUInfo.current.level < .avx512
+        }
+    }()
+
     /// Single-thread CPU time per shape and pass (bench `conv_sweep`, provisional): oneDNN's JIT kernels in blocked
     /// layouts beat im2col + sgemm by 10–25 % on 3×3 and 7×7 maps of 14×14 and up, reorders included; on smaller
     /// maps its plain (gemm) forward and our backward-weights win; 1×1 stride-1 convolutions are a plain sgemm,
     /// oneDNN's AVX-512 one slightly ahead of OpenBLAS's except for the weight gradient; the grouped shift
     /// convolution of ACmix runs fastest in the engine's direct kernel.
+    ///
+    /// On AVX2 (AMD EPYC Zen 3, `conv_sweep` single-threaded) two choices differ: the weight gradient of 3×3 and
+    /// 7×7 convolutions is fastest as im2col + sgemm at every size (oneDNN's blocked one 1.1–1.35× slower, RetinaNet's
+    /// 720-channel classifier at 64×64 412 vs 306 ms); the input gradient of 1×1 convolutions with ≥ 512 input
+    /// channels on maps of ≤ 16×16 is 1.4–2.4× faster blocked. (A 1×1 forward measured 1.85× faster blocked on FPN's
+    /// 512→256 lateral at 64×64 but slower on ResNet's at 56×56 and in RetinaNet at 800×1333: not taken.) The
+    /// ACmix-ResNet-50 training step at 224, batch 2, single-threaded: 1014–1064 → 944–952 CPU ms.
     static func automatic(_ g: Conv2dGeometry, _ pass: ConvPass) -> ConvImplementation {
         if g.groups > 1 { return .engine }
         let outPlane = g.ho * g.wo
+        if avx2Table {
+            let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1
+            switch pass {
+            case .backwardWeights where !(g.kh == 1 && g.kw == 1): return .engine
+            case .backwardData where pointwise && g.c >= 512 && outPlane <= 256: return .oneDNNBlocked
+            default: break
+            }
+        }
         if g.kh == 1 && g.kw == 1 {
             if g.sh != 1 || g.sw != 1 || pass == .backwardWeights { return .engine }
             return .oneDNNPlain
