@@ -32,8 +32,9 @@ public struct InferOptions: ParsableArguments {
         guard !paths.isEmpty else { throw ValidationError("give at least one image or folder") }
     }
 
-    /// Registers the config, the checkpoint and the images (files and folders) as inputs no output may replace or
-    /// land in, then checks `--out-dir` and every planned output file, before any work.
+    /// Before any work: selects `--precision` (refused on a CPU without bf16), registers the config, the checkpoint
+    /// and the images (files and folders) as inputs no output may replace or land in, and checks `--out-dir` and
+    /// every planned output file.
     public func protectInputs(planned outputs: [String]) throws {
         try MixedPrecision.select(precision)
         ProtectedInputs.add(config, option: "--config")
