@@ -24,8 +24,61 @@ public enum MixedPrecision {
     /// `ACMIX_BF16_EMULATION=1`: bf16 numerics through the float32 kernels (see above).
     nonisolated(unsafe) public static var emulated: Bool = ProcessInfo.processInfo.environment["ACMIX_BF16_EMULATION"] == "1"
 
-    /// Whether bf16 runs natively: the CPU has bf16 dot products and emulation is not asked for.
-    public static var native: Bool { CPUInfo.current.hasBF16 && OneDNN.engine != nil && !emulated }
+    /// Whether bf16 runs natively: the CPU has bf16 dot products, emulation is not asked for, and the native kernels
+    /// passed their check against the emulated numbers (`nativeVerified`).
+    public static var native: Bool { CPUInfo.current.hasBF16 && OneDNN.engine != nil && !emulated && nativeVerified }
+
+    /// Checked once, on first native use: a convolution (forward, input and weight gradients) and a GEMM through the
+    /// native bf16 kernels must equal the float32 kernels on the rounded operands within 1e-4 of the result's scale.
+    /// A kernel that reports no implementation is fine (that shape is emulated); one that returns other numbers
+    /// turns native bf16 off for the process, with a warning, rather than give wrong answers.
+    public static let nativeVerified: Bool = {
+        guard CPUInfo.current.hasBF16, OneDNN.engine != nil else { return false }
+        let problem = nativeSelfCheck()
+        if let problem { OneDNN.warn("bf16: oneDNN's native kernels failed their check (\(problem)); bf16 runs emulated (slower)") }
+        return problem == nil
+    }()
+
+    /// The first mismatch between the native bf16 kernels and the emulated numbers, or nil.
+    public static func nativeSelfCheck() -> String? {
+        func values(_ n: Int, _ f: Double) -> [Float] { (0..<n).map { Float(sin(Double($0) * f)) } }
+        func worst(_ a: [Float], _ b: [Float]) -> Float {
+            let scale = max(b.map(abs).max() ?? 1, 1e-6)
+            return zip(a, b).map { abs($0 - $1) }.max()! / scale
+        }
+        var x = values(2 * 32 * 10 * 10, 0.37), w = values(48 * 32 * 9, 0.11), gy = values(2 * 48 * 10 * 10, 0.05)
+        let rx = x.map(bf16Rounded), rw = w.map(bf16Rounded), rgy = gy.map(bf16Rounded)
+        let g = Conv2dGeometry([2, 32, 10, 10], [48, 32, 3, 3], padding: (1, 1))
+        // Forward.
+        var y = [Float](repeating: 0, count: gy.count), ref = y
+        var rxm = rx, rwm = rw, rgym = rgy
+        let ran = x.withUnsafeMutableBufferPointer { xp in w.withUnsafeMutableBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
+            bf16ConvForward(g, xp.baseAddress!, wp.baseAddress!, nil, yp.baseAddress!, epilogue: ConvEpilogue()) } } }
+        rxm.withUnsafeMutableBufferPointer { xp in rwm.withUnsafeMutableBufferPointer { wp in ref.withUnsafeMutableBufferPointer { yp in
+            convForward32(g, xp.baseAddress!, wp.baseAddress!, nil, yp.baseAddress!) } } }
+        if ran && worst(y, ref) > 1e-4 { return "convolution forward off by \(worst(y, ref))" }
+        // Input and weight gradients.
+        var gx = [Float](repeating: 0, count: x.count), gw = [Float](repeating: 0, count: w.count)
+        var refGx = gx, refGw = gw
+        let dataRan = gx.withUnsafeMutableBufferPointer { gxp in w.withUnsafeMutableBufferPointer { wp in gy.withUnsafeMutableBufferPointer { gyp in
+            oneDNNConv(.backwardData, g, blocked: true, x: gxp.baseAddress!, w: wp.baseAddress!, y: gyp.baseAddress!, bf16: true) } } }
+        let weightRan = x.withUnsafeMutableBufferPointer { xp in gw.withUnsafeMutableBufferPointer { gwp in gy.withUnsafeMutableBufferPointer { gyp in
+            oneDNNConv(.backwardWeights, g, blocked: true, x: xp.baseAddress!, w: gwp.baseAddress!, y: gyp.baseAddress!, bf16: true) } } }
+        rxm.withUnsafeMutableBufferPointer { xp in rwm.withUnsafeMutableBufferPointer { wp in rgym.withUnsafeMutableBufferPointer { gyp in
+            refGx.withUnsafeMutableBufferPointer { gxp in refGw.withUnsafeMutableBufferPointer { gwp in
+                convBackward(g, xp.baseAddress!, wp.baseAddress!, gyp.baseAddress!, gxp.baseAddress!, gwp.baseAddress!) } } } } }
+        if dataRan && worst(gx, refGx) > 1e-4 { return "convolution input gradient off by \(worst(gx, refGx))" }
+        if weightRan && worst(gw, refGw) > 1e-4 { return "convolution weight gradient off by \(worst(gw, refGw))" }
+        // A GEMM with transposes, alpha and beta.
+        let m = 37, n = 53, k = 29
+        let a = values(k * m, 0.7), b = values(n * k, 0.3)
+        var c = values(m * n, 0.2), refC = c
+        let gemmRan = BF16MatmulPlan.run(transA: true, transB: true, m, n, k, 0.5, a, m, b, k, 0.25, &c, n)
+        let ra = a.map(bf16Rounded), rb = b.map(bf16Rounded)
+        gemmCall(.oneDNN, transA: true, transB: true, m, n, k, 0.5, ra, m, rb, k, 0.25, &refC, n)
+        if gemmRan && worst(c, refC) > 1e-4 { return "matmul off by \(worst(c, refC))" }
+        return nil
+    }
 
     /// Sets the inference precision; bf16 on a CPU without AVX512-BF16 or AMX-BF16 (and without emulation) is a usage
     /// error naming the missing feature.

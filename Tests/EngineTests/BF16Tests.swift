@@ -100,4 +100,19 @@ final class BF16Tests: XCTestCase {
             XCTAssertTrue("\(e)".hasPrefix("--amp bf16: this CPU"), "\(e)")
         }
     }
+
+    /// The native kernels' check against the emulated numbers runs (without crashing) wherever the CPU has bf16, and
+    /// its verdict is printed; a failed check turns native bf16 off, so every other test here then checks the
+    /// emulated path (see `MixedPrecision.nativeVerified`).
+    func testNativeSelfCheckVerdict() {
+        let verdict = MixedPrecision.nativeVerified
+        print("bf16 native kernels on \(CPUInfo.current.summary) (oneDNN ISA \(CPUInfo.current.oneDNNISA)): "
+              + (CPUInfo.current.hasBF16 ? (verdict ? "verified against the emulated numbers" : "FAILED their check, emulated instead")
+                                          : "absent (no bf16 on this CPU)"))
+        if !CPUInfo.current.hasBF16 {
+            XCTAssertFalse(verdict)
+            // Without bf16 every native kernel reports "no implementation": the check runs through and finds nothing.
+            XCTAssertNil(MixedPrecision.nativeSelfCheck())
+        }
+    }
 }

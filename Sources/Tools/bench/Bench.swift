@@ -64,7 +64,8 @@ func report(_ name: String, medianSeconds: Double, minSeconds: Double, extra: [S
                "\"gemm\": \"\(GEMMPolicy.chosenSummary)\"", "\"openblas_core\": \"\(GEMMPolicy.openBLASCore)\"",
                "\"threads\": \(Threads.count)", "\"precision\": \"\(MixedPrecision.inference.rawValue)\""]
     if MixedPrecision.nativeCalls + MixedPrecision.emulatedCalls > 0 {
-        fields += ["\"bf16_passes\": \"\(MixedPrecision.nativeCalls) native, \(MixedPrecision.emulatedCalls) emulated\""]
+        fields += ["\"bf16_passes\": \"\(MixedPrecision.nativeCalls) native, \(MixedPrecision.emulatedCalls) emulated\"",
+                   "\"bf16_native_check\": \"\(MixedPrecision.nativeVerified ? "passed" : CPUInfo.current.hasBF16 ? "failed" : "no bf16")\""]
     }
     for (k, v) in extra.sorted(by: { $0.key < $1.key }) {
         fields.append("\"\(k)\": \(String(format: "%.4g", v))")
