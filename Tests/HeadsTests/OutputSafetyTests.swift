@@ -249,4 +249,23 @@ final class OutputSafetyTests: XCTestCase {
         let images = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/shapes/images/validation")
         XCTAssertFalse(images.contains { $0.hasSuffix(".png") }, "drawings were written into the dataset: \(images)")
     }
+
+    /// A write that fails (a full disk; here a folder standing where the first output goes) stops the run at once
+    /// with one line, instead of one error per image while the model keeps running.
+    func testAFailedWriteStopsTheRun() throws {
+        let dir = try ToolRunner.temporaryDirectory("outsafe-write")
+        try image("\(dir)/in/a.png", seed: 1); try image("\(dir)/in/b.png", seed: 2)
+        try FileManager.default.createDirectory(atPath: "\(dir)/out/pred/a.png", withIntermediateDirectories: true)
+        // seg-infer with a segmentor config: random weights of its own shape.
+        let cfg = "\(root)/configs/upernet/upernet_acmix_resnet26_shapes.json"
+        let overrides = ["model.backbone.arch=resnet50", "model.backbone.base_width=8", "data.img_scale=[64,64]", "data.crop_size=[64,64]"]
+        let seg = try SegmentationConfig.buildModel(try SegmentationConfig.loadForInference(path: cfg, overrides: overrides))
+        try SafeTensors.write(seg.namedTensors(), to: "\(dir)/seg.safetensors")
+        let r = try ToolRunner.run("seg-infer", ["--config", cfg, "--checkpoint", "\(dir)/seg.safetensors", "--out-dir", "\(dir)/out"]
+                                   + overrides.flatMap { ["--set", $0] } + ["\(dir)/in"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").filter { $0.contains("error") }.count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("a.png"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/out/pred/b.png"), "the run went on after a failed write")
+    }
 }
