@@ -5,8 +5,7 @@ import Foundation
 /// name the path and the reason in one line.
 public func atomicWrite(path: String, _ body: (Int32) throws -> Void) throws {
     try ProtectedInputs.check(path)
-    removeStaleTemporaries(in: (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent,
-                           once: true)
+    removeStaleTemporaries(of: path)
     let tmp = path + ".tmp-\(getpid())"
     let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else { throw KitError.io("\(path): cannot create (\(String(cString: strerror(errno))))") }
@@ -110,26 +109,40 @@ public func writeAtomically(_ bytes: [UInt8], to path: String) throws {
 public func writeAtomically(_ text: String, to path: String) throws { try writeAtomically(Array(text.utf8), to: path) }
 
 /// Removes `NAME.tmp-PID` files left in `folder` by killed runs: those of processes that no longer exist (a live
-/// one, another rank or a second run writing the same folder, keeps its own). `atomicWrite` does this once per
-/// folder (`once`) before its first write there, so a kill during any write is cleaned up by the next run.
-public func removeStaleTemporaries(in folder: String, once: Bool = false) {
-    if once {
-        staleLock.lock()
-        let first = cleanedFolders.insert(folder).inserted
-        staleLock.unlock()
-        if !first { return }
-    }
-    guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+/// one, another rank or a second run writing the same folder, keeps its own). The training tools clear their work
+/// dir this way at start.
+public func removeStaleTemporaries(in folder: String) {
+    for (_, names) in staleTemporaries(in: folder) { for n in names { unlink("\(folder)/\(n)") } }
+}
+
+/// Removes the stale temporaries of `path` itself (`path.tmp-PID` of processes that no longer exist), before it is
+/// written: a run killed while writing any file leaves nothing behind once that file is written again. Each folder
+/// is listed once per process; files of other names are never touched.
+func removeStaleTemporaries(of path: String) {
+    let ns = path as NSString
+    let folder = ns.deletingLastPathComponent.isEmpty ? "." : ns.deletingLastPathComponent, name = ns.lastPathComponent
+    staleLock.lock()
+    if staleByFolder[folder] == nil { staleByFolder[folder] = staleTemporaries(in: folder) }
+    let stale = staleByFolder[folder]?.removeValue(forKey: name) ?? []
+    staleLock.unlock()
+    for n in stale { unlink("\(folder)/\(n)") }
+}
+
+/// `NAME.tmp-PID` entries of `folder` whose process no longer exists, by NAME.
+private func staleTemporaries(in folder: String) -> [String: [String]] {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return [:] }
+    var out: [String: [String]] = [:]
     for n in names {
         guard let r = n.range(of: ".tmp-", options: .backwards) else { continue }
         let suffix = n[r.upperBound...]
         guard !suffix.isEmpty, suffix.allSatisfy(\.isNumber), let pid = Int32(suffix), pid != getpid() else { continue }
         if kill(pid, 0) == 0 || errno == EPERM { continue }   // still running
-        unlink("\(folder)/\(n)")
+        out[String(n[..<r.lowerBound]), default: []].append(n)
     }
+    return out
 }
 private let staleLock = NSLock()
-nonisolated(unsafe) private var cleanedFolders: Set<String> = []
+nonisolated(unsafe) private var staleByFolder: [String: [String: [String]]] = [:]
 
 /// Writes `text` to stderr. A full or closed stderr is ignored (FileHandle's write traps on such errors; a
 /// message that cannot be shown must not crash the run).

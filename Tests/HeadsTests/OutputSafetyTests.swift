@@ -192,17 +192,24 @@ final class OutputSafetyTests: XCTestCase {
         XCTAssertEqual(exifOrientation(ofJPEG: [0xFF, 0xD8, 0xFF, 0xD9]), 1)
     }
 
-    /// A run killed while writing leaves NAME.tmp-PID; the next write into that folder removes it (whatever file it
-    /// was for), but never a live process's temporary.
+    /// A run killed while writing leaves NAME.tmp-PID; the next write of NAME removes it (whatever file it was for),
+    /// but never a live process's temporary nor a file of another name.
     func testStaleTemporariesOfEveryKindAreRemoved() throws {
         let dir = try ToolRunner.temporaryDirectory("outsafe-stale")
         var dead: Int32 = 4_000_000
         while kill(dead, 0) == 0 || errno == EPERM { dead -= 1 }
-        for name in ["curves.png.tmp-\(dead)", "best.safetensors.tmp-\(dead)", "log.jsonl.tmp-1"] {
+        for name in ["curves.png.tmp-\(dead)", "best.safetensors.tmp-\(dead)", "log.jsonl.tmp-1", "notes.txt.tmp-\(dead)"] {
             try Data([1, 2, 3]).write(to: URL(fileURLWithPath: "\(dir)/\(name)"))
         }
-        try writeAtomically("x", to: "\(dir)/other.json")
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["log.jsonl.tmp-1", "other.json"])
+        try writeAtomically("x", to: "\(dir)/curves.png")
+        try writeAtomically("x", to: "\(dir)/best.safetensors")
+        try writeAtomically("x", to: "\(dir)/log.jsonl")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(),
+                       ["best.safetensors", "curves.png", "log.jsonl", "log.jsonl.tmp-1", "notes.txt.tmp-\(dead)"])
+        // The work dir of a training run is cleared of every stale temporary at start.
+        removeStaleTemporaries(in: dir)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(),
+                       ["best.safetensors", "curves.png", "log.jsonl", "log.jsonl.tmp-1"])
     }
 
     /// Outputs given through another spelling of an input (.., symbolic links, hard links) are refused by every
