@@ -29,6 +29,21 @@ public enum KitError: Error, CustomStringConvertible, Equatable, Sendable {
         }
     }
 
+    /// The same error with `prefix` before its message (naming the file it concerns), kind and exit status kept.
+    public func prefixed(_ prefix: String) -> KitError {
+        switch self {
+        case let .config(m): return .config(prefix + m)
+        case let .usage(m): return .usage(prefix + m)
+        case let .io(m): return .io(prefix + m)
+        case let .format(m): return .format(prefix + m)
+        case let .checkpoint(m): return .checkpoint(prefix + m)
+        case let .model(m): return .model(prefix + m)
+        case let .data(m): return .data(prefix + m)
+        case let .training(m): return .training(prefix + m)
+        case .interrupted: return self
+        }
+    }
+
     /// The tool's exit status: 2 for usage and config errors, 130 for an interrupt, 1 otherwise.
     public var exitCode: Int32 {
         switch self {

@@ -88,7 +88,7 @@ struct ExportFeatures: ParsableCommand {
                                 "preprocess": "RGB, no resize, (x - mean) / std with mean \(Normalize.imageNetMean) std \(Normalize.imageNetStd)"]
                     result = (try features(x, state: state, classes: classes), meta)
                 } catch let e as KitError {
-                    throw KitError.model("\(file) (\(decoded.width)x\(decoded.height)): \(e)")
+                    throw e.prefixed("\(file) (\(decoded.width)x\(decoded.height)): ")
                 }
             } catch let e as KitError where e.exitCode == 1 {
                 problems.add("\(e)", bar: &bar)
