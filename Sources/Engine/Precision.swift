@@ -133,9 +133,8 @@ public enum MixedPrecision {
 /// `x` rounded to the nearest bf16 (ties to even), as a float32; infinities and NaNs pass through.
 @inline(__always)
 public func bf16Rounded(_ x: Float) -> Float {
-    let b = x.bitPattern
-    if b & 0x7F80_0000 == 0x7F80_0000 { return x }
-    return Float(bitPattern: (b &+ 0x7FFF &+ ((b >> 16) & 1)) & 0xFFFF_0000)
+    if x.bitPattern & 0x7F80_0000 == 0x7F80_0000 { return x }
+    return Float(bitPattern: UInt32(bf16Bits(x)) << 16)
 }
 
 /// The bf16 bits of `x` (nearest, ties to even; NaNs stay NaN).
@@ -186,10 +185,19 @@ func bf16GEMM(transA: Bool, transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha:
     let ra = BlockAllocator.allocate(bytes: m * k * 4).assumingMemoryBound(to: Float.self)
     let rb = BlockAllocator.allocate(bytes: k * n * 4).assumingMemoryBound(to: Float.self)
     defer { BlockAllocator.free(UnsafeMutableRawPointer(ra), bytes: m * k * 4); BlockAllocator.free(UnsafeMutableRawPointer(rb), bytes: k * n * 4) }
-    for i in 0..<m { for j in 0..<k { ra[i * k + j] = bf16Rounded(transA ? a[j * lda + i] : a[i * lda + j]) } }
-    for i in 0..<k { for j in 0..<n { rb[i * n + j] = bf16Rounded(transB ? b[j * ldb + i] : b[i * ldb + j]) } }
+    packDense(a, lda, transposed: transA, rows: m, cols: k, into: ra, bf16Rounded)
+    packDense(b, ldb, transposed: transB, rows: k, cols: n, into: rb, bf16Rounded)
     gemmCall(GEMMPolicy.kernel(m: m, n: n, k: k), transA: false, transB: false, m, n, k, alpha, ra, k, rb, n, beta, c, ldc)
     MixedPrecision.count(native: false)
+}
+
+/// op(X) [rows, cols] of a row-major X with row pitch `ld` (X is [cols, rows] when `transposed`), converted element
+/// by element into the dense row-major `out`.
+@inline(__always)
+func packDense<T>(_ x: UnsafePointer<Float>, _ ld: Int, transposed: Bool, rows: Int, cols: Int, into out: UnsafeMutablePointer<T>,
+                  _ convert: (Float) -> T) {
+    if transposed { for i in 0..<rows { for j in 0..<cols { out[i * cols + j] = convert(x[j * ld + i]) } } }
+    else { for i in 0..<rows { let r = x + i * ld, o = out + i * cols; for j in 0..<cols { o[j] = convert(r[j]) } } }
 }
 
 /// A cached oneDNN bf16 matmul: src [m, k] and weights [k, n] dense bf16, dst [m, n] float32 with row pitch ldc,
@@ -265,10 +273,8 @@ final class BF16MatmulPlan: @unchecked Sendable {
         guard let plan = get(Key(m: m, n: n, k: k, ldc: ldc, alpha: alpha, beta: beta)), let engine = OneDNN.engine else { return false }
         let exec = DNNLExecution(engine: engine)
         let ab = exec.buffer(m * k * 2).assumingMemoryBound(to: UInt16.self), bb = exec.buffer(k * n * 2).assumingMemoryBound(to: UInt16.self)
-        if transA { for i in 0..<m { for j in 0..<k { ab[i * k + j] = bf16Bits(a[j * lda + i]) } } }
-        else { for i in 0..<m { let r = a + i * lda, o = ab + i * k; for j in 0..<k { o[j] = bf16Bits(r[j]) } } }
-        if transB { for i in 0..<k { for j in 0..<n { bb[i * n + j] = bf16Bits(b[j * ldb + i]) } } }
-        else { for i in 0..<k { let r = b + i * ldb, o = bb + i * n; for j in 0..<n { o[j] = bf16Bits(r[j]) } } }
+        packDense(a, lda, transposed: transA, rows: m, cols: k, into: ab, bf16Bits)
+        packDense(b, ldb, transposed: transB, rows: k, cols: n, into: bb, bf16Bits)
         OneDNN.singleThreaded()
         return OneDNN.withStream { stream -> Bool in
             guard let ms = exec.memory(plan.src, UnsafeMutableRawPointer(ab)), let mw = exec.memory(plan.weights, UnsafeMutableRawPointer(bb)),

@@ -248,8 +248,8 @@ public func oneLine(_ message: String) -> String {
 }
 
 /// Registers every file or folder the config's `data` section names (dataset roots, annotation files, image folders)
-/// as protected inputs, once the dataset is prepared (the shapes dataset is written on first use), then checks the
-/// `--show-dir` outputs (`subfolders` of it) before any work.
+/// as protected inputs, once the dataset is prepared (the shapes dataset is written on first use), then checks
+/// `--show-dir` and the `subfolders` of it the tool writes into, before any work.
 public func protectDataAndCheckShowDir(_ cfg: Config, showDir: String?, subfolders: [String]) throws {
     func walk(_ json: JSON?, _ key: String) {
         guard let json else { return }
@@ -260,5 +260,5 @@ public func protectDataAndCheckShowDir(_ cfg: Config, showDir: String?, subfolde
     walk(cfg["data"], "data")
     guard let showDir else { return }
     try ProtectedInputs.check(showDir, option: "--show-dir")
-    for sub in subfolders { try ProtectedInputs.check("\(showDir)/\(sub)/x.png", option: "--show-dir") }
+    for sub in subfolders { try ProtectedInputs.check("\(showDir)/\(sub)", option: "--show-dir") }
 }

@@ -94,7 +94,7 @@ struct DetEval: ParsableCommand {
             task.cocoEvaluator.iouTypes = [iouType]
         }
         let gt = try task.cocoEvaluator.loadGroundTruth()   // writes the shapes dataset on first use
-        try protectDataAndCheckShowDir(cfg, showDir: trained.showDir, subfolders: ["."])
+        try protectDataAndCheckShowDir(cfg, showDir: trained.showDir, subfolders: [])
         var bar = ProgressBar(total: task.data.val.count, unit: "img")
         let (ids, dets) = try task.detectAll { bar.update($0) }
         bar.finish()
