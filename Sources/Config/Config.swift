@@ -180,6 +180,9 @@ public struct Config {
             if i == parts.count { return strip(value) }
             var kv: [(String, JSON)]
             switch node {
+            case var .array(a) where Int(parts[i]).map(a.indices.contains) == true:
+                a[Int(parts[i])!] = try put(a[Int(parts[i])!], i + 1)
+                return .array(a)
             case let .object(o): kv = o
             case .null: kv = []
             default:

@@ -260,8 +260,10 @@ extension JSON {
 
     // MARK: access
 
+    /// An object's value for `key`, or a list's element at index `key` (so dotted config keys reach list items).
     public subscript(key: String) -> JSON? {
         if case let .object(kv) = self { return kv.last(where: { $0.0 == key })?.1 }
+        if case let .array(a) = self, let i = Int(key), a.indices.contains(i) { return a[i] }
         return nil
     }
 

@@ -4,8 +4,12 @@ ours: one training iteration at batch 2, 512x512, on random images and random ta
 per image; forward, losses, backward, SGD step), and inference on one 800x1333 image with score_thr 0 (100 detections,
 masks pasted). Prints one JSON line per case like `bench`: median/min ms and peak RSS.
 
+With `--model cascade_mask_rcnn`, mmdet's own cascade-mask-rcnn_r50_fpn_1x_coco model (3 stages) instead.
+
 usage: PYTHONPATH=../shared/mmref ~/.mmref/bin/python scripts/peer/mmdet_mask_rcnn_bench.py [--runs N] [--threads 2]
-Run on a quiet machine, side by side with `bench --case mask_rcnn_r50_train_512_b2` etc.
+       [--model mask_rcnn|cascade_mask_rcnn]
+Run on a quiet machine, side by side with `bench --case mask_rcnn_r50_train_512_b2` (or
+`cascade_mask_rcnn_r50_train_512_b2`) etc.
 """
 import argparse
 
@@ -21,6 +25,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--runs", type=int, default=3)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--case", default="all", choices=["all", "train", "infer"])
+p.add_argument("--model", default="mask_rcnn", choices=["mask_rcnn", "cascade_mask_rcnn"])
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 init_default_scope("mmdet")
@@ -34,7 +39,24 @@ def extractor(size):
                 out_channels=256, featmap_strides=[4, 8, 16, 32])
 
 
+def cascade_model(score_thr=0.05):
+    """mmdet's cascade-mask-rcnn_r50_fpn_1x_coco model as its package config states it (no pretrained weights)."""
+    import os
+    import mmdet
+    from mmengine.config import Config
+    path = os.path.join(os.path.dirname(mmdet.__file__), ".mim", "configs", "cascade_rcnn", "cascade-mask-rcnn_r50_fpn_1x_coco.py")
+    cfg = Config.fromfile(path).model
+    cfg.backbone.init_cfg = None
+    cfg.test_cfg.rcnn.score_thr = score_thr
+    torch.manual_seed(0)
+    m = MODELS.build(cfg)
+    m.init_weights()
+    return m
+
+
 def model(score_thr=0.05):
+    if args.model == "cascade_mask_rcnn":
+        return cascade_model(score_thr)
     cfg = ConfigDict(
         type="MaskRCNN",
         data_preprocessor=dict(type="DetDataPreprocessor", mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
@@ -102,7 +124,7 @@ if args.case in ("all", "train"):
         net.parse_losses(losses)[0].backward()
         opt.step()
     med, mn = timed(step, args.runs)
-    report("mmdet_mask_rcnn_r50_train_512_b2", med, mn, s_per_iter=med, threads=args.threads)
+    report(f"mmdet_{args.model}_r50_train_512_b2", med, mn, s_per_iter=med, threads=args.threads)
 
 if args.case in ("all", "infer"):
     net = model(score_thr=0.0)
@@ -116,4 +138,4 @@ if args.case in ("all", "infer"):
             out = net.predict(image, [DetDataSample(metainfo=meta)], rescale=True)
         assert len(out[0].pred_instances.masks) == len(out[0].pred_instances.scores)
     med, mn = timed(infer, args.runs)
-    report("mmdet_mask_rcnn_r50_infer_800x1333", med, mn, s_per_image=med, threads=args.threads)
+    report(f"mmdet_{args.model}_r50_infer_800x1333", med, mn, s_per_image=med, threads=args.threads)

@@ -46,10 +46,19 @@ PACKAGES = {'mmdet': os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'conf
 BACKBONE_NOTE = 'ACmix backbone in place of the counterpart\'s; test-time behaviour only'
 SEM_FPN_NOTE = ('mmseg 1.2 ships Semantic FPN on ADE20K only with the 160k schedule (fpn_r50_4xb4-160k); '
                 'the test-time settings do not depend on the schedule')
+CASCADE_SWIN_NOTE = ('mmdet 3.3 ships no Swin Cascade Mask R-CNN config: the counterpart is its Cascade Mask R-CNN R50 '
+                     '(whose heads and test_cfg ours keep) with the Swin backbone; its Swin 3x configs test at the same '
+                     '1333x800 resize')
 
 # our config -> (package, counterpart config under the package's configs/, note or None)
 MAPPING = {
     'configs/faster_rcnn/faster_rcnn_r50_fpn_1x_coco.json': ('mmdet', 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', None),
+    'configs/cascade_rcnn/cascade_mask_rcnn_r50_fpn_1x_coco.json':
+        ('mmdet', 'cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py', None),
+    'configs/cascade_rcnn/cascade_mask_rcnn_swin_tiny_fpn_3x_coco.json':
+        ('mmdet', 'cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py', CASCADE_SWIN_NOTE),
+    'configs/cascade_rcnn/cascade_mask_rcnn_acmix_swin_tiny_fpn_3x_coco.json':
+        ('mmdet', 'cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py', BACKBONE_NOTE + '; ' + CASCADE_SWIN_NOTE),
     'configs/mask_rcnn/mask_rcnn_r50_fpn_1x_coco.json': ('mmdet', 'mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', None),
     'configs/mask_rcnn/mask_rcnn_acmix_resnet50_fpn_1x_coco.json':
         ('mmdet', 'mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', BACKBONE_NOTE),

@@ -24,10 +24,13 @@ public struct DetectionInput: Sendable {
 
 /// mmdet's standard train/test pipeline for COCO detectors:
 /// `Resize(img_scale=(1333, 800), keep_ratio=True) → RandomFlip(flip_ratio=0.5) → Normalize(ImageNet, to_rgb) →
-/// Pad(size_divisor=32) → DefaultFormatBundle`. Test mode skips the flip.
+/// Pad(size_divisor=32) → DefaultFormatBundle`. Test mode skips the flip. With `trainScales`, training resizes to
+/// one of them drawn at random instead (mmdet's `RandomChoiceResize(scales, keep_ratio)`, the Swin 3x recipe).
 public struct DetectionPipeline: Sendable {
     /// (long, short) edge limits when `keepRatio`, else the exact (width, height).
     public var imgScale: (Int, Int) = (1333, 800)
+    /// Training scales to draw from (each as `imgScale`); empty: always `imgScale`.
+    public var trainScales: [(Int, Int)] = []
     public var keepRatio = true
     public var flipRatio = 0.5
     public var normalize = Normalize()
@@ -57,14 +60,16 @@ public struct DetectionPipeline: Sendable {
         return (ph, pw)
     }
 
-    /// Runs the pipeline; `rng` decides the flip (one draw in training mode).
+    /// Runs the pipeline; `rng` decides the flip (one draw in training mode) and, with `trainScales`, the scale (one
+    /// draw before it).
     public func callAsFunction(_ sample: DetectionSample, rng: inout SplitMix64) -> DetectionInput {
         var meta = ImageMeta(filename: sample.filename, oriShape: (sample.image.height, sample.image.width))
 
-        // Resize.
+        // Resize (RandomChoiceResize in training when there are scales to choose from).
         let (w, h) = (sample.image.width, sample.image.height)
-        let (nw, nh) = keepRatio ? { let s = rescaleSize(width: w, height: h, scale: imgScale); return (s.width, s.height) }()
-            : (imgScale.0, imgScale.1)
+        let scale = training && !trainScales.isEmpty ? trainScales[rng.randint(0, trainScales.count)] : imgScale
+        let (nw, nh) = keepRatio ? { let s = rescaleSize(width: w, height: h, scale: scale); return (s.width, s.height) }()
+            : (scale.0, scale.1)
         var image = sample.image.resized(width: nw, height: nh)
         let ws = Float(nw) / Float(w), hs = Float(nh) / Float(h)
         meta.scaleFactor = [ws, hs, ws, hs]

@@ -1,3 +1,4 @@
+import Config
 import Engine
 import Foundation
 
@@ -90,8 +91,12 @@ public struct MaxIoUAssigner: Equatable {
 public struct RandomSampler: Equatable {
     public var num: Int
     public var posFraction: Float
+    /// Whether a RoI head adds the ground truth to the proposals before assigning (dense heads never do).
+    public var addGTAsProposals: Bool
 
-    public init(num: Int = 256, posFraction: Float = 0.5) { self.num = num; self.posFraction = posFraction }
+    public init(num: Int = 256, posFraction: Float = 0.5, addGTAsProposals: Bool = true) {
+        self.num = num; self.posFraction = posFraction; self.addGTAsProposals = addGTAsProposals
+    }
 
     /// Indices of the sampled positive and negative entries of `assigned` (−1 ignored, 0 negative, k + 1 positive).
     public func sample(_ assigned: [Int], rng: inout SplitMix64) -> (pos: [Int], neg: [Int]) {
@@ -104,5 +109,45 @@ public struct RandomSampler: Equatable {
         let pos = choose(assigned.indices.filter { assigned[$0] > 0 }, Int(Float(num) * posFraction))
         let neg = choose(assigned.indices.filter { assigned[$0] == 0 }, num - pos.count)
         return (pos, neg)
+    }
+}
+
+extension MaxIoUAssigner {
+    /// mmdet's MaxIoUAssigner keys; `pos`, `neg`, `minPos`, `lowQuality` and `ignoreIoF` are the defaults of the
+    /// context that holds one (a parent's `train_cfg` schema), `nil` where mmdet requires the key.
+    static func fields(pos: Double? = nil, neg: Double? = nil, minPos: Double = 0, lowQuality: Bool = true,
+                       ignoreIoF: Double = -1, allowIgnore: Bool = true) -> [ConfigSchema.Field] {
+        [.init("type", .oneOf(["MaxIoUAssigner"]), default: "MaxIoUAssigner"),
+         .init("pos_iou_thr", .fraction, required: pos == nil, default: pos.map { .double($0) }),
+         .init("neg_iou_thr", .fraction, required: neg == nil, default: neg.map { .double($0) }),
+         .init("min_pos_iou", .fraction, default: .double(minPos)), .init("gt_max_assign_all", .bool, default: true),
+         .init("match_low_quality", .bool, default: .bool(lowQuality)),
+         .init("ignore_iof_thr", allowIgnore ? .numberRange(-1...1) : .exactly(-1), default: .double(ignoreIoF))]
+    }
+
+    static func register(in r: Registry<MaxIoUAssigner, Void>) {
+        r.register("MaxIoUAssigner", fields: Array(fields().dropFirst())) { c, _ in
+            MaxIoUAssigner(posIoUThr: Float(try c.double("pos_iou_thr")), negIoUThr: Float(try c.double("neg_iou_thr")),
+                           minPosIoU: Float(try c.double("min_pos_iou")), gtMaxAssignAll: try c.bool("gt_max_assign_all"),
+                           matchLowQuality: try c.bool("match_low_quality"), ignoreIoFThr: Float(try c.double("ignore_iof_thr")))
+        }
+    }
+}
+
+extension RandomSampler {
+    /// mmdet's RandomSampler keys with a context's defaults; `neg_pos_ub` is accepted at the one value implemented.
+    /// `addGT` nil: either value (a RoI head honours it); else the one value the context implements.
+    static func fields(num: Int? = nil, fraction: Double? = nil, addGT: Bool? = nil) -> [ConfigSchema.Field] {
+        [.init("type", .oneOf(["RandomSampler"]), default: "RandomSampler"),
+         .init("num", .positiveInt, required: num == nil, default: num.map { .int($0) }),
+         .init("pos_fraction", .fraction, required: fraction == nil, default: fraction.map { .double($0) }),
+         .init("neg_pos_ub", .exactly(-1), default: -1), .init("add_gt_as_proposals", addGT.map { .exactly(.bool($0)) } ?? .bool, default: .bool(addGT ?? true))]
+    }
+
+    static func register(in r: Registry<RandomSampler, Void>) {
+        r.register("RandomSampler", fields: Array(fields().dropFirst())) { c, _ in
+            RandomSampler(num: try c.int("num"), posFraction: Float(try c.double("pos_fraction")),
+                          addGTAsProposals: try c.bool("add_gt_as_proposals"))
+        }
     }
 }

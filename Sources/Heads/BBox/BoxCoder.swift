@@ -1,3 +1,4 @@
+import Config
 import Foundation
 
 /// mmdet's `DeltaXYWHBBoxCoder`: (dx, dy, dw, dh) of a box relative to an anchor, normalised by means and stds.
@@ -47,5 +48,20 @@ public struct DeltaXYWHBBoxCoder: Equatable {
             for k in 0..<4 { out[i + k] = b[k] }
         }
         return out
+    }
+}
+
+extension DeltaXYWHBBoxCoder {
+    /// mmdet's DeltaXYWHBBoxCoder keys with a context's default stds (its means are always 0 where `zeroMeans`).
+    static func fields(stds: [Double] = [1, 1, 1, 1], zeroMeans: Bool = false) -> [ConfigSchema.Field] {
+        [.init("type", .oneOf(["DeltaXYWHBBoxCoder"]), default: "DeltaXYWHBBoxCoder"),
+         .init("target_means", zeroMeans ? .exactly([0, 0, 0, 0]) : .array(.number, count: 4), default: [0, 0, 0, 0]),
+         .init("target_stds", .array(.positiveNumber, count: 4), default: .array(stds.map { .double($0) }))]
+    }
+
+    static func register(in r: Registry<DeltaXYWHBBoxCoder, Void>) {
+        r.register("DeltaXYWHBBoxCoder", fields: Array(fields().dropFirst())) { c, _ in
+            DeltaXYWHBBoxCoder(means: try c.doubles("target_means").map(Float.init), stds: try c.doubles("target_stds").map(Float.init))
+        }
     }
 }

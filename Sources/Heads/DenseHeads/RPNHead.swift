@@ -1,3 +1,4 @@
+import Config
 import Engine
 import Foundation
 import NN
@@ -6,16 +7,10 @@ import NN
 /// logits) and `rpn_reg` (A·4 deltas), A = 3 anchors (scales [8], ratios 0.5, 1, 2) per location at strides 4–64.
 ///
 /// Keys: rpn_conv.{weight,bias}, rpn_cls.{weight,bias}, rpn_reg.{weight,bias}. Init: normal(0, 0.01), bias 0.
-public final class RPNHead: Module {
+public final class RPNHead: AnchorHead {
     public let rpn_conv: Conv2d
     public let rpn_cls: Conv2d
     public let rpn_reg: Conv2d
-    public var anchorGenerator: AnchorGenerator
-    public var coder = DeltaXYWHBBoxCoder()
-    /// mmdet's RPN `train_cfg`: MaxIoUAssigner 0.7 / 0.3 / min_pos 0.3 with low-quality matches, RandomSampler 256 at 0.5.
-    public var assigner = MaxIoUAssigner(posIoUThr: 0.7, negIoUThr: 0.3, minPosIoU: 0.3, ignoreIoFThr: -1)
-    public var sampler = RandomSampler(num: 256, posFraction: 0.5)
-    public var clsLossWeight: Float = 1, bboxLossWeight: Float = 1
 
     /// mmdet's RPN `test_cfg` / `train_cfg.rpn_proposal`: per level the `nmsPre` best scores, boxes with a side
     /// ≤ `minBBoxSize` dropped, NMS at `iouThreshold` across levels kept apart (batched by level), at most `maxPerImage`.
@@ -27,22 +22,29 @@ public final class RPNHead: Module {
         public init(nmsPre: Int = 1000, minBBoxSize: Float = 0, iouThreshold: Float = 0.7, maxPerImage: Int = 1000) {
             self.nmsPre = nmsPre; self.minBBoxSize = minBBoxSize; self.iouThreshold = iouThreshold; self.maxPerImage = maxPerImage
         }
+        /// As the anchor head's settings (proposals have no score threshold).
+        var dense: DenseTestConfig {
+            DenseTestConfig(nmsPre: nmsPre, scoreThr: 0, iouThreshold: iouThreshold, maxPerImage: maxPerImage, minBBoxSize: minBBoxSize)
+        }
     }
 
+    /// mmdet's RPN `train_cfg` (MaxIoUAssigner 0.7 / 0.3 / min_pos 0.3 with low-quality matches, RandomSampler 256 at
+    /// 0.5) and `test_cfg` (1000 proposals before and after NMS at 0.7).
     public init(inChannels: Int = 256, featChannels: Int = 256,
                 anchorGenerator: AnchorGenerator = AnchorGenerator(strides: [4, 8, 16, 32, 64], ratios: [0.5, 1, 2],
                                                                    octaveBaseScale: 8, scalesPerOctave: 1)) {
-        self.anchorGenerator = anchorGenerator
         let a = anchorGenerator.numBaseAnchors
         rpn_conv = Conv2d(inChannels, featChannels, kernelSize: 3, padding: 1)
         rpn_cls = Conv2d(featChannels, a, kernelSize: 1)
         rpn_reg = Conv2d(featChannels, a * 4, kernelSize: 1)
-        super.init()
+        super.init(numClasses: 1, anchorGenerator: anchorGenerator,
+                   assigner: MaxIoUAssigner(posIoUThr: 0.7, negIoUThr: 0.3, minPosIoU: 0.3, ignoreIoFThr: -1),
+                   sampler: RandomSampler(num: 256, posFraction: 0.5), testConfig: ProposalConfig().dense, nmsByLevel: true)
         for c in [rpn_conv, rpn_cls, rpn_reg] { normalInit(c) }
     }
 
     /// Per level: objectness logits [N, A, H, W] and deltas [N, A·4, H, W].
-    public func callAsFunction(_ feats: [Tensor]) -> (cls: [Tensor], reg: [Tensor]) {
+    public override func forward(_ feats: [Tensor]) -> (cls: [Tensor], reg: [Tensor]) {
         var cls: [Tensor] = [], reg: [Tensor] = []
         for f in feats {
             let x = rpn_conv(f).relu()
@@ -52,73 +54,84 @@ public final class RPNHead: Module {
         return (cls, reg)
     }
 
-    /// loss_rpn_cls (sigmoid cross-entropy) and loss_rpn_bbox (L1 on the positives' deltas) over the sampled
-    /// anchors of every image, both divided by the number sampled (mmdet's avg_factor = positives + negatives).
-    /// The sampler draws from the engine RNG (which the trainer seeds per iteration).
-    public func loss(_ feats: [Tensor], targets: [DetectionTarget]) -> [(String, Tensor)] {
-        let (clsMaps, regMaps) = self(feats)
-        let n = feats[0].shape[0]
-        let anchors = anchorGenerator.anchors(featureSizes: clsMaps.map { ($0.shape[2], $0.shape[3]) })
-        let na = anchors.count / 4
-        var label = [Float](repeating: 0, count: n * na), weight = [Float](repeating: 0, count: n * na)
-        var posRows: [Int] = [], regTarget: [Float] = [], sampled = 0
-        for (b, t) in targets.enumerated() {
-            let assigned = assigner.assign(anchors: anchors, gts: t.boxes)
-            let (pos, neg) = sampler.sample(assigned, rng: &EngineRandom.generator)
-            sampled += pos.count + neg.count
-            for a in neg { weight[b * na + a] = 1 }
-            var posAnchors: [Float] = [], posGts: [Float] = []
-            for a in pos {
-                let g = assigned[a] - 1
-                label[b * na + a] = 1; weight[b * na + a] = 1
-                posRows.append(b * na + a)
-                posAnchors += anchors[(4 * a)..<(4 * a + 4)]
-                posGts += t.boxes[(4 * g)..<(4 * g + 4)]
-            }
-            regTarget += coder.encode(anchors: posAnchors, gts: posGts)
+    /// Sigmoid cross-entropy on objectness (every ground truth is one foreground class).
+    public override func classificationLoss(_ logits: Tensor, _ targets: Tensor) -> Tensor {
+        binaryCrossEntropyWithLogits(logits, targets, reduction: .none)
+    }
+
+    public override var lossNames: (cls: String, bbox: String) { ("loss_rpn_cls", "loss_rpn_bbox") }
+
+    /// mmdet's `RPNHead._predict_by_feat_single`: no score threshold; sorted (lower index on ties) and cut to
+    /// `nmsPre` only when the level has more anchors.
+    public override func selectCandidates(_ logits: UnsafePointer<Float>, rows: Int, config cfg: DenseTestConfig) -> [(Float, Int)] {
+        var order = (0..<rows).map { (1 / (1 + Foundation.exp(-logits[$0])), $0) }
+        if cfg.nmsPre > 0 && cfg.nmsPre < rows {
+            order.sort { $0.0 > $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
+            order.removeLast(rows - cfg.nmsPre)
         }
-        let avg = Float(max(sampled, 1))
-        let cls = concat(clsMaps.map { $0.permute([0, 2, 3, 1]).reshape([n, -1]) }, axis: 1)
-        let bce = binaryCrossEntropyWithLogits(cls, Tensor(label, shape: [n, na]), reduction: .none)
-        let lossCls = (bce * Tensor(weight, shape: [n, na])).sum() * (clsLossWeight / avg)
-        let reg = concat(regMaps.map { $0.permute([0, 2, 3, 1]).reshape([n, -1, 4]) }, axis: 1).reshape([n * na, 4])
-        let lossBbox = posRows.isEmpty ? reg.sum() * 0
-            : l1Loss(reg.indexSelect(axis: 0, posRows), Tensor(regTarget, shape: [posRows.count, 4]), reduction: .sum) * (bboxLossWeight / avg)
-        return [("loss_rpn_cls", lossCls), ("loss_rpn_bbox", lossBbox)]
+        return order
     }
 
     /// Proposals per image as mmdet's `RPNHead.predict_by_feat` (rescale off: input-pixel coordinates), boxes flat
     /// [x1, y1, x2, y2] with their objectness, best first.
     public func proposals(_ feats: [Tensor], imgShapes: [(height: Int, width: Int)], config cfg: ProposalConfig)
         -> [(boxes: [Float], scores: [Float])] {
-        let (clsMaps, regMaps) = withNoGrad { self(feats) }
-        let a = anchorGenerator.numBaseAnchors
-        // [N, H·W·A, 1] and [N, H·W·A, 4] per level: row r is anchor r of the level's grid.
-        let cls = clsMaps.map { $0.permute([0, 2, 3, 1]).reshape([$0.shape[0], -1, 1]) }
-        let reg = regMaps.map { $0.permute([0, 2, 3, 1]).reshape([$0.shape[0], -1, 4]) }
-        return (0..<feats[0].shape[0]).map { b in
-            var boxes: [Float] = [], scores: [Float] = [], levels: [Int] = []
-            for l in 0..<clsMaps.count {
-                let (h, w) = (clsMaps[l].shape[2], clsMaps[l].shape[3]), rows = h * w * a
-                let cp = cls[l].data + b * rows, rp = reg[l].data + b * rows * 4
-                var order = (0..<rows).map { ($0, 1 / (1 + Foundation.exp(-cp[$0]))) }
-                if cfg.nmsPre > 0 && cfg.nmsPre < rows {
-                    order.sort { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
-                    order.removeLast(rows - cfg.nmsPre)
-                }
-                let levelAnchors = anchorGenerator.gridAnchors(level: l, height: h, width: w)
-                var anc: [Float] = [], del: [Float] = []
-                for (r, _) in order {
-                    anc += levelAnchors[(4 * r)..<(4 * r + 4)]
-                    for j in 0..<4 { del.append(rp[4 * r + j]) }
-                }
-                boxes += coder.decode(anchors: anc, deltas: del, maxShape: imgShapes[b])
-                scores += order.map(\.1)
-                levels += [Int](repeating: l, count: order.count)
-            }
-            let keep = postProcess(boxes: boxes, scores: scores, labels: levels, minBBoxSize: cfg.minBBoxSize,
-                                   iouThreshold: cfg.iouThreshold, maxPerImage: cfg.maxPerImage)
-            return (keep.flatMap { boxes[(4 * $0)..<(4 * $0 + 4)] }, keep.map { scores[$0] })
+        predictByFeat(feats, imgShapes: imgShapes, scaleFactors: nil, config: cfg.dense).map { ($0.boxes, $0.scores) }
+    }
+}
+
+extension RPNHead {
+    /// `test_cfg.rpn` and `train_cfg.rpn_proposal` keys, with mmdet's defaults (`nms_pre` 1000 at test time,
+    /// 2000 for the proposals of a training step).
+    static func proposalFields(nmsPre: Int) -> [ConfigSchema.Field] { testFields(nmsPre: nmsPre, iou: 0.7, scoreThr: false) }
+
+    /// A validated proposal section as settings.
+    static func proposalConfig(_ p: Config) throws -> ProposalConfig {
+        ProposalConfig(nmsPre: try p.int("nms_pre"), minBBoxSize: Float(try p.double("min_bbox_size")),
+                       iouThreshold: Float(try p.double("nms.iou_threshold")), maxPerImage: try p.int("max_per_img"))
+    }
+
+    /// `train_cfg.rpn` keys: mmdet's RPN assigner and sampler; `allowed_border`, `pos_weight` and `debug` at the one
+    /// value implemented.
+    static let trainCfgFields: [ConfigSchema.Field] = [
+        .init("assigner", .object(MaxIoUAssigner.fields(pos: 0.7, neg: 0.3, minPos: 0.3, lowQuality: true, allowIgnore: false))),
+        .init("sampler", .object(RandomSampler.fields(num: 256, fraction: 0.5, addGT: false))),
+        .init("allowed_border", .intRange(-1...100_000), default: -1), .init("pos_weight", .exactly(-1), default: -1),
+        .init("debug", .exactly(false), default: false),
+    ]
+
+    /// `rpn_head`: its `train_cfg` / `test_cfg` are the detector's `train_cfg.rpn` / `test_cfg.rpn` (the context's).
+    static func register(in r: Registry<any DenseHead, DenseHeadContext>) {
+        r.register("RPNHead", fields: [
+            .init("in_channels", .positiveInt), .init("feat_channels", .positiveInt, default: 256),
+            .init("anchor_generator", .object([
+                .init("type", .oneOf(["AnchorGenerator"]), default: "AnchorGenerator"),
+                .init("scales", .array(.positiveNumber, count: 1), default: [8]),
+                .init("ratios", .array(.positiveNumber), default: [0.5, 1.0, 2.0]),
+                .init("strides", .array(.positiveInt), default: [4, 8, 16, 32, 64]),
+            ])),
+            .init("bbox_coder", .object(DeltaXYWHBBoxCoder.fields(zeroMeans: true))),
+            .init("loss_cls", .object([.init("type", .oneOf(["CrossEntropyLoss"]), default: "CrossEntropyLoss"),
+                                       .init("use_sigmoid", .exactly(true), default: true), .init("loss_weight", .nonNegativeNumber, default: 1)])),
+            .init("loss_bbox", .object([.init("type", .oneOf(["L1Loss", "SmoothL1Loss"]), default: "L1Loss"), .init("beta", .positiveNumber),
+                                        .init("loss_weight", .nonNegativeNumber, default: 1)])),
+        ]) { c, context in
+            try c.checkChannels("in_channels", context.inChannels)
+            let ag = c.section("anchor_generator")
+            let head = RPNHead(inChannels: context.inChannels, featChannels: try c.int("feat_channels"),
+                               anchorGenerator: AnchorGenerator(strides: try ag.ints("strides"), ratios: try ag.doubles("ratios").map(Float.init),
+                                                                octaveBaseScale: Float(try ag.doubles("scales")[0]), scalesPerOctave: 1))
+            head.coder = try Registries.bboxCoders.build(c.section("bbox_coder"))
+            head.clsLossWeight = Float(try c.double("loss_cls.loss_weight"))
+            head.bboxLossWeight = Float(try c.double("loss_bbox.loss_weight"))
+            head.smoothL1Beta = try smoothL1BetaSetting(c.section("loss_bbox"))
+            let train = try settings(context.trainCfg, trainCfgFields), test = try settings(context.testCfg, proposalFields(nmsPre: 1000))
+            head.assigner = try Registries.assigners.build(train.section("assigner"))
+            head.sampler = try Registries.samplers.build(train.section("sampler"))
+            let border = try train.int("allowed_border")
+            head.allowedBorder = border >= 0 ? Float(border) : nil
+            head.testConfig = try proposalConfig(test).dense
+            return head
         }
     }
 }

@@ -1,3 +1,4 @@
+import Config
 import Engine
 import Foundation
 import NN
@@ -15,6 +16,8 @@ public final class FCNMaskHead: Module {
     public var lossWeight: Float = 1
     /// `train_cfg.rcnn.mask_size`: the side of the mask targets.
     public var maskSize = 28
+    /// The side of the RoI features it takes (mmdet's `roi_feat_size`); it predicts 2 × that.
+    public var roiSize = 14
 
     public init(inChannels: Int = 256, convChannels: Int = 256, numConvs: Int = 4, kernelSize: Int = 3, numClasses: Int) {
         self.numClasses = numClasses
@@ -77,23 +80,24 @@ public final class FCNMaskHead: Module {
 
     /// mmdet's `_predict_by_feat_single` on CPU: each detection's own-class probabilities pasted into an
     /// `image`-sized canvas at its box (original-image pixels) as `_do_paste_mask` does, thresholded at
-    /// `threshold`. `logits` [K, classes, S, S].
+    /// `threshold`. `logits` [K, classes, S, S] (probabilities already, with `activated`: mmdet's `activate_map`).
     public func predictMasks(_ logits: Tensor, boxes: [Float], labels: [Int], image: (height: Int, width: Int),
-                             threshold: Float) -> [MaskRuns] {
+                             threshold: Float, activated: Bool = false) -> [MaskRuns] {
         let s = logits.shape[2], side = logits.shape[3]
         return labels.indices.map { k in
             let probs = logits.data + (k * numClasses + labels[k]) * s * side
             return pasteMask(probs, maskHeight: s, maskWidth: side, box: Array(boxes[(4 * k)..<(4 * k + 4)]), image: image,
-                             threshold: threshold)
+                             threshold: threshold, activated: activated)
         }
     }
 }
 
-/// mmdet's `_do_paste_mask` (skip_empty, one box) of sigmoid(`logits`) [maskHeight, maskWidth] into an image at `box`,
+/// mmdet's `_do_paste_mask` (skip_empty, one box) of sigmoid(`logits`) (or `logits` as they are, `activated`)
+/// [maskHeight, maskWidth] into an image at `box`,
 /// thresholded: the canvas window from ⌊x0⌋ − 1 to ⌈x1⌉ + 1 (clipped) samples the mask with `grid_sample` (bilinear,
 /// zero padding, align_corners False) at pixel centres mapped into the box; everything outside the window is 0.
 public func pasteMask(_ logits: UnsafePointer<Float>, maskHeight mh: Int, maskWidth mw: Int, box: [Float],
-                      image: (height: Int, width: Int), threshold: Float) -> MaskRuns {
+                      image: (height: Int, width: Int), threshold: Float, activated: Bool = false) -> MaskRuns {
     let (x0, y0, x1, y1) = (box[0], box[1], box[2], box[3])
     func bounded(_ v: Float, _ hi: Int) -> Int { v.isNaN ? 0 : Int(min(max(v, 0), Float(hi))) }
     let xa = bounded(x0.rounded(.down) - 1, image.width), ya = bounded(y0.rounded(.down) - 1, image.height)
@@ -104,7 +108,7 @@ public func pasteMask(_ logits: UnsafePointer<Float>, maskHeight mh: Int, maskWi
         let g = (Float(i) + 0.5 - lo) / (hi - lo) * 2 - 1
         return g.isInfinite ? 0 : g
     }
-    let probs = (0..<(mh * mw)).map { 1 / (1 + Foundation.exp(-logits[$0])) }
+    let probs = (0..<(mh * mw)).map { activated ? logits[$0] : 1 / (1 + Foundation.exp(-logits[$0])) }
     func value(_ iy: Int, _ ix: Int) -> Float { iy >= 0 && iy < mh && ix >= 0 && ix < mw ? probs[iy * mw + ix] : 0 }
     let xs = (xa..<(xa + rw)).map { ((grid($0, x0, x1) + 1) * Float(mw) - 1) / 2 }
     var region = [UInt8](repeating: 0, count: rw * rh)
@@ -121,4 +125,29 @@ public func pasteMask(_ logits: UnsafePointer<Float>, maskHeight mh: Int, maskWi
         }
     }
     return MaskRuns(width: image.width, height: image.height, region: region, x: xa, y: ya, regionWidth: rw, regionHeight: rh)
+}
+
+extension FCNMaskHead {
+    /// mmdet's FCNMaskHead keys with its defaults (4 convs of 256, 14×14 RoIs, loss weight 1).
+    static let fields: [ConfigSchema.Field] = [
+        .init("num_convs", .intRange(0...16), default: 4), .init("in_channels", .positiveInt),
+        .init("conv_out_channels", .positiveInt, default: 256), .init("conv_kernel_size", .exactly(3), default: 3),
+        .init("roi_feat_size", .positiveInt, default: 14), .init("num_classes", .positiveInt, required: true),
+        .init("class_agnostic", .exactly(false), default: false),
+        .init("upsample_cfg", .object([.init("type", .oneOf(["deconv"]), default: "deconv"), .init("scale_factor", .exactly(2), default: 2)])),
+        .init("loss_mask", .object([.init("type", .oneOf(["CrossEntropyLoss"]), default: "CrossEntropyLoss"),
+                                    .init("use_mask", .exactly(true), default: true), .init("loss_weight", .nonNegativeNumber, default: 1)])),
+    ]
+
+    /// Context: the neck's channels, which `in_channels` must equal when given.
+    static func register(in r: Registry<FCNMaskHead, Int>) {
+        r.register("FCNMaskHead", fields: fields) { c, channels in
+            try c.checkChannels("in_channels", channels)
+            let head = FCNMaskHead(inChannels: channels, convChannels: try c.int("conv_out_channels"), numConvs: try c.int("num_convs"),
+                                   numClasses: try c.int("num_classes"))
+            head.lossWeight = Float(try c.double("loss_mask.loss_weight"))
+            head.roiSize = try c.int("roi_feat_size")
+            return head
+        }
+    }
 }

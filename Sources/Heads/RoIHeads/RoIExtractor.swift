@@ -1,3 +1,4 @@
+import Config
 import Engine
 import Foundation
 
@@ -45,5 +46,26 @@ public struct SingleRoIExtractor {
         for (position, roi) in order.enumerated() { inverse[roi] = position }
         let grouped = parts.count == 1 ? parts[0] : concat(parts, axis: 0)
         return grouped.indexSelect(axis: 0, inverse)
+    }
+}
+
+extension SingleRoIExtractor {
+    /// mmdet's SingleRoIExtractor keys (RoIAlign only, aligned); `outputSize` is the context's default.
+    static func fields(outputSize: Int = 7) -> [ConfigSchema.Field] {
+        [.init("type", .oneOf(["SingleRoIExtractor"]), default: "SingleRoIExtractor"),
+         .init("roi_layer", .object([.init("type", .oneOf(["RoIAlign"]), default: "RoIAlign"),
+                                     .init("output_size", .positiveInt, default: .int(outputSize)),
+                                     .init("sampling_ratio", .nonNegativeInt, default: 0), .init("aligned", .exactly(true), default: true)])),
+         .init("out_channels", .positiveInt), .init("featmap_strides", .array(.positiveInt), default: [4, 8, 16, 32]),
+         .init("finest_scale", .positiveNumber, default: 56)]
+    }
+
+    /// Context: the neck's channels, which `out_channels` must equal when given.
+    static func register(in r: Registry<SingleRoIExtractor, Int>) {
+        r.register("SingleRoIExtractor", fields: Array(fields().dropFirst())) { c, channels in
+            try c.checkChannels("out_channels", channels)
+            return SingleRoIExtractor(outputSize: try c.int("roi_layer.output_size"), samplingRatio: try c.int("roi_layer.sampling_ratio"),
+                                      strides: try c.ints("featmap_strides"), finestScale: Float(try c.double("finest_scale")))
+        }
     }
 }

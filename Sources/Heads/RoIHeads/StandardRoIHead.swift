@@ -1,3 +1,4 @@
+import Config
 import Engine
 import Foundation
 import NN
@@ -10,7 +11,7 @@ import NN
 /// 25 % positives.
 ///
 /// Keys: bbox_head.*, mask_head.* (the extractors have no parameters).
-public final class StandardRoIHead: Module {
+public final class StandardRoIHead: Module, RoIHead {
     public let bbox_head: Shared2FCBBoxHead
     public let mask_head: FCNMaskHead?
     public var extractor = SingleRoIExtractor()
@@ -23,14 +24,28 @@ public final class StandardRoIHead: Module {
 
     public init(bboxHead: Shared2FCBBoxHead, maskHead: FCNMaskHead? = nil) { bbox_head = bboxHead; mask_head = maskHead }
 
-    /// The RoIs of one training image: the ground truth first, then the proposals, assigned and sampled;
-    /// positives first. Returns the sampled boxes (flat), their labels (`numClasses` for background), the
-    /// positives' encoded targets and the ground truth each positive was assigned.
+    public var numClasses: Int { bbox_head.numClasses }
+    public var predictsMasks: Bool { mask_head != nil }
+
+    /// The RoIs of one training image: the ground truth first (when the sampler adds it), then the proposals,
+    /// assigned and sampled; positives first. Returns the sampled boxes (flat), their labels (`numClasses` for
+    /// background), the positives' encoded targets and the ground truth each positive was assigned.
     public func sampleRoIs(proposals: [Float], target t: DetectionTarget, rng: inout SplitMix64)
         -> (boxes: [Float], labels: [Int], targets: [Float], gtIndices: [Int]) {
-        let candidates = t.boxes + proposals
+        let s = Self.sampleRoIs(proposals: proposals, target: t, assigner: assigner, sampler: sampler, coder: bbox_head.coder,
+                                numClasses: bbox_head.numClasses, rng: &rng)
+        return (s.boxes, s.labels, s.targets, s.gtIndices)
+    }
+
+    /// `sampleRoIs` with explicit settings (a Cascade R-CNN stage's); `isGT` marks the positives that are added
+    /// ground-truth boxes (mmdet's `pos_is_gt`).
+    static func sampleRoIs(proposals: [Float], target t: DetectionTarget, assigner: MaxIoUAssigner, sampler: RandomSampler,
+                           coder: DeltaXYWHBBoxCoder, numClasses: Int, rng: inout SplitMix64)
+        -> (boxes: [Float], labels: [Int], targets: [Float], gtIndices: [Int], isGT: [Bool]) {
+        let added = sampler.addGTAsProposals ? t.boxes.count / 4 : 0
+        let candidates = (sampler.addGTAsProposals ? t.boxes : []) + proposals
         var assigned = assigner.assign(anchors: candidates, gts: t.boxes)
-        for g in 0..<t.labels.count { assigned[g] = g + 1 }   // each ground-truth box is its own positive
+        for g in 0..<added { assigned[g] = g + 1 }   // each added ground-truth box is its own positive
         let (pos, neg) = sampler.sample(assigned, rng: &rng)
         var boxes: [Float] = [], labels: [Int] = [], gtBoxes: [Float] = [], gtIndices: [Int] = []
         for i in pos {
@@ -43,9 +58,9 @@ public final class StandardRoIHead: Module {
         let posBoxes = boxes
         for i in neg {
             boxes += candidates[(4 * i)..<(4 * i + 4)]
-            labels.append(bbox_head.numClasses)
+            labels.append(numClasses)
         }
-        return (boxes, labels, bbox_head.coder.encode(anchors: posBoxes, gts: gtBoxes), gtIndices)
+        return (boxes, labels, coder.encode(anchors: posBoxes, gts: gtBoxes), gtIndices, pos.map { $0 < added })
     }
 
     /// RoIs as mmdet's `bbox2roi`: [batch index, x1, y1, x2, y2] per box, images in order.
@@ -110,6 +125,36 @@ public final class StandardRoIHead: Module {
                                                                      labels: dets[b].labels, image: oriShapes[b], threshold: maskThreshold)
             }
             return dets
+        }
+    }
+}
+
+extension StandardRoIHead {
+    /// mmdet's StandardRoIHead keys: its parts come from their registries; `train_cfg.rcnn` / `test_cfg.rcnn`
+    /// arrive through the context.
+    static func register(in r: Registry<any RoIHead, RoIHeadContext>) {
+        r.register("StandardRoIHead", fields: [
+            .init("bbox_roi_extractor", Registries.roiExtractors.schema, default: .object([("type", "SingleRoIExtractor")])),
+            .init("bbox_head", Registries.bboxHeads.schema, required: true),
+            .init("mask_roi_extractor", Registries.roiExtractors.schema), .init("mask_head", Registries.maskHeads.schema),
+        ]) { c, context in
+            let channels = context.inChannels
+            let head = try Registries.bboxHeads.build(c.section("bbox_head"), channels)
+            let mask = c.has("mask_head") ? try Registries.maskHeads.build(c.section("mask_head"), channels) : nil
+            if let mask, mask.numClasses != head.numClasses {
+                throw c.fail("mask_head.num_classes", "\(mask.numClasses) but the bbox head has \(head.numClasses)")
+            }
+            let train = try settings(context.trainCfg, RoIParts.trainFields()), test = try settings(context.testCfg, RoIParts.testFields)
+            mask?.maskSize = try RoIParts.maskSize(train, maskHead: mask)
+            let parts = try RoIParts.extractors(box: c.section("bbox_roi_extractor"), mask: c.has("mask_roi_extractor") ? c.section("mask_roi_extractor") : nil,
+                                                owner: c, channels: channels, boxRoISize: head.roiSize, maskRoISize: mask?.roiSize)
+            let roi = StandardRoIHead(bboxHead: head, maskHead: mask)
+            roi.extractor = parts.extractor
+            if let m = parts.maskExtractor { roi.maskExtractor = m }
+            roi.assigner = try Registries.assigners.build(train.section("assigner"))
+            roi.sampler = try Registries.samplers.build(train.section("sampler"))
+            (roi.testConfig, roi.maskThreshold) = try RoIParts.testConfig(test, hasMask: mask != nil)
+            return roi
         }
     }
 }

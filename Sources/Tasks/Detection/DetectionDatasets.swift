@@ -31,6 +31,8 @@ public enum DetectionDatasets {
     static let pipelineFields: [ConfigSchema.Field] = LoaderSettings.fields + [
         .init("img_scale", .array(.intRange(32...16384), count: 2)), .init("keep_ratio", .bool, default: true),
         .init("flip_ratio", .fraction, default: 0.5), .init("size_divisor", .intRange(1...1024), default: 32),
+        // mmdet's RandomChoiceResize(scales, keep_ratio) in the train pipeline: one of these [long, short] per image.
+        .init("train_scales", .array(.array(.intRange(32...16384), count: 2))),
     ]
 
     /// Train and test pipelines from a filled `data` section; `img_scale` defaults to the shapes' size, else mmdet's
@@ -39,8 +41,14 @@ public enum DetectionDatasets {
         let scale = c.has("img_scale") ? try c.ints("img_scale")
             : try c.string("dataset") == "shapes" ? [Int](repeating: try c.int("shapes.size"), count: 2) : [1333, 800]
         let keep = try c.bool("keep_ratio"), div = try c.int("size_divisor"), flip = try c.double("flip_ratio")
-        return (DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: flip, sizeDivisor: div, training: true,
-                                  withMask: withMask),
+        var train = DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: flip, sizeDivisor: div, training: true,
+                                      withMask: withMask)
+        if c.has("train_scales") {
+            let scales = try (0..<(c["train_scales"]?.arrayValue?.count ?? 0)).map { try c.ints("train_scales.\($0)") }
+            guard !scales.isEmpty else { throw c.fail("train_scales", "is empty (leave it out to train at img_scale)") }
+            train.trainScales = scales.map { ($0[0], $0[1]) }
+        }
+        return (train,
                 DetectionPipeline(imgScale: (scale[0], scale[1]), keepRatio: keep, flipRatio: 0, sizeDivisor: div, training: false,
                                   withMask: false))
     }

@@ -1,4 +1,5 @@
 import Backbones
+import Foundation
 import Config
 import Engine
 import Heads
@@ -18,6 +19,17 @@ func maskRCNN(arch: String = "acmix_resnet50", scoreThr: Double = 0.05) throws -
      "test_cfg": {"rcnn": {"score_thr": \(scoreThr)}}}
     """
     return try Registries.detectors.build(Config(json: try JSON.parse(json)))
+}
+
+/// Cascade Mask R-CNN R50 as `configs/_base_/models/cascade_mask_rcnn_r50_fpn.json` (mmdet's cascade-mask-rcnn_r50_fpn)
+/// builds it, read from the source tree.
+func cascadeMaskRCNN(scoreThr: Double = 0.05) throws -> any Detector {
+    EngineRandom.seed(0)
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    let cfg = try Config.load(path: root.appendingPathComponent("configs/_base_/models/cascade_mask_rcnn_r50_fpn.json").path,
+                              overrides: ["model.test_cfg.rcnn.score_thr=\(scoreThr)"])
+    return try Registries.detectors.build(cfg.section("model"))
 }
 
 /// Random training targets: 3–9 boxes of 16–112 px per image, each with an elliptical mask.
@@ -71,6 +83,20 @@ let detectionCases: [BenchCase] = [
             opt.zeroGrad()
             let terms = detector.lossTerms(images, targets: targets)
             (terms[0].1 + terms[1].1).backward()
+            opt.step()
+        }, { t in ["s_per_iter": t, "images_per_s": 2 / t] })
+    },
+    BenchCase(name: "cascade_mask_rcnn_r50_train_512_b2") {
+        let detector = try cascadeMaskRCNN()
+        detector.train()
+        var rng = SplitMix64(seed: 1)
+        let images = Tensor((0..<(2 * 3 * 512 * 512)).map { _ in Float(rng.normal()) }, shape: [2, 3, 512, 512])
+        let targets = randomTargets(2, size: 512, classes: 80, masks: true, rng: &rng)
+        let opt = SGD(paramGroups(detector, weightDecay: 1e-4, noDecayOn1D: true, noDecayKeys: []), lr: 0.001)
+        return ({
+            opt.zeroGrad()
+            let terms = detector.lossTerms(images, targets: targets)
+            terms.dropFirst().reduce(terms[0].1) { $0 + $1.1 }.backward()
             opt.step()
         }, { t in ["s_per_iter": t, "images_per_s": 2 / t] })
     },

@@ -1,0 +1,91 @@
+import Config
+import Engine
+import NN
+
+/// A two-stage detector's second stage (mmdet's `BaseRoIHead`): losses and detections from the neck's levels and
+/// the RPN's proposals.
+public protocol RoIHead: Module {
+    /// Named loss terms of a batch; `proposals` are the RPN's per image (flat x1y1x2y2, input pixels).
+    func loss(_ feats: [Tensor], proposals: [[Float]], targets: [DetectionTarget]) -> [(String, Tensor)]
+    /// Detections per image in original-image pixels, with masks at `oriShapes` when it predicts masks.
+    func predict(_ feats: [Tensor], proposals: [[Float]], imgShapes: [(height: Int, width: Int)],
+                 scaleFactors: [[Float]], oriShapes: [(height: Int, width: Int)]) -> [ImageDetections]
+    /// Object classes (labels 0..<numClasses).
+    var numClasses: Int { get }
+    /// Whether it predicts instance masks (and training needs them).
+    var predictsMasks: Bool { get }
+}
+
+/// What a RoI head's builder gets from its detector: the neck's channels and the detector's `train_cfg.rcnn` /
+/// `test_cfg.rcnn` sections (nil when absent), whose schema the head owns.
+public struct RoIHeadContext {
+    public var inChannels: Int
+    public var trainCfg: Config?
+    public var testCfg: Config?
+    public init(inChannels: Int, trainCfg: Config? = nil, testCfg: Config? = nil) {
+        self.inChannels = inChannels; self.trainCfg = trainCfg; self.testCfg = testCfg
+    }
+}
+
+/// The parts a RoI head section builds from its registries: box extractor and head, and the mask pair when the
+/// section has a mask head, checked against each other (mmdet builds them in `init_bbox_head` / `init_mask_head`).
+struct RoIParts {
+    var extractor: SingleRoIExtractor
+    var maskExtractor: SingleRoIExtractor?
+
+    /// The extractors: `box` (a `bbox_roi_extractor` section, whose RoIs must be `boxRoISize`) and, with a mask head
+    /// (`maskRoISize`), `mask` (a `mask_roi_extractor` section; absent: a 14×14 RoIAlign on the same levels).
+    /// `owner` is the RoI head's section and `boxHead` / `maskHead` the heads' keys there, for the messages.
+    static func extractors(box: Config, mask: Config?, owner c: Config, boxHead: String = "bbox_head", maskHead: String = "mask_head",
+                           channels: Int, boxRoISize: Int, maskRoISize: Int?) throws -> RoIParts {
+        let extractor = try Registries.roiExtractors.build(box, channels)
+        guard extractor.outputSize == boxRoISize else {
+            throw c.fail("\(boxHead).roi_feat_size", "must equal bbox_roi_extractor.roi_layer.output_size")
+        }
+        guard let maskRoISize else {
+            if mask != nil { throw c.fail("mask_roi_extractor", "is for a mask head, and the RoI head has none") }
+            return RoIParts(extractor: extractor, maskExtractor: nil)
+        }
+        let maskExtractor = try mask.map { try Registries.roiExtractors.build($0, channels) }
+            ?? SingleRoIExtractor(outputSize: 14, samplingRatio: 0, strides: extractor.strides, finestScale: extractor.finestScale)
+        guard maskExtractor.outputSize == maskRoISize else {
+            throw c.fail("\(maskHead).roi_feat_size", "must equal mask_roi_extractor.roi_layer.output_size")
+        }
+        return RoIParts(extractor: extractor, maskExtractor: maskExtractor)
+    }
+
+    /// A RoI stage's `train_cfg.rcnn` keys with mmdet's Faster / Mask R-CNN defaults at IoU `iou`.
+    static func trainFields(iou: Double = 0.5) -> [ConfigSchema.Field] {
+        [.init("assigner", .object(MaxIoUAssigner.fields(pos: iou, neg: iou, minPos: iou, lowQuality: false, allowIgnore: false))),
+         .init("sampler", .object(RandomSampler.fields(num: 512, fraction: 0.25))),
+         .init("mask_size", .intRange(1...256)), .init("pos_weight", .exactly(-1), default: -1), .init("debug", .exactly(false), default: false)]
+    }
+
+    /// `test_cfg.rcnn` keys with mmdet's defaults.
+    static let testFields: [ConfigSchema.Field] = [
+        .init("score_thr", .fraction, default: 0.05),
+        .init("nms", .object([.init("type", .oneOf(["nms"]), default: "nms"), .init("iou_threshold", .fraction, default: 0.5)])),
+        .init("max_per_img", .positiveInt, default: 100), .init("mask_thr_binary", .fraction),
+    ]
+
+    /// The bbox head's test settings from a validated `test_cfg.rcnn`, and the mask threshold (mmdet's 0.5 default).
+    static func testConfig(_ t: Config, hasMask: Bool) throws -> (Shared2FCBBoxHead.TestConfig, Float) {
+        if !hasMask, t.has("mask_thr_binary") { throw t.fail("mask_thr_binary", "is for a mask head, and the RoI head has none") }
+        return (Shared2FCBBoxHead.TestConfig(scoreThr: Float(try t.double("score_thr")), iouThreshold: Float(try t.double("nms.iou_threshold")),
+                                             maxPerImage: try t.int("max_per_img")),
+                Float(try t.double("mask_thr_binary", default: 0.5)))
+    }
+
+    /// The mask head's target size from a validated `train_cfg.rcnn` stage (28 by default, 2 × its RoI size).
+    static func maskSize(_ train: Config, maskHead: FCNMaskHead?) throws -> Int {
+        guard let maskHead else {
+            if train.has("mask_size") { throw train.fail("mask_size", "is for a mask head, and the RoI head has none") }
+            return 0
+        }
+        let size = try train.int("mask_size", default: 28)
+        guard size == 2 * maskHead.roiSize else {
+            throw train.fail("mask_size", "\(size) but the mask head predicts \(2 * maskHead.roiSize) pixels (2 × roi_feat_size)")
+        }
+        return size
+    }
+}
