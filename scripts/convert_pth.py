@@ -176,8 +176,9 @@ PART_KEYS = {
     "neck.": [rf"(lateral_convs|fpn_convs)\.\d+\.conv\.{WB}"],                                      # FPN
     "bbox_head.": [rf"(cls_convs|reg_convs)\.\d+\.(conv\.{WB}|gn\.{WB})", rf"retina_(cls|reg)\.{WB}"],  # RetinaHead
     "rpn_head.": [rf"rpn_(conv|cls|reg)\.{WB}"],                                                      # RPNHead
-    "roi_head.": [rf"bbox_head\.(shared_fcs\.\d+|fc_cls|fc_reg)\.{WB}",                               # Shared2FCBBoxHead
-                  rf"mask_head\.(convs\.\d+\.conv|upsample|conv_logits)\.{WB}"],                      # FCNMaskHead
+    # Shared2FCBBoxHead and FCNMaskHead; `.N` after the head is a Cascade R-CNN stage.
+    "roi_head.": [rf"bbox_head\.(\d+\.)?(shared_fcs\.\d+|fc_cls|fc_reg)\.{WB}",
+                  rf"mask_head\.(\d+\.)?(convs\.\d+\.conv|upsample|conv_logits)\.{WB}"],
     "decode_head.": [
         rf"psp_modules\.\d+\.1\.{CONV_MODULE}", rf"(bottleneck|fpn_bottleneck|conv_cat)\.{CONV_MODULE}",  # UPerHead
         rf"(lateral_convs|fpn_convs|convs)\.\d+\.{CONV_MODULE}",                                    # UPer / FCNHead

@@ -84,13 +84,19 @@ final class MMRefInferenceTests: XCTestCase {
 
     /// A Mask R-CNN checkpoint written by mmdet and converted: the same boxes, scores, labels and (≥ 99.9 % of) mask
     /// pixels as mmdet 3.3's own predict (Tests/Fixtures/mmref/make_mask_rcnn.py).
-    func testDetInferMaskRCNNEqualsMMDetection() throws {
+    func testDetInferMaskRCNNEqualsMMDetection() throws { try checkMaskDetections("mask_rcnn_r50w8") }
+
+    /// The same for a Cascade Mask R-CNN checkpoint (three stages, class-agnostic boxes, stage-averaged scores and
+    /// masks; Tests/Fixtures/mmref/make_cascade_mask_rcnn.py).
+    func testDetInferCascadeMaskRCNNEqualsMMDetection() throws { try checkMaskDetections("cascade_mask_rcnn_r50w8") }
+
+    func checkMaskDetections(_ fixture: String) throws {
         func mask(_ d: JSON) throws -> [UInt8] {
             let size = try XCTUnwrap(d["segmentation"]?["size"]?.arrayValue?.compactMap(\.intValue))
             let rle = try XCTUnwrap(MaskAPI.rleFrString(try XCTUnwrap(d["segmentation"]?["counts"]?.stringValue), h: size[0], w: size[1]))
             return rle.decode()
         }
-        for (mine, theirs) in try detInfer("mask_rcnn_r50w8") {
+        for (mine, theirs) in try detInfer(fixture) {
             let name = theirs["file_name"]?.stringValue ?? "?"
             let a = try XCTUnwrap(mine["detections"]?.arrayValue), b = try XCTUnwrap(theirs["detections"]?.arrayValue)
             XCTAssertEqual(a.count, b.count, "\(name): detection count")
