@@ -1,3 +1,4 @@
+import Dispatch
 /// One recorded op on the tape: where its inputs came from and the function that maps the output's gradient
 /// to theirs.
 ///
@@ -52,6 +53,8 @@ extension Tensor {
     /// Attaches a node to `self` (an op's fresh output) when any input requires grad; returns self.
     @discardableResult
     func record(_ name: String, _ inputs: [Tensor], _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+        // Ops inside a backward closure belong to that node's time.
+        if OpProfile.enabled && !MixedPrecision.inBackward { OpProfile.mark("fwd " + name) }
         if GradMode.isEnabled && inputs.contains(where: { $0.requiresGrad }) {
             requiresGrad = true
             node = Node(name, inputs, backward)
@@ -82,7 +85,11 @@ extension Tensor {
         }
 
         var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
+        if OpProfile.enabled { OpProfile.mark("fwd (untaped work before backward)") }
+        defer { if OpProfile.enabled { OpProfile.mark("bwd (graph walk)") } }
         for n in order.reversed() {
+            if OpProfile.enabled { OpProfile.mark("bwd (graph walk)") }
+            defer { if OpProfile.enabled { OpProfile.mark("bwd " + n.name) } }
             guard let g = grads.removeValue(forKey: ObjectIdentifier(n)) else { continue }
             guard let fn = n.backward else {
                 preconditionFailure("backward through \(n.name) a second time: its saved tensors were freed after the first")
@@ -127,4 +134,27 @@ extension Tensor {
     }
 
     public func zeroGrad() { grad = nil }
+}
+
+/// Wall time per op on the thread that drives the tape, for finding the ops that do not scale with threads
+/// (`bench --profile-ops`): each taped op (forward, recorded whether or not gradients are on) is charged the time
+/// since the previous mark, so untaped code in between counts towards the op that follows it; each backward node is
+/// charged its closure and the accumulation of its gradients.
+public enum OpProfile {
+    nonisolated(unsafe) public static var enabled = false
+    nonisolated(unsafe) static var last: UInt64 = 0
+    nonisolated(unsafe) public private(set) static var table: [String: (seconds: Double, calls: Int)] = [:]
+
+    /// Starts a fresh table from now.
+    public static func reset() {
+        table = [:]
+        last = DispatchTime.now().uptimeNanoseconds
+    }
+
+    public static func mark(_ name: String) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let entry = table[name] ?? (0, 0)
+        table[name] = (entry.seconds + Double(now &- last) / 1e9, entry.calls + 1)
+        last = now
+    }
 }

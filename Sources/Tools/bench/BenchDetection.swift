@@ -21,15 +21,33 @@ func maskRCNN(arch: String = "acmix_resnet50", scoreThr: Double = 0.05) throws -
     return try Registries.detectors.build(Config(json: try JSON.parse(json)))
 }
 
-/// Cascade Mask R-CNN R50 as `configs/_base_/models/cascade_mask_rcnn_r50_fpn.json` (mmdet's cascade-mask-rcnn_r50_fpn)
-/// builds it, read from the source tree.
-func cascadeMaskRCNN(scoreThr: Double = 0.05) throws -> any Detector {
+/// The model of a config in the source tree (`configs/...`), built through the registry with the engine seeded.
+func configDetector(_ relativePath: String, overrides: [String] = []) throws -> any Detector {
     EngineRandom.seed(0)
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
-    let cfg = try Config.load(path: root.appendingPathComponent("configs/_base_/models/cascade_mask_rcnn_r50_fpn.json").path,
-                              overrides: ["model.test_cfg.rcnn.score_thr=\(scoreThr)"])
+    let cfg = try Config.load(path: root.appendingPathComponent(relativePath).path, overrides: overrides)
     return try Registries.detectors.build(cfg.section("model"))
+}
+
+/// One training iteration of `detector` on `n` random images of `size`² with random targets: forward, losses,
+/// backward, an optimizer step (AdamW as the shapes configs, SGD otherwise).
+func detectorTrainStep(_ detector: any Detector, n: Int, size: Int, classes: Int, masks: Bool, adamW: Bool = false)
+    -> (body: () throws -> Void, extra: (Double) -> [String: Double]) {
+    detector.train()
+    var rng = SplitMix64(seed: 1)
+    let images = Tensor((0..<(n * 3 * size * size)).map { _ in Float(rng.normal()) }, shape: [n, 3, size, size])
+    let targets = randomTargets(n, size: size, classes: classes, masks: masks, rng: &rng)
+    let groups = paramGroups(detector, weightDecay: adamW ? 0.05 : 1e-4, noDecayOn1D: true, noDecayKeys: [])
+    let opt: any Optimizer = adamW ? AdamW(groups, lr: 2e-4) : SGD(groups, lr: 0.001)
+    return ({
+        opt.zeroGrad()
+        let terms = detector.lossTerms(images, targets: targets)
+        terms.dropFirst().reduce(terms[0].1) { $0 + $1.1 }.backward()
+        if OpProfile.enabled { OpProfile.mark("optimizer (zero_grad is in the first op)") }
+        opt.step()
+        if OpProfile.enabled { OpProfile.mark("optimizer (zero_grad is in the first op)") }
+    }, { t in ["s_per_iter": t, "images_per_s": Double(n) / t] })
 }
 
 /// Random training targets: 3–9 boxes of 16–112 px per image, each with an elliptical mask.
@@ -87,20 +105,20 @@ let detectionCases: [BenchCase] = [
         }, { t in ["s_per_iter": t, "images_per_s": 2 / t] })
     },
     BenchCase(name: "cascade_mask_rcnn_r50_train_512_b2") {
-        let detector = try cascadeMaskRCNN()
-        detector.train()
-        var rng = SplitMix64(seed: 1)
-        let images = Tensor((0..<(2 * 3 * 512 * 512)).map { _ in Float(rng.normal()) }, shape: [2, 3, 512, 512])
-        let targets = randomTargets(2, size: 512, classes: 80, masks: true, rng: &rng)
-        let opt = SGD(paramGroups(detector, weightDecay: 1e-4, noDecayOn1D: true, noDecayKeys: []), lr: 0.001)
-        return ({
-            opt.zeroGrad()
-            let terms = detector.lossTerms(images, targets: targets)
-            terms.dropFirst().reduce(terms[0].1) { $0 + $1.1 }.backward()
-            opt.step()
-        }, { t in ["s_per_iter": t, "images_per_s": 2 / t] })
+        detectorTrainStep(try configDetector("configs/_base_/models/cascade_mask_rcnn_r50_fpn.json"), n: 2, size: 512, classes: 80, masks: true)
     },
-] + ["acmix_resnet50", "resnet50"].flatMap { arch -> [BenchCase] in
+    // det-train's default (the shapes RetinaNet at its batch of 4, 192×192): the step issue 25's thread scaling is about.
+    BenchCase(name: "retinanet_shapes_train_b4") {
+        detectorTrainStep(try configDetector("configs/retinanet/retinanet_acmix_resnet26_fpn_shapes.json"), n: 4, size: 192, classes: 4,
+                          masks: false, adamW: true)
+    },
+] + [("mask_rcnn", "configs/mask_rcnn/mask_rcnn_acmix_resnet26_fpn_shapes.json"),
+      ("cascade_mask_rcnn", "configs/cascade_rcnn/cascade_mask_rcnn_acmix_resnet26_fpn_shapes.json")].map { name, path in
+    // The built-in Mask R-CNN / Cascade Mask R-CNN demos' step (4 images of 192×192, AdamW).
+    BenchCase(name: "\(name)_shapes_train_b4") {
+        detectorTrainStep(try configDetector(path), n: 4, size: 192, classes: 4, masks: true, adamW: true)
+    }
+} + ["acmix_resnet50", "resnet50"].flatMap { arch -> [BenchCase] in
     let name = arch == "resnet50" ? "r50" : arch
     return [
     BenchCase(name: "mask_rcnn_\(name)_train_512_b2") {

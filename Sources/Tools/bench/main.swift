@@ -24,6 +24,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "List the case names and exit.")
     var list = false
 
+    @Flag(help: "After each case, one JSON line per op with its wall time per run (see OpProfile): compare BENCH_THREADS=1 and 2 to find the ops that do not scale.")
+    var profileOps = false
+
     func validate() throws {
         if let name = caseName, !allCases.contains(where: { $0.name == name }) {
             throw ValidationError("unknown case '\(name)'; known: \(allCases.map(\.name).joined(separator: ", "))")
@@ -37,8 +40,12 @@ struct Bench: ParsableCommand {
         try MixedPrecision.select(precision)
         for c in allCases where caseName == nil || c.name == caseName {
             let (body, extra) = try c.setUp()
+            OpProfile.enabled = profileOps
+            OpProfile.reset()
             let times = try sortedSeconds(runs: runs, body), t = times[times.count / 2]
+            OpProfile.enabled = false
             report(c.name, medianSeconds: t, minSeconds: times[0], extra: extra(t))
+            if profileOps { reportOps(c.name, runs: runs + 1) }
         }
     }
 }
