@@ -73,7 +73,8 @@ final class ShippedConfigTests: XCTestCase {
         let path = ConfigTests.packageRoot + "/configs/retinanet/retinanet_acmix_resnet26_fpn_shapes.json"
         for (o, needle) in [("model.bbox_head.loss_cls.use_sigmoid=false", "model.bbox_head.loss_cls.use_sigmoid: only true is implemented"),
                             ("model.train_cfg.pos_weight=2", "model.train_cfg.pos_weight: only -1 is implemented"),
-                            ("model.train_cfg.allowed_border=0", "model.train_cfg.allowed_border: only -1 is implemented"),
+                            ("model.train_cfg.allowed_border=-2", "model.train_cfg.allowed_border"),
+                            ("model.train_cfg.sampler.type=\"RandomSampler\"", "model.train_cfg.sampler.type"),
                             ("model.train_cfg.debug=true", "model.train_cfg.debug: only false is implemented"),
                             ("model.test_cfg.typo=1", "unknown key model.test_cfg.typo"),
                             ("optimizer_config.grad_clip.norm_type=1", "optimizer_config.grad_clip.norm_type: only 2 is implemented")] {

@@ -199,6 +199,12 @@ extension AnchorHead {
         + (scoreThr ? [.init("score_thr", .fraction, default: 0.05)] : [])
     }
 
+    /// `allowed_border` of a validated `train_cfg` section: nil for mmdet's −1 (every anchor).
+    static func allowedBorder(_ train: Config) throws -> Float? {
+        let border = try train.int("allowed_border")
+        return border >= 0 ? Float(border) : nil
+    }
+
     /// A validated `test_cfg` section as settings.
     static func testConfig(_ t: Config, scoreThr: Bool) throws -> DenseTestConfig {
         DenseTestConfig(nmsPre: try t.int("nms_pre"), scoreThr: scoreThr ? Float(try t.double("score_thr")) : 0,

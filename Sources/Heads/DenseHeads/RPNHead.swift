@@ -128,8 +128,7 @@ extension RPNHead {
             let train = try settings(context.trainCfg, trainCfgFields), test = try settings(context.testCfg, proposalFields(nmsPre: 1000))
             head.assigner = try Registries.assigners.build(train.section("assigner"))
             head.sampler = try Registries.samplers.build(train.section("sampler"))
-            let border = try train.int("allowed_border")
-            head.allowedBorder = border >= 0 ? Float(border) : nil
+            head.allowedBorder = try allowedBorder(train)
             head.testConfig = try proposalConfig(test).dense
             return head
         }

@@ -52,13 +52,13 @@ public final class RetinaHead: AnchorHead {
 }
 
 extension RetinaHead {
-    /// The detector's `train_cfg` as RetinaNet reads it. mmdet's `allowed_border`, `pos_weight` and `debug` are
-    /// accepted at the one value implemented (every anchor is used, positives weigh 1, no debug output), and its
-    /// sampler is the PseudoSampler (every assigned anchor counts).
+    /// The detector's `train_cfg` as RetinaNet reads it. mmdet's `pos_weight` and `debug` are accepted at the one
+    /// value implemented (positives weigh 1, no debug output), and its sampler is the PseudoSampler (every assigned
+    /// anchor counts).
     static let trainCfgFields: [ConfigSchema.Field] = [
         .init("assigner", .object(MaxIoUAssigner.fields(pos: 0.5, neg: 0.4, minPos: 0, lowQuality: true, ignoreIoF: 0.5))),
         .init("sampler", .object([.init("type", .oneOf(["PseudoSampler"]), default: "PseudoSampler")])),
-        .init("allowed_border", .exactly(-1), default: -1), .init("pos_weight", .exactly(-1), default: -1),
+        .init("allowed_border", .intRange(-1...100_000), default: -1), .init("pos_weight", .exactly(-1), default: -1),
         .init("debug", .exactly(false), default: false),
     ]
     /// The detector's `test_cfg` as RetinaNet reads it (mmdet 3.x defaults).
@@ -110,6 +110,7 @@ extension RetinaHead {
             head.bboxLossWeight = Float(try c.double("loss_bbox.loss_weight"))
             let train = try settings(context.trainCfg, trainCfgFields), test = try settings(context.testCfg, testCfgFields)
             head.assigner = try Registries.assigners.build(train.section("assigner"))
+            head.allowedBorder = try allowedBorder(train)
             head.testConfig = try testConfig(test, scoreThr: true)
             return head
         }

@@ -161,9 +161,9 @@ extension CascadeRoIHead {
         func perStage(_ s: ConfigSchema) -> ConfigSchema { .anyOf([s, .array(s)]) }
         r.register("CascadeRoIHead", fields: [
             .init("num_stages", .intRange(1...5), required: true), .init("stage_loss_weights", .array(.nonNegativeNumber), required: true),
-            .init("bbox_roi_extractor", perStage(Registries.roiExtractors.schema), default: .object([("type", "SingleRoIExtractor")])),
+            .init("bbox_roi_extractor", perStage(RoIParts.extractorSchema), default: .object([("type", "SingleRoIExtractor")])),
             .init("bbox_head", perStage(Registries.bboxHeads.schema), required: true),
-            .init("mask_roi_extractor", perStage(Registries.roiExtractors.schema)), .init("mask_head", perStage(Registries.maskHeads.schema)),
+            .init("mask_roi_extractor", perStage(RoIParts.extractorSchema)), .init("mask_head", perStage(Registries.maskHeads.schema)),
         ]) { c, context in
             let n = try c.int("num_stages"), channels = context.inChannels
             let weights = try c.doubles("stage_loss_weights").map(Float.init)

@@ -38,7 +38,13 @@ struct RoIParts {
     /// `owner` is the RoI head's section and `boxHead` / `maskHead` the heads' keys there, for the messages.
     static func extractors(box: Config, mask: Config?, owner c: Config, boxHead: String = "bbox_head", maskHead: String = "mask_head",
                            channels: Int, boxRoISize: Int, maskRoISize: Int?) throws -> RoIParts {
-        let extractor = try Registries.roiExtractors.build(box, channels)
+        /// An extractor section; without `type`, the SingleRoIExtractor (the only kind until another registers).
+        func build(_ section: Config) throws -> SingleRoIExtractor {
+            var section = section
+            if !section.has("type") { try section.set("type", "SingleRoIExtractor", origin: "<default>") }
+            return try Registries.roiExtractors.build(section, channels)
+        }
+        let extractor = try build(box)
         guard extractor.outputSize == boxRoISize else {
             throw c.fail("\(boxHead).roi_feat_size", "must equal bbox_roi_extractor.roi_layer.output_size")
         }
@@ -46,13 +52,17 @@ struct RoIParts {
             if mask != nil { throw c.fail("mask_roi_extractor", "is for a mask head, and the RoI head has none") }
             return RoIParts(extractor: extractor, maskExtractor: nil)
         }
-        let maskExtractor = try mask.map { try Registries.roiExtractors.build($0, channels) }
+        let maskExtractor = try mask.map(build)
             ?? SingleRoIExtractor(outputSize: 14, samplingRatio: 0, strides: extractor.strides, finestScale: extractor.finestScale)
         guard maskExtractor.outputSize == maskRoISize else {
             throw c.fail("\(maskHead).roi_feat_size", "must equal mask_roi_extractor.roi_layer.output_size")
         }
         return RoIParts(extractor: extractor, maskExtractor: maskExtractor)
     }
+
+    /// The schema of an extractor section in a RoI head's: validated by the extractor registry when built, so that
+    /// its `type` may be left out (SingleRoIExtractor), as this toolkit's configs always could.
+    static let extractorSchema = ConfigSchema.any
 
     /// A RoI stage's `train_cfg.rcnn` keys with mmdet's Faster / Mask R-CNN defaults at IoU `iou`.
     static func trainFields(iou: Double = 0.5) -> [ConfigSchema.Field] {

@@ -134,9 +134,9 @@ extension StandardRoIHead {
     /// arrive through the context.
     static func register(in r: Registry<any RoIHead, RoIHeadContext>) {
         r.register("StandardRoIHead", fields: [
-            .init("bbox_roi_extractor", Registries.roiExtractors.schema, default: .object([("type", "SingleRoIExtractor")])),
+            .init("bbox_roi_extractor", RoIParts.extractorSchema, default: .object([("type", "SingleRoIExtractor")])),
             .init("bbox_head", Registries.bboxHeads.schema, required: true),
-            .init("mask_roi_extractor", Registries.roiExtractors.schema), .init("mask_head", Registries.maskHeads.schema),
+            .init("mask_roi_extractor", RoIParts.extractorSchema), .init("mask_head", Registries.maskHeads.schema),
         ]) { c, context in
             let channels = context.inChannels
             let head = try Registries.bboxHeads.build(c.section("bbox_head"), channels)
