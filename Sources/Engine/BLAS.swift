@@ -106,7 +106,7 @@ public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k:
         gemmCall(GEMMPolicy.kernel(m: m, n: n, k: k), transA: transA, transB: transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
     let threads = Threads.count
-    guard threads > 1 && m * n * k >= 1 << 20 && max(m, n) >= 32 * threads else { return call(m, n, a, b, c) }
+    guard threads > 1 && m * n * k >= 1 << 20 && max(m, n) >= 32 * threads && !Threads.serialHere else { return call(m, n, a, b, c) }
     // One single-threaded call per thread on a block of C's columns (or rows, when C is tall), in multiples of 16 so
     // every block keeps whole SIMD panels (see `Threads` for why the libraries do not thread).
     let alongN = n >= m, extent = alongN ? n : m

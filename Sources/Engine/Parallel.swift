@@ -16,10 +16,29 @@ public enum Threads {
         return configured ?? ProcessInfo.processInfo.activeProcessorCount
     }()
 
+    /// Whether the calling thread runs one slice of a region that already splits its work over the threads
+    /// (`serially`): loops and products inside it then stay on this thread instead of nesting another split.
+    public static var serialHere: Bool { pthread_getspecific(serialKey) != nil }
+
     /// `ACMIX_NUM_THREADS` when it is set to a positive integer (the tools refuse any other value at start).
     public static var configured: Int? {
         ProcessInfo.processInfo.environment["ACMIX_NUM_THREADS"].flatMap { Int($0) }.flatMap { $0 >= 1 ? $0 : nil }
     }
+}
+
+private let serialKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key, nil)
+    return key
+}()
+
+/// Runs `body` with every `parallelChunks` / `sgemm` inside it on the calling thread (one slice of a region that
+/// splits its work by itself, e.g. a convolution's images).
+public func serially<T>(_ body: () throws -> T) rethrows -> T {
+    let saved = pthread_getspecific(serialKey)
+    pthread_setspecific(serialKey, UnsafeRawPointer(bitPattern: 1))
+    defer { pthread_setspecific(serialKey, saved) }
+    return try body()
 }
 
 /// Runs `body(start, end)` over `0..<n` split into contiguous chunks, in parallel when the work is big enough.
@@ -27,7 +46,7 @@ public enum Threads {
 @inline(__always)
 public func parallelChunks(_ n: Int, cost: Int = 1, minimum: Int = 32_768, _ body: (Int, Int) -> Void) {
     let threads = Threads.count
-    if threads <= 1 || n <= 1 || n * cost < minimum {
+    if threads <= 1 || n <= 1 || n * cost < minimum || Threads.serialHere {
         body(0, n)
         return
     }
