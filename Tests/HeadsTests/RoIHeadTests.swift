@@ -11,6 +11,16 @@ func close(_ a: [Float], _ b: [Float], _ tol: Float, _ what: String, file: Stati
     XCTAssertLessThan(zip(a, b).map { abs($0 - $1) }.max() ?? 0, tol * scale, what, file: file, line: line)
 }
 
+/// Whether `d` has the fixture's `NAME.boxes` (to 1e-2), `.scores` (to 1e-4) and `.labels`; fails the test where not.
+func sameDetections(_ d: ImageDetections, _ f: [String: Tensor], _ name: String, file: StaticString = #filePath, line: UInt = #line) -> Bool {
+    XCTAssertEqual(d.count, f["\(name).scores"]!.count, name, file: file, line: line)
+    guard d.count == f["\(name).scores"]!.count else { return false }
+    XCTAssertLessThan(zip(d.boxes, f["\(name).boxes"]!.array).map { abs($0 - $1) }.max() ?? 0, 1e-2, "\(name) boxes", file: file, line: line)
+    XCTAssertLessThan(zip(d.scores, f["\(name).scores"]!.array).map { abs($0 - $1) }.max() ?? 0, 1e-4, "\(name) scores", file: file, line: line)
+    XCTAssertEqual(d.labels, f["\(name).labels"]!.array.map { Int($0) }, "\(name) labels", file: file, line: line)
+    return true
+}
+
 /// The StandardRoIHead (boxes) against mmdet 3.3 (Tests/Fixtures/roi_head/make_roi_head.py): losses and every
 /// gradient with a sampler that keeps every candidate, and the final detections.
 final class RoIHeadTests: XCTestCase {
@@ -50,12 +60,6 @@ final class RoIHeadTests: XCTestCase {
         let feats = (0..<4).map { f["feat\($0)"]! }
         let dets = head.predict(feats, proposals: (0..<2).map { f["proposals\($0)"]!.array }, imgShapes: [(90, 120), (96, 100)],
                                 scaleFactors: [[0.5, 0.5, 0.5, 0.5], [0.8, 0.75, 0.8, 0.75]], oriShapes: [(180, 240), (128, 125)])
-        for i in 0..<2 {
-            XCTAssertEqual(dets[i].count, f["dets\(i).scores"]!.count, "image \(i)")
-            guard dets[i].count == f["dets\(i).scores"]!.count else { continue }
-            XCTAssertLessThan(zip(dets[i].boxes, f["dets\(i).boxes"]!.array).map { abs($0 - $1) }.max()!, 1e-2, "image \(i) boxes")
-            XCTAssertLessThan(zip(dets[i].scores, f["dets\(i).scores"]!.array).map { abs($0 - $1) }.max()!, 1e-4, "image \(i) scores")
-            XCTAssertEqual(dets[i].labels, f["dets\(i).labels"]!.array.map { Int($0) }, "image \(i) labels")
-        }
+        for i in 0..<2 { _ = sameDetections(dets[i], f, "dets\(i)") }
     }
 }

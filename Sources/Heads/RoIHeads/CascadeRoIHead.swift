@@ -121,16 +121,8 @@ public final class CascadeRoIHead: Module, RoIHead {
             }
             // mmdet 3.x averages the stages' logits; the last head applies its softmax.
             let scores = scoreSum! * (1 / Float(numStages))
-            let last = bbox_head[numStages - 1]
-            var start = 0
-            var dets = boxes.enumerated().map { b, p -> ImageDetections in
-                let k = p.count / 4
-                defer { start += k }
-                guard k > 0 else { return ImageDetections() }
-                return last.predict(rois: p, cls: scores.slice(axis: 0, start: start, end: start + k),
-                                    reg: lastReg.slice(axis: 0, start: start, end: start + k), imgShape: imgShapes[b],
-                                    scaleFactor: predictsMasks ? [1, 1, 1, 1] : scaleFactors[b], config: testConfig)
-            }
+            var dets = bbox_head[numStages - 1].predict(rois: boxes, cls: scores, reg: lastReg, imgShapes: imgShapes,
+                                                        scaleFactors: predictsMasks ? nil : scaleFactors, config: testConfig)
             guard predictsMasks else { return dets }
             let maskRoIs = StandardRoIHead.rois(dets.map(\.boxes))
             let c = numClasses
@@ -140,15 +132,8 @@ public final class CascadeRoIHead: Module, RoIHead {
                 let perStage = (0..<numStages).map { mask_head[$0](maskExtractors[$0](feats, rois: maskRoIs)).sigmoid() }
                 probs = perStage.dropFirst().reduce(perStage[0], +) * (1 / Float(numStages))
             }
-            start = 0
-            for b in dets.indices {
-                let k = dets[b].count
-                defer { start += k }
-                for i in 0..<dets[b].boxes.count { dets[b].boxes[i] /= scaleFactors[b][i % 4] }
-                dets[b].masks = k == 0 ? [] : mask_head[numStages - 1].predictMasks(
-                    probs.slice(axis: 0, start: start, end: start + k), boxes: dets[b].boxes, labels: dets[b].labels,
-                    image: oriShapes[b], threshold: maskThreshold, activated: true)
-            }
+            mask_head[numStages - 1].predictMasks(probs, into: &dets, scaleFactors: scaleFactors, oriShapes: oriShapes,
+                                                  threshold: maskThreshold, activated: true)
             return dets
         }
     }

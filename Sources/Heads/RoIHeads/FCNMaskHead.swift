@@ -78,6 +78,22 @@ public final class FCNMaskHead: Module {
         return ("loss_mask", binaryCrossEntropyWithLogits(own, Tensor(targets, shape: [p, s])) * lossWeight)
     }
 
+    /// The masks of a batch's detections (mmdet's `predict_by_feat`): `logits` has one row per detection, images in
+    /// order; each image's boxes are divided by its scale factor first (to original pixels) and its masks pasted at
+    /// its original size.
+    public func predictMasks(_ logits: Tensor, into dets: inout [ImageDetections], scaleFactors: [[Float]],
+                             oriShapes: [(height: Int, width: Int)], threshold: Float, activated: Bool = false) {
+        var start = 0
+        for b in dets.indices {
+            let k = dets[b].count
+            defer { start += k }
+            for i in 0..<dets[b].boxes.count { dets[b].boxes[i] /= scaleFactors[b][i % 4] }
+            dets[b].masks = k == 0 ? [] : predictMasks(logits.slice(axis: 0, start: start, end: start + k), boxes: dets[b].boxes,
+                                                       labels: dets[b].labels, image: oriShapes[b], threshold: threshold,
+                                                       activated: activated)
+        }
+    }
+
     /// mmdet's `_predict_by_feat_single` on CPU: each detection's own-class probabilities pasted into an
     /// `image`-sized canvas at its box (original-image pixels) as `_do_paste_mask` does, thresholded at
     /// `threshold`. `logits` [K, classes, S, S] (probabilities already, with `activated`: mmdet's `activate_map`).

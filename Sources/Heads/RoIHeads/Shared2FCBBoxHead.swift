@@ -77,6 +77,20 @@ public final class Shared2FCBBoxHead: Module {
         }
     }
 
+    /// `predict` for a batch: `rois` per image (flat x1y1x2y2), `cls` / `reg` the rows of every image's RoIs in order;
+    /// `scaleFactors` nil keeps the boxes at input scale (a mask head rescales them after).
+    public func predict(rois perImage: [[Float]], cls: Tensor, reg: Tensor, imgShapes: [(height: Int, width: Int)],
+                        scaleFactors: [[Float]]?, config cfg: TestConfig) -> [ImageDetections] {
+        var start = 0
+        return perImage.enumerated().map { b, p -> ImageDetections in
+            let k = p.count / 4
+            defer { start += k }
+            guard k > 0 else { return ImageDetections() }
+            return predict(rois: p, cls: cls.slice(axis: 0, start: start, end: start + k), reg: reg.slice(axis: 0, start: start, end: start + k),
+                           imgShape: imgShapes[b], scaleFactor: scaleFactors?[b] ?? [1, 1, 1, 1], config: cfg)
+        }
+    }
+
     /// mmdet `BBoxHead._predict_by_feat_single` + `multiclass_nms` for one image: softmax scores, per-class boxes
     /// decoded from `rois` (flat x1y1x2y2) and clipped to `imgShape`, divided by `scaleFactor`, then every
     /// (box, class) above `scoreThr`, NMS per class, best `maxPerImage`.

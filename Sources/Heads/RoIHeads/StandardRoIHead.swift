@@ -104,26 +104,12 @@ public final class StandardRoIHead: Module, RoIHead {
             let rois = Self.rois(proposals)
             guard !rois.isEmpty else { return proposals.map { _ in ImageDetections(masks: mask_head.map { _ in [] }) } }
             let (cls, reg) = bbox_head(extractor(feats, rois: rois))
-            var start = 0
-            var dets = proposals.enumerated().map { b, p -> ImageDetections in
-                let k = p.count / 4
-                defer { start += k }
-                guard k > 0 else { return ImageDetections() }
-                return bbox_head.predict(rois: p, cls: cls.slice(axis: 0, start: start, end: start + k),
-                                         reg: reg.slice(axis: 0, start: start, end: start + k), imgShape: imgShapes[b],
-                                         scaleFactor: mask_head == nil ? scaleFactors[b] : [1, 1, 1, 1], config: testConfig)
-            }
+            var dets = bbox_head.predict(rois: proposals, cls: cls, reg: reg, imgShapes: imgShapes,
+                                         scaleFactors: mask_head == nil ? scaleFactors : nil, config: testConfig)
             guard let mask_head else { return dets }
             let maskRoIs = Self.rois(dets.map(\.boxes))
             let logits = maskRoIs.isEmpty ? Tensor(zeros: [0, mask_head.numClasses, 1, 1]) : mask_head(maskExtractor(feats, rois: maskRoIs))
-            start = 0
-            for b in dets.indices {
-                let k = dets[b].count
-                defer { start += k }
-                for i in 0..<dets[b].boxes.count { dets[b].boxes[i] /= scaleFactors[b][i % 4] }
-                dets[b].masks = k == 0 ? [] : mask_head.predictMasks(logits.slice(axis: 0, start: start, end: start + k), boxes: dets[b].boxes,
-                                                                     labels: dets[b].labels, image: oriShapes[b], threshold: maskThreshold)
-            }
+            mask_head.predictMasks(logits, into: &dets, scaleFactors: scaleFactors, oriShapes: oriShapes, threshold: maskThreshold)
             return dets
         }
     }
