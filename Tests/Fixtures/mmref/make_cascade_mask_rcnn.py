@@ -27,10 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_fixtures as mf  # noqa: E402  (imports mmcv_tv_patch first)
 import torch  # noqa: E402
 from mmengine.config import ConfigDict  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
-from pycocotools import mask as mask_utils  # noqa: E402
-import numpy as np  # noqa: E402
 
 HERE = mf.HERE
 NC = 3
@@ -195,7 +192,6 @@ def build_model(head_seed=HEAD_SEED):
 def main():
     torch.set_num_threads(2)
     init_default_scope("mmdet")
-    from mmcv.transforms import Compose
     import mmdet
 
     model = build_model()
@@ -212,23 +208,7 @@ def main():
         print(convert_error, file=sys.stderr)
     mf.write_json(os.path.join(HERE, NAME + ".json"), our_config())
 
-    pipeline = Compose(mf.DET_PIPELINE)
-    images = []
-    for i, (name, w, h) in enumerate(mf.DET_IMAGES):
-        path = os.path.join(HERE, "images", name + ".png")
-        assert os.path.exists(path), f"{path}: run make_fixtures.py first"
-        data = pseudo_collate([pipeline(dict(img_path=path, img_id=i))])
-        with torch.no_grad():
-            out = model.test_step(data)[0]
-        p = out.pred_instances
-        dets = []
-        for k in range(p.scores.numel()):
-            rle = mask_utils.encode(np.asfortranarray(p.masks[k].numpy().astype(np.uint8)))
-            dets.append({"bbox": [float(v) for v in p.bboxes[k]], "score": float(p.scores[k]), "label": int(p.labels[k]),
-                         "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode()}})
-        images.append({"file_name": mf.rel(path), "width": w, "height": h, "detections": dets})
-        print(f"{name}: {len(dets)} detections, top scores {[round(d['score'], 3) for d in dets[:5]]}, "
-              f"mask pixels {int(p.masks.sum())}, margins {diagnostics(model, data)}")
+    images = mf.instance_detections(model, diagnostics)
     mf.write_json(os.path.join(HERE, NAME + "_detections.json"), {
         "generator": "Tests/Fixtures/mmref/make_cascade_mask_rcnn.py", "mmdet": mmdet.__version__, "torch": torch.__version__,
         "checkpoint": NAME + ".pth", "weights": NAME + ".safetensors", "config": NAME + ".json",

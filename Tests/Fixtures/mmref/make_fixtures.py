@@ -204,6 +204,31 @@ def our_det_config():
     }
 
 
+def instance_detections(model, describe=None):
+    """The model's detections (boxes in original pixels, score, 0-based label, mask as a COCO RLE) on every det_* image,
+    through mmdet's own test pipeline; `describe(model, data)` adds to each image's printed line."""
+    from mmcv.transforms import Compose
+    from pycocotools import mask as mask_utils
+    pipeline = Compose(DET_PIPELINE)
+    images = []
+    for i, (name, w, h) in enumerate(DET_IMAGES):
+        path = os.path.join(HERE, "images", name + ".png")
+        assert os.path.exists(path), f"{path}: run make_fixtures.py first"
+        data = pseudo_collate([pipeline(dict(img_path=path, img_id=i))])
+        with torch.no_grad():
+            out = model.test_step(data)[0]
+        p = out.pred_instances
+        dets = []
+        for k in range(p.scores.numel()):
+            rle = mask_utils.encode(np.asfortranarray(p.masks[k].numpy().astype(np.uint8)))
+            dets.append({"bbox": [float(v) for v in p.bboxes[k]], "score": float(p.scores[k]), "label": int(p.labels[k]),
+                         "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode()}})
+        images.append({"file_name": rel(path), "width": w, "height": h, "detections": dets})
+        print(f"{name}: {len(dets)} detections, top scores {[round(d['score'], 3) for d in dets[:5]]}, "
+              f"mask pixels {int(p.masks.sum())}" + (f", margins {describe(model, data)}" if describe else ""))
+    return images
+
+
 def box_iou(a, b):
     lt = torch.maximum(a[:, None, :2], b[None, :, :2])
     rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
