@@ -44,57 +44,23 @@ public final class CascadeRoIHead: Module, RoIHead {
     public var numClasses: Int { bbox_head[numStages - 1].numClasses }
     public var predictsMasks: Bool { !mask_head.isEmpty }
 
-    /// mmdet's `regress_by_class` for one image: `rois` (flat x1y1x2y2, K boxes) moved by rows `first..<first+K` of
-    /// `reg` (the class `labels` picks, for class-specific heads) and clipped to `imgShape`.
-    func regress(stage: Int, rois: [Float], labels: [Int], reg: Tensor, first: Int, imgShape: (height: Int, width: Int)) -> [Float] {
-        let head = bbox_head[stage], k = rois.count / 4, c = head.numClasses, r = reg.data
-        var deltas = [Float](repeating: 0, count: 4 * k)
-        for i in 0..<k {
-            let row = head.regClassAgnostic ? first + i : (first + i) * c + labels[i]
-            for t in 0..<4 { deltas[4 * i + t] = r[row * 4 + t] }
-        }
-        return head.coder.decode(anchors: rois, deltas: deltas, maxShape: imgShape)
-    }
-
-    /// Per row of `cls` [K, classes + 1], the best foreground class.
-    func foregroundArgmax(_ cls: Tensor) -> [Int] {
-        let c = cls.shape[1] - 1
-        return withNoGrad { cls.slice(axis: 1, start: 0, end: c).argmax(axis: 1).map { Int($0) } }
-    }
-
     public func loss(_ feats: [Tensor], proposals: [[Float]], targets: [DetectionTarget]) -> [(String, Tensor)] {
         var candidates = proposals, losses: [(String, Tensor)] = []
         for stage in 0..<numStages {
             let head = bbox_head[stage], weight = stageLossWeights[stage]
-            var perImage: [[Float]] = [], labels: [Int] = [], deltas: [Float] = [], isGT: [[Bool]] = []
-            var posBoxes: [[Float]] = [], posLabels: [Int] = [], maskTargets: [Float] = []
-            for (p, t) in zip(candidates, targets) {
-                let s = StandardRoIHead.sampleRoIs(proposals: p, target: t, assigner: assigners[stage], sampler: samplers[stage],
-                                                   coder: head.coder, numClasses: head.numClasses, rng: &EngineRandom.generator)
-                perImage.append(s.boxes); labels += s.labels; deltas += s.targets; isGT.append(s.isGT)
-                if predictsMasks {
-                    precondition(t.masks != nil, "Cascade Mask R-CNN training needs the instance masks of every image (the dataset gave none)")
-                    posBoxes.append(Array(s.boxes.prefix(4 * s.gtIndices.count))); posLabels += s.labels.prefix(s.gtIndices.count)
-                    maskTargets += mask_head[stage].maskTargets(boxes: posBoxes.last!, gtIndices: s.gtIndices, masks: t.masks!)
-                }
-            }
-            guard !labels.isEmpty else { break }   // no RoI in the batch: mmdet stops the cascade
-            let (cls, reg) = head(extractors[stage](feats, rois: StandardRoIHead.rois(perImage)))
-            for (name, value) in head.loss(cls: cls, reg: reg, labels: labels, targets: deltas) { losses.append(("s\(stage).\(name)", value * weight)) }
-            if predictsMasks {
-                let logits = mask_head[stage](maskExtractors[stage](feats, rois: StandardRoIHead.rois(posBoxes)))
-                let (name, value) = mask_head[stage].loss(logits, labels: posLabels, targets: maskTargets)
-                losses.append(("s\(stage).\(name)", value * weight))
-            }
+            guard let s = trainRoIStage(feats, candidates: candidates, targets: targets, extractor: extractors[stage], head: head,
+                                        maskExtractor: maskExtractors[stage], maskHead: predictsMasks ? mask_head[stage] : nil,
+                                        assigner: assigners[stage], sampler: samplers[stage], stopIfEmpty: true) else { break }
+            losses += s.losses.map { ("s\(stage).\($0.0)", $0.1 * weight) }
             guard stage < numStages - 1 else { break }
             // mmdet's `refine_bboxes`: background RoIs take their best foreground class; the added ground truth is dropped.
-            let best = foregroundArgmax(cls)
+            let best = head.foregroundArgmax(s.cls)
             var first = 0
-            for b in perImage.indices {
-                let k = perImage[b].count / 4
-                let rowLabels = (0..<k).map { labels[first + $0] == head.numClasses ? best[first + $0] : labels[first + $0] }
-                let moved = regress(stage: stage, rois: perImage[b], labels: rowLabels, reg: reg, first: first, imgShape: targets[b].imgShape)
-                candidates[b] = (0..<k).filter { $0 >= isGT[b].count || !isGT[b][$0] }.flatMap { moved[(4 * $0)..<(4 * $0 + 4)] }
+            for b in s.rois.indices {
+                let k = s.rois[b].count / 4
+                let rowLabels = (0..<k).map { s.labels[first + $0] == head.numClasses ? best[first + $0] : s.labels[first + $0] }
+                let moved = head.regressByClass(rois: s.rois[b], labels: rowLabels, reg: s.reg, firstRow: first, imgShape: targets[b].imgShape)
+                candidates[b] = (0..<k).filter { $0 >= s.isGT[b].count || !s.isGT[b][$0] }.flatMap { moved[(4 * $0)..<(4 * $0 + 4)] }
                 first += k
             }
         }
@@ -111,11 +77,12 @@ public final class CascadeRoIHead: Module, RoIHead {
                 scoreSum = scoreSum.map { $0 + cls } ?? cls
                 lastReg = reg
                 guard stage < numStages - 1 else { break }
-                let best = foregroundArgmax(cls)
+                let best = bbox_head[stage].foregroundArgmax(cls)
                 var first = 0
                 for b in boxes.indices {
                     let k = boxes[b].count / 4
-                    boxes[b] = regress(stage: stage, rois: boxes[b], labels: Array(best[first..<(first + k)]), reg: reg, first: first, imgShape: imgShapes[b])
+                    boxes[b] = bbox_head[stage].regressByClass(rois: boxes[b], labels: Array(best[first..<(first + k)]), reg: reg,
+                                                               firstRow: first, imgShape: imgShapes[b])
                     first += k
                 }
             }

@@ -99,3 +99,34 @@ struct RoIParts {
         return size
     }
 }
+
+/// One RoI stage's training pass (a StandardRoIHead, or one stage of a cascade): every image's candidates assigned
+/// and sampled, the box head's losses on the sampled RoIs and, with a mask head, the mask head's on the positives.
+/// Returns the losses with what a cascade needs to refine the RoIs for its next stage; nil, with `stopIfEmpty`, when
+/// no image has a RoI (mmdet then stops the cascade).
+func trainRoIStage(_ feats: [Tensor], candidates: [[Float]], targets: [DetectionTarget], extractor: SingleRoIExtractor,
+                   head: Shared2FCBBoxHead, maskExtractor: SingleRoIExtractor, maskHead: FCNMaskHead?, assigner: MaxIoUAssigner,
+                   sampler: RandomSampler, stopIfEmpty: Bool = false)
+    -> (losses: [(String, Tensor)], rois: [[Float]], labels: [Int], isGT: [[Bool]], cls: Tensor, reg: Tensor)? {
+    var perImage: [[Float]] = [], labels: [Int] = [], deltas: [Float] = [], isGT: [[Bool]] = []
+    var posBoxes: [[Float]] = [], posLabels: [Int] = [], maskTargets: [Float] = []
+    for (p, t) in zip(candidates, targets) {
+        let s = StandardRoIHead.sampleRoIs(proposals: p, target: t, assigner: assigner, sampler: sampler, coder: head.coder,
+                                           numClasses: head.numClasses, rng: &EngineRandom.generator)
+        perImage.append(s.boxes); labels += s.labels; deltas += s.targets; isGT.append(s.isGT)
+        if let maskHead {
+            precondition(t.masks != nil, "Training a mask head needs the instance masks of every image (the dataset gave none)")
+            let pos = Array(s.boxes.prefix(4 * s.gtIndices.count))
+            posBoxes.append(pos); posLabels += s.labels.prefix(s.gtIndices.count)
+            maskTargets += maskHead.maskTargets(boxes: pos, gtIndices: s.gtIndices, masks: t.masks!)
+        }
+    }
+    if stopIfEmpty && labels.isEmpty { return nil }
+    let (cls, reg) = head(extractor(feats, rois: StandardRoIHead.rois(perImage)))
+    var losses = head.loss(cls: cls, reg: reg, labels: labels, targets: deltas)
+    if let maskHead {
+        let logits = maskHead(maskExtractor(feats, rois: StandardRoIHead.rois(posBoxes)))
+        losses.append(maskHead.loss(logits, labels: posLabels, targets: maskTargets))
+    }
+    return (losses, perImage, labels, isGT, cls, reg)
+}

@@ -67,6 +67,23 @@ public final class Shared2FCBBoxHead: Module {
         return [("loss_cls", lossCls), ("loss_bbox", lossBbox)]
     }
 
+    /// mmdet's `regress_by_class` for one image: `rois` (flat x1y1x2y2, K boxes) moved by rows `firstRow..<firstRow+K`
+    /// of `reg` (each row's deltas for its class in `labels`, or the class-agnostic ones) and clipped to `imgShape`.
+    public func regressByClass(rois: [Float], labels: [Int], reg: Tensor, firstRow: Int, imgShape: (height: Int, width: Int)) -> [Float] {
+        let k = rois.count / 4, r = reg.data
+        var deltas = [Float](repeating: 0, count: 4 * k)
+        for i in 0..<k {
+            let row = regClassAgnostic ? firstRow + i : (firstRow + i) * numClasses + labels[i]
+            for t in 0..<4 { deltas[4 * i + t] = r[row * 4 + t] }
+        }
+        return coder.decode(anchors: rois, deltas: deltas, maxShape: imgShape)
+    }
+
+    /// Per row of `cls` [K, classes + 1], the best foreground class (background left out).
+    public func foregroundArgmax(_ cls: Tensor) -> [Int] {
+        withNoGrad { cls.slice(axis: 1, start: 0, end: numClasses).argmax(axis: 1).map { Int($0) } }
+    }
+
     /// mmdet's RCNN `test_cfg`: scores above `scoreThr`, class-wise NMS at `iouThreshold`, at most `maxPerImage`.
     public struct TestConfig: Equatable {
         public var scoreThr: Float = 0.05

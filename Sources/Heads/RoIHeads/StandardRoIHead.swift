@@ -75,25 +75,8 @@ public final class StandardRoIHead: Module, RoIHead {
     /// loss_cls and loss_bbox of a batch (and loss_mask with a mask head, whose targets need every image's
     /// masks): `feats` are the neck's levels, `proposals` the RPN's per image.
     public func loss(_ feats: [Tensor], proposals: [[Float]], targets: [DetectionTarget]) -> [(String, Tensor)] {
-        var perImage: [[Float]] = [], labels: [Int] = [], deltas: [Float] = []
-        var posBoxes: [[Float]] = [], posLabels: [Int] = [], maskTargets: [Float] = []
-        for (p, t) in zip(proposals, targets) {
-            let s = sampleRoIs(proposals: p, target: t, rng: &EngineRandom.generator)
-            perImage.append(s.boxes); labels += s.labels; deltas += s.targets
-            if let mask_head {
-                precondition(t.masks != nil, "Mask R-CNN training needs the instance masks of every image (the dataset gave none)")
-                let pos = Array(s.boxes.prefix(4 * s.gtIndices.count))
-                posBoxes.append(pos); posLabels += s.labels.prefix(s.gtIndices.count)
-                maskTargets += mask_head.maskTargets(boxes: pos, gtIndices: s.gtIndices, masks: t.masks!)
-            }
-        }
-        let (cls, reg) = bbox_head(extractor(feats, rois: Self.rois(perImage)))
-        var losses = bbox_head.loss(cls: cls, reg: reg, labels: labels, targets: deltas)
-        if let mask_head {
-            let logits = mask_head(maskExtractor(feats, rois: Self.rois(posBoxes)))
-            losses.append(mask_head.loss(logits, labels: posLabels, targets: maskTargets))
-        }
-        return losses
+        trainRoIStage(feats, candidates: proposals, targets: targets, extractor: extractor, head: bbox_head, maskExtractor: maskExtractor,
+                      maskHead: mask_head, assigner: assigner, sampler: sampler)!.losses
     }
 
     /// Detections per image (original-image pixels) from the proposals, with masks at `oriShapes` when the head
