@@ -32,6 +32,8 @@ let package = Package(
         .library(name: "Heads", targets: ["Heads"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Tasks", targets: ["Tasks"]),
+        // What an app needs, in one import: detectors, segmentors and feature extractors from a config and a checkpoint.
+        .library(name: "ACmixKit", targets: ["ACmixKit"]),
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "make-shapes", targets: ["make-shapes"]),
         .executable(name: "seg-train", targets: ["seg-train"]),
@@ -84,6 +86,10 @@ let package = Package(
         .target(name: "Tasks", dependencies: ["Engine", "NN", "Config", "Data", "Evaluation", "Backbones", "Heads", "Training", "Distributed"],
                 path: "Sources/Tasks", swiftSettings: checked),
 
+        // The app-facing library: ObjectDetector, Segmenter, FeatureExtractor (docs in ACmixKit.docc).
+        .target(name: "ACmixKit", dependencies: ["Engine", "NN", "Config", "Data", "Backbones", "Heads", "Training", "Tasks"],
+                path: "Sources/ACmixKit", swiftSettings: checked),
+
         // Tools.
         .target(name: "ToolSupport", dependencies: ["Engine", "Config", "Data", "Distributed", "Training", "Tasks", argumentParser], path: "Sources/Tools/ToolSupport",
                 swiftSettings: checked),
@@ -93,16 +99,16 @@ let package = Package(
                           path: "Sources/Tools/det-train", swiftSettings: checked),
         .executableTarget(name: "seg-train", dependencies: ["Heads", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/seg-train", swiftSettings: checked),
-        .executableTarget(name: "det-infer", dependencies: ["Engine", "NN", "Data", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
+        .executableTarget(name: "det-infer", dependencies: ["ACmixKit", "Engine", "NN", "Data", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/det-infer", swiftSettings: checked),
-        .executableTarget(name: "seg-infer", dependencies: ["Engine", "Data", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
+        .executableTarget(name: "seg-infer", dependencies: ["ACmixKit", "Engine", "Data", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/seg-infer", swiftSettings: checked),
         .executableTarget(name: "make-shapes", dependencies: ["Data", "ToolSupport", argumentParser], path: "Sources/Tools/make-shapes"),
         .executableTarget(name: "det-eval", dependencies: ["Engine", "Data", "Evaluation", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/det-eval"),
         .executableTarget(name: "seg-eval", dependencies: ["Engine", "Data", "Evaluation", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/seg-eval"),
-        .executableTarget(name: "export-features", dependencies: ["Engine", "NN", "Data", "Backbones", "Training", "ToolSupport", argumentParser],
+        .executableTarget(name: "export-features", dependencies: ["ACmixKit", "Engine", "NN", "Data", "Backbones", "Training", "ToolSupport", argumentParser],
                           path: "Sources/Tools/export-features", swiftSettings: checked),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
@@ -115,6 +121,8 @@ let package = Package(
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "NN", "Data", "TestSupport"], path: "Tests/BackbonesTests"),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Engine", "NN", "Config", "Data", "Heads", "Training", "Tasks",
                                                          "TestSupport"], path: "Tests/DistributedTests"),
+        .testTarget(name: "KitTests", dependencies: ["ACmixKit", "Backbones", "Config", "Heads", "NN", "Tasks", "Training", "TestSupport"],
+                    path: "Tests/KitTests"),
         .testTarget(name: "SegmentationTests", dependencies: ["Heads", "Backbones", "NN", "Engine", "Config", "Data", "Evaluation", "Training",
                                                             "Tasks", "TestSupport"], path: "Tests/SegmentationTests",
                     exclude: ["Reference"]),

@@ -88,7 +88,7 @@ public enum MixedPrecision {
     }
 
     /// A usage error naming the missing feature when `p` is bf16 and this CPU cannot run it (and emulation is off).
-    static func checkSupport(_ p: Precision, option: String) throws {
+    public static func checkSupport(_ p: Precision, option: String) throws {
         if p == .bf16 && !CPUInfo.current.hasBF16 && !emulated {
             throw KitError.usage("\(option) bf16: this CPU (\(CPUInfo.current.summary)) has neither AVX512-BF16 nor AMX-BF16, "
                                  + "which bf16 needs; use fp32")

@@ -107,3 +107,10 @@ extension Tensor {
         return out
     }
 }
+
+/// One line for an image the model cannot take: the file (when there is one), the image's own size and the size the
+/// test pipeline made of it, then the model's reason.
+public func inputSizeProblem(_ file: String?, image: Image, resized: (height: Int, width: Int), _ error: KitError) -> String {
+    (file.map { "\($0): " } ?? "") + "the \(image.width)x\(image.height) image becomes \(resized.width)x\(resized.height) "
+        + "(width x height) after the test pipeline's resize, which the model cannot take: \(error)"
+}

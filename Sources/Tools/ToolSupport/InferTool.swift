@@ -91,13 +91,6 @@ public struct ImageList {
     }
 }
 
-/// One line for an image the model cannot take: the file, its own size and the size the test pipeline made of it,
-/// then the model's reason.
-public func inputSizeProblem(_ file: String, image: Image, resized: (height: Int, width: Int), _ error: KitError) -> String {
-    "\(file): the \(image.width)x\(image.height) image becomes \(resized.width)x\(resized.height) (width x height) after the "
-        + "test pipeline's resize, which the model cannot take: \(error)"
-}
-
 /// The inputs a tool over many images could not use. Each is one line on stderr as it is found, and the run ends
 /// with a count (exit status 1); a run over a single input reports its one problem once, as the error itself.
 public struct InputProblems {

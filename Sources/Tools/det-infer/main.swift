@@ -1,3 +1,4 @@
+import ACmixKit
 import ArgumentParser
 import Data
 import Engine
@@ -40,18 +41,8 @@ struct DetInfer: ParsableCommand {
     func run() throws {
         let list = ImageList(model.paths)
         try model.protectInputs(planned: ["\(model.outDir)/predictions.json"] + list.stems.map { "\(model.outDir)/vis/\($0).png" })
-        let cfg = try DetectionConfig.loadForInference(path: model.config, overrides: model.overrides)
-        let detector = try DetectionConfig.buildModel(cfg)
-        let loaded = try Checkpoint.loadForInference(from: model.checkpoint, into: detector)
-        let predictor = DetectionPredictor(detector: detector, pipeline: try DetectionDatasets.testPipeline(cfg.section("data")))
-        let checkpointClasses = loaded.metadata["classes"].flatMap { try? JSON.parse($0, source: "classes") }?.arrayValue?.compactMap(\.stringValue)
-        let classes = try DetectionDatasets.categories(cfg.section("data"), numClasses: detector.numClasses, checkpointClasses: checkpointClasses)
-        func category(_ label: Int) -> (id: Int, name: String) {
-            guard label < classes.names.count else { return (label + 1, "class \(label)") }
-            return (classes.categoryIDs[label], classes.names[label])
-        }
-        let names = classes.names
-
+        let detector = try ObjectDetector(config: .file(model.config), checkpoint: model.checkpoint, overrides: model.overrides,
+                                          precision: model.precision)
         var problems = InputProblems(tool: "det-infer", list: list)
         try createDirectory("\(model.outDir)/vis")
         var records: [JSON] = []
@@ -65,31 +56,28 @@ struct DetInfer: ParsableCommand {
                     problems.add("\(error)", bar: &bar)
                 }
             }
-            let inputSize = images.map { predictor.pipeline.inputSize(width: $0.image.width, height: $0.image.height) }
-            if let size = inputSize.max(by: { $0.height * $0.width < $1.height * $1.width }) {
-                do { try detector.backbone.validate(height: size.height, width: size.width) } catch let e as KitError {
-                    for ((i, image), resized) in zip(images, inputSize) {
-                        let line = inputSizeProblem(list.files[i], image: image, resized: resized, e)
-                        problems.add(line, bar: &bar)
-                    }
-                    images = []
+            images = images.filter { i, image in
+                do { try detector.checkInputs([image]) } catch {
+                    problems.add("\(list.files[i]): \(error)", bar: &bar)
+                    return false
                 }
+                return true
             }
-            let dets = images.isEmpty ? [] : predictor(images.map(\.image))
-            for ((i, image), all) in zip(images, dets) {
-                let d = all.scoring(atLeast: scoreThr)
-                let detections: [JSON] = (0..<d.count).map { k in
-                    let b = d.boxes[(4 * k)..<(4 * k + 4)].map(Double.init), c = category(d.labels[k])
+            let dets = try detector.predict(images.map(\.image), scoreThreshold: scoreThr)
+            for ((i, image), d) in zip(images, dets) {
+                let detections: [JSON] = d.map { d in
+                    let b = [d.box.x1, d.box.y1, d.box.x2, d.box.y2].map(Double.init)
                     var kv: [(String, JSON)] = [("bbox", .array([b[0], b[1], b[2] - b[0], b[3] - b[1]].map { JSON.double($0) })),
-                                                ("score", .double(Double(d.scores[k]))), ("category_id", .int(c.id)), ("category", .string(c.name))]
-                    if let m = d.masks?[k] { kv.append(("segmentation", segmentationJSON(RLE(runs: m)))) }
+                                                ("score", .double(Double(d.score))), ("category_id", .int(d.categoryID)),
+                                                ("category", .string(d.name))]
+                    if let m = d.mask { kv.append(("segmentation", segmentationJSON(m))) }
                     return .object(kv)
                 }
                 records.append(.object([("file_name", .string(list.files[i])), ("width", .int(image.width)),
                                         ("height", .int(image.height)), ("detections", .array(detections))]))
-                let drawn = image.drawingDetections(boxes: d.boxes, scores: d.scores, labels: d.labels,
-                                                    classNames: names,
-                                                    scoreThreshold: scoreThr, masks: d.masks?.map { $0.bitmap() })
+                let drawn = image.drawingDetections(boxes: d.flatMap { [$0.box.x1, $0.box.y1, $0.box.x2, $0.box.y2] },
+                                                    scores: d.map(\.score), labels: d.map(\.label), classNames: detector.classes,
+                                                    scoreThreshold: scoreThr, masks: d.first?.mask == nil ? nil : d.map { $0.maskBitmap! })
                 try writePNG(drawn, to: "\(model.outDir)/vis/\(list.stems[i]).png")
             }
             done = range.upperBound

@@ -1,3 +1,4 @@
+import ACmixKit
 import ArgumentParser
 import Backbones
 import Data
@@ -7,8 +8,7 @@ import NN
 import ToolSupport
 import Training
 
-/// `--mode`: the authors' fixed-size classifier, or mmdetection's any-size backbone.
-enum FeatureMode: String, ExpressibleByArgument, CaseIterable { case classification, dense }
+extension FeatureMode: ExpressibleByArgument {}
 
 /// Runs a backbone on a tensor file and writes its multi-scale features (and optionally logits) as safetensors.
 struct ExportFeatures: ParsableCommand {
@@ -59,12 +59,18 @@ struct ExportFeatures: ParsableCommand {
     func run() throws {
         try MixedPrecision.select(precision)
         try refuseOverwriting(("--output", output), inputs: [("--weights", weights), ("--input", input)] + image.map { ("--image", $0) })
-        let state = try SafeTensors.read(path: weights).tensors
-        let classes = BackboneRegistry.numClasses(in: state)
-        if logits && classes == nil { throw KitError.usage("\(weights): --logits needs a classification head (fc.weight or head.weight), none found") }
-        if logits && mode == .dense && BackboneRegistry.swinArchs.contains(arch) { throw KitError.usage("--logits needs --mode classification (dense models have no classifier)") }
+        let extractor = try FeatureExtractor(arch: arch, weights: weights, mode: mode, precision: precision)
+        func features(_ x: Tensor) throws -> [(String, Tensor)] {
+            try checkMemory(x.shape)
+            let outputs = try extractor.features(x, logits: logits)
+            if extractor.usedDefaultNorms && !warnedNorms {
+                warnedNorms = true
+                writeStderr("export-features: note: \(weights) has no dense output norms; using weight 1, bias 0\n")
+            }
+            return outputs.map { ($0.name, $0.tensor) }
+        }
         guard !image.isEmpty else {
-            try write(try features(try loadInput(), state: state, classes: classes), metadata: ["input": input!, "input_key": inputKey], to: output)
+            try write(try features(try loadInput()), metadata: ["input": input!, "input_key": inputKey], to: output)
             return
         }
         // Images: one file for one image, else a folder of STEM.safetensors.
@@ -82,11 +88,10 @@ struct ExportFeatures: ParsableCommand {
                 // Decoded as RGB, normalised with the ImageNet mean/std (mmcv's Normalize with to_rgb), batch of one.
                 let decoded = try readImage(file)   // its errors name the file
                 do {
-                    let img = Normalize()(decoded)
-                    let x = Tensor(img.data, shape: [1, 3, img.height, img.width])
-                    let meta = ["file_name": file, "height": "\(img.height)", "width": "\(img.width)",
+                    let x = FeatureExtractor.input(decoded)
+                    let meta = ["file_name": file, "height": "\(decoded.height)", "width": "\(decoded.width)",
                                 "preprocess": "RGB, no resize, (x - mean) / std with mean \(Normalize.imageNetMean) std \(Normalize.imageNetStd)"]
-                    result = (try features(x, state: state, classes: classes), meta)
+                    result = (try features(x), meta)
                 } catch let e as KitError {
                     throw e.prefixed("\(file) (\(decoded.width)x\(decoded.height)): ")
                 }
@@ -105,52 +110,8 @@ struct ExportFeatures: ParsableCommand {
         return FileManager.default.fileExists(atPath: path, isDirectory: &d) && d.boolValue
     }
 
-    /// Features (and logits) of `x` [N, 3, H, W] with `state`'s weights, named as they are written.
-    func features(_ x: Tensor, state: [String: Tensor], classes: Int?) throws -> [(String, Tensor)] {
-        let dense = mode == .dense
-        if !dense, BackboneRegistry.swinArchs.contains(arch) { try checkSwinClassificationSize(x.shape) }
-        let model = try BackboneRegistry.make(arch: arch, numClasses: logits ? classes : nil, dense: dense, imageSize: x.shape[2])
-        try model.validate(height: x.shape[2], width: x.shape[3])
-        try checkMemory(x.shape)
-        let prefix = state.keys.contains { $0.hasPrefix("backbone.") } ? "backbone." : nil
-        // Heads in the file but not requested are fine; so are the dense per-output norms missing from a classifier's
-        // weights (mmdetection starts them at weight 1, bias 0). Everything else the model needs must be there.
-        var report = try model.load(stateDict: state, strict: false, stripPrefix: prefix, source: weights)
-        let classifierKeys: Set<String> = ["fc.weight", "fc.bias", "head.weight", "head.bias", "norm.weight", "norm.bias"]
-        report.unexpected = report.unexpected.filter { !classifierKeys.contains($0) }
-        if dense {
-            let missingNorms = report.missing.filter { $0.range(of: #"^norm\d+\.(weight|bias)$"#, options: .regularExpression) != nil }
-            if !missingNorms.isEmpty && !warnedNorms {
-                warnedNorms = true
-                writeStderr("export-features: note: \(weights) has no dense output norms; using weight 1, bias 0\n")
-            }
-            report.missing = report.missing.filter { !missingNorms.contains($0) }
-        }
-        if !report.isClean {
-            throw KitError.checkpoint("\(weights): weights do not match \(arch): " + report.problems(limit: 6).joined(separator: "; "))
-        }
-        model.eval()
-        var outputs: [(String, Tensor)] = []
-        withNoGrad {
-            outputs = zip(model.featureNames, model.features(x)).map { ($0, $1) }
-            if logits, let l = model.logits(x) { outputs.append(("logits", l)) }
-        }
-        return outputs
-    }
-
     func write(_ outputs: [(String, Tensor)], metadata: [String: String], to path: String) throws {
         try SafeTensors.write(outputs, metadata: metadata.merging(["arch": arch, "mode": mode.rawValue]) { a, _ in a }, to: path)
-    }
-
-    /// The authors' classification Swin shrinks a window that does not fit a stage's patch grid, which changes the
-    /// shape of its position table: their weights (7×7 windows) only fit square inputs whose grid every window tiles.
-    func checkSwinClassificationSize(_ shape: [Int]) throws {
-        let c = SwinConfig(), unit = (c.patchSize << (c.depths.count - 1)) * c.windowSize
-        let (h, w) = (shape[2], shape[3])
-        guard h != w || h % unit != 0 else { return }
-        throw KitError.usage("classification mode runs \(arch) on square inputs whose side is a multiple of \(unit) (so that its "
-                             + "\(c.windowSize)x\(c.windowSize) windows tile every stage, as the weights were trained); got \(h)x\(w). "
-                             + "Use --mode dense for other sizes")
     }
 
     /// Refuses an input whose activations would not fit: above 1024×1024 pixels, the backbone's peak tensor memory

@@ -1,3 +1,4 @@
+import ACmixKit
 import ArgumentParser
 import Data
 import Engine
@@ -27,35 +28,24 @@ struct SegInfer: ParsableCommand {
     func run() throws {
         let list = ImageList(model.paths)
         try model.protectInputs(planned: list.stems.flatMap { ["\(model.outDir)/pred/\($0).png", "\(model.outDir)/vis/\($0).png"] })
-        let cfg = try SegmentationConfig.loadForInference(path: model.config, overrides: model.overrides)
-        let segmentor = try SegmentationConfig.buildModel(cfg)
-        try Checkpoint.loadForInference(from: model.checkpoint, into: segmentor)
-        let test = try SegmentationDatasets.testPipeline(cfg.section("data"))
-        let predictor = SegmentationPredictor(segmentor: segmentor, pipeline: test.pipeline)
-        let palette = Palette.colours(segmentor.numClasses, background: test.background)
-
+        let segmenter = try Segmenter(config: .file(model.config), checkpoint: model.checkpoint, overrides: model.overrides,
+                                      precision: model.precision)
         var problems = InputProblems(tool: "seg-infer", list: list)
         for sub in ["pred", "vis"] { try createDirectory("\(model.outDir)/\(sub)") }
         var bar = ProgressBar(total: list.files.count, unit: "img")
         for (i, file) in list.files.enumerated() {
             defer { bar.update(i + 1) }
             // An input that cannot be used is reported and skipped; a failed write (full disk) stops the run.
-            let image: Image
+            let image: Image, labels: LabelMap
             do {
                 image = try readImage(file)   // its errors name the file
-                let size = predictor.pipeline.inputSize(width: image.width, height: image.height)
-                do {
-                    try predictor.validate(height: size.height, width: size.width, augment: augTest, original: (image.height, image.width))
-                } catch let e as KitError {
-                    throw KitError.model(inputSizeProblem(file, image: image, resized: size, e))
-                }
+                do { labels = try segmenter.predict(image, augment: augTest) } catch let e as KitError { throw e.prefixed("\(file): ") }
             } catch let e as KitError where e.exitCode == 1 {
                 problems.add("\(e)", bar: &bar)
                 continue
             }
-            let labels = predictor(image, augment: augTest)
-            try writePNG(labels, to: "\(model.outDir)/pred/\(list.stems[i]).png", palette: palette)
-            try writePNG(image.blended(with: labels, palette: palette), to: "\(model.outDir)/vis/\(list.stems[i]).png")
+            try writePNG(labels, to: "\(model.outDir)/pred/\(list.stems[i]).png", palette: segmenter.palette)
+            try writePNG(image.blended(with: labels, palette: segmenter.palette), to: "\(model.outDir)/vis/\(list.stems[i]).png")
         }
         bar.finish()
         writeStderr("seg-infer: \(list.files.count - (problems.lines.count - list.problems.count)) images → \(model.outDir)/pred/, \(model.outDir)/vis/\n")
