@@ -43,9 +43,16 @@ let package = Package(
         .executable(name: "export-features", targets: ["export-features"]),
         .executable(name: "det-infer", targets: ["det-infer"]),
         .executable(name: "seg-infer", targets: ["seg-infer"]),
+        // Analysis tools (mmdetection's tools/analysis_tools).
+        .executable(name: "get-flops", targets: ["get-flops"]),
+        .executable(name: "analyze-logs", targets: ["analyze-logs"]),
+        .executable(name: "confusion-matrix", targets: ["confusion-matrix"]),
+        .executable(name: "browse-dataset", targets: ["browse-dataset"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // `swift package generate-documentation --target ACmixKit` (DocC); a plugin, not linked into anything.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
         // C libraries (Debian packages, installed by scripts/setup.sh).
@@ -110,6 +117,14 @@ let package = Package(
                           path: "Sources/Tools/seg-eval"),
         .executableTarget(name: "export-features", dependencies: ["ACmixKit", "Engine", "NN", "Data", "Backbones", "Training", "ToolSupport", argumentParser],
                           path: "Sources/Tools/export-features", swiftSettings: checked),
+        .executableTarget(name: "get-flops", dependencies: ["Backbones", "Engine", "NN", "Tasks", "ToolSupport", argumentParser],
+                          path: "Sources/Tools/get-flops", swiftSettings: checked),
+        .executableTarget(name: "analyze-logs", dependencies: ["Data", "Engine", "NN", "Training", "ToolSupport", argumentParser],
+                          path: "Sources/Tools/analyze-logs", swiftSettings: checked),
+        .executableTarget(name: "confusion-matrix", dependencies: ["Data", "Engine", "Evaluation", "NN", "Tasks", "ToolSupport", argumentParser],
+                          path: "Sources/Tools/confusion-matrix", swiftSettings: checked),
+        .executableTarget(name: "browse-dataset", dependencies: ["Data", "Engine", "Heads", "Tasks", "Training", "ToolSupport", argumentParser],
+                          path: "Sources/Tools/browse-dataset", swiftSettings: checked),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "NN"], path: "Tests/EngineTests"),

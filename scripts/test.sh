@@ -10,6 +10,8 @@ scripts/setup.sh
 swift build -c release --build-tests
 # The example app (a package depending on ACmixKit by path); KitTests runs it on a checkpoint det-train trains.
 swift build -c release --package-path Examples/DetectFolder
+# The library's DocC catalog (overview, two tutorials) must build without a warning.
+swift package --disable-sandbox generate-documentation --target ACmixKit --warnings-as-errors
 # The tests' work dirs, shapes folders and checkpoints (about 1 GB a run) go to a scratch folder removed at exit.
 scratch="$(mktemp -d "${TMPDIR:-/tmp}/acmix-tests.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT

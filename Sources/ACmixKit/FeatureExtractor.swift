@@ -88,6 +88,11 @@ public final class FeatureExtractor {
         }
     }
 
+    /// Writes `features` as one safetensors file (float32, by name; written atomically), as export-features does.
+    public static func save(_ features: [(name: String, tensor: Tensor)], metadata: [String: String] = [:], to path: String) throws {
+        try SafeTensors.write(features.map { ($0.name, $0.tensor) }, metadata: metadata, to: path)
+    }
+
     /// The authors' classification Swin shrinks a window that does not fit a stage's patch grid, which changes the
     /// shape of its position table: their weights (7×7 windows) only fit square inputs whose grid every window tiles.
     func checkSwinClassificationSize(_ shape: [Int]) throws {

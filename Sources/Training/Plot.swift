@@ -83,11 +83,6 @@ public struct LinePlot {
         return img
     }
 
-    /// A compact tick value: large values whole (ten thousands and up in "k"), smaller ones with one or two decimals.
-    public static func tick(_ v: Double) -> String {
-        let a = abs(v)
-        if a >= 10_000 { return String(format: "%.0fk", v / 1000) }
-        if a >= 100 || v == v.rounded() { return String(format: "%.0f", v) }
-        return String(format: a >= 10 ? "%.1f" : "%.2f", v)
-    }
+    /// A compact tick value (`LinePlotTick.format`).
+    public static func tick(_ v: Double) -> String { LinePlotTick.format(v) }
 }

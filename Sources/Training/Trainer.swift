@@ -45,6 +45,8 @@ public struct IterationRecord {
     public var lr: Double
     /// The task's loss terms and, last, "loss" (their sum).
     public var terms: [(String, Float)]
+    /// Wall seconds of the step (losses, backward, optimizer; mmcv's IterTimerHook "time").
+    public var seconds: Double = 0
 }
 
 /// Something that runs around the training loop (mmcv's hooks): logging, checkpoints, evaluation. Hooks run in
@@ -238,6 +240,7 @@ public final class Trainer {
         // Each rank draws its own dropout / drop-path masks (rank 0's stream is the single process's).
         EngineRandom.generator = SplitMix64(seed: settings.seed, stream: (3 << 32) + UInt64(group?.rank ?? 0), index: UInt64(it))
         let lr = schedule.lr(at: it)
+        let started = DispatchTime.now().uptimeNanoseconds
         optimizer.lr = Float(lr)
         task.model.train()
         optimizer.zeroGrad()
@@ -273,7 +276,8 @@ public final class Trainer {
         optimizer.step()
         lossHistory.append(loss)
         progress.update(it + 1, terms: values, lr: lr)
-        let record = IterationRecord(done: it + 1, lr: lr, terms: values)
+        let record = IterationRecord(done: it + 1, lr: lr, terms: values,
+                                     seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
         for h in hooks { try h.afterIteration(self, record) }
     }
 
@@ -284,7 +288,7 @@ public final class Trainer {
         let colours: [RGB] = [(200, 30, 30), (30, 90, 200), (30, 160, 60), (220, 140, 0), (140, 40, 170), (0, 150, 160)]
         var lossKeys: [String] = []
         for e in entries where e["lr"] != nil {
-            for (k, _) in e.objectValue ?? [] where k != "iter" && k != "lr" && !lossKeys.contains(k) { lossKeys.append(k) }
+            for (k, _) in e.objectValue ?? [] where !["iter", "lr", "time"].contains(k) && !lossKeys.contains(k) { lossKeys.append(k) }
         }
         let metricKeys = task.plottedMetrics.filter { k in entries.contains { $0["lr"] == nil && $0[k] != nil } }
         func series(_ keys: [String], lossPanel: Bool) -> [LinePlot.Series] {
@@ -301,9 +305,10 @@ public final class Trainer {
     }
 }
 
-/// log.jsonl and curves.png: the mean of each loss term over every `log_config.interval` iterations.
+/// log.jsonl and curves.png: the mean of each loss term over every `log_config.interval` iterations, and the mean
+/// wall seconds of those steps ("time", as mmcv logs it; `analyze-logs cal_train_time` reads it).
 public final class LoggerHook: TrainerHook {
-    var window: [String: Double] = [:], order: [String] = [], count = 0
+    var window: [String: Double] = [:], order: [String] = [], count = 0, seconds = 0.0
     public init() {}
 
     public func afterIteration(_ t: Trainer, _ r: IterationRecord) throws {
@@ -312,10 +317,12 @@ public final class LoggerHook: TrainerHook {
             window[k, default: 0] += Double(v)
         }
         count += 1
+        seconds += r.seconds
         guard r.done % t.settings.logInterval == 0 || r.done == t.endIteration else { return }
         try t.log.append(.object([("iter", .int(r.done)), ("lr", .double(r.lr))]
-                                 + order.map { ($0, JSON.double(window[$0]! / Double(count))) }))
-        window = [:]; order = []; count = 0
+                                 + order.map { ($0, JSON.double(window[$0]! / Double(count))) }
+                                 + [("time", .double((seconds / Double(count) * 1e4).rounded() / 1e4))]))
+        window = [:]; order = []; count = 0; seconds = 0
         try? t.writePlot()
     }
 }

@@ -102,9 +102,11 @@ extension Image {
     /// mmdet's `show_result` for boxes: every detection scoring at least `scoreThreshold` as a class-coloured
     /// rectangle with a "name score" caption above it (inside the box when there is no room above), over its mask
     /// blended in the same colour (opacity 0.5) when `masks` (row-major 0/1, this image's size) are given.
-    /// `boxes` is flat [x1, y1, x2, y2] per detection in this image's pixels; `labels` index `classNames`.
+    /// `boxes` is flat [x1, y1, x2, y2] per detection in this image's pixels; `labels` index `classNames`. Ground
+    /// truth is drawn with scores 1 and `captionScores` false (captions without a score).
     public func drawingDetections(boxes: [Float], scores: [Float], labels: [Int], classNames: [String],
-                                  scoreThreshold: Float = 0.3, palette: [RGB]? = nil, masks: [[UInt8]]? = nil) -> Image {
+                                  scoreThreshold: Float = 0.3, palette: [RGB]? = nil, masks: [[UInt8]]? = nil,
+                                  captionScores: Bool = true) -> Image {
         precondition(boxes.count == 4 * scores.count && labels.count == scores.count, "drawDetections: mismatched arrays")
         precondition(masks.map { $0.count == scores.count && $0.allSatisfy { $0.count == width * height } } ?? true,
                      "drawDetections: one image-sized mask per detection")
@@ -127,7 +129,7 @@ extension Image {
             let c = colours[labels[k] % colours.count]
             out.drawRect(x0: b[0], y0: b[1], x1: b[2], y1: b[3], c, thickness: 2)
             let name = labels[k] < classNames.count ? classNames[labels[k]] : String(labels[k])
-            let caption = "\(name) \(String(format: "%.2f", scores[k]))"
+            let caption = captionScores ? "\(name) \(String(format: "%.2f", scores[k]))" : name
             let y = b[1] - BitmapFont.glyphHeight - 3 >= 0 ? b[1] - BitmapFont.glyphHeight - 2 : b[1] + 3
             out.drawText(caption, x: max(0, b[0]) + 1, y: y, (255, 255, 255), background: c)
         }

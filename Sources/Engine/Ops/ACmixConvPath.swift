@@ -23,6 +23,8 @@ public func acmixConvPath(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: T
     let kk = fcWeight.shape[0], k = depWeight.shape[3]
     precondition(k * k == kk && k % 2 == 1 && fcWeight.count == kk * g3 && depWeight.shape == [c, kk, k, k] && c % heads == 0,
                  "acmixConvPath: qkv \(qkv.shape), fc \(fcWeight.shape), dep_conv \(depWeight.shape), \(heads) heads")
+    FlopCounter.add("conv", b * h * w * hd * g3 * kk, weight: fcWeight)   // fc: 3·heads → k² maps per channel
+    FlopCounter.add("conv", b * h * w * c * kk * k * k, weight: depWeight)   // dep_conv: k² maps, k×k taps per output
     let geo = PaddedPlanes(h: h, w: w, pad: k / 2)
     let pp = geo.size, plane = hd * pp
     // X[b]: (3C, P) zero-bordered planes of q/k/v channels = (3·heads, hd·P) rows, so the fc is one sgemm.

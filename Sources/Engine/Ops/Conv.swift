@@ -26,6 +26,7 @@ public func conv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil,
                    dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
     let g = Conv2dGeometry(x.shape, weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
     let out = Tensor(uninitialized: [g.n, g.o, g.ho, g.wo])
+    FlopCounter.add("conv", out.count * g.k, weight: weight)
     let inputs = [x, weight] + (bias.map { [$0] } ?? [])
     convForward(g, x.data, weight.data, bias?.data, out.data,
                 inference: !GradMode.isEnabled || !inputs.contains(where: { $0.requiresGrad }))

@@ -22,6 +22,8 @@ public func conv2dFused(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil, sc
         return relu ? y.relu() : y
     }
     let out = Tensor(uninitialized: [g.n, g.o, g.ho, g.wo])
+    FlopCounter.add("conv", out.count * g.k, weight: weight)
+    if scale != nil { FlopCounter.add("batch_norm", 2 * out.count) }
     convForward(g, x.data, weight.data, bias?.data, out.data,
                 epilogue: ConvEpilogue(scale: scale?.data, shift: shift?.data, residual: residual?.data, relu: relu),
                 inference: true)

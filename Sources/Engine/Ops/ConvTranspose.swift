@@ -18,6 +18,7 @@ public func convTranspose2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil
     let g = Conv2dGeometry(n: n, c: cout, h: ho, w: wo, o: cin, kh: kh, kw: kw, sh: stride.0, sw: stride.1,
                            ph: padding.0, pw: padding.1, dh: 1, dw: 1, groups: 1, ho: h, wo: w)
     let out = Tensor(zeros: [n, cout, ho, wo])
+    FlopCounter.add("conv_transpose", x.count * cout * kh * kw, weight: weight)
     if MixedPrecision.active {
         // bf16: the float32 kernel on rounded operands (the mask head's one deconvolution; bf16 numerics, float32 speed).
         withRoundedOperands(x.data, count: x.count, weight.data, count: weight.count) { rx, rw in

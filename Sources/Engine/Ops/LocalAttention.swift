@@ -22,6 +22,7 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
     precondition(h > geo.pad && w > geo.pad,
                  "ACmix attention needs feature maps larger than \(geo.pad) pixels (kernel \(kernel)), got \(h)x\(w)")
     let out = Tensor(uninitialized: [b, nd, geo.ho, geo.wo])
+    FlopCounter.add("acmix_attention", 2 * out.count * geo.kk)   // q·k over the window, then the weighted sum of v
     let x = qkv.data, p = pe.data, y = out.data
     parallelFor(b * heads, cost: geo.ho * geo.wo * geo.kk * d * 4) { pair in
         let bi = pair / heads, hd = pair % heads

@@ -9,6 +9,7 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     let shared = b.rank == 2
     precondition(shared || b.count / (k * n) == batch, "matmul batch dims: \(a.shape) · \(b.shape)")
     let out = Tensor(uninitialized: Array(a.shape.dropLast()) + [n])
+    FlopCounter.add("matmul", batch * m * n * k)
     if shared {
         sgemm(m: batch * m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: out.data, ldc: n)
     } else {
@@ -53,6 +54,7 @@ public func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil) -> Tens
     precondition(x.shape.last == inF, "linear: input \(x.shape) for weight \(weight.shape)")
     let rows = x.count / inF
     let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
+    FlopCounter.add("linear", rows * outF * inF, weight: weight)
     if let bias {
         let y = out.data, bd = bias.data
         parallelFor(rows, cost: outF) { r in (y + r * outF).update(from: bd, count: outF) }

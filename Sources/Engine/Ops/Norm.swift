@@ -15,6 +15,7 @@ public enum BatchNormSync {
 /// LayerNorm over the last dim: x [..., D], weight/bias [D].
 public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
     let d = x.shape.last!, rows = x.count / d
+    FlopCounter.add("layer_norm", (weight == nil ? 4 : 5) * x.count, weight: weight)
     let out = Tensor(uninitialized: x.shape)
     // Per-row mean and 1/std for the backward, only when there will be one.
     let keep = Tensor.needsGrad(x, weight ?? x, bias ?? x)
@@ -195,6 +196,7 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
     let c = x.shape[1]
     precondition(c % groups == 0, "group_norm: \(c) channels in \(groups) groups")
     let per = c / groups
+    FlopCounter.add("group_norm", (weight == nil ? 4 : 5) * x.count, weight: weight)
     return normalize(x, weight: weight, bias: bias, eps: eps, numGroups: x.shape[0] * groups,
                      group: { n, ch in n * groups + ch / per }, name: "group_norm").0
 }
@@ -205,6 +207,7 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
 public func batchNorm(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, weight: Tensor?, bias: Tensor?,
                       training: Bool, momentum: Float = 0.1, eps: Float = 1e-5, sync: Bool = false) -> Tensor {
     let c = x.shape[1]
+    FlopCounter.add("batch_norm", (weight == nil ? 1 : 2) * x.count, weight: weight)
     if training {
         let (out, mean, rstd, count) = normalize(x, weight: weight, bias: bias, eps: eps, numGroups: c,
                                                  group: { _, ch in ch }, name: "batch_norm",

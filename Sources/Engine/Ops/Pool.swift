@@ -84,6 +84,7 @@ extension Tensor {
         let (h, w) = (shape[2], shape[3])
         let rows = (0..<outH).map { i in (i * h / outH, ((i + 1) * h + outH - 1) / outH) }
         let cols = (0..<outW).map { j in (j * w / outW, ((j + 1) * w + outW - 1) / outW) }
+        FlopCounter.add("adaptive_avg_pool2d", count)   // fvcore: one per input element
         return windowMean(rows: rows, cols: cols, divisor: nil, name: "adaptive_avg_pool2d")
     }
 

@@ -61,6 +61,7 @@ public func windowAttention(_ qkv: Tensor, heads: Int, window ws: Int, scale: Fl
     let bias = Tensor(uninitialized: [heads, n, n])
     for h in 0..<heads { for i in 0..<(n * n) { bias.data[h * n * n + i] = biasTable.data[Int(relativeIndex[i]) * heads + h] } }
 
+    FlopCounter.add("matmul", 2 * b * nW * heads * n * n * hd)   // q·kᵀ and attn·v of every window and head
     let keep = Tensor.needsGrad(qkv, biasTable)
     let probs: Tensor? = keep ? Tensor(uninitialized: [b * nW, heads, n, n]) : nil
     let out = Tensor(uninitialized: [b, hp, wp, c])

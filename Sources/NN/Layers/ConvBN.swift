@@ -41,6 +41,7 @@ public func convBN(_ x: Tensor, _ conv: Conv2d, _ bn: BatchNorm2d, residual: Ten
 /// relu(bn(x)) in one pass when the BatchNorm uses running statistics and nothing needs a gradient.
 public func bnReLU(_ x: Tensor, _ bn: BatchNorm2d) -> Tensor {
     guard bn.foldable(nil, [x]) else { return bn(x).relu() }
+    FlopCounter.add("batch_norm", 2 * x.count, weight: bn.weight)
     let (scale, shift) = bn.runningAffine()
     return channelAffine(x, scale: scale, shift: shift, relu: true)
 }

@@ -1,0 +1,3 @@
+scripts/setup.sh
+swift build -c release
+.build/release/det-train
