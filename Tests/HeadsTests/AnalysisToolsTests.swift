@@ -143,6 +143,24 @@ final class AnalysisToolsTests: XCTestCase {
         r = try ToolRunner.run("analyze-logs", ["cal_train_time", "\(tmp)/b/log.jsonl", "--include-outliers"])
         XCTAssertTrue(r.stdout.contains("average iter time: 0.7333 s/iter over 30 iterations"), r.stdout)
 
+        // The config form of confusion-matrix on that run's detections: the validation split, the model's labels.
+        r = try ToolRunner.run("det-eval", ["--config", "\(work)/config.json", "--checkpoint", "\(work)/latest.safetensors",
+                                            "--set", "model.test_cfg.score_thr=0.0", "--out", "\(tmp)/results.json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try ToolRunner.run("confusion-matrix", ["--config", "\(work)/config.json", "--results", "\(tmp)/results.json",
+                                                    "--score-thr", "0", "--out-dir", "\(tmp)/cm"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let cm = try JSON.load(path: "\(tmp)/cm/confusion_matrix.json")
+        let cfg = try DetectionConfig.loadForInference(path: "\(work)/config.json", overrides: [])
+        let data = try DetectionDatasets.registry.build(cfg.section("data"), DetectionDataContext(seed: 0))
+        let gt = try COCODataset.load(try data.valAnnotations())
+        let expected = ConfusionMatrix.compute(gt: gt, results: try gt.loadRes("\(tmp)/results.json"), categoryIDs: data.categoryIDs,
+                                               scoreThreshold: 0, iouThreshold: 0.5)
+        XCTAssertEqual(cm["classes"]?.arrayValue?.compactMap(\.stringValue), ["circle", "rectangle", "triangle", "ellipse"])
+        XCTAssertEqual(cm["matrix"]?.arrayValue?.map { $0.arrayValue!.compactMap(\.intValue) }, expected.counts)
+        // Every ground-truth box is counted at least once in its row (reached by its class, or missed).
+        XCTAssertGreaterThanOrEqual(expected.counts.prefix(4).map { $0.reduce(0, +) }.reduce(0, +), gt.annotations.count)
+
         r = try ToolRunner.run("analyze-logs", ["plot_curve", "\(work)/log.jsonl", "\(tmp)/b/log.jsonl", "--keys", "loss", "bbox_mAP",
                                                 "--legend", "tiny", "known", "--title", "two runs", "--out", "\(tmp)/curves.png"])
         XCTAssertEqual(r.status, 0, r.stderr)
