@@ -1,20 +1,27 @@
 import Backbones
+import Config
 import Engine
 import Foundation
+import Heads
 import NN
+import Tasks
+import Training
 
 /// `classification`: the authors' fixed-size classifier; `dense`: mmdetection's any-size backbone (per-stage output
 /// norms on Swin; ResNet is the same in both).
 public enum FeatureMode: String, CaseIterable, Sendable { case classification, dense }
 
 /// A backbone's multi-scale features (ResNet's C2–C5, Swin's stage1–4; float32 NCHW) for tools that consume them,
-/// as export-features writes them.
+/// as export-features writes them: a backbone arch with the authors' (or mmdet's `backbone.`) weights, or the
+/// backbone of a trained detector or segmentor.
 ///
 /// ```swift
 /// let extractor = try FeatureExtractor(arch: "acmix_resnet50", weights: "acmix_r50.safetensors")
 /// for f in try extractor.features(imageAt: "photo.jpg") { print(f.name, f.tensor.shape) }
+/// let trained = try FeatureExtractor(config: "retinanet-shapes", checkpoint: "work_dirs/shapes/latest.safetensors")
 /// ```
 public final class FeatureExtractor {
+    /// The backbone's arch (the config's `model.backbone.arch` for the config form).
     public let arch: String
     public let mode: FeatureMode
     public let precision: Precision
@@ -25,6 +32,8 @@ public final class FeatureExtractor {
     public private(set) var usedDefaultNorms = false
     let weights: String
     let state: [String: Tensor]
+    /// The trained model's backbone (config form), weights loaded; nil: built per input from `state`.
+    let trained: (any Backbone)?
 
     /// Reads `weights` (.safetensors with the authors' state-dict keys, with or without a "backbone." prefix).
     public init(arch: String, weights: String, mode: FeatureMode = .dense, precision: Precision = .fp32) throws {
@@ -35,6 +44,27 @@ public final class FeatureExtractor {
         self.arch = arch; self.mode = mode; self.precision = precision; self.weights = weights
         state = try SafeTensors.read(path: weights).tensors
         numClasses = BackboneRegistry.numClasses(in: state)
+        trained = nil
+    }
+
+    /// The backbone of a detection or segmentation config's model with `checkpoint` loaded (dense mode: any size).
+    public init(config: ModelConfig, checkpoint: String, overrides: [String] = [], precision: Precision = .fp32) throws {
+        try MixedPrecision.checkSupport(precision, option: "precision")
+        let path = config.path
+        let raw = try Config.load(path: path, overrides: overrides)
+        let type = try raw.string("model.type")
+        let model: Module, backbone: any Backbone
+        if Registries.segmentors.names.contains(type) {
+            let s = try SegmentationConfig.buildModel(try SegmentationConfig.loadForInference(path: path, overrides: overrides))
+            (model, backbone) = (s, s.backbone)
+        } else {
+            let d = try DetectionConfig.buildModel(try DetectionConfig.loadForInference(path: path, overrides: overrides))
+            (model, backbone) = (d, d.backbone)
+        }
+        try Checkpoint.loadForInference(from: checkpoint, into: model)
+        model.eval()
+        arch = (try? raw.string("model.backbone.arch")) ?? type; mode = .dense; self.precision = precision; weights = checkpoint; state = [:]; numClasses = nil
+        trained = backbone
     }
 
     /// Features of the image file `path`: decoded as RGB and normalised with the ImageNet mean/std at its own size
@@ -60,6 +90,10 @@ public final class FeatureExtractor {
         let dense = mode == .dense
         if logits && numClasses == nil { throw KitError.usage("\(weights): logits need a classification head (fc.weight or head.weight), none found") }
         if logits && dense && BackboneRegistry.swinArchs.contains(arch) { throw KitError.usage("logits need the classification mode (dense models have no classifier)") }
+        if let trained {
+            try trained.validate(height: x.shape[2], width: x.shape[3])
+            return try withPrecision(precision) { withNoGrad { zip(trained.featureNames, trained.features(x)).map { (name: $0, tensor: $1) } } }
+        }
         if !dense, BackboneRegistry.swinArchs.contains(arch) { try checkSwinClassificationSize(x.shape) }
         let model = try BackboneRegistry.make(arch: arch, numClasses: logits ? numClasses : nil, dense: dense, imageSize: x.shape[2])
         try model.validate(height: x.shape[2], width: x.shape[3])

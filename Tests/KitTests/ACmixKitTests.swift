@@ -144,5 +144,12 @@ final class ACmixKitTests: XCTestCase {
         XCTAssertEqual(features.map(\.name), ["c2", "c3", "c4", "c5"])
         XCTAssertEqual(features.map(\.tensor.array), expected.map(\.array))
         XCTAssertThrowsError(try extractor.features(image, logits: true)) { XCTAssertTrue("\($0)".contains("classification head")) }
+
+        // The backbone of the trained segmentor: its features are the segmentor's own backbone's.
+        let fromConfig = try FeatureExtractor(config: "upernet-shapes", checkpoint: "\(dir)/seg.safetensors", overrides: overrides)
+        XCTAssertEqual(fromConfig.arch, "resnet50")
+        model.eval()
+        let own = withNoGrad { model.backbone.features(FeatureExtractor.input(image)) }
+        XCTAssertEqual(try fromConfig.features(image).map(\.tensor.array), own.map(\.array))
     }
 }

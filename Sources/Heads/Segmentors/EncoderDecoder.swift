@@ -6,6 +6,8 @@ import NN
 /// What training and evaluation need from any segmentor.
 public protocol Segmentor: Module {
     var numClasses: Int { get }
+    /// The backbone (for feature extraction and input-size checks).
+    var backbone: any Backbone { get }
     /// How `inference` runs by default (the config's `test_cfg`).
     var testMode: SegmentationInferenceMode { get }
     /// Throws when the model cannot take an input (or a slide crop) of this size.
