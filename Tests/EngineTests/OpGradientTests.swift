@@ -115,6 +115,22 @@ final class OpGradientTests: XCTestCase {
         }
         let rm = randomTensor([4], seed: 28, requiresGrad: false), rv = randomTensor([4], seed: 29, lo: 0.5, hi: 1.5, requiresGrad: false)
         gradCheck([x, w, b]) { batchNorm($0[0], runningMean: rm, runningVar: rv, weight: $0[1], bias: $0[2], training: false) }
+        // BatchNorm (running statistics) + residual + ReLU as one op: the three ops' values and gradients, bit for bit.
+        let r = randomTensor([2, 4, 3, 5], seed: 33, lo: -2, hi: 2)
+        gradCheck([x, w, b, r]) { batchNormEval($0[0], runningMean: rm, runningVar: rv, weight: $0[1], bias: $0[2], residual: $0[3], relu: true) }
+        for (withResidual, relu) in [(true, true), (false, true), (true, false)] {
+            let inputs = [x, w, b, r].map { randomTensor($0.shape, seed: UInt64($0.count) + 50) }
+            let copies = inputs.map { t -> Tensor in let c = Tensor(t.array, shape: t.shape); c.requiresGrad = true; return c }
+            let fused = batchNormEval(inputs[0], runningMean: rm, runningVar: rv, weight: inputs[1], bias: inputs[2],
+                                      residual: withResidual ? inputs[3] : nil, relu: relu)
+            var plain = batchNorm(copies[0], runningMean: rm, runningVar: rv, weight: copies[1], bias: copies[2], training: false)
+            if withResidual { plain = plain + copies[3] }
+            if relu { plain = plain.relu() }
+            XCTAssertEqual(fused.array, plain.array)
+            let g = randomTensor(x.shape, seed: 60, requiresGrad: false)
+            (fused * g).sum().backward(); (plain * g).sum().backward()
+            for k in 0..<(withResidual ? 4 : 3) { XCTAssertEqual(inputs[k].grad?.array, copies[k].grad?.array, "input \(k)") }
+        }
         let t = randomTensor([2, 3, 6], seed: 30, lo: -2, hi: 2)
         let lw = randomTensor([6], seed: 31, lo: 0.5, hi: 1.5), lb = randomTensor([6], seed: 32)
         gradCheck([t, lw, lb]) { layerNorm($0[0], weight: $0[1], bias: $0[2]) }
@@ -166,6 +182,16 @@ final class OpGradientTests: XCTestCase {
         gradCheck([x]) { $0[0].resizeBilinear(7, 3) }
         gradCheck([x]) { $0[0].resizeBilinear(8, 10) }
         gradCheck([x]) { $0[0].resizeNearest(8, 3) }
+        // The fused nearest resize gives the values and gradients (bit for bit) of the gathers it replaced.
+        for (oh, ow) in [(8, 10), (8, 3), (3, 7)] {
+            let a = randomTensor([2, 3, 4, 5], seed: 40), b = randomTensor([2, 3, 4, 5], seed: 40)
+            let rows = (0..<oh).map { min(Int(Float($0) * 4 / Float(oh)), 3) }, cols = (0..<ow).map { min(Int(Float($0) * 5 / Float(ow)), 4) }
+            let ya = a.resizeNearest(oh, ow), yb = b.indexSelect(axis: 2, rows).indexSelect(axis: 3, cols)
+            XCTAssertEqual(ya.array, yb.array)
+            let g = randomTensor(ya.shape, seed: 41, requiresGrad: false)
+            (ya * g).sum().backward(); (yb * g).sum().backward()
+            XCTAssertEqual(a.grad?.array, b.grad?.array)
+        }
     }
 
     func testDropPathAndDropout() {

@@ -207,8 +207,8 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
 public func batchNorm(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, weight: Tensor?, bias: Tensor?,
                       training: Bool, momentum: Float = 0.1, eps: Float = 1e-5, sync: Bool = false) -> Tensor {
     let c = x.shape[1]
-    FlopCounter.add("batch_norm", (weight == nil ? 1 : 2) * x.count, weight: weight)
     if training {
+        FlopCounter.add("batch_norm", (weight == nil ? 1 : 2) * x.count, weight: weight)
         let (out, mean, rstd, count) = normalize(x, weight: weight, bias: bias, eps: eps, numGroups: c,
                                                  group: { _, ch in ch }, name: "batch_norm",
                                                  reduce: sync ? BatchNormSync.reducer : nil)
@@ -220,7 +220,19 @@ public func batchNorm(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, weig
         }
         return out
     }
-    // Eval: y = x·scale + shift with scale = w/sqrt(rv+eps), shift = b − rm·scale.
+    return batchNormEval(x, runningMean: runningMean, runningVar: runningVar, weight: weight, bias: bias, eps: eps)
+}
+
+/// BatchNorm with running statistics (eval mode, or frozen as mmdetection's norm_eval), optionally followed by a
+/// residual add and a ReLU, in one pass each way: act(x·scale + shift + residual) with scale = w/sqrt(rv+eps),
+/// shift = b − rm·scale. The same arithmetic, in the same order, as batchNorm then `+ residual` then `relu()`, so
+/// results and gradients are bit for bit those of the three ops; training with frozen statistics saves two passes
+/// over every activation forward and two backward.
+public func batchNormEval(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, weight: Tensor?, bias: Tensor?,
+                          eps: Float = 1e-5, residual: Tensor? = nil, relu: Bool = false) -> Tensor {
+    let c = x.shape[1]
+    precondition(residual == nil || residual!.shape == x.shape, "batchNormEval: residual \(residual!.shape) for \(x.shape)")
+    FlopCounter.add("batch_norm", (weight == nil ? 1 : 2) * x.count, weight: weight)
     let scale = Tensor(uninitialized: [c]), shift = Tensor(uninitialized: [c])
     for ch in 0..<c {
         scale.data[ch] = (weight?.data[ch] ?? 1) / (runningVar.data[ch] + eps).squareRoot()
@@ -228,18 +240,29 @@ public func batchNorm(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, weig
     }
     let s = x.count / (x.shape[0] * c)
     let out = Tensor(uninitialized: x.shape)
-    let xd = x.data, y = out.data
+    let xd = x.data, y = out.data, rd = residual?.data
     parallelFor(x.shape[0] * c, cost: s) { p in
         let sc = scale.data[p % c], sh = shift.data[p % c]
         let row = xd + p * s, yr = y + p * s
         for i in 0..<s { yr[i] = row[i] * sc + sh }
+        if let rd { let r = rd + p * s; for i in 0..<s { yr[i] = yr[i] + r[i] } }
+        if relu { for i in 0..<s { yr[i] = yr[i] > 0 ? yr[i] : 0 } }
     }
-    let inputs = [x] + (weight.map { [$0] } ?? []) + (bias.map { [$0] } ?? [])
-    return out.record("batch_norm_eval", inputs) { g in
-        let gx = x.requiresGrad ? g.copy() : nil
-        if let gx {
-            let d = gx.data
-            parallelFor(x.shape[0] * c, cost: s) { p in let sc = scale.data[p % c]; for i in 0..<s { d[p * s + i] *= sc } }
+    let ys = relu ? out.detached() : nil   // the ReLU's mask (not `out` itself: out → node → closure → out is a cycle)
+    let inputs = [x] + (weight.map { [$0] } ?? []) + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])
+    return out.record(residual == nil && !relu ? "batch_norm_eval" : "batch_norm_eval_act", inputs) { gOut in
+        // g: the gradient at the affine's output (after the ReLU's mask); the residual receives it as it is.
+        var g = gOut
+        if let ys {
+            g = Tensor(uninitialized: gOut.shape)
+            let gi = gOut.data, go = g.data, yd = ys.data
+            parallelFor(x.shape[0] * c, cost: s) { p in for i in (p * s)..<((p + 1) * s) { go[i] = yd[i] > 0 ? gi[i] : 0 } }
+        }
+        var gx: Tensor? = nil
+        if x.requiresGrad {
+            let t = Tensor(uninitialized: x.shape), gd = g.data, d = t.data
+            parallelFor(x.shape[0] * c, cost: s) { p in let sc = scale.data[p % c]; for i in (p * s)..<((p + 1) * s) { d[i] = gd[i] * sc } }
+            gx = t
         }
         var gw: Tensor? = nil, gb: Tensor? = nil
         if weight?.requiresGrad == true || bias?.requiresGrad == true {
@@ -255,6 +278,7 @@ public func batchNorm(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, weig
                 gw = t
             }
         }
-        return [gx] + (weight != nil ? [gw] : []) + (bias != nil ? [gb] : [])
+        let gr: Tensor? = residual?.requiresGrad == true ? g : nil
+        return [gx] + (weight != nil ? [gw] : []) + (bias != nil ? [gb] : []) + (residual != nil ? [gr] : [])
     }
 }

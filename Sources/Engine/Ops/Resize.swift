@@ -54,6 +54,35 @@ extension Tensor {
         if outH == h && outW == w { return self }
         let rows = (0..<outH).map { Swift.min(Int(Float($0) * Float(h) / Float(outH)), h - 1) }
         let cols = (0..<outW).map { Swift.min(Int(Float($0) * Float(w) / Float(outW)), w - 1) }
-        return indexSelect(axis: 2, rows).indexSelect(axis: 3, cols)
+        let planes = shape[0] * shape[1]
+        let out = Tensor(uninitialized: [shape[0], shape[1], outH, outW])
+        let x = data, y = out.data
+        parallelFor(planes, cost: outH * outW) { p in
+            let src = x + p * h * w, dst = y + p * outH * outW
+            for (oh, r) in rows.enumerated() {
+                let s = src + r * w, d = dst + oh * outW
+                for (ow, c) in cols.enumerated() { d[ow] = s[c] }
+            }
+        }
+        let inShape = shape
+        return out.record("resize_nearest", [self]) { g in
+            // Each output row's gradient is summed into a source row, then rows into the plane: the same additions,
+            // in the same order, as the index_select along W then H this op replaces.
+            let gx = Tensor(zeros: inShape)
+            let gd = g.data, gxd = gx.data
+            parallelFor(planes, cost: outH * outW) { p in
+                let src = gd + p * outH * outW, dst = gxd + p * h * w
+                let row = UnsafeMutablePointer<Float>.allocate(capacity: w)
+                defer { row.deallocate() }
+                for (oh, r) in rows.enumerated() {
+                    row.update(repeating: 0, count: w)
+                    let s = src + oh * outW
+                    for (ow, c) in cols.enumerated() { row[c] += s[ow] }
+                    let d = dst + r * w
+                    for i in 0..<w { d[i] += row[i] }
+                }
+            }
+            return [gx]
+        }
     }
 }

@@ -96,17 +96,30 @@ extension Tensor {
         var s = shape; s[a] = n
         let out = Tensor(uninitialized: s)
         let x = data, y = out.data
-        parallelFor(outer, cost: n * inner) { o in
-            for (j, idx) in indices.enumerated() { (y + (o * n + j) * inner).update(from: x + (o * r + idx) * inner, count: inner) }
+        // One task per selected slice (RoI features reordered along axis 0 have outer = 1).
+        parallelFor(outer * n, cost: inner) { t in
+            let (o, j) = t.quotientAndRemainder(dividingBy: n)
+            (y + t * inner).update(from: x + (o * r + indices[j]) * inner, count: inner)
         }
         let inShape = shape
+        // Distinct indices (a permutation, a subset) scatter to distinct slices: one task per slice. Repeated ones
+        // add into the same slice, in index order within each outer slice.
+        let distinct = Set(indices).count == n
         return out.record("index_select", [self]) { g in
             let gx = Tensor(zeros: inShape)
             let gd = g.data, gxd = gx.data
-            for o in 0..<outer {
-                for (j, idx) in indices.enumerated() {
-                    let src = gd + (o * n + j) * inner, dst = gxd + (o * r + idx) * inner
+            if distinct {
+                parallelFor(outer * n, cost: inner) { t in
+                    let (o, j) = t.quotientAndRemainder(dividingBy: n)
+                    let src = gd + t * inner, dst = gxd + (o * r + indices[j]) * inner
                     for i in 0..<inner { dst[i] += src[i] }
+                }
+            } else {
+                parallelFor(outer, cost: n * inner) { o in
+                    for (j, idx) in indices.enumerated() {
+                        let src = gd + (o * n + j) * inner, dst = gxd + (o * r + idx) * inner
+                        for i in 0..<inner { dst[i] += src[i] }
+                    }
                 }
             }
             return [gx]
