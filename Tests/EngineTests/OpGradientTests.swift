@@ -115,21 +115,29 @@ final class OpGradientTests: XCTestCase {
         }
         let rm = randomTensor([4], seed: 28, requiresGrad: false), rv = randomTensor([4], seed: 29, lo: 0.5, hi: 1.5, requiresGrad: false)
         gradCheck([x, w, b]) { batchNorm($0[0], runningMean: rm, runningVar: rv, weight: $0[1], bias: $0[2], training: false) }
-        // BatchNorm (running statistics) + residual + ReLU as one op: the three ops' values and gradients, bit for bit.
+        // BatchNorm (running or batch statistics) + residual + ReLU as one op: the three ops' values and gradients, bit
+        // for bit, and the same running statistics.
         let r = randomTensor([2, 4, 3, 5], seed: 33, lo: -2, hi: 2)
         gradCheck([x, w, b, r]) { batchNormEval($0[0], runningMean: rm, runningVar: rv, weight: $0[1], bias: $0[2], residual: $0[3], relu: true) }
-        for (withResidual, relu) in [(true, true), (false, true), (true, false)] {
+        gradCheck([x, w, b, r]) {
+            batchNorm($0[0], runningMean: Tensor(zeros: [4]), runningVar: Tensor(zeros: [4], value: 1), weight: $0[1], bias: $0[2],
+                      training: true, residual: $0[3], relu: true)
+        }
+        for (withResidual, relu, training) in [(true, true, false), (false, true, false), (true, false, false), (true, true, true), (false, true, true)] {
             let inputs = [x, w, b, r].map { randomTensor($0.shape, seed: UInt64($0.count) + 50) }
             let copies = inputs.map { t -> Tensor in let c = Tensor(t.array, shape: t.shape); c.requiresGrad = true; return c }
-            let fused = batchNormEval(inputs[0], runningMean: rm, runningVar: rv, weight: inputs[1], bias: inputs[2],
-                                      residual: withResidual ? inputs[3] : nil, relu: relu)
-            var plain = batchNorm(copies[0], runningMean: rm, runningVar: rv, weight: copies[1], bias: copies[2], training: false)
+            let (rm1, rv1, rm2, rv2) = (Tensor(rm.array, shape: [4]), Tensor(rv.array, shape: [4]), Tensor(rm.array, shape: [4]), Tensor(rv.array, shape: [4]))
+            let fused = batchNorm(inputs[0], runningMean: rm1, runningVar: rv1, weight: inputs[1], bias: inputs[2], training: training,
+                                  residual: withResidual ? inputs[3] : nil, relu: relu)
+            var plain = batchNorm(copies[0], runningMean: rm2, runningVar: rv2, weight: copies[1], bias: copies[2], training: training)
             if withResidual { plain = plain + copies[3] }
             if relu { plain = plain.relu() }
             XCTAssertEqual(fused.array, plain.array)
             let g = randomTensor(x.shape, seed: 60, requiresGrad: false)
             (fused * g).sum().backward(); (plain * g).sum().backward()
             for k in 0..<(withResidual ? 4 : 3) { XCTAssertEqual(inputs[k].grad?.array, copies[k].grad?.array, "input \(k)") }
+            XCTAssertEqual(rm1.array, rm2.array)
+            XCTAssertEqual(rv1.array, rv2.array)
         }
         let t = randomTensor([2, 3, 6], seed: 30, lo: -2, hi: 2)
         let lw = randomTensor([6], seed: 31, lo: 0.5, hi: 1.5), lb = randomTensor([6], seed: 32)

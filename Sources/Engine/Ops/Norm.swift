@@ -96,8 +96,10 @@ func normalizeRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _
 /// x is viewed as [N, C, S]; statistics are taken over all (n, c, s) of a group. With `reduce` (SyncBN), the
 /// groups' Σx, Σx², counts and, backward, Σg and Σg·x̂ are summed over the processes of the job, so the result is
 /// that of one process on the combined batch; the returned count is then the combined one (of group 0).
+/// `residual` (x's shape) is added and a ReLU applied in the same pass, bit for bit as `+` and `relu()` after.
 func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, numGroups: Int, group: @escaping (Int, Int) -> Int,
-               name: String, reduce: ((inout [Double]) -> Void)? = nil) -> (Tensor, [Float], [Float], Int) {
+               name: String, reduce: ((inout [Double]) -> Void)? = nil, residual: Tensor? = nil,
+               relu: Bool = false) -> (Tensor, [Float], [Float], Int) {
     let n = x.shape[0], c = x.shape[1], s = x.count / (n * c)
     var sum = [Double](repeating: 0, count: numGroups), sq = [Double](repeating: 0, count: numGroups)
     var cnt = [Int](repeating: 0, count: numGroups)
@@ -128,15 +130,20 @@ func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, numGroup
         rstd[gi] = Float(1 / (max(sq[gi] / Double(cnt[gi]) - m * m, 0) + Double(eps)).squareRoot())
     }
     let out = Tensor(uninitialized: x.shape)
-    let y = out.data, w = weight?.data, bb = bias?.data
+    let y = out.data, w = weight?.data, bb = bias?.data, rd = residual?.data
     parallelFor(n * c, cost: s) { p in
         let ch = p % c, gi = group(p / c, ch)
         let scale = rstd[gi] * (w?[ch] ?? 1), shift = (bb?[ch] ?? 0) - mean[gi] * scale
         let row = xd + p * s, yr = y + p * s
         for i in 0..<s { yr[i] = row[i] * scale + shift }
+        if let rd { let r = rd + p * s; for i in 0..<s { yr[i] = yr[i] + r[i] } }
+        if relu { for i in 0..<s { yr[i] = yr[i] > 0 ? yr[i] : 0 } }
     }
-    let inputs = [x] + (weight.map { [$0] } ?? []) + (bias.map { [$0] } ?? [])
-    out.record(name, inputs) { g in
+    let ys = relu ? out.detached() : nil   // the ReLU's mask (not `out` itself: out → node → closure → out is a cycle)
+    let inputs = [x] + (weight.map { [$0] } ?? []) + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])
+    out.record(name, inputs) { gOut in
+        // g: the gradient at the affine's output (after the ReLU's mask); the residual receives it as it is.
+        let g = ys.map { reluMasked(gOut, by: $0) } ?? gOut
         let gd = g.data
         // Per plane: Σg and Σg·x̂, then per group the two means of the affine-scaled versions.
         var pg = [Double](repeating: 0, count: n * c), pgx = [Double](repeating: 0, count: n * c)
@@ -186,9 +193,17 @@ func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, numGroup
             for p in 0..<(n * c) { t.data[p % c] += Float(pg[p]) }
             gb = t
         }
-        return [gx] + (weight != nil ? [gw] : []) + (bias != nil ? [gb] : [])
+        let gr: Tensor? = residual?.requiresGrad == true ? g : nil
+        return [gx] + (weight != nil ? [gw] : []) + (bias != nil ? [gb] : []) + (residual != nil ? [gr] : [])
     }
     return (out, mean, rstd, cnt[0])
+}
+
+/// g where `y` > 0, else 0 (the ReLU's backward on its output `y`).
+func reluMasked(_ g: Tensor, by y: Tensor) -> Tensor {
+    let out = Tensor(uninitialized: g.shape), gi = g.data, go = out.data, yd = y.data
+    parallelChunks(g.count, cost: 1) { a, b in for i in a..<b { go[i] = yd[i] > 0 ? gi[i] : 0 } }
+    return out
 }
 
 /// GroupNorm: x [N, C, ...], statistics over each group of C/groups channels of each sample.
@@ -204,14 +219,16 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
 /// BatchNorm over x [N, C, ...]. Training: batch statistics, running stats updated in place with `momentum`
 /// (unbiased variance, as PyTorch). Eval: running statistics (a per-channel affine; gradients still flow).
 /// `sync` (SyncBN): in training, statistics over the batches of every process when `BatchNormSync.reducer` is set.
+/// `residual` is added and a ReLU applied in the same op (one pass each way; bit for bit `+ residual` then `relu()`).
 public func batchNorm(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, weight: Tensor?, bias: Tensor?,
-                      training: Bool, momentum: Float = 0.1, eps: Float = 1e-5, sync: Bool = false) -> Tensor {
+                      training: Bool, momentum: Float = 0.1, eps: Float = 1e-5, sync: Bool = false,
+                      residual: Tensor? = nil, relu: Bool = false) -> Tensor {
     let c = x.shape[1]
     if training {
         FlopCounter.add("batch_norm", (weight == nil ? 1 : 2) * x.count, weight: weight)
         let (out, mean, rstd, count) = normalize(x, weight: weight, bias: bias, eps: eps, numGroups: c,
-                                                 group: { _, ch in ch }, name: "batch_norm",
-                                                 reduce: sync ? BatchNormSync.reducer : nil)
+                                                 group: { _, ch in ch }, name: residual == nil && !relu ? "batch_norm" : "batch_norm_act",
+                                                 reduce: sync ? BatchNormSync.reducer : nil, residual: residual, relu: relu)
         let m = Float(count)
         for ch in 0..<c {
             let v = 1 / (rstd[ch] * rstd[ch]) - eps
@@ -220,7 +237,8 @@ public func batchNorm(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, weig
         }
         return out
     }
-    return batchNormEval(x, runningMean: runningMean, runningVar: runningVar, weight: weight, bias: bias, eps: eps)
+    return batchNormEval(x, runningMean: runningMean, runningVar: runningVar, weight: weight, bias: bias, eps: eps,
+                         residual: residual, relu: relu)
 }
 
 /// BatchNorm with running statistics (eval mode, or frozen as mmdetection's norm_eval), optionally followed by a
@@ -252,12 +270,7 @@ public func batchNormEval(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, 
     let inputs = [x] + (weight.map { [$0] } ?? []) + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])
     return out.record(residual == nil && !relu ? "batch_norm_eval" : "batch_norm_eval_act", inputs) { gOut in
         // g: the gradient at the affine's output (after the ReLU's mask); the residual receives it as it is.
-        var g = gOut
-        if let ys {
-            g = Tensor(uninitialized: gOut.shape)
-            let gi = gOut.data, go = g.data, yd = ys.data
-            parallelFor(x.shape[0] * c, cost: s) { p in for i in (p * s)..<((p + 1) * s) { go[i] = yd[i] > 0 ? gi[i] : 0 } }
-        }
+        let g = ys.map { reluMasked(gOut, by: $0) } ?? gOut
         var gx: Tensor? = nil
         if x.requiresGrad {
             let t = Tensor(uninitialized: x.shape), gd = g.data, d = t.data

@@ -26,11 +26,10 @@ extension BatchNorm2d {
 
 /// bn(conv(x)) [+ residual] [then ReLU]: when the BatchNorm uses running statistics and nothing needs a gradient
 /// (inference, frozen stages) it is folded into the convolution's epilogue with the residual and the ReLU
-/// (`conv2dFused`: no pass over the output per op); training with running statistics (norm_eval) runs the
-/// BatchNorm, residual and ReLU as one op (`batchNormEval`, bit for bit the three); otherwise the layers run as
-/// they are.
+/// (`conv2dFused`: no pass over the output per op); otherwise (training) the BatchNorm, residual and ReLU run as one
+/// op with gradients, bit for bit the three.
 public func convBN(_ x: Tensor, _ conv: Conv2d, _ bn: BatchNorm2d, residual: Tensor? = nil, relu: Bool) -> Tensor {
-    guard bn.foldable(conv, [x] + (residual.map { [$0] } ?? [])) else { return bnAct(conv(x), bn, residual: residual, relu: relu) }
+    guard bn.foldable(conv, [x] + (residual.map { [$0] } ?? [])) else { return bn(conv(x), residual: residual, relu: relu) }
     let (scale, shift) = bn.runningAffine()
     return conv2dFused(x, conv.weight, conv.bias, scale: scale, shift: shift, residual: residual, relu: relu,
                        stride: conv.stride, padding: conv.padding, dilation: conv.dilation, groups: conv.groups)
@@ -38,19 +37,8 @@ public func convBN(_ x: Tensor, _ conv: Conv2d, _ bn: BatchNorm2d, residual: Ten
 
 /// relu(bn(x)) in one pass when the BatchNorm uses running statistics and nothing needs a gradient.
 public func bnReLU(_ x: Tensor, _ bn: BatchNorm2d) -> Tensor {
-    guard bn.foldable(nil, [x]) else { return bnAct(x, bn, residual: nil, relu: true) }
+    guard bn.foldable(nil, [x]) else { return bn(x, residual: nil, relu: true) }
     FlopCounter.add("batch_norm", 2 * x.count, weight: bn.weight)
     let (scale, shift) = bn.runningAffine()
     return channelAffine(x, scale: scale, shift: shift, relu: true)
-}
-
-/// bn(x) [+ residual] [then ReLU] with gradients: one op when the BatchNorm uses running statistics.
-func bnAct(_ x: Tensor, _ bn: BatchNorm2d, residual: Tensor?, relu: Bool) -> Tensor {
-    if bn.usesRunningStatistics {
-        return batchNormEval(x, runningMean: bn.running_mean, runningVar: bn.running_var, weight: bn.weight, bias: bn.bias,
-                             eps: bn.eps, residual: residual, relu: relu)
-    }
-    var y = bn(x)
-    if let residual { y = y + residual }
-    return relu ? y.relu() : y
 }

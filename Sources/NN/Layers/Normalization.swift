@@ -26,11 +26,14 @@ public final class BatchNorm2d: Module {
         self.eps = eps; self.momentum = momentum
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor { callAsFunction(x, residual: nil, relu: false) }
+
+    /// bn(x), then `+ residual` and a ReLU when given, in one op.
+    public func callAsFunction(_ x: Tensor, residual: Tensor?, relu: Bool) -> Tensor {
         let useBatch = training && !frozen
         if useBatch { num_batches_tracked.data[0] += 1 }
         return batchNorm(x, runningMean: running_mean, runningVar: running_var, weight: weight, bias: bias,
-                         training: useBatch, momentum: momentum, eps: eps, sync: sync)
+                         training: useBatch, momentum: momentum, eps: eps, sync: sync, residual: residual, relu: relu)
     }
 }
 
