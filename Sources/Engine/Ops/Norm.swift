@@ -101,6 +101,7 @@ func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, numGroup
                name: String, reduce: ((inout [Double]) -> Void)? = nil, residual: Tensor? = nil,
                relu: Bool = false) -> (Tensor, [Float], [Float], Int) {
     let n = x.shape[0], c = x.shape[1], s = x.count / (n * c)
+    precondition(residual == nil || residual!.shape == x.shape, "\(name): residual \(residual!.shape) for \(x.shape)")
     var sum = [Double](repeating: 0, count: numGroups), sq = [Double](repeating: 0, count: numGroups)
     var cnt = [Int](repeating: 0, count: numGroups)
     let xd = x.data
@@ -136,8 +137,7 @@ func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, numGroup
         let scale = rstd[gi] * (w?[ch] ?? 1), shift = (bb?[ch] ?? 0) - mean[gi] * scale
         let row = xd + p * s, yr = y + p * s
         for i in 0..<s { yr[i] = row[i] * scale + shift }
-        if let rd { let r = rd + p * s; for i in 0..<s { yr[i] = yr[i] + r[i] } }
-        if relu { for i in 0..<s { yr[i] = yr[i] > 0 ? yr[i] : 0 } }
+        residualReLU(yr, rd.map { $0 + p * s }, s, relu: relu)
     }
     let ys = relu ? out.detached() : nil   // the ReLU's mask (not `out` itself: out → node → closure → out is a cycle)
     let inputs = [x] + (weight.map { [$0] } ?? []) + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])
@@ -197,6 +197,13 @@ func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, numGroup
         return [gx] + (weight != nil ? [gw] : []) + (bias != nil ? [gb] : []) + (residual != nil ? [gr] : [])
     }
     return (out, mean, rstd, cnt[0])
+}
+
+/// The fused norms' epilogue over n values: y + residual, then the ReLU, each rounded as the separate ops round.
+@inline(__always)
+func residualReLU(_ y: UnsafeMutablePointer<Float>, _ residual: UnsafePointer<Float>?, _ n: Int, relu: Bool) {
+    if let r = residual { for i in 0..<n { y[i] = y[i] + r[i] } }
+    if relu { for i in 0..<n { y[i] = y[i] > 0 ? y[i] : 0 } }
 }
 
 /// g where `y` > 0, else 0 (the ReLU's backward on its output `y`).
@@ -263,8 +270,7 @@ public func batchNormEval(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, 
         let sc = scale.data[p % c], sh = shift.data[p % c]
         let row = xd + p * s, yr = y + p * s
         for i in 0..<s { yr[i] = row[i] * sc + sh }
-        if let rd { let r = rd + p * s; for i in 0..<s { yr[i] = yr[i] + r[i] } }
-        if relu { for i in 0..<s { yr[i] = yr[i] > 0 ? yr[i] : 0 } }
+        residualReLU(yr, rd.map { $0 + p * s }, s, relu: relu)
     }
     let ys = relu ? out.detached() : nil   // the ReLU's mask (not `out` itself: out → node → closure → out is a cycle)
     let inputs = [x] + (weight.map { [$0] } ?? []) + (bias.map { [$0] } ?? []) + (residual.map { [$0] } ?? [])
