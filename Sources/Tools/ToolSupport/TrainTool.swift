@@ -82,7 +82,17 @@ public enum TrainTool {
                 + "work dir \(dir)" + (group.map { ", \($0.size) processes × \(Threads.count) thread\(Threads.count == 1 ? "" : "s")" } ?? "")
                 + "\n"))
         }
+        // ACMIX_PROFILE_OPS=1: after the run, the wall time per op and backward node (as `bench --profile-ops`), to
+        // see where a real schedule's steps go (the bench's random weights give few positive RoIs).
+        let profile = ProcessInfo.processInfo.environment["ACMIX_PROFILE_OPS"] == "1"
+        if profile { OpProfile.enabled = true; OpProfile.reset() }
         let summary = try trainer.run(resume: options.resume)
+        if profile {
+            OpProfile.enabled = false
+            for (op, e) in OpProfile.table.sorted(by: { $0.value.seconds > $1.value.seconds }).prefix(25) {
+                writeStderr(String(format: "%@: profile: %-45@ %9.1f ms %7d calls\n", tool, op, e.seconds * 1000, e.calls))
+            }
+        }
         var line = summaryLine(summary)
         if let group {
             // Each rank's peak resident memory, on rank 0.
