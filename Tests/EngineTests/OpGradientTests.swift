@@ -72,6 +72,18 @@ final class OpGradientTests: XCTestCase {
             conv2d($0[0], $0[1], $0[2], stride: (2, 2), padding: (1, 1), groups: 4)
         }
         gradCheck([x, randomTensor([4, 4, 1, 1], seed: 23)]) { conv2d($0[0], $0[1], stride: (2, 2)) }
+        // The ReLU in the epilogue: values and gradients those of conv2d(...).relu(), bit for bit.
+        gradCheck([x, randomTensor([3, 4, 3, 3], seed: 24), randomTensor([3], seed: 25)]) { conv2d($0[0], $0[1], $0[2], padding: (1, 1), relu: true) }
+        for shape in [[3, 4, 3, 3], [16, 4, 1, 1]] {
+            let a = [randomTensor([2, 4, 7, 6], seed: 70), randomTensor(shape, seed: 71), randomTensor([shape[0]], seed: 72)]
+            let b = a.map { t -> Tensor in let c = Tensor(t.array, shape: t.shape); c.requiresGrad = true; return c }
+            let pad = (shape[2] / 2, shape[3] / 2)
+            let fused = conv2d(a[0], a[1], a[2], padding: pad, relu: true), plain = conv2d(b[0], b[1], b[2], padding: pad).relu()
+            XCTAssertEqual(fused.array, plain.array)
+            let g = randomTensor(fused.shape, seed: 73, requiresGrad: false)
+            (fused * g).sum().backward(); (plain * g).sum().backward()
+            for k in 0..<3 { XCTAssertEqual(a[k].grad?.array, b[k].grad?.array, "\(shape) input \(k)") }
+        }
     }
 
     /// conv_transpose2d against its definition (every input pixel scatters weight · value into the output), then its

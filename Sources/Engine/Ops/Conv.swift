@@ -20,17 +20,20 @@ public struct Conv2dGeometry {
     var stripRows: Int { max(1, min(ho, (4 << 20) / max(k * wo, 1))) }
 }
 
-/// x [N, C, H, W], weight [O, C/groups, kh, kw], bias [O] → [N, O, Ho, Wo].
+/// x [N, C, H, W], weight [O, C/groups, kh, kw], bias [O] → [N, O, Ho, Wo]. With `relu`, the ReLU runs in the
+/// convolution's epilogue and its mask in the backward: the values and gradients of `conv2d(...).relu()`.
 public func conv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil,
                    stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
-                   dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
+                   dilation: (Int, Int) = (1, 1), groups: Int = 1, relu: Bool = false) -> Tensor {
     let g = Conv2dGeometry(x.shape, weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
     let out = Tensor(uninitialized: [g.n, g.o, g.ho, g.wo])
     FlopCounter.add("conv", out.count * g.k, weight: weight)
     let inputs = [x, weight] + (bias.map { [$0] } ?? [])
-    convForward(g, x.data, weight.data, bias?.data, out.data,
+    convForward(g, x.data, weight.data, bias?.data, out.data, epilogue: ConvEpilogue(relu: relu),
                 inference: !GradMode.isEnabled || !inputs.contains(where: { $0.requiresGrad }))
-    return out.record("conv2d", inputs) { gy in
+    let ys = relu ? out.detached() : nil   // the ReLU's mask (not `out` itself: out → node → closure → out is a cycle)
+    return out.record(relu ? "conv2d_relu" : "conv2d", inputs) { gOut in
+        let gy = ys.map { reluMasked(gOut, by: $0) } ?? gOut
         let (gx, gw) = conv2dGradients(g, x, weight, gy, input: x.requiresGrad, weight: weight.requiresGrad)
         var gb: Tensor? = nil
         if let bias, bias.requiresGrad { gb = gy.sum(axes: [0, 2, 3]) }

@@ -49,8 +49,8 @@ public final class ConvModule: Module, UnaryLayer {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         if let bn { return convBN(x, conv, bn, relu: relu) }
-        var y = conv(x)
-        if let gn { y = gn(y) }
+        guard let gn else { return conv(x, relu: relu) }
+        let y = gn(conv(x))
         return relu ? y.relu() : y
     }
 }

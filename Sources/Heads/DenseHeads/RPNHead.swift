@@ -47,7 +47,7 @@ public final class RPNHead: AnchorHead {
     public override func forward(_ feats: [Tensor]) -> (cls: [Tensor], reg: [Tensor]) {
         var cls: [Tensor] = [], reg: [Tensor] = []
         for f in feats {
-            let x = rpn_conv(f).relu()
+            let x = rpn_conv(f, relu: true)
             cls.append(rpn_cls(x))
             reg.append(rpn_reg(x))
         }

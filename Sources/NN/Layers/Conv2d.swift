@@ -19,6 +19,11 @@ public final class Conv2d: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         conv2d(x, weight, bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
     }
+
+    /// relu(conv(x)) as one op (the ReLU in the convolution's epilogue).
+    public func callAsFunction(_ x: Tensor, relu: Bool) -> Tensor {
+        conv2d(x, weight, bias, stride: stride, padding: padding, dilation: dilation, groups: groups, relu: relu)
+    }
 }
 
 /// torch.nn.ConvTranspose2d (no output padding, dilation or groups): [N, in, H, W] →
