@@ -1,8 +1,6 @@
 import Backbones
-import Config
 import Engine
 import Foundation
-import Heads
 import NN
 import Tasks
 import Training
@@ -50,21 +48,12 @@ public final class FeatureExtractor {
     /// The backbone of a detection or segmentation config's model with `checkpoint` loaded (dense mode: any size).
     public init(config: ModelConfig, checkpoint: String, overrides: [String] = [], precision: Precision = .fp32) throws {
         try MixedPrecision.checkSupport(precision, option: "precision")
-        let path = config.path
-        let raw = try Config.load(path: path, overrides: overrides)
-        let type = try raw.string("model.type")
-        let model: Module, backbone: any Backbone
-        if Registries.segmentors.names.contains(type) {
-            let s = try SegmentationConfig.buildModel(try SegmentationConfig.loadForInference(path: path, overrides: overrides))
-            (model, backbone) = (s, s.backbone)
-        } else {
-            let d = try DetectionConfig.buildModel(try DetectionConfig.loadForInference(path: path, overrides: overrides))
-            (model, backbone) = (d, d.backbone)
-        }
-        try Checkpoint.loadForInference(from: checkpoint, into: model)
-        model.eval()
-        arch = (try? raw.string("model.backbone.arch")) ?? type; mode = .dense; self.precision = precision; weights = checkpoint; state = [:]; numClasses = nil
-        trained = backbone
+        let (model, cfg) = try TaskModel.build(config: config.path, overrides: overrides)
+        try Checkpoint.loadForInference(from: checkpoint, into: model.module)
+        model.module.eval()
+        arch = try cfg.string("model.backbone.arch")   // the backbone registry's tag: a validated config has it
+        mode = .dense; self.precision = precision; weights = checkpoint; state = [:]; numClasses = nil
+        trained = model.backbone
     }
 
     /// Features of the image file `path`: decoded as RGB and normalised with the ImageNet mean/std at its own size

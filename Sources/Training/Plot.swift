@@ -4,6 +4,9 @@ import Foundation
 /// A small line chart drawn straight into an RGB `Image`: one panel per series group sharing the x axis, each with
 /// its y-axis title, tick values, a light grid and a legend of its series.
 public struct LinePlot {
+    /// Series colours, in order (curves.png and analyze-logs cycle through them).
+    public static let colours: [RGB] = [(200, 30, 30), (30, 90, 200), (30, 160, 60), (220, 140, 0), (140, 40, 170), (0, 150, 160)]
+
     public struct Series {
         public var name: String
         public var points: [(x: Double, y: Double)]
@@ -83,6 +86,6 @@ public struct LinePlot {
         return img
     }
 
-    /// A compact tick value (`LinePlotTick.format`).
-    public static func tick(_ v: Double) -> String { LinePlotTick.format(v) }
+    /// A compact tick value (`PlotTick.format`).
+    public static func tick(_ v: Double) -> String { PlotTick.format(v) }
 }

@@ -285,7 +285,7 @@ public final class Trainer {
     public func writePlot() throws {
         guard isMain else { return }
         let entries = log.entries
-        let colours: [RGB] = [(200, 30, 30), (30, 90, 200), (30, 160, 60), (220, 140, 0), (140, 40, 170), (0, 150, 160)]
+        let colours = LinePlot.colours
         var lossKeys: [String] = []
         for e in entries where e["lr"] != nil {
             for (k, _) in e.objectValue ?? [] where !["iter", "lr", "time"].contains(k) && !lossKeys.contains(k) { lossKeys.append(k) }

@@ -46,8 +46,8 @@ public struct HeatmapPlot {
         // Colour bar with its two ends' values.
         let bx = left + grid + 24
         for y in 0..<grid { img.fillRect(x0: bx, y0: top + y, x1: bx + 16, y1: top + y + 1, Self.plasma(1 - Double(y) / Double(max(grid - 1, 1)))) }
-        img.drawText(LinePlotTick.format(range.upperBound), x: bx + 20, y: top, black)
-        img.drawText(LinePlotTick.format(range.lowerBound), x: bx + 20, y: top + grid - BitmapFont.glyphHeight, black)
+        img.drawText(PlotTick.format(range.upperBound), x: bx + 20, y: top, black)
+        img.drawText(PlotTick.format(range.lowerBound), x: bx + 20, y: top + grid - BitmapFont.glyphHeight, black)
         return img
     }
 
@@ -61,8 +61,8 @@ public struct HeatmapPlot {
     }
 }
 
-/// Compact numbers for axes and colour bars.
-public enum LinePlotTick {
+/// Compact numbers for axes and colour bars (LinePlot's ticks, HeatmapPlot's colour bar).
+public enum PlotTick {
     /// Large values whole (ten thousands and up in "k"), smaller ones with one or two decimals.
     public static func format(_ v: Double) -> String {
         let a = abs(v)

@@ -59,25 +59,20 @@ public struct Complexity {
     /// detector's whole test-time forward (RoI heads run on the proposals its RPN gives), the segmentor's
     /// whole-image inference.
     public static func measure(config path: String, overrides: [String], height: Int, width: Int) throws -> Complexity {
-        let type = try Config.load(path: path, overrides: overrides).section("model").string("type")
         EngineRandom.seed(0)
         let x = Init.normal([1, 3, height, width], std: 1)
-        if Registries.detectors.names.contains(type) {
-            let model = try DetectionConfig.buildModel(try DetectionConfig.loadForInference(path: path, overrides: overrides))
+        switch try TaskModel.build(config: path, overrides: overrides).model {
+        case let .detector(model):
             try model.backbone.validate(height: height, width: width)
             model.eval()
             return measure(model, input: x.shape) {
                 _ = model.predict(x, imgShapes: [(height, width)], scaleFactors: [[1, 1, 1, 1]], oriShapes: [(height, width)])
             }
-        }
-        if Registries.segmentors.names.contains(type) {
-            let model = try SegmentationConfig.buildModel(try SegmentationConfig.loadForInference(path: path, overrides: overrides))
+        case let .segmentor(model):
             try model.validate(height: height, width: width)
             model.eval()
             return measure(model, input: x.shape) { _ = model.inference(x, mode: .whole, outputSize: nil) }
         }
-        throw KitError.config("\(path): model.type: '\(type)' is neither a detector (\(Registries.detectors.names.joined(separator: ", "))) "
-                              + "nor a segmentor (\(Registries.segmentors.names.joined(separator: ", ")))")
     }
 
     /// A backbone `arch` (random weights) on a random input: `dense` as detectors use it (features), else the

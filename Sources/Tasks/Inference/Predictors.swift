@@ -1,7 +1,9 @@
+import Backbones
 import Config
 import Data
 import Engine
 import Heads
+import NN
 import Training
 
 /// A detector run on users' images through a config's test pipeline (mmdet's `inference_detector`): resize,
@@ -113,4 +115,39 @@ extension Tensor {
 public func inputSizeProblem(_ file: String?, image: Image, resized: (height: Int, width: Int), _ error: KitError) -> String {
     (file.map { "\($0): " } ?? "") + "the \(image.width)x\(image.height) image becomes \(resized.width)x\(resized.height) "
         + "(width x height) after the test pipeline's resize, which the model cannot take: \(error)"
+}
+
+/// A detection or segmentation config's model (random weights), picked by its `model.type`, with the validated
+/// config: what a tool that takes either kind builds (get-flops, a trained model's feature extractor).
+public enum TaskModel {
+    case detector(any Detector)
+    case segmentor(any Segmentor)
+
+    public static func build(config path: String, overrides: [String]) throws -> (model: TaskModel, config: Config) {
+        let type = try Config.load(path: path, overrides: overrides).string("model.type")
+        if Registries.detectors.names.contains(type) {
+            let c = try DetectionConfig.loadForInference(path: path, overrides: overrides)
+            return (.detector(try DetectionConfig.buildModel(c)), c)
+        }
+        if Registries.segmentors.names.contains(type) {
+            let c = try SegmentationConfig.loadForInference(path: path, overrides: overrides)
+            return (.segmentor(try SegmentationConfig.buildModel(c)), c)
+        }
+        throw KitError.config("\(path): model.type: '\(type)' is neither a detector (\(Registries.detectors.names.joined(separator: ", "))) "
+                              + "nor a segmentor (\(Registries.segmentors.names.joined(separator: ", ")))")
+    }
+
+    public var module: Module {
+        switch self {
+        case let .detector(d): d
+        case let .segmentor(s): s
+        }
+    }
+
+    public var backbone: any Backbone {
+        switch self {
+        case let .detector(d): d.backbone
+        case let .segmentor(s): s.backbone
+        }
+    }
 }

@@ -69,7 +69,7 @@ struct PlotCurve: ParsableCommand {
         try refuseOverwriting(("--out", out), inputs: logs.map { ("log", $0) })
         let runs = try logs.map(TrainingLog.init)
         let names = legend.isEmpty ? logs.map { (($0 as NSString).deletingLastPathComponent as NSString).lastPathComponent } : legend
-        let colours: [RGB] = [(200, 30, 30), (30, 90, 200), (30, 160, 60), (220, 140, 0), (140, 40, 170), (0, 150, 160)]
+        let colours = LinePlot.colours
         let panels = try keys.map { key in
             LinePlot.Panel(title: key, series: try zip(runs, names).enumerated().map { i, pair in
                 let points = pair.0.points(key)
