@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 /// A random-access dataset for `DataLoader`. `item(at:rng:)` must be a pure function of the index and the generator
@@ -195,10 +196,14 @@ public final class DataLoader<Dataset: LoaderDataset>: @unchecked Sendable where
             state = PrefetchState(total: total, window: loader.prefetch, first: first)
             let (state, order) = (state, order)
             for w in 0..<min(loader.workers, total - first) {
+                // Serially: a worker overlaps the training step on a thread of its own; it does not take the engine's
+                // pool (and its threads) away from the step.
                 let thread = Thread {
-                    while let b = state.claim() {
-                        let result = Result { try loader.makeBatch(b, order: order, epoch: epoch) }
-                        state.deliver(b, result)
+                    serially {
+                        while let b = state.claim() {
+                            let result = Result { try loader.makeBatch(b, order: order, epoch: epoch) }
+                            state.deliver(b, result)
+                        }
                     }
                 }
                 thread.name = "DataLoader worker \(w)"

@@ -110,7 +110,7 @@ public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k:
     // One single-threaded call per thread on a block of C's columns (or rows, when C is tall), in multiples of 16 so
     // every block keeps whole SIMD panels (see `Threads` for why the libraries do not thread).
     let alongN = n >= m, extent = alongN ? n : m
-    DispatchQueue.concurrentPerform(iterations: threads) { t in
+    Threads.run(threads) { t in
         let lo = extent * t / threads / 16 * 16, hi = t == threads - 1 ? extent : extent * (t + 1) / threads / 16 * 16
         guard hi > lo else { return }
         if alongN { call(m, hi - lo, a, b + (transB ? lo * ldb : lo), c + lo) }

@@ -1,6 +1,7 @@
 import CBLAS
 import Dispatch
 import Foundation
+import Synchronization
 
 /// Threading policy: one pool of threads, ours. OpenBLAS runs single-threaded and `sgemm` splits large products
 /// over our threads, because OpenBLAS's own workers keep spinning in sched_yield after every GEMM and took cores from
@@ -51,11 +52,9 @@ public func parallelChunks(_ n: Int, cost: Int = 1, minimum: Int = 32_768, _ bod
         return
     }
     let chunks = min(n, threads)
-    withoutActuallyEscaping(body) { body in
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
-            let start = n * c / chunks, end = n * (c + 1) / chunks
-            if start < end { body(start, end) }
-        }
+    Threads.run(chunks) { c in
+        let start = n * c / chunks, end = n * (c + 1) / chunks
+        if start < end { body(start, end) }
     }
 }
 
@@ -63,4 +62,136 @@ public func parallelChunks(_ n: Int, cost: Int = 1, minimum: Int = 32_768, _ bod
 @inline(__always)
 public func parallelFor(_ n: Int, cost: Int = 1, _ body: (Int) -> Void) {
     parallelChunks(n, cost: cost) { s, e in for i in s..<e { body(i) } }
+}
+
+extension Threads {
+    /// Runs `body(0..<iterations)` on the pool's threads and the caller, returning when every call has returned (the
+    /// engine's `concurrentPerform`). Nested inside a region, or while another thread holds the pool (a data loader
+    /// worker), the iterations run on the calling thread in order.
+    public static func run(_ iterations: Int, _ body: (Int) -> Void) {
+        if iterations <= 1 || count <= 1 || !useSpinPool {
+            if iterations == 1 { body(0) } else if iterations > 1 { DispatchQueue.concurrentPerform(iterations: iterations, execute: body) }
+            return
+        }
+        SpinPool.shared.run(iterations, workers: count - 1, body)
+    }
+
+    /// `ACMIX_POOL=gcd` runs the engine's regions on libdispatch's `concurrentPerform` instead of `SpinPool` (to
+    /// compare them on one machine).
+    nonisolated(unsafe) static var useSpinPool = ProcessInfo.processInfo.environment["ACMIX_POOL"] != "gcd"
+}
+
+/// The engine's fork-join pool. A training step runs thousands of parallel regions a few microseconds to a few
+/// milliseconds apart; libdispatch parks its workers between them and wakes them with a futex each time (tens of
+/// microseconds, and a context switch per region), and often runs a short region's second half on the caller
+/// because no worker woke in time. Here the workers spin for `spin` after each region, so a region that follows
+/// soon starts on them at once, and sleep on a condition variable after that.
+///
+/// One 64-bit ticket announces a region and hands out its iterations: region number (high 32 bits), iteration count
+/// (16), next unclaimed iteration (low 16). A claim is a compare-and-swap on it, so a worker that is late for one
+/// region can never take an iteration of the next, and the body pointer it reads after a successful claim is that
+/// region's: the caller neither returns nor starts another region until every claimed iteration has finished.
+final class SpinPool: @unchecked Sendable {
+    static let shared = SpinPool()
+
+    /// How long an idle worker spins before it sleeps (`ACMIX_POOL_SPIN_US`, microseconds; default 200).
+    let spin = UInt64(ProcessInfo.processInfo.environment["ACMIX_POOL_SPIN_US"].flatMap { Int($0) }.map { max(0, $0) } ?? 200) * 1000
+
+    private let ticket = Atomic<UInt64>(0)
+    private let finished = Atomic<Int>(0)
+    /// Held by the thread whose region the workers serve.
+    private let owner = Atomic<Bool>(false)
+    private let sleepers = Atomic<Int>(0)
+    private let wake = NSCondition()
+    /// The region's body: a pointer to the caller's closure, written before the ticket that announces the region.
+    nonisolated(unsafe) private var body: UnsafePointer<(Int) -> Void>?
+    nonisolated(unsafe) private var started = 0
+    private let startLock = NSLock()
+
+    private static let workerKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    func run(_ n: Int, workers: Int, _ body: (Int) -> Void) {
+        if n >= 1 << 16 || pthread_getspecific(Self.workerKey) != nil
+            || !owner.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+            for i in 0..<n { body(i) }
+            return
+        }
+        defer { owner.store(false, ordering: .releasing) }
+        startWorkers(workers)
+        withoutActuallyEscaping(body) { body in
+            withUnsafePointer(to: body) { pointer in
+                self.body = pointer
+                finished.store(0, ordering: .relaxed)
+                let region = (ticket.load(ordering: .relaxed) >> 32) &+ 1
+                ticket.store(region << 32 | UInt64(n) << 16, ordering: .sequentiallyConsistent)
+                if sleepers.load(ordering: .sequentiallyConsistent) > 0 { wake.lock(); wake.broadcast(); wake.unlock() }
+                serve(region)
+                var k = 0
+                while finished.load(ordering: .acquiring) < n {
+                    k &+= 1
+                    if k & 255 == 0 { sched_yield() }   // a worker that holds an iteration lost its core
+                }
+                self.body = nil
+            }
+        }
+    }
+
+    /// Claims and runs iterations of `region` until none is left.
+    private func serve(_ region: UInt64) {
+        while true {
+            let t = ticket.load(ordering: .acquiring)
+            let n = Int(t >> 16 & 0xffff), i = Int(t & 0xffff)
+            guard t >> 32 == region, i < n else { return }
+            guard ticket.compareExchange(expected: t, desired: t &+ 1, ordering: .acquiringAndReleasing).exchanged else { continue }
+            let body = self.body!
+            serially { body.pointee(i) }
+            finished.add(1, ordering: .releasing)
+        }
+    }
+
+    private func startWorkers(_ wanted: Int) {
+        guard started < wanted else { return }
+        startLock.lock()
+        defer { startLock.unlock() }
+        while started < wanted {
+            let thread = Thread { [self] in
+                pthread_setspecific(Self.workerKey, UnsafeRawPointer(bitPattern: 1))
+                work()
+            }
+            thread.name = "engine worker \(started + 1)"
+            thread.start()
+            started += 1
+        }
+    }
+
+    private func work() {
+        var seen = ticket.load(ordering: .acquiring) >> 32
+        while true {
+            var region = ticket.load(ordering: .acquiring) >> 32
+            if region == seen {
+                // Spin on the region number, then sleep until it changes.
+                let until = DispatchTime.now().uptimeNanoseconds &+ spin
+                var k = 0
+                while region == seen {
+                    k &+= 1
+                    if k & 1023 == 0 && DispatchTime.now().uptimeNanoseconds > until { break }
+                    region = ticket.load(ordering: .acquiring) >> 32
+                }
+                if region == seen {
+                    wake.lock()
+                    sleepers.add(1, ordering: .sequentiallyConsistent)
+                    while ticket.load(ordering: .sequentiallyConsistent) >> 32 == seen { wake.wait() }
+                    sleepers.subtract(1, ordering: .relaxed)
+                    wake.unlock()
+                    region = ticket.load(ordering: .acquiring) >> 32
+                }
+            }
+            seen = region
+            serve(region)
+        }
+    }
 }

@@ -256,7 +256,7 @@ func engineConvBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _
         let extra = gw == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: (parts - 1) * wCount)
         extra?.initialize(repeating: 0, count: (parts - 1) * wCount)
         defer { extra?.deallocate() }
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
+        Threads.run(parts) { p in
             let b0 = g.n * p / parts, b1 = g.n * (p + 1) / parts
             serially {
                 engineConvBackward(g.images(b1 - b0), x + b0 * g.c * hw, w, gy + b0 * g.o * howo, gx.map { $0 + b0 * g.c * hw },

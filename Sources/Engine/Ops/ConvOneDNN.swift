@@ -430,7 +430,7 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
             ok[i] = plans[i].run([xs, ws, ys], bias: bias.map { $0 + s.o0 }, scale: scale.map { $0 + s.o0 },
                                  shift: shift.map { $0 + s.o0 })
         }
-        if slices.count == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: slices.count, execute: run) }
+        if slices.count == 1 { run(0) } else { Threads.run(slices.count, run) }
     }
     } }
     if ok.contains(false) {

@@ -49,7 +49,7 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
         var partial = [Float](repeating: 0, count: chunks * 2 * d)
         partial.withUnsafeMutableBufferPointer { pp in
             let pp = pp.baseAddress!
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            Threads.run(chunks) { c in
                 let pw = pp + c * 2 * d, pb = pw + d
                 for r in (rows * c / chunks)..<(rows * (c + 1) / chunks) {
                     let row = xd + r * d, gr = gd + r * d, gxr = gxd + r * d

@@ -244,14 +244,12 @@ func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
 func runChunks(_ tasks: Int, chunks: Int? = nil, scratch: Int,
                _ body: (Int, Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
     let chunks = max(1, min(chunks ?? Threads.count, tasks))
-    withoutActuallyEscaping(body) { body in
-        DispatchQueue.concurrentPerform(iterations: chunks) { ci in
-            let start = tasks * ci / chunks, end = tasks * (ci + 1) / chunks
-            if start >= end { return }
-            let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(scratch, 1))
-            defer { buf.deallocate() }
-            body(ci, start..<end, buf)
-        }
+    Threads.run(chunks) { ci in
+        let start = tasks * ci / chunks, end = tasks * (ci + 1) / chunks
+        if start >= end { return }
+        let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(scratch, 1))
+        defer { buf.deallocate() }
+        body(ci, start..<end, buf)
     }
 }
 
