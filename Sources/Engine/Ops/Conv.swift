@@ -110,17 +110,27 @@ struct ConvEpilogue {
     /// Applies the epilogue in place to y [N, O, S] (the engine's kernels; oneDNN fuses it into the convolution).
     func apply(_ y: UnsafeMutablePointer<Float>, n: Int, o: Int, plane s: Int) {
         if isEmpty { return }
-        parallelFor(n * o, cost: s) { p in
-            let ch = p % o, row = y + p * s
-            let sc = scale?[ch] ?? 1, sh = shift?[ch] ?? 0
-            if let residual {
-                let r = residual + p * s
-                if relu { for i in 0..<s { row[i] = Swift.max(row[i] * sc + sh + r[i], 0) } }
-                else { for i in 0..<s { row[i] = row[i] * sc + sh + r[i] } }
-            } else {
-                if relu { for i in 0..<s { row[i] = Swift.max(row[i] * sc + sh, 0) } }
-                else { for i in 0..<s { row[i] = row[i] * sc + sh } }
-            }
+        parallelFor(n * o, cost: s) { p in applyRow(y, p, o: o, plane: s) }
+    }
+
+    /// Applies it on this thread to the images and output channels of one slice of y [N, O, S].
+    func apply(_ y: UnsafeMutablePointer<Float>, images: Range<Int>, channels: Range<Int>, o: Int, plane s: Int) {
+        if isEmpty { return }
+        for b in images { for ch in channels { applyRow(y, b * o + ch, o: o, plane: s) } }
+    }
+
+    /// Row p (image p / o, channel p % o) of y [N, O, S].
+    @inline(__always)
+    private func applyRow(_ y: UnsafeMutablePointer<Float>, _ p: Int, o: Int, plane s: Int) {
+        let ch = p % o, row = y + p * s
+        let sc = scale?[ch] ?? 1, sh = shift?[ch] ?? 0
+        if let residual {
+            let r = residual + p * s
+            if relu { for i in 0..<s { row[i] = Swift.max(row[i] * sc + sh + r[i], 0) } }
+            else { for i in 0..<s { row[i] = row[i] * sc + sh + r[i] } }
+        } else {
+            if relu { for i in 0..<s { row[i] = Swift.max(row[i] * sc + sh, 0) } }
+            else { for i in 0..<s { row[i] = row[i] * sc + sh } }
         }
     }
 }
@@ -150,10 +160,8 @@ func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: Uns
 func bf16ConvForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                      _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue) -> Bool {
     if epilogue.residual == nil { return oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue, bf16: true) }
-    guard oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: ConvEpilogue(scale: epilogue.scale, shift: epilogue.shift),
-                     bf16: true) else { return false }
-    ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu).apply(y, n: g.n, o: g.o, plane: g.ho * g.wo)
-    return true
+    return oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: ConvEpilogue(scale: epilogue.scale, shift: epilogue.shift),
+                      then: ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu), bf16: true)
 }
 
 /// The float32 forward: Winograd where allowed, then the implementation `ConvPolicy` picks.
@@ -165,9 +173,8 @@ func convForward32(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: U
         // Its kernel takes an eltwise post-op (the ReLU) but no per-channel affine: that one runs as a pass after.
         let alone = epilogue.scale == nil && epilogue.shift == nil && epilogue.residual == nil
         if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: alone ? epilogue : ConvEpilogue(),
-                      winograd: true) {
+                      then: alone ? ConvEpilogue() : epilogue, winograd: true) {
             ConvPolicy.winogradRuns.add(1, ordering: .relaxed)
-            if !alone { epilogue.apply(y, n: g.n, o: g.o, plane: g.ho * g.wo) }
             return
         }
     }
@@ -178,16 +185,14 @@ func convForward32(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: U
         if epilogue.residual == nil {
             if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue) { return }
         } else if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias,
-                             epilogue: ConvEpilogue(scale: epilogue.scale, shift: epilogue.shift)) {
-            ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu).apply(y, n: g.n, o: g.o, plane: g.ho * g.wo)
+                             epilogue: ConvEpilogue(scale: epilogue.scale, shift: epilogue.shift),
+                             then: ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu)) {
             return
         }
     case .oneDNNPlain:
-        // Its gemm convolution runs binary and sum post-ops element by element (40× slower): one pass after instead.
-        if oneDNNConv(.forward, g, blocked: false, x: x, w: w, y: y, bias: bias) {
-            epilogue.apply(y, n: g.n, o: g.o, plane: g.ho * g.wo)
-            return
-        }
+        // Its gemm convolution runs binary and sum post-ops element by element (40× slower): each slice applies the
+        // epilogue to its own output right after its product instead, while it is still in cache.
+        if oneDNNConv(.forward, g, blocked: false, x: x, w: w, y: y, bias: bias, then: epilogue) { return }
     case .engine: break
     }
     engineConvForward(g, x, w, bias, y)

@@ -388,12 +388,14 @@ func convSlices(_ g: Conv2dGeometry, _ pass: ConvPass) -> [ConvSlice] {
 }
 
 /// Runs one pass through oneDNN. Forward writes y, with the bias and the epilogue's affine and ReLU fused (not its
-/// residual); backward-data writes gx;
-/// backward-weights writes gw (all overwritten, not accumulated). False when oneDNN has no implementation for this
-/// geometry or reports an error: the caller then runs its own kernel on zeroed outputs.
+/// residual), then `then` (what the primitive cannot fuse) applied by each slice to its own part of y; backward-data
+/// writes gx; backward-weights writes gw (all overwritten, not accumulated). False when oneDNN has no implementation
+/// for this geometry or reports an error: the caller then runs its own kernel on zeroed outputs (and its epilogue).
 func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeMutablePointer<Float>,
                 w: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>? = nil,
-                epilogue: ConvEpilogue = ConvEpilogue(), winograd: Bool = false, bf16: Bool = false) -> Bool {
+                epilogue: ConvEpilogue = ConvEpilogue(), then: ConvEpilogue = ConvEpilogue(), winograd: Bool = false,
+                bf16: Bool = false) -> Bool {
+    precondition(then.isEmpty || pass == .forward, "only a forward pass takes an epilogue")
     precondition(epilogue.residual == nil, "oneDNN convolutions take no residual; add it after")
     // The fused scale takes a shift with it (and the other way round).
     let scaleShift = epilogue.scale != nil || epilogue.shift != nil
@@ -429,6 +431,7 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
             let ys = y + (s.n0 * g.o + s.o0) * howo
             ok[i] = plans[i].run([xs, ws, ys], bias: bias.map { $0 + s.o0 }, scale: scale.map { $0 + s.o0 },
                                  shift: shift.map { $0 + s.o0 })
+            if ok[i] { then.apply(y, images: s.n0..<s.n0 + s.n, channels: s.o0..<s.o0 + s.o, o: g.o, plane: howo) }
         }
         if slices.count == 1 { run(0) } else { Threads.run(slices.count, run) }
     }
