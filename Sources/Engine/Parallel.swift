@@ -66,14 +66,16 @@ public func parallelFor(_ n: Int, cost: Int = 1, _ body: (Int) -> Void) {
 
 extension Threads {
     /// Runs `body(0..<iterations)` on the pool's threads and the caller, returning when every call has returned (the
-    /// engine's `concurrentPerform`). Nested inside a region, or while another thread holds the pool (a data loader
-    /// worker), the iterations run on the calling thread in order.
+    /// engine's `concurrentPerform`). With one thread, nested inside a region, or while another thread holds the pool
+    /// (a data loader worker), the iterations run on the calling thread in order.
     public static func run(_ iterations: Int, _ body: (Int) -> Void) {
-        if iterations <= 1 || count <= 1 || !useSpinPool {
-            if iterations == 1 { body(0) } else if iterations > 1 { DispatchQueue.concurrentPerform(iterations: iterations, execute: body) }
-            return
+        if iterations <= 1 || count <= 1 {
+            for i in 0..<max(0, iterations) { body(i) }
+        } else if useSpinPool {
+            SpinPool.shared.run(iterations, workers: count - 1, body)
+        } else {
+            DispatchQueue.concurrentPerform(iterations: iterations, execute: body)
         }
-        SpinPool.shared.run(iterations, workers: count - 1, body)
     }
 
     /// `ACMIX_POOL=gcd` runs the engine's regions on libdispatch's `concurrentPerform` instead of `SpinPool` (to
