@@ -151,6 +151,11 @@ public enum OpProfile {
         last = DispatchTime.now().uptimeNanoseconds
     }
 
+    /// The table's ops, the most time first.
+    public static var slowestFirst: [(key: String, value: (seconds: Double, calls: Int))] {
+        table.sorted { $0.value.seconds > $1.value.seconds }
+    }
+
     public static func mark(_ name: String) {
         let now = DispatchTime.now().uptimeNanoseconds
         let entry = table[name] ?? (0, 0)

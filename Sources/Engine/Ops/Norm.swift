@@ -207,11 +207,7 @@ func residualReLU(_ y: UnsafeMutablePointer<Float>, _ residual: UnsafePointer<Fl
 }
 
 /// g where `y` > 0, else 0 (the ReLU's backward on its output `y`).
-func reluMasked(_ g: Tensor, by y: Tensor) -> Tensor {
-    let out = Tensor(uninitialized: g.shape), gi = g.data, go = out.data, yd = y.data
-    parallelChunks(g.count, cost: 1) { a, b in for i in a..<b { go[i] = yd[i] > 0 ? gi[i] : 0 } }
-    return out
-}
+func reluMasked(_ g: Tensor, by y: Tensor) -> Tensor { zipMap(g, y, ReLUGradFn()) }
 
 /// GroupNorm: x [N, C, ...], statistics over each group of C/groups channels of each sample.
 public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {

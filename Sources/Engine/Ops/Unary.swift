@@ -33,7 +33,7 @@ extension Tensor {
     public func relu() -> Tensor {
         let y = map(self, ReLUFn())
         let ys = y.detached()   // not y itself: y → node → closure → y would be a retain cycle
-        return y.record("relu", [self]) { g in [zipMap(g, ys, ReLUGradFn())] }
+        return y.record("relu", [self]) { g in [reluMasked(g, by: ys)] }
     }
 
     public func sigmoid() -> Tensor {

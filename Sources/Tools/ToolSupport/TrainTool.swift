@@ -89,7 +89,7 @@ public enum TrainTool {
         let summary = try trainer.run(resume: options.resume)
         if profile {
             OpProfile.enabled = false
-            for (op, e) in OpProfile.table.sorted(by: { $0.value.seconds > $1.value.seconds }).prefix(25) {
+            for (op, e) in OpProfile.slowestFirst.prefix(25) {
                 writeStderr(String(format: "%@: profile: %-45@ %9.1f ms %7d calls\n", tool, op, e.seconds * 1000, e.calls))
             }
         }

@@ -95,7 +95,7 @@ func applyBenchEnvironment() throws {
 /// `--profile-ops`: one JSON line per op of the last case, slowest first, wall milliseconds per run (warm-up
 /// included in the average) and calls per run.
 func reportOps(_ name: String, runs: Int) {
-    for (op, e) in OpProfile.table.sorted(by: { $0.value.seconds > $1.value.seconds }) {
+    for (op, e) in OpProfile.slowestFirst {
         print("{\"case\": \"\(name)\", \"op\": \"\(op)\", \"ms_per_run\": \(String(format: "%.3f", e.seconds * 1000 / Double(runs))), " +
               "\"calls_per_run\": \(e.calls / runs), \"threads\": \(Threads.count)}")
     }
