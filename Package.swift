@@ -41,6 +41,7 @@ let package = Package(
         .executable(name: "det-eval", targets: ["det-eval"]),
         .executable(name: "seg-eval", targets: ["seg-eval"]),
         .executable(name: "export-features", targets: ["export-features"]),
+        .executable(name: "quantize", targets: ["quantize"]),
         .executable(name: "det-infer", targets: ["det-infer"]),
         .executable(name: "seg-infer", targets: ["seg-infer"]),
         // Analysis tools (mmdetection's tools/analysis_tools).
@@ -100,7 +101,7 @@ let package = Package(
         // Tools.
         .target(name: "ToolSupport", dependencies: ["Engine", "Config", "Data", "Distributed", "Training", "Tasks", argumentParser], path: "Sources/Tools/ToolSupport",
                 swiftSettings: checked),
-        .executableTarget(name: "bench", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training", "ToolSupport", argumentParser],
+        .executableTarget(name: "bench", dependencies: ["Engine", "NN", "Data", "Evaluation", "Backbones", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/bench", swiftSettings: fast),
         .executableTarget(name: "det-train", dependencies: ["Heads", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/det-train", swiftSettings: checked),
@@ -115,6 +116,8 @@ let package = Package(
                           path: "Sources/Tools/det-eval"),
         .executableTarget(name: "seg-eval", dependencies: ["Engine", "Data", "Evaluation", "Heads", "Training", "Tasks", "ToolSupport", argumentParser],
                           path: "Sources/Tools/seg-eval"),
+        .executableTarget(name: "quantize", dependencies: ["ACmixKit", "Config", "Engine", "Heads", "Tasks", "ToolSupport", argumentParser],
+                          path: "Sources/Tools/quantize", swiftSettings: checked),
         .executableTarget(name: "export-features", dependencies: ["ACmixKit", "Engine", "NN", "Data", "Backbones", "Training", "ToolSupport", argumentParser],
                           path: "Sources/Tools/export-features", swiftSettings: checked),
         .executableTarget(name: "get-flops", dependencies: ["Backbones", "Engine", "NN", "Tasks", "ToolSupport", argumentParser],

@@ -18,7 +18,7 @@ public enum FeatureMode: String, CaseIterable, Sendable { case classification, d
 /// for f in try extractor.features(imageAt: "photo.jpg") { print(f.name, f.tensor.shape) }
 /// let trained = try FeatureExtractor(config: "retinanet-shapes", checkpoint: "work_dirs/shapes/latest.safetensors")
 /// ```
-public final class FeatureExtractor {
+public final class FeatureExtractor: QuantizableModel {
     /// The backbone's arch (the config's `model.backbone.arch` for the config form).
     public let arch: String
     public let mode: FeatureMode
@@ -32,6 +32,17 @@ public final class FeatureExtractor {
     let state: [String: Tensor]
     /// The trained model's backbone (config form), weights loaded; nil: built per input from `state`.
     let trained: (any Backbone)?
+    /// With precision int8 (config form only): the backbone's calibrated convolutions.
+    public var int8: Int8Model?
+    public var checkpointPath: String { weights }
+    public var quantizedModule: Module { trained ?? Module() }
+
+    public func calibrationForward(_ image: Image) throws {
+        guard let trained else { return }
+        let x = FeatureExtractor.input(image)
+        try trained.validate(height: x.shape[2], width: x.shape[3])
+        _ = withNoGrad { trained.features(x) }
+    }
 
     /// Reads `weights` (.safetensors with the authors' state-dict keys, with or without a "backbone." prefix).
     public init(arch: String, weights: String, mode: FeatureMode = .dense, precision: Precision = .fp32) throws {
@@ -39,6 +50,10 @@ public final class FeatureExtractor {
             throw KitError.usage("unknown arch '\(arch)'; known: \(BackboneRegistry.allArchs.joined(separator: ", "))")
         }
         try MixedPrecision.checkSupport(precision, option: "precision")
+        if precision == .int8 {
+            throw KitError.usage("precision int8 needs a trained model's backbone (the config form: --config and --checkpoint), "
+                                 + "which calibration runs")
+        }
         self.arch = arch; self.mode = mode; self.precision = precision; self.weights = weights
         state = try SafeTensors.read(path: weights).tensors
         numClasses = BackboneRegistry.numClasses(in: state)

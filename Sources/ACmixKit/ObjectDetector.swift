@@ -41,7 +41,7 @@ public struct Detection: Sendable, Equatable {
 /// let detector = try ObjectDetector(config: "retinanet-shapes", checkpoint: "work_dirs/shapes/latest.safetensors")
 /// for d in try detector.predict(imageAt: "photo.jpg", scoreThreshold: 0.3) { print(d.name, d.score, d.box) }
 /// ```
-public final class ObjectDetector {
+public final class ObjectDetector: QuantizableModel {
     public let model: any Detector
     let predictor: DetectionPredictor
     /// Class names, by label.
@@ -49,10 +49,15 @@ public final class ObjectDetector {
     /// Dataset category ids, by label.
     public let categoryIDs: [Int]
     public let precision: Precision
+    /// With precision int8: the calibrated convolutions (`calibrateInt8`, `loadInt8`).
+    public var int8: Int8Model?
+    public let checkpointPath: String
+    public var quantizedModule: Module { model }
 
     /// Builds the config's model and loads `checkpoint` (a training checkpoint or a state dict, e.g. converted from
     /// mmdet by scripts/convert_pth.py). `overrides` are `--set` keys ("model.test_cfg.score_thr=0.1"). bf16 on a
-    /// CPU without AVX512-BF16 / AMX-BF16 is refused.
+    /// CPU without AVX512-BF16 / AMX-BF16 is refused, int8 on one without VNNI; int8 needs `calibrateInt8` or
+    /// `loadInt8` before `predict`.
     public init(config: ModelConfig, checkpoint: String, overrides: [String] = [], precision: Precision = .fp32) throws {
         try MixedPrecision.checkSupport(precision, option: "precision")
         let cfg = try DetectionConfig.loadForInference(path: config.path, overrides: overrides)
@@ -63,6 +68,12 @@ public final class ObjectDetector {
         let c = try DetectionDatasets.categories(cfg.section("data"), numClasses: model.numClasses, checkpointClasses: stored)
         (classes, categoryIDs) = (c.names, c.categoryIDs)
         self.precision = precision
+        checkpointPath = checkpoint
+    }
+
+    public func calibrationForward(_ image: Image) throws {
+        try checkInputs([image])
+        _ = predictor([image])
     }
 
     /// Detections in the image file `path` scoring at least `scoreThreshold`, best first per class as the model

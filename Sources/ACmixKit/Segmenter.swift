@@ -12,7 +12,7 @@ import Training
 /// let segmenter = try Segmenter(config: "upernet-shapes", checkpoint: "work_dirs/seg/latest.safetensors")
 /// let labels = try segmenter.predict(imageAt: "photo.png")   // labels[y, x] is a class index
 /// ```
-public final class Segmenter {
+public final class Segmenter: QuantizableModel {
     public let model: any Segmentor
     let predictor: SegmentationPredictor
     /// Class names by index (the config's dataset's, else "class N").
@@ -20,6 +20,10 @@ public final class Segmenter {
     /// Colours by class, as seg-infer draws them.
     public let palette: [RGB]
     public let precision: Precision
+    /// With precision int8: the calibrated convolutions (`calibrateInt8`, `loadInt8`).
+    public var int8: Int8Model?
+    public let checkpointPath: String
+    public var quantizedModule: Module { model }
 
     /// Builds the config's model and loads `checkpoint`; see `ObjectDetector.init`.
     public init(config: ModelConfig, checkpoint: String, overrides: [String] = [], precision: Precision = .fp32) throws {
@@ -33,7 +37,10 @@ public final class Segmenter {
         classes = test.classNames.flatMap { $0.count == n ? $0 : nil } ?? (0..<n).map { "class \($0)" }
         palette = Palette.colours(n, background: test.background)
         self.precision = precision
+        checkpointPath = checkpoint
     }
+
+    public func calibrationForward(_ image: Image) throws { _ = try withNoGrad { predictor(image) } }
 
     /// The label map of the image file `path` (one class index per pixel, at the image's size).
     public func predict(imageAt path: String, augment: Bool = false) throws -> LabelMap {

@@ -49,10 +49,10 @@ enum OneDNN {
         return body(stream!)
     }
 
-    /// A plain (strided) f32 descriptor.
-    static func plain(_ dims: [Int], strides: [Int]) -> dnnl_memory_desc_t? {
+    /// A plain (strided) descriptor, f32 unless `type` says otherwise.
+    static func plain(_ dims: [Int], strides: [Int], type: dnnl_data_type_t = dnnl_f32) -> dnnl_memory_desc_t? {
         var md = dnnl_memory_desc_t()
-        let ok = dnnl_memory_desc_init_by_strides(&md, Int32(dims.count), padded(dims), dnnl_f32, padded(strides)) == dnnl_success
+        let ok = dnnl_memory_desc_init_by_strides(&md, Int32(dims.count), padded(dims), type, padded(strides)) == dnnl_success
         return ok ? md : nil
     }
 

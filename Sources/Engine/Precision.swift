@@ -10,6 +10,8 @@ public enum Precision: String, CaseIterable, Sendable {
     /// PyTorch's CPU autocast and OpenVINO's bf16 run them; everything else (norms, softmax, sigmoid, box decoding,
     /// RoIAlign, NMS, mask paste, the epilogue's BatchNorm affine, residual and ReLU) stays float32.
     case bf16
+    /// int8 convolutions calibrated on sample images (`Int8Inference`, `QuantizedConv`); inference only.
+    case int8
 }
 
 /// Which precision inference and training passes run in, and how bf16 runs: on the CPU's matrix units through oneDNN
@@ -93,6 +95,10 @@ public enum MixedPrecision {
             throw KitError.usage("\(option) bf16: this CPU (\(CPUInfo.current.summary)) has neither AVX512-BF16 nor AMX-BF16, "
                                  + "which bf16 needs; use fp32")
         }
+        if p == .int8 && !CPUInfo.current.hasVNNI && !Int8Inference.emulated {
+            throw KitError.usage("\(option) int8: this CPU (\(CPUInfo.current.summary)) has neither AVX512-VNNI nor AVX-VNNI, "
+                                 + "which int8 needs; use fp32")
+        }
     }
 
     /// The precision of training passes (forward with gradients recorded, and the backward pass): `amp` / `--amp`.
@@ -102,6 +108,7 @@ public enum MixedPrecision {
 
     /// Sets the training precision, refused like `select`'s bf16 on a CPU without it.
     public static func selectTraining(_ p: Precision, option: String = "amp") throws {
+        if p == .int8 { throw KitError.usage("\(option) int8: training runs in fp32 or bf16 (int8 is for inference)") }
         try checkSupport(p, option: option)
         training = p
     }

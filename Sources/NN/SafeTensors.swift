@@ -3,9 +3,9 @@ import Foundation
 
 /// The safetensors format: 8-byte little-endian header length, a JSON header
 /// `{"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}`, then the raw data.
-/// Reading memory-maps the file and converts F32/F16/BF16/F64/I64/I32/U8/BOOL to Float32 tensors.
+/// Reading memory-maps the file and converts F32/F16/BF16/F64/I64/I32/I8/U8/BOOL to Float32 tensors.
 public enum SafeTensors {
-    static let dtypeSizes: [String: Int] = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "BOOL": 1]
+    static let dtypeSizes: [String: Int] = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1]
 
     public struct File {
         public var tensors: [String: Tensor]
@@ -133,6 +133,7 @@ public enum SafeTensors {
         case "I64": for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
         case "I32": for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
         case "U8", "BOOL": for i in 0..<n { dst[i] = Float(src.load(fromByteOffset: i, as: UInt8.self)) }
+        case "I8": for i in 0..<n { dst[i] = Float(src.load(fromByteOffset: i, as: Int8.self)) }
         case "BF16":
             for i in 0..<n { dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
         case "F16": for i in 0..<n { dst[i] = halfToFloat(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
@@ -154,15 +155,31 @@ public enum SafeTensors {
 
     /// Writes F32 tensors (in the given order) atomically: a temporary file in the same folder, fsync, rename.
     public static func write(_ tensors: [(String, Tensor)], metadata: [String: String] = [:], to path: String) throws {
+        try write(raw: tensors.map { name, t in
+            RawTensor(name: name, dtype: "F32", shape: t.shape, bytes: UnsafeRawBufferPointer(start: t.data, count: 4 * t.count))
+        }, metadata: metadata, to: path)
+    }
+
+    /// A tensor to write as it lies in memory: `bytes` holds the shape's elements of `dtype` (a key of `dtypeSizes`).
+    public struct RawTensor {
+        public var name: String, dtype: String, shape: [Int], bytes: UnsafeRawBufferPointer
+        public init(name: String, dtype: String, shape: [Int], bytes: UnsafeRawBufferPointer) {
+            precondition(dtypeSizes[dtype].map { $0 * shape.reduce(1, *) } == bytes.count, "\(name): \(dtype) \(shape) needs other bytes")
+            self.name = name; self.dtype = dtype; self.shape = shape; self.bytes = bytes
+        }
+    }
+
+    /// Writes tensors of any dtype (in the given order) atomically.
+    public static func write(raw tensors: [RawTensor], metadata: [String: String] = [:], to path: String) throws {
         var entries: [(String, JSON)] = []
         if !metadata.isEmpty {
             entries.append(("__metadata__", .object(metadata.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
         }
         var offset = 0
-        for (name, t) in tensors {
-            entries.append((name, .object([("dtype", .string("F32")), ("shape", .array(t.shape.map { .int($0) })),
-                                          ("data_offsets", .array([.int(offset), .int(offset + 4 * t.count)]))])))
-            offset += 4 * t.count
+        for t in tensors {
+            entries.append((t.name, .object([("dtype", .string(t.dtype)), ("shape", .array(t.shape.map { .int($0) })),
+                                            ("data_offsets", .array([.int(offset), .int(offset + t.bytes.count)]))])))
+            offset += t.bytes.count
         }
         var header = Array(JSON.object(entries).serialized().utf8)
         while (8 + header.count) % 8 != 0 { header.append(0x20) }
@@ -170,7 +187,7 @@ public enum SafeTensors {
             var len = UInt64(header.count).littleEndian
             try writeAll(fd, &len, 8, path)
             try writeAll(fd, header, header.count, path)
-            for (_, t) in tensors { try writeAll(fd, t.data, 4 * t.count, path) }
+            for t in tensors where t.bytes.count > 0 { try writeAll(fd, t.bytes.baseAddress!, t.bytes.count, path) }
         }
     }
 }

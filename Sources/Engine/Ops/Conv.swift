@@ -136,10 +136,26 @@ struct ConvEpilogue {
 }
 
 /// `inference`: no gradient will be taken through this pass, so it may run the Winograd kernel
-/// (`ConvPolicy.winogradAtInference`).
+/// (`ConvPolicy.winogradAtInference`), the int8 kernels of a quantized model (`Int8Inference`), and calibration's
+/// observer sees it.
 func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                  _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue = ConvEpilogue(),
                  inference: Bool = false) {
+    if inference && MixedPrecision.inference == .int8, let q = Int8Inference.model?.layer(for: w, g) {
+        int8ConvForward(g, x, q, bias, y, epilogue: epilogue, native: Int8Inference.native)
+    } else {
+        convForwardFloat(g, x, w, bias, y, epilogue: epilogue, inference: inference)
+    }
+    if inference, let observer = Int8Inference.observer {
+        observer.observe(weight: w, groups: g.groups, input: UnsafeBufferPointer(start: x, count: g.n * g.c * g.h * g.w),
+                         output: UnsafeBufferPointer(start: y, count: g.n * g.o * g.ho * g.wo))
+    }
+}
+
+/// The float32 or bf16 forward (`MixedPrecision`).
+func convForwardFloat(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
+                      _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue,
+                      inference: Bool) {
     if MixedPrecision.active {
         // bf16: natively oneDNN's bf16 kernels (AMX / AVX512-BF16) with the epilogue in float32; else the float32
         // kernels on rounded operands (never Winograd, whose transforms would round differently).

@@ -120,7 +120,14 @@ struct ConvPlanKey: Hashable {
     var winograd = false
     /// bf16 source and weights (converted by the reorders), float32 output (forward inference only).
     var bf16 = false
+    /// int8 forward inference: the caller's source already quantized (u8 or s8, `Int8Source`), s8 weights, float32
+    /// output; the dequantisation is the per-channel scale post-op.
+    var int8: Int8Source? = nil
 }
+
+/// The integer type of an int8 convolution's quantized source: u8 for inputs that are never negative (after a ReLU),
+/// s8 otherwise.
+enum Int8Source: Hashable { case u8, s8 }
 
 /// A created primitive with the reorders between the caller's NCHW slices and the layouts it chose.
 final class ConvPlan: @unchecked Sendable {
@@ -132,6 +139,8 @@ final class ConvPlan: @unchecked Sendable {
         let reorder: DNNLPrimitive?
         let innerBytes: Int
         let isOutput: Bool
+        /// The inner buffer must be zeroed before the reorder into it (int8 weights).
+        var zeroed = false
     }
     let primitive: DNNLPrimitive
     /// Activation-side (x or gx), weight-side (w or gw), output-side (y or gy), in that order.
@@ -179,13 +188,18 @@ final class ConvPlan: @unchecked Sendable {
         let wStrides = g == 1 ? [k.c * kk, kk, k.kw, 1] : [og * cg * kk, cg * kk, kk, k.kw, 1]
         // Weight slices (channel splits) keep the full tensor's row pitch.
         let wPitch = g == 1 ? [(k.fullC / g) * kk, kk, k.kw, 1] : wStrides
-        guard let xUser = OneDNN.plain(xDims, strides: [k.fullC * hw, hw, k.w, 1]),
-              let wUser = OneDNN.plain(wDims, strides: wPitch),
+        let xType = k.int8 == .u8 ? dnnl_u8 : k.int8 == .s8 ? dnnl_s8 : dnnl_f32
+        let wType = k.int8 != nil ? dnnl_s8 : dnnl_f32
+        guard let xUser = OneDNN.plain(xDims, strides: [k.fullC * hw, hw, k.w, 1], type: xType),
+              let wUser = OneDNN.plain(wDims, strides: wPitch, type: wType),
               let yUser = OneDNN.plain(yDims, strides: [k.fullO * howo, howo, k.wo, 1]) else { return nil }
         var xMD: dnnl_memory_desc_t, wMD: dnnl_memory_desc_t, yMD: dnnl_memory_desc_t
         // The forward descriptor's operands (also the hint of a backward pass).
         var xF: dnnl_memory_desc_t? = nil, wF: dnnl_memory_desc_t? = nil, yF: dnnl_memory_desc_t? = nil
-        if k.bf16 {
+        if k.int8 != nil {
+            guard let a = OneDNN.any(xDims, type: xType), let b = OneDNN.any(wDims, type: wType), let c = OneDNN.any(yDims) else { return nil }
+            (xMD, wMD, yMD) = (a, b, c)
+        } else if k.bf16 {
             // bf16 inputs of the pass, float32 outputs: forward src and weights in, dst out; backward-data diff_dst and
             // weights in, diff_src out; backward-weights src and diff_dst in, diff_weights out. The forward hint of a
             // backward pass is the bf16 forward.
@@ -241,7 +255,7 @@ final class ConvPlan: @unchecked Sendable {
         var fwd = dnnl_convolution_desc_t()
         var xH = xF ?? xMD, wH = wF ?? wMD, yH = yF ?? yMD
         let fwdOK = withUnsafeMutablePointer(to: &biasMD) { bp in
-            dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training,
+            dnnl_dilated_convolution_forward_desc_init(&fwd, k.int8 != nil ? dnnl_forward_inference : dnnl_forward_training,
                                                        k.winograd ? dnnl_convolution_winograd : dnnl_convolution_direct, &xH, &wH,
                                                        k.bias ? UnsafePointer(OpaquePointer(bp)) : nil, &yH,
                                                        strides, dilations, padL, padR) == dnnl_success
@@ -299,7 +313,8 @@ final class ConvPlan: @unchecked Sendable {
                 if reorder == nil { return nil }
             }
             operands.append(Operand(arg: arg, user: user, inner: inner, reorder: reorder,
-                                    innerBytes: dnnl_memory_desc_get_size(&i), isOutput: isOutput))
+                                    innerBytes: dnnl_memory_desc_get_size(&i), isOutput: isOutput,
+                                    zeroed: k.int8 != nil && arg == Int32(CDNNL_ARG_WEIGHTS)))
         }
         var scratchBytes = 0
         if var s = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)?.pointee {
@@ -312,7 +327,7 @@ final class ConvPlan: @unchecked Sendable {
 
     /// Executes on user buffers (activation-side, weight-side, output-side, in the caller's NCHW/OIHW slices), with
     /// the forward epilogue's per-channel scale and shift when the plan has them; false when oneDNN reports an error.
-    func run(_ pointers: [UnsafeMutablePointer<Float>], bias: UnsafeMutablePointer<Float>?,
+    func run(_ pointers: [UnsafeMutableRawPointer], bias: UnsafeMutablePointer<Float>?,
              scale: UnsafeMutablePointer<Float>? = nil, shift: UnsafeMutablePointer<Float>? = nil) -> Bool {
         guard let engine = OneDNN.engine else { return false }
         OneDNN.singleThreaded()
@@ -322,9 +337,12 @@ final class ConvPlan: @unchecked Sendable {
             var args: [dnnl_exec_arg_t] = []
             var after: [(DNNLPrimitive, dnnl_memory_t, dnnl_memory_t)] = []
             for (op, p) in zip(operands, pointers) {
-                guard let user = memory(op.user, UnsafeMutableRawPointer(p)) else { return false }
+                guard let user = memory(op.user, p) else { return false }
                 guard let reorder = op.reorder else { args.append(dnnl_exec_arg_t(arg: op.arg, memory: user)); continue }
-                guard let inner = memory(op.inner, buffer(op.innerBytes)) else { return false }
+                let innerBuffer = buffer(op.innerBytes)
+                // An s8-source kernel's weights carry a compensation term that the reorder adds into, not overwrites.
+                if op.zeroed { innerBuffer.initializeMemory(as: UInt8.self, repeating: 0, count: op.innerBytes) }
+                guard let inner = memory(op.inner, innerBuffer) else { return false }
                 args.append(dnnl_exec_arg_t(arg: op.arg, memory: inner))
                 if op.isOutput {
                     after.append((reorder, inner, user))
@@ -391,10 +409,13 @@ func convSlices(_ g: Conv2dGeometry, _ pass: ConvPass) -> [ConvSlice] {
 /// residual), then `then` (what the primitive cannot fuse) applied by each slice to its own part of y; backward-data
 /// writes gx; backward-weights writes gw (all overwritten, not accumulated). False when oneDNN has no implementation
 /// for this geometry or reports an error: the caller then runs its own kernel on zeroed outputs (and its epilogue).
-func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeMutablePointer<Float>,
-                w: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>? = nil,
+///
+/// With `int8`, a forward inference pass on a quantized source (one byte per element, of that type) and s8 weights `w`;
+/// the epilogue's scale is then the dequantisation (source scale × weight scale, per channel) and its shift the bias.
+func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeMutableRawPointer,
+                w: UnsafeMutableRawPointer, y: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>? = nil,
                 epilogue: ConvEpilogue = ConvEpilogue(), then: ConvEpilogue = ConvEpilogue(), winograd: Bool = false,
-                bf16: Bool = false) -> Bool {
+                bf16: Bool = false, int8: Int8Source? = nil) -> Bool {
     precondition(then.isEmpty || pass == .forward, "only a forward pass takes an epilogue")
     precondition(epilogue.residual == nil, "oneDNN convolutions take no residual; add it after")
     // The fused scale takes a shift with it (and the other way round).
@@ -408,11 +429,12 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
         let key = ConvPlanKey(pass: pass, blocked: blocked, bias: bias != nil, scaleShift: scaleShift, relu: epilogue.relu,
                               n: s.n, c: s.c, h: g.h, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
                               ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw, groups: g.groups, ho: g.ho, wo: g.wo,
-                              fullC: g.c, fullO: g.o, winograd: winograd, bf16: bf16)
+                              fullC: g.c, fullO: g.o, winograd: winograd, bf16: bf16, int8: int8)
         guard let plan = ConvPlan.get(key, quiet: winograd) else { return false }
         plans.append(plan)
     }
     let hw = g.h * g.w, howo = g.ho * g.wo, kk = g.kh * g.kw
+    let elementBytes = int8 != nil ? 1 : MemoryLayout<Float>.stride
     // Backward-weights split by images: every slice but the first writes a partial gradient of its own.
     let partials = pass == .backwardWeights && slices.count > 1 && slices[0].o == g.o
     let wCount = g.o * g.cg * kk
@@ -425,11 +447,11 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
         let scale = epilogue.scale ?? ones.baseAddress, shift = epilogue.shift ?? zeros.baseAddress
         let run = { (i: Int) in
             let s = slices[i]
-            let xs = x + (s.n0 * g.c + s.c0) * hw
-            var ws = w + (s.o0 * g.cg + s.c0) * kk
-            if partials && i > 0 { ws = extra! + (i - 1) * wCount }
+            let xs = x + (s.n0 * g.c + s.c0) * hw * elementBytes
+            var ws = w + (s.o0 * g.cg + s.c0) * kk * elementBytes
+            if partials && i > 0 { ws = UnsafeMutableRawPointer(extra! + (i - 1) * wCount) }
             let ys = y + (s.n0 * g.o + s.o0) * howo
-            ok[i] = plans[i].run([xs, ws, ys], bias: bias.map { $0 + s.o0 }, scale: scale.map { $0 + s.o0 },
+            ok[i] = plans[i].run([xs, ws, UnsafeMutableRawPointer(ys)], bias: bias.map { $0 + s.o0 }, scale: scale.map { $0 + s.o0 },
                                  shift: shift.map { $0 + s.o0 })
             if ok[i] { then.apply(y, images: s.n0..<s.n0 + s.n, channels: s.o0..<s.o0 + s.o, o: g.o, plane: howo) }
         }
@@ -442,6 +464,7 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
     }
     ConvPolicy.passes.add(1, ordering: .relaxed)
     if let extra {
+        let w = w.assumingMemoryBound(to: Float.self)
         for i in 1..<slices.count {
             let src = extra + (i - 1) * wCount
             parallelChunks(wCount) { a, b in for j in a..<b { w[j] += src[j] } }

@@ -20,8 +20,10 @@ public struct InferOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: "Override a config key, e.g. --set model.test_cfg.score_thr=0.1.")
     public var overrides: [String] = []
 
-    @Option(help: "fp32, or bf16: convolutions and matmuls on the CPU's bf16 units (AMX / AVX512-BF16), the rest fp32.")
+    @Option(help: "fp32; bf16: convolutions and matmuls on the CPU's bf16 units (AMX / AVX512-BF16), the rest fp32; int8: calibrated int8 convolutions (VNNI).")
     public var precision: Precision = .fp32
+
+    @OptionGroup public var int8: Int8Options
 
     @Argument(help: "Images (JPEG or PNG) or folders of them.")
     public var paths: [String] = []
@@ -30,15 +32,17 @@ public struct InferOptions: ParsableArguments {
 
     public func validate() throws {
         guard !paths.isEmpty else { throw ValidationError("give at least one image or folder") }
+        try int8.check(precision: precision)
     }
 
-    /// Before any work: selects `--precision` (refused on a CPU without bf16), registers the config, the checkpoint
+    /// Before any work: selects `--precision` (refused on a CPU without bf16 / VNNI), registers the config, the checkpoint
     /// and the images (files and folders) as inputs no output may replace or land in, and checks `--out-dir` and
     /// every planned output file.
     public func protectInputs(planned outputs: [String]) throws {
         try MixedPrecision.select(precision)
         ProtectedInputs.add(config, option: "--config")
         ProtectedInputs.add(checkpoint, option: "--checkpoint")
+        if let q = int8.quantized { ProtectedInputs.add(q, option: "--quantized") }
         for p in paths { ProtectedInputs.add(p, option: "input") }
         try ProtectedInputs.check(outDir, option: "--out-dir")
         for o in outputs { try ProtectedInputs.check(o, option: "--out-dir") }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Config
+import Data
 import Distributed
 import Engine
 import Foundation
@@ -195,14 +196,26 @@ public struct ModelEvalOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: "With --config: override a config key, e.g. --set data.samples_per_gpu=1.")
     public var overrides: [String] = []
 
-    @Option(help: "With --config: fp32, or bf16 (convolutions and matmuls on the CPU's bf16 units, the rest fp32).")
+    @Option(help: "With --config: fp32; bf16 (convolutions and matmuls on the CPU's bf16 units, the rest fp32); int8 (calibrated int8 convolutions, VNNI).")
     public var precision: Precision = .fp32
+
+    @OptionGroup public var int8: Int8Options
+
+    /// With int8: the model's calibrated convolutions (`--quantized`, or calibration through `forward`), installed for
+    /// the rest of the run.
+    public func prepareInt8(_ module: Module, config: String, checkpoint: String, forward: @escaping (Image) throws -> Void) throws {
+        guard precision == .int8 else { return }
+        let run = QuantizableRun(module, checkpoint: checkpoint, forward: forward)
+        try int8.prepare(run, precision: precision, config: config, overrides: overrides)
+        Int8Inference.model = run.int8
+    }
 
     public init() {}
 
     /// The (config, checkpoint) pair when the model form is chosen, nil for the files form. `filesForm` says whether
     /// any of the files form's options (named `filesOptions` in messages) were given.
     public func form(filesForm: Bool, filesOptions: String) throws -> (config: String, checkpoint: String)? {
+        try int8.check(precision: precision)
         if config != nil || checkpoint != nil {
             guard let config, let checkpoint else { throw ValidationError("--config and --checkpoint go together") }
             guard !filesForm else { throw ValidationError("give either \(filesOptions) or --config/--checkpoint, not both") }

@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import NN
 
 /// One benchmark case: `setUp` builds the inputs once, the returned closure is the timed body.
 /// `extra` turns the median seconds into case-specific figures (GFLOP/s, GB/s, ratios).
@@ -7,6 +8,10 @@ struct BenchCase {
     var name: String
     var setUp: () throws -> (body: () throws -> Void, extra: (_ medianSeconds: Double) -> [String: Double])
 }
+
+/// The model of the inference case being set up, for `--precision int8` (its convolutions are calibrated on the case's
+/// own input before timing); cases that run a whole model set it.
+nonisolated(unsafe) var benchModel: Module?
 
 /// Peak resident set size of this process (VmHWM), in MiB.
 func peakRSSMegabytes() -> Double {
@@ -66,6 +71,10 @@ func report(_ name: String, medianSeconds: Double, minSeconds: Double, extra: [S
     if MixedPrecision.nativeCalls + MixedPrecision.emulatedCalls > 0 {
         fields += ["\"bf16_passes\": \"\(MixedPrecision.nativeCalls) native, \(MixedPrecision.emulatedCalls) emulated\"",
                    "\"bf16_native_check\": \"\(MixedPrecision.nativeVerified ? "passed" : CPUInfo.current.hasBF16 ? "failed" : "no bf16")\""]
+    }
+    if let m = Int8Inference.model {
+        fields += ["\"int8_convs\": \(m.count)",
+                   "\"int8_passes\": \"\(Int8Inference.nativeCalls) native, \(Int8Inference.emulatedCalls) emulated\""]
     }
     for (k, v) in extra.sorted(by: { $0.key < $1.key }) {
         fields.append("\"\(k)\": \(String(format: "%.4g", v))")

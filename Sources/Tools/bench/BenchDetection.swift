@@ -133,6 +133,7 @@ let detectionCases: [BenchCase] = [
         """
         let detector = try Registries.detectors.build(Config(json: try JSON.parse(json)))
         detector.eval()
+        benchModel = detector
         var rng = SplitMix64(seed: 2)
         let images = Tensor((0..<(3 * 800 * 1344)).map { _ in Float(rng.normal()) }, shape: [1, 3, 800, 1344])
         return ({ _ = detector.predict(images, imgShapes: [(800, 1333)], scaleFactors: [[1, 1, 1, 1]], oriShapes: [(800, 1333)]) },
@@ -141,6 +142,7 @@ let detectionCases: [BenchCase] = [
     BenchCase(name: "mask_rcnn_\(name)_infer_800x1333") {
         let detector = try maskRCNN(arch: arch, scoreThr: 0)
         detector.eval()
+        benchModel = detector
         var rng = SplitMix64(seed: 2)
         let images = Tensor((0..<(3 * 800 * 1344)).map { _ in Float(rng.normal()) }, shape: [1, 3, 800, 1344])
         return ({

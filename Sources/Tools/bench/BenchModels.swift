@@ -34,6 +34,7 @@ func resnetForward(_ name: String, arch: String, size: Int = 224) -> BenchCase {
     BenchCase(name: name) {
         EngineRandom.seed(0)
         let model = try ResNet(arch: arch).eval()
+        benchModel = model
         let x = Tensor(zeros: [1, 3, size, size], value: 0.5)
         return ({ _ = withNoGrad { model(x) } }, { _ in [:] })
     }

@@ -17,6 +17,7 @@ func upernetForward(_ name: String, arch: String, size: Int = 512, numClasses: I
     BenchCase(name: name) {
         EngineRandom.seed(0)
         let model = try EncoderDecoder.upernet(arch: arch, numClasses: numClasses).eval()
+        benchModel = model
         try model.validate(height: size, width: size)
         let x = Tensor(zeros: [1, 3, size, size], value: 0.5)
         return ({ _ = model.inference(x) }, { _ in [:] })

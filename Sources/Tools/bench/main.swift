@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Tasks
 import ToolSupport
 
 /// Every benchmark case; each family lives in its own file (BenchEngine.swift, BenchCOCO.swift, ...).
@@ -18,7 +19,7 @@ struct Bench: ParsableCommand {
     @Option(parsing: .unconditional, help: "Timed runs per case (after one warm-up); the median is reported.")
     var runs: Int = 5
 
-    @Option(help: "fp32, or bf16 for the passes without gradients (inference cases).")
+    @Option(help: "fp32, bf16 or int8 for the passes without gradients (inference cases; int8 calibrates the case's model on its own input first).")
     var precision: Precision = .fp32
 
     @Flag(help: "List the case names and exit.")
@@ -39,7 +40,16 @@ struct Bench: ParsableCommand {
         try applyBenchEnvironment()
         try MixedPrecision.select(precision)
         for c in allCases where caseName == nil || c.name == caseName {
+            benchModel = nil
             let (body, extra) = try c.setUp()
+            if precision == .int8 {
+                guard let model = benchModel else { throw KitError.usage("--precision int8: case \(c.name) runs no whole model to calibrate") }
+                let (m, report) = try withNoGrad { try Int8Calibration.calibrate(model: model, count: 1, forward: { _ in try body() }) }
+                writeStderr(report.summary + "\n")
+                Int8Inference.model = m
+                Int8Inference.nativeCalls = 0
+                Int8Inference.emulatedCalls = 0
+            }
             OpProfile.enabled = profileOps
             OpProfile.reset()
             let times = try sortedSeconds(runs: runs, body), t = times[times.count / 2]

@@ -86,6 +86,8 @@ struct DetEval: ParsableCommand {
         let detector = try DetectionConfig.buildModel(cfg)
         try Checkpoint.loadForInference(from: checkpoint, into: detector)
         detector.eval()
+        let predictor = DetectionPredictor(detector: detector, pipeline: try DetectionDatasets.testPipeline(cfg.section("data")))
+        try trained.prepareInt8(detector, config: path, checkpoint: checkpoint) { _ = predictor([$0]) }
         let task = try DetectionTask(config: cfg, detector: detector)
         if let iouType {
             if iouType == .segm && !detector.predictsMasks {

@@ -43,6 +43,7 @@ struct DetInfer: ParsableCommand {
         try model.protectInputs(planned: ["\(model.outDir)/predictions.json"] + list.stems.map { "\(model.outDir)/vis/\($0).png" })
         let detector = try ObjectDetector(config: .file(model.config), checkpoint: model.checkpoint, overrides: model.overrides,
                                           precision: model.precision)
+        try model.int8.prepare(detector, precision: model.precision, config: model.config, overrides: model.overrides)
         var problems = InputProblems(tool: "det-infer", list: list)
         try createDirectory("\(model.outDir)/vis")
         var records: [JSON] = []

@@ -30,6 +30,7 @@ struct SegInfer: ParsableCommand {
         try model.protectInputs(planned: list.stems.flatMap { ["\(model.outDir)/pred/\($0).png", "\(model.outDir)/vis/\($0).png"] })
         let segmenter = try Segmenter(config: .file(model.config), checkpoint: model.checkpoint, overrides: model.overrides,
                                       precision: model.precision)
+        try model.int8.prepare(segmenter, precision: model.precision, config: model.config, overrides: model.overrides)
         var problems = InputProblems(tool: "seg-infer", list: list)
         for sub in ["pred", "vis"] { try createDirectory("\(model.outDir)/\(sub)") }
         var bar = ProgressBar(total: list.files.count, unit: "img")
