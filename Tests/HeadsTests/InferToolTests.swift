@@ -16,6 +16,11 @@ final class InferToolTests: XCTestCase {
 
     /// A small model's config (the shipped shapes config narrowed by overrides) and random weights for it.
     func model(detection: Bool, _ dir: String) throws -> (config: String, overrides: [String], weights: String, Config) {
+        try Self.model(detection: detection, dir)
+    }
+
+    static func model(detection: Bool, _ dir: String) throws -> (config: String, overrides: [String], weights: String, Config) {
+        let root = ToolRunner.packageRoot.path
         let config = detection ? "\(root)/configs/retinanet/retinanet_acmix_resnet26_fpn_shapes.json"
             : "\(root)/configs/upernet/upernet_acmix_resnet26_shapes.json"
         var overrides = ["model.backbone.arch=resnet50", "model.backbone.base_width=8", "data.shapes.root=\(dir)/shapes"]
