@@ -1,7 +1,8 @@
 import CDNNL
 import Foundation
 
-/// int8 inference (`--precision int8`): post-training static quantization of convolutions, as OpenVINO's NNCF and
+/// int8 inference (`--precision int8`): post-training static quantization of convolutions and linear layers (as 1×1
+/// convolutions over their rows), as OpenVINO's NNCF and
 /// PyTorch's fbgemm backend run it. A quantized convolution rounds its input to int8 with one scale for the tensor
 /// (u8 when calibration never saw a negative input, s8 otherwise; zero point 0), multiplies it by int8 weights with
 /// one symmetric scale per output channel, sums in int32, and converts back to float32 in its epilogue:
@@ -17,7 +18,7 @@ import Foundation
 /// float32 kernels: the same numbers up to float rounding, on any CPU. Which convolutions are quantized, and their
 /// input scales, come from calibration (Tasks' `Int8Calibration`); every other op stays float32.
 public final class QuantizedConv: @unchecked Sendable {
-    /// Weight [O, C/groups, kh, kw] as int8 in −127...127.
+    /// Weight [O, C/groups, kh, kw] (a linear layer's [O, C]) as int8 in −127...127.
     public let qweight: UnsafeMutableBufferPointer<Int8>
     /// Per output channel: weight ≈ qweight · weightScale.
     public let weightScale: [Float]
@@ -72,7 +73,7 @@ func quantized(_ v: Float, _ inverseScale: Float, signed: Bool) -> Int8 {
     return Int8(bitPattern: UInt8(c))
 }
 
-/// A model's quantized convolutions, found by their weight tensor (the convolution's `weight.data`). It holds the
+/// A model's quantized convolutions and linear layers, found by their weight tensor (`weight.data`). It holds the
 /// weight tensors, so a key never outlives the model it was made for.
 public final class Int8Model: @unchecked Sendable {
     /// The quantized convolutions: parameter name (without ".weight"), the float weight it replaces, its int8 form.
@@ -98,7 +99,8 @@ public final class Int8Model: @unchecked Sendable {
     }
 }
 
-/// Sees every convolution forward pass that records no gradient (calibration's statistics and output comparisons).
+/// Sees every convolution and linear forward pass that records no gradient (calibration's statistics and output
+/// comparisons; a linear layer's input is [rows, C], its output [rows, O]).
 public protocol ConvObserver: AnyObject {
     /// `weight` identifies the convolution (its weight tensor's data); input [N, C, H, W] and output [N, O, Ho, Wo] as
     /// flat buffers.

@@ -48,20 +48,32 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     }
 }
 
-/// x [..., in] · weightᵀ + bias, with weight [out, in] as nn.Linear stores it.
+/// x [..., in] · weightᵀ + bias, with weight [out, in] as nn.Linear stores it. Passes that record no gradient run a
+/// quantized model's layer in int8 (`Int8Inference`) and are seen by calibration's observer.
 public func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil) -> Tensor {
     let inF = weight.shape[1], outF = weight.shape[0]
     precondition(x.shape.last == inF, "linear: input \(x.shape) for weight \(weight.shape)")
     let rows = x.count / inF
     let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
     FlopCounter.add("linear", rows * outF * inF, weight: weight)
-    if let bias {
-        let y = out.data, bd = bias.data
-        parallelFor(rows, cost: outF) { r in (y + r * outF).update(from: bd, count: outF) }
-    }
-    sgemm(transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF, b: weight.data, ldb: inF,
-          beta: bias == nil ? 0 : 1, c: out.data, ldc: outF)
     let inputs = [x, weight] + (bias.map { [$0] } ?? [])
+    let inference = !GradMode.isEnabled || !inputs.contains(where: { $0.requiresGrad })
+    // int8 (a quantized model's layer): a 1×1 convolution over `rows` images of `inF` channels is the same product.
+    let g = Conv2dGeometry([rows, inF, 1, 1], [outF, inF, 1, 1])
+    if inference && MixedPrecision.inference == .int8 && rows > 0, let q = Int8Inference.model?.layer(for: weight.data, g) {
+        int8ConvForward(g, x.data, q, bias?.data, out.data, epilogue: ConvEpilogue(), native: Int8Inference.native)
+    } else {
+        if let bias {
+            let y = out.data, bd = bias.data
+            parallelFor(rows, cost: outF) { r in (y + r * outF).update(from: bd, count: outF) }
+        }
+        sgemm(transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF, b: weight.data, ldb: inF,
+              beta: bias == nil ? 0 : 1, c: out.data, ldc: outF)
+    }
+    if inference && rows > 0, let observer = Int8Inference.observer {
+        observer.observe(weight: weight.data, groups: 1, input: UnsafeBufferPointer(start: x.data, count: x.count),
+                         output: UnsafeBufferPointer(start: out.data, count: out.count))
+    }
     return out.record("linear", inputs) { g in
         var gx: Tensor? = nil, gw: Tensor? = nil, gb: Tensor? = nil
         if x.requiresGrad {

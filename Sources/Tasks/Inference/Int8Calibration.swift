@@ -24,15 +24,16 @@ public struct Int8CalibrationReport: Sendable {
     public var compared: [String]
 }
 
-/// Post-training static int8 calibration (OpenVINO NNCF's / PyTorch's `prepare` + `convert`, for convolutions): the
-/// model runs float32 on the calibration images while every convolution's inputs are observed, each candidate method
+/// Post-training static int8 calibration (OpenVINO NNCF's / PyTorch's `prepare` + `convert`, for convolutions and
+/// linear layers): the model runs float32 on the calibration images while every one's inputs are observed, each candidate method
 /// sets the input scales, and the method whose int8 model's outputs differ least from float32's on the same images
 /// is kept. Weights are quantized per output channel (`QuantizedConv.quantize`).
 ///
 /// Kept in float32: the first convolution (the stem, whose 3-channel input gains nothing and loses most), the heads'
 /// final classification / regression / mask-logit / segmentation convolutions and linear layers (mmdet's and
-/// OpenVINO's usual exclusions), grouped convolutions, and whatever is not a convolution (ACmix's attention and shift
-/// paths, linear layers, deconvolutions, norms, softmax, box and mask post-processing).
+/// OpenVINO's usual exclusions), grouped convolutions (ACmix's shift convolution), and everything else: ACmix's and
+/// Swin's attention (its q·k and attention·v products and softmax), deconvolutions, norms, box and mask
+/// post-processing.
 public enum Int8Calibration {
     /// Last name components of the heads' final prediction layers.
     static let finalLayers: Set<String> = ["retina_cls", "retina_reg", "rpn_cls", "rpn_reg", "conv_cls", "conv_reg",
@@ -51,7 +52,7 @@ public enum Int8Calibration {
         }
         try MixedPrecision.select(.fp32)
         var names: [UnsafeMutablePointer<Float>: (String, Tensor)] = [:]
-        for (name, t) in model.namedTensors() where t.shape.count == 4 && name.hasSuffix(".weight") {
+        for (name, t) in model.namedTensors() where (t.shape.count == 4 || t.shape.count == 2) && name.hasSuffix(".weight") {
             names[t.data] = (String(name.dropLast(".weight".count)), t)
         }
         let totalPasses = count * (2 + ActivationScaleMethod.allCases.count)
@@ -71,7 +72,7 @@ public enum Int8Calibration {
             let s = stats.layers[w]!
             let last = String(name.split(separator: ".").last ?? "")
             if index == 0 { kept.append((name, "first convolution")) }
-            else if finalLayers.contains(last) {
+            else if finalLayers.contains(last) || name == "fc" || name == "head" {   // fc / head: a classifier's own
                 kept.append((name, "final prediction layer"))
                 if !name.contains("roi_head") { finals.append(w) }
             } else if s.grouped { kept.append((name, "grouped convolution")) }

@@ -67,7 +67,9 @@ public enum Int8ModelFile {
         var entries: [(name: String, weight: Tensor, conv: QuantizedConv)] = []
         for key in file.names where key.hasSuffix(".qweight") {
             let name = String(key.dropLast(".qweight".count))
-            guard let weight = params[name + ".weight"], weight.shape.count == 4 else { throw fail("\(key): the model has no convolution \(name)") }
+            guard let weight = params[name + ".weight"], weight.shape.count == 4 || weight.shape.count == 2 else {
+                throw fail("\(key): the model has no convolution or linear layer \(name)")
+            }
             let q = file.tensors[key]!
             guard q.shape == weight.shape else { throw fail("\(key): shape \(q.shape), the model's weight is \(weight.shape)") }
             guard let ws = file.tensors[name + ".weight_scale"], ws.shape == [weight.shape[0]],
@@ -187,7 +189,7 @@ extension Int8CalibrationReport {
     /// What a tool prints after calibrating.
     public var summary: String {
         let errs = errors.map { "\($0.method.rawValue) \(String(format: "%.4f", $0.error))" }.joined(separator: ", ")
-        return "int8 calibration on \(images) images: \(quantized.count) convolutions quantized, \(kept.count) kept in float32 "
+        return "int8 calibration on \(images) images: \(quantized.count) convolutions and linear layers quantized, \(kept.count) kept in float32 "
             + "(\(kept.map(\.name).joined(separator: ", "))); output error against fp32 (relative RMS of \(compared.joined(separator: ", "))): "
             + "\(errs); using \(chosen.rawValue)"
     }

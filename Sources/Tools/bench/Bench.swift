@@ -73,7 +73,7 @@ func report(_ name: String, medianSeconds: Double, minSeconds: Double, extra: [S
                    "\"bf16_native_check\": \"\(MixedPrecision.nativeVerified ? "passed" : CPUInfo.current.hasBF16 ? "failed" : "no bf16")\""]
     }
     if let m = Int8Inference.model {
-        fields += ["\"int8_convs\": \(m.count)",
+        fields += ["\"int8_layers\": \(m.count)",
                    "\"int8_passes\": \"\(Int8Inference.nativeCalls) native, \(Int8Inference.emulatedCalls) emulated\""]
     }
     for (k, v) in extra.sorted(by: { $0.key < $1.key }) {

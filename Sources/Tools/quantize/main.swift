@@ -51,7 +51,7 @@ struct Quantize: ParsableCommand {
             : try Segmenter(config: .file(config), checkpoint: checkpoint, overrides: overrides)
         let (report, images) = try calibration.calibrate(model, config: config, overrides: overrides)
         try model.saveInt8(to: out, report: report, calibration: images)
-        writeStderr("quantize: \(report.quantized.count) int8 convolutions → \(out)\n")
+        writeStderr("quantize: \(report.quantized.count) int8 layers → \(out)\n")
     }
 }
 
