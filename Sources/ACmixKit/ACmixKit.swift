@@ -60,12 +60,3 @@ public enum ModelConfig: Sendable, ExpressibleByStringInterpolation {
         }
     }
 }
-
-/// Runs `body` with `precision` selected for the engine, restoring the previous selection after: instances with
-/// different precisions may be used one after the other.
-func withPrecision<T>(_ precision: Precision, _ body: () throws -> T) throws -> T {
-    let previous = MixedPrecision.inference
-    try MixedPrecision.select(precision)
-    defer { try? MixedPrecision.select(previous) }
-    return try body()
-}

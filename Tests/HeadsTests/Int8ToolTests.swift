@@ -101,7 +101,7 @@ final class Int8ToolTests: XCTestCase {
         XCTAssertThrowsError(try Int8ModelFile.read(path, model: segModule, checkpoint: d.weights)) { e in
             XCTAssertTrue("\(e)".contains("another model"), "\(e)")
         }
-        var file = try SafeTensors.read(path: path)
+        let file = try SafeTensors.read(path: path)
         let name = try XCTUnwrap(file.names.first { $0.hasSuffix(".weight_scale") })
         file.tensors[name]!.data[0] = -1
         try SafeTensors.write(file.names.map { ($0, file.tensors[$0]!) }, metadata: file.metadata, to: "\(dir)/bad.safetensors")
@@ -154,5 +154,40 @@ final class Int8ToolTests: XCTestCase {
             XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
             XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/q2.safetensors"))
         }
+    }
+
+    /// export-features of a trained detector's backbone (--config/--checkpoint): fp32 equals the backbone run in the
+    /// process; int8 calibrated on a folder stays close to it.
+    func testExportFeaturesOfATrainedBackboneInFP32AndInt8() throws {
+        let dir = try ToolRunner.temporaryDirectory("int8-export")
+        let d = try detector(dir)
+        try FileManager.default.createDirectory(atPath: "\(dir)/calib", withIntermediateDirectories: true)
+        for i in 0..<3 { try writePNG(d.images[i], to: "\(dir)/calib/c\(i).png") }
+        let image = "\(dir)/calib/c0.png"
+        let config = d.config + ".json"
+        try Config.load(path: d.config, overrides: stride(from: 1, to: d.overrides.count, by: 2).map { d.overrides[$0] })
+            .serialized().write(toFile: config, atomically: true, encoding: .utf8)
+        var outputs: [[String: Tensor]] = []
+        for precision in ["fp32", "int8"] {
+            let extra = precision == "int8" ? ["--calibration-dir", "\(dir)/calib"] : []
+            let r = try ToolRunner.run("export-features", ["--config", config, "--checkpoint", d.weights, "--image", image,
+                                                           "--output", "\(dir)/\(precision).safetensors", "--precision", precision] + extra,
+                                       environment: ["ACMIX_INT8_EMULATION": "1"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            outputs.append(try SafeTensors.read(path: "\(dir)/\(precision).safetensors").tensors)
+        }
+        let x = Tensor(Normalize()(try readImage(image)).data, shape: [1, 3, 96, 96])
+        let want = withNoGrad { zip(d.module.backbone.featureNames, d.module.backbone.features(x)) }
+        for (name, t) in want {
+            XCTAssertEqual(outputs[0][name]?.array, t.array, name)
+            let q = try XCTUnwrap(outputs[1][name]).array, f = t.array
+            let rel = (zip(q, f).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +) / max(f.map { Double($0) * Double($0) }.reduce(0, +), 1e-12)).squareRoot()
+            XCTAssertGreaterThan(rel, 0, name)
+            XCTAssertLessThan(rel, 0.1, name)
+        }
+        let both = try ToolRunner.run("export-features", ["--config", config, "--checkpoint", d.weights, "--arch", "resnet50", "--image", image,
+                                                          "--output", "\(dir)/x.safetensors"])
+        XCTAssertEqual(both.status, 2, both.stderr)
+        XCTAssertTrue(both.stderr.contains("not both"), both.stderr)
     }
 }

@@ -17,14 +17,23 @@ final class MMRefInferenceTests: XCTestCase {
     func detInfer(_ name: String, precision: String = "fp32") throws -> [(ours: JSON, theirs: JSON)] {
         let ref = try JSON.load(path: "\(fixtures)/\(name)_detections.json")
         let images = try XCTUnwrap(ref["images"]?.arrayValue)
+        let files = images.compactMap { $0["file_name"]?.stringValue }
         let out = try ToolRunner.temporaryDirectory("mmref-det")
-        // bf16 natively where the CPU has it, else emulated (the same numbers up to summation order).
-        let env = precision == "bf16" && !CPUInfo.current.hasBF16 ? ["ACMIX_BF16_EMULATION": "1"] : [:]
+        // bf16 / int8 natively where the CPU has it, else emulated (the same numbers up to float rounding).
+        var env = precision == "bf16" && !CPUInfo.current.hasBF16 ? ["ACMIX_BF16_EMULATION": "1"] : [:]
+        var extra: [String] = []
+        if precision == "int8" {
+            if !CPUInfo.current.hasVNNI { env["ACMIX_INT8_EMULATION"] = "1" }
+            // Calibrated on the fixture's own images (its config has no training split here).
+            try FileManager.default.createDirectory(atPath: "\(out)/calibration", withIntermediateDirectories: true)
+            for f in files { try FileManager.default.copyItem(atPath: "\(fixtures)/\(f)", toPath: "\(out)/calibration/\((f as NSString).lastPathComponent)") }
+            extra = ["--calibration-dir", "\(out)/calibration"]
+        }
         let r = try ToolRunner.run("det-infer", ["--config", "\(fixtures)/\(name).json", "--checkpoint", "\(fixtures)/\(name).safetensors",
-                                                 "--out-dir", out, "--score-thr", "0", "--precision", precision]
-                                   + images.compactMap { $0["file_name"]?.stringValue }.map { "\(fixtures)/\($0)" }, environment: env)
+                                                 "--out-dir", "\(out)/out", "--score-thr", "0", "--precision", precision] + extra
+                                   + files.map { "\(fixtures)/\($0)" }, environment: env)
         XCTAssertEqual(r.status, 0, r.stderr)
-        let ours = try XCTUnwrap(try JSON.load(path: "\(out)/predictions.json").arrayValue)
+        let ours = try XCTUnwrap(try JSON.load(path: "\(out)/out/predictions.json").arrayValue)
         XCTAssertEqual(ours.count, images.count)
         return Array(zip(ours, images))
     }
@@ -51,28 +60,48 @@ final class MMRefInferenceTests: XCTestCase {
     /// (IoU ≥ 0.9) and the scores and boxes move little. Prints the largest differences.
     func testBF16DetectionsStayCloseToFP32() throws {
         for name in ["retinanet_r50w8", "mask_rcnn_r50w8"] {
-            let fp32 = try detInfer(name), bf16 = try detInfer(name, precision: "bf16")
-            var matched = 0, total = 0, worstScore = 0.0, worstShift = 0.0
-            for ((a, _), (b, _)) in zip(fp32, bf16) {
-                let x = try XCTUnwrap(a["detections"]?.arrayValue), y = try XCTUnwrap(b["detections"]?.arrayValue)
-                func box(_ d: JSON) -> [Double] { d["bbox"]?.arrayValue?.compactMap(\.doubleValue) ?? [0, 0, 0, 0] }
-                for d in x where (d["score"]?.doubleValue ?? 0) >= 0.3 {
-                    total += 1
-                    let p = box(d)
-                    let best = y.filter { $0["category_id"]?.intValue == d["category_id"]?.intValue }
-                        .max { iou(p, box($0)) < iou(p, box($1)) }
-                    guard let best, iou(p, box(best)) >= 0.9 else { continue }
-                    matched += 1
-                    worstScore = max(worstScore, abs((d["score"]?.doubleValue ?? 0) - (best["score"]?.doubleValue ?? 0)))
-                    worstShift = max(worstShift, zip(p, box(best)).map { abs($0 - $1) }.max() ?? 0)
-                }
-            }
-            print("bf16 vs fp32 on \(name) (\(CPUInfo.current.hasBF16 ? "native" : "emulated")): \(matched) of \(total) detections "
-                  + "matched, largest score difference \(worstScore), largest box shift \(worstShift) px")
-            XCTAssertGreaterThan(total, 0)
+            let (matched, total, worstScore, _) = try compareToFP32(name, precision: "bf16")
             XCTAssertGreaterThanOrEqual(Double(matched), 0.8 * Double(total), name)
             XCTAssertLessThan(worstScore, 0.05, name)
         }
+    }
+
+    /// int8 (calibrated on the fixture images) against fp32 on the mmdet RetinaNet fixture, the same way. Its
+    /// random-weight, width-8 network is a harsh case for int8: its head's outputs move by about 3 % (relative RMS,
+    /// as calibration prints), and among its many near-tied boxes that reorders most of the top ones (measured: 23 of
+    /// 95 kept at IoU ≥ 0.9, scores within 0.22, boxes within 2.9 px; trained shapes models lose ≤ 0.01 AP). The
+    /// bounds catch a broken int8 path, which keeps none.
+    func testInt8DetectionsOfARandomNetworkStayNearFP32() throws {
+        let (matched, total, worstScore, worstShift) = try compareToFP32("retinanet_r50w8", precision: "int8")
+        XCTAssertGreaterThanOrEqual(Double(matched), 0.15 * Double(total))
+        XCTAssertLessThan(worstScore, 0.4)
+        XCTAssertLessThan(worstShift, 10)
+    }
+
+    /// Detections scoring ≥ 0.3 at fp32 matched at `precision` (same class, IoU ≥ 0.9), with the largest score
+    /// difference and box shift (px) of the matched ones; printed.
+    func compareToFP32(_ name: String, precision: String) throws -> (matched: Int, total: Int, worstScore: Double, worstShift: Double) {
+        let fp32 = try detInfer(name), other = try detInfer(name, precision: precision)
+        var matched = 0, total = 0, worstScore = 0.0, worstShift = 0.0
+        for ((a, _), (b, _)) in zip(fp32, other) {
+            let x = try XCTUnwrap(a["detections"]?.arrayValue), y = try XCTUnwrap(b["detections"]?.arrayValue)
+            func box(_ d: JSON) -> [Double] { d["bbox"]?.arrayValue?.compactMap(\.doubleValue) ?? [0, 0, 0, 0] }
+            for d in x where (d["score"]?.doubleValue ?? 0) >= 0.3 {
+                total += 1
+                let p = box(d)
+                let best = y.filter { $0["category_id"]?.intValue == d["category_id"]?.intValue }
+                    .max { iou(p, box($0)) < iou(p, box($1)) }
+                guard let best, iou(p, box(best)) >= 0.9 else { continue }
+                matched += 1
+                worstScore = max(worstScore, abs((d["score"]?.doubleValue ?? 0) - (best["score"]?.doubleValue ?? 0)))
+                worstShift = max(worstShift, zip(p, box(best)).map { abs($0 - $1) }.max() ?? 0)
+            }
+        }
+        let native = precision == "bf16" ? CPUInfo.current.hasBF16 : CPUInfo.current.hasVNNI
+        print("\(precision) vs fp32 on \(name) (\(native ? "native" : "emulated")): \(matched) of \(total) detections "
+              + "matched, largest score difference \(worstScore), largest box shift \(worstShift) px")
+        XCTAssertGreaterThan(total, 0)
+        return (matched, total, worstScore, worstShift)
     }
 
     /// IoU of two [x, y, w, h] boxes.

@@ -84,7 +84,7 @@ public enum Int8ModelFile {
             var values = [Int8](repeating: 0, count: q.count)
             for i in 0..<q.count {
                 let v = q.data[i]
-                guard v >= -127 && v <= 127 else { throw fail("\(key): value \(v) outside -127...127") }
+                guard v >= -127 && v <= 127 && v == v.rounded() else { throw fail("\(key): value \(v) is not an integer in -127...127") }
                 values[i] = Int8(v)
             }
             entries.append((name, weight, QuantizedConv(qweight: values, weightScale: scales, inputScale: xs.data[0],

@@ -17,10 +17,16 @@ struct ExportFeatures: ParsableCommand {
         abstract: "Write a backbone's C2–C5 / stage1–4 features (float32 NCHW) for an input tensor or image.")
 
     @Option(help: "Backbone: \(BackboneRegistry.allArchs.joined(separator: ", ")).")
-    var arch: String
+    var arch: String?
 
     @Option(help: "Weights (.safetensors) with the authors' state-dict keys, with or without a 'backbone.' prefix.")
-    var weights: String
+    var weights: String?
+
+    @Option(help: "Instead of --arch/--weights: a trained detector's or segmentor's config; its backbone's features (dense mode).")
+    var config: String?
+
+    @Option(help: "With --config: the trained checkpoint.")
+    var checkpoint: String?
 
     @Option(help: "Input tensor file (.safetensors) holding an (N,3,H,W) float32 tensor.")
     var input: String?
@@ -41,8 +47,10 @@ struct ExportFeatures: ParsableCommand {
     @Flag(help: "Also write `logits` from the classification head in the weights.")
     var logits = false
 
-    @Option(help: "fp32, or bf16: convolutions and matmuls on the CPU's bf16 units (AMX / AVX512-BF16), the rest fp32.")
+    @Option(help: "fp32; bf16: convolutions and matmuls on the CPU's bf16 units (AMX / AVX512-BF16), the rest fp32; int8 (with --config): calibrated int8 convolutions (VNNI).")
     var precision: Precision = .fp32
+
+    @OptionGroup var int8: Int8Options
 
     @Option(name: .customLong("memory-limit"), parsing: .unconditional,
             help: "Refuse inputs whose activations would need more than this many GiB (default: 80% of physical memory).")
@@ -51,26 +59,43 @@ struct ExportFeatures: ParsableCommand {
     func validate() throws {
         guard (input == nil) != image.isEmpty else { throw ValidationError("give exactly one of --input and --image") }
         if let memoryLimit { guard memoryLimit.isFinite && memoryLimit > 0 else { throw ValidationError("--memory-limit must be a positive number of GiB") } }
-        guard BackboneRegistry.allArchs.contains(arch) else {
-            throw ValidationError("unknown --arch '\(arch)'; known: \(BackboneRegistry.allArchs.joined(separator: ", "))")
+        if config != nil || checkpoint != nil {
+            guard config != nil && checkpoint != nil else { throw ValidationError("--config and --checkpoint go together") }
+            guard arch == nil && weights == nil else { throw ValidationError("give --arch/--weights or --config/--checkpoint, not both") }
+            guard !logits else { throw ValidationError("--logits needs --arch/--weights (a trained detector's backbone has no classifier)") }
+        } else {
+            guard let arch, weights != nil else { throw ValidationError("give --arch and --weights, or --config and --checkpoint") }
+            guard BackboneRegistry.allArchs.contains(arch) else {
+                throw ValidationError("unknown --arch '\(arch)'; known: \(BackboneRegistry.allArchs.joined(separator: ", "))")
+            }
         }
+        try int8.check(precision: precision)
     }
 
     func run() throws {
         try MixedPrecision.select(precision)
-        try refuseOverwriting(("--output", output), inputs: [("--weights", weights), ("--input", input)] + image.map { ("--image", $0) })
-        let extractor = try FeatureExtractor(arch: arch, weights: weights, mode: mode, precision: precision)
+        try refuseOverwriting(("--output", output), inputs: [("--weights", weights), ("--config", config), ("--checkpoint", checkpoint),
+                                                             ("--quantized", int8.quantized), ("--input", input)] + image.map { ("--image", $0) })
+        let extractor: FeatureExtractor
+        if let config, let checkpoint {
+            extractor = try FeatureExtractor(config: .file(config), checkpoint: checkpoint, precision: precision)
+            try int8.prepare(extractor, precision: precision, config: config, overrides: [])
+        } else {
+            extractor = try FeatureExtractor(arch: arch!, weights: weights!, mode: mode, precision: precision)
+        }
+        let mode = config == nil ? self.mode : .dense
         func features(_ x: Tensor) throws -> [(String, Tensor)] {
-            try checkMemory(x.shape)
+            try checkMemory(x.shape, arch: extractor.arch)
             let outputs = try extractor.features(x, logits: logits)
             if extractor.usedDefaultNorms && !warnedNorms {
                 warnedNorms = true
-                writeStderr("export-features: note: \(weights) has no dense output norms; using weight 1, bias 0\n")
+                writeStderr("export-features: note: \(extractor.checkpointPath) has no dense output norms; using weight 1, bias 0\n")
             }
             return outputs.map { ($0.name, $0.tensor) }
         }
         guard !image.isEmpty else {
-            try write(try features(try loadInput()), metadata: ["input": input!, "input_key": inputKey], to: output)
+            try write(try features(try loadInput()), metadata: ["input": input!, "input_key": inputKey, "arch": extractor.arch,
+                                                                 "mode": mode.rawValue], to: output)
             return
         }
         // Images: one file for one image, else a folder of STEM.safetensors.
@@ -99,7 +124,7 @@ struct ExportFeatures: ParsableCommand {
                 problems.add("\(e)", bar: &bar)
                 continue
             }
-            try write(result.outputs, metadata: result.metadata, to: toFolder ? "\(output)/\(list.stems[i]).safetensors" : output)
+            try write(result.outputs, metadata: result.metadata.merging(["arch": extractor.arch, "mode": mode.rawValue]) { a, _ in a }, to: toFolder ? "\(output)/\(list.stems[i]).safetensors" : output)
         }
         bar.finish()
         try problems.finish()
@@ -111,13 +136,13 @@ struct ExportFeatures: ParsableCommand {
     }
 
     func write(_ outputs: [(String, Tensor)], metadata: [String: String], to path: String) throws {
-        try SafeTensors.write(outputs, metadata: metadata.merging(["arch": arch, "mode": mode.rawValue]) { a, _ in a }, to: path)
+        try SafeTensors.write(outputs, metadata: metadata, to: path)
     }
 
     /// Refuses an input whose activations would not fit: above 1024×1024 pixels, the backbone's peak tensor memory
     /// is measured on a 1024-pixel-area probe of the same aspect (any-size model of the same arch) and scaled by the
     /// number of pixels, which activations grow with.
-    func checkMemory(_ shape: [Int]) throws {
+    func checkMemory(_ shape: [Int], arch: String) throws {
         let (n, h, w) = (shape[0], shape[2], shape[3]), probeArea = 1024 * 1024
         let limit = memoryLimit.map { $0 * 1_073_741_824 } ?? 0.8 * Double(ProcessInfo.processInfo.physicalMemory)
         guard h * w > probeArea || Double(n * 3 * h * w * 4) > limit else { return }
