@@ -40,7 +40,7 @@ public final class Segmenter: QuantizableModel {
         checkpointPath = checkpoint
     }
 
-    public func calibrationForward(_ image: Image) throws { _ = try withNoGrad { predictor(image) } }
+    public func calibrationForward(_ image: Image) throws { _ = withNoGrad { predictor(image) } }
 
     /// The label map of the image file `path` (one class index per pixel, at the image's size).
     public func predict(imageAt path: String, augment: Bool = false) throws -> LabelMap {

@@ -66,6 +66,15 @@ enum OneDNN {
     /// Dims as oneDNN's fixed-size array (DNNL_MAX_NDIMS entries).
     static func padded(_ v: [Int]) -> [dnnl_dim_t] { v.map { dnnl_dim_t($0) } + Array(repeating: 0, count: max(0, 12 - v.count)) }
 
+    /// Whether a native low-precision path may run: the CPU `has` it, oneDNN has an engine, and `check` (its kernels
+    /// against the emulated numbers) finds no mismatch; a mismatch is warned about once and turns the path off.
+    static func nativeCheckPasses(_ what: String, has: Bool, _ check: () -> String?) -> Bool {
+        guard has, engine != nil else { return false }
+        let problem = check()
+        if let problem { warn("\(what): oneDNN's native kernels failed their check (\(problem)); \(what) runs emulated (slower)") }
+        return problem == nil
+    }
+
     private static let warned = NSLock()
     nonisolated(unsafe) private static var warnedMessages: Set<String> = []
 

@@ -34,12 +34,7 @@ public enum MixedPrecision {
     /// native bf16 kernels must equal the float32 kernels on the rounded operands within 1e-4 of the result's scale.
     /// A kernel that reports no implementation is fine (that shape is emulated); one that returns other numbers
     /// turns native bf16 off for the process, with a warning, rather than give wrong answers.
-    public static let nativeVerified: Bool = {
-        guard CPUInfo.current.hasBF16, OneDNN.engine != nil else { return false }
-        let problem = nativeSelfCheck()
-        if let problem { OneDNN.warn("bf16: oneDNN's native kernels failed their check (\(problem)); bf16 runs emulated (slower)") }
-        return problem == nil
-    }()
+    public static let nativeVerified = OneDNN.nativeCheckPasses("bf16", has: CPUInfo.current.hasBF16) { nativeSelfCheck() }
 
     /// The first mismatch between the native bf16 kernels and the emulated numbers, or nil.
     public static func nativeSelfCheck() -> String? {

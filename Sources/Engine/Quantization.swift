@@ -121,12 +121,7 @@ public enum Int8Inference {
     public static var native: Bool { CPUInfo.current.hasVNNI && OneDNN.engine != nil && !emulated && nativeVerified }
 
     /// Checked once, on first native use; a mismatch turns native int8 off for the process with a warning.
-    public static let nativeVerified: Bool = {
-        guard CPUInfo.current.hasVNNI, OneDNN.engine != nil else { return false }
-        let problem = nativeSelfCheck()
-        if let problem { OneDNN.warn("int8: oneDNN's native kernels failed their check (\(problem)); int8 runs emulated (slower)") }
-        return problem == nil
-    }()
+    public static let nativeVerified = OneDNN.nativeCheckPasses("int8", has: CPUInfo.current.hasVNNI) { nativeSelfCheck() }
 
     /// The first mismatch between oneDNN's int8 convolution and the emulated numbers (u8 and s8 sources, 3×3 and 1×1,
     /// with bias, BatchNorm affine, residual and ReLU), or nil. `weightLimit` bounds the test weights' magnitude: CPUs

@@ -2,8 +2,8 @@ import Engine
 import Foundation
 
 /// SHA-256 (FIPS 180-4) of a file, as `sha256sum` prints it: what a quantized model records of the checkpoint it was
-/// calibrated from.
-public enum SHA256 {
+/// calibrated from. Files are hashed as they are read, a few MiB at a time (checkpoints run to hundreds of MiB).
+public struct SHA256 {
     private static let k: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
         0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -14,40 +14,73 @@ public enum SHA256 {
         0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2]
 
-    /// The digest of `data` as 64 lowercase hex digits.
-    public static func hex(_ data: [UInt8]) -> String {
-        var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
-        var message = data
-        let bits = UInt64(data.count) &* 8
-        message.append(0x80)
-        while message.count % 64 != 56 { message.append(0) }
-        for i in (0..<8).reversed() { message.append(UInt8(truncatingIfNeeded: bits >> (8 * UInt64(i)))) }
-        var w = [UInt32](repeating: 0, count: 64)
-        func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
-        for chunk in stride(from: 0, to: message.count, by: 64) {
-            for i in 0..<16 {
-                let b = chunk + 4 * i
-                w[i] = UInt32(message[b]) << 24 | UInt32(message[b + 1]) << 16 | UInt32(message[b + 2]) << 8 | UInt32(message[b + 3])
-            }
-            for i in 16..<64 {
-                let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
-                let s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
-                w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
-            }
-            var (a, b, c, d, e, f, g, hh) = (h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7])
-            for i in 0..<64 {
-                let t1 = hh &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ k[i] &+ w[i]
-                let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
-                (hh, g, f, e, d, c, b, a) = (g, f, e, d &+ t1, c, b, a, t1 &+ t2)
-            }
-            for (i, v) in [a, b, c, d, e, f, g, hh].enumerated() { h[i] = h[i] &+ v }
-        }
+    private var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
+    /// Bytes not yet hashed (less than one 64-byte block), and the message length so far.
+    private var pending: [UInt8] = []
+    private var length: UInt64 = 0
+    private var w = [UInt32](repeating: 0, count: 64)
+
+    public init() {}
+
+    /// Adds `bytes` to the message.
+    public mutating func update<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        length &+= UInt64(bytes.count)
+        pending += bytes
+        let whole = pending.count / 64 * 64
+        for chunk in stride(from: 0, to: whole, by: 64) { block(chunk) }
+        pending.removeFirst(whole)
+    }
+
+    /// The digest of the message as 64 lowercase hex digits (the hasher is spent after).
+    public mutating func finish() -> String {
+        let bits = length &* 8
+        pending.append(0x80)
+        while pending.count % 64 != 56 { pending.append(0) }
+        for i in (0..<8).reversed() { pending.append(UInt8(truncatingIfNeeded: bits >> (8 * UInt64(i)))) }
+        for chunk in stride(from: 0, to: pending.count, by: 64) { block(chunk) }
+        pending = []
         return h.map { String(format: "%08x", $0) }.joined()
     }
 
-    /// The digest of the file at `path`.
+    /// Hashes the 64 bytes of `pending` from `chunk`.
+    private mutating func block(_ chunk: Int) {
+        func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
+        for i in 0..<16 {
+            let b = chunk + 4 * i
+            w[i] = UInt32(pending[b]) << 24 | UInt32(pending[b + 1]) << 16 | UInt32(pending[b + 2]) << 8 | UInt32(pending[b + 3])
+        }
+        for i in 16..<64 {
+            let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
+            let s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
+            w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
+        }
+        var (a, b, c, d, e, f, g, hh) = (h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7])
+        for i in 0..<64 {
+            let t1 = hh &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ SHA256.k[i] &+ w[i]
+            let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
+            (hh, g, f, e, d, c, b, a) = (g, f, e, d &+ t1, c, b, a, t1 &+ t2)
+        }
+        for (i, v) in [a, b, c, d, e, f, g, hh].enumerated() { h[i] = h[i] &+ v }
+    }
+
+    /// The digest of `data` as 64 lowercase hex digits.
+    public static func hex(_ data: [UInt8]) -> String {
+        var s = SHA256()
+        s.update(data)
+        return s.finish()
+    }
+
+    /// The digest of the file at `path`, read 4 MiB at a time.
     public static func hex(fileAt path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path) else { throw KitError.io("\(path): cannot read") }
-        return hex([UInt8](data))
+        guard let file = FileHandle(forReadingAtPath: path) else { throw KitError.io("\(path): cannot read") }
+        defer { try? file.close() }
+        var s = SHA256()
+        while true {
+            let chunk: Data
+            do { chunk = try file.read(upToCount: 4 << 20) ?? Data() } catch { throw KitError.io("\(path): cannot read (\(error))") }
+            if chunk.isEmpty { break }
+            s.update(chunk)
+        }
+        return s.finish()
     }
 }

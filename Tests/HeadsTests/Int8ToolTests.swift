@@ -164,7 +164,7 @@ final class Int8ToolTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: "\(dir)/calib", withIntermediateDirectories: true)
         for i in 0..<3 { try writePNG(d.images[i], to: "\(dir)/calib/c\(i).png") }
         let image = "\(dir)/calib/c0.png"
-        let config = d.config + ".json"
+        let config = "\(dir)/config.json"   // the resolved config, in the test's own folder (never beside the shipped one)
         try Config.load(path: d.config, overrides: stride(from: 1, to: d.overrides.count, by: 2).map { d.overrides[$0] })
             .serialized().write(toFile: config, atomically: true, encoding: .utf8)
         var outputs: [[String: Tensor]] = []

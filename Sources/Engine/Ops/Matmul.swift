@@ -59,8 +59,9 @@ public func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil) -> Tens
     let inputs = [x, weight] + (bias.map { [$0] } ?? [])
     let inference = !GradMode.isEnabled || !inputs.contains(where: { $0.requiresGrad })
     // int8 (a quantized model's layer): a 1×1 convolution over `rows` images of `inF` channels is the same product.
-    let g = Conv2dGeometry([rows, inF, 1, 1], [outF, inF, 1, 1])
-    if inference && MixedPrecision.inference == .int8 && rows > 0, let q = Int8Inference.model?.layer(for: weight.data, g) {
+    let int8 = inference && MixedPrecision.inference == .int8 && rows > 0 ? Int8Inference.model : nil
+    let g = int8 == nil ? nil : Conv2dGeometry([rows, inF, 1, 1], [outF, inF, 1, 1])
+    if let int8, let g, let q = int8.layer(for: weight.data, g) {
         int8ConvForward(g, x.data, q, bias?.data, out.data, epilogue: ConvEpilogue(), native: Int8Inference.native)
     } else {
         if let bias {

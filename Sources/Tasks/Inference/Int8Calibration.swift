@@ -67,11 +67,12 @@ public enum Int8Calibration {
             step()
         }
         var quantized: [UnsafeMutablePointer<Float>] = [], kept: [(String, String)] = [], finals: [UnsafeMutablePointer<Float>] = []
-        for (index, w) in stats.order.enumerated() {
+        let first = stats.order.first { names[$0] != nil }
+        for w in stats.order {
             guard let (name, _) = names[w] else { continue }   // not a parameter of this model
             let s = stats.layers[w]!
             let last = String(name.split(separator: ".").last ?? "")
-            if index == 0 { kept.append((name, "first convolution")) }
+            if w == first { kept.append((name, "first convolution")) }
             else if finalLayers.contains(last) || name == "fc" || name == "head" {   // fc / head: a classifier's own
                 kept.append((name, "final prediction layer"))
                 if !name.contains("roi_head") { finals.append(w) }

@@ -21,22 +21,25 @@ public enum Int8ModelFile {
 
     public static func write(_ m: Int8Model, report: Int8CalibrationReport, calibration: String, model: Module,
                              checkpointSHA256: String, to path: String) throws {
-        var scales: [[Float]] = [], flags: [[UInt8]] = []
-        for e in m.entries {
-            scales.append([e.conv.inputScale])
-            flags.append([e.conv.inputSigned ? 1 : 0])
+        // The scales and signs of every entry in one owned buffer, valid for the whole write (pointers into arrays
+        // must not leave their `withUnsafeBytes`); the int8 weights lie in each QuantizedConv's own allocation.
+        var blob: [UInt8] = [], small: [(name: String, dtype: String, shape: [Int], range: Range<Int>)] = []
+        func append(_ name: String, _ dtype: String, _ shape: [Int], _ bytes: [UInt8]) {
+            small.append((name, dtype, shape, blob.count..<blob.count + bytes.count))
+            blob += bytes
         }
-        var raw: [SafeTensors.RawTensor] = []
-        // The arrays outlive the raw buffers: `raw` is written before this function returns.
-        try withExtendedLifetime((scales, flags)) {
+        for e in m.entries {
+            append(e.name + ".weight_scale", "F32", [e.conv.weightScale.count], e.conv.weightScale.withUnsafeBytes { Array($0) })
+            append(e.name + ".input_scale", "F32", [1], withUnsafeBytes(of: e.conv.inputScale) { Array($0) })
+            append(e.name + ".input_signed", "U8", [1], [e.conv.inputSigned ? 1 : 0])
+        }
+        try blob.withUnsafeBytes { b in
+            var raw: [SafeTensors.RawTensor] = []
             for (i, e) in m.entries.enumerated() {
                 raw.append(.init(name: e.name + ".qweight", dtype: "I8", shape: e.weight.shape, bytes: UnsafeRawBufferPointer(e.conv.qweight)))
-                raw.append(e.conv.weightScale.withUnsafeBytes { .init(name: e.name + ".weight_scale", dtype: "F32", shape: [e.conv.weightScale.count],
-                                                                        bytes: UnsafeRawBufferPointer(start: $0.baseAddress, count: $0.count)) })
-                raw.append(scales[i].withUnsafeBytes { .init(name: e.name + ".input_scale", dtype: "F32", shape: [1],
-                                                             bytes: UnsafeRawBufferPointer(start: $0.baseAddress, count: $0.count)) })
-                raw.append(flags[i].withUnsafeBytes { .init(name: e.name + ".input_signed", dtype: "U8", shape: [1],
-                                                            bytes: UnsafeRawBufferPointer(start: $0.baseAddress, count: $0.count)) })
+                for t in small[(3 * i)..<(3 * i + 3)] {
+                    raw.append(.init(name: t.name, dtype: t.dtype, shape: t.shape, bytes: UnsafeRawBufferPointer(rebasing: b[t.range])))
+                }
             }
             let errors = report.errors.map { "\($0.method.rawValue)=\(String(format: "%.6f", $0.error))" }.joined(separator: ", ")
             try SafeTensors.write(raw: raw, metadata: [
