@@ -8,7 +8,7 @@ import Foundation
 //
 // Thread safety: a model instance is not safe to call from two threads at once, and the engine keeps process-wide
 // state (its thread pool, the precision of the current call, the autograd mode). Call the kit from one thread, task
-// or actor at a time; each call already uses the engine's threads (`ACMIX_THREADS`, default: all cores).
+// or actor at a time; each call already uses the engine's threads (`ACMIX_NUM_THREADS`, default: all cores).
 
 /// The built-in shapes demos: their configs ship with the package, so an app names them instead of a path.
 public enum BuiltInModel: String, CaseIterable, Sendable {

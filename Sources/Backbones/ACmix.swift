@@ -39,7 +39,7 @@ public final class ACmix: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
-        let out = conv1.weight.shape[0], kk = kernelConv * kernelConv
+        let kk = kernelConv * kernelConv
         // q | k | v from one sgemm: output channels are already grouped (3·head, head_dim) as the conv path wants.
         let qkvWeight = concat([conv1.weight, conv2.weight, conv3.weight], axis: 0)
         let qkvBias = concat([conv1.bias!, conv2.bias!, conv3.bias!], axis: 0)

@@ -54,7 +54,7 @@ extension Tensor {
     @discardableResult
     func record(_ name: String, _ inputs: [Tensor], _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
         // Ops inside a backward closure belong to that node's time.
-        if OpProfile.enabled && !MixedPrecision.inBackward { OpProfile.mark("fwd " + name) }
+        if OpProfile.enabled && !MixedPrecision.inBackward { OpProfile.mark("fwd " + OpProfile.label(name, inputs.map(\.shape))) }
         if GradMode.isEnabled && inputs.contains(where: { $0.requiresGrad }) {
             requiresGrad = true
             node = Node(name, inputs, backward)
@@ -89,7 +89,7 @@ extension Tensor {
         defer { if OpProfile.enabled { OpProfile.mark("bwd (graph walk)") } }
         for n in order.reversed() {
             if OpProfile.enabled { OpProfile.mark("bwd (graph walk)") }
-            defer { if OpProfile.enabled { OpProfile.mark("bwd " + n.name) } }
+            defer { if OpProfile.enabled { OpProfile.mark("bwd " + OpProfile.label(n.name, n.inputShapes)) } }
             guard let g = grads.removeValue(forKey: ObjectIdentifier(n)) else { continue }
             guard let fn = n.backward else {
                 preconditionFailure("backward through \(n.name) a second time: its saved tensors were freed after the first")
@@ -142,6 +142,8 @@ extension Tensor {
 /// charged its closure and the accumulation of its gradients.
 public enum OpProfile {
     nonisolated(unsafe) public static var enabled = false
+    /// Also keys each op by its inputs' shapes, to tell one convolution from another.
+    nonisolated(unsafe) public static var byShape = false
     nonisolated(unsafe) static var last: UInt64 = 0
     nonisolated(unsafe) public private(set) static var table: [String: (seconds: Double, calls: Int)] = [:]
 
@@ -154,6 +156,11 @@ public enum OpProfile {
     /// The table's ops, the most time first.
     public static var slowestFirst: [(key: String, value: (seconds: Double, calls: Int))] {
         table.sorted { $0.value.seconds > $1.value.seconds }
+    }
+
+    /// The table key of an op: its name, and with `byShape` its inputs' shapes.
+    static func label(_ name: String, _ shapes: @autoclosure () -> [[Int]]) -> String {
+        byShape ? name + " " + shapes().map { "\($0)" }.joined(separator: " ") : name
     }
 
     public static func mark(_ name: String) {

@@ -89,4 +89,42 @@ final class MaxPoolFastPathTests: XCTestCase {
             XCTAssertEqual(fast.array, slow.array, "\(h)x\(w) k\(k) s\(s) p\(p)")
         }
     }
+
+    /// The recording path's values and argmax (through the gradient) against PyTorch's scalar loop, on inputs with
+    /// ties, NaN, -inf windows and widths that leave partial eight-column blocks.
+    func testRecordingPathMatchesPyTorchLoop() {
+        for (h, w, k, s, p) in [(17, 12, 3, 2, 1), (8, 9, 2, 2, 0), (10, 21, 3, 1, 1), (13, 19, 5, 3, 2), (96, 96, 3, 2, 1)] {
+            var rng = SplitMix64(seed: UInt64(h * 100 + w))
+            let values: [Float] = [0, -0.0, 1, 1, -1, .nan, -.infinity, 2, 0.5]
+            let xs = (0..<(2 * h * w)).map { _ in values[Int(rng.next() % UInt64(values.count))] }
+            let x = Tensor(xs, shape: [1, 2, h, w])
+            x.requiresGrad = true
+            let y = x.maxPool2d(kernel: k, stride: s, padding: p)
+            let ho = y.shape[2], wo = y.shape[3]
+            var refY = [Float](), refGrad = [Float](repeating: 0, count: xs.count)
+            for plane in 0..<2 {
+                for oh in 0..<ho {
+                    for ow in 0..<wo {
+                        let r0 = max(0, oh * s - p), r1 = min(h, oh * s - p + k), c0 = max(0, ow * s - p), c1 = min(w, ow * s - p + k)
+                        var best = -Float.infinity, bi = plane * h * w + r0 * w + c0
+                        for r in r0..<r1 {
+                            for c in c0..<c1 {
+                                let v = xs[plane * h * w + r * w + c]
+                                if v > best || v.isNaN { best = v; bi = plane * h * w + r * w + c }
+                            }
+                        }
+                        refY.append(best)
+                        refGrad[bi] += Float(refY.count)
+                    }
+                }
+            }
+            let got = y.array
+            XCTAssertEqual(got.count, refY.count)
+            for (a, b) in zip(got, refY) where !(a.isNaN && b.isNaN) {
+                XCTAssertEqual(a.bitPattern, b.bitPattern, "\(h)x\(w) k\(k) s\(s) p\(p)")
+            }
+            (y * Tensor((1...refY.count).map(Float.init), shape: y.shape)).sum().backward()
+            XCTAssertEqual(x.grad!.array, refGrad, "\(h)x\(w) k\(k) s\(s) p\(p)")
+        }
+    }
 }

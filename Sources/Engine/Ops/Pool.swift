@@ -39,24 +39,8 @@ extension Tensor {
         argmax.withUnsafeMutableBufferPointer { am in
             let am = am.baseAddress!
             parallelFor(n * c, cost: ho * wo * kernel * kernel) { p in
-                let src = x + p * h * w
-                for oh in 0..<ho {
-                    for ow in 0..<wo {
-                        var best = -Float.infinity, bi = -1
-                        for ki in 0..<kernel {
-                            let ih = oh * s - padding + ki
-                            if ih < 0 || ih >= h { continue }
-                            for kj in 0..<kernel {
-                                let iw = ow * s - padding + kj
-                                if iw < 0 || iw >= w { continue }
-                                let v = src[ih * w + iw]
-                                if v > best || bi < 0 || v.isNaN { best = v; bi = ih * w + iw }
-                            }
-                        }
-                        y[(p * ho + oh) * wo + ow] = best
-                        am[(p * ho + oh) * wo + ow] = Int32(bi)
-                    }
-                }
+                maxPoolPlaneWithArgmax(x + p * h * w, h: h, w: w, kernel: kernel, stride: s, padding: padding,
+                                       ho: ho, wo: wo, into: y + p * ho * wo, argmax: am + p * ho * wo)
             }
         }
         let inShape = shape
@@ -122,5 +106,60 @@ extension Tensor {
             }
             return [gx]
         }
+    }
+}
+
+/// One plane's max pool with PyTorch's argmax: taps in row-major window order, a later tap wins only when it is
+/// greater or NaN, and a window whose values are all -inf points at its first valid cell (padding never wins).
+/// Eight output columns at a time: each input row is split into `stride` phases padded with -inf on both sides
+/// (phase m holds padded column i·stride + m), so tap (ki, kj) of columns ow…ow+7 is one contiguous load.
+func maxPoolPlaneWithArgmax(_ src: UnsafePointer<Float>, h: Int, w: Int, kernel k: Int, stride s: Int, padding: Int,
+                            ho: Int, wo: Int, into dst: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
+    let lanes = 8
+    let blocks = (wo + lanes - 1) / lanes * lanes
+    // Phase length: every tap of every (rounded-up) output column, kj / s past the column.
+    let phaseLen = blocks + (k - 1) / s + 1
+    let phases = UnsafeMutablePointer<Float>.allocate(capacity: h * s * phaseLen)
+    let best = UnsafeMutablePointer<Float>.allocate(capacity: blocks)
+    let index = UnsafeMutablePointer<Int32>.allocate(capacity: blocks)
+    defer { phases.deallocate(); best.deallocate(); index.deallocate() }
+    phases.update(repeating: -.infinity, count: h * s * phaseLen)
+    for ih in 0..<h {
+        let row = src + ih * w
+        for m in 0..<s {
+            let ph = phases + (ih * s + m) * phaseLen
+            // padded column i·s + m is input column i·s + m − padding
+            for i in 0..<phaseLen {
+                let col = i * s + m - padding
+                if col >= 0 && col < w { ph[i] = row[col] }
+            }
+        }
+    }
+    // First valid column of each output column's window, and the column index of tap 0.
+    var first = [Int32](repeating: 0, count: blocks), col0 = SIMD8<Int32>()
+    for ow in 0..<blocks { first[ow] = Int32(max(0, min(w - 1, ow * s - padding))) }
+    for l in 0..<lanes { col0[l] = Int32(l * s - padding) }
+    for oh in 0..<ho {
+        let r0 = max(0, oh * s - padding), r1 = min(h, oh * s - padding + k)
+        for ow in 0..<blocks { best[ow] = -.infinity; index[ow] = Int32(r0 * w) + first[ow] }
+        for ih in r0..<r1 {
+            for kj in 0..<k {
+                let ph = phases + (ih * s + kj % s) * phaseLen + kj / s
+                var ow = 0
+                while ow < blocks {
+                    let v = load8(ph + ow)
+                    var b = load8(best + ow)
+                    var i = UnsafeRawPointer(index + ow).loadUnaligned(as: SIMD8<Int32>.self)
+                    let take = (v .> b) .| (v .!= v)
+                    b.replace(with: v, where: take)
+                    i.replace(with: col0 &+ Int32(ih * w + kj + ow * s), where: take)
+                    store8(b, best + ow)
+                    UnsafeMutableRawPointer(index + ow).storeBytes(of: i, as: SIMD8<Int32>.self)
+                    ow += lanes
+                }
+            }
+        }
+        (dst + oh * wo).update(from: best, count: wo)
+        (argmax + oh * wo).update(from: index, count: wo)
     }
 }

@@ -84,13 +84,15 @@ public enum TrainTool {
                 + "\n"))
         }
         // ACMIX_PROFILE_OPS=1: after the run, the wall time per op and backward node (as `bench --profile-ops`), to
-        // see where a real schedule's steps go (the bench's random weights give few positive RoIs).
-        let profile = ProcessInfo.processInfo.environment["ACMIX_PROFILE_OPS"] == "1"
-        if profile { OpProfile.enabled = true; OpProfile.reset() }
+        // see where a real schedule's steps go (the bench's random weights give few positive RoIs); `shapes`: per op
+        // and input shapes.
+        let profileSetting = ProcessInfo.processInfo.environment["ACMIX_PROFILE_OPS"]
+        let profile = profileSetting == "1" || profileSetting == "shapes"
+        if profile { OpProfile.enabled = true; OpProfile.byShape = profileSetting == "shapes"; OpProfile.reset() }
         let summary = try trainer.run(resume: options.resume)
         if profile {
             OpProfile.enabled = false
-            for (op, e) in OpProfile.slowestFirst.prefix(25) {
+            for (op, e) in OpProfile.slowestFirst.prefix(OpProfile.byShape ? 60 : 25) {
                 writeStderr(String(format: "%@: profile: %-45@ %9.1f ms %7d calls\n", tool, op, e.seconds * 1000, e.calls))
             }
         }

@@ -28,6 +28,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "After each case, one JSON line per op with its wall time per run (see OpProfile): compare BENCH_THREADS=1 and 2 to find the ops that do not scale.")
     var profileOps = false
 
+    @Flag(help: "As --profile-ops, with one line per op and input shapes (which convolution, which product).")
+    var profileShapes = false
+
     func validate() throws {
         if let name = caseName, !allCases.contains(where: { $0.name == name }) {
             throw ValidationError("unknown case '\(name)'; known: \(allCases.map(\.name).joined(separator: ", "))")
@@ -50,12 +53,13 @@ struct Bench: ParsableCommand {
                 Int8Inference.nativeCalls = 0
                 Int8Inference.emulatedCalls = 0
             }
-            OpProfile.enabled = profileOps
+            OpProfile.enabled = profileOps || profileShapes
+            OpProfile.byShape = profileShapes
             OpProfile.reset()
             let times = try sortedSeconds(runs: runs, body), t = times[times.count / 2]
             OpProfile.enabled = false
             report(c.name, medianSeconds: t, minSeconds: times[0], extra: extra(t))
-            if profileOps { reportOps(c.name, runs: runs + 1) }
+            if profileOps || profileShapes { reportOps(c.name, runs: runs + 1) }
         }
     }
 }

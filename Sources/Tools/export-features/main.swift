@@ -151,7 +151,7 @@ struct ExportFeatures: ParsableCommand {
         let probe = try BackboneRegistry.make(arch: arch, numClasses: nil, dense: true)
         try probe.validate(height: ph, width: pw)
         probe.eval()
-        let bytes = try Storage.measurePeak { _ = withNoGrad { probe.features(Tensor(zeros: [1, 3, ph, pw])) } }
+        let bytes = Storage.measurePeak { _ = withNoGrad { probe.features(Tensor(zeros: [1, 3, ph, pw])) } }
         let estimate = Double(bytes) * Double(n) * Double(h * w) / Double(ph * pw)
         guard estimate > limit else { return }
         throw KitError.model(String(format: "input %dx3x%dx%d would need about %.1f GiB of activations (measured at %dx%d and scaled "
