@@ -24,10 +24,6 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
     let out = Tensor(uninitialized: [b, nd, geo.ho, geo.wo])
     FlopCounter.add("acmix_attention", 2 * out.count * geo.kk)   // q·k over the window, then the weighted sum of v
     let x = qkv.data, p = pe.data, y = out.data
-    // Stride 1 under autograd keeps every (image, head)'s attention weights in the backward's row layout, so the
-    // backward does not compute the logits and their softmax again (half its work at head_dim 4).
-    let saved = s == 1 && Tensor.needsGrad(qkv, pe) ? Tensor(zeros: [b * heads, geo.kk, geo.savedPitch]) : nil
-    let savedData = saved?.data
     parallelFor(b * heads, cost: geo.ho * geo.wo * geo.kk * d * 4) { pair in
         let bi = pair / heads, hd = pair % heads
         let base = x + bi * 3 * nd * h * w
@@ -41,13 +37,8 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
             let seg = UnsafeMutablePointer<Float>.allocate(capacity: d * geo.lenBlocks)
             defer { seg.deallocate() }
             let taps = TapBlocks(geo)
-            let keep = savedData.map { $0 + pair * geo.kk * geo.savedPitch + geo.savedMargin }
             for i0 in stride(from: 0, to: geo.len, by: attentionBlock) {
                 taps.weights(ws, at: i0)
-                if let keep {
-                    let n = min(attentionBlock, geo.len - i0)
-                    for t in 0..<geo.kk { (keep + t * geo.savedPitch + i0).update(from: taps.a + t * attentionBlock, count: n) }
-                }
                 taps.weightedSum(taps.a, ws.vp, planeSize: geo.planeSize, d: d, at: i0, into: seg, pitch: geo.lenBlocks)
             }
             for c in 0..<d { ws.scatterSegment(seg + c * geo.lenBlocks, 0, into: o + c * geo.ho * geo.wo) }
@@ -65,7 +56,6 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
         }
     }
     return out.record("acmix_local_attention", [qkv, pe]) { g in
-        withExtendedLifetime(saved) {}
         let gqkv = Tensor(zeros: qkv.shape)
         // (batch, head) pairs write disjoint channel slices of gqkv; pe gradients go to per-pair buffers.
         let gpe = Tensor(zeros: [b * heads, d, h * w])
@@ -86,8 +76,7 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
             if s == 1 {
                 let taps = TapBlocks(geo)
                 defer { taps.free() }
-                taps.backward(ws, q: q, scale: scale, outputGradient: grad, gkp: gkp, gvp: gvp, gq: gq,
-                              weights: savedData! + pair * geo.kk * geo.savedPitch + geo.savedMargin)
+                taps.backward(ws, q: q, scale: scale, outputGradient: grad, gkp: gkp, gvp: gvp, gq: gq)
                 ws.fold(gkp, into: gbase + (nd + hd * d) * h * w, sign: 1)
                 ws.fold(gkp, into: gp + pair * d * h * w, sign: -1)
                 ws.fold(gvp, into: gbase + (2 * nd + hd * d) * h * w, sign: 1)
@@ -141,9 +130,6 @@ struct LocalAttentionGeometry {
     let planeSize: Int
     /// Source row/column of each padded row/column (reflection without repeating the edge).
     let rowMap: [Int], colMap: [Int]
-    /// The stride-1 backward's per-tap rows: position i at savedMargin + i, zero outside 0..<len (its gathers read up
-    /// to the largest tap offset before a position), savedPitch floats per tap.
-    let savedMargin, savedPitch: Int
 
     init(h: Int, w: Int, d: Int, kernel: Int, stride: Int) {
         self.h = h; self.w = w; self.d = d; self.kernel = kernel; s = stride
@@ -155,9 +141,6 @@ struct LocalAttentionGeometry {
         lenBlocks = (len + attentionBlock - 1) / attentionBlock * attentionBlock
         // Slack past the last row: the last taps' reads, and a whole block of positions past the last segment.
         planeSize = hp * wp + kernel + attentionBlock
-        let span = (hp * wp + attentionBlock - 1) / attentionBlock * attentionBlock
-        savedMargin = ((kernel - 1) * wp + kernel - 1 + attentionBlock - 1) / attentionBlock * attentionBlock
-        savedPitch = savedMargin + max(span, lenBlocks) + attentionBlock
         rowMap = (0..<hp).map { reflectIndex($0 - kernel / 2, h) }
         colMap = (0..<wp).map { reflectIndex($0 - kernel / 2, w) }
     }
@@ -407,21 +390,20 @@ struct TapBlocks {
         }
     }
 
-    /// The stride-1 backward of one (image, head): logit gradients for every position (block by block) from the
-    /// forward's attention weights, the query gradient, then the padded k − pe and v gradients in gather form. gkp and
-    /// gvp are written whole (every padded position), gq accumulated.
-    /// `weights`: the forward's attention weights in this layout (position 0 of tap 0's row, zero outside the segment).
+    /// The stride-1 backward of one (image, head): attention weights and logit gradients for every position (block by
+    /// block), the query gradient, then the padded k − pe and v gradients in gather form. gkp and gvp are written
+    /// whole (every padded position), gq accumulated.
     func backward(_ ws: LocalAttentionWorkspace, q: UnsafePointer<Float>, scale: Float, outputGradient: UnsafePointer<Float>,
-                  gkp: UnsafeMutablePointer<Float>, gvp: UnsafeMutablePointer<Float>, gq: UnsafeMutablePointer<Float>,
-                  weights aAll: UnsafePointer<Float>) {
+                  gkp: UnsafeMutablePointer<Float>, gvp: UnsafeMutablePointer<Float>, gq: UnsafeMutablePointer<Float>) {
         let d = g.d, lenB = g.lenBlocks
         // Rows over positions −margin ..< span + margin, zero outside the segment: the gathers read off(t) before.
         let span = (g.hp * g.wp + attentionBlock - 1) / attentionBlock * attentionBlock
-        let margin = g.savedMargin, pitch = g.savedPitch
-        let rows = UnsafeMutablePointer<Float>.allocate(capacity: (g.kk + 2 * d) * pitch)
+        let margin = (offsets.last! + attentionBlock - 1) / attentionBlock * attentionBlock
+        let pitch = margin + max(span, lenB) + attentionBlock
+        let rows = UnsafeMutablePointer<Float>.allocate(capacity: (2 * g.kk + 2 * d) * pitch)
         defer { rows.deallocate() }
-        rows.update(repeating: 0, count: (g.kk + 2 * d) * pitch)
-        let glAll = rows + margin, qw = glAll + g.kk * pitch, gw = qw + d * pitch
+        rows.update(repeating: 0, count: (2 * g.kk + 2 * d) * pitch)
+        let aAll = rows + margin, glAll = aAll + g.kk * pitch, qw = glAll + g.kk * pitch, gw = qw + d * pitch
         let gqs = UnsafeMutablePointer<Float>.allocate(capacity: d * lenB)
         defer { gqs.deallocate() }
         ws.scaleQueries(segment: 0, q: q, scale: scale)
@@ -430,14 +412,21 @@ struct TapBlocks {
             ws.gatherSegment(outputGradient + c * g.ho * g.wo, 0, into: gw + c * pitch)
         }
         for i0 in stride(from: 0, to: g.len, by: attentionBlock) {
+            weights(ws, at: i0)
             logits(gw, pitch: pitch, ws.vp, planeSize: g.planeSize, d: d, at: i0, into: grad)
-            softmaxBackward(aAll + i0, stride: pitch)
+            softmaxBackward()
             weightedSum(grad, ws.kp, planeSize: g.planeSize, d: d, at: i0, into: gqs, pitch: lenB)
-            for t in 0..<g.kk { (glAll + t * pitch + i0).update(from: grad + t * attentionBlock, count: attentionBlock) }
+            for t in 0..<g.kk {
+                (aAll + t * pitch + i0).update(from: a + t * attentionBlock, count: attentionBlock)
+                (glAll + t * pitch + i0).update(from: grad + t * attentionBlock, count: attentionBlock)
+            }
         }
-        // Positions past the segment: zero logit gradients (their products with zero rows must not be NaN-poisoned,
-        // and they must not contribute), as the weights there are.
-        for t in 0..<g.kk { (glAll + t * pitch + g.len).update(repeating: 0, count: pitch - margin - g.len) }
+        // Positions past the segment hold weights of zero queries: zero them (their products with zero rows must not
+        // be NaN-poisoned, and they must not contribute).
+        for t in 0..<g.kk {
+            (aAll + t * pitch + g.len).update(repeating: 0, count: pitch - margin - g.len)
+            (glAll + t * pitch + g.len).update(repeating: 0, count: pitch - margin - g.len)
+        }
         for c in 0..<d { ws.addQueryGradient(gqs + c * lenB, 0, scale: scale, into: gq + c * g.h * g.w) }
         for j0 in stride(from: 0, to: span, by: attentionBlock) {
             // gv[c][j] = Σ_t a[t][j − off]·g[c][j − off];  gk[c][j] = Σ_t gl[t][j − off]·q[c][j − off]
@@ -446,11 +435,11 @@ struct TapBlocks {
         }
     }
 
-    /// grad ← a·(grad − Σ_t a·grad): the softmax backward over taps, per position (tap t's weights at a + t·stride).
-    func softmaxBackward(_ a: UnsafePointer<Float>, stride: Int) {
+    /// grad ← a·(grad − Σ_t a·grad): the softmax backward over taps, per position.
+    func softmaxBackward() {
         var dot = SIMD16<Float>()
-        for t in 0..<g.kk { dot += load16(a + t * stride) * load16(grad + t * 16) }
-        for t in 0..<g.kk { store16(load16(a + t * stride) * (load16(grad + t * 16) - dot), grad + t * 16) }
+        for t in 0..<g.kk { dot += load16(a + t * 16) * load16(grad + t * 16) }
+        for t in 0..<g.kk { store16(load16(a + t * 16) * (load16(grad + t * 16) - dot), grad + t * 16) }
     }
 }
 
