@@ -35,6 +35,10 @@ final class DetTrainToolTests: XCTestCase {
         XCTAssertEqual(code, 2)
         XCTAssertTrue(err.contains("data.img_scale") && err.contains("too small"), err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(tmp)/work_dirs"), "nothing may be written before the config is valid")
+        // Environment settings are checked too: a profiling setting the tools do not know is one line, exit 2.
+        let r = try ToolRunner.run("det-train", ["--dry-run"], cwd: tmp, environment: ["ACMIX_PROFILE_OPS": "yes"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("ACMIX_PROFILE_OPS: 'yes' is not 0, 1 or shapes"), r.stderr)
     }
 
     func testTinyRunWritesTheWorkDirAndResumes() throws {

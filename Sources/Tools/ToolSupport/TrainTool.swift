@@ -108,10 +108,13 @@ public enum TrainTool {
         group?.finalize()
     }
 
-    /// The thread and MPI settings from the environment, checked before any work.
+    /// The thread, profiling and MPI settings from the environment, checked before any work.
     static func checkEnvironment() throws {
         if let text = ProcessInfo.processInfo.environment["ACMIX_NUM_THREADS"], Threads.configured == nil {
             throw KitError.usage("ACMIX_NUM_THREADS: '\(text)' is not a positive number of threads")
+        }
+        if let text = ProcessInfo.processInfo.environment["ACMIX_PROFILE_OPS"], !["", "0", "1", "shapes"].contains(text) {
+            throw KitError.usage("ACMIX_PROFILE_OPS: '\(text)' is not 0, 1 or shapes")
         }
         _ = try ProcessGroup.configuredTimeout()
     }
