@@ -7,3 +7,15 @@ int openblas_get_num_threads(void);
 // The core whose kernels OpenBLAS's dynamic-arch build picked for this CPU (e.g. "Haswell", "SkylakeX", "Zen";
 // "Prescott" when it does not know the CPU: SSE3 kernels).
 char *openblas_get_corename(void);
+// Flush-to-zero and denormals-are-zero (MXCSR bits 15 and 6) for the calling thread's SSE/AVX arithmetic: late in
+// training, gradients and activations underflow into denormals, which every x86 core handles slowly.
+#if defined(__x86_64__)
+static inline int acmix_flushes_denormals(void) { return (__builtin_ia32_stmxcsr() & 0x8040u) == 0x8040u; }
+static inline void acmix_set_flush_denormals(int on) {
+    unsigned int csr = __builtin_ia32_stmxcsr();
+    __builtin_ia32_ldmxcsr(on ? (csr | 0x8040u) : (csr & ~0x8040u));
+}
+#else
+static inline int acmix_flushes_denormals(void) { return 0; }
+static inline void acmix_set_flush_denormals(int on) { (void)on; }
+#endif

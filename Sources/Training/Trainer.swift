@@ -183,9 +183,14 @@ public final class Trainer {
     /// Lets the hooks print a line without breaking the progress bar.
     public func pauseProgress() { progress.pause() }
 
-    /// Runs to the end of the schedule (or `stopAfter`), resuming from latest.safetensors when `resume`.
+    /// Runs to the end of the schedule (or `stopAfter`), resuming from latest.safetensors when `resume`. Denormal
+    /// floats are flushed to zero throughout (see `Denormals`).
     @discardableResult
     public func run(resume: Bool = false) throws -> Summary {
+        try Denormals.flushed { try runFlushed(resume: resume) }
+    }
+
+    private func runFlushed(resume: Bool) throws -> Summary {
         maxIters = settings.maxIters(itersPerEpoch: task.itersPerEpoch)
         let schedule = settings.schedule(itersPerEpoch: task.itersPerEpoch)
         var start = 0

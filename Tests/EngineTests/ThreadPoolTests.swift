@@ -21,6 +21,29 @@ final class ThreadPoolTests: XCTestCase {
         }
     }
 
+    /// Every slice of a region computes in its caller's denormal mode: 1e-20 · 1e-20 underflows to 0 under
+    /// `Denormals.flushed` on whichever thread runs it, and stays a denormal outside it (after it, too).
+    func testPoolThreadsTakeTheCallersDenormalMode() {
+        func products() -> [Float] {
+            let out = Mutex([Float](repeating: -1, count: 12))
+            let tiny = Float(1e-20) * Float(Double(ProcessInfo.processInfo.processIdentifier % 2) + 1)   // not a constant
+            Threads.run(12) { i in
+                usleep(200)   // so that every thread takes some of them
+                let v = tiny * tiny
+                out.withLock { $0[i] = v }
+            }
+            return out.withLock { $0 }
+        }
+        XCTAssertFalse(Denormals.flushedHere)
+        XCTAssertTrue(products().allSatisfy { $0 > 0 && !$0.isNormal })
+        Denormals.flushed {
+            XCTAssertTrue(Denormals.flushedHere)
+            XCTAssertEqual(products(), [Float](repeating: 0, count: 12))
+        }
+        XCTAssertFalse(Denormals.flushedHere)
+        XCTAssertTrue(products().allSatisfy { $0 > 0 && !$0.isNormal })
+    }
+
     func testEveryIterationRunsOnceBackToBack() {
         exercise(regions: 20_000, salt: 0)
     }

@@ -63,6 +63,13 @@ final class OptimTests: XCTestCase {
         t.grad = Tensor([3, 4], shape: [2])
         XCTAssertEqual(clipGradNorm([t], maxNorm: 1), 5, accuracy: 1e-5)
         XCTAssertEqual(t.grad!.array[0], 0.6, accuracy: 1e-5)
+        // Lengths that exercise the four accumulators and the tail; the norm is torch's over all gradients together.
+        let values = (0..<1003).map { Float(($0 * 37) % 101) / 50 - 1 }
+        let a = Tensor(Array(values[..<998]), shape: [998], requiresGrad: true), b = Tensor(Array(values[998...]), shape: [5], requiresGrad: true)
+        a.grad = Tensor(Array(values[..<998]), shape: [998]); b.grad = Tensor(Array(values[998...]), shape: [5])
+        let expected = values.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        XCTAssertEqual(Double(clipGradNorm([a, b], maxNorm: 1e9)), expected, accuracy: expected * 1e-7)
+        XCTAssertEqual(b.grad!.array, Array(values[998...]))
     }
 
     func testSchedules() {

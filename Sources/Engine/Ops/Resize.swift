@@ -20,28 +20,39 @@ extension Tensor {
         let cols = bilinearTaps(out: outW, in: w, scale: scaleFactor?.1)
         let out = Tensor(uninitialized: [n, c, outH, outW])
         let x = data, y = out.data
-        parallelFor(n * c, cost: outH * outW) { p in
+        // Separable: every source row is interpolated along W once (into `across`), then each output row blends two
+        // of those; the same operations in the same order as interpolating each output pixel from its four taps.
+        parallelFor(n * c, cost: outH * outW + h * outW) { p in
             let src = x + p * h * w, dst = y + p * outH * outW
+            let across = UnsafeMutablePointer<Float>.allocate(capacity: h * outW)
+            defer { across.deallocate() }
+            for r in 0..<h {
+                let s = src + r * w, a = across + r * outW
+                for (ow, (c0, c1, cx)) in cols.enumerated() { a[ow] = s[c0] * (1 - cx) + s[c1] * cx }
+            }
             for (oh, (r0, r1, ry)) in rows.enumerated() {
-                for (ow, (c0, c1, cx)) in cols.enumerated() {
-                    let top = src[r0 * w + c0] * (1 - cx) + src[r0 * w + c1] * cx
-                    let bot = src[r1 * w + c0] * (1 - cx) + src[r1 * w + c1] * cx
-                    dst[oh * outW + ow] = top * (1 - ry) + bot * ry
-                }
+                let top = across + r0 * outW, bot = across + r1 * outW, d = dst + oh * outW
+                for ow in 0..<outW { d[ow] = top[ow] * (1 - ry) + bot[ow] * ry }
             }
         }
         let inShape = shape
         return out.record("resize_bilinear", [self]) { g in
             let gx = Tensor(zeros: inShape)
             let gd = g.data, gxd = gx.data
-            parallelFor(n * c, cost: outH * outW) { p in
+            // The forward's transpose, also separable: output rows into source rows (along H), then along W.
+            parallelFor(n * c, cost: outH * outW + h * outW) { p in
                 let src = gd + p * outH * outW, dst = gxd + p * h * w
+                let across = UnsafeMutablePointer<Float>.allocate(capacity: h * outW)
+                defer { across.deallocate() }
+                across.update(repeating: 0, count: h * outW)
                 for (oh, (r0, r1, ry)) in rows.enumerated() {
-                    for (ow, (c0, c1, cx)) in cols.enumerated() {
-                        let v = src[oh * outW + ow]
-                        dst[r0 * w + c0] += v * (1 - ry) * (1 - cx); dst[r0 * w + c1] += v * (1 - ry) * cx
-                        dst[r1 * w + c0] += v * ry * (1 - cx); dst[r1 * w + c1] += v * ry * cx
-                    }
+                    let s = src + oh * outW, top = across + r0 * outW, bot = across + r1 * outW
+                    for ow in 0..<outW { top[ow] += s[ow] * (1 - ry) }
+                    for ow in 0..<outW { bot[ow] += s[ow] * ry }
+                }
+                for r in 0..<h {
+                    let a = across + r * outW, d = dst + r * w
+                    for (ow, (c0, c1, cx)) in cols.enumerated() { d[c0] += a[ow] * (1 - cx); d[c1] += a[ow] * cx }
                 }
             }
             return [gx]

@@ -49,7 +49,7 @@ extension Optimizer {
 @discardableResult
 public func clipGradNorm(_ params: [Tensor], maxNorm: Float) -> Float {
     var total = 0.0
-    for p in params { if let g = p.grad { for i in 0..<g.count { total += Double(g.data[i]) * Double(g.data[i]) } } }
+    for p in params { if let g = p.grad { total += sumOfSquares(g.data, count: g.count) } }
     let norm = Float(total.squareRoot())
     let coef = maxNorm / (norm + 1e-6)
     if coef < 1 { for p in params { if let g = p.grad { for i in 0..<g.count { g.data[i] *= coef } } } }
