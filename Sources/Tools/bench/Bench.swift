@@ -14,6 +14,10 @@ struct BenchCase {
 nonisolated(unsafe) var benchModel: Module?
 
 /// Peak resident set size of this process (VmHWM), in MiB.
+/// The package root (this file is Sources/Tools/bench/Bench.swift; the bench runs from the source tree).
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent()
+
 func peakRSSMegabytes() -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
     for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {

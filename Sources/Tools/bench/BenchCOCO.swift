@@ -47,9 +47,7 @@ enum COCOBenchData {
 
     /// shared/reference/coco-eval beside the package root (the bench runs from the package root).
     static var referenceDir: String {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent("../shared/reference/coco-eval").standardizedFileURL.path
+        packageRoot.appendingPathComponent("../shared/reference/coco-eval").standardizedFileURL.path
     }
 
     static func trainInstances() throws -> String {

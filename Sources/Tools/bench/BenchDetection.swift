@@ -24,9 +24,7 @@ func maskRCNN(arch: String = "acmix_resnet50", scoreThr: Double = 0.05) throws -
 /// The model of a config in the source tree (`configs/...`), built through the registry with the engine seeded.
 func configDetector(_ relativePath: String, overrides: [String] = []) throws -> any Detector {
     EngineRandom.seed(0)
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    let cfg = try Config.load(path: root.appendingPathComponent(relativePath).path, overrides: overrides)
+    let cfg = try Config.load(path: packageRoot.appendingPathComponent(relativePath).path, overrides: overrides)
     return try Registries.detectors.build(cfg.section("model"))
 }
 

@@ -1,7 +1,6 @@
 import Backbones
 import Config
 import Engine
-import Foundation
 import Heads
 import NN
 
@@ -16,9 +15,7 @@ let segmentationCases: [BenchCase] = [
     // seg-train's default step: the shapes UPerNet on 4 crops of 128×128 (5 classes, a few pixels ignored), AdamW.
     BenchCase(name: "upernet_shapes_train_b4") {
         EngineRandom.seed(0)
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let cfg = try Config.load(path: root.appendingPathComponent("configs/upernet/upernet_acmix_resnet26_shapes.json").path)
+        let cfg = try Config.load(path: packageRoot.appendingPathComponent("configs/upernet/upernet_acmix_resnet26_shapes.json").path)
         let model = try Registries.segmentors.build(cfg.section("model"))
         model.train()
         benchModel = model
