@@ -35,6 +35,28 @@ final class OptimTests: XCTestCase {
         XCTAssertEqual(Double(p.data[0]), x, accuracy: 1e-6)
     }
 
+    /// The eight-lane updates give each element exactly what the scalar loop gives it (a one-element parameter runs
+    /// only the scalar loop), for AdamW and for SGD with and without Nesterov momentum.
+    func testVectorUpdatesAreBitIdenticalToScalar() {
+        let n = 19
+        let values = (0..<n).map { Float($0 * 37 % 11) * 0.173 - 0.9 }, grads = (0..<n).map { Float($0 * 13 % 7) * 0.31 - 1.1 }
+        func run(_ make: ([(String, Tensor)]) -> Optimizer) {
+            let whole = Tensor(values, shape: [n], requiresGrad: true)
+            let single = (0..<n).map { Tensor([values[$0]], shape: [1], requiresGrad: true) }
+            let a = make([("p", whole)]), b = make(single.enumerated().map { ("p\($0.offset)", $0.element) })
+            for step in 1...3 {
+                whole.grad = Tensor(grads.map { $0 * Float(step) }, shape: [n])
+                for (i, t) in single.enumerated() { t.grad = Tensor([grads[i] * Float(step)], shape: [1]) }
+                a.step(); b.step()
+            }
+            XCTAssertEqual(whole.array, single.map { $0.array[0] })
+        }
+        run { AdamW([ParamGroup(params: $0, weightDecay: 0.05)], lr: 0.01) }
+        run { SGD([ParamGroup(params: $0, weightDecay: 0.01)], lr: 0.1, momentum: 0.9, nesterov: true) }
+        run { SGD([ParamGroup(params: $0, weightDecay: 0.01)], lr: 0.1, momentum: 0.9) }
+        run { SGD([ParamGroup(params: $0, weightDecay: 0)], lr: 0.1, momentum: 0) }
+    }
+
     func testOptimizerStateRestoresExactly() throws {
         let p = Tensor([1, 2], shape: [2], requiresGrad: true), q = Tensor([1, 2], shape: [2], requiresGrad: true)
         let a = AdamW([ParamGroup(params: [("p", p)], weightDecay: 0.1)], lr: 0.1)

@@ -79,10 +79,6 @@ struct GELUFn: VectorUnaryFn {
 }
 /// d/dx x·Φ(x) = Φ(x) + x·φ(x).
 struct GELUGradFn: VectorBinaryFn {
-    @inline(__always) func callAsFunction(_ g: Float, _ x: Float) -> Float {
-        g * (normalCDF(x) + x * fastExp(-0.5 * x * x) * 0.39894228040143268)
-    }
-    @inline(__always) func callAsFunction(_ g: SIMD8<Float>, _ x: SIMD8<Float>) -> SIMD8<Float> {
-        g * (normalCDF(x) + x * fastExp(-0.5 * x * x) * 0.39894228040143268)
-    }
+    @inline(__always) func callAsFunction(_ g: Float, _ x: Float) -> Float { g * geluDerivative(SIMD8(repeating: x))[0] }
+    @inline(__always) func callAsFunction(_ g: SIMD8<Float>, _ x: SIMD8<Float>) -> SIMD8<Float> { g * geluDerivative(x) }
 }
