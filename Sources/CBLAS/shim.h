@@ -19,3 +19,12 @@ static inline void acmix_set_flush_denormals(int on) {
 static inline int acmix_flushes_denormals(void) { return 0; }
 static inline void acmix_set_flush_denormals(int on) { (void)on; }
 #endif
+// A spin-wait hint (x86 PAUSE, Arm YIELD): a thread polling a flag gives the core's execution units to its SMT
+// sibling and saves power, instead of flooding the pipeline with loads.
+#if defined(__x86_64__)
+static inline void acmix_spin_pause(void) { __builtin_ia32_pause(); }
+#elif defined(__aarch64__)
+static inline void acmix_spin_pause(void) { __asm__ __volatile__("yield"); }
+#else
+static inline void acmix_spin_pause(void) {}
+#endif

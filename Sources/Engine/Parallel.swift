@@ -88,7 +88,9 @@ extension Threads {
 /// milliseconds apart; libdispatch parks its workers between them and wakes them with a futex each time (tens of
 /// microseconds, and a context switch per region), and often runs a short region's second half on the caller
 /// because no worker woke in time. Here the workers spin for `spin` after each region, so a region that follows
-/// soon starts on them at once, and sleep on a condition variable after that.
+/// soon starts on them at once, and sleep on a condition variable after that. Every spin iteration is a PAUSE: where
+/// the two threads are SMT siblings of one core (cloud vCPUs often are), a plain load loop takes the pipeline from
+/// the thread doing the serial work.
 ///
 /// One 64-bit ticket announces a region and hands out its iterations: region number (high 32 bits), iteration count
 /// (16), next unclaimed iteration (low 16). A claim is a compare-and-swap on it, so a worker that is late for one
@@ -139,6 +141,7 @@ final class SpinPool: @unchecked Sendable {
                 var k = 0
                 while finished.load(ordering: .acquiring) < n {
                     k &+= 1
+                    acmix_spin_pause()
                     if k & 255 == 0 { sched_yield() }   // a worker that holds an iteration lost its core
                 }
                 self.body = nil
@@ -185,6 +188,7 @@ final class SpinPool: @unchecked Sendable {
                 var k = 0
                 while region == seen {
                     k &+= 1
+                    acmix_spin_pause()
                     if k & 1023 == 0 && DispatchTime.now().uptimeNanoseconds > until { break }
                     region = ticket.load(ordering: .acquiring) >> 32
                 }
