@@ -66,7 +66,8 @@ extension Tensor {
     /// Intermediate gradients are dropped as soon as they have been propagated.
     public func backward(_ gradient: Tensor? = nil) {
         precondition(gradient != nil || count == 1, "backward() without a gradient needs a scalar, got \(shape)")
-        let seed = gradient ?? Tensor(zeros: shape, value: 1)
+        // The walk accumulates into the gradients it holds: a caller's tensor is copied first, never written.
+        let seed = gradient?.copy() ?? Tensor(zeros: shape, value: 1)
         guard let root = node else { if requiresGrad { accumulate(seed) }; return }
 
         // Topological order of the nodes reachable from the root (iterative DFS; deep nets overflow recursion).
@@ -100,6 +101,10 @@ extension Tensor {
                 defer { MixedPrecision.inBackward = false }
                 return fn(g)
             }
+            // g is the walk's own (removed from `grads` above), so the first interior input handed its buffer (a
+            // reshape's gradient is a view of it) may keep it; a second one gets a copy, since each entry of
+            // `grads` is accumulated into in place.
+            var handedOut = false
             for (k, (input, ig)) in zip(n.inputs, inputGrads).enumerated() {
                 guard let ig else { continue }
                 precondition(ig.shape == n.inputShapes[k], "\(n.name) backward: grad \(ig.shape) for input \(n.inputShapes[k])")
@@ -110,9 +115,11 @@ extension Tensor {
                     let id = ObjectIdentifier(child)
                     if let existing = grads[id] {
                         existing.addInPlace(ig)
+                    } else if ig.storage === g.storage {
+                        grads[id] = handedOut ? ig.copy() : ig
+                        handedOut = true
                     } else {
-                        // Own the buffer before accumulating into it later: ops may pass the incoming gradient through.
-                        grads[id] = ig.storage === g.storage ? ig.copy() : ig
+                        grads[id] = ig
                     }
                 }
             }

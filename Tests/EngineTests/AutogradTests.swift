@@ -69,4 +69,23 @@ final class TopologicalOrderTests: XCTestCase {
         // r = Σ 3·e^x + 1 → dr/dx = 3·e^x
         assertClose(x.grad!, [Float(3 * exp(0.3)), Float(3 * exp(-0.2))], tol: 1e-5)
     }
+
+    /// A gradient passed through unchanged (reshape's is a view of the incoming one; add hands the same buffer to
+    /// both inputs) is kept by one input and copied for any other, so accumulating into one never changes another;
+    /// the caller's seed gradient is never written.
+    func testPassedThroughGradientsAreNotShared() {
+        let x = Tensor([1, 2, 3, 4], shape: [4], requiresGrad: true)
+        let a = x.exp(), b = x.exp()
+        let r = a.reshape([2, 2]) + b.reshape([2, 2])          // add's backward: [g, g], both views downstream
+        let s = (r.reshape([4]) * Tensor([1, 1, 1, 1], shape: [4])) + a.reshape([4])   // a gets a second gradient
+        let seed = Tensor([0.5, 1, 1.5, 2], shape: [4])
+        s.backward(seed)
+        XCTAssertEqual(seed.array, [0.5, 1, 1.5, 2])
+        // ds/dx = seed·(e^x + e^x) + seed·e^x = 3·seed·e^x
+        assertClose(x.grad!, (0..<4).map { Float(3 * [0.5, 1, 1.5, 2][$0] * exp(Double($0 + 1))) }, tol: 1e-4)
+        let y = Tensor([1, -2], shape: [2], requiresGrad: true)
+        let t = (y + y).reshape([1, 2]) + y.reshape([1, 2])     // the same input twice, then again through a view
+        t.sum().backward()
+        XCTAssertEqual(y.grad!.array, [3, 3])
+    }
 }
