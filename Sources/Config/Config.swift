@@ -294,7 +294,10 @@ public struct Config {
             if !r.contains(i) { throw fail(key, "must be \(ConfigSchema.describe(r)), got \(i)") }
         case let .numberRange(r):
             guard let x = v.doubleValue else { throw fail(key, "expected a number, got \(v.typeName)") }
-            if !x.isFinite || !r.contains(x) { throw fail(key, "must be a finite number \(ConfigSchema.describe(r)), got \(v.serialized())") }
+            if !x.isFinite || !r.contains(x) {
+                // Serialized JSON has no NaN or infinity (they print as null): name them.
+                throw fail(key, "must be a finite number \(ConfigSchema.describe(r)), got \(x.isFinite ? v.serialized() : "\(x)")")
+            }
         case let .oneOf(options):
             guard let str = v.stringValue, options.contains(str) else {
                 throw fail(key, "expected one of \(options.map { "'\($0)'" }.joined(separator: ", ")), got \(v.serialized())")

@@ -49,6 +49,31 @@ public final class Storage: @unchecked Sendable {
     }
 }
 
+/// Whether a forward pass at a large input would fit in memory, before it runs (an allocation that fails stops the
+/// process; the kernel's OOM killer does the same without a word).
+public enum ActivationMemory {
+    /// Throws when `forward` at n×3×h×w would need more than `limit` bytes of tensors (nil: 80 % of physical memory).
+    /// Inputs up to 1024×1024 pixels pass unmeasured. Above that, `forward(ph, pw)` runs once at a probe of about
+    /// 1024×1024 pixels of the same aspect (sides multiples of 32, at least 224) and batch 1, and its peak tensor
+    /// memory is scaled by the batch and the number of pixels, which activations grow with. `hint` ends the message.
+    public static func check(n: Int, height h: Int, width w: Int, limit: Double?, hint: String,
+                             forward: (_ height: Int, _ width: Int) throws -> Void) throws {
+        let probeArea = 1024 * 1024
+        let limit = limit ?? 0.8 * Double(ProcessInfo.processInfo.physicalMemory)
+        guard h * w > probeArea || Double(n) * 3 * Double(h * w) * 4 > limit else { return }
+        let s = (Double(probeArea) / Double(h * w)).squareRoot()
+        let ph = max(224, Int((Double(h) * s / 32).rounded()) * 32), pw = max(224, Int((Double(w) * s / 32).rounded()) * 32)
+        var failure: Error?
+        let bytes = Storage.measurePeak { do { try forward(ph, pw) } catch { failure = error } }
+        if let failure { throw failure }
+        let estimate = Double(bytes) * Double(n) * Double(h * w) / Double(ph * pw)
+        guard estimate > limit else { return }
+        throw KitError.model(String(format: "input %dx3x%dx%d would need about %.1f GiB of activations (measured at %dx%d and scaled "
+                                    + "by pixels), above the limit of %.1f GiB; %@",
+                                    n, h, w, estimate / 1_073_741_824, ph, pw, limit / 1_073_741_824, hint))
+    }
+}
+
 /// 64-byte aligned memory for tensors and kernel scratch. glibc maps every block above its largest mmap threshold
 /// (32 MiB) fresh and unmaps it on free, a page fault and a zeroing per 4 KiB on every use: a sixth of the CPU time
 /// of RetinaNet inference at 800×1333. Those blocks are mapped here with transparent huge pages instead (one fault

@@ -41,6 +41,9 @@ extension JSON {
         }
         guard let tok = json_tokener_new() else { throw KitError.format("\(source): cannot allocate a JSON parser") }
         defer { json_tokener_free(tok) }
+        // json-c's strict mode: its default also takes trailing commas and comments, which a config file would then
+        // silently rely on (NaN and Infinity it reads either way; schemas refuse them by key).
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT)
         var obj = json_tokener_parse_ex(tok, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), length)
         var err = json_tokener_get_error(tok)
         var end = Int(json_tokener_get_parse_end(tok))

@@ -54,7 +54,7 @@ extension Module {
         func derived(_ k: String) -> Bool { Self.derivedKeySuffixes.contains(String(k.split(separator: ".").last ?? "")) }
         var report = LoadReport()
         var used = Set<String>()
-        var assignments: [(Tensor, Tensor)] = []
+        var assignments: [(String, Tensor, Tensor)] = []
         for (key, t) in namedTensors() {
             guard let src = incoming[key] else {
                 if !derived(key) { report.missing.append(key) }
@@ -65,12 +65,20 @@ extension Module {
                 report.mismatched.append((key, t.shape, src.shape))
                 continue
             }
-            assignments.append((t, src))
+            assignments.append((key, t, src))
             report.loaded.append(key)
         }
         report.unexpected = incoming.keys.filter { !used.contains($0) && !derived($0) }.sorted()
         if strict && !report.isClean { throw KitError.stateDict(report, source: source) }
-        for (dst, src) in assignments { dst.data.update(from: src.data, count: dst.count) }
+        // A NaN or infinite weight makes every output NaN or saturated, silently: refused before anything is assigned.
+        for (key, _, src) in assignments {
+            let bad = UnsafeBufferPointer(start: src.data, count: src.count).reduce(0) { $1.isFinite ? $0 : $0 + 1 }
+            if bad > 0 {
+                throw KitError.checkpoint("\(source): \(key) holds \(bad) NaN or infinite value\(bad == 1 ? "" : "s") of \(src.count): "
+                                          + "the weights are unusable (a diverged training run?)")
+            }
+        }
+        for (_, dst, src) in assignments { dst.data.update(from: src.data, count: dst.count) }
         return report
     }
 }

@@ -128,6 +128,28 @@ final class RegistryTests: XCTestCase {
         }
     }
 
+    /// Anchor strides must give one per neck level and ratios at least one (an empty list crashed in the head, a
+    /// short one trained on misplaced anchors); a RoI extractor may not list more strides than the neck has levels.
+    func testPerLevelSettingsMustMatchTheNeck() throws {
+        let retina = try Config.load(path: ConfigTests.packageRoot + "/configs/retinanet/retinanet_acmix_resnet26_fpn_shapes.json")
+        func message(_ key: String, _ value: JSON, _ base: Config? = nil) throws -> String {
+            var c = base ?? retina
+            try c.set(key, value)
+            do { _ = try Registries.detectors.build(c.section("model")); return "no error" } catch { return "\(error)" }
+        }
+        var m = try message("model.bbox_head.anchor_generator.strides", [8, 16])
+        XCTAssertTrue(m.contains("model.bbox_head.anchor_generator.strides: lists 2 strides, but the neck gives 5 feature levels"), m)
+        m = try message("model.neck.num_outs", 4)
+        XCTAssertTrue(m.contains("lists 5 strides, but the neck gives 4 feature levels"), m)
+        m = try message("model.bbox_head.anchor_generator.ratios", [])
+        XCTAssertTrue(m.contains("model.bbox_head.anchor_generator.ratios: must list at least one aspect ratio"), m)
+        let mask = try Config.load(path: ConfigTests.packageRoot + "/configs/mask_rcnn/mask_rcnn_acmix_resnet26_fpn_shapes.json")
+        m = try message("model.roi_head.bbox_roi_extractor.featmap_strides", [4, 8, 16, 32, 64, 128], mask)
+        XCTAssertTrue(m.contains("model.roi_head.bbox_roi_extractor.featmap_strides: lists 6 strides, but the neck gives 5 feature levels"), m)
+        m = try message("model.roi_head.bbox_roi_extractor.featmap_strides", [], mask)
+        XCTAssertTrue(m.contains("featmap_strides: must list one stride per feature level, got none"), m)
+    }
+
     /// mmdet's Swin `out_indices`: only those stages come out, each with its norm, so mmdet's RetinaNet-Swin
     /// checkpoints (no norm0) load by name.
     func testSwinOutIndices() throws {

@@ -29,6 +29,13 @@ final class JSONTests: XCTestCase {
         XCTAssertTrue(parseError("tru").contains("t.json: malformed JSON"))
     }
 
+    /// json-c's strict mode: a trailing comma or a comment is malformed JSON.
+    func testLenientExtrasAreRefused() {
+        for text in [#"{"a": 1,}"#, "[1, 2,]", #"{"a": 1 /* note */}"#] {
+            XCTAssertTrue(parseError(text).contains("t.json: malformed JSON"), text)
+        }
+    }
+
     /// json-c reads NaN, Infinity and 1e400 (inf): kept as doubles, for schemas to refuse with the key named.
     func testNonFiniteNumbersStayDoubles() throws {
         XCTAssertEqual(try JSON.parse(#"{"a": {"b": 1e400}}"#)["a"]?["b"]?.doubleValue, .infinity)
@@ -65,7 +72,9 @@ final class JSONTests: XCTestCase {
         XCTAssertTrue(parseError(#"{"m": [{"k": 1}, {"k": 1, "\u006b": 2}]}"#, duplicates: true).contains("duplicate key 'k' in m.1"))
         XCTAssertTrue(parseError("{\"a\\nb\": 1, \"a\\nb\": 2}", duplicates: true).contains("duplicate key 'a\\nb'"))
         // Equal keys in different objects, keys inside strings and comments, single quotes: not duplicates.
-        XCTAssertNoThrow(try JSON.parse(#"{"a": {"a": 1}, /* "a": 2 */ "b": "\"a\": 2", "c": [{"a": 1}, {"a": 2}]}"#, rejectDuplicateKeys: true))
+        XCTAssertNoThrow(try JSON.parse(#"{"a": {"a": 1}, "b": "\"a\": 2", "c": [{"a": 1}, {"a": 2}]}"#, rejectDuplicateKeys: true))
+        var commented = #"{"a": 1, /* "a": 2 */ "b": 2}"#
+        XCTAssertNil(commented.withUTF8 { JSON.firstDuplicateKey(UnsafeRawBufferPointer($0)) })
         XCTAssertTrue(parseError(#"{'a': 1, "a": 2}"#, duplicates: true).contains("duplicate key 'a'"))
         let path = JSON.firstDuplicateKey(UnsafeRawBufferPointer(start: nil, count: 0))
         XCTAssertNil(path)

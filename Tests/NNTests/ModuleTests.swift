@@ -54,6 +54,25 @@ final class ModuleTests: XCTestCase {
         XCTAssertTrue(report.loaded.contains("bn1.weight"))
     }
 
+    /// A NaN or infinite weight is refused with its key, strict or not, and nothing is assigned.
+    func testLoadRefusesNonFiniteWeights() throws {
+        let a = Block(), b = Block()
+        for bad in [Float.nan, .infinity] {
+            var sd = a.stateDict()
+            let w = sd["conv1.weight"]!.copy()
+            w.data[3] = bad
+            sd["conv1.weight"] = w
+            let other = { (b.downsample.layers[0] as! Conv2d).weight.array }, before = other()
+            for strict in [true, false] {
+                XCTAssertThrowsError(try b.load(stateDict: sd, strict: strict, source: "w.safetensors")) { e in
+                    guard case let .checkpoint(m)? = e as? KitError else { return XCTFail("\(e)") }
+                    XCTAssertTrue(m.hasPrefix("w.safetensors: conv1.weight holds 1 NaN or infinite value of"), m)
+                }
+            }
+            XCTAssertEqual(other(), before)
+        }
+    }
+
     func testLoadWithBackbonePrefix() throws {
         let a = Block(), b = Block()
         let prefixed = Dictionary(uniqueKeysWithValues: a.stateDict().map { ("backbone.\($0.key)", $0.value) })

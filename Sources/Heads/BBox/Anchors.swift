@@ -1,3 +1,4 @@
+import Config
 import Foundation
 
 /// mmdet's `AnchorGenerator` (v2) for RetinaNet: per level, base anchors centred on (0, 0) (center_offset 0) with
@@ -21,6 +22,23 @@ public struct AnchorGenerator: Equatable {
     }
 
     public var numBaseAnchors: Int { ratios.count * scales.count }
+
+    /// The generator of an `anchor_generator` section: `strides` must give one stride per feature level of the neck
+    /// (`levels`, when the neck says), `ratios` at least one ratio. With `scales` (RPN's key) the first is the one
+    /// octave-base scale; otherwise `octave_base_scale` and `scales_per_octave` (RetinaNet's).
+    static func build(_ ag: Config, levels: Int?) throws -> AnchorGenerator {
+        let strides = try ag.ints("strides"), ratios = try ag.doubles("ratios").map(Float.init)
+        if let levels, strides.count != levels {
+            throw ag.fail("strides", "lists \(strides.count) strides, but the neck gives \(levels) feature levels (one stride per level)")
+        }
+        if strides.isEmpty { throw ag.fail("strides", "must list one stride per feature level, got none") }
+        if ratios.isEmpty { throw ag.fail("ratios", "must list at least one aspect ratio, got none") }
+        if ag.has("scales") {
+            return AnchorGenerator(strides: strides, ratios: ratios, octaveBaseScale: Float(try ag.doubles("scales")[0]), scalesPerOctave: 1)
+        }
+        return AnchorGenerator(strides: strides, ratios: ratios, octaveBaseScale: Float(try ag.double("octave_base_scale")),
+                               scalesPerOctave: try ag.int("scales_per_octave"), centerOffset: Float(try ag.double("center_offset")))
+    }
 
     /// gen_single_level_base_anchors: [x_c − ws/2, y_c − hs/2, x_c + ws/2, y_c + hs/2], ratio-major.
     public func baseAnchors(level: Int) -> [Float] {

@@ -16,9 +16,11 @@ public protocol DenseHead: Module {
 /// `test_cfg` sections (nil when absent), whose schema the head owns.
 public struct DenseHeadContext {
     public var inChannels: Int
+    /// The neck's number of output levels, when it says (the anchor strides must match it).
+    public var levels: Int?
     public var trainCfg: Config?
     public var testCfg: Config?
-    public init(inChannels: Int, trainCfg: Config? = nil, testCfg: Config? = nil) {
-        self.inChannels = inChannels; self.trainCfg = trainCfg; self.testCfg = testCfg
+    public init(inChannels: Int, levels: Int? = nil, trainCfg: Config? = nil, testCfg: Config? = nil) {
+        self.inChannels = inChannels; self.levels = levels; self.trainCfg = trainCfg; self.testCfg = testCfg
     }
 }

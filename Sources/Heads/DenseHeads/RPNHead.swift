@@ -117,10 +117,8 @@ extension RPNHead {
                                         .init("loss_weight", .nonNegativeNumber, default: 1)])),
         ]) { c, context in
             try c.checkChannels("in_channels", context.inChannels)
-            let ag = c.section("anchor_generator")
             let head = RPNHead(inChannels: context.inChannels, featChannels: try c.int("feat_channels"),
-                               anchorGenerator: AnchorGenerator(strides: try ag.ints("strides"), ratios: try ag.doubles("ratios").map(Float.init),
-                                                                octaveBaseScale: Float(try ag.doubles("scales")[0]), scalesPerOctave: 1))
+                               anchorGenerator: try AnchorGenerator.build(c.section("anchor_generator"), levels: context.levels))
             head.coder = try Registries.bboxCoders.build(c.section("bbox_coder"))
             head.clsLossWeight = Float(try c.double("loss_cls.loss_weight"))
             head.bboxLossWeight = Float(try c.double("loss_bbox.loss_weight"))

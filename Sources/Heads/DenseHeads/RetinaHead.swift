@@ -96,11 +96,7 @@ extension RetinaHead {
                 groups = try c.int("norm_cfg.num_groups")
                 if featChannels % groups! != 0 { throw c.fail("norm_cfg.num_groups", "must divide feat_channels (\(featChannels))") }
             }
-            let ag = c.section("anchor_generator")
-            let anchors = AnchorGenerator(strides: try ag.ints("strides"), ratios: try ag.doubles("ratios").map(Float.init),
-                                          octaveBaseScale: Float(try ag.double("octave_base_scale")),
-                                          scalesPerOctave: try ag.int("scales_per_octave"),
-                                          centerOffset: Float(try ag.double("center_offset")))
+            let anchors = try AnchorGenerator.build(c.section("anchor_generator"), levels: context.levels)
             let head = RetinaHead(numClasses: try c.int("num_classes"), inChannels: inChannels, featChannels: featChannels,
                                   stackedConvs: try c.int("stacked_convs"), anchorGenerator: anchors, groupNormGroups: groups)
             head.coder = try Registries.bboxCoders.build(c.section("bbox_coder"))

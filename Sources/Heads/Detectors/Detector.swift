@@ -59,7 +59,7 @@ public final class SingleStageDetector: Module, Detector {
             let backbone = try Registries.backbones.build(c.section("backbone"))
             let neck = try Registries.necks.build(c.section("neck"), NeckContext(inChannels: backbone.featureChannels))
             let head = try Registries.denseHeads.build(c.section("bbox_head"), DenseHeadContext(
-                inChannels: neck.outChannels, trainCfg: c.has("train_cfg") ? c.section("train_cfg") : nil,
+                inChannels: neck.outChannels, levels: neck.levelCount, trainCfg: c.has("train_cfg") ? c.section("train_cfg") : nil,
                 testCfg: c.has("test_cfg") ? c.section("test_cfg") : nil))
             return SingleStageDetector(backbone: backbone, neck: neck, head: head)
         }

@@ -63,10 +63,10 @@ extension TwoStageDetector {
             let neck = try Registries.necks.build(c.section("neck"), NeckContext(inChannels: backbone.featureChannels))
             func optional(_ key: String) -> Config? { c.has(key) ? c.section(key) : nil }
             let rpn = try Registries.denseHeads.build(c.section("rpn_head"), DenseHeadContext(
-                inChannels: neck.outChannels, trainCfg: optional("train_cfg.rpn"), testCfg: optional("test_cfg.rpn")))
+                inChannels: neck.outChannels, levels: neck.levelCount, trainCfg: optional("train_cfg.rpn"), testCfg: optional("test_cfg.rpn")))
             guard let rpn = rpn as? RPNHead else { throw c.fail("rpn_head.type", "\(try c.string("rpn_head.type")) does not propose regions (use RPNHead)") }
             let roi = try Registries.roiHeads.build(c.section("roi_head"), RoIHeadContext(
-                inChannels: neck.outChannels, trainCfg: optional("train_cfg.rcnn"), testCfg: optional("test_cfg.rcnn")))
+                inChannels: neck.outChannels, levels: neck.levelCount, trainCfg: optional("train_cfg.rcnn"), testCfg: optional("test_cfg.rcnn")))
             switch try c.string("type") {
             case "MaskRCNN" where !roi.predictsMasks: throw c.fail("roi_head.mask_head", "is required by a MaskRCNN")
             case "FasterRCNN" where roi.predictsMasks: throw c.fail("roi_head.mask_head", "makes the model a MaskRCNN (set type to MaskRCNN)")

@@ -6,7 +6,13 @@ import NN
 /// A neck: backbone levels in (finest first), pyramid levels out.
 public protocol Neck: Module {
     var outChannels: Int { get }
+    /// How many maps `callAsFunction` returns, when fixed by the config (heads check their per-level settings by it).
+    var levelCount: Int? { get }
     func callAsFunction(_ inputs: [Tensor]) -> [Tensor]
+}
+
+extension Neck {
+    public var levelCount: Int? { nil }
 }
 
 /// What a neck's builder gets from its parent: the backbone's channels per level.
@@ -27,6 +33,7 @@ public final class FPN: Module, Neck {
     public let lateral_convs: [ConvModule]
     public let fpn_convs: [ConvModule]
     public let inChannels: [Int], outChannels: Int, numOuts: Int, startLevel: Int, endLevel: Int
+    public var levelCount: Int? { numOuts }
     public let extraConvs: ExtraConvs
     public let reluBeforeExtraConvs: Bool
 

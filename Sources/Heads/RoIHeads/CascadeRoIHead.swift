@@ -141,7 +141,7 @@ extension CascadeRoIHead {
                 parts.append(try RoIParts.extractors(box: try stage("bbox_roi_extractor", i),
                                                      mask: c.has("mask_roi_extractor") ? try stage("mask_roi_extractor", i) : nil, owner: c,
                                                      boxHead: stageKey("bbox_head", i), maskHead: stageKey("mask_head", i),
-                                                     channels: channels, boxRoISize: head.roiSize, maskRoISize: mask?.roiSize))
+                                                     channels: channels, levels: context.levels, boxRoISize: head.roiSize, maskRoISize: mask?.roiSize))
                 heads.append(head)
                 if let mask { masks.append(mask) }
             }

@@ -20,10 +20,12 @@ public protocol RoIHead: Module {
 /// `test_cfg.rcnn` sections (nil when absent), whose schema the head owns.
 public struct RoIHeadContext {
     public var inChannels: Int
+    /// The neck's number of output levels, when it says (the extractors' `featmap_strides` may not list more).
+    public var levels: Int?
     public var trainCfg: Config?
     public var testCfg: Config?
-    public init(inChannels: Int, trainCfg: Config? = nil, testCfg: Config? = nil) {
-        self.inChannels = inChannels; self.trainCfg = trainCfg; self.testCfg = testCfg
+    public init(inChannels: Int, levels: Int? = nil, trainCfg: Config? = nil, testCfg: Config? = nil) {
+        self.inChannels = inChannels; self.levels = levels; self.trainCfg = trainCfg; self.testCfg = testCfg
     }
 }
 
@@ -37,12 +39,16 @@ struct RoIParts {
     /// (`maskRoISize`), `mask` (a `mask_roi_extractor` section; absent: a 14×14 RoIAlign on the same levels).
     /// `owner` is the RoI head's section and `boxHead` / `maskHead` the heads' keys there, for the messages.
     static func extractors(box: Config, mask: Config?, owner c: Config, boxHead: String = "bbox_head", maskHead: String = "mask_head",
-                           channels: Int, boxRoISize: Int, maskRoISize: Int?) throws -> RoIParts {
+                           channels: Int, levels: Int?, boxRoISize: Int, maskRoISize: Int?) throws -> RoIParts {
         /// An extractor section; without `type`, the SingleRoIExtractor (the only kind until another registers).
         func build(_ section: Config) throws -> SingleRoIExtractor {
             var section = section
             if !section.has("type") { try section.set("type", "SingleRoIExtractor", origin: "<default>") }
-            return try Registries.roiExtractors.build(section, channels)
+            let extractor = try Registries.roiExtractors.build(section, channels)
+            if let levels, extractor.strides.count > levels {
+                throw section.fail("featmap_strides", "lists \(extractor.strides.count) strides, but the neck gives \(levels) feature levels")
+            }
+            return extractor
         }
         let extractor = try build(box)
         guard extractor.outputSize == boxRoISize else {

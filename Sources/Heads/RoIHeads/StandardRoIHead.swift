@@ -116,7 +116,7 @@ extension StandardRoIHead {
             let train = try settings(context.trainCfg, RoIParts.trainFields()), test = try settings(context.testCfg, RoIParts.testFields)
             mask?.maskSize = try RoIParts.maskSize(train, maskHead: mask)
             let parts = try RoIParts.extractors(box: c.section("bbox_roi_extractor"), mask: c.has("mask_roi_extractor") ? c.section("mask_roi_extractor") : nil,
-                                                owner: c, channels: channels, boxRoISize: head.roiSize, maskRoISize: mask?.roiSize)
+                                                owner: c, channels: channels, levels: context.levels, boxRoISize: head.roiSize, maskRoISize: mask?.roiSize)
             let roi = StandardRoIHead(bboxHead: head, maskHead: mask)
             roi.extractor = parts.extractor
             if let m = parts.maskExtractor { roi.maskExtractor = m }

@@ -59,20 +59,31 @@ public struct Complexity {
     /// detector's whole test-time forward (RoI heads run on the proposals its RPN gives), the segmentor's
     /// whole-image inference.
     public static func measure(config path: String, overrides: [String], height: Int, width: Int) throws -> Complexity {
+        /// The forward pass measured, after the size checks; its module for the table.
+        func prepared(_ model: TaskModel, _ h: Int, _ w: Int) throws -> (Module, (Tensor) -> Void) {
+            switch model {
+            case let .detector(m):
+                try m.backbone.validate(height: h, width: w)
+                m.eval()
+                return (m, { _ = m.predict($0, imgShapes: [(h, w)], scaleFactors: [[1, 1, 1, 1]], oriShapes: [(h, w)]) })
+            case let .segmentor(m):
+                try m.validate(height: h, width: w)
+                m.eval()
+                return (m, { _ = m.inference($0, mode: .whole, outputSize: nil) })
+            }
+        }
+        // A large input is probed on a second model first; the random stream is left as it was, so the measured
+        // model and its input are those of any other size.
+        try ActivationMemory.check(n: 1, height: height, width: width, limit: nil, hint: "use a smaller --shape") { h, w in
+            let saved = EngineRandom.generator
+            defer { EngineRandom.generator = saved }
+            let (_, forward) = try prepared(try TaskModel.build(config: path, overrides: overrides).model, h, w)
+            withNoGrad { forward(Tensor(zeros: [1, 3, h, w])) }
+        }
         EngineRandom.seed(0)
         let x = Init.normal([1, 3, height, width], std: 1)
-        switch try TaskModel.build(config: path, overrides: overrides).model {
-        case let .detector(model):
-            try model.backbone.validate(height: height, width: width)
-            model.eval()
-            return measure(model, input: x.shape) {
-                _ = model.predict(x, imgShapes: [(height, width)], scaleFactors: [[1, 1, 1, 1]], oriShapes: [(height, width)])
-            }
-        case let .segmentor(model):
-            try model.validate(height: height, width: width)
-            model.eval()
-            return measure(model, input: x.shape) { _ = model.inference(x, mode: .whole, outputSize: nil) }
-        }
+        let (model, forward) = try prepared(try TaskModel.build(config: path, overrides: overrides).model, height, width)
+        return measure(model, input: x.shape) { forward(x) }
     }
 
     /// A backbone `arch` (random weights) on a random input: `dense` as detectors use it (features), else the
@@ -82,6 +93,15 @@ public struct Complexity {
         let model = try BackboneRegistry.make(arch: arch, numClasses: dense ? nil : 1000, dense: dense, imageSize: height)
         try model.validate(height: height, width: width)
         model.eval()
+        // Probed as a dense backbone of the same arch, which takes any size (the classifier may take only its own).
+        try ActivationMemory.check(n: 1, height: height, width: width, limit: nil, hint: "use a smaller --shape") { h, w in
+            let saved = EngineRandom.generator
+            defer { EngineRandom.generator = saved }
+            let probe = try BackboneRegistry.make(arch: arch, numClasses: nil, dense: true)
+            try probe.validate(height: h, width: w)
+            probe.eval()
+            _ = withNoGrad { probe.features(Tensor(zeros: [1, 3, h, w])) }
+        }
         let x = Init.normal([1, 3, height, width], std: 1)
         return measure(model, input: x.shape) { if dense { _ = model.features(x) } else { _ = model.logits(x) } }
     }

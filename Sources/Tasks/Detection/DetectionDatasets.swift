@@ -133,11 +133,22 @@ public enum DetectionDatasets {
     static func coco(_ c: Config, context: DetectionDataContext) throws -> DetectionData {
         try checkFiles(c)
         let p = try pipelines(c, withMask: context.withMask)
-        func load(_ key: String) throws -> COCODataset { try COCODataset.load(try c.string(key)) }
+        /// The file of `key`: every image must name its file, since the images are read.
+        func load(_ key: String) throws -> COCODataset {
+            let path = try c.string(key), d = try COCODataset.load(path)
+            if let i = d.images.firstIndex(where: { $0.fileName.isEmpty }) {
+                throw KitError.coco(file: path, record: "images[\(i)] (id \(d.images[i].id))", problem: "missing \"file_name\" (the image to read)")
+            }
+            return d
+        }
         let train = COCODetectionDataset(coco: try load("coco.train_ann"), imagePrefix: try c.string("coco.train_img_prefix"),
                                          pipeline: p.train, skipEmpty: true)
         let val = COCODetectionDataset(coco: try load("coco.val_ann"), imagePrefix: try c.string("coco.val_img_prefix"),
                                        pipeline: p.test, skipEmpty: false)
+        guard train.count > 0 else {
+            throw c.fail("coco.train_ann", "\(try c.string("coco.train_ann")) has no image with annotations to train on")
+        }
+        guard val.count > 0 else { throw c.fail("coco.val_ann", "\(try c.string("coco.val_ann")) has no images to evaluate on") }
         let annotations = try c.string("coco.val_ann")
         return DetectionData(train: AnyDataset(train, imageID: { train.imageID($0) }), val: AnyDataset(val, imageID: { val.imageID($0) }),
                              valAnnotations: { annotations }, categoryIDs: train.coco.categoryIds,

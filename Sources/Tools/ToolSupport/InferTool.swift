@@ -77,6 +77,13 @@ public struct ImageList {
         stems = ImageList.uniqueStems(files.map { ((($0 as NSString).lastPathComponent) as NSString).deletingPathExtension })
     }
 
+    /// Throws, naming every path's problem, when no path gave an image file: nothing is loaded or written then
+    /// (a mistyped folder must not replace the outputs of an earlier run).
+    public func requireImages() throws {
+        guard files.isEmpty else { return }
+        throw KitError.data(problems.isEmpty ? "no input images given" : problems.joined(separator: "; "))
+    }
+
     /// `names` made unique as `stems` describes.
     public static func uniqueStems(_ names: [String]) -> [String] {
         let own = Set(names)

@@ -172,13 +172,17 @@ public struct TrainOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: "Override a config key, e.g. --set optimizer.lr=0.005 (value parsed as JSON, else a string).")
     public var overrides: [String] = []
 
-    @Option(help: "bf16: mixed-precision training on the CPU's bf16 units (config key amp; fp32 master weights and optimizer state).")
+    @Option(help: "fp32 or bf16: mixed-precision training on the CPU's bf16 units (config key amp; fp32 master weights and optimizer state).")
     public var amp: Precision?
 
     @Flag(help: "Check the config, print the merged result and exit.")
     public var dryRun = false
 
     public init() {}
+
+    public func validate() throws {
+        if amp == .int8 { throw ValidationError("--amp takes fp32 or bf16; int8 is for inference (--precision int8 of the inference tools)") }
+    }
 
     /// `--config`, or the tool's default found from the working directory or the package checkout.
     public func resolvedConfig(default defaultConfig: String) -> String {

@@ -115,10 +115,16 @@ struct CalTrainTime: ParsableCommand {
             var intervals: [(from: Int, to: Int, time: Double)] = [], previous = 0
             for e in log.entries where e["lr"] != nil {
                 guard let it = e["iter"]?.intValue else { continue }
-                if let t = e["time"]?.doubleValue { intervals.append((previous + 1, it, t)) }
+                if let t = e["time"]?.doubleValue {
+                    guard t.isFinite && t >= 0 else { throw KitError.data("\(path): iteration \(it): \"time\" must be a finite number ≥ 0, got \(t)") }
+                    // An iteration at or below the previous one starts a resumed run: its interval's length is unknown.
+                    if it > previous { intervals.append((previous + 1, it, t)) }
+                }
                 previous = it
             }
-            guard !intervals.isEmpty else { throw KitError.usage("\(path) has no step times (logs from before \"time\" was logged)") }
+            guard !intervals.isEmpty else {
+                throw KitError.usage("\(path) has no step times over increasing iterations (logs from before \"time\" was logged?)")
+            }
             if !includeOutliers && intervals.count > 1 { intervals.removeFirst() }
             let iters = intervals.map { Double($0.to - $0.from + 1) }, total = iters.reduce(0, +)
             let mean = zip(intervals, iters).map { $0.time * $1 }.reduce(0, +) / total

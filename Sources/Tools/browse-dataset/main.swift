@@ -26,7 +26,7 @@ struct BrowseDataset: ParsableCommand {
     @Option(name: .customLong("out-dir"), help: "Output folder.")
     var outDir: String
 
-    @Option(help: "How many training images (from the first).")
+    @Option(parsing: .unconditional, help: "How many training images (from the first).")
     var count: Int = 20
 
     @Option(name: .customLong("set"), help: "Override a config key.")

@@ -40,6 +40,7 @@ struct DetInfer: ParsableCommand {
 
     func run() throws {
         let list = ImageList(model.paths)
+        try list.requireImages()
         try model.protectInputs(planned: ["\(model.outDir)/predictions.json"] + list.stems.map { "\(model.outDir)/vis/\($0).png" })
         let detector = try ObjectDetector(config: .file(model.config), checkpoint: model.checkpoint, overrides: model.overrides,
                                           precision: model.precision)
@@ -85,6 +86,7 @@ struct DetInfer: ParsableCommand {
             bar.update(done)
         }
         bar.finish()
+        if records.isEmpty { try problems.finish() }   // every image failed: keep an earlier run's predictions
         try writeAtomically(JSON.array(records).serialized() + "\n", to: "\(model.outDir)/predictions.json")
         writeStderr("det-infer: \(records.count) images → \(model.outDir)/predictions.json, \(model.outDir)/vis/\n")
         try problems.finish()

@@ -100,6 +100,7 @@ struct ExportFeatures: ParsableCommand {
         }
         // Images: one file for one image, else a folder of STEM.safetensors.
         let list = ImageList(image)
+        try list.requireImages()
         var problems = InputProblems(tool: "export-features", list: list)
         let toFolder = list.files.count + list.problems.count > 1 || image.contains { isDirectory($0) }
         for s in list.stems where toFolder { try ProtectedInputs.check("\(output)/\(s).safetensors", option: "--output") }
@@ -139,24 +140,15 @@ struct ExportFeatures: ParsableCommand {
         try SafeTensors.write(outputs, metadata: metadata, to: path)
     }
 
-    /// Refuses an input whose activations would not fit: above 1024×1024 pixels, the backbone's peak tensor memory
-    /// is measured on a 1024-pixel-area probe of the same aspect (any-size model of the same arch) and scaled by the
-    /// number of pixels, which activations grow with.
+    /// Refuses an input whose activations would not fit (`ActivationMemory`), probed on a model of the same arch.
     func checkMemory(_ shape: [Int], arch: String) throws {
-        let (n, h, w) = (shape[0], shape[2], shape[3]), probeArea = 1024 * 1024
-        let limit = memoryLimit.map { $0 * 1_073_741_824 } ?? 0.8 * Double(ProcessInfo.processInfo.physicalMemory)
-        guard h * w > probeArea || Double(n * 3 * h * w * 4) > limit else { return }
-        let s = (Double(probeArea) / Double(h * w)).squareRoot()
-        let ph = max(224, Int((Double(h) * s / 32).rounded()) * 32), pw = max(224, Int((Double(w) * s / 32).rounded()) * 32)
-        let probe = try BackboneRegistry.make(arch: arch, numClasses: nil, dense: true)
-        try probe.validate(height: ph, width: pw)
-        probe.eval()
-        let bytes = Storage.measurePeak { _ = withNoGrad { probe.features(Tensor(zeros: [1, 3, ph, pw])) } }
-        let estimate = Double(bytes) * Double(n) * Double(h * w) / Double(ph * pw)
-        guard estimate > limit else { return }
-        throw KitError.model(String(format: "input %dx3x%dx%d would need about %.1f GiB of activations (measured at %dx%d and scaled "
-                                    + "by pixels), above the limit of %.1f GiB; use a smaller input or raise --memory-limit",
-                                    n, h, w, estimate / 1_073_741_824, ph, pw, limit / 1_073_741_824))
+        try ActivationMemory.check(n: shape[0], height: shape[2], width: shape[3], limit: memoryLimit.map { $0 * 1_073_741_824 },
+                                   hint: "use a smaller input or raise --memory-limit") { ph, pw in
+            let probe = try BackboneRegistry.make(arch: arch, numClasses: nil, dense: true)
+            try probe.validate(height: ph, width: pw)
+            probe.eval()
+            _ = withNoGrad { probe.features(Tensor(zeros: [1, 3, ph, pw])) }
+        }
     }
 
     func loadInput() throws -> Tensor {

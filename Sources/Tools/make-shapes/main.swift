@@ -34,7 +34,11 @@ struct MakeShapes: ParsableCommand {
     var format: ImageFileFormat = .jpg
 
     func validate() throws {
-        guard train >= 0, val >= 0, train + val > 0 else { throw ValidationError("--train and --val must be ≥ 0, not both 0") }
+        // A million images of each split is far more than a demo needs (COCO's training split has 118k); a typo's
+        // extra digits would otherwise fill the disk for hours.
+        guard (0...1_000_000).contains(train), (0...1_000_000).contains(val), train + val > 0 else {
+            throw ValidationError("--train and --val must be in 0...1000000, not both 0")
+        }
         guard (32...2048).contains(size) else { throw ValidationError("--size must be in 32...2048") }
     }
 

@@ -27,6 +27,7 @@ struct SegInfer: ParsableCommand {
 
     func run() throws {
         let list = ImageList(model.paths)
+        try list.requireImages()
         try model.protectInputs(planned: list.stems.flatMap { ["\(model.outDir)/pred/\($0).png", "\(model.outDir)/vis/\($0).png"] })
         let segmenter = try Segmenter(config: .file(model.config), checkpoint: model.checkpoint, overrides: model.overrides,
                                       precision: model.precision)
@@ -49,7 +50,8 @@ struct SegInfer: ParsableCommand {
             try writePNG(image.blended(with: labels, palette: segmenter.palette), to: "\(model.outDir)/vis/\(list.stems[i]).png")
         }
         bar.finish()
-        writeStderr("seg-infer: \(list.files.count - (problems.lines.count - list.problems.count)) images → \(model.outDir)/pred/, \(model.outDir)/vis/\n")
+        let written = list.files.count - (problems.lines.count - list.problems.count)
+        if written > 0 { writeStderr("seg-infer: \(written) images → \(model.outDir)/pred/, \(model.outDir)/vis/\n") }
         try problems.finish()
     }
 }
