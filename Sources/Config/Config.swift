@@ -304,9 +304,12 @@ public struct Config {
             }
         case let .optional(inner): if v != .null { try check(v, inner, key: key) }
         case let .anyOf(options):
-            var last: Error?
-            for o in options { do { try check(v, o, key: key); return } catch { last = error } }
-            throw last ?? fail(key, "no alternative matches")
+            var errors: [Error] = []
+            for o in options { do { try check(v, o, key: key); return } catch { errors.append(error) } }
+            // The error of the first alternative of the value's own kind (a string's against the string choices, not
+            // "expected a list"); the last one when none is.
+            let sameKind = zip(options, errors).first { $0.0.acceptsKind(of: v) }
+            throw sameKind?.1 ?? errors.last ?? fail(key, "no alternative matches")
         case let .array(inner, count):
             guard let a = v.arrayValue else { throw fail(key, "expected a list, got \(v.typeName)") }
             if let count, a.count != count { throw fail(key, "expected \(count) entries, got \(a.count)") }

@@ -28,6 +28,22 @@ public indirect enum ConfigSchema {
     /// A probability or fraction in [0, 1].
     public static let fraction = ConfigSchema.numberRange(0...1)
 
+    /// Whether a value of `v`'s JSON kind (string, number, list, ...) can match this schema, whatever its content.
+    func acceptsKind(of v: JSON) -> Bool {
+        switch self {
+        case .any: return true
+        case .int, .intRange: return v.intValue != nil
+        case .number, .numberRange: return v.doubleValue != nil
+        case .bool: return v.boolValue != nil
+        case .string, .oneOf: return v.stringValue != nil
+        case let .exactly(value): return value.typeName == v.typeName
+        case let .optional(inner): return v == .null || inner.acceptsKind(of: v)
+        case let .anyOf(options): return options.contains { $0.acceptsKind(of: v) }
+        case .array: return v.arrayValue != nil
+        case .object, .tagged: return v.objectValue != nil
+        }
+    }
+
     /// Whether the schema allows exactly one value (`exactly`, a one-option `oneOf`, lists and alternatives of those):
     /// such keys exist for compatibility with mmdet/mmseg configs and are implemented by validating them.
     var isSingleValued: Bool {

@@ -68,9 +68,12 @@ public enum ActivationMemory {
         if let failure { throw failure }
         let estimate = Double(bytes) * Double(n) * Double(h * w) / Double(ph * pw)
         guard estimate > limit else { return }
-        throw KitError.model(String(format: "input %dx3x%dx%d would need about %.1f GiB of activations (measured at %dx%d and scaled "
-                                    + "by pixels), above the limit of %.1f GiB; %@",
-                                    n, h, w, estimate / 1_073_741_824, ph, pw, limit / 1_073_741_824, hint))
+        // GiB with one decimal, MiB below a tenth of a GiB (a tiny --memory-limit would read "0.0 GiB").
+        func size(_ bytes: Double) -> String {
+            bytes >= 0.1 * 1_073_741_824 ? String(format: "%.1f GiB", bytes / 1_073_741_824) : String(format: "%.3g MiB", bytes / 1_048_576)
+        }
+        throw KitError.model("input \(n)x3x\(h)x\(w) would need about \(size(estimate)) of activations (measured at \(ph)x\(pw) and "
+                             + "scaled by pixels), above the limit of \(size(limit)); \(hint)")
     }
 }
 

@@ -54,7 +54,7 @@ final class ExportFeaturesTests: XCTestCase {
         var (rc, err) = try run(["--arch", "acmix_resnet26", "--weights", weights, "--input", input, "--output", tmp("o.safetensors"),
                                  "--memory-limit", "0.05"])
         XCTAssertEqual(rc, 1, err)
-        XCTAssertTrue(err.contains("input 1x3x1100x1100 would need about") && err.contains("above the limit of 0.1 GiB"), err)
+        XCTAssertTrue(err.contains("input 1x3x1100x1100 would need about") && err.contains("above the limit of 51.2 MiB"), err)
         XCTAssertEqual(err.split(separator: "\n").count, 1, err)
         let before = try Data(contentsOf: URL(fileURLWithPath: weights))
         (rc, err) = try run(["--arch", "acmix_resnet26", "--weights", weights, "--input", input, "--output", weights])

@@ -87,6 +87,13 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(m.hasPrefix("--set a..b: bad key 'a..b'"), m)
         m = message { try Config.load(path: "\(dir)/ok.json", overrides: ["a.b=1"]).validate(schema) }
         XCTAssertTrue(m.hasPrefix("--set a.b: unknown key a "), m)
+        // Alternatives: the error of the one of the value's kind (a string is checked against the choices, not
+        // reported as "expected a list").
+        let metric = ConfigSchema.object([.init("metric", .anyOf([.oneOf(["bbox", "segm"]), .array(.oneOf(["bbox", "segm"]))]))])
+        m = message { try Config(json: try JSON.parse(#"{"metric": "mAPP"}"#)).validate(metric) }
+        XCTAssertTrue(m.contains("metric: expected one of 'bbox', 'segm', got \"mAPP\""), m)
+        m = message { try Config(json: try JSON.parse(#"{"metric": 3}"#)).validate(metric) }
+        XCTAssertTrue(m.contains("metric: expected a list, got integer"), m)
     }
 
     func testShippedConfigs() throws {
