@@ -50,6 +50,19 @@ public enum BackboneRegistry {
         throw KitError.model("unknown backbone arch '\(arch)'; known: \(allArchs.joined(separator: ", "))")
     }
 
+    /// Refuses an n×3×h×w input whose activations through `arch` would not fit (`ActivationMemory`), probed on a
+    /// dense (any-size) backbone of that arch with random weights; the engine's random stream is left as it was.
+    public static func checkActivationMemory(arch: String, n: Int, height: Int, width: Int, limit: Double?, hint: String) throws {
+        try ActivationMemory.check(n: n, height: height, width: width, limit: limit, hint: hint) { h, w in
+            let saved = EngineRandom.generator
+            defer { EngineRandom.generator = saved }
+            let probe = try make(arch: arch, numClasses: nil, dense: true)
+            try probe.validate(height: h, width: w)
+            probe.eval()
+            _ = withNoGrad { probe.features(Tensor(zeros: [1, 3, h, w])) }
+        }
+    }
+
     /// Classes of the classification head stored in a state dict (`fc.weight` or `head.weight`), if any.
     public static func numClasses(in stateDict: [String: Tensor]) -> Int? {
         for key in ["fc.weight", "head.weight", "backbone.fc.weight", "backbone.head.weight"] {

@@ -51,6 +51,9 @@ public final class Tensor: @unchecked Sendable {
     /// Values as a Swift array (copies).
     public var array: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
 
+    /// How many values are NaN or infinite (loaders refuse such weights and inputs).
+    public var nonFiniteCount: Int { UnsafeBufferPointer(start: data, count: count).reduce(0) { $1.isFinite ? $0 : $0 + 1 } }
+
     /// The single value of a one-element tensor.
     public var item: Float {
         precondition(count == 1, "item() of a tensor with \(count) elements")

@@ -72,7 +72,7 @@ extension Module {
         if strict && !report.isClean { throw KitError.stateDict(report, source: source) }
         // A NaN or infinite weight makes every output NaN or saturated, silently: refused before anything is assigned.
         for (key, _, src) in assignments {
-            let bad = UnsafeBufferPointer(start: src.data, count: src.count).reduce(0) { $1.isFinite ? $0 : $0 + 1 }
+            let bad = src.nonFiniteCount
             if bad > 0 {
                 throw KitError.checkpoint("\(source): \(key) holds \(bad) NaN or infinite value\(bad == 1 ? "" : "s") of \(src.count): "
                                           + "the weights are unusable (a diverged training run?)")

@@ -56,7 +56,9 @@ public struct Checkpoint {
         }
         var report = try model.load(stateDict: sd, strict: false, source: path)
         report.metadata = file.metadata
-        if report.loaded.isEmpty { throw KitError.checkpoint("\(path): no tensor matches the model\n\(report)") }
+        if report.loaded.isEmpty {
+            throw KitError.checkpoint("\(path): no tensor matches the model: " + report.problems(limit: 6).joined(separator: "; "))
+        }
         return report
     }
 

@@ -94,14 +94,7 @@ public struct Complexity {
         try model.validate(height: height, width: width)
         model.eval()
         // Probed as a dense backbone of the same arch, which takes any size (the classifier may take only its own).
-        try ActivationMemory.check(n: 1, height: height, width: width, limit: nil, hint: "use a smaller --shape") { h, w in
-            let saved = EngineRandom.generator
-            defer { EngineRandom.generator = saved }
-            let probe = try BackboneRegistry.make(arch: arch, numClasses: nil, dense: true)
-            try probe.validate(height: h, width: w)
-            probe.eval()
-            _ = withNoGrad { probe.features(Tensor(zeros: [1, 3, h, w])) }
-        }
+        try BackboneRegistry.checkActivationMemory(arch: arch, n: 1, height: height, width: width, limit: nil, hint: "use a smaller --shape")
         let x = Init.normal([1, 3, height, width], std: 1)
         return measure(model, input: x.shape) { if dense { _ = model.features(x) } else { _ = model.logits(x) } }
     }

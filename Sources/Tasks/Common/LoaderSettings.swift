@@ -26,6 +26,9 @@ public struct LoaderSettings {
     /// The training stream: shuffled per epoch from `seed`, incomplete last batch dropped (mmcv's GroupSampler drops
     /// none, but fixed shapes keep iteration counts exact). Refuses a batch larger than the dataset (no batch at all).
     public func trainCursor<D: LoaderDataset>(_ d: D) throws -> BatchCursor<D> where D.Item: Collatable {
+        guard d.count > 0 else {
+            throw section.fail("dataset", "the training split has no images to train on (COCO: none in the training annotation file has annotations)")
+        }
         let cursor = BatchCursor(DataLoader(dataset: d, batchSize: batchSize, shuffle: true, seed: seed, dropLast: true, workers: workers))
         guard cursor.itersPerEpoch > 0 else {
             throw section.fail("samples_per_gpu", "\(batchSize) is more than the \(d.count) training images")

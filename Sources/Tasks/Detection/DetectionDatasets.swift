@@ -145,9 +145,6 @@ public enum DetectionDatasets {
                                          pipeline: p.train, skipEmpty: true)
         let val = COCODetectionDataset(coco: try load("coco.val_ann"), imagePrefix: try c.string("coco.val_img_prefix"),
                                        pipeline: p.test, skipEmpty: false)
-        guard train.count > 0 else {
-            throw c.fail("coco.train_ann", "\(try c.string("coco.train_ann")) has no image with annotations to train on")
-        }
         guard val.count > 0 else { throw c.fail("coco.val_ann", "\(try c.string("coco.val_ann")) has no images to evaluate on") }
         let annotations = try c.string("coco.val_ann")
         return DetectionData(train: AnyDataset(train, imageID: { train.imageID($0) }), val: AnyDataset(val, imageID: { val.imageID($0) }),

@@ -63,7 +63,10 @@ public enum Int8ModelFile {
             throw fail("calibrated from another checkpoint (sha256 \(file.metadata["checkpoint_sha256"]?.prefix(12) ?? "none")…), "
                        + "not \(checkpoint) (sha256 \(hash.prefix(12))…); run quantize on this one")
         }
-        guard file.metadata["architecture_sha256"] == architecture(of: model) else {
+        guard let arch = file.metadata["architecture_sha256"] else {
+            throw fail("its metadata has no architecture_sha256 (damaged, or not written by quantize); run quantize again")
+        }
+        guard arch == architecture(of: model) else {
             throw fail("calibrated for another model than the config's (its tensors' names and shapes differ); run quantize with this config")
         }
         let params = Dictionary(model.namedTensors(), uniquingKeysWith: { a, _ in a })

@@ -142,13 +142,8 @@ struct ExportFeatures: ParsableCommand {
 
     /// Refuses an input whose activations would not fit (`ActivationMemory`), probed on a model of the same arch.
     func checkMemory(_ shape: [Int], arch: String) throws {
-        try ActivationMemory.check(n: shape[0], height: shape[2], width: shape[3], limit: memoryLimit.map { $0 * 1_073_741_824 },
-                                   hint: "use a smaller input or raise --memory-limit") { ph, pw in
-            let probe = try BackboneRegistry.make(arch: arch, numClasses: nil, dense: true)
-            try probe.validate(height: ph, width: pw)
-            probe.eval()
-            _ = withNoGrad { probe.features(Tensor(zeros: [1, 3, ph, pw])) }
-        }
+        try BackboneRegistry.checkActivationMemory(arch: arch, n: shape[0], height: shape[2], width: shape[3],
+                                                   limit: memoryLimit.map { $0 * 1_073_741_824 }, hint: "use a smaller input or raise --memory-limit")
     }
 
     func loadInput() throws -> Tensor {
@@ -159,6 +154,9 @@ struct ExportFeatures: ParsableCommand {
         guard t.rank == 4, t.shape[1] == 3, t.shape[0] >= 1 else {
             throw KitError.usage("\(input!): '\(inputKey)' has shape \(t.shape), expected (N, 3, H, W)")
         }
+        // NaN or infinity would come out as NaN features with exit status 0.
+        let bad = t.nonFiniteCount
+        if bad > 0 { throw KitError.data("\(input!): '\(inputKey)' holds \(bad) NaN or infinite value\(bad == 1 ? "" : "s") of \(t.count)") }
         return t
     }
 }
