@@ -135,7 +135,7 @@ func normalCDFAndGaussian(_ x: SIMD8<Float>) -> (cdf: SIMD8<Float>, gaussian: SI
 }
 
 /// GELU's x·Φ(x) per lane (Φ from `normalCDFAndGaussian`): within 5e−7 of the exact x·Φ(x) everywhere
-/// (`FastMathTests`), well inside the 1e−6 GELU is held to.
+/// (`ElementwiseKernelTests`), well inside the 1e−6 GELU is held to.
 @_transparent
 func geluExact(_ x: SIMD8<Float>) -> SIMD8<Float> { x * normalCDFAndGaussian(x).cdf }
 
