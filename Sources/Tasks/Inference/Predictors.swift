@@ -76,19 +76,21 @@ public struct SegmentationPredictor {
     /// Throws when the model cannot take the input an image becomes: `height`×`width` after the test resize, or with
     /// `augment` the smallest rescaled copy of the `original` image (a slide window never exceeds the image).
     public func validate(height: Int, width: Int, augment: Bool, original: (height: Int, width: Int)) throws {
-        var sizes = [(height, width)]
+        var sizes = [(height, width, "")]
         if augment {
             let r = Self.ratios.min()!
             let s = rescaleSize(width: original.width, height: original.height,
                                 scale: (Int(Double(original.width) * r + 0.5), Int(Double(original.height) * r + 0.5)))
-            sizes.append((s.height, s.width))
+            sizes.append((s.height, s.width, "at --aug-test's smallest scale (\(r): \(s.width)x\(s.height)), "))
         }
-        for (h, w) in sizes {
-            if case let .slide(crop, _) = segmentor.testMode {
-                try segmentor.validate(height: min(h, crop.height), width: min(w, crop.width))
-            } else {
-                try segmentor.validate(height: h, width: w)
-            }
+        for (h, w, context) in sizes {
+            do {
+                if case let .slide(crop, _) = segmentor.testMode {
+                    try segmentor.validate(height: min(h, crop.height), width: min(w, crop.width))
+                } else {
+                    try segmentor.validate(height: h, width: w)
+                }
+            } catch let e as KitError { throw e.prefixed(context) }
         }
     }
 
