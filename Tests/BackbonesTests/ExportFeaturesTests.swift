@@ -56,6 +56,14 @@ final class ExportFeaturesTests: XCTestCase {
         XCTAssertEqual(rc, 1, err)
         XCTAssertTrue(err.contains("input 1x3x1100x1100 would need about") && err.contains("above the limit of 51.2 MiB"), err)
         XCTAssertEqual(err.split(separator: "\n").count, 1, err)
+        // A NaN in the input tensor would give NaN features with exit status 0.
+        let nanInput = tmp("nan.safetensors"), nan = Tensor(zeros: [1, 3, 64, 64])
+        nan.data[5] = .nan
+        try SafeTensors.write([("input", nan)], to: nanInput)
+        (rc, err) = try run(["--arch", "acmix_resnet26", "--weights", weights, "--input", nanInput, "--output", tmp("n.safetensors")])
+        XCTAssertEqual(rc, 1, err)
+        XCTAssertTrue(err.contains("nan.safetensors: 'input' holds 1 NaN or infinite value of 12288"), err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp("n.safetensors")))
         let before = try Data(contentsOf: URL(fileURLWithPath: weights))
         (rc, err) = try run(["--arch", "acmix_resnet26", "--weights", weights, "--input", input, "--output", weights])
         XCTAssertEqual(rc, 2, err)

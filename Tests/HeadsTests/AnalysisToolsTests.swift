@@ -45,6 +45,19 @@ final class AnalysisToolsTests: XCTestCase {
         }
     }
 
+    /// Counts and precisions outside what the tools take: one line each, exit status 2, nothing written.
+    func testOutOfRangeCountsAndTrainingPrecisionAreRefused() throws {
+        let tmp = try ToolRunner.temporaryDirectory("ranges")
+        var r = try ToolRunner.run("make-shapes", ["--out", "\(tmp)/s", "--train", "10000000000", "--val", "1", "--size", "32"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--train and --val must be in 0...1000000"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(tmp)/s"))
+        r = try ToolRunner.run("det-train", ["--work-dir", "\(tmp)/w", "--amp", "int8", "--dry-run"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--amp takes fp32 or bf16; int8 is for inference"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+    }
+
     func testGetFlopsToolReportsConfigsAndRefusesBadInput() throws {
         let tmp = try ToolRunner.temporaryDirectory("get-flops")
         var r = try ToolRunner.run("get-flops", ["--config", "\(root)/configs/retinanet/retinanet_acmix_resnet26_fpn_shapes.json",
@@ -137,6 +150,19 @@ final class AnalysisToolsTests: XCTestCase {
         r = try ToolRunner.run("analyze-logs", ["cal_train_time", "\(tmp)/b/log.jsonl"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("slowest interval: iterations 21-30, average time is 0.7000 s/iter"), r.stdout)
+        // A negative time is refused; a resumed run's first interval (iteration not above the previous) is skipped.
+        try ([#"{"iter":10,"lr":0.01,"time":1.0}"#, #"{"iter":20,"lr":0.01,"time":-1}"#].joined(separator: "\n") + "\n")
+            .write(toFile: "\(tmp)/b/neg.jsonl", atomically: true, encoding: .utf8)
+        let neg = try ToolRunner.run("analyze-logs", ["cal_train_time", "\(tmp)/b/neg.jsonl"])
+        XCTAssertEqual(neg.status, 1, neg.stderr)
+        XCTAssertTrue(neg.stderr.contains("neg.jsonl: iteration 20: \"time\" must be a finite number ≥ 0, got -1.0"), neg.stderr)
+        try ([#"{"iter":10,"lr":0.01,"time":1.0}"#, #"{"iter":20,"lr":0.01,"time":0.5}"#, #"{"iter":15,"lr":0.01,"time":9.0}"#,
+              #"{"iter":25,"lr":0.01,"time":0.7}"#].joined(separator: "\n") + "\n")
+            .write(toFile: "\(tmp)/b/resumed.jsonl", atomically: true, encoding: .utf8)
+        let resumed = try ToolRunner.run("analyze-logs", ["cal_train_time", "--include-outliers", "\(tmp)/b/resumed.jsonl"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("slowest interval: iterations 1-10, average time is 1.0000 s/iter"), resumed.stdout)
+        XCTAssertTrue(resumed.stdout.contains("over 30 iterations"), resumed.stdout)
         XCTAssertTrue(r.stdout.contains("fastest interval: iterations 11-20, average time is 0.5000 s/iter"), r.stdout)
         XCTAssertTrue(r.stdout.contains("time std over intervals is 0.1000"), r.stdout)
         XCTAssertTrue(r.stdout.contains("average iter time: 0.6000 s/iter over 20 iterations"), r.stdout)

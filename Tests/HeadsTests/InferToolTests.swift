@@ -98,6 +98,13 @@ final class InferToolTests: XCTestCase {
         let kept = try XCTUnwrap(try JSON.load(path: "\(dir)/out2/predictions.json").arrayValue?.first?["detections"]?.arrayValue)
         XCTAssertTrue(kept.allSatisfy { ($0["score"]?.doubleValue ?? 0) >= 0.5 })
         XCTAssertEqual(kept.count, predictor([try readImage(paths[0])])[0].scores.filter { $0 >= 0.5 }.count)
+        // A mistyped folder, the only input: one line, and the earlier run's predictions stay as they were.
+        let before = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/out2/predictions.json"))
+        let r3 = try ToolRunner.run("det-infer", ["--config", m.config, "--checkpoint", m.weights, "--out-dir", "\(dir)/out2"]
+                                    + m.overrides + ["\(dir)/imgz"])
+        XCTAssertEqual(r3.status, 1, r3.stderr)
+        XCTAssertEqual(r3.stderr, "det-infer: error: \(dir)/imgz: no such file or folder\n")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/out2/predictions.json")), before)
     }
 
     func testSegInferMatchesTheLibraryWithAndWithoutTTA() throws {

@@ -64,9 +64,10 @@ extension SingleRoIExtractor {
     static func register(in r: Registry<SingleRoIExtractor, Int>) {
         r.register("SingleRoIExtractor", fields: Array(fields().dropFirst())) { c, channels in
             try c.checkChannels("out_channels", channels)
-            if try c.ints("featmap_strides").isEmpty { throw c.fail("featmap_strides", "must list one stride per feature level, got none") }
+            let strides = try c.ints("featmap_strides")
+            if strides.isEmpty { throw c.fail("featmap_strides", "must list one stride per feature level, got none") }
             return SingleRoIExtractor(outputSize: try c.int("roi_layer.output_size"), samplingRatio: try c.int("roi_layer.sampling_ratio"),
-                                      strides: try c.ints("featmap_strides"), finestScale: Float(try c.double("finest_scale")))
+                                      strides: strides, finestScale: Float(try c.double("finest_scale")))
         }
     }
 }
