@@ -227,6 +227,16 @@ public final class ProcessGroup: @unchecked Sendable {
         MPI_Finalize()
     }
 
+    /// Ends the process with `code`. After `finalize`, with `_exit` once stdio is flushed: exit() would run the
+    /// libraries' exit-time destructors (oneDNN's, OpenBLAS's, Open MPI's) while data-loader workers and the peer
+    /// monitor still run beside them. A rank of a CI run once died there, on Ctrl-C, with "double free or corruption"
+    /// in a worker thread (not reproduced since).
+    public static func exitProcess(_ code: Int32) -> Never {
+        guard started?.finalized == true else { exit(code) }
+        fflush(nil)
+        _exit(code)
+    }
+
     // MARK: internals
 
     /// Splits `count` elements into pieces MPI can count (Int32) and large collectives into 4 MiB-ish steps, which

@@ -53,8 +53,7 @@ extension Tensor {
     /// Attaches a node to `self` (an op's fresh output) when any input requires grad; returns self.
     @discardableResult
     func record(_ name: String, _ inputs: [Tensor], _ backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
-        // Ops inside a backward closure belong to that node's time.
-        if OpProfile.enabled && !MixedPrecision.inBackward { OpProfile.mark("fwd " + OpProfile.label(name, inputs.map(\.shape))) }
+        OpProfile.forward(name, inputs)
         if GradMode.isEnabled && inputs.contains(where: { $0.requiresGrad }) {
             requiresGrad = true
             node = Node(name, inputs, backward)
@@ -168,6 +167,13 @@ public enum OpProfile {
     /// The table key of an op: its name, and with `byShape` its inputs' shapes.
     static func label(_ name: String, _ shapes: @autoclosure () -> [[Int]]) -> String {
         byShape ? name + " " + shapes().map { "\($0)" }.joined(separator: " ") : name
+    }
+
+    /// Marks a forward op's end (ops inside a backward closure belong to that node's time). `record` calls it; fused
+    /// inference ops that record nothing call it themselves.
+    @inline(__always)
+    static func forward(_ name: String, _ inputs: @autoclosure () -> [Tensor]) {
+        if enabled && !MixedPrecision.inBackward { mark("fwd " + label(name, inputs().map(\.shape))) }
     }
 
     public static func mark(_ name: String) {

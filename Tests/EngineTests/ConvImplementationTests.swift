@@ -186,4 +186,37 @@ final class WinogradTests: XCTestCase {
             }
         }
     }
+
+    /// The engine's own Winograd kernel (CPUs below AVX-512) on what RetinaNet's shapes do not cover: padding 0 and 2,
+    /// channel counts that are not multiples of its 64-channel sums or of 8, widths with partial tiles, a batch of 2,
+    /// and the full epilogue (bias, scale, shift, shortcut, ReLU).
+    func testWinogradOnUnevenShapes() throws {
+        try XCTSkipUnless(ConvPolicy.winogradAtInference, "ACMIX_WINOGRAD=0")
+        let cases: [(x: [Int], w: [Int], pad: Int)] = [([1, 80, 70, 61], [72, 80, 3, 3], 1), ([2, 64, 70, 70], [64, 64, 3, 3], 0),
+                                                       ([1, 150, 62, 62], [66, 150, 3, 3], 2)]
+        for (i, s) in cases.enumerated() {
+            let x = randomTensor(s.x, seed: UInt64(1100 + i), requiresGrad: false)
+            let w = randomTensor(s.w, seed: UInt64(1200 + i), lo: -0.05, hi: 0.05, requiresGrad: false)
+            let wg = randomTensor(s.w, seed: UInt64(1200 + i), lo: -0.05, hi: 0.05)
+            let b = randomTensor([s.w[0]], seed: UInt64(1300 + i), requiresGrad: false)
+            let scale = randomTensor([s.w[0]], seed: UInt64(1400 + i), lo: 0.5, hi: 1.5, requiresGrad: false)
+            let pad = (s.pad, s.pad)
+            let direct = conv2d(x, wg, b, padding: pad)
+            let directFused = conv2dFused(x, wg, b, scale: scale, shift: b, residual: direct, relu: true, padding: pad)
+            let before = ConvPolicy.winogradPasses
+            let fast = withNoGrad { conv2d(x, w, b, padding: pad) }
+            if ConvPolicy.winogradPasses == before { throw XCTSkip("no Winograd kernel for these shapes on this CPU (oneDNN's, on AVX-512)") }
+            let fastFused = withNoGrad { conv2dFused(x, w, b, scale: scale, shift: b, residual: direct.detached(), relu: true, padding: pad) }
+            XCTAssertEqual(ConvPolicy.winogradPasses, before + 2, "case \(i)")
+            for (got, want, what) in [(fast, direct, "conv2d"), (fastFused, directFused, "conv2dFused")] {
+                XCTAssertEqual(got.shape, want.shape)
+                var worst: Float = 0, largest: Float = 0
+                for j in 0..<want.count {
+                    worst = max(worst, abs(got.data[j] - want.data[j]))
+                    largest = max(largest, abs(want.data[j]))
+                }
+                XCTAssertLessThanOrEqual(worst, 2e-5 * largest, "case \(i) \(what)")
+            }
+        }
+    }
 }

@@ -184,6 +184,11 @@ func bf16ConvForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w:
 func convForward32(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                    _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue = ConvEpilogue(),
                    inference: Bool = false) {
+    if inference && ConvPolicy.engineWinograd(g) {
+        EngineWinograd.forward(g, x, w, bias, y, epilogue: epilogue)
+        ConvPolicy.winogradRuns.add(1, ordering: .relaxed)
+        return
+    }
     let impl = ConvPolicy.implementation(for: g, .forward)
     if inference && impl == .oneDNNBlocked && ConvPolicy.winograd(g) {
         // Its kernel takes an eltwise post-op (the ReLU) but no per-channel affine: that one runs as a pass after.

@@ -27,6 +27,7 @@ public func conv2dFused(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil, sc
     convForward(g, x.data, weight.data, bias?.data, out.data,
                 epilogue: ConvEpilogue(scale: scale?.data, shift: shift?.data, residual: residual?.data, relu: relu),
                 inference: true)
+    OpProfile.forward("conv2d_fused", inputs)
     return out
 }
 
@@ -46,5 +47,6 @@ public func channelAffine(_ x: Tensor, scale: Tensor, shift: Tensor, relu: Bool)
         let a = sc[p % c], b = sh[p % c], src = xd + p * s, dst = y + p * s
         if relu { for i in 0..<s { dst[i] = Swift.max(src[i] * a + b, 0) } } else { for i in 0..<s { dst[i] = src[i] * a + b } }
     }
+    OpProfile.forward("channel_affine", [x, scale, shift])
     return out
 }

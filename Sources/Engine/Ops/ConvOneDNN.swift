@@ -32,8 +32,9 @@ public enum ConvPolicy {
     public static var winogradPasses: Int { winogradRuns.load(ordering: .relaxed) }
     static let winogradRuns = Atomic<Int>(0)
 
-    /// Whether forward passes without gradients may run 3×3 stride-1 convolutions with oneDNN's Winograd kernel
-    /// (F(4×4, 3×3): fewer multiplications; RetinaNet R50 inference at 800×1333 about 30 % faster). Its sums are
+    /// Whether forward passes without gradients may run 3×3 stride-1 convolutions with a Winograd kernel, oneDNN's
+    /// on AVX-512 CPUs and the engine's (`EngineWinograd`) below (F(4×4, 3×3): fewer multiplications; RetinaNet R50
+    /// inference at 800×1333 about 30 % faster). Its sums are
     /// rounded differently from a direct convolution's (`WinogradTests` bounds the difference). Training never
     /// uses it, so its numerics stay those of a direct convolution. `ACMIX_WINOGRAD=0` turns it off.
     nonisolated(unsafe) public static var winogradAtInference =
@@ -47,6 +48,12 @@ public enum ConvPolicy {
         winogradAtInference && forced == nil && OneDNN.engine != nil && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1
             && g.dh == 1 && g.dw == 1 && g.groups == 1 && g.c % 16 == 0 && g.o % 16 == 0 && g.c >= 64 && g.o >= 64
             && g.ho * g.wo >= 4096
+    }
+
+    /// Whether this inference forward runs the engine's own Winograd kernel (`EngineWinograd`) instead: where
+    /// oneDNN has none (CPUs below AVX-512, which follow the AVX2 table), on the geometries that kernel takes.
+    static func engineWinograd(_ g: Conv2dGeometry) -> Bool {
+        winogradAtInference && forced == nil && (avx2Table || OneDNN.engine == nil) && EngineWinograd.applies(g)
     }
 
     /// The implementation a pass of this geometry runs with.
@@ -80,6 +87,10 @@ public enum ConvPolicy {
     /// channels on maps of ≤ 16×16 is 1.4–2.4× faster blocked. (A 1×1 forward measured 1.85× faster blocked on FPN's
     /// 512→256 lateral at 64×64 but slower on ResNet's at 56×56 and in RetinaNet at 800×1333: not taken.) The
     /// ACmix-ResNet-50 training step at 224, batch 2, single-threaded: 1014–1064 → 944–952 CPU ms.
+    ///
+    /// Tried and not kept: at inference on AVX2, 1×1, stride-2 and few-output convolutions in the engine measured
+    /// 1.0–2.5× faster per op on RetinaNet R50 at 800×1333 (3–5 % of the model's CPU time), but the changed fp32
+    /// rounding moved the mmdet int8 fixture's chaotic near-tied boxes past its test's bound.
     static func automatic(_ g: Conv2dGeometry, _ pass: ConvPass) -> ConvImplementation {
         if g.groups > 1 { return .engine }
         let outPlane = g.ho * g.wo

@@ -33,6 +33,7 @@ extension Tensor {
                     }
                 }
             }
+            OpProfile.forward("max_pool2d", [self])
             return out
         }
         var argmax = [Int32](repeating: 0, count: out.count)

@@ -245,11 +245,12 @@ extension ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+            if ProcessGroup.started != nil { ProcessGroup.exitProcess(0) }
         } catch let error as KitError {
             writeStderr("\(tool): error: \(error)\n")
-            Foundation.exit(error.exitCode)
+            ProcessGroup.exitProcess(error.exitCode)
         } catch let code as ExitCode {   // already reported (det-train / seg-train)
-            Foundation.exit(code.rawValue)
+            ProcessGroup.exitProcess(code.rawValue)
         } catch {
             let code = exitCode(for: error)
             if code == .success {   // --help, --version

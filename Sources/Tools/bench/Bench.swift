@@ -40,11 +40,16 @@ nonisolated(unsafe) var lastMinCPUSeconds = 0.0
 
 /// Runs `body` once to warm up, then `runs` times; returns the wall times in seconds, fastest first.
 func sortedSeconds(runs: Int, _ body: () throws -> Void) rethrows -> [Double] {
-    try body()
+    // The profile's last line per run: work after the last taped op (post-processing: decoding, NMS).
+    func run() throws {
+        try body()
+        if OpProfile.enabled { OpProfile.mark("(untaped work after the last op)") }
+    }
+    try run()
     var times: [Double] = [], cpu: [Double] = []
     for _ in 0..<max(1, runs) {
         let c0 = processCPUSeconds(), t0 = DispatchTime.now().uptimeNanoseconds
-        try body()
+        try run()
         times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         cpu.append(processCPUSeconds() - c0)
     }

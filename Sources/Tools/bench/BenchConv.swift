@@ -3,33 +3,47 @@ import Foundation
 
 /// `conv_sweep`: every convolution shape of ResNet-50 / ACmix-ResNet-50 at 224 (batch 1 and 2) and of RetinaNet's
 /// FPN and head at 512, each pass timed in each implementation in one process: one JSON line per shape and pass with
-/// the fewest CPU milliseconds of each (`engine_ms`, `onednn_plain_ms`, `onednn_blocked_ms`), the one `ConvPolicy`
+/// the fewest CPU milliseconds of each (`engine_ms`, `onednn_plain_ms`, `onednn_blocked_ms`; with more than one thread
+/// the fewest wall milliseconds), the one `ConvPolicy`
 /// picks and how much slower that is than the best. The data behind `ConvPolicy.automatic`; run it with
-/// `BENCH_THREADS=1` to compare kernels, not threading.
+/// `BENCH_THREADS=1` to compare kernels, not threading. `BENCH_SWEEP_SHAPES=a,b` keeps the shapes whose names contain
+/// one of the words, `BENCH_SWEEP_PASSES=forward,...` those passes.
 let convSweepCases: [BenchCase] = [
     BenchCase(name: "conv_sweep") {
         let runs = Int(ProcessInfo.processInfo.environment["BENCH_SWEEP_RUNS"] ?? "") ?? 5
         var worst = 1.0
-        for s in ConvShape.sweep {
+        let env = ProcessInfo.processInfo.environment
+        let words = env["BENCH_SWEEP_SHAPES"].map { $0.split(separator: ",").map(String.init) }
+        let passes = env["BENCH_SWEEP_PASSES"].map { $0.split(separator: ",").map(String.init) }
+        for s in ConvShape.sweep where words?.contains(where: { s.name.contains($0) }) ?? true {
             let x = Tensor((0..<(s.n * s.c * s.hw * s.hw)).map { Float($0 % 13) / 13 - 0.5 }, shape: [s.n, s.c, s.hw, s.hw])
             let w = Tensor((0..<(s.o * s.c / s.groups * s.k * s.k)).map { Float($0 % 7) / 70 - 0.05 },
                            shape: [s.o, s.c / s.groups, s.k, s.k])
             let y = withNoGrad { conv2d(x, w, stride: (s.stride, s.stride), padding: (s.k / 2, s.k / 2), groups: s.groups) }
-            for pass in [ConvPass.forward, .backwardData, .backwardWeights] {
+            // The forward as inference runs it: BatchNorm folded into the epilogue with the ReLU, and for the
+            // bottleneck's last 1×1 the shortcut added before it.
+            let scale = Tensor((0..<s.o).map { 0.5 + Float($0 % 5) / 10 }, shape: [s.o])
+            let shift = Tensor((0..<s.o).map { Float($0 % 3) / 10 - 0.1 }, shape: [s.o])
+            let shortcut = s.residual ? Tensor((0..<y.count).map { Float($0 % 11) / 11 - 0.5 }, shape: y.shape) : nil
+            for pass in [ConvPass.forward, .backwardData, .backwardWeights] where passes?.contains("\(pass)") ?? true {
                 var fields: [String: Double] = [:]
                 for impl in ConvImplementation.allCases {
                     ConvPolicy.forced = impl
                     let body: () -> Void = {
                         switch pass {
                         case .forward:
-                            _ = withNoGrad { conv2d(x, w, stride: (s.stride, s.stride), padding: (s.k / 2, s.k / 2), groups: s.groups) }
+                            _ = withNoGrad {
+                                conv2dFused(x, w, scale: scale, shift: shift, residual: shortcut, relu: true, stride: (s.stride, s.stride),
+                                            padding: (s.k / 2, s.k / 2), groups: s.groups)
+                            }
                         case .backwardData, .backwardWeights:
                             _ = conv2dGradients(x, w, y, stride: (s.stride, s.stride), padding: (s.k / 2, s.k / 2), groups: s.groups,
                                                 input: pass == .backwardData, weight: pass == .backwardWeights)
                         }
                     }
-                    _ = sortedSeconds(runs: runs, body)
-                    fields[impl.rawValue + "_ms"] = lastMinCPUSeconds * 1000
+                    let wall = sortedSeconds(runs: runs, body)[0]
+                    // CPU time compares kernels single-threaded; with more threads the wall time is what counts.
+                    fields[impl.rawValue + "_ms"] = (Threads.count == 1 ? lastMinCPUSeconds : wall) * 1000
                 }
                 ConvPolicy.forced = nil
                 let g = s.geometry
@@ -49,6 +63,8 @@ let convSweepCases: [BenchCase] = [
 
 struct ConvShape {
     var name: String, n: Int, c: Int, o: Int, hw: Int, k: Int, stride: Int = 1, groups: Int = 1
+    /// A bottleneck's last convolution: its forward adds the shortcut before the ReLU.
+    var residual = false
 
     var geometry: Conv2dGeometry {
         Conv2dGeometry([n, c, hw, hw], [o, c / groups, k, k], stride: (stride, stride), padding: (k / 2, k / 2), groups: groups)
@@ -94,6 +110,27 @@ struct ConvShape {
             ConvShape(name: "retina_cls_3x3_256_720_64_b2", n: 2, c: 256, o: 720, hw: 64, k: 3),
             ConvShape(name: "retina_reg_3x3_256_36_64_b2", n: 2, c: 256, o: 36, hw: 64, k: 3),
             ConvShape(name: "retina_cls_3x3_256_720_4_b2", n: 2, c: 256, o: 720, hw: 4, k: 3),
+        ]
+        // ResNet-50 and RetinaNet's head at detection size (800×1333, one image): square maps of about the same area.
+        out += [
+            ConvShape(name: "det_stem7x7_3_64_1024", n: 1, c: 3, o: 64, hw: 1024, k: 7, stride: 2),
+            ConvShape(name: "det_1x1_64_64_256", n: 1, c: 64, o: 64, hw: 256, k: 1),
+            ConvShape(name: "det_3x3_64_64_256", n: 1, c: 64, o: 64, hw: 256, k: 3),
+            ConvShape(name: "det_1x1_64_256_256", n: 1, c: 64, o: 256, hw: 256, k: 1, residual: true),
+            ConvShape(name: "det_1x1_256_64_256", n: 1, c: 256, o: 64, hw: 256, k: 1),
+            ConvShape(name: "det_1x1_256_128_256", n: 1, c: 256, o: 128, hw: 256, k: 1),
+            ConvShape(name: "det_3x3s2_128_128_256", n: 1, c: 128, o: 128, hw: 256, k: 3, stride: 2),
+            ConvShape(name: "det_1x1s2_256_512_256", n: 1, c: 256, o: 512, hw: 256, k: 1, stride: 2),
+            ConvShape(name: "det_3x3_128_128_128", n: 1, c: 128, o: 128, hw: 128, k: 3),
+            ConvShape(name: "det_1x1_128_512_128", n: 1, c: 128, o: 512, hw: 128, k: 1, residual: true),
+            ConvShape(name: "det_1x1_512_128_128", n: 1, c: 512, o: 128, hw: 128, k: 1),
+            ConvShape(name: "det_3x3_256_256_64", n: 1, c: 256, o: 256, hw: 64, k: 3),
+            ConvShape(name: "det_1x1_1024_256_64", n: 1, c: 1024, o: 256, hw: 64, k: 1),
+            ConvShape(name: "det_1x1_256_1024_64", n: 1, c: 256, o: 1024, hw: 64, k: 1, residual: true),
+            ConvShape(name: "det_3x3_512_512_32", n: 1, c: 512, o: 512, hw: 32, k: 3),
+            ConvShape(name: "det_head_3x3_256_256_128", n: 1, c: 256, o: 256, hw: 128, k: 3),
+            ConvShape(name: "det_cls_3x3_256_720_128", n: 1, c: 256, o: 720, hw: 128, k: 3),
+            ConvShape(name: "det_reg_3x3_256_36_128", n: 1, c: 256, o: 36, hw: 128, k: 3),
         ]
         return out
     }()
