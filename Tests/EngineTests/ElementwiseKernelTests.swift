@@ -6,6 +6,33 @@ import Engine
 /// lengths that exercise the sixteen-lane, eight-lane and scalar-tail paths.
 final class ElementwiseKernelTests: XCTestCase {
     /// GELU is held to the exact erf form within 1e-6 absolute, everywhere (tails included).
+    /// permute against the definition (output index → input index), on shapes that take the tiled transpose (NCHW →
+    /// NHWC, [N, C, L] → [N, L, C], with partial tiles and size-1 dims) and ones that take the general path.
+    func testPermuteMatchesItsDefinition() {
+        let cases: [([Int], [Int])] = [([2, 37, 5, 41], [0, 2, 3, 1]), ([3, 70, 33], [0, 2, 1]), ([1, 720, 9, 13], [0, 2, 3, 1]),
+                                       ([64, 96], [1, 0]), ([2, 1, 33, 40], [0, 3, 2, 1]), ([2, 3, 4, 5], [3, 1, 0, 2]),
+                                       ([4, 1, 6], [2, 0, 1])]
+        for (shape, order) in cases {
+            let count = shape.reduce(1, *)
+            let x = Tensor((0..<count).map { Float($0) }, shape: shape)
+            let y = x.permute(order)
+            XCTAssertEqual(y.shape, order.map { shape[$0] })
+            var inStrides = [Int](repeating: 1, count: shape.count)
+            for d in stride(from: shape.count - 2, through: 0, by: -1) { inStrides[d] = inStrides[d + 1] * shape[d + 1] }
+            var bad = 0
+            for i in 0..<count {
+                var rem = i, src = 0
+                for d in stride(from: order.count - 1, through: 0, by: -1) {
+                    let extent = shape[order[d]]
+                    src += (rem % extent) * inStrides[order[d]]
+                    rem /= extent
+                }
+                if y.data[i] != Float(src) { bad += 1 }
+            }
+            XCTAssertEqual(bad, 0, "permute \(order) of \(shape)")
+        }
+    }
+
     func testGELUWithinOneMillionthOfExactErf() {
         let n = 200_003
         let xs = (0..<n).map { Float(-12 + 24 * Double($0) / Double(n - 1)) }

@@ -48,6 +48,11 @@ extension Tensor {
         }
         let out = Tensor(uninitialized: outShape)
         if dims.count <= 1 { out.data.update(from: data, count: count); return out }
+        let n = dims.count
+        if strides[n - 2] == 1 && strides[n - 1] == dims[n - 2] {
+            transposeBlocks(out, dims: dims, strides: strides)
+            return out
+        }
         let inner = dims.last!, si = strides.last!
         let od = Array(dims.dropLast()), os = Array(strides.dropLast())
         let x = data, y = out.data
@@ -62,6 +67,32 @@ extension Tensor {
             }
         }
         return out
+    }
+
+    /// The permutes whose last two merged dims transpose a contiguous block (NCHW → NHWC, [N, C, L] → [N, L, C]): the
+    /// general path reads each output row's elements a whole block apart, a cache miss apiece (RetinaNet's
+    /// [1, 720, 100, 168] class scores: 52–86 ms with 2 threads). Here 32×32 tiles are copied while their source rows
+    /// are in cache.
+    private func transposeBlocks(_ out: Tensor, dims: [Int], strides: [Int]) {
+        let n = dims.count, rows = dims[n - 2], cols = dims[n - 1], tile = 32
+        let od = Array(dims.prefix(n - 2)), os = Array(strides.prefix(n - 2))
+        let rowTiles = (rows + tile - 1) / tile, blocks = count / (rows * cols)
+        let x = data, y = out.data
+        parallelChunks(blocks * rowTiles, cost: tile * cols) { s, e in
+            for t in s..<e {
+                let b = t / rowTiles, r0 = t % rowTiles * tile, r1 = Swift.min(rows, r0 + tile)
+                var rem = b, off = 0
+                for d in stride(from: od.count - 1, through: 0, by: -1) {
+                    off += (rem % od[d]) * os[d]; rem /= od[d]
+                }
+                // Output block b is [rows][cols]; its input is [cols][rows] from x + off.
+                let xo = x + off, yo = y + b * rows * cols
+                for c0 in stride(from: 0, to: cols, by: tile) {
+                    let c1 = Swift.min(cols, c0 + tile)
+                    for r in r0..<r1 { for c in c0..<c1 { yo[r * cols + c] = xo[c * rows + r] } }
+                }
+            }
+        }
     }
 
     /// Elements start..<end (step `step`) along `axis`.
