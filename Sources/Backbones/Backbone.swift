@@ -51,11 +51,9 @@ public enum BackboneRegistry {
     }
 
     /// Refuses an n×3×h×w input whose activations through `arch` would not fit (`ActivationMemory`), probed on a
-    /// dense (any-size) backbone of that arch with random weights; the engine's random stream is left as it was.
+    /// dense (any-size) backbone of that arch with random weights.
     public static func checkActivationMemory(arch: String, n: Int, height: Int, width: Int, limit: Double?, hint: String) throws {
         try ActivationMemory.check(n: n, height: height, width: width, limit: limit, hint: hint) { h, w in
-            let saved = EngineRandom.generator
-            defer { EngineRandom.generator = saved }
             let probe = try make(arch: arch, numClasses: nil, dense: true)
             try probe.validate(height: h, width: w)
             probe.eval()

@@ -55,7 +55,9 @@ public enum ActivationMemory {
     /// Throws when `forward` at n×3×h×w would need more than `limit` bytes of tensors (nil: 80 % of physical memory).
     /// Inputs up to 1024×1024 pixels pass unmeasured. Above that, `forward(ph, pw)` runs once at a probe of about
     /// 1024×1024 pixels of the same aspect (sides multiples of 32, at least 224) and batch 1, and its peak tensor
-    /// memory is scaled by the batch and the number of pixels, which activations grow with. `hint` ends the message.
+    /// memory is scaled by the batch and the number of pixels, which activations grow with. The probe leaves the
+    /// engine's random stream as it was (a probe model's initialisation must not change the real one's). `hint` ends
+    /// the message.
     public static func check(n: Int, height h: Int, width w: Int, limit: Double?, hint: String,
                              forward: (_ height: Int, _ width: Int) throws -> Void) throws {
         let probeArea = 1024 * 1024
@@ -64,7 +66,9 @@ public enum ActivationMemory {
         let s = (Double(probeArea) / Double(h * w)).squareRoot()
         let ph = max(224, Int((Double(h) * s / 32).rounded()) * 32), pw = max(224, Int((Double(w) * s / 32).rounded()) * 32)
         var failure: Error?
+        let saved = EngineRandom.generator
         let bytes = Storage.measurePeak { do { try forward(ph, pw) } catch { failure = error } }
+        EngineRandom.generator = saved
         if let failure { throw failure }
         let estimate = Double(bytes) * Double(n) * Double(h * w) / Double(ph * pw)
         guard estimate > limit else { return }

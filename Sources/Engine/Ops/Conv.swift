@@ -122,15 +122,21 @@ struct ConvEpilogue {
     /// Row p (image p / o, channel p % o) of y [N, O, S].
     @inline(__always)
     private func applyRow(_ y: UnsafeMutablePointer<Float>, _ p: Int, o: Int, plane s: Int) {
-        let ch = p % o, row = y + p * s
+        apply(y + p * s, count: s, channel: p % o, residualAt: p * s)
+    }
+
+    /// Applies it on this thread to `count` consecutive outputs of output channel `ch`, which sit at `offset` in y
+    /// (the residual's same elements are at that offset in it).
+    @inline(__always)
+    func apply(_ row: UnsafeMutablePointer<Float>, count: Int, channel ch: Int, residualAt offset: Int) {
         let sc = scale?[ch] ?? 1, sh = shift?[ch] ?? 0
         if let residual {
-            let r = residual + p * s
-            if relu { for i in 0..<s { row[i] = Swift.max(row[i] * sc + sh + r[i], 0) } }
-            else { for i in 0..<s { row[i] = row[i] * sc + sh + r[i] } }
+            let r = residual + offset
+            if relu { for i in 0..<count { row[i] = Swift.max(row[i] * sc + sh + r[i], 0) } }
+            else { for i in 0..<count { row[i] = row[i] * sc + sh + r[i] } }
         } else {
-            if relu { for i in 0..<s { row[i] = Swift.max(row[i] * sc + sh, 0) } }
-            else { for i in 0..<s { row[i] = row[i] * sc + sh } }
+            if relu { for i in 0..<count { row[i] = Swift.max(row[i] * sc + sh, 0) } }
+            else { for i in 0..<count { row[i] = row[i] * sc + sh } }
         }
     }
 }

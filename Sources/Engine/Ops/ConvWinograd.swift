@@ -7,7 +7,7 @@
 /// 3.6e-5 against 1.1e-5, for a largest output of 3.2). On an AMD EPYC (Zen 3, AVX2) RetinaNet R50 at 800×1333 runs
 /// 1.5× faster with it (its head towers' convolutions 1.8–2× each, single-threaded). The work is split into
 /// blocks of tile rows; each thread transforms a block's input, runs its 36 products and writes its outputs with the
-/// epilogue while the block is in cache.
+/// epilogue (`ConvEpilogue`, after the bias) while the block is in cache.
 enum EngineWinograd {
     /// Tiles per block: enough columns for an efficient product, few enough that a block's transformed input and
     /// products stay within a few MB.
@@ -61,37 +61,14 @@ enum EngineWinograd {
                 }
             }
             for o in 0..<g.o {
-                let out = y + (b * g.o + o) * g.ho * g.wo
-                let residual = epilogue.residual.map { $0 + (b * g.o + o) * g.ho * g.wo }
-                let post = Epilogue(bias: bias?[o] ?? 0, scale: epilogue.scale?[o] ?? 1, shift: epilogue.shift?[o] ?? 0,
-                                    residual: residual, relu: epilogue.relu)
                 for r in 0..<rows {
-                    transformOutputRow(g, m + o * tiles + r * tilesW, pointStride: g.o * tiles, tileRow: ty0 + r,
-                                       tilesW: tilesW, scratch, post, into: out)
+                    transformOutputRow(g, m + o * tiles + r * tilesW, pointStride: g.o * tiles, tileRow: ty0 + r, tilesW: tilesW,
+                                       scratch, bias: bias?[o] ?? 0, epilogue, channel: o, into: y, plane: b * g.o + o)
                 }
             }
         }
         let blocks = g.n * blocksPerImage
         if Threads.serialHere { for b in 0..<blocks { block(b) } } else { Threads.run(blocks, block) }
-    }
-
-    /// What follows the convolution for one output channel: ((y + bias)·scale + shift + residual), then the ReLU.
-    struct Epilogue {
-        var bias: Float, scale: Float, shift: Float
-        var residual: UnsafeMutablePointer<Float>?
-        var relu: Bool
-
-        /// In place on `count` outputs of one row (`residual`: the shortcut's same row).
-        @inline(__always)
-        func apply(_ row: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?, count: Int) {
-            let (b, a, s) = (bias, scale, shift)
-            switch (residual, relu) {
-            case let (r?, true): for i in 0..<count { row[i] = Swift.max((row[i] + b) * a + s + r[i], 0) }
-            case let (r?, false): for i in 0..<count { row[i] = (row[i] + b) * a + s + r[i] }
-            case (nil, true): for i in 0..<count { row[i] = Swift.max((row[i] + b) * a + s, 0) }
-            case (nil, false): for i in 0..<count { row[i] = (row[i] + b) * a + s }
-            }
-        }
     }
 
     /// Row buffers of one thread, each `stride` floats: 6 input rows in 4 phases, 36 horizontally transformed rows.
@@ -236,9 +213,11 @@ enum EngineWinograd {
     }
 
     /// One tile row of one output channel: Aᵀ M A of each tile (M's point p of tile k at `m[p * pointStride + k]`),
-    /// the epilogue, and the 4×4 values written where they fall inside the output plane.
+    /// the 4×4 values plus the bias written where they fall inside output plane `plane` of y (image · O + channel),
+    /// then the epilogue on each output row.
     static func transformOutputRow(_ g: Conv2dGeometry, _ m: UnsafeMutablePointer<Float>, pointStride: Int, tileRow ty: Int,
-                                   tilesW: Int, _ s: Scratch, _ post: Epilogue, into out: UnsafeMutablePointer<Float>) {
+                                   tilesW: Int, _ s: Scratch, bias: Float, _ epilogue: ConvEpilogue, channel: Int,
+                                   into y: UnsafeMutablePointer<Float>, plane: Int) {
         let stride = s.stride, n = tilesW
         // Along the columns: rows[i * 6 + j'] holds (row i of M) · A, for j' < 4.
         for i in 0..<6 {
@@ -251,12 +230,14 @@ enum EngineWinograd {
         for i in 0..<4 {
             let oh = 4 * ty + i
             guard oh < g.ho else { break }
-            let row = out + oh * g.wo
+            let offset = (plane * g.ho + oh) * g.wo, row = y + offset
             let p0 = s.phases + i * 4 * stride, p1 = p0 + stride, p2 = p1 + stride, p3 = p2 + stride
             let whole = g.wo / 4
-            for k in 0..<whole { row[4 * k] = p0[k]; row[4 * k + 1] = p1[k]; row[4 * k + 2] = p2[k]; row[4 * k + 3] = p3[k] }
-            for ow in (4 * whole)..<g.wo { row[ow] = (s.phases + (i * 4 + ow % 4) * stride)[whole] }
-            post.apply(row, residual: post.residual.map { $0 + oh * g.wo }, count: g.wo)
+            for k in 0..<whole {
+                row[4 * k] = p0[k] + bias; row[4 * k + 1] = p1[k] + bias; row[4 * k + 2] = p2[k] + bias; row[4 * k + 3] = p3[k] + bias
+            }
+            for ow in (4 * whole)..<g.wo { row[ow] = (s.phases + (i * 4 + ow % 4) * stride)[whole] + bias }
+            if !epilogue.isEmpty { epilogue.apply(row, count: g.wo, channel: channel, residualAt: offset) }
         }
     }
 }

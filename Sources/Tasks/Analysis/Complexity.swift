@@ -72,11 +72,9 @@ public struct Complexity {
                 return (m, { _ = m.inference($0, mode: .whole, outputSize: nil) })
             }
         }
-        // A large input is probed on a second model first; the random stream is left as it was, so the measured
-        // model and its input are those of any other size.
+        // A large input is probed on a second model first; the probe leaves the random stream as it was, so the
+        // measured model and its input are those of any other size.
         try ActivationMemory.check(n: 1, height: height, width: width, limit: nil, hint: "use a smaller --shape") { h, w in
-            let saved = EngineRandom.generator
-            defer { EngineRandom.generator = saved }
             let (_, forward) = try prepared(try TaskModel.build(config: path, overrides: overrides).model, h, w)
             withNoGrad { forward(Tensor(zeros: [1, 3, h, w])) }
         }
