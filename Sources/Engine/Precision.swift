@@ -34,7 +34,14 @@ public enum MixedPrecision {
     /// native bf16 kernels must equal the float32 kernels on the rounded operands within 1e-4 of the result's scale.
     /// A kernel that reports no implementation is fine (that shape is emulated); one that returns other numbers
     /// turns native bf16 off for the process, with a warning, rather than give wrong answers.
-    public static let nativeVerified = OneDNN.nativeCheckPasses("bf16", has: CPUInfo.current.hasBF16) { nativeSelfCheck() }
+    /// The check's float32 references run with bf16 suspended and on the calling thread: through `sgemm` they would
+    /// otherwise ask for `native` again inside its own initialisation (a deadlock on the first bf16 pass, seen on
+    /// Zen 4). `select` / `selectTraining` run it on the driving thread, before any pass splits work over threads.
+    public static let nativeVerified = OneDNN.nativeCheckPasses("bf16", has: CPUInfo.current.hasBF16) {
+        suspended += 1
+        defer { suspended -= 1 }
+        return serially { nativeSelfCheck() }
+    }
 
     /// The first mismatch between the native bf16 kernels and the emulated numbers, or nil.
     public static func nativeSelfCheck() -> String? {
@@ -81,6 +88,7 @@ public enum MixedPrecision {
     /// error naming the missing feature.
     public static func select(_ p: Precision, option: String = "--precision") throws {
         try checkSupport(p, option: option)
+        if p == .bf16 { _ = native }
         inference = p
     }
 
@@ -105,6 +113,7 @@ public enum MixedPrecision {
     public static func selectTraining(_ p: Precision, option: String = "amp") throws {
         if p == .int8 { throw KitError.usage("\(option) int8: training runs in fp32 or bf16 (int8 is for inference)") }
         try checkSupport(p, option: option)
+        if p == .bf16 { _ = native }
         training = p
     }
 
