@@ -90,6 +90,8 @@ enum OneDNN {
 /// Owns a oneDNN object handle and destroys it with the matching function.
 final class DNNLPrimitive: @unchecked Sendable {
     let handle: dnnl_primitive_t
+    /// The user scratchpad an execution passes (reorders; 0 when it needs none).
+    var scratchpadBytes = 0
     init(_ handle: dnnl_primitive_t) { self.handle = handle }
     deinit { dnnl_primitive_destroy(handle) }
 
@@ -100,14 +102,22 @@ final class DNNLPrimitive: @unchecked Sendable {
         return ok ? p.map(DNNLPrimitive.init) : nil
     }
 
-    /// A reorder between two descriptors of the same dims; nil on failure.
+    /// A reorder between two descriptors of the same dims; nil on failure. Its scratchpad is the caller's
+    /// (`scratchpadBytes`): oneDNN's own is one buffer shared by every primitive, and two threads running reorders at
+    /// once (a convolution split by channels) corrupted the s8 weights' compensation through it (seen on Zen 4).
     static func reorder(from src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t) -> DNNLPrimitive? {
         guard let engine = OneDNN.engine else { return nil }
         var s = src, d = dst
+        var attr: dnnl_primitive_attr_t?
+        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        defer { dnnl_primitive_attr_destroy(attr) }
+        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
         var pd: dnnl_primitive_desc_t?
-        guard dnnl_reorder_primitive_desc_create(&pd, &s, engine, &d, engine, nil) == dnnl_success, let pd else { return nil }
+        guard dnnl_reorder_primitive_desc_create(&pd, &s, engine, &d, engine, attr) == dnnl_success, let pd else { return nil }
         defer { dnnl_primitive_desc_destroy(pd) }
-        return make(pd)
+        let p = make(pd)
+        if var md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)?.pointee { p?.scratchpadBytes = dnnl_memory_desc_get_size(&md) }
+        return p
     }
 }
 

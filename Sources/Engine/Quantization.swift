@@ -130,8 +130,18 @@ public enum Int8Inference {
     public static func nativeSelfCheck(weightLimit: Int = 127) -> String? {
         func values(_ n: Int, _ f: Double) -> [Float] { (0..<n).map { Float(sin(Double($0) * f)) } }
         // 3×3 on two images (split by images over the threads), 1×1 on one larger image (split by output channels).
-        for (signed, k) in [(false, 3), (true, 3), (false, 1), (true, 1)] {
-            let g = k == 3 ? Conv2dGeometry([2, 32, 10, 10], [48, 32, 3, 3], padding: (1, 1)) : Conv2dGeometry([1, 64, 24, 24], [64, 64, 1, 1])
+        var cases: [(Bool, Conv2dGeometry)] = []
+        for signed in [false, true] {
+            cases += [(signed, Conv2dGeometry([2, 32, 10, 10], [48, 32, 3, 3], padding: (1, 1))), (signed, Conv2dGeometry([1, 64, 24, 24], [64, 64, 1, 1])),
+                      (signed, Conv2dGeometry([1, 8, 9, 7], [8, 8, 3, 3], padding: (1, 1))),
+                      (signed, Conv2dGeometry([1, 8, 9, 7], [16, 8, 3, 3], stride: (2, 2), padding: (1, 1))),
+                      (signed, Conv2dGeometry([2, 16, 9, 7], [32, 16, 1, 1], stride: (2, 2))),
+                      (signed, Conv2dGeometry([1, 24, 9, 7], [36, 24, 3, 3], padding: (1, 1))),
+                      (signed, Conv2dGeometry([1, 4, 9, 7], [12, 4, 1, 1])),
+                      (signed, Conv2dGeometry([1, 32, 16, 20], [32, 32, 3, 3], padding: (1, 1)))]
+        }
+        for (signed, g) in cases {
+            let k = g.kh
             var x = values(g.n * g.c * g.h * g.w, 0.37).map { signed ? $0 : abs($0) }
             // Below the full range, even weights: without VNNI oneDNN also halves the weights of s8-source kernels.
             let wq = (0..<(g.o * g.c * k * k)).map { i -> Int8 in
@@ -154,7 +164,7 @@ public enum Int8Inference {
             } } } } }
             guard ran else { continue }   // no kernel for it: that geometry is emulated
             let worst = zip(y, ref).map { abs($0 - $1) }.max()! / max(ref.map(abs).max()!, 1e-6)
-            if worst > 1e-4 { return "\(signed ? "s8" : "u8") \(k)x\(k) convolution off by \(worst)" }
+            if worst > 1e-4 { return "\(signed ? "s8" : "u8") \(k)x\(k) convolution \(g) off by \(worst)" }
         }
         return nil
     }

@@ -358,7 +358,7 @@ final class ConvPlan: @unchecked Sendable {
                 if op.isOutput {
                     after.append((reorder, inner, user))
                 } else if !execute(reorder, stream, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: user),
-                                                    dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: inner)]) {
+                                                    dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: inner)], exec) {
                     return false
                 }
             }
@@ -376,17 +376,23 @@ final class ConvPlan: @unchecked Sendable {
                 guard let arg = exec.scratchpad(bytes: scratchpadBytes) else { return false }
                 args.append(arg)
             }
-            guard execute(primitive, stream, args) else { return false }
+            guard execute(primitive, stream, args, exec) else { return false }
             for (reorder, inner, user) in after {
                 guard execute(reorder, stream, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: inner),
-                                                dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: user)]) else { return false }
+                                                dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: user)], exec) else { return false }
             }
             return dnnl_stream_wait(stream) == dnnl_success
         } ?? false
     }
 
-    private func execute(_ p: DNNLPrimitive, _ stream: dnnl_stream_t, _ args: [dnnl_exec_arg_t]) -> Bool {
-        args.withUnsafeBufferPointer { dnnl_primitive_execute(p.handle, stream, Int32($0.count), $0.baseAddress) == dnnl_success }
+    /// Runs `p` on `args`, with a scratchpad of its own from `exec` when it takes one (reorders).
+    private func execute(_ p: DNNLPrimitive, _ stream: dnnl_stream_t, _ args: [dnnl_exec_arg_t], _ exec: DNNLExecution) -> Bool {
+        var args = args
+        if p.scratchpadBytes > 0 {
+            guard let arg = exec.scratchpad(bytes: p.scratchpadBytes) else { return false }
+            args.append(arg)
+        }
+        return args.withUnsafeBufferPointer { dnnl_primitive_execute(p.handle, stream, Int32($0.count), $0.baseAddress) == dnnl_success }
     }
 }
 
