@@ -25,6 +25,8 @@ public final class QuantizedConv: @unchecked Sendable {
     /// Input ≈ q · inputScale, q in 0...255 (unsigned) or −127...127.
     public let inputScale: Float
     public let inputSigned: Bool
+    /// `qweight` in the kernels' layouts, reordered on first use.
+    let packed = PackedWeights()
 
     public init(qweight: [Int8], weightScale: [Float], inputScale: Float, inputSigned: Bool) {
         precondition(!weightScale.isEmpty && qweight.count % weightScale.count == 0, "one weight scale per output channel")
@@ -201,7 +203,7 @@ func int8ConvForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ q:
             let fused = ConvEpilogue(scale: sp.baseAddress, shift: tp.baseAddress, relu: epilogue.residual == nil && epilogue.relu)
             let after = epilogue.residual == nil ? ConvEpilogue() : ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu)
             return oneDNNConv(.forward, g, blocked: true, x: xq, w: UnsafeMutableRawPointer(q.qweight.baseAddress!), y: y,
-                              epilogue: fused, then: after, int8: signed ? .s8 : .u8)
+                              epilogue: fused, then: after, int8: signed ? .s8 : .u8, packed: q.packed)
         } }
         if ran {
             Int8Inference.nativeCalls += 1

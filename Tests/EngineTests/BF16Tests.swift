@@ -1,4 +1,5 @@
 import Engine
+import NN
 import XCTest
 
 /// bf16 inference: operands rounded to nearest-even bf16, products and sums in float32, everything else float32.
@@ -99,6 +100,33 @@ final class BF16Tests: XCTestCase {
             XCTAssertEqual((e as? KitError)?.exitCode, 2)
             XCTAssertTrue("\(e)".hasPrefix("--amp bf16: this CPU"), "\(e)")
         }
+    }
+
+    /// A frozen model's weights are packed once (`FrozenWeights`): the same numbers as unpacked, call after call; an
+    /// optimizer step forgets them, so a changed weight is seen at once. Without bf16 the conv never packs (emulated).
+    func testFrozenWeightsGiveTheSameNumbersAndAnOptimizerStepForgetsThem() throws {
+        MixedPrecision.emulated = !CPUInfo.current.hasBF16
+        defer { FrozenWeights.clear() }
+        let x = Tensor((0..<(1 * 32 * 20 * 20)).map { Float(sin(Double($0) * 0.37)) }, shape: [1, 32, 20, 20])
+        let w = Tensor((0..<(64 * 32 * 9)).map { Float(cos(Double($0) * 0.11)) * 0.1 }, shape: [64, 32, 3, 3], requiresGrad: true)
+        try MixedPrecision.select(.bf16)
+        func run() -> [Float] { withNoGrad { conv2d(x, w, padding: (1, 1)) }.array }
+        let loose = run()
+        let owner = NSObject()
+        FrozenWeights.install([w], owner: owner)
+        XCTAssertEqual(run(), loose)
+        XCTAssertEqual(run(), loose, "second call, from the packed weights")
+        // A training step changes the weight; the next inference pass must use the new values.
+        try MixedPrecision.select(.fp32)
+        let y = conv2d(x, w, padding: (1, 1))
+        y.backward(Tensor([Float](repeating: 1, count: y.count), shape: y.shape))
+        SGD([ParamGroup(params: [("w", w)], weightDecay: 0)], lr: 0.1).step()
+        try MixedPrecision.select(.bf16)
+        FrozenWeights.install([w], owner: owner)
+        let moved = run()
+        FrozenWeights.clear()
+        XCTAssertEqual(moved, run(), "stale packed weights after an optimizer step")
+        XCTAssertNotEqual(moved, loose)
     }
 
     /// The native kernels' check against the emulated numbers runs (without crashing) wherever the CPU has bf16, and

@@ -181,9 +181,13 @@ func convForwardFloat(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w
 /// false when oneDNN has none for this geometry.
 func bf16ConvForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                      _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue) -> Bool {
-    if epilogue.residual == nil { return oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue, bf16: true) }
+    // Packed weights only in passes without gradients (amp training changes its weights every step).
+    let packed = GradMode.isEnabled || MixedPrecision.inBackward ? nil : FrozenWeights.packed(w)
+    if epilogue.residual == nil {
+        return oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue, bf16: true, packed: packed)
+    }
     return oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: ConvEpilogue(scale: epilogue.scale, shift: epilogue.shift),
-                      then: ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu), bf16: true)
+                      then: ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu), bf16: true, packed: packed)
 }
 
 /// The float32 forward: Winograd where allowed, then the implementation `ConvPolicy` picks.

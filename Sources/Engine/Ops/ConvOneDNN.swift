@@ -339,7 +339,8 @@ final class ConvPlan: @unchecked Sendable {
     /// Executes on user buffers (activation-side, weight-side, output-side, in the caller's NCHW/OIHW slices), with
     /// the forward epilogue's per-channel scale and shift when the plan has them; false when oneDNN reports an error.
     func run(_ pointers: [UnsafeMutableRawPointer], bias: UnsafeMutablePointer<Float>?,
-             scale: UnsafeMutablePointer<Float>? = nil, shift: UnsafeMutablePointer<Float>? = nil) -> Bool {
+             scale: UnsafeMutablePointer<Float>? = nil, shift: UnsafeMutablePointer<Float>? = nil,
+             packed: PackedWeights? = nil) -> Bool {
         guard let engine = OneDNN.engine else { return false }
         OneDNN.singleThreaded()
         let exec = DNNLExecution(engine: engine)
@@ -350,6 +351,17 @@ final class ConvPlan: @unchecked Sendable {
             for (op, p) in zip(operands, pointers) {
                 guard let user = memory(op.user, p) else { return false }
                 guard let reorder = op.reorder else { args.append(dnnl_exec_arg_t(arg: op.arg, memory: user)); continue }
+                if let packed, op.arg == Int32(CDNNL_ARG_WEIGHTS) {
+                    // Reordered once, then kept (see PackedWeights).
+                    guard let b = packed.buffer(plan: self, slice: p, bytes: op.innerBytes, fill: { b in
+                        if op.zeroed { b.initializeMemory(as: UInt8.self, repeating: 0, count: op.innerBytes) }
+                        guard let inner = memory(op.inner, b) else { return false }
+                        return execute(reorder, stream, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: user),
+                                                         dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: inner)], exec)
+                    }), let inner = memory(op.inner, b) else { return false }
+                    args.append(dnnl_exec_arg_t(arg: op.arg, memory: inner))
+                    continue
+                }
                 let innerBuffer = buffer(op.innerBytes)
                 // An s8-source kernel's weights carry a compensation term that the reorder adds into, not overwrites.
                 if op.zeroed { innerBuffer.initializeMemory(as: UInt8.self, repeating: 0, count: op.innerBytes) }
@@ -432,8 +444,9 @@ func convSlices(_ g: Conv2dGeometry, _ pass: ConvPass) -> [ConvSlice] {
 func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeMutableRawPointer,
                 w: UnsafeMutableRawPointer, y: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>? = nil,
                 epilogue: ConvEpilogue = ConvEpilogue(), then: ConvEpilogue = ConvEpilogue(), winograd: Bool = false,
-                bf16: Bool = false, int8: Int8Source? = nil) -> Bool {
+                bf16: Bool = false, int8: Int8Source? = nil, packed: PackedWeights? = nil) -> Bool {
     precondition(then.isEmpty || pass == .forward, "only a forward pass takes an epilogue")
+    precondition(packed == nil || pass == .forward, "only a forward pass reads packed weights")
     precondition(epilogue.residual == nil, "oneDNN convolutions take no residual; add it after")
     // The fused scale takes a shift with it (and the other way round).
     let scaleShift = epilogue.scale != nil || epilogue.shift != nil
@@ -469,7 +482,7 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
             if partials && i > 0 { ws = UnsafeMutableRawPointer(extra! + (i - 1) * wCount) }
             let ys = y + (s.n0 * g.o + s.o0) * howo
             ok[i] = plans[i].run([xs, ws, UnsafeMutableRawPointer(ys)], bias: bias.map { $0 + s.o0 }, scale: scale.map { $0 + s.o0 },
-                                 shift: shift.map { $0 + s.o0 })
+                                 shift: shift.map { $0 + s.o0 }, packed: packed)
             if ok[i] { then.apply(y, images: s.n0..<s.n0 + s.n, channels: s.o0..<s.o0 + s.o, o: g.o, plane: howo) }
         }
         if slices.count == 1 { run(0) } else { Threads.run(slices.count, run) }

@@ -71,6 +71,7 @@ public final class SGD: Optimizer {
     }
 
     public func step() {
+        FrozenWeights.clear()   // packed copies of these weights would go stale
         var i = 0
         let first = started.data[0] == 0
         for g in groups {
@@ -111,6 +112,7 @@ public final class AdamW: Optimizer {
     }
 
     public func step() {
+        FrozenWeights.clear()   // packed copies of these weights would go stale
         stepCount.data[0] += 1
         let t = Double(stepCount.data[0])
         let bc1 = Float(1 - Foundation.pow(Double(beta1), t)), bc2 = Float(1 - Foundation.pow(Double(beta2), t))

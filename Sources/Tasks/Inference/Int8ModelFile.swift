@@ -185,6 +185,7 @@ extension QuantizableModel {
         }
         let previous = (MixedPrecision.inference, Int8Inference.model)
         try MixedPrecision.select(precision)
+        if precision == .bf16 { FrozenWeights.install(module: quantizedModule) }
         Int8Inference.model = precision == .int8 ? int8 : nil
         defer { try? MixedPrecision.select(previous.0); Int8Inference.model = previous.1 }
         return try body()

@@ -76,7 +76,7 @@ func report(_ name: String, medianSeconds: Double, minSeconds: Double, extra: [S
     let cpu = CPUInfo.current
     fields += ["\"cpu\": \"\(cpu.summary)\"", "\"isa\": \"\(cpu.oneDNNISA)\"",
                "\"gemm\": \"\(GEMMPolicy.chosenSummary)\"", "\"openblas_core\": \"\(GEMMPolicy.openBLASCore)\"",
-               "\"threads\": \(Threads.count)", "\"precision\": \"\(MixedPrecision.inference.rawValue)\""]
+               "\"threads\": \(Threads.count)", "\"precision\": \"\(MixedPrecision.inference.rawValue)\"", "\"amp\": \"\(MixedPrecision.training.rawValue)\""]
     if MixedPrecision.nativeCalls + MixedPrecision.emulatedCalls > 0 {
         fields += ["\"bf16_passes\": \"\(MixedPrecision.nativeCalls) native, \(MixedPrecision.emulatedCalls) emulated\"",
                    "\"bf16_native_check\": \"\(MixedPrecision.nativeVerified ? "passed" : CPUInfo.current.hasBF16 ? "failed" : "no bf16")\""]

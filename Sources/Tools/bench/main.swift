@@ -22,6 +22,9 @@ struct Bench: ParsableCommand {
     @Option(help: "fp32, bf16 or int8 for the passes without gradients (inference cases; int8 calibrates the case's model on its own input first).")
     var precision: Precision = .fp32
 
+    @Option(help: "fp32 or bf16 for the training passes (training cases: forward and backward convolutions and GEMMs on bf16 operands, as det-train --amp bf16).")
+    var amp: Precision = .fp32
+
     @Flag(help: "List the case names and exit.")
     var list = false
 
@@ -42,9 +45,11 @@ struct Bench: ParsableCommand {
         if list { allCases.forEach { print($0.name) }; return }
         try applyBenchEnvironment()
         try MixedPrecision.select(precision)
+        try MixedPrecision.selectTraining(amp, option: "--amp")
         for c in allCases where caseName == nil || c.name == caseName {
             benchModel = nil
             let (body, extra) = try c.setUp()
+            if precision == .bf16, let model = benchModel { FrozenWeights.install(module: model) }
             if precision == .int8 {
                 guard let model = benchModel else { throw KitError.usage("--precision int8: case \(c.name) runs no whole model to calibrate") }
                 let (m, report) = try withNoGrad { try Int8Calibration.calibrate(model: model, count: 1, forward: { _ in try body() }) }
