@@ -214,7 +214,9 @@ func packDense<T>(_ x: UnsafePointer<Float>, _ ld: Int, transposed: Bool, rows: 
 /// A cached oneDNN bf16 matmul: src [m, k] and weights [k, n] dense bf16, dst [m, n] float32 with row pitch ldc,
 /// alpha as an output scale, beta as a sum post-op.
 final class BF16MatmulPlan: @unchecked Sendable {
-    struct Key: Hashable { let m, n, k, ldc: Int; let alpha, beta: Float }
+    /// `transB`: the weights are given as stored, [n, k] row-major (a linear layer's), and described to oneDNN by
+    /// their strides, so converting them to bf16 reads them in order instead of transposing element by element.
+    struct Key: Hashable { let m, n, k, ldc: Int; let alpha, beta: Float; var transB = false }
     let primitive: DNNLPrimitive
     let src, weights, dst: dnnl_memory_desc_t
     let scratchpadBytes: Int
@@ -246,8 +248,11 @@ final class BF16MatmulPlan: @unchecked Sendable {
             guard dnnl_memory_desc_init_by_strides(&d, 2, OneDNN.padded([rows, cols]), type, OneDNN.padded([ld, 1])) == dnnl_success else { return nil }
             return d
         }
-        guard var s = md(key.m, key.k, key.k, dnnl_bf16), var w = md(key.k, key.n, key.n, dnnl_bf16),
-              var d = md(key.m, key.n, key.ldc, dnnl_f32) else { return nil }
+        var wt = dnnl_memory_desc_t()
+        guard dnnl_memory_desc_init_by_strides(&wt, 2, OneDNN.padded([key.k, key.n]), dnnl_bf16,
+                                               OneDNN.padded(key.transB ? [1, key.k] : [key.n, 1])) == dnnl_success else { return nil }
+        guard var s = md(key.m, key.k, key.k, dnnl_bf16), var d = md(key.m, key.n, key.ldc, dnnl_f32) else { return nil }
+        var w = wt
         var desc = dnnl_matmul_desc_t()
         guard dnnl_matmul_desc_init(&desc, &s, &w, nil, &d) == dnnl_success else { return nil }
         var attr: dnnl_primitive_attr_t?
@@ -281,11 +286,13 @@ final class BF16MatmulPlan: @unchecked Sendable {
     static func run(transA: Bool, transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) -> Bool {
-        guard let plan = get(Key(m: m, n: n, k: k, ldc: ldc, alpha: alpha, beta: beta)), let engine = OneDNN.engine else { return false }
+        guard let plan = get(Key(m: m, n: n, k: k, ldc: ldc, alpha: alpha, beta: beta, transB: transB)), let engine = OneDNN.engine else { return false }
         let exec = DNNLExecution(engine: engine)
         let ab = exec.buffer(m * k * 2).assumingMemoryBound(to: UInt16.self), bb = exec.buffer(k * n * 2).assumingMemoryBound(to: UInt16.self)
         packDense(a, lda, transposed: transA, rows: m, cols: k, into: ab, bf16Bits)
-        packDense(b, ldb, transposed: transB, rows: k, cols: n, into: bb, bf16Bits)
+        // op(B) = Bᵀ: B [n, k] converted as stored (the plan's weight strides transpose it).
+        if transB { packDense(b, ldb, transposed: false, rows: n, cols: k, into: bb, bf16Bits) }
+        else { packDense(b, ldb, transposed: false, rows: k, cols: n, into: bb, bf16Bits) }
         OneDNN.singleThreaded()
         return OneDNN.withStream { stream -> Bool in
             guard let ms = exec.memory(plan.src, UnsafeMutableRawPointer(ab)), let mw = exec.memory(plan.weights, UnsafeMutableRawPointer(bb)),
