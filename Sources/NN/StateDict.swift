@@ -47,6 +47,7 @@ extension Module {
     @discardableResult
     public func load(stateDict: [String: Tensor], strict: Bool = true, stripPrefix: String? = nil,
                      source: String = "state dict") throws -> LoadReport {
+        FrozenWeights.clear()   // packed copies of the weights it replaces would go stale
         var incoming: [String: Tensor] = [:]
         for (k, v) in stateDict {
             if let p = stripPrefix, k.hasPrefix(p) { incoming[String(k.dropFirst(p.count))] = v } else { incoming[k] = v }
