@@ -121,8 +121,12 @@ public enum MixedPrecision {
     /// `training` is bf16, in passes without gradients when `inference` is.
     @inline(__always)
     static var active: Bool {
-        suspended == 0 && ((GradMode.isEnabled || inBackward) ? training == .bf16 : inference == .bf16)
+        suspended == 0 && (trainingPass ? training == .bf16 : inference == .bf16)
     }
+
+    /// Whether the current pass is a training one: gradients recorded, or the backward pass.
+    @inline(__always)
+    static var trainingPass: Bool { GradMode.isEnabled || inBackward }
 
     /// True while `Tensor.backward` runs the recorded backward functions (with gradient recording off).
     nonisolated(unsafe) static var inBackward = false
@@ -243,16 +247,9 @@ final class BF16MatmulPlan: @unchecked Sendable {
     static func make(_ key: Key) -> BF16MatmulPlan? {
         guard let engine = OneDNN.engine else { return nil }
         OneDNN.singleThreaded()
-        func md(_ rows: Int, _ cols: Int, _ ld: Int, _ type: dnnl_data_type_t) -> dnnl_memory_desc_t? {
-            var d = dnnl_memory_desc_t()
-            guard dnnl_memory_desc_init_by_strides(&d, 2, OneDNN.padded([rows, cols]), type, OneDNN.padded([ld, 1])) == dnnl_success else { return nil }
-            return d
-        }
-        var wt = dnnl_memory_desc_t()
-        guard dnnl_memory_desc_init_by_strides(&wt, 2, OneDNN.padded([key.k, key.n]), dnnl_bf16,
-                                               OneDNN.padded(key.transB ? [1, key.k] : [key.n, 1])) == dnnl_success else { return nil }
-        guard var s = md(key.m, key.k, key.k, dnnl_bf16), var d = md(key.m, key.n, key.ldc, dnnl_f32) else { return nil }
-        var w = wt
+        guard var s = OneDNN.plain([key.m, key.k], strides: [key.k, 1], type: dnnl_bf16),
+              var w = OneDNN.plain([key.k, key.n], strides: key.transB ? [1, key.k] : [key.n, 1], type: dnnl_bf16),
+              var d = OneDNN.plain([key.m, key.n], strides: [key.ldc, 1]) else { return nil }
         var desc = dnnl_matmul_desc_t()
         guard dnnl_matmul_desc_init(&desc, &s, &w, nil, &d) == dnnl_success else { return nil }
         var attr: dnnl_primitive_attr_t?
@@ -290,9 +287,8 @@ final class BF16MatmulPlan: @unchecked Sendable {
         let exec = DNNLExecution(engine: engine)
         let ab = exec.buffer(m * k * 2).assumingMemoryBound(to: UInt16.self), bb = exec.buffer(k * n * 2).assumingMemoryBound(to: UInt16.self)
         packDense(a, lda, transposed: transA, rows: m, cols: k, into: ab, bf16Bits)
-        // op(B) = Bᵀ: B [n, k] converted as stored (the plan's weight strides transpose it).
-        if transB { packDense(b, ldb, transposed: false, rows: n, cols: k, into: bb, bf16Bits) }
-        else { packDense(b, ldb, transposed: false, rows: k, cols: n, into: bb, bf16Bits) }
+        // B converted as stored: with transB it is [n, k], and the plan's weight strides transpose it.
+        packDense(b, ldb, transposed: false, rows: transB ? n : k, cols: transB ? k : n, into: bb, bf16Bits)
         OneDNN.singleThreaded()
         return OneDNN.withStream { stream -> Bool in
             guard let ms = exec.memory(plan.src, UnsafeMutableRawPointer(ab)), let mw = exec.memory(plan.weights, UnsafeMutableRawPointer(bb)),

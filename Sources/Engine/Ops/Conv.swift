@@ -182,7 +182,7 @@ func convForwardFloat(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w
 func bf16ConvForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                      _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue) -> Bool {
     // Packed weights only in passes without gradients (amp training changes its weights every step).
-    let packed = GradMode.isEnabled || MixedPrecision.inBackward ? nil : FrozenWeights.packed(w)
+    let packed = MixedPrecision.trainingPass ? nil : FrozenWeights.packed(w)
     if epilogue.residual == nil {
         return oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue, bf16: true, packed: packed)
     }

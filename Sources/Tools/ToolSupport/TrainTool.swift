@@ -212,7 +212,7 @@ public struct ModelEvalOptions: ParsableArguments {
 
     /// With int8: the model's calibrated convolutions (`--quantized`, or calibration through `forward`), installed for
     /// the rest of the run; with bf16: the model's weights frozen (packed once, `FrozenWeights`).
-    public func prepareInt8(_ module: Module, config: String, checkpoint: String, forward: @escaping (Image) throws -> Void) throws {
+    public func preparePrecision(_ module: Module, config: String, checkpoint: String, forward: @escaping (Image) throws -> Void) throws {
         if precision == .bf16 { FrozenWeights.install(module: module) }
         guard precision == .int8 else { return }
         let run = QuantizableRun(module, checkpoint: checkpoint, forward: forward)

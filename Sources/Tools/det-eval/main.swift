@@ -87,7 +87,7 @@ struct DetEval: ParsableCommand {
         try Checkpoint.loadForInference(from: checkpoint, into: detector)
         detector.eval()
         let predictor = DetectionPredictor(detector: detector, pipeline: try DetectionDatasets.testPipeline(cfg.section("data")))
-        try trained.prepareInt8(detector, config: path, checkpoint: checkpoint) { _ = predictor([$0]) }
+        try trained.preparePrecision(detector, config: path, checkpoint: checkpoint) { _ = predictor([$0]) }
         let task = try DetectionTask(config: cfg, detector: detector)
         if let iouType {
             if iouType == .segm && !detector.predictsMasks {

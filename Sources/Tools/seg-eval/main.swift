@@ -102,7 +102,7 @@ struct SegEval: ParsableCommand {
         let model = try SegmentationConfig.buildModel(cfg)
         try Checkpoint.loadForInference(from: checkpoint, into: model)
         let predictor = SegmentationPredictor(segmentor: model, pipeline: try SegmentationDatasets.testPipeline(cfg.section("data")).pipeline)
-        try trained.prepareInt8(model, config: path, checkpoint: checkpoint) { _ = predictor($0) }
+        try trained.preparePrecision(model, config: path, checkpoint: checkpoint) { _ = predictor($0) }
         let task = try SegmentationTask(config: cfg, segmentor: model)
         try protectDataAndCheckShowDir(cfg, showDir: trained.showDir, subfolders: ["overlay", "pred"])
         let val = task.data.val, n = model.numClasses
