@@ -35,9 +35,6 @@ extension TrainingTask {
     }
 }
 
-/// Set by the SIGINT handler (and SIGTERM's in a data-parallel job); the loop checks it between iterations.
-nonisolated(unsafe) var interruptRequested: sig_atomic_t = 0
-
 /// What one finished iteration reports to the hooks.
 public struct IterationRecord {
     /// Iterations completed (the iteration just run is `done − 1`).
@@ -211,13 +208,6 @@ public final class Trainer {
         try task.prepare(startIteration: start)
         for h in hooks { try h.beforeRun(self, start: start) }
 
-        interruptRequested = 0
-        let previous = signal(SIGINT) { _ in interruptRequested = 1 }
-        defer { signal(SIGINT, previous) }
-        // mpirun passes Ctrl-C on as SIGTERM.
-        let previousTerm = group == nil ? nil : signal(SIGTERM) { _ in interruptRequested = 1 }
-        defer { if group != nil { signal(SIGTERM, previousTerm) } }
-
         let end = min(maxIters, stopAfter.map { start + $0 } ?? maxIters)
         endIteration = end
         let t0 = Date()
@@ -225,7 +215,10 @@ public final class Trainer {
         func loop() throws {
             for it in start..<end { try step(it, schedule: schedule) }
         }
-        if let group { try group.withSyncBatchNorm(loop) } else { try loop() }
+        // Ctrl-C stops at the next iteration with a checkpoint; mpirun passes Ctrl-C on as SIGTERM.
+        try Interrupts.catching(group == nil ? [SIGINT] : [SIGINT, SIGTERM]) {
+            if let group { try group.withSyncBatchNorm(loop) } else { try loop() }
+        }
         for h in hooks { try h.afterRun(self, end: end) }
         progress.finish()
         try? writePlot()
@@ -237,7 +230,7 @@ public final class Trainer {
     /// One iteration: forward, (data-parallel: the losses and the stop flag averaged over the ranks), NaN guard,
     /// backward, (gradients averaged), clip, optimizer step, hooks.
     func step(_ it: Int, schedule: LRSchedule) throws {
-        if group == nil && interruptRequested != 0 {
+        if group == nil && Interrupts.requested {
             try save(it, to: latestPath)
             progress.finish()
             throw KitError.interrupted(iteration: it, checkpoint: latestPath)
@@ -256,7 +249,7 @@ public final class Trainer {
         if let group {
             // One small allreduce a step: the losses the log shows (means over the ranks, as mmdet's) and whether any
             // rank was asked to stop, so every rank stops at this same iteration.
-            var sums = values.map { Double($0.1) } + [interruptRequested != 0 ? 1 : 0]
+            var sums = values.map { Double($0.1) } + [Interrupts.requested ? 1 : 0]
             try group.allreduceSum(&sums, "loss allreduce at iteration \(it + 1)")
             values = zip(values, sums).map { ($0.0.0, Float($0.1 / Double(group.size))) }
             if sums.last! != 0 {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Heads
 import Tasks
 import ToolSupport
@@ -26,4 +27,6 @@ struct DetTrain: ParsableCommand {
     }
 }
 
+// Before any thread starts: Ctrl-C and mpirun's SIGTERM are taken on one idle thread (`Interrupts`).
+Interrupts.install()
 DetTrain.mainReportingErrors()

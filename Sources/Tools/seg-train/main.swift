@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Heads
 import Tasks
 import ToolSupport
@@ -24,4 +25,6 @@ struct SegTrain: ParsableCommand {
     }
 }
 
+// Before any thread starts: Ctrl-C and mpirun's SIGTERM are taken on one idle thread (`Interrupts`).
+Interrupts.install()
 SegTrain.mainReportingErrors()
