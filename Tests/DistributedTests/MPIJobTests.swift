@@ -61,6 +61,13 @@ final class MPIJobTests: XCTestCase {
         ((try? String(contentsOfFile: "\(work)/log.jsonl", encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains("\"lr\"") }.count
     }
 
+    /// Waits (up to two minutes) until the job has logged two iterations, so that it is training.
+    func waitUntilTraining(_ job: Job, in dir: String) {
+        let started = Date()
+        while loggedIterations("\(dir)/work") < 2 && job.process.isRunning && Date().timeIntervalSince(started) < 120 { usleep(50_000) }
+        XCTAssertTrue(job.process.isRunning, "the job ended early: \(job.stderr)")
+    }
+
     /// The pid of rank `rank` among mpirun's children (each rank's environment names it).
     func pid(ofRank rank: Int, under mpirun: Int32) -> Int32? {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
@@ -93,9 +100,7 @@ final class MPIJobTests: XCTestCase {
         let dir = try ToolRunner.temporaryDirectory("mpi-kill")
         let job = try start(ranks: 2, try longRun(dir), in: dir)
         defer { if job.process.isRunning { job.process.terminate() } }
-        let started = Date()
-        while loggedIterations("\(dir)/work") < 2 && job.process.isRunning && Date().timeIntervalSince(started) < 120 { usleep(100_000) }
-        XCTAssertTrue(job.process.isRunning, "the job ended early: \(job.stderr)")
+        waitUntilTraining(job, in: dir)
         let victim = try XCTUnwrap(pid(ofRank: 1, under: job.process.processIdentifier), "rank 1 not found")
         let killed = Date()
         kill(victim, SIGKILL)
@@ -114,9 +119,7 @@ final class MPIJobTests: XCTestCase {
             let dir = try ToolRunner.temporaryDirectory("mpi-sigint-\(run)")
             let job = try start(ranks: 2, try longRun(dir), in: dir)
             defer { if job.process.isRunning { job.process.terminate() } }
-            let started = Date()
-            while loggedIterations("\(dir)/work") < 2 && job.process.isRunning && Date().timeIntervalSince(started) < 120 { usleep(50_000) }
-            XCTAssertTrue(job.process.isRunning, "the job ended early: \(job.stderr)")
+            waitUntilTraining(job, in: dir)
             let ranks = [0, 1].compactMap { pid(ofRank: $0, under: job.process.processIdentifier) }
             XCTAssertEqual(ranks.count, 2, "ranks not found")
             kill(job.process.processIdentifier, SIGINT)
@@ -138,9 +141,7 @@ final class MPIJobTests: XCTestCase {
         let mpiOptions = ["--mca", "odls_base_sigkill_timeout", "5"]
         let job = try start(ranks: 2, try longRun(dir), mpiOptions: mpiOptions, in: dir)
         defer { if job.process.isRunning { job.process.terminate() } }
-        let started = Date()
-        while loggedIterations("\(dir)/work") < 2 && job.process.isRunning && Date().timeIntervalSince(started) < 120 { usleep(100_000) }
-        XCTAssertTrue(job.process.isRunning, "the job ended early: \(job.stderr)")
+        waitUntilTraining(job, in: dir)
         kill(job.process.processIdentifier, SIGINT)
         XCTAssertTrue(job.wait(seconds: 60), "the job still runs a minute after Ctrl-C")
         XCTAssertNotEqual(job.status, 0)
