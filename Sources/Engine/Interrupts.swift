@@ -15,12 +15,12 @@ import Synchronization
 public enum Interrupts {
     /// Bit `1 << signal` for each signal `catching` turns into a request now; other signals get their default action.
     private static let caught = Atomic<Int>(0)
-    /// The last signal caught while it was being caught (0: none).
-    private static let received = Atomic<Int>(0)
+    /// Whether a signal arrived while it was being caught.
+    private static let received = Atomic<Bool>(false)
     private static let installed = Atomic<Bool>(false)
 
     /// Whether a caught signal has arrived since `catching` began.
-    public static var requested: Bool { received.load(ordering: .acquiring) != 0 }
+    public static var requested: Bool { received.load(ordering: .acquiring) }
 
     /// Blocks SIGINT and SIGTERM in the calling thread (and so in every thread it starts later) and starts the one
     /// thread that takes them. Call once, from main, before anything starts a thread.
@@ -44,7 +44,7 @@ public enum Interrupts {
     public static func catching<T>(_ signals: [Int32], _ body: () throws -> T) rethrows -> T {
         let mask = signals.reduce(0) { $0 | 1 << Int($1) }
         if !installed.load(ordering: .acquiring) { for s in signals { setHandler(s) } }
-        received.store(0, ordering: .releasing)
+        received.store(false, ordering: .releasing)
         let before = caught.exchange(mask, ordering: .acquiringAndReleasing)
         defer { caught.store(before, ordering: .releasing) }
         return try body()
@@ -65,7 +65,7 @@ public enum Interrupts {
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { sig in
             if Interrupts.caught.load(ordering: .acquiring) & (1 << Int(sig)) != 0 {
-                Interrupts.received.store(Int(sig), ordering: .releasing)
+                Interrupts.received.store(true, ordering: .releasing)
             } else {
                 Glibc.signal(sig, SIG_DFL)
                 raise(sig)   // delivered when the handler returns: the default action
