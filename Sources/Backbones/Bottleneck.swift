@@ -43,6 +43,29 @@ public final class Bottleneck: Module {
         return convBN(y, conv3, bn3, residual: shortcut(x), relu: true)
     }
 
+    /// Whether the block can run on chained activations (`ConvChain`): a plain 3×3 middle convolution, BatchNorms on
+    /// running statistics, a convolution + BatchNorm shortcut (or none).
+    public var chainable: Bool {
+        guard let conv2 = conv2 as? Conv2d, conv2.groups == 1, conv1.groups == 1, conv3.groups == 1 else { return false }
+        let bns = [bn1, bn2, bn3] + (downsample?.layers.compactMap { $0 as? BatchNorm2d } ?? [])
+        if let downsample, !(downsample.layers.count == 2 && downsample.layers[0] is Conv2d && downsample.layers[1] is BatchNorm2d) {
+            return false
+        }
+        return bns.allSatisfy(\.usesRunningStatistics)
+    }
+
+    /// The block on a chained activation (inference, `chainable`): x [N, inplanes, H, W] → [N, planes·4, Ho, Wo]. With
+    /// the identity shortcut the output is written into x's buffer (x must not be read afterwards).
+    public func callAsFunction(_ x: ChainTensor) -> ChainTensor {
+        var shortcut = x
+        if let downsample, let conv = downsample.layers[0] as? Conv2d, let bn = downsample.layers[1] as? BatchNorm2d {
+            shortcut = convBN(x, conv, bn, relu: false)
+        }
+        var y = convBN(x, conv1, bn1, relu: true)
+        y = convBN(y, conv2 as! Conv2d, bn2, relu: true)
+        return convBN(y, conv3, bn3, residual: shortcut, relu: true)
+    }
+
     func shortcut(_ x: Tensor) -> Tensor {
         guard let downsample else { return x }
         if downsample.layers.count == 2, let conv = downsample.layers[0] as? Conv2d, let bn = downsample.layers[1] as? BatchNorm2d {

@@ -91,6 +91,15 @@ public final class ResNet: Module {
         precondition(x.rank == 4 && x.shape[1] == 3, "ResNet expects [N, 3, H, W], got \(x.shape)")
         var y = (stem.map { $0(x) } ?? convBN(x, conv1!, bn1!, relu: true)).maxPool2d(kernel: 3, stride: 2, padding: 1)
         var out: [Tensor] = []
+        if ConvChain.active && stages.allSatisfy({ $0.allSatisfy(\.chainable) }) {
+            // bf16 inference: the stages run on chained activations, which leave the chain once per stage output.
+            var c = ConvChain.enter(y)
+            for s in stages {
+                for blk in s { c = blk(c) }
+                out.append(c.tensor())
+            }
+            return out
+        }
         for s in stages {
             for blk in s { y = blk(y) }
             out.append(y)

@@ -42,3 +42,13 @@ public func bnReLU(_ x: Tensor, _ bn: BatchNorm2d) -> Tensor {
     let (scale, shift) = bn.runningAffine()
     return channelAffine(x, scale: scale, shift: shift, relu: true)
 }
+
+/// bn(conv(x)) [+ residual] [then ReLU] on a chained bf16 activation (`ConvChain`, inference only): the BatchNorm's
+/// running affine folds into the weights and bias, the residual and the ReLU into the kernel. The result is written
+/// into `residual`'s buffer when there is one.
+public func convBN(_ x: ChainTensor, _ conv: Conv2d, _ bn: BatchNorm2d, residual: ChainTensor? = nil, relu: Bool) -> ChainTensor {
+    precondition(bn.usesRunningStatistics && conv.groups == 1, "a chained convBN needs running statistics and no groups")
+    let (scale, shift) = bn.runningAffine()
+    return ConvChain.conv(x, weight: conv.weight, bias: conv.bias, scale: scale, shift: shift, stride: conv.stride,
+                          padding: conv.padding, dilation: conv.dilation, relu: relu, residual: residual)
+}

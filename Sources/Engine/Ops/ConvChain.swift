@@ -1,0 +1,449 @@
+import CDNNL
+import Foundation
+
+/// bf16 inference with the activations kept in oneDNN's own layout between convolutions, as OpenVINO and PyTorch's
+/// autocast keep them: the tensor enters the chain once (one reorder to bf16), each convolution reads and writes bf16
+/// in that layout with its BatchNorm folded into the weights and its shortcut sum and ReLU fused as post-ops, and the
+/// tensor leaves once where a float32 NCHW consumer needs it (a ResNet stage's output). Measured on ResNet-50, the
+/// per-convolution path spent about a fifth of its convolution time in reorders to and from NCHW float32 and in the
+/// separate residual pass; here there are none inside a stage.
+///
+/// Numbers: the weights are folded first and then rounded to bf16 (PyTorch and OpenVINO fold the same way), and the
+/// activations, the shortcut included, are stored as bf16 (autocast's residual stream is bf16 too); sums run in float32.
+///
+/// Threads: each pass is split into independent single-threaded slices, as `oneDNNConv` does: by images when there
+/// are enough, else, per image, by output-channel blocks (nChw16c: one block range is contiguous) or by output rows
+/// (nhwc: one row range is contiguous; each slice reads the input rows its window needs, with its own padding).
+public enum ConvChain {
+    /// Whether passes may chain now: bf16 inference on native kernels, no gradient recorded, `enabled`.
+    public static var active: Bool {
+        enabled && !GradMode.isEnabled && MixedPrecision.suspended == 0 && MixedPrecision.inference == .bf16
+            && MixedPrecision.native
+    }
+
+    /// `ACMIX_CONV_CHAIN=0` turns chaining off (every convolution then converts its own operands, as before).
+    nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["ACMIX_CONV_CHAIN"] != "0"
+
+    /// The activation layout: the one oneDNN's bf16 kernels pick on this CPU for a ResNet 3×3 convolution (nChw16c
+    /// with AVX512-BF16; AMX kernels take nhwc), or `ACMIX_CHAIN_LAYOUT=nChw16c|nhwc`.
+    nonisolated(unsafe) public static var layout: ChainLayout = {
+        if let name = ProcessInfo.processInfo.environment["ACMIX_CHAIN_LAYOUT"], let l = ChainLayout(rawValue: name) { return l }
+        return ChainLayout.preferred()
+    }()
+
+    /// Chained convolutions run so far (tests check that the chain really ran), and those that fell back.
+    nonisolated(unsafe) public static var passes = 0, fallbacks = 0
+
+    /// `x` [N, C, H, W] float32 NCHW as a chained bf16 activation (float32 with `f32`).
+    public static func enter(_ x: Tensor, f32: Bool = false) -> ChainTensor {
+        precondition(x.rank == 4, "ConvChain.enter expects [N, C, H, W], got \(x.shape)")
+        let y = ChainTensor(shape: x.shape, layout: layout, f32: f32)
+        reorder(y, nchw: x.data, toChain: true)
+        return y
+    }
+
+    /// act((conv(x, weight) + bias)·scale + shift [+ residual]) on chained activations: x [N, C, H, W], weight
+    /// [O, C, kh, kw] (no groups), bias, scale, shift [O] (a BatchNorm's running affine), residual [N, O, Ho, Wo] in
+    /// the output's type; act ReLU when `relu`. The result is written into the residual's buffer when there is one
+    /// (its content is the shortcut, summed by the kernel), so the caller must not read `residual` afterwards.
+    /// Output [N, O, Ho, Wo] in bf16, or float32 with `f32` (a head's final logits).
+    public static func conv(_ x: ChainTensor, weight: Tensor, bias: Tensor? = nil, scale: Tensor? = nil, shift: Tensor? = nil,
+                            stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1),
+                            relu: Bool = false, residual: ChainTensor? = nil, f32: Bool = false) -> ChainTensor {
+        let g = Conv2dGeometry(x.shape, weight.shape, stride: stride, padding: padding, dilation: dilation)
+        precondition(scale == nil || scale!.count == g.o, "ConvChain.conv: scale \(scale!.shape) for \(g.o) channels")
+        precondition(shift == nil || shift!.count == g.o, "ConvChain.conv: shift \(shift!.shape) for \(g.o) channels")
+        precondition(bias == nil || bias!.count == g.o, "ConvChain.conv: bias \(bias!.shape) for \(g.o) channels")
+        if let r = residual {
+            precondition(r.shape == [g.n, g.o, g.ho, g.wo] && r.f32 == f32 && r.layout == x.layout,
+                         "ConvChain.conv: residual \(r.shape) for output [\(g.n), \(g.o), \(g.ho), \(g.wo)]")
+        }
+        FlopCounter.add("conv", g.n * g.o * g.ho * g.wo * g.k, weight: weight)
+        // The folded bias: bias·scale + shift.
+        var foldedBias = [Float](repeating: 0, count: g.o)
+        for o in 0..<g.o {
+            let s = scale?.data[o] ?? 1
+            foldedBias[o] = (bias?.data[o] ?? 0) * s + (shift?.data[o] ?? 0)
+        }
+        let y = residual ?? ChainTensor(shape: [g.n, g.o, g.ho, g.wo], layout: x.layout, f32: f32)
+        let slices = chainSlices(images: g.n, channels: g.o, rows: g.ho, layout: x.layout, work: g.n * g.o * g.ho * g.wo * g.k)
+        var plans: [ChainPlan] = []
+        for s in slices {
+            let rows = inputRows(s, g)
+            let key = ChainPlanKey(layout: x.layout, n: s.n, c: g.c, h: rows.count, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
+                                   pt: rows.pad, pl: g.pw, dh: g.dh, dw: g.dw, ho: s.rows, wo: g.wo, relu: relu, sum: residual != nil,
+                                   f32: f32)
+            guard let plan = ChainPlan.get(key) else {
+                return fallback(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding,
+                                dilation: dilation, relu: relu, residual: residual, f32: f32)
+            }
+            plans.append(plan)
+        }
+        let packed = FrozenWeights.packed(UnsafeMutableRawPointer(weight.data))
+        let kk = g.c * g.kh * g.kw
+        var ok = [Bool](repeating: false, count: slices.count)
+        foldedBias.withUnsafeMutableBufferPointer { bias in ok.withUnsafeMutableBufferPointer { ok in
+            let bias = bias.baseAddress!, ok = ok.baseAddress!
+            let run = { (i: Int) in
+                let s = slices[i], plan = plans[i], rows = inputRows(s, g)
+                // The slice's weights, folded with the BatchNorm's scale, in the kernel's layout (kept when frozen).
+                let fill = { (inner: UnsafeMutableRawPointer) -> Bool in
+                    let folded = BlockAllocator.allocate(bytes: s.o * kk * 4).assumingMemoryBound(to: Float.self)
+                    defer { BlockAllocator.free(UnsafeMutableRawPointer(folded), bytes: s.o * kk * 4) }
+                    for o in 0..<s.o {
+                        let f = scale?.data[s.o0 + o] ?? 1, src = weight.data + (s.o0 + o) * kk, dst = folded + o * kk
+                        for j in 0..<kk { dst[j] = src[j] * f }
+                    }
+                    return plan.packWeights(from: folded, into: inner)
+                }
+                ok[i] = plan.run(src: x.data + x.offset(image: s.n0, row: rows.first), dst: y.data + y.offset(image: s.n0, channel: s.o0, row: s.r0),
+                                 bias: bias + s.o0, packed: packed, weightSlice: UnsafeMutableRawPointer(weight.data + s.o0 * kk), fill: fill)
+            }
+            if slices.count == 1 { run(0) } else { Threads.run(slices.count, run) }
+        } }
+        precondition(!ok.contains(false), "oneDNN: a chained convolution failed at run time")
+        passes += 1
+        OpProfile.forward("conv_chain", [weight])
+        return y
+    }
+
+    /// The per-convolution path for a geometry the chain has no kernel for: out of the chain and back.
+    private static func fallback(_ x: ChainTensor, weight: Tensor, bias: Tensor?, scale: Tensor?, shift: Tensor?, stride: (Int, Int),
+                                 padding: (Int, Int), dilation: (Int, Int), relu: Bool, residual: ChainTensor?, f32: Bool) -> ChainTensor {
+        fallbacks += 1
+        let y = conv2dFused(x.tensor(), weight, bias, scale: scale, shift: shift, residual: residual?.tensor(), relu: relu,
+                            stride: stride, padding: padding, dilation: dilation)
+        return enter(y, f32: f32)
+    }
+
+    /// The input rows a slice's windows read (clipped to the image) and the zero rows above them; every row for a
+    /// slice of all output rows (an nChw16c plane's stride is its full height).
+    static func inputRows(_ s: ChainSlice, _ g: Conv2dGeometry) -> (first: Int, count: Int, pad: Int) {
+        if s.r0 == 0 && s.rows == g.ho { return (0, g.h, g.ph) }
+        let top = s.r0 * g.sh - g.ph, bottom = (s.r0 + s.rows - 1) * g.sh - g.ph + (g.kh - 1) * g.dh
+        let first = max(0, top), last = min(g.h - 1, bottom)
+        return (first, last - first + 1, first - top)
+    }
+
+    /// Copies between a float32 NCHW buffer and a chained tensor of the same shape, either way, split over threads.
+    static func reorder(_ t: ChainTensor, nchw: UnsafeMutablePointer<Float>, toChain: Bool) {
+        let (n, c, h, w) = (t.shape[0], t.shape[1], t.shape[2], t.shape[3])
+        let slices = chainSlices(images: n, channels: c, rows: h, layout: t.layout, work: n * c * h * w / 16)
+        var ok = [Bool](repeating: false, count: slices.count)
+        ok.withUnsafeMutableBufferPointer { ok in
+            let ok = ok.baseAddress!
+            let run = { (i: Int) in
+                let s = slices[i]
+                let key = ChainReorderKey(layout: t.layout, n: s.n, c: s.o, h: s.rows, w: w, fullC: c, fullH: h, f32: t.f32, toChain: toChain)
+                guard let reorder = ChainReorderKey.plan(key) else { return }
+                let plain = UnsafeMutableRawPointer(nchw + ((s.n0 * c + s.o0) * h + s.r0) * w)
+                let chain = t.data + t.offset(image: s.n0, channel: s.o0, row: s.r0)
+                ok[i] = reorder.run(from: toChain ? plain : chain, to: toChain ? chain : plain)
+            }
+            if slices.count == 1 { run(0) } else { Threads.run(slices.count, run) }
+        }
+        precondition(!ok.contains(false), "oneDNN: a reorder of a chained tensor failed")
+    }
+}
+
+/// The memory layout of chained activations.
+public enum ChainLayout: String, Sendable {
+    /// nChw16c: channels in blocks of 16, each block's planes contiguous (oneDNN's AVX-512 kernels).
+    case blocked16 = "nChw16c"
+    /// Channels last (oneDNN's AMX and brgemm kernels).
+    case nhwc
+
+    var tag: dnnl_format_tag_t { self == .blocked16 ? dnnl_aBcd16b : dnnl_acdb }
+
+    /// The layout oneDNN's bf16 convolution picks for a ResNet 3×3 at 56×56 (its choice for the CPU's kernels).
+    static func preferred() -> ChainLayout {
+        guard OneDNN.engine != nil else { return .blocked16 }
+        OneDNN.singleThreaded()
+        let x = [1, 64, 56, 56], w = [64, 64, 3, 3]
+        guard var s = OneDNN.any(x, type: dnnl_bf16), var wt = OneDNN.any(w, type: dnnl_bf16), var d = OneDNN.any(x, type: dnnl_bf16),
+              var nhwc = ChainTensor.desc(x, .nhwc, f32: false) else { return .blocked16 }
+        var desc = dnnl_convolution_desc_t()
+        let one = OneDNN.padded([1, 1]), zero = OneDNN.padded([0, 0])
+        guard dnnl_dilated_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, &s, &wt, nil, &d,
+                                                         one, zero, one, one) == dnnl_success else { return .blocked16 }
+        var pd: dnnl_primitive_desc_t?
+        guard dnnl_primitive_desc_create(&pd, &desc, nil, OneDNN.engine, nil) == dnnl_success, let pd else { return .blocked16 }
+        defer { dnnl_primitive_desc_destroy(pd) }
+        guard var chosen = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0)?.pointee else { return .blocked16 }
+        return dnnl_memory_desc_equal(&chosen, &nhwc) != 0 ? .nhwc : .blocked16
+    }
+}
+
+/// An activation [N, C, H, W] held in bf16 (or float32) in `ChainLayout` between the convolutions of an inference pass
+/// (`ConvChain`). Owns its buffer.
+public final class ChainTensor: @unchecked Sendable {
+    public let shape: [Int]
+    let layout: ChainLayout
+    /// float32 instead of bf16.
+    let f32: Bool
+    let data: UnsafeMutableRawPointer
+    let bytes: Int
+
+    init(shape: [Int], layout: ChainLayout, f32: Bool) {
+        precondition(shape.count == 4 && shape.allSatisfy { $0 > 0 }, "ChainTensor: shape \(shape)")
+        self.shape = shape; self.layout = layout; self.f32 = f32
+        guard var md = Self.desc(shape, layout, f32: f32) else { preconditionFailure("oneDNN: no descriptor for \(shape)") }
+        bytes = dnnl_memory_desc_get_size(&md)
+        data = BlockAllocator.allocate(bytes: bytes)
+        // The channels that pad the last block of 16 are read by the kernels (times zero weights): keep them zero, not NaN.
+        if layout == .blocked16 && shape[1] % 16 != 0 { data.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
+    }
+
+    deinit { BlockAllocator.free(data, bytes: bytes) }
+
+    var elementBytes: Int { f32 ? 4 : 2 }
+
+    /// The dense descriptor of an [n, c, h, w] tensor in `layout`.
+    static func desc(_ dims: [Int], _ layout: ChainLayout, f32: Bool) -> dnnl_memory_desc_t? {
+        var md = dnnl_memory_desc_t()
+        let ok = dnnl_memory_desc_init_by_tag(&md, 4, OneDNN.padded(dims), f32 ? dnnl_f32 : dnnl_bf16, layout.tag) == dnnl_success
+        return ok ? md : nil
+    }
+
+    /// The byte offset of a slice's start: image `image`, output channel `channel` (a multiple of 16, nChw16c only),
+    /// row `row` (nhwc only). Dense descriptors of the slice's dims then address it.
+    func offset(image: Int, channel: Int = 0, row: Int = 0) -> Int {
+        let (c, h, w) = (shape[1], shape[2], shape[3])
+        switch layout {
+        case .blocked16:
+            precondition(row == 0 && channel % 16 == 0, "ChainTensor: nChw16c slices whole images or 16-channel blocks")
+            return (image * ((c + 15) / 16 * 16) * h * w + channel * h * w) * elementBytes
+        case .nhwc:
+            precondition(channel == 0, "ChainTensor: nhwc slices whole images or rows")
+            return (image * c * h * w + row * w * c) * elementBytes
+        }
+    }
+
+    /// The activation as a float32 NCHW tensor.
+    public func tensor() -> Tensor {
+        let t = Tensor(uninitialized: shape)
+        ConvChain.reorder(self, nchw: t.data, toChain: false)
+        return t
+    }
+}
+
+/// One independent part of a chained pass, on the output side: images n0..<n0+n, channels o0..<o0+o, rows r0..<r0+rows.
+struct ChainSlice {
+    var n0: Int, n: Int, o0: Int, o: Int, r0: Int, rows: Int
+}
+
+/// Splits a pass into at most `Threads.count` slices per image (`ConvChain` says how); `work` under 2^20 stays whole.
+func chainSlices(images n: Int, channels o: Int, rows: Int, layout: ChainLayout, work: Int) -> [ChainSlice] {
+    let t = Threads.count
+    let whole = ChainSlice(n0: 0, n: n, o0: 0, o: o, r0: 0, rows: rows)
+    guard t > 1 && work >= 1 << 20 && !Threads.serialHere else { return [whole] }
+    if n >= t {
+        return (0..<t).compactMap { i in
+            let a = n * i / t, b = n * (i + 1) / t
+            return b > a ? ChainSlice(n0: a, n: b - a, o0: 0, o: o, r0: 0, rows: rows) : nil
+        }
+    }
+    var slices: [ChainSlice] = []
+    for image in 0..<n {
+        switch layout {
+        case .blocked16:
+            let blocks = (o + 15) / 16, parts = min(t, blocks)
+            for p in 0..<parts {
+                let a = blocks * p / parts * 16, b = min(o, blocks * (p + 1) / parts * 16)
+                slices.append(ChainSlice(n0: image, n: 1, o0: a, o: b - a, r0: 0, rows: rows))
+            }
+        case .nhwc:
+            let parts = min(t, rows)
+            for p in 0..<parts {
+                let a = rows * p / parts, b = rows * (p + 1) / parts
+                slices.append(ChainSlice(n0: image, n: 1, o0: 0, o: o, r0: a, rows: b - a))
+            }
+        }
+    }
+    return slices
+}
+
+struct ChainPlanKey: Hashable {
+    let layout: ChainLayout
+    /// The slice's input [n, c, h, w] (h: the rows it reads) and top padding pt, its output [n, o, ho, wo].
+    let n, c, h, w, o, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo: Int
+    /// Post-ops: the sum of the destination's content (the shortcut), then ReLU; float32 output.
+    let relu, sum, f32: Bool
+}
+
+/// A chained convolution slice's primitive, with the reorder that packs its folded float32 weights.
+final class ChainPlan: @unchecked Sendable {
+    let primitive: DNNLPrimitive
+    let src, dst, bias, weightsUser, weightsInner: dnnl_memory_desc_t
+    let weightReorder: DNNLPrimitive
+    let weightBytes: Int
+    let scratchpadBytes: Int
+
+    init(primitive: DNNLPrimitive, src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, bias: dnnl_memory_desc_t,
+         weightsUser: dnnl_memory_desc_t, weightsInner: dnnl_memory_desc_t, weightReorder: DNNLPrimitive, weightBytes: Int,
+         scratchpadBytes: Int) {
+        self.primitive = primitive; self.src = src; self.dst = dst; self.bias = bias; self.weightsUser = weightsUser
+        self.weightsInner = weightsInner; self.weightReorder = weightReorder; self.weightBytes = weightBytes
+        self.scratchpadBytes = scratchpadBytes
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var cache: [ChainPlanKey: ChainPlan?] = [:]
+
+    /// The cached plan of `key`, created on first use; nil (remembered, and warned about once) when oneDNN has no fast
+    /// kernel for it.
+    static func get(_ key: ChainPlanKey) -> ChainPlan? {
+        lock.lock()
+        if let hit = cache[key] { lock.unlock(); return hit }
+        lock.unlock()
+        let plan = make(key)
+        if plan == nil {
+            OneDNN.warn("oneDNN: no bf16 \(key.layout.rawValue) convolution for input [\(key.n), \(key.c), \(key.h), \(key.w)], \(key.o) outputs, "
+                        + "kernel \(key.kh)x\(key.kw), stride \(key.sh)x\(key.sw); it runs outside the chain")
+        }
+        lock.lock(); cache[key] = plan; lock.unlock()
+        return plan
+    }
+
+    static func make(_ k: ChainPlanKey) -> ChainPlan? {
+        guard let engine = OneDNN.engine else { return nil }
+        OneDNN.singleThreaded()   // primitives size their work split by the thread count at creation
+        let wDims = [k.o, k.c, k.kh, k.kw]
+        guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, f32: false),
+              var dst = ChainTensor.desc([k.n, k.o, k.ho, k.wo], k.layout, f32: k.f32),
+              var wAny = OneDNN.any(wDims, type: dnnl_bf16),
+              let wUser = OneDNN.plain(wDims, strides: contiguousStrides(wDims)),
+              var bias = OneDNN.plain([k.o], strides: [1]) else { return nil }
+        let strides = OneDNN.padded([k.sh, k.sw]), dilations = OneDNN.padded([k.dh - 1, k.dw - 1])
+        let padL = OneDNN.padded([k.pt, k.pl])
+        // The bottom/right padding that makes the last window fit (negative when the last input rows go unread).
+        let padR = OneDNN.padded([(k.ho - 1) * k.sh + (k.kh - 1) * k.dh + 1 - k.h - k.pt, (k.wo - 1) * k.sw + (k.kw - 1) * k.dw + 1 - k.w - k.pl])
+        var attr: dnnl_primitive_attr_t?
+        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        defer { dnnl_primitive_attr_destroy(attr) }
+        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
+        if k.sum || k.relu {
+            var ops: dnnl_post_ops_t?
+            guard dnnl_post_ops_create(&ops) == dnnl_success, let ops else { return nil }
+            defer { dnnl_post_ops_destroy(ops) }
+            if k.sum { guard dnnl_post_ops_append_sum(ops, 1) == dnnl_success else { return nil } }
+            if k.relu { guard dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0) == dnnl_success else { return nil } }
+            guard dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success else { return nil }
+        }
+        var desc = dnnl_convolution_desc_t()
+        guard dnnl_dilated_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, &src, &wAny, &bias,
+                                                         &dst, strides, dilations, padL, padR) == dnnl_success else { return nil }
+        var pd: dnnl_primitive_desc_t?
+        guard dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil) == dnnl_success, let pd else { return nil }
+        defer { dnnl_primitive_desc_destroy(pd) }
+        var info: UnsafePointer<CChar>?
+        _ = withUnsafeMutablePointer(to: &info) { dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, $0) }
+        // Reference loops and the gemm fallback are far slower than the per-convolution path.
+        let impl = info.map { String(cString: $0) } ?? "ref"
+        if impl.hasPrefix("ref") || impl.contains("gemm") { return nil }
+        guard var inner = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)?.pointee,
+              let reorder = DNNLPrimitive.reorder(from: wUser, to: inner) else { return nil }
+        var scratch = 0
+        if var s = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)?.pointee { scratch = dnnl_memory_desc_get_size(&s) }
+        guard let primitive = DNNLPrimitive.make(pd) else { return nil }
+        return ChainPlan(primitive: primitive, src: src, dst: dst, bias: bias, weightsUser: wUser, weightsInner: inner,
+                         weightReorder: reorder, weightBytes: dnnl_memory_desc_get_size(&inner), scratchpadBytes: scratch)
+    }
+
+    /// Reorders the slice's folded float32 weights [o, c, kh, kw] into the kernel's bf16 layout at `inner`.
+    func packWeights(from folded: UnsafeMutablePointer<Float>, into inner: UnsafeMutableRawPointer) -> Bool {
+        guard let engine = OneDNN.engine else { return false }
+        let exec = DNNLExecution(engine: engine)
+        inner.initializeMemory(as: UInt8.self, repeating: 0, count: weightBytes)
+        return OneDNN.withStream { stream -> Bool in
+            guard let from = exec.memory(weightsUser, UnsafeMutableRawPointer(folded)), let to = exec.memory(weightsInner, inner) else { return false }
+            var args = [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: from), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: to)]
+            if weightReorder.scratchpadBytes > 0 {
+                guard let arg = exec.scratchpad(bytes: weightReorder.scratchpadBytes) else { return false }
+                args.append(arg)
+            }
+            return execute(weightReorder, stream, args)
+        } ?? false
+    }
+
+    /// Runs the slice: src and dst at the slice's start in the chained tensors, its part of the folded bias, and its
+    /// packed weights (kept in `packed` when the model is frozen, else packed for this call by `fill`).
+    func run(src s: UnsafeMutableRawPointer, dst d: UnsafeMutableRawPointer, bias b: UnsafeMutablePointer<Float>, packed: PackedWeights?,
+             weightSlice: UnsafeMutableRawPointer, fill: (UnsafeMutableRawPointer) -> Bool) -> Bool {
+        guard let engine = OneDNN.engine else { return false }
+        OneDNN.singleThreaded()
+        let exec = DNNLExecution(engine: engine)
+        let weights: UnsafeMutableRawPointer
+        if let packed {
+            guard let p = packed.buffer(plan: self, slice: weightSlice, bytes: weightBytes, fill: fill) else { return false }
+            weights = p
+        } else {
+            weights = exec.buffer(weightBytes)
+            guard fill(weights) else { return false }
+        }
+        return OneDNN.withStream { stream -> Bool in
+            guard let ms = exec.memory(src, s), let mw = exec.memory(weightsInner, weights), let mb = exec.memory(bias, UnsafeMutableRawPointer(b)),
+                  let md = exec.memory(dst, d) else { return false }
+            var args = [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SRC), memory: ms), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_WEIGHTS), memory: mw),
+                        dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_BIAS), memory: mb), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_DST), memory: md)]
+            if scratchpadBytes > 0 {
+                guard let arg = exec.scratchpad(bytes: scratchpadBytes) else { return false }
+                args.append(arg)
+            }
+            return execute(primitive, stream, args)
+        } ?? false
+    }
+}
+
+/// Executes `p` on `args` and waits for it.
+private func execute(_ p: DNNLPrimitive, _ stream: dnnl_stream_t, _ args: [dnnl_exec_arg_t]) -> Bool {
+    args.withUnsafeBufferPointer { dnnl_primitive_execute(p.handle, stream, Int32($0.count), $0.baseAddress) == dnnl_success }
+        && dnnl_stream_wait(stream) == dnnl_success
+}
+
+/// A reorder between a slice of a float32 NCHW tensor ([n, c, h, w] of one with fullC channels and fullH rows) and the
+/// same slice of a chained tensor, either way.
+struct ChainReorderKey: Hashable {
+    let layout: ChainLayout
+    let n, c, h, w, fullC, fullH: Int
+    let f32, toChain: Bool
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var cache: [ChainReorderKey: ChainReorder?] = [:]
+
+    static func plan(_ key: ChainReorderKey) -> ChainReorder? {
+        lock.lock()
+        if let hit = cache[key] { lock.unlock(); return hit }
+        lock.unlock()
+        OneDNN.singleThreaded()
+        var made: ChainReorder? = nil
+        if let plain = OneDNN.plain([key.n, key.c, key.h, key.w], strides: [key.fullC * key.fullH * key.w, key.fullH * key.w, key.w, 1]),
+           let chain = ChainTensor.desc([key.n, key.c, key.h, key.w], key.layout, f32: key.f32),
+           let p = key.toChain ? DNNLPrimitive.reorder(from: plain, to: chain) : DNNLPrimitive.reorder(from: chain, to: plain) {
+            made = ChainReorder(primitive: p, from: key.toChain ? plain : chain, to: key.toChain ? chain : plain)
+        }
+        lock.lock(); cache[key] = made; lock.unlock()
+        return made
+    }
+}
+
+final class ChainReorder: @unchecked Sendable {
+    let primitive: DNNLPrimitive
+    let from, to: dnnl_memory_desc_t
+    init(primitive: DNNLPrimitive, from: dnnl_memory_desc_t, to: dnnl_memory_desc_t) { self.primitive = primitive; self.from = from; self.to = to }
+
+    func run(from a: UnsafeMutableRawPointer, to b: UnsafeMutableRawPointer) -> Bool {
+        guard let engine = OneDNN.engine else { return false }
+        OneDNN.singleThreaded()
+        let exec = DNNLExecution(engine: engine)
+        return OneDNN.withStream { stream -> Bool in
+            guard let ma = exec.memory(from, a), let mb = exec.memory(to, b) else { return false }
+            var args = [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: ma), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: mb)]
+            if primitive.scratchpadBytes > 0 {
+                guard let arg = exec.scratchpad(bytes: primitive.scratchpadBytes) else { return false }
+                args.append(arg)
+            }
+            return execute(primitive, stream, args)
+        } ?? false
+    }
+}

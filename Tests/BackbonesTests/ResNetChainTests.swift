@@ -1,0 +1,61 @@
+import Backbones
+import Engine
+import NN
+import XCTest
+
+/// A ResNet backbone on chained bf16 activations (`ConvChain`) against its per-convolution bf16 path and float32.
+final class ResNetChainTests: XCTestCase {
+    override func setUpWithError() throws {
+        guard CPUInfo.current.hasBF16 else { throw XCTSkip("this CPU has no bf16 (\(CPUInfo.current.summary))") }
+        try MixedPrecision.select(.bf16)
+        guard MixedPrecision.native else { throw XCTSkip("native bf16 is off on this CPU") }
+    }
+
+    override func tearDown() {
+        ConvChain.enabled = true
+        FrozenWeights.clear()
+        GradMode.isEnabled = true
+        try? MixedPrecision.select(.fp32)
+    }
+
+    private func values(_ n: Int, _ f: Double, _ scale: Float = 1) -> [Float] { (0..<n).map { Float(sin(Double($0) * f + 0.3)) * scale } }
+
+    /// A ResNet's features in bf16: chained, the per-convolution path, and float32 agree to bf16's precision, the chain
+    /// runs every convolution after the stem, and frozen (packed) weights give the chain's numbers exactly.
+    func testResNetFeaturesChainedAgreeWithThePerConvolutionPath() throws {
+        let net = ResNet(layers: [1, 2, 1, 1], acmix: nil, numClasses: nil, baseWidth: 16)
+        for (_, m) in net.namedModules() {
+            guard let bn = m as? BatchNorm2d else { continue }
+            let c = bn.weight.count
+            bn.running_mean.assign(Tensor(values(c, 0.7, 0.1), shape: [c]))
+            bn.running_var.assign(Tensor(values(c, 0.3).map { 0.5 + $0 * $0 }, shape: [c]))
+            bn.weight.assign(Tensor(values(c, 1.1).map { 0.8 + 0.4 * $0 }, shape: [c]))
+        }
+        _ = net.eval()
+        let x = Tensor(values(2 * 3 * 64 * 48, 0.013), shape: [2, 3, 64, 48])
+        GradMode.isEnabled = false
+        func features() -> [Tensor] { net.features(x) }
+        let before = ConvChain.passes
+        let chained = features()
+        XCTAssertEqual(ConvChain.passes - before, 5 * 3 + 4, "every bottleneck convolution and shortcut runs chained")
+        ConvChain.enabled = false
+        let perConv = features()
+        try MixedPrecision.select(.fp32)
+        let fp32 = features()
+        try MixedPrecision.select(.bf16)
+        ConvChain.enabled = true
+        FrozenWeights.install(net.namedTensors().map(\.1), owner: net)
+        let frozen = features()
+        for (i, (a, (b, r))) in zip(chained, zip(perConv, fp32)).enumerated() {
+            XCTAssertEqual(a.shape, r.shape)
+            func relative(_ u: Tensor, _ v: Tensor) -> Float {
+                let num = (0..<u.count).reduce(Float(0)) { $0 + (u.data[$1] - v.data[$1]) * (u.data[$1] - v.data[$1]) }
+                let den = (0..<v.count).reduce(Float(0)) { $0 + v.data[$1] * v.data[$1] }
+                return (num / max(den, 1e-20)).squareRoot()
+            }
+            XCTAssertLessThan(relative(a, r), 0.02, "stage \(i): chained against float32")
+            XCTAssertLessThan(relative(b, r), 0.02, "stage \(i): per-convolution bf16 against float32")
+            XCTAssertEqual(frozen[i].array, a.array, "stage \(i): packed weights change the numbers")
+        }
+    }
+}

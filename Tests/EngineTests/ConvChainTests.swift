@@ -1,0 +1,86 @@
+import Engine
+import NN
+import XCTest
+
+/// Chained bf16 inference (`ConvChain`): activations stay bf16 in oneDNN's layout between convolutions, BatchNorm
+/// folded into the weights, shortcut sum and ReLU fused. Its numbers are those of the folded weights and the stored
+/// activations rounded to bf16 with float32 sums; both layouts, split over one and two threads.
+final class ConvChainTests: XCTestCase {
+    override func setUpWithError() throws {
+        guard CPUInfo.current.hasBF16 else { throw XCTSkip("this CPU has no bf16 (\(CPUInfo.current.summary))") }
+        try MixedPrecision.select(.bf16)
+        guard MixedPrecision.native else { throw XCTSkip("native bf16 is off on this CPU") }
+    }
+
+    override func tearDown() {
+        ConvChain.enabled = true
+        ConvChain.layout = savedLayout
+        try? MixedPrecision.select(.fp32)
+    }
+
+    private let savedLayout = ConvChain.layout
+
+    private func values(_ n: Int, _ f: Double, _ scale: Float = 1) -> [Float] { (0..<n).map { Float(sin(Double($0) * f + 0.3)) * scale } }
+
+    /// Every geometry a ResNet and its heads chain (1×1, 3×3, strides, dilation, channel counts off the 16-block, a
+    /// batch, a shortcut sum) against the float32 convolution of the rounded operands, rounded like the chain's output.
+    func testChainedConvolutionsMatchTheRoundedReference() throws {
+        // (input, outputs, kernel, stride, padding, dilation, relu, residual); the 1×1 stride-2 one leaves its last
+        // input row unread.
+        let cases: [([Int], Int, Int, Int, Int, Int, Bool, Bool)] = [
+            ([1, 40, 13, 11], 24, 3, 1, 1, 1, true, false),
+            ([1, 64, 28, 28], 128, 1, 2, 0, 1, false, false),
+            ([3, 32, 15, 15], 48, 3, 2, 1, 1, true, false),
+            ([1, 64, 20, 20], 64, 1, 1, 0, 1, true, true),
+            ([1, 32, 17, 17], 32, 3, 1, 2, 2, true, true),
+            ([1, 3, 30, 30], 16, 7, 2, 3, 1, true, false),
+        ]
+        let savedThreads = Threads.count
+        defer { Threads.count = savedThreads }
+        for layout in [ChainLayout.blocked16, .nhwc] {
+            ConvChain.layout = layout
+            for threads in [1, 2] {
+                Threads.count = threads
+                for (i, (xs, o, k, s, p, d, relu, hasResidual)) in cases.enumerated() {
+                    let c = xs[1]
+                    let x = Tensor(values(xs.reduce(1, *), 0.37 + Double(i)), shape: xs)
+                    let w = Tensor(values(o * c * k * k, 0.11, 0.2), shape: [o, c, k, k])
+                    let bias = Tensor(values(o, 0.5, 0.1), shape: [o])
+                    let scale = Tensor(values(o, 0.9).map { 0.5 + $0 * $0 }, shape: [o])
+                    let shift = Tensor(values(o, 1.3, 0.2), shape: [o])
+                    let ho = (xs[2] + 2 * p - d * (k - 1) - 1) / s + 1, wo = (xs[3] + 2 * p - d * (k - 1) - 1) / s + 1
+                    let residual = hasResidual ? Tensor(values(xs[0] * o * ho * wo, 0.23), shape: [xs[0], o, ho, wo]) : nil
+
+                    let (before, fellBack) = (ConvChain.passes, ConvChain.fallbacks)
+                    let y = ConvChain.conv(ConvChain.enter(x), weight: w, bias: bias, scale: scale, shift: shift, stride: (s, s),
+                                           padding: (p, p), dilation: (d, d), relu: relu, residual: residual.map { ConvChain.enter($0) })
+                    // A 3-channel stem has no nChw16c kernel: it runs per convolution (rounded differently) and comes back.
+                    let chained = ConvChain.passes == before + 1
+                    XCTAssertTrue(chained || (i == 5 && layout == .blocked16 && ConvChain.fallbacks == fellBack + 1), "case \(i) did not run chained")
+                    XCTAssertEqual(y.shape, [xs[0], o, ho, wo])
+                    let got = y.tensor()
+
+                    // Reference: folded weights and input rounded to bf16, float32 convolution, float32 epilogue on the
+                    // bf16 shortcut, output rounded to bf16.
+                    let kk = c * k * k
+                    let folded = Tensor((0..<w.count).map { bf16Rounded(w.data[$0] * scale.data[$0 / kk]) }, shape: w.shape)
+                    let fb = Tensor((0..<o).map { bias.data[$0] * scale.data[$0] + shift.data[$0] }, shape: [o])
+                    let rx = Tensor((0..<x.count).map { bf16Rounded(x.data[$0]) }, shape: xs)
+                    try MixedPrecision.select(.fp32)
+                    var ref = conv2d(rx, folded, fb, stride: (s, s), padding: (p, p), dilation: (d, d))
+                    try MixedPrecision.select(.bf16)
+                    if let residual { ref = ref + Tensor((0..<residual.count).map { bf16Rounded(residual.data[$0]) }, shape: residual.shape) }
+                    if relu { ref = ref.relu() }
+                    let maxAbs = (0..<ref.count).map { abs(ref.data[$0]) }.max()!
+                    var worst: Float = 0
+                    for j in 0..<ref.count {
+                        let r = bf16Rounded(ref.data[j])
+                        let e = abs(got.data[j] - r) / (chained ? abs(r) / 64 + maxAbs * 1e-5 : abs(r) / 32 + maxAbs * 4e-3)
+                        worst = max(worst, e)
+                    }
+                    XCTAssertLessThanOrEqual(worst, 1, "\(layout) \(threads) threads, case \(i): off by \(worst) of the bound")
+                }
+            }
+        }
+    }
+}
