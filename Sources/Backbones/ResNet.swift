@@ -89,17 +89,24 @@ public final class ResNet: Module {
     /// C2..C5 (the outputs of layer1..layer4), NCHW.
     public func features(_ x: Tensor) -> [Tensor] {
         precondition(x.rank == 4 && x.shape[1] == 3, "ResNet expects [N, 3, H, W], got \(x.shape)")
-        var y = (stem.map { $0(x) } ?? convBN(x, conv1!, bn1!, relu: true)).maxPool2d(kernel: 3, stride: 2, padding: 1)
         var out: [Tensor] = []
         if ConvChain.active && stages.allSatisfy({ $0.allSatisfy(\.chainable) }) {
-            // bf16 inference: the stages run on chained activations, which leave the chain once per stage output.
-            var c = ConvChain.enter(y)
+            // bf16 inference: the stages run on chained activations, which leave the chain once per stage output. The
+            // 7×7 stem joins them where the layout has a kernel for 3 input channels (nhwc); else it runs on its own.
+            var c: ChainTensor
+            if let conv1, let bn1, ConvChain.layout == .nhwc, bn1.usesRunningStatistics {
+                c = convBN(ConvChain.enter(x), conv1, bn1, relu: true)
+            } else {
+                c = ConvChain.enter(stem.map { $0(x) } ?? convBN(x, conv1!, bn1!, relu: true))
+            }
+            c = ConvChain.maxPool(c, kernel: 3, stride: 2, padding: 1)
             for s in stages {
                 for blk in s { c = blk(c) }
                 out.append(c.tensor())
             }
             return out
         }
+        var y = (stem.map { $0(x) } ?? convBN(x, conv1!, bn1!, relu: true)).maxPool2d(kernel: 3, stride: 2, padding: 1)
         for s in stages {
             for blk in s { y = blk(y) }
             out.append(y)

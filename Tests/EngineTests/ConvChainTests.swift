@@ -83,4 +83,23 @@ final class ConvChainTests: XCTestCase {
             }
         }
     }
+
+    /// Max pooling on chained activations: exactly the engine's on the bf16-rounded input (a maximum rounds nothing),
+    /// padding never winning, split by channel blocks or rows.
+    func testChainedMaxPoolingEqualsTheEngines() throws {
+        let savedThreads = Threads.count
+        defer { Threads.count = savedThreads }
+        for layout in [ChainLayout.blocked16, .nhwc] {
+            ConvChain.layout = layout
+            for threads in [1, 2] {
+                Threads.count = threads
+                for shape in [[1, 40, 57, 45], [3, 16, 20, 21], [1, 64, 112, 112]] {
+                    let x = Tensor(values(shape.reduce(1, *), 0.77).map { bf16Rounded($0 - 2) }, shape: shape)
+                    let got = ConvChain.maxPool(ConvChain.enter(x), kernel: 3, stride: 2, padding: 1).tensor()
+                    XCTAssertEqual(got.shape, x.maxPool2d(kernel: 3, stride: 2, padding: 1).shape)
+                    XCTAssertEqual(got.array, x.maxPool2d(kernel: 3, stride: 2, padding: 1).array, "\(layout) \(threads) threads \(shape)")
+                }
+            }
+        }
+    }
 }

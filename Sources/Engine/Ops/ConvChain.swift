@@ -107,6 +107,31 @@ public enum ConvChain {
         return y
     }
 
+    /// Max pooling [N, C, H, W] → [N, C, Ho, Wo] (window k, stride s, padding p as PyTorch's: padding never wins, the
+    /// output size floored) on a chained activation, in its type.
+    public static func maxPool(_ x: ChainTensor, kernel k: Int, stride s: Int, padding p: Int) -> ChainTensor {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let g = Conv2dGeometry([n, c, h, w], [c, c, k, k], stride: (s, s), padding: (p, p))
+        let y = ChainTensor(shape: [n, c, g.ho, g.wo], layout: x.layout, f32: x.f32)
+        let slices = chainSlices(images: n, channels: c, rows: g.ho, layout: x.layout, work: n * c * g.ho * g.wo * k * k / 8)
+        var ok = [Bool](repeating: false, count: slices.count)
+        ok.withUnsafeMutableBufferPointer { ok in
+            let ok = ok.baseAddress!
+            let run = { (i: Int) in
+                let sl = slices[i], rows = inputRows(sl, g)
+                let key = ChainPoolKey(layout: x.layout, n: sl.n, c: sl.o, h: rows.count, w: w, k: k, s: s, pt: rows.pad, pl: p,
+                                       ho: sl.rows, wo: g.wo, f32: x.f32)
+                guard let plan = ChainPoolKey.plan(key) else { return }
+                ok[i] = plan.run(from: x.data + x.offset(image: sl.n0, channel: sl.o0, row: rows.first),
+                                 to: y.data + y.offset(image: sl.n0, channel: sl.o0, row: sl.r0))
+            }
+            if slices.count == 1 { run(0) } else { Threads.run(slices.count, run) }
+        }
+        precondition(!ok.contains(false), "oneDNN: chained max pooling failed")
+        OpProfile.forward("max_pool_chain", [])
+        return y
+    }
+
     /// The per-convolution path for a geometry the chain has no kernel for: out of the chain and back.
     private static func fallback(_ x: ChainTensor, weight: Tensor, bias: Tensor?, scale: Tensor?, shift: Tensor?, stride: (Int, Int),
                                  padding: (Int, Int), dilation: (Int, Int), relu: Bool, residual: ChainTensor?, f32: Bool) -> ChainTensor {
@@ -427,10 +452,55 @@ struct ChainReorderKey: Hashable {
     }
 }
 
+/// A max pooling slice: input [n, c, h, w] (h: the rows it reads, pt zero rows above), output [n, c, ho, wo].
+struct ChainPoolKey: Hashable {
+    let layout: ChainLayout
+    let n, c, h, w, k, s, pt, pl, ho, wo: Int
+    let f32: Bool
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var cache: [ChainPoolKey: ChainReorder?] = [:]
+
+    static func plan(_ key: ChainPoolKey) -> ChainReorder? {
+        lock.lock()
+        if let hit = cache[key] { lock.unlock(); return hit }
+        lock.unlock()
+        let made = make(key)
+        lock.lock(); cache[key] = made; lock.unlock()
+        return made
+    }
+
+    static func make(_ k: ChainPoolKey) -> ChainReorder? {
+        guard let engine = OneDNN.engine else { return nil }
+        OneDNN.singleThreaded()
+        guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, f32: k.f32),
+              var dst = ChainTensor.desc([k.n, k.c, k.ho, k.wo], k.layout, f32: k.f32) else { return nil }
+        let padR = OneDNN.padded([(k.ho - 1) * k.s + k.k - k.h - k.pt, (k.wo - 1) * k.s + k.k - k.w - k.pl])
+        var desc = dnnl_pooling_desc_t()
+        guard dnnl_pooling_forward_desc_init(&desc, dnnl_forward_inference, dnnl_pooling_max, &src, &dst, OneDNN.padded([k.s, k.s]),
+                                             OneDNN.padded([k.k, k.k]), OneDNN.padded([k.pt, k.pl]), padR) == dnnl_success else { return nil }
+        var attr: dnnl_primitive_attr_t?
+        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        defer { dnnl_primitive_attr_destroy(attr) }
+        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
+        var pd: dnnl_primitive_desc_t?
+        guard dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil) == dnnl_success, let pd else { return nil }
+        defer { dnnl_primitive_desc_destroy(pd) }
+        guard let p = DNNLPrimitive.make(pd) else { return nil }
+        if var md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)?.pointee { p.scratchpadBytes = dnnl_memory_desc_get_size(&md) }
+        return ChainReorder(primitive: p, from: src, to: dst, args: (Int32(CDNNL_ARG_SRC), Int32(CDNNL_ARG_DST)))
+    }
+}
+
+/// A reorder or another one-input one-output primitive (pooling) on two buffers.
 final class ChainReorder: @unchecked Sendable {
     let primitive: DNNLPrimitive
     let from, to: dnnl_memory_desc_t
-    init(primitive: DNNLPrimitive, from: dnnl_memory_desc_t, to: dnnl_memory_desc_t) { self.primitive = primitive; self.from = from; self.to = to }
+    let args: (Int32, Int32)
+    init(primitive: DNNLPrimitive, from: dnnl_memory_desc_t, to: dnnl_memory_desc_t,
+         args: (Int32, Int32) = (Int32(CDNNL_ARG_FROM), Int32(CDNNL_ARG_TO))) {
+        self.primitive = primitive; self.from = from; self.to = to; self.args = args
+    }
 
     func run(from a: UnsafeMutableRawPointer, to b: UnsafeMutableRawPointer) -> Bool {
         guard let engine = OneDNN.engine else { return false }
@@ -438,7 +508,7 @@ final class ChainReorder: @unchecked Sendable {
         let exec = DNNLExecution(engine: engine)
         return OneDNN.withStream { stream -> Bool in
             guard let ma = exec.memory(from, a), let mb = exec.memory(to, b) else { return false }
-            var args = [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: ma), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: mb)]
+            var args = [dnnl_exec_arg_t(arg: self.args.0, memory: ma), dnnl_exec_arg_t(arg: self.args.1, memory: mb)]
             if primitive.scratchpadBytes > 0 {
                 guard let arg = exec.scratchpad(bytes: primitive.scratchpadBytes) else { return false }
                 args.append(arg)

@@ -47,6 +47,15 @@ public final class ConvModule: Module, UnaryLayer {
         conv.bias?.fill(0)
     }
 
+    /// Whether it can run on chained activations (`ConvChain`): no groups, no GroupNorm, BatchNorm on running statistics.
+    public var chainable: Bool { conv.groups == 1 && gn == nil && (bn?.usesRunningStatistics ?? true) }
+
+    /// The module on a chained activation (inference, `chainable`).
+    public func callAsFunction(_ x: ChainTensor) -> ChainTensor {
+        if let bn { return convBN(x, conv, bn, relu: relu) }
+        return conv(x, relu: relu)
+    }
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
         if let bn { return convBN(x, conv, bn, relu: relu) }
         guard let gn else { return conv(x, relu: relu) }

@@ -38,6 +38,15 @@ public final class RetinaHead: AnchorHead {
     /// Per level: classification logits [N, A·C, H, W] and box deltas [N, A·4, H, W].
     public override func forward(_ feats: [Tensor]) -> (cls: [Tensor], reg: [Tensor]) {
         var cls: [Tensor] = [], reg: [Tensor] = []
+        if ConvChain.active && (cls_convs + reg_convs).allSatisfy(\.chainable) {
+            // bf16 inference: each level enters the chain once for both branches; the logits leave it in float32.
+            for f in feats {
+                let x = ConvChain.enter(f)
+                cls.append(retina_cls(cls_convs.reduce(x) { $1($0) }, f32: true).tensor())
+                reg.append(retina_reg(reg_convs.reduce(x) { $1($0) }, f32: true).tensor())
+            }
+            return (cls, reg)
+        }
         for f in feats {
             cls.append(retina_cls(cls_convs.reduce(f) { $1($0) }))
             reg.append(retina_reg(reg_convs.reduce(f) { $1($0) }))
