@@ -15,6 +15,13 @@ public protocol Backbone: Module {
     func logits(_ x: Tensor) -> Tensor?
     /// Throws a clear error when the model cannot run on an input of this size.
     func validate(height: Int, width: Int) throws
+    /// `features` as chained bf16 activations (`ConvChain`), or nil when the chain is off or this model does not run
+    /// on it; necks and heads that chain take them without a round trip through float32 NCHW.
+    func chainedFeatures(_ x: Tensor) -> [ChainTensor]?
+}
+
+extension Backbone {
+    public func chainedFeatures(_ x: Tensor) -> [ChainTensor]? { nil }
 }
 
 extension ResNet: Backbone {

@@ -88,25 +88,9 @@ public final class ResNet: Module {
 
     /// C2..C5 (the outputs of layer1..layer4), NCHW.
     public func features(_ x: Tensor) -> [Tensor] {
-        precondition(x.rank == 4 && x.shape[1] == 3, "ResNet expects [N, 3, H, W], got \(x.shape)")
-        var out: [Tensor] = []
-        if ConvChain.active && stages.allSatisfy({ $0.allSatisfy(\.chainable) }) {
-            // bf16 inference: the stages run on chained activations, which leave the chain once per stage output. The
-            // 7×7 stem joins them where the layout has a kernel for 3 input channels (nhwc); else it runs on its own.
-            var c: ChainTensor
-            if let conv1, let bn1, ConvChain.layout == .nhwc, bn1.usesRunningStatistics {
-                c = convBN(ConvChain.enter(x), conv1, bn1, relu: true)
-            } else {
-                c = ConvChain.enter(stem.map { $0(x) } ?? convBN(x, conv1!, bn1!, relu: true))
-            }
-            c = ConvChain.maxPool(c, kernel: 3, stride: 2, padding: 1)
-            for s in stages {
-                for blk in s { c = blk(c) }
-                out.append(c.tensor())
-            }
-            return out
-        }
+        if let chained = chainedFeatures(x) { return chained.map { $0.tensor() } }
         var y = (stem.map { $0(x) } ?? convBN(x, conv1!, bn1!, relu: true)).maxPool2d(kernel: 3, stride: 2, padding: 1)
+        var out: [Tensor] = []
         for s in stages {
             for blk in s { y = blk(y) }
             out.append(y)
@@ -114,10 +98,33 @@ public final class ResNet: Module {
         return out
     }
 
+    /// C2..C5 on chained bf16 activations (`ConvChain`): bf16 inference with plain bottlenecks; nil otherwise. The 7×7
+    /// stem joins the chain where the layout has a kernel for 3 input channels (nhwc); else it runs on its own.
+    public func chainedFeatures(_ x: Tensor) -> [ChainTensor]? {
+        precondition(x.rank == 4 && x.shape[1] == 3, "ResNet expects [N, 3, H, W], got \(x.shape)")
+        guard ConvChain.active && stages.allSatisfy({ $0.allSatisfy(\.chainable) }) else { return nil }
+        var c: ChainTensor
+        if let conv1, let bn1, ConvChain.layout == .nhwc, bn1.usesRunningStatistics {
+            c = convBN(ConvChain.enter(x), conv1, bn1, relu: true)
+        } else {
+            c = ConvChain.enter(stem.map { $0(x) } ?? convBN(x, conv1!, bn1!, relu: true))
+        }
+        c = ConvChain.maxPool(c, kernel: 3, stride: 2, padding: 1)
+        var out: [ChainTensor] = []
+        for s in stages {
+            for (j, blk) in s.enumerated() {
+                // A block with the identity shortcut sums into its input: not into the previous stage's output.
+                c = blk(j == 0 && blk.downsample == nil && !out.isEmpty ? c.copy() : c)
+            }
+            out.append(c)
+        }
+        return out
+    }
+
     /// Logits [N, numClasses] (global average pool of C5, then fc).
     public func callAsFunction(_ x: Tensor) -> Tensor {
         guard let fc else { preconditionFailure("this ResNet was built without a classification head") }
-        let c5 = features(x)[3]
+        let c5 = chainedFeatures(x).map { $0[3].tensor() } ?? features(x)[3]
         return fc(c5.adaptiveAvgPool2d(1, 1).flatten(from: 1))
     }
 }

@@ -34,6 +34,9 @@ final class ConvChainTests: XCTestCase {
             ([1, 64, 20, 20], 64, 1, 1, 0, 1, true, true),
             ([1, 32, 17, 17], 32, 3, 1, 2, 2, true, true),
             ([1, 3, 30, 30], 16, 7, 2, 3, 1, true, false),
+            ([1, 3, 64, 50], 16, 7, 2, 3, 1, true, false),
+            ([1, 32, 29, 31], 48, 3, 2, 1, 1, true, false),
+            ([1, 8, 40, 36], 8, 3, 1, 1, 1, true, true),
         ]
         let savedThreads = Threads.count
         defer { Threads.count = savedThreads }
@@ -54,9 +57,10 @@ final class ConvChainTests: XCTestCase {
                     let (before, fellBack) = (ConvChain.passes, ConvChain.fallbacks)
                     let y = ConvChain.conv(ConvChain.enter(x), weight: w, bias: bias, scale: scale, shift: shift, stride: (s, s),
                                            padding: (p, p), dilation: (d, d), relu: relu, residual: residual.map { ConvChain.enter($0) })
-                    // A 3-channel stem has no nChw16c kernel: it runs per convolution (rounded differently) and comes back.
+                    // Fewer than 16 input channels (a stem, a narrow test network) may have no kernel in a layout (nChw16c on
+                    // AVX512-BF16): they run per convolution (rounded differently) and come back. Every other case chains.
                     let chained = ConvChain.passes == before + 1
-                    XCTAssertTrue(chained || (i == 5 && layout == .blocked16 && ConvChain.fallbacks == fellBack + 1), "case \(i) did not run chained")
+                    XCTAssertTrue(chained || (c < 16 && ConvChain.fallbacks == fellBack + 1), "\(layout): case \(i) did not run chained")
                     XCTAssertEqual(y.shape, [xs[0], o, ho, wo])
                     let got = y.tensor()
 
@@ -99,6 +103,23 @@ final class ConvChainTests: XCTestCase {
                     XCTAssertEqual(got.shape, x.maxPool2d(kernel: 3, stride: 2, padding: 1).shape)
                     XCTAssertEqual(got.array, x.maxPool2d(kernel: 3, stride: 2, padding: 1).array, "\(layout) \(threads) threads \(shape)")
                 }
+            }
+        }
+    }
+
+    /// Nearest resize on chained activations: exactly the engine's (`Tensor.resizeNearest`, PyTorch's size= form) on
+    /// bf16 values, to sizes that are and are not twice the input; channels-last exits give the permuted tensor.
+    func testChainedResizeAndChannelsLastExitAreExact() throws {
+        for layout in [ChainLayout.blocked16, .nhwc] {
+            ConvChain.layout = layout
+            for (shape, out) in [([1, 40, 25, 42], (50, 84)), ([2, 16, 50, 84], (100, 167)), ([1, 24, 7, 9], (7, 9))] {
+                let x = Tensor(values(shape.reduce(1, *), 0.41).map(bf16Rounded), shape: shape)
+                let chained = ConvChain.enter(x)
+                XCTAssertEqual(ConvChain.resizeNearest(chained, out.0, out.1).tensor().array, x.resizeNearest(out.0, out.1).array,
+                               "\(layout) \(shape) → \(out)")
+                let f32 = ConvChain.enter(x, f32: true)
+                XCTAssertEqual(f32.channelsLast().array, x.permute([0, 2, 3, 1]).array, "\(layout) \(shape) channels-last")
+                XCTAssertEqual(chained.channelsLast().array, x.permute([0, 2, 3, 1]).array, "\(layout) \(shape) bf16 channels-last")
             }
         }
     }

@@ -56,13 +56,16 @@ final class MMRefInferenceTests: XCTestCase {
         }
     }
 
-    /// bf16 against fp32 on the mmdet fixtures: every fp32 detection scoring ≥ 0.3 has a bf16 one of its class
-    /// (IoU ≥ 0.9) and the scores and boxes move little. Prints the largest differences.
+    /// bf16 against fp32 on the mmdet fixtures: most fp32 detections scoring ≥ 0.3 have a bf16 one of their class
+    /// (IoU ≥ 0.9) and the scores and boxes move little. Prints the largest differences. Chained bf16 (`ConvChain`)
+    /// stores the residual stream and the FPN's sums in bf16, as PyTorch's autocast and OpenVINO do; on these
+    /// random width-8 networks that moved the largest RetinaNet score difference from 0.028 (float32 between
+    /// convolutions) to 0.052 (measured on Zen 4, nhwc), while a trained shapes RetinaNet kept its AP (0.722 → 0.721).
     func testBF16DetectionsStayCloseToFP32() throws {
         for name in ["retinanet_r50w8", "mask_rcnn_r50w8"] {
             let (matched, total, worstScore, _) = try compareToFP32(name, precision: "bf16")
             XCTAssertGreaterThanOrEqual(Double(matched), 0.8 * Double(total), name)
-            XCTAssertLessThan(worstScore, 0.05, name)
+            XCTAssertLessThan(worstScore, 0.08, name)
         }
     }
 

@@ -132,6 +132,25 @@ public enum ConvChain {
         return y
     }
 
+    /// Nearest resize [N, C, H, W] → [N, C, outH, outW] on a chained activation: source row ⌊oh·H/outH⌋ and column
+    /// ⌊ow·W/outW⌋, as `Tensor.resizeNearest` (and PyTorch's `interpolate(size=...)`). Always a new tensor.
+    public static func resizeNearest(_ x: ChainTensor, _ outH: Int, _ outW: Int) -> ChainTensor {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let rows = (0..<outH).map { Swift.min(Int(Float($0) * Float(h) / Float(outH)), h - 1) }
+        let cols = (0..<outW).map { Swift.min(Int(Float($0) * Float(w) / Float(outW)), w - 1) }
+        let y = ChainTensor(shape: [n, c, outH, outW], layout: x.layout, f32: x.f32)
+        // Whole pixel vectors move: a pixel's channels in nhwc, its 16 channels of one block in nChw16c.
+        let (groups, vector) = x.layout == .nhwc ? (1, c) : ((c + 15) / 16, 16)
+        let vb = vector * x.elementBytes, src = x.data, dst = y.data
+        parallelFor(n * groups * outH, cost: outW * vector) { i in
+            let oh = i % outH, plane = i / outH
+            let s = src + (plane * h * w + rows[oh] * w) * vb, d = dst + (plane * outH * outW + oh * outW) * vb
+            for (ow, col) in cols.enumerated() { (d + ow * vb).copyMemory(from: s + col * vb, byteCount: vb) }
+        }
+        OpProfile.forward("resize_nearest_chain", [])
+        return y
+    }
+
     /// The per-convolution path for a geometry the chain has no kernel for: out of the chain and back.
     private static func fallback(_ x: ChainTensor, weight: Tensor, bias: Tensor?, scale: Tensor?, shift: Tensor?, stride: (Int, Int),
                                  padding: (Int, Int), dilation: (Int, Int), relu: Bool, residual: ChainTensor?, f32: Bool) -> ChainTensor {
@@ -159,7 +178,8 @@ public enum ConvChain {
             let ok = ok.baseAddress!
             let run = { (i: Int) in
                 let s = slices[i]
-                let key = ChainReorderKey(layout: t.layout, n: s.n, c: s.o, h: s.rows, w: w, fullC: c, fullH: h, f32: t.f32, toChain: toChain)
+                let key = ChainReorderKey(layout: t.layout, n: s.n, c: s.o, h: s.rows, w: w, fullC: c, fullH: h, f32: t.f32, toChain: toChain,
+                                          channelsLast: false)
                 guard let reorder = ChainReorderKey.plan(key) else { return }
                 let plain = UnsafeMutableRawPointer(nchw + ((s.n0 * c + s.o0) * h + s.r0) * w)
                 let chain = t.data + t.offset(image: s.n0, channel: s.o0, row: s.r0)
@@ -221,6 +241,13 @@ public final class ChainTensor: @unchecked Sendable {
 
     deinit { BlockAllocator.free(data, bytes: bytes) }
 
+    /// A copy with a buffer of its own (for a shortcut that must outlive the block that sums into it).
+    public func copy() -> ChainTensor {
+        let t = ChainTensor(shape: shape, layout: layout, f32: f32)
+        t.data.copyMemory(from: data, byteCount: bytes)
+        return t
+    }
+
     var elementBytes: Int { f32 ? 4 : 2 }
 
     /// The dense descriptor of an [n, c, h, w] tensor in `layout`.
@@ -242,6 +269,22 @@ public final class ChainTensor: @unchecked Sendable {
             precondition(channel == 0, "ChainTensor: nhwc slices whole images or rows")
             return (image * c * h * w + row * w * c) * elementBytes
         }
+    }
+
+    /// The activation as a float32 channels-last tensor [N, H, W, C] (a head's outputs, whose anchors are ordered by
+    /// position, then channel): a copy from nhwc, a reorder from nChw16c.
+    public func channelsLast() -> Tensor {
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let t = Tensor(uninitialized: [n, h, w, c])
+        if layout == .nhwc && f32 {
+            UnsafeMutableRawPointer(t.data).copyMemory(from: data, byteCount: t.count * 4)
+        } else {
+            let key = ChainReorderKey(layout: layout, n: n, c: c, h: h, w: w, fullC: c, fullH: h, f32: f32, toChain: false, channelsLast: true)
+            guard let reorder = ChainReorderKey.plan(key), reorder.run(from: data, to: UnsafeMutableRawPointer(t.data)) else {
+                preconditionFailure("oneDNN: a reorder of a chained tensor failed")
+            }
+        }
+        return t
     }
 
     /// The activation as a float32 NCHW tensor.
@@ -432,6 +475,8 @@ struct ChainReorderKey: Hashable {
     let layout: ChainLayout
     let n, c, h, w, fullC, fullH: Int
     let f32, toChain: Bool
+    /// The plain side is channels-last [n, h, w, c] (whole tensors only) instead of NCHW.
+    let channelsLast: Bool
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var cache: [ChainReorderKey: ChainReorder?] = [:]
@@ -442,7 +487,8 @@ struct ChainReorderKey: Hashable {
         lock.unlock()
         OneDNN.singleThreaded()
         var made: ChainReorder? = nil
-        if let plain = OneDNN.plain([key.n, key.c, key.h, key.w], strides: [key.fullC * key.fullH * key.w, key.fullH * key.w, key.w, 1]),
+        let strides = key.channelsLast ? [key.h * key.w * key.c, 1, key.w * key.c, key.c] : [key.fullC * key.fullH * key.w, key.fullH * key.w, key.w, 1]
+        if let plain = OneDNN.plain([key.n, key.c, key.h, key.w], strides: strides),
            let chain = ChainTensor.desc([key.n, key.c, key.h, key.w], key.layout, f32: key.f32),
            let p = key.toChain ? DNNLPrimitive.reorder(from: plain, to: chain) : DNNLPrimitive.reorder(from: chain, to: plain) {
             made = ChainReorder(primitive: p, from: key.toChain ? plain : chain, to: key.toChain ? chain : plain)

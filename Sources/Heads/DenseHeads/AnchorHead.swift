@@ -65,6 +65,21 @@ open class AnchorHead: Module, DenseHead {
 
     public func callAsFunction(_ feats: [Tensor]) -> (cls: [Tensor], reg: [Tensor]) { forward(feats) }
 
+    /// Whether `flatOutputs(chained:)` runs on chained bf16 activations (`ConvChain`); subclasses that do say so.
+    open var predictsChained: Bool { false }
+
+    /// The outputs on chained activations, flattened per level as `predictByMaps` reads them.
+    open func flatOutputs(chained feats: [ChainTensor]) -> FlatLevels {
+        let (cls, reg) = forward(feats.map { $0.tensor() })
+        return flat(cls: cls, reg: reg)
+    }
+
+    /// Per level [N, A·C, H, W] and [N, A·4, H, W] → [N, H·W·A, C] and [N, H·W·A, 4] with the levels' sizes.
+    func flat(cls: [Tensor], reg: [Tensor]) -> FlatLevels {
+        FlatLevels(cls: cls.map { flattenLevels([$0], numClasses) }, reg: reg.map { flattenLevels([$0], 4) },
+                   sizes: cls.map { ($0.shape[2], $0.shape[3]) })
+    }
+
     /// Unreduced classification loss [N, anchors, C] of logits against 0/1 targets of the same shape.
     open func classificationLoss(_ logits: Tensor, _ targets: Tensor) -> Tensor {
         preconditionFailure("\(type(of: self)) must override AnchorHead.classificationLoss")
@@ -78,13 +93,23 @@ open class AnchorHead: Module, DenseHead {
     /// most `nmsPre`.
     open func selectCandidates(_ logits: UnsafePointer<Float>, rows: Int, config cfg: DenseTestConfig) -> [(Float, Int)] {
         var cand: [(Float, Int)] = []
-        for i in 0..<(rows * numClasses) {
+        // The sigmoid is monotonic: logits below the threshold's logit (less a margin far above float rounding) cannot
+        // pass, and are skipped without an exp (RetinaNet at 800×1333 has 12 million).
+        let t = Double(cfg.scoreThr), bound = Float(Foundation.log(t / (1 - t)) - 1e-3 * max(1, abs(Foundation.log(t / (1 - t)))))
+        for i in 0..<(rows * numClasses) where !(logits[i] <= bound) {
             let s = 1 / (1 + Foundation.exp(-logits[i]))
             if s > cfg.scoreThr { cand.append((s, i)) }
         }
         cand.sort { $0.0 > $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
         if cand.count > cfg.nmsPre { cand.removeLast(cand.count - cfg.nmsPre) }
         return cand
+    }
+
+    /// A dense head's outputs per level: logits [N, H·W·A, C] and deltas [N, H·W·A, 4], row r anchor r of the level's
+    /// grid (positions, then anchors), and the level's (H, W).
+    public struct FlatLevels {
+        public var cls: [Tensor], reg: [Tensor]
+        public var sizes: [(Int, Int)]
     }
 
     /// [N, A·K, H, W] per level → [N, Σ H·W·A, K] in anchor order.
@@ -161,13 +186,21 @@ open class AnchorHead: Module, DenseHead {
     public func predictByFeat(_ feats: [Tensor], imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]?,
                               config cfg: DenseTestConfig) -> [ImageDetections] {
         let (clsMaps, regMaps) = withNoGrad { self(feats) }
-        let c = numClasses
-        // Per level [N, H·W·A, C] and [N, H·W·A, 4]: row r is anchor r of the level's grid, as the anchors are ordered.
-        let cls = clsMaps.map { flattenLevels([$0], c) }, reg = regMaps.map { flattenLevels([$0], 4) }
-        return (0..<feats[0].shape[0]).map { b in
+        return predictByMaps(flat(cls: clsMaps, reg: regMaps), imgShapes: imgShapes, scaleFactors: scaleFactors, config: cfg)
+    }
+
+    public func predict(chained feats: [ChainTensor], imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]) -> [ImageDetections] {
+        predictByMaps(flatOutputs(chained: feats), imgShapes: imgShapes, scaleFactors: scaleFactors, config: testConfig)
+    }
+
+    /// `predictByFeat` from the head's flattened outputs.
+    func predictByMaps(_ levels: FlatLevels, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]?,
+                       config cfg: DenseTestConfig) -> [ImageDetections] {
+        let c = numClasses, cls = levels.cls, reg = levels.reg
+        return (0..<cls[0].shape[0]).map { b in
             var boxes: [Float] = [], scores: [Float] = [], labels: [Int] = []
-            for l in 0..<clsMaps.count {
-                let (h, w) = (clsMaps[l].shape[2], clsMaps[l].shape[3]), rows = cls[l].shape[1]
+            for l in 0..<cls.count {
+                let (h, w) = levels.sizes[l], rows = cls[l].shape[1]
                 let rp = reg[l].data + b * rows * 4
                 let cand = selectCandidates(cls[l].data + b * rows * c, rows: rows, config: cfg)
                 let levelAnchors = anchorGenerator.gridAnchors(level: l, height: h, width: w)

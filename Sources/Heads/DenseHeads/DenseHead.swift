@@ -10,6 +10,17 @@ public protocol DenseHead: Module {
     func loss(_ feats: [Tensor], targets: [DetectionTarget]) -> [(String, Tensor)]
     /// Detections per image, rescaled to the original image by `scaleFactors` ([w, h, w, h] per image).
     func predict(_ feats: [Tensor], imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]) -> [ImageDetections]
+    /// Whether `predict(chained:)` runs on chained bf16 activations (`ConvChain`).
+    var predictsChained: Bool { get }
+    /// `predict` on the neck's maps as chained activations.
+    func predict(chained feats: [ChainTensor], imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]) -> [ImageDetections]
+}
+
+extension DenseHead {
+    public var predictsChained: Bool { false }
+    public func predict(chained feats: [ChainTensor], imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]]) -> [ImageDetections] {
+        predict(feats.map { $0.tensor() }, imgShapes: imgShapes, scaleFactors: scaleFactors)
+    }
 }
 
 /// What a dense head's builder gets from its detector: the neck's channels and the detector's `train_cfg` /

@@ -37,21 +37,33 @@ public final class RetinaHead: AnchorHead {
 
     /// Per level: classification logits [N, A·C, H, W] and box deltas [N, A·4, H, W].
     public override func forward(_ feats: [Tensor]) -> (cls: [Tensor], reg: [Tensor]) {
-        var cls: [Tensor] = [], reg: [Tensor] = []
-        if ConvChain.active && (cls_convs + reg_convs).allSatisfy(\.chainable) {
-            // bf16 inference: each level enters the chain once for both branches; the logits leave it in float32.
-            for f in feats {
-                let x = ConvChain.enter(f)
-                cls.append(retina_cls(cls_convs.reduce(x) { $1($0) }, f32: true).tensor())
-                reg.append(retina_reg(reg_convs.reduce(x) { $1($0) }, f32: true).tensor())
-            }
-            return (cls, reg)
+        // bf16 inference: each level enters the chain once, for both branches.
+        if predictsChained {
+            let (cls, reg) = chainedOutputs(feats.map { ConvChain.enter($0) })
+            return (cls.map { $0.tensor() }, reg.map { $0.tensor() })
         }
+        var cls: [Tensor] = [], reg: [Tensor] = []
         for f in feats {
             cls.append(retina_cls(cls_convs.reduce(f) { $1($0) }))
             reg.append(retina_reg(reg_convs.reduce(f) { $1($0) }))
         }
         return (cls, reg)
+    }
+
+    /// bf16 inference with plain stacked convolutions (no GroupNorm).
+    public override var predictsChained: Bool { ConvChain.active && (cls_convs + reg_convs).allSatisfy(\.chainable) }
+
+    /// The logits and deltas of chained maps, float32 in the chain's layout: both branches read each level's map.
+    func chainedOutputs(_ feats: [ChainTensor]) -> (cls: [ChainTensor], reg: [ChainTensor]) {
+        (feats.map { retina_cls(cls_convs.reduce($0) { $1($0) }, f32: true) }, feats.map { retina_reg(reg_convs.reduce($0) { $1($0) }, f32: true) })
+    }
+
+    /// Channels-last outputs are already in anchor order: flattening them is a reshape.
+    public override func flatOutputs(chained feats: [ChainTensor]) -> FlatLevels {
+        guard predictsChained else { return super.flatOutputs(chained: feats) }
+        let (cls, reg) = chainedOutputs(feats)
+        func rows(_ t: ChainTensor, _ k: Int) -> Tensor { t.channelsLast().reshape([t.shape[0], -1, k]) }
+        return FlatLevels(cls: cls.map { rows($0, numClasses) }, reg: reg.map { rows($0, 4) }, sizes: cls.map { ($0.shape[2], $0.shape[3]) })
     }
 
     /// Sigmoid focal loss (γ, α), per anchor and class.

@@ -19,6 +19,21 @@ public protocol Detector: Module {
     var predictsMasks: Bool { get }
 }
 
+extension Neck {
+    /// The neck's maps of `backbone`'s features: through the chain when both run on it (bf16 inference), leaving it
+    /// once per map, else as float32 NCHW tensors throughout.
+    public func features(of backbone: any Backbone, _ images: Tensor) -> [Tensor] {
+        if let maps = chainedFeatures(of: backbone, images) { return maps.map { $0.tensor() } }
+        return self(backbone.features(images))
+    }
+
+    /// The neck's maps of `backbone`'s features as chained activations, or nil when either does not chain.
+    public func chainedFeatures(of backbone: any Backbone, _ images: Tensor) -> [ChainTensor]? {
+        guard ConvChain.active, chained([]) != nil, let feats = backbone.chainedFeatures(images) else { return nil }
+        return chained(feats)
+    }
+}
+
 extension Detector {
     public var predictsMasks: Bool { false }
 }
@@ -36,7 +51,7 @@ public final class SingleStageDetector: Module, Detector {
 
     public override func children() -> [(String, Module)] { [("backbone", backbone), ("neck", neck), ("bbox_head", bbox_head)] }
 
-    public func features(_ images: Tensor) -> [Tensor] { neck(backbone.features(images)) }
+    public func features(_ images: Tensor) -> [Tensor] { neck.features(of: backbone, images) }
 
     public func lossTerms(_ images: Tensor, targets: [DetectionTarget]) -> [(String, Tensor)] {
         bbox_head.loss(features(images), targets: targets)
@@ -44,7 +59,13 @@ public final class SingleStageDetector: Module, Detector {
 
     public func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]],
                         oriShapes: [(height: Int, width: Int)]) -> [ImageDetections] {
-        withNoGrad { bbox_head.predict(features(images), imgShapes: imgShapes, scaleFactors: scaleFactors) }
+        withNoGrad {
+            // bf16 inference: backbone, neck and head on chained activations when all three run on them.
+            if bbox_head.predictsChained, let feats = neck.chainedFeatures(of: backbone, images) {
+                return bbox_head.predict(chained: feats, imgShapes: imgShapes, scaleFactors: scaleFactors)
+            }
+            return bbox_head.predict(features(images), imgShapes: imgShapes, scaleFactors: scaleFactors)
+        }
     }
 
     /// `model` of type RetinaNet / SingleStageDetector: the parts come from their registries; `train_cfg` and

@@ -39,7 +39,7 @@ public final class TwoStageDetector: Module, Detector {
     public func predict(_ images: Tensor, imgShapes: [(height: Int, width: Int)], scaleFactors: [[Float]],
                         oriShapes: [(height: Int, width: Int)]) -> [ImageDetections] {
         withNoGrad {
-            let feats = neck(backbone.features(images))
+            let feats = neck.features(of: backbone, images)
             let proposals = rpn_head.predictByFeat(feats, imgShapes: imgShapes, scaleFactors: nil, config: rpn_head.testConfig).map(\.boxes)
             return roi_head.predict(feats, proposals: proposals, imgShapes: imgShapes, scaleFactors: scaleFactors, oriShapes: oriShapes)
         }

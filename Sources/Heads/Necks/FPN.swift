@@ -9,10 +9,13 @@ public protocol Neck: Module {
     /// How many maps `callAsFunction` returns, when fixed by the config (heads check their per-level settings by it).
     var levelCount: Int? { get }
     func callAsFunction(_ inputs: [Tensor]) -> [Tensor]
+    /// The neck on chained bf16 activations (`ConvChain`), or nil when it does not run on them.
+    func chained(_ inputs: [ChainTensor]) -> [ChainTensor]?
 }
 
 extension Neck {
     public var levelCount: Int? { nil }
+    public func chained(_ inputs: [ChainTensor]) -> [ChainTensor]? { nil }
 }
 
 /// What a neck's builder gets from its parent: the backbone's channels per level.
@@ -89,6 +92,41 @@ public final class FPN: Module, Neck {
                 outs.append(fpn_convs[used](source))
                 for i in (used + 1)..<max(numOuts, used + 1) {
                     outs.append(fpn_convs[i](reluBeforeExtraConvs ? outs.last!.relu() : outs.last!))
+                }
+            }
+        }
+        return outs
+    }
+
+    /// The same on chained activations (bf16 inference): each lateral convolution sums the upsampled coarser lateral
+    /// in its kernel. An empty input answers whether the FPN chains (it always does: its convolutions are plain).
+    public func chained(_ inputs: [ChainTensor]) -> [ChainTensor]? {
+        if inputs.isEmpty { return [] }
+        precondition(inputs.count == inChannels.count, "FPN expects \(inChannels.count) inputs, got \(inputs.count)")
+        let used = lateral_convs.count
+        var laterals = [ChainTensor?](repeating: nil, count: used)
+        for i in stride(from: used - 1, through: 0, by: -1) {
+            let x = inputs[i + startLevel]
+            let above = i + 1 < used ? ConvChain.resizeNearest(laterals[i + 1]!, x.shape[2], x.shape[3]) : nil
+            laterals[i] = lateral_convs[i].conv(x, residual: above)
+        }
+        let lats = laterals.map { $0! }
+        var outs = (0..<used).map { fpn_convs[$0].conv(lats[$0]) }
+        if numOuts > used {
+            if extraConvs == .none {
+                for _ in used..<numOuts { outs.append(ConvChain.maxPool(outs.last!, kernel: 1, stride: 2, padding: 0)) }
+            } else {
+                let source: ChainTensor
+                switch extraConvs {
+                case .onInput: source = inputs[endLevel - 1]
+                case .onLateral: source = lats[used - 1]
+                default: source = outs[used - 1]
+                }
+                outs.append(fpn_convs[used].conv(source))
+                for i in (used + 1)..<max(numOuts, used + 1) {
+                    // The ReLU before an extra convolution, on a map 1/64 of the input's size or smaller.
+                    let x = reluBeforeExtraConvs ? ConvChain.enter(outs.last!.tensor().relu()) : outs.last!
+                    outs.append(fpn_convs[i].conv(x))
                 }
             }
         }

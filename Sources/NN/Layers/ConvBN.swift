@@ -54,10 +54,11 @@ public func convBN(_ x: ChainTensor, _ conv: Conv2d, _ bn: BatchNorm2d, residual
 }
 
 extension Conv2d {
-    /// The convolution [then ReLU] on a chained bf16 activation (`ConvChain`, inference only); with `f32` its output is
-    /// float32 (a head's final logits).
-    public func callAsFunction(_ x: ChainTensor, relu: Bool = false, f32: Bool = false) -> ChainTensor {
+    /// The convolution [+ residual] [then ReLU] on a chained bf16 activation (`ConvChain`, inference only; the result
+    /// is written into `residual`'s buffer); with `f32` its output is float32 (a head's final logits).
+    public func callAsFunction(_ x: ChainTensor, residual: ChainTensor? = nil, relu: Bool = false, f32: Bool = false) -> ChainTensor {
         precondition(groups == 1, "a chained convolution has no groups")
-        return ConvChain.conv(x, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, relu: relu, f32: f32)
+        return ConvChain.conv(x, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, relu: relu,
+                              residual: residual, f32: f32)
     }
 }
