@@ -124,8 +124,9 @@ public final class ResNet: Module {
     /// Logits [N, numClasses] (global average pool of C5, then fc).
     public func callAsFunction(_ x: Tensor) -> Tensor {
         guard let fc else { preconditionFailure("this ResNet was built without a classification head") }
-        let c5 = chainedFeatures(x).map { $0[3].tensor() } ?? features(x)[3]
-        return fc(c5.adaptiveAvgPool2d(1, 1).flatten(from: 1))
+        // Chained, the pooling runs in the chain too: only [N, C, 1, 1] leaves it.
+        let pooled = chainedFeatures(x).map { ConvChain.globalAveragePool($0[3]).tensor() } ?? features(x)[3].adaptiveAvgPool2d(1, 1)
+        return fc(pooled.flatten(from: 1))
     }
 }
 

@@ -101,12 +101,17 @@ public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k:
     }
     // `rows` × `cols` of C from the matching panels of op(A) and op(B); bf16 at inference when selected.
     let bf16 = MixedPrecision.active
+    // A frozen model's weight as B (a linear layer's) keeps its bf16 forms, one per block of columns.
+    let packed = bf16 && !MixedPrecision.trainingPass ? FrozenWeights.packed(UnsafeMutableRawPointer(mutating: b)) : nil
     func call(_ rows: Int, _ cols: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
-        if bf16 { return bf16GEMM(transA: transA, transB: transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc) }
+        if bf16 { return bf16GEMM(transA: transA, transB: transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc, packed: packed) }
         gemmCall(GEMMPolicy.kernel(m: m, n: n, k: k), transA: transA, transB: transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
     let threads = Threads.count
-    guard threads > 1 && m * n * k >= 1 << 20 && max(m, n) >= 32 * threads && !Threads.serialHere else { return call(m, n, a, b, c) }
+    // A bf16 product of a few rows by a kept weight (a classifier's linear layer) is a short pass over the weight:
+    // split, it waited for a core that OpenMP's threads still held after a chain (`ConvChain`; 0.3 ms of ResNet-50's 21).
+    let short = packed != nil && m < 16
+    guard threads > 1 && m * n * k >= 1 << 20 && max(m, n) >= 32 * threads && !Threads.serialHere && !short else { return call(m, n, a, b, c) }
     // One single-threaded call per thread on a block of C's columns (or rows, when C is tall), in multiples of 16 so
     // every block keeps whole SIMD panels (see `Threads` for why the libraries do not thread).
     let alongN = n >= m, extent = alongN ? n : m

@@ -32,6 +32,9 @@ enum OneDNN {
     @inline(__always)
     static func singleThreaded() { setOMPThreads?(1) }
 
+    /// Makes oneDNN split its work over `n` OpenMP threads (the calling one included).
+    static func threads(_ n: Int) { setOMPThreads?(Int32(n)) }
+
     private static let lock = NSLock()
     nonisolated(unsafe) private static var streams: [dnnl_stream_t] = []
 

@@ -191,8 +191,8 @@ func withRoundedOperands(_ operands: [(UnsafePointer<Float>, Int)], _ body: ([Un
 /// operands. Single-threaded, like `gemmCall`.
 func bf16GEMM(transA: Bool, transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
               _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-              _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
-    if MixedPrecision.native, BF16MatmulPlan.run(transA: transA, transB: transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
+              _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, packed: PackedWeights? = nil) {
+    if MixedPrecision.native, BF16MatmulPlan.run(transA: transA, transB: transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, packed: packed) {
         MixedPrecision.count(native: true)
         return
     }
@@ -282,13 +282,25 @@ final class BF16MatmulPlan: @unchecked Sendable {
     /// Runs one product natively; false when oneDNN has no bf16 matmul for it (the caller then emulates).
     static func run(transA: Bool, transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-                    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) -> Bool {
+                    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, packed: PackedWeights? = nil) -> Bool {
         guard let plan = get(Key(m: m, n: n, k: k, ldc: ldc, alpha: alpha, beta: beta, transB: transB)), let engine = OneDNN.engine else { return false }
         let exec = DNNLExecution(engine: engine)
-        let ab = exec.buffer(m * k * 2).assumingMemoryBound(to: UInt16.self), bb = exec.buffer(k * n * 2).assumingMemoryBound(to: UInt16.self)
+        let ab = exec.buffer(m * k * 2).assumingMemoryBound(to: UInt16.self)
         packDense(a, lda, transposed: transA, rows: m, cols: k, into: ab, bf16Bits)
-        // B converted as stored: with transB it is [n, k], and the plan's weight strides transpose it.
-        packDense(b, ldb, transposed: false, rows: transB ? n : k, cols: transB ? k : n, into: bb, bf16Bits)
+        // B converted as stored: with transB it is [n, k], and the plan's weight strides transpose it. A frozen model's
+        // weight (`packed`: a linear layer's) is converted once and kept.
+        let convert = { (bb: UnsafeMutableRawPointer) -> Bool in
+            packDense(b, ldb, transposed: false, rows: transB ? n : k, cols: transB ? k : n, into: bb.assumingMemoryBound(to: UInt16.self), bf16Bits)
+            return true
+        }
+        let bb: UnsafeMutableRawPointer
+        if let packed,
+           let kept = packed.buffer(plan: plan, slice: UnsafeMutableRawPointer(mutating: b), bytes: k * n * 2, fill: convert) {
+            bb = kept
+        } else {
+            bb = exec.buffer(k * n * 2)
+            _ = convert(bb)
+        }
         OneDNN.singleThreaded()
         return OneDNN.withStream { stream -> Bool in
             guard let ms = exec.memory(plan.src, UnsafeMutableRawPointer(ab)), let mw = exec.memory(plan.weights, UnsafeMutableRawPointer(bb)),

@@ -15,6 +15,7 @@ final class ConvChainTests: XCTestCase {
     override func tearDown() {
         ConvChain.enabled = true
         ConvChain.layout = savedLayout
+        ConvChain.threading = .openMP
         try? MixedPrecision.select(.fp32)
     }
 
@@ -42,8 +43,9 @@ final class ConvChainTests: XCTestCase {
         defer { Threads.count = savedThreads }
         for layout in [ChainLayout.blocked16, .nhwc] {
             ConvChain.layout = layout
-            for threads in [1, 2] {
+            for (threads, mode) in [(1, ConvChain.Threading.openMP), (2, .openMP), (2, .slices)] {
                 Threads.count = threads
+                ConvChain.threading = mode
                 for (i, (xs, o, k, s, p, d, relu, hasResidual)) in cases.enumerated() {
                     let c = xs[1]
                     let x = Tensor(values(xs.reduce(1, *), 0.37 + Double(i)), shape: xs)
@@ -82,7 +84,7 @@ final class ConvChainTests: XCTestCase {
                         let e = abs(got.data[j] - r) / (chained ? abs(r) / 64 + maxAbs * 1e-5 : abs(r) / 32 + maxAbs * 4e-3)
                         worst = max(worst, e)
                     }
-                    XCTAssertLessThanOrEqual(worst, 1, "\(layout) \(threads) threads, case \(i): off by \(worst) of the bound")
+                    XCTAssertLessThanOrEqual(worst, 1, "\(layout) \(threads) threads (\(mode)), case \(i): off by \(worst) of the bound")
                 }
             }
         }
@@ -95,13 +97,14 @@ final class ConvChainTests: XCTestCase {
         defer { Threads.count = savedThreads }
         for layout in [ChainLayout.blocked16, .nhwc] {
             ConvChain.layout = layout
-            for threads in [1, 2] {
+            for (threads, mode) in [(1, ConvChain.Threading.openMP), (2, .openMP), (2, .slices)] {
                 Threads.count = threads
+                ConvChain.threading = mode
                 for shape in [[1, 40, 57, 45], [3, 16, 20, 21], [1, 64, 112, 112]] {
                     let x = Tensor(values(shape.reduce(1, *), 0.77).map { bf16Rounded($0 - 2) }, shape: shape)
                     let got = ConvChain.maxPool(ConvChain.enter(x), kernel: 3, stride: 2, padding: 1).tensor()
                     XCTAssertEqual(got.shape, x.maxPool2d(kernel: 3, stride: 2, padding: 1).shape)
-                    XCTAssertEqual(got.array, x.maxPool2d(kernel: 3, stride: 2, padding: 1).array, "\(layout) \(threads) threads \(shape)")
+                    XCTAssertEqual(got.array, x.maxPool2d(kernel: 3, stride: 2, padding: 1).array, "\(layout) \(threads) threads (\(mode)) \(shape)")
                 }
             }
         }

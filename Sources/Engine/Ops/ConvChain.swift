@@ -31,6 +31,18 @@ public enum ConvChain {
         return ChainLayout.preferred()
     }()
 
+    /// How chained passes use the engine's threads: oneDNN's own OpenMP threads inside each primitive (the default:
+    /// back-to-back primitives keep OpenMP's threads busy, and each splits its work its own way; ResNet-50 bf16 on
+    /// Zen 4, 2 threads: 22.1–22.7 → 20.8–21.1 ms), or independent single-threaded slices on the engine's pool
+    /// (`ACMIX_CHAIN_THREADS=slices`).
+    public enum Threading: String, Sendable { case openMP = "openmp", slices }
+    nonisolated(unsafe) public static var threading: Threading =
+        ProcessInfo.processInfo.environment["ACMIX_CHAIN_THREADS"].flatMap(Threading.init(rawValue:)) ?? .openMP
+
+    /// The OpenMP threads a chained primitive is created for and runs on (1 where the pool splits the work, and inside
+    /// one slice of a region).
+    static var primitiveThreads: Int { threading == .openMP && !Threads.serialHere ? Threads.count : 1 }
+
     /// Chained convolutions run so far (tests check that the chain really ran), and those that fell back.
     nonisolated(unsafe) public static var passes = 0, fallbacks = 0
 
@@ -70,7 +82,7 @@ public enum ConvChain {
         var plans: [ChainPlan] = []
         for s in slices {
             let rows = inputRows(s, g)
-            let key = ChainPlanKey(layout: x.layout, n: s.n, c: g.c, h: rows.count, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
+            let key = ChainPlanKey(threads: primitiveThreads, layout: x.layout, n: s.n, c: g.c, h: rows.count, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
                                    pt: rows.pad, pl: g.pw, dh: g.dh, dw: g.dw, ho: s.rows, wo: g.wo, relu: relu, sum: residual != nil,
                                    f32: f32)
             guard let plan = ChainPlan.get(key) else {
@@ -110,25 +122,35 @@ public enum ConvChain {
     /// Max pooling [N, C, H, W] → [N, C, Ho, Wo] (window k, stride s, padding p as PyTorch's: padding never wins, the
     /// output size floored) on a chained activation, in its type.
     public static func maxPool(_ x: ChainTensor, kernel k: Int, stride s: Int, padding p: Int) -> ChainTensor {
+        pool(x, kernel: (k, k), stride: s, padding: p, average: false)
+    }
+
+    /// The mean of each channel's plane, [N, C, H, W] → [N, C, 1, 1] (a classifier's global average pooling; sums in
+    /// float32), on a chained activation, in its type.
+    public static func globalAveragePool(_ x: ChainTensor) -> ChainTensor {
+        pool(x, kernel: (x.shape[2], x.shape[3]), stride: 1, padding: 0, average: true)
+    }
+
+    static func pool(_ x: ChainTensor, kernel: (Int, Int), stride s: Int, padding p: Int, average: Bool) -> ChainTensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let g = Conv2dGeometry([n, c, h, w], [c, c, k, k], stride: (s, s), padding: (p, p))
+        let g = Conv2dGeometry([n, c, h, w], [c, c, kernel.0, kernel.1], stride: (s, s), padding: (p, p))
         let y = ChainTensor(shape: [n, c, g.ho, g.wo], layout: x.layout, f32: x.f32)
-        let slices = chainSlices(images: n, channels: c, rows: g.ho, layout: x.layout, work: n * c * g.ho * g.wo * k * k / 8)
+        let slices = chainSlices(images: n, channels: c, rows: g.ho, layout: x.layout, work: n * c * g.ho * g.wo * g.kh * g.kw / 8)
         var ok = [Bool](repeating: false, count: slices.count)
         ok.withUnsafeMutableBufferPointer { ok in
             let ok = ok.baseAddress!
             let run = { (i: Int) in
                 let sl = slices[i], rows = inputRows(sl, g)
-                let key = ChainPoolKey(layout: x.layout, n: sl.n, c: sl.o, h: rows.count, w: w, k: k, s: s, pt: rows.pad, pl: p,
-                                       ho: sl.rows, wo: g.wo, f32: x.f32)
+                let key = ChainPoolKey(threads: primitiveThreads, layout: x.layout, n: sl.n, c: sl.o, h: rows.count, w: w, kh: g.kh, kw: g.kw,
+                                       s: s, pt: rows.pad, pl: p, ho: sl.rows, wo: g.wo, f32: x.f32, average: average)
                 guard let plan = ChainPoolKey.plan(key) else { return }
                 ok[i] = plan.run(from: x.data + x.offset(image: sl.n0, channel: sl.o0, row: rows.first),
                                  to: y.data + y.offset(image: sl.n0, channel: sl.o0, row: sl.r0))
             }
             if slices.count == 1 { run(0) } else { Threads.run(slices.count, run) }
         }
-        precondition(!ok.contains(false), "oneDNN: chained max pooling failed")
-        OpProfile.forward("max_pool_chain", [])
+        precondition(!ok.contains(false), "oneDNN: chained pooling failed")
+        OpProfile.forward(average ? "avg_pool_chain" : "max_pool_chain", [])
         return y
     }
 
@@ -178,7 +200,7 @@ public enum ConvChain {
             let ok = ok.baseAddress!
             let run = { (i: Int) in
                 let s = slices[i]
-                let key = ChainReorderKey(layout: t.layout, n: s.n, c: s.o, h: s.rows, w: w, fullC: c, fullH: h, f32: t.f32, toChain: toChain,
+                let key = ChainReorderKey(threads: ConvChain.primitiveThreads, layout: t.layout, n: s.n, c: s.o, h: s.rows, w: w, fullC: c, fullH: h, f32: t.f32, toChain: toChain,
                                           channelsLast: false)
                 guard let reorder = ChainReorderKey.plan(key) else { return }
                 let plain = UnsafeMutableRawPointer(nchw + ((s.n0 * c + s.o0) * h + s.r0) * w)
@@ -279,7 +301,7 @@ public final class ChainTensor: @unchecked Sendable {
         if layout == .nhwc && f32 {
             UnsafeMutableRawPointer(t.data).copyMemory(from: data, byteCount: t.count * 4)
         } else {
-            let key = ChainReorderKey(layout: layout, n: n, c: c, h: h, w: w, fullC: c, fullH: h, f32: f32, toChain: false, channelsLast: true)
+            let key = ChainReorderKey(threads: ConvChain.primitiveThreads, layout: layout, n: n, c: c, h: h, w: w, fullC: c, fullH: h, f32: f32, toChain: false, channelsLast: true)
             guard let reorder = ChainReorderKey.plan(key), reorder.run(from: data, to: UnsafeMutableRawPointer(t.data)) else {
                 preconditionFailure("oneDNN: a reorder of a chained tensor failed")
             }
@@ -304,7 +326,7 @@ struct ChainSlice {
 func chainSlices(images n: Int, channels o: Int, rows: Int, layout: ChainLayout, work: Int) -> [ChainSlice] {
     let t = Threads.count
     let whole = ChainSlice(n0: 0, n: n, o0: 0, o: o, r0: 0, rows: rows)
-    guard t > 1 && work >= 1 << 20 && !Threads.serialHere else { return [whole] }
+    guard t > 1 && work >= 1 << 20 && !Threads.serialHere && ConvChain.threading == .slices else { return [whole] }
     if n >= t {
         return (0..<t).compactMap { i in
             let a = n * i / t, b = n * (i + 1) / t
@@ -332,6 +354,8 @@ func chainSlices(images n: Int, channels o: Int, rows: Int, layout: ChainLayout,
 }
 
 struct ChainPlanKey: Hashable {
+    /// OpenMP threads the primitive is made for (oneDNN fixes its work split at creation).
+    let threads: Int
     let layout: ChainLayout
     /// The slice's input [n, c, h, w] (h: the rows it reads) and top padding pt, its output [n, o, ho, wo].
     let n, c, h, w, o, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo: Int
@@ -346,10 +370,12 @@ final class ChainPlan: @unchecked Sendable {
     let weightReorder: DNNLPrimitive
     let weightBytes: Int
     let scratchpadBytes: Int
+    let threads: Int
 
     init(primitive: DNNLPrimitive, src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, bias: dnnl_memory_desc_t,
          weightsUser: dnnl_memory_desc_t, weightsInner: dnnl_memory_desc_t, weightReorder: DNNLPrimitive, weightBytes: Int,
-         scratchpadBytes: Int) {
+         scratchpadBytes: Int, threads: Int) {
+        self.threads = threads
         self.primitive = primitive; self.src = src; self.dst = dst; self.bias = bias; self.weightsUser = weightsUser
         self.weightsInner = weightsInner; self.weightReorder = weightReorder; self.weightBytes = weightBytes
         self.scratchpadBytes = scratchpadBytes
@@ -375,7 +401,7 @@ final class ChainPlan: @unchecked Sendable {
 
     static func make(_ k: ChainPlanKey) -> ChainPlan? {
         guard let engine = OneDNN.engine else { return nil }
-        OneDNN.singleThreaded()   // primitives size their work split by the thread count at creation
+        OneDNN.threads(k.threads)   // primitives size their work split by the thread count at creation
         let wDims = [k.o, k.c, k.kh, k.kw]
         guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, f32: false),
               var dst = ChainTensor.desc([k.n, k.o, k.ho, k.wo], k.layout, f32: k.f32),
@@ -415,7 +441,8 @@ final class ChainPlan: @unchecked Sendable {
         if var s = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)?.pointee { scratch = dnnl_memory_desc_get_size(&s) }
         guard let primitive = DNNLPrimitive.make(pd) else { return nil }
         return ChainPlan(primitive: primitive, src: src, dst: dst, bias: bias, weightsUser: wUser, weightsInner: inner,
-                         weightReorder: reorder, weightBytes: dnnl_memory_desc_get_size(&inner), scratchpadBytes: scratch)
+                         weightReorder: reorder, weightBytes: dnnl_memory_desc_get_size(&inner), scratchpadBytes: scratch,
+                         threads: k.threads)
     }
 
     /// Reorders the slice's folded float32 weights [o, c, kh, kw] into the kernel's bf16 layout at `inner`.
@@ -439,7 +466,7 @@ final class ChainPlan: @unchecked Sendable {
     func run(src s: UnsafeMutableRawPointer, dst d: UnsafeMutableRawPointer, bias b: UnsafeMutablePointer<Float>, packed: PackedWeights?,
              weightSlice: UnsafeMutableRawPointer, fill: (UnsafeMutableRawPointer) -> Bool) -> Bool {
         guard let engine = OneDNN.engine else { return false }
-        OneDNN.singleThreaded()
+        OneDNN.threads(threads)
         let exec = DNNLExecution(engine: engine)
         let weights: UnsafeMutableRawPointer
         if let packed {
@@ -472,6 +499,7 @@ private func execute(_ p: DNNLPrimitive, _ stream: dnnl_stream_t, _ args: [dnnl_
 /// A reorder between a slice of a float32 NCHW tensor ([n, c, h, w] of one with fullC channels and fullH rows) and the
 /// same slice of a chained tensor, either way.
 struct ChainReorderKey: Hashable {
+    let threads: Int
     let layout: ChainLayout
     let n, c, h, w, fullC, fullH: Int
     let f32, toChain: Bool
@@ -485,13 +513,13 @@ struct ChainReorderKey: Hashable {
         lock.lock()
         if let hit = cache[key] { lock.unlock(); return hit }
         lock.unlock()
-        OneDNN.singleThreaded()
+        OneDNN.threads(key.threads)
         var made: ChainReorder? = nil
         let strides = key.channelsLast ? [key.h * key.w * key.c, 1, key.w * key.c, key.c] : [key.fullC * key.fullH * key.w, key.fullH * key.w, key.w, 1]
         if let plain = OneDNN.plain([key.n, key.c, key.h, key.w], strides: strides),
            let chain = ChainTensor.desc([key.n, key.c, key.h, key.w], key.layout, f32: key.f32),
            let p = key.toChain ? DNNLPrimitive.reorder(from: plain, to: chain) : DNNLPrimitive.reorder(from: chain, to: plain) {
-            made = ChainReorder(primitive: p, from: key.toChain ? plain : chain, to: key.toChain ? chain : plain)
+            made = ChainReorder(primitive: p, from: key.toChain ? plain : chain, to: key.toChain ? chain : plain, threads: key.threads)
         }
         lock.lock(); cache[key] = made; lock.unlock()
         return made
@@ -500,9 +528,11 @@ struct ChainReorderKey: Hashable {
 
 /// A max pooling slice: input [n, c, h, w] (h: the rows it reads, pt zero rows above), output [n, c, ho, wo].
 struct ChainPoolKey: Hashable {
+    let threads: Int
     let layout: ChainLayout
-    let n, c, h, w, k, s, pt, pl, ho, wo: Int
-    let f32: Bool
+    let n, c, h, w, kh, kw, s, pt, pl, ho, wo: Int
+    /// Average (padding excluded) instead of maximum.
+    let f32, average: Bool
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var cache: [ChainPoolKey: ChainReorder?] = [:]
@@ -518,13 +548,14 @@ struct ChainPoolKey: Hashable {
 
     static func make(_ k: ChainPoolKey) -> ChainReorder? {
         guard let engine = OneDNN.engine else { return nil }
-        OneDNN.singleThreaded()
+        OneDNN.threads(k.threads)
         guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, f32: k.f32),
               var dst = ChainTensor.desc([k.n, k.c, k.ho, k.wo], k.layout, f32: k.f32) else { return nil }
-        let padR = OneDNN.padded([(k.ho - 1) * k.s + k.k - k.h - k.pt, (k.wo - 1) * k.s + k.k - k.w - k.pl])
+        let padR = OneDNN.padded([(k.ho - 1) * k.s + k.kh - k.h - k.pt, (k.wo - 1) * k.s + k.kw - k.w - k.pl])
         var desc = dnnl_pooling_desc_t()
-        guard dnnl_pooling_forward_desc_init(&desc, dnnl_forward_inference, dnnl_pooling_max, &src, &dst, OneDNN.padded([k.s, k.s]),
-                                             OneDNN.padded([k.k, k.k]), OneDNN.padded([k.pt, k.pl]), padR) == dnnl_success else { return nil }
+        guard dnnl_pooling_forward_desc_init(&desc, dnnl_forward_inference, k.average ? dnnl_pooling_avg_exclude_padding : dnnl_pooling_max,
+                                             &src, &dst, OneDNN.padded([k.s, k.s]), OneDNN.padded([k.kh, k.kw]), OneDNN.padded([k.pt, k.pl]),
+                                             padR) == dnnl_success else { return nil }
         var attr: dnnl_primitive_attr_t?
         guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
         defer { dnnl_primitive_attr_destroy(attr) }
@@ -534,7 +565,7 @@ struct ChainPoolKey: Hashable {
         defer { dnnl_primitive_desc_destroy(pd) }
         guard let p = DNNLPrimitive.make(pd) else { return nil }
         if var md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)?.pointee { p.scratchpadBytes = dnnl_memory_desc_get_size(&md) }
-        return ChainReorder(primitive: p, from: src, to: dst, args: (Int32(CDNNL_ARG_SRC), Int32(CDNNL_ARG_DST)))
+        return ChainReorder(primitive: p, from: src, to: dst, threads: k.threads, args: (Int32(CDNNL_ARG_SRC), Int32(CDNNL_ARG_DST)))
     }
 }
 
@@ -543,14 +574,15 @@ final class ChainReorder: @unchecked Sendable {
     let primitive: DNNLPrimitive
     let from, to: dnnl_memory_desc_t
     let args: (Int32, Int32)
-    init(primitive: DNNLPrimitive, from: dnnl_memory_desc_t, to: dnnl_memory_desc_t,
+    let threads: Int
+    init(primitive: DNNLPrimitive, from: dnnl_memory_desc_t, to: dnnl_memory_desc_t, threads: Int,
          args: (Int32, Int32) = (Int32(CDNNL_ARG_FROM), Int32(CDNNL_ARG_TO))) {
-        self.primitive = primitive; self.from = from; self.to = to; self.args = args
+        self.primitive = primitive; self.from = from; self.to = to; self.threads = threads; self.args = args
     }
 
     func run(from a: UnsafeMutableRawPointer, to b: UnsafeMutableRawPointer) -> Bool {
         guard let engine = OneDNN.engine else { return false }
-        OneDNN.singleThreaded()
+        OneDNN.threads(threads)
         let exec = DNNLExecution(engine: engine)
         return OneDNN.withStream { stream -> Bool in
             guard let ma = exec.memory(from, a), let mb = exec.memory(to, b) else { return false }
