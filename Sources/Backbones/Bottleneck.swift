@@ -66,6 +66,31 @@ public final class Bottleneck: Module {
         return convBN(y, conv3, bn3, residual: shortcut, relu: true)
     }
 
+    /// The block's convolutions' int8 forms (conv1, conv2, conv3, the shortcut's), when `model` quantized all of them
+    /// for u8 inputs.
+    func quantized(_ model: Int8Model) -> [QuantizedConv]? {
+        guard chainable, let conv2 = conv2 as? Conv2d else { return nil }
+        let convs = [conv1, conv2, conv3] + (downsample.map { [$0.layers[0] as! Conv2d] } ?? [])
+        let q = convs.compactMap { model.layer(weight: $0.weight) }
+        return q.count == convs.count && q.allSatisfy({ !$0.inputSigned }) ? q : nil
+    }
+
+    /// The int8 block on chained activations (`ConvChain.int8Active`, `quantized` not nil): x u8 → u8 with
+    /// `outputScale` (the next block's input scale), or float32 when nil (the last block). The shortcut is added in
+    /// bf16 (its real values); x is not overwritten.
+    public func callAsFunction(_ x: ChainTensor, quantized q: [QuantizedConv], outputScale: Float?) -> ChainTensor {
+        var shortcut: ChainTensor
+        if let downsample, let conv = downsample.layers[0] as? Conv2d, let bn = downsample.layers[1] as? BatchNorm2d {
+            shortcut = convBN(x, conv, bn, quantized: q[3], relu: false, output: .bf16)
+        } else {
+            shortcut = ConvChain.dequantized(x)
+        }
+        var y = convBN(x, conv1, bn1, quantized: q[0], relu: true, output: .u8, outputScale: q[1].inputScale)
+        y = convBN(y, conv2 as! Conv2d, bn2, quantized: q[1], relu: true, output: .u8, outputScale: q[2].inputScale)
+        return convBN(y, conv3, bn3, quantized: q[2], residual: shortcut, relu: true, output: outputScale == nil ? .f32 : .u8,
+                      outputScale: outputScale ?? 1)
+    }
+
     func shortcut(_ x: Tensor) -> Tensor {
         guard let downsample else { return x }
         if downsample.layers.count == 2, let conv = downsample.layers[0] as? Conv2d, let bn = downsample.layers[1] as? BatchNorm2d {

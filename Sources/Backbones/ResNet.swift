@@ -102,6 +102,7 @@ public final class ResNet: Module {
     /// stem joins the chain where the layout has a kernel for 3 input channels (nhwc); else it runs on its own.
     public func chainedFeatures(_ x: Tensor) -> [ChainTensor]? {
         precondition(x.rank == 4 && x.shape[1] == 3, "ResNet expects [N, 3, H, W], got \(x.shape)")
+        if ConvChain.int8Active { return int8ChainedFeatures(x) }
         guard ConvChain.active && stages.allSatisfy({ $0.allSatisfy(\.chainable) }) else { return nil }
         var c: ChainTensor
         if let conv1, let bn1, ConvChain.layout == .nhwc, bn1.usesRunningStatistics {
@@ -115,6 +116,27 @@ public final class ResNet: Module {
             for (j, blk) in s.enumerated() {
                 // A block with the identity shortcut sums into its input: not into the previous stage's output.
                 c = blk(j == 0 && blk.downsample == nil && !out.isEmpty ? c.copy() : c)
+            }
+            out.append(c)
+        }
+        return out
+    }
+
+    /// C2..C5 of a calibrated int8 model on chained u8 activations: each block's output is quantized with the next
+    /// block's input scale (the last one's stays float32); the stem runs on its own. Nil when a block's convolutions are
+    /// not all quantized for u8 inputs.
+    func int8ChainedFeatures(_ x: Tensor) -> [ChainTensor]? {
+        guard let model = Int8Inference.model else { return nil }
+        let blocks = stages.flatMap { $0 }
+        let quantized = blocks.compactMap { $0.quantized(model) }
+        guard quantized.count == blocks.count, let first = quantized.first?[0] else { return nil }
+        let y = (stem.map { $0(x) } ?? convBN(x, conv1!, bn1!, relu: true)).maxPool2d(kernel: 3, stride: 2, padding: 1)
+        var c = ConvChain.enter(y, type: .u8, scale: first.inputScale)
+        var out: [ChainTensor] = [], i = 0
+        for s in stages {
+            for blk in s {
+                c = blk(c, quantized: quantized[i], outputScale: i + 1 < blocks.count ? quantized[i + 1][0].inputScale : nil)
+                i += 1
             }
             out.append(c)
         }

@@ -108,13 +108,18 @@ final class DNNLPrimitive: @unchecked Sendable {
     /// A reorder between two descriptors of the same dims; nil on failure. Its scratchpad is the caller's
     /// (`scratchpadBytes`): oneDNN's own is one buffer shared by every primitive, and two threads running reorders at
     /// once (a convolution split by channels) corrupted the s8 weights' compensation through it (seen on Zen 4).
-    static func reorder(from src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t) -> DNNLPrimitive? {
+    static func reorder(from src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, scale: Float = 1) -> DNNLPrimitive? {
         guard let engine = OneDNN.engine else { return nil }
         var s = src, d = dst
         var attr: dnnl_primitive_attr_t?
         guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
         defer { dnnl_primitive_attr_destroy(attr) }
         guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
+        if scale != 1 {
+            // dst = src·scale (quantizing into u8 or dequantizing out of it), rounded to nearest even and saturated.
+            var value = scale
+            guard dnnl_primitive_attr_set_output_scales(attr, 1, 0, &value) == dnnl_success else { return nil }
+        }
         var pd: dnnl_primitive_desc_t?
         guard dnnl_reorder_primitive_desc_create(&pd, &s, engine, &d, engine, attr) == dnnl_success, let pd else { return nil }
         defer { dnnl_primitive_desc_destroy(pd) }

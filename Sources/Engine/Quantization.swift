@@ -93,6 +93,12 @@ public final class Int8Model: @unchecked Sendable {
 
     public var count: Int { layers.count }
 
+    /// The quantized form of the convolution (or linear layer) whose weight is `weight`, when it has one.
+    public func layer(weight: Tensor) -> QuantizedConv? {
+        guard let q = layers[weight.data], q.qweight.count == weight.count, q.weightScale.count == weight.shape[0] else { return nil }
+        return q
+    }
+
     /// The quantized form of the convolution with weight `w` and geometry `g`, when it has one of that shape.
     func layer(for w: UnsafeMutableRawPointer, _ g: Conv2dGeometry) -> QuantizedConv? {
         guard let q = layers[w.assumingMemoryBound(to: Float.self)], q.weightScale.count == g.o,

@@ -126,4 +126,68 @@ final class ConvChainTests: XCTestCase {
             }
         }
     }
+
+    /// int8 on chained activations: u8 input, calibrated s8 weights, the BatchNorm and a bf16 shortcut in the epilogue,
+    /// output u8 with the next scale (or float32), against the float32 convolution of the dequantized operands
+    /// quantized the same way: equal up to one output step where float rounding lands on a half.
+    func testChainedInt8ConvolutionsMatchTheQuantizedReference() throws {
+        guard CPUInfo.current.hasVNNI, Int8Inference.native else { throw XCTSkip("this CPU has no native int8") }
+        let savedThreads = Threads.count
+        defer { Threads.count = savedThreads }
+        let cases: [([Int], Int, Int, Int, Int, Bool, Bool)] = [
+            ([1, 64, 20, 18], 32, 1, 1, 0, true, false), ([1, 32, 21, 19], 32, 3, 2, 1, true, false),
+            ([2, 32, 14, 14], 64, 1, 1, 0, true, true), ([1, 24, 13, 15], 40, 3, 1, 1, false, false),
+        ]
+        // u8 tensors are nhwc whatever the bf16 layout (oneDNN's int8 kernels take no other); so is the shortcut.
+        for layout in [ChainLayout.blocked16, .nhwc] {
+            ConvChain.layout = layout
+            for (threads, mode) in [(1, ConvChain.Threading.openMP), (2, .openMP), (2, .slices)] {
+                Threads.count = threads
+                ConvChain.threading = mode
+                for (i, (xs, o, k, s, p, relu, hasResidual)) in cases.enumerated() {
+                    let c = xs[1], sx: Float = 1.0 / 100, so: Float = 1.0 / 40
+                    let x = Tensor(values(xs.reduce(1, *), 0.37 + Double(i)).map { abs($0) * 2 }, shape: xs)
+                    let w = Tensor(values(o * c * k * k, 0.11, 0.2), shape: [o, c, k, k])
+                    let bias = Tensor(values(o, 0.5, 0.1), shape: [o])
+                    let scale = Tensor(values(o, 0.9).map { 0.5 + $0 * $0 }, shape: [o])
+                    let shift = Tensor(values(o, 1.3, 0.2), shape: [o])
+                    let ho = (xs[2] + 2 * p - k) / s + 1, wo = (xs[3] + 2 * p - k) / s + 1
+                    let residual = hasResidual ? Tensor(values(xs[0] * o * ho * wo, 0.23), shape: [xs[0], o, ho, wo]) : nil
+                    let q = QuantizedConv.quantize(weight: w, inputScale: sx, inputSigned: false)
+                    let before = ConvChain.passes
+                    for output in [ChainType.u8, .f32] {
+                        let y = ConvChain.conv(ConvChain.enter(x, type: .u8, scale: sx), quantized: q, weight: w, bias: bias, scale: scale,
+                                               shift: shift, stride: (s, s), padding: (p, p), relu: relu,
+                                               residual: residual.map { ConvChain.enter($0, type: .bf16, layout: .nhwc) }, output: output,
+                                               outputScale: so)
+                        let got = y.tensor()
+                        // Reference: dequantized operands, float32 convolution and epilogue, the bf16 shortcut.
+                        let rx = Tensor(x.array.map { Float(min(255, max(0, ($0 / sx).rounded(.toNearestOrEven)))) * sx }, shape: xs)
+                        let rw = Tensor(q.dequantizedWeight(), shape: w.shape)
+                        try MixedPrecision.select(.fp32)
+                        var ref = conv2d(rx, rw, nil, stride: (s, s), padding: (p, p))
+                        try MixedPrecision.select(.bf16)
+                        let per = ho * wo
+                        ref = Tensor((0..<ref.count).map { j in
+                            let ch = j / per % o
+                            return ref.data[j] * scale.data[ch] + bias.data[ch] * scale.data[ch] + shift.data[ch]
+                        }, shape: ref.shape)
+                        if let residual { ref = ref + Tensor(residual.array.map(bf16Rounded), shape: residual.shape) }
+                        if relu { ref = ref.relu() }
+                        var off = 0, worst: Float = 0
+                        for j in 0..<ref.count {
+                            let r = output == .u8 ? Float(min(255, max(0, (ref.data[j] / so).rounded(.toNearestOrEven)))) * so : ref.data[j]
+                            let e = abs(got.data[j] - r)
+                            worst = max(worst, e)
+                            if e > (output == .u8 ? so * 1e-3 : 1e-3 * (abs(r) + 1)) { off += 1 }
+                        }
+                        let label = "\(layout) \(threads) threads (\(mode)) case \(i) \(output)"
+                        XCTAssertLessThanOrEqual(worst, output == .u8 ? so * 1.001 : 1e-2, label)
+                        XCTAssertLessThanOrEqual(off, ref.count / 100 + 1, label)
+                    }
+                    XCTAssertEqual(ConvChain.passes, before + 2, "\(layout) case \(i) did not run chained")
+                }
+            }
+        }
+    }
 }

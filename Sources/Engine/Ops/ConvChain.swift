@@ -21,6 +21,13 @@ public enum ConvChain {
             && MixedPrecision.native
     }
 
+    /// Whether int8 passes may chain now: inference of a calibrated model (`Int8Inference`) on native kernels, outside
+    /// calibration, `enabled`. Backbones chain their quantized convolutions with u8 activations between them.
+    public static var int8Active: Bool {
+        enabled && !GradMode.isEnabled && MixedPrecision.inference == .int8 && Int8Inference.model != nil
+            && Int8Inference.observer == nil && Int8Inference.native
+    }
+
     /// `ACMIX_CONV_CHAIN=0` turns chaining off (every convolution then converts its own operands, as before).
     nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["ACMIX_CONV_CHAIN"] != "0"
 
@@ -47,10 +54,23 @@ public enum ConvChain {
     nonisolated(unsafe) public static var passes = 0, fallbacks = 0
 
     /// `x` [N, C, H, W] float32 NCHW as a chained bf16 activation (float32 with `f32`).
-    public static func enter(_ x: Tensor, f32: Bool = false) -> ChainTensor {
+    public static func enter(_ x: Tensor, f32: Bool = false) -> ChainTensor { enter(x, type: f32 ? .f32 : .bf16) }
+
+    /// `x` as a chained activation of `type`; u8 quantized with `scale` (rounded to nearest even, saturated to 0...255),
+    /// always nhwc: oneDNN's int8 kernels read no other layout (`layout` picks another for the other types).
+    public static func enter(_ x: Tensor, type: ChainType, scale: Float = 1, layout: ChainLayout? = nil) -> ChainTensor {
         precondition(x.rank == 4, "ConvChain.enter expects [N, C, H, W], got \(x.shape)")
-        let y = ChainTensor(shape: x.shape, layout: layout, f32: f32)
+        let y = ChainTensor(shape: x.shape, layout: type == .u8 ? .nhwc : layout ?? self.layout, type: type, scale: type == .u8 ? scale : 1)
         reorder(y, nchw: x.data, toChain: true)
+        return y
+    }
+
+    /// A quantized tensor's real values as bf16 (an int8 block's identity shortcut, added by the kernel).
+    public static func dequantized(_ x: ChainTensor) -> ChainTensor {
+        precondition(x.type == .u8, "ConvChain.dequantized: a u8 tensor")
+        let y = ChainTensor(shape: x.shape, layout: x.layout, type: .bf16)
+        let key = ChainConvertKey(threads: primitiveThreads, layout: x.layout, dims: x.shape, from: .u8, to: .bf16, scale: x.scale)
+        guard let plan = key.plan(), plan.run(from: x.data, to: y.data) else { preconditionFailure("oneDNN: a chained conversion failed") }
         return y
     }
 
@@ -62,12 +82,33 @@ public enum ConvChain {
     public static func conv(_ x: ChainTensor, weight: Tensor, bias: Tensor? = nil, scale: Tensor? = nil, shift: Tensor? = nil,
                             stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1),
                             relu: Bool = false, residual: ChainTensor? = nil, f32: Bool = false) -> ChainTensor {
+        convolve(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding, dilation: dilation,
+                 relu: relu, residual: residual, f32: f32, quantized: nil)
+    }
+
+    /// The int8 form of `conv` (`QuantizedConv`, calibrated): x u8 with its scale, q's s8 weights, sums in int32;
+    /// act(acc·(s_x·s_w·scale) + bias·scale + shift [+ residual]) stored as `output`: u8 with `outputScale` (the next
+    /// convolution's input scale), or bf16 / float32. The residual is a bf16 tensor of real values, read, not overwritten.
+    public static func conv(_ x: ChainTensor, quantized q: QuantizedConv, weight: Tensor, bias: Tensor? = nil, scale: Tensor? = nil,
+                            shift: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                            dilation: (Int, Int) = (1, 1), relu: Bool = false, residual: ChainTensor? = nil,
+                            output: ChainType, outputScale: Float = 1) -> ChainTensor {
+        precondition(x.type == .u8 && !q.inputSigned, "ConvChain.conv: an int8 convolution reads a u8 tensor")
+        precondition(q.qweight.count == weight.count && q.weightScale.count == weight.shape[0], "ConvChain.conv: quantized weight of another shape")
+        precondition(residual == nil || residual!.type == .bf16, "ConvChain.conv: an int8 convolution's residual is bf16")
+        return convolve(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding, dilation: dilation,
+                        relu: relu, residual: residual, f32: output == .f32, quantized: (q, output, outputScale))
+    }
+
+    static func convolve(_ x: ChainTensor, weight: Tensor, bias: Tensor?, scale: Tensor?, shift: Tensor?, stride: (Int, Int),
+                         padding: (Int, Int), dilation: (Int, Int), relu: Bool, residual: ChainTensor?, f32: Bool,
+                         quantized: (q: QuantizedConv, output: ChainType, outputScale: Float)?) -> ChainTensor {
         let g = Conv2dGeometry(x.shape, weight.shape, stride: stride, padding: padding, dilation: dilation)
         precondition(scale == nil || scale!.count == g.o, "ConvChain.conv: scale \(scale!.shape) for \(g.o) channels")
         precondition(shift == nil || shift!.count == g.o, "ConvChain.conv: shift \(shift!.shape) for \(g.o) channels")
         precondition(bias == nil || bias!.count == g.o, "ConvChain.conv: bias \(bias!.shape) for \(g.o) channels")
         if let r = residual {
-            precondition(r.shape == [g.n, g.o, g.ho, g.wo] && r.f32 == f32 && r.layout == x.layout,
+            precondition(r.shape == [g.n, g.o, g.ho, g.wo] && (quantized != nil || r.f32 == f32) && r.layout == x.layout,
                          "ConvChain.conv: residual \(r.shape) for output [\(g.n), \(g.o), \(g.ho), \(g.wo)]")
         }
         FlopCounter.add("conv", g.n * g.o * g.ho * g.wo * g.k, weight: weight)
@@ -77,42 +118,58 @@ public enum ConvChain {
             let s = scale?.data[o] ?? 1
             foldedBias[o] = (bias?.data[o] ?? 0) * s + (shift?.data[o] ?? 0)
         }
-        let y = residual ?? ChainTensor(shape: [g.n, g.o, g.ho, g.wo], layout: x.layout, f32: f32)
+        // int8: the dequantisation and the BatchNorm's scale per channel (the weights stay as quantized).
+        var channelScale = quantized.map { q in (0..<g.o).map { x.scale * q.q.weightScale[$0] * (scale?.data[$0] ?? 1) } } ?? []
+        let y = quantized.map { ChainTensor(shape: [g.n, g.o, g.ho, g.wo], layout: x.layout, type: $0.output, scale: $0.output == .u8 ? $0.outputScale : 1) }
+            ?? residual ?? ChainTensor(shape: [g.n, g.o, g.ho, g.wo], layout: x.layout, f32: f32)
         let slices = chainSlices(images: g.n, channels: g.o, rows: g.ho, layout: x.layout, work: g.n * g.o * g.ho * g.wo * g.k)
         var plans: [ChainPlan] = []
         for s in slices {
             let rows = inputRows(s, g)
             let key = ChainPlanKey(threads: primitiveThreads, layout: x.layout, n: s.n, c: g.c, h: rows.count, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
-                                   pt: rows.pad, pl: g.pw, dh: g.dh, dw: g.dw, ho: s.rows, wo: g.wo, relu: relu, sum: residual != nil,
-                                   f32: f32)
+                                   pt: rows.pad, pl: g.pw, dh: g.dh, dw: g.dw, ho: s.rows, wo: g.wo, relu: relu,
+                                   sum: residual != nil && quantized == nil, f32: f32, int8: quantized != nil,
+                                   residualAdd: residual != nil && quantized != nil,
+                                   outScale: quantized.map { $0.output == .u8 ? 1 / $0.outputScale : 1 } ?? 1, dst: quantized?.output ?? .bf16)
             guard let plan = ChainPlan.get(key) else {
+                if let quantized {
+                    return fallback(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding,
+                                    dilation: dilation, relu: relu, residual: residual, type: quantized.output, outputScale: quantized.outputScale)
+                }
                 return fallback(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding,
                                 dilation: dilation, relu: relu, residual: residual, f32: f32)
             }
             plans.append(plan)
         }
-        let packed = FrozenWeights.packed(UnsafeMutableRawPointer(weight.data))
+        let packed = quantized?.q.packed ?? FrozenWeights.packed(UnsafeMutableRawPointer(weight.data))
         let kk = g.c * g.kh * g.kw
         var ok = [Bool](repeating: false, count: slices.count)
-        foldedBias.withUnsafeMutableBufferPointer { bias in ok.withUnsafeMutableBufferPointer { ok in
-            let bias = bias.baseAddress!, ok = ok.baseAddress!
+        foldedBias.withUnsafeMutableBufferPointer { bias in ok.withUnsafeMutableBufferPointer { ok in channelScale.withUnsafeMutableBufferPointer { cs in
+            let bias = bias.baseAddress!, ok = ok.baseAddress!, cs = cs.baseAddress
             let run = { (i: Int) in
                 let s = slices[i], plan = plans[i], rows = inputRows(s, g)
-                // The slice's weights, folded with the BatchNorm's scale, in the kernel's layout (kept when frozen).
+                // The slice's weights, folded with the BatchNorm's scale, in the kernel's layout (kept when frozen); int8's
+                // quantized ones as they are.
                 let fill = { (inner: UnsafeMutableRawPointer) -> Bool in
+                    if let quantized {
+                        return plan.packWeights(from: UnsafeMutableRawPointer(quantized.q.qweight.baseAddress! + s.o0 * kk), into: inner)
+                    }
                     let folded = BlockAllocator.allocate(bytes: s.o * kk * 4).assumingMemoryBound(to: Float.self)
                     defer { BlockAllocator.free(UnsafeMutableRawPointer(folded), bytes: s.o * kk * 4) }
                     for o in 0..<s.o {
                         let f = scale?.data[s.o0 + o] ?? 1, src = weight.data + (s.o0 + o) * kk, dst = folded + o * kk
                         for j in 0..<kk { dst[j] = src[j] * f }
                     }
-                    return plan.packWeights(from: folded, into: inner)
+                    return plan.packWeights(from: UnsafeMutableRawPointer(folded), into: inner)
                 }
-                ok[i] = plan.run(src: x.data + x.offset(image: s.n0, row: rows.first), dst: y.data + y.offset(image: s.n0, channel: s.o0, row: s.r0),
-                                 bias: bias + s.o0, packed: packed, weightSlice: UnsafeMutableRawPointer(weight.data + s.o0 * kk), fill: fill)
+                let at = (image: s.n0, channel: s.o0, row: s.r0)
+                ok[i] = plan.run(src: x.data + x.offset(image: s.n0, row: rows.first), dst: y.data + y.offset(image: at.image, channel: at.channel, row: at.row),
+                                 bias: bias + s.o0, packed: packed, weightSlice: UnsafeMutableRawPointer(weight.data + s.o0 * kk), fill: fill,
+                                 scale: cs.map { $0 + s.o0 },
+                                 residual: quantized == nil ? nil : residual.map { $0.data + $0.offset(image: at.image, channel: at.channel, row: at.row) })
             }
             if slices.count == 1 { run(0) } else { Threads.run(slices.count, run) }
-        } }
+        } } }
         precondition(!ok.contains(false), "oneDNN: a chained convolution failed at run time")
         passes += 1
         OpProfile.forward("conv_chain", [weight])
@@ -134,7 +191,7 @@ public enum ConvChain {
     static func pool(_ x: ChainTensor, kernel: (Int, Int), stride s: Int, padding p: Int, average: Bool) -> ChainTensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let g = Conv2dGeometry([n, c, h, w], [c, c, kernel.0, kernel.1], stride: (s, s), padding: (p, p))
-        let y = ChainTensor(shape: [n, c, g.ho, g.wo], layout: x.layout, f32: x.f32)
+        let y = ChainTensor(shape: [n, c, g.ho, g.wo], layout: x.layout, type: x.type, scale: x.scale)
         let slices = chainSlices(images: n, channels: c, rows: g.ho, layout: x.layout, work: n * c * g.ho * g.wo * g.kh * g.kw / 8)
         var ok = [Bool](repeating: false, count: slices.count)
         ok.withUnsafeMutableBufferPointer { ok in
@@ -142,7 +199,7 @@ public enum ConvChain {
             let run = { (i: Int) in
                 let sl = slices[i], rows = inputRows(sl, g)
                 let key = ChainPoolKey(threads: primitiveThreads, layout: x.layout, n: sl.n, c: sl.o, h: rows.count, w: w, kh: g.kh, kw: g.kw,
-                                       s: s, pt: rows.pad, pl: p, ho: sl.rows, wo: g.wo, f32: x.f32, average: average)
+                                       s: s, pt: rows.pad, pl: p, ho: sl.rows, wo: g.wo, type: x.type, average: average)
                 guard let plan = ChainPoolKey.plan(key) else { return }
                 ok[i] = plan.run(from: x.data + x.offset(image: sl.n0, channel: sl.o0, row: rows.first),
                                  to: y.data + y.offset(image: sl.n0, channel: sl.o0, row: sl.r0))
@@ -160,7 +217,7 @@ public enum ConvChain {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let rows = (0..<outH).map { Swift.min(Int(Float($0) * Float(h) / Float(outH)), h - 1) }
         let cols = (0..<outW).map { Swift.min(Int(Float($0) * Float(w) / Float(outW)), w - 1) }
-        let y = ChainTensor(shape: [n, c, outH, outW], layout: x.layout, f32: x.f32)
+        let y = ChainTensor(shape: [n, c, outH, outW], layout: x.layout, type: x.type, scale: x.scale)
         // Whole pixel vectors move: a pixel's channels in nhwc, its 16 channels of one block in nChw16c.
         let (groups, vector) = x.layout == .nhwc ? (1, c) : ((c + 15) / 16, 16)
         let vb = vector * x.elementBytes, src = x.data, dst = y.data
@@ -173,13 +230,15 @@ public enum ConvChain {
         return y
     }
 
-    /// The per-convolution path for a geometry the chain has no kernel for: out of the chain and back.
+    /// The per-convolution path for a geometry the chain has no kernel for: out of the chain and back (int8: the
+    /// per-convolution int8 path, which finds the quantized weights by `weight`).
     private static func fallback(_ x: ChainTensor, weight: Tensor, bias: Tensor?, scale: Tensor?, shift: Tensor?, stride: (Int, Int),
-                                 padding: (Int, Int), dilation: (Int, Int), relu: Bool, residual: ChainTensor?, f32: Bool) -> ChainTensor {
+                                 padding: (Int, Int), dilation: (Int, Int), relu: Bool, residual: ChainTensor?, f32: Bool = false,
+                                 type: ChainType? = nil, outputScale: Float = 1) -> ChainTensor {
         fallbacks += 1
         let y = conv2dFused(x.tensor(), weight, bias, scale: scale, shift: shift, residual: residual?.tensor(), relu: relu,
                             stride: stride, padding: padding, dilation: dilation)
-        return enter(y, f32: f32)
+        return enter(y, type: type ?? (f32 ? .f32 : .bf16), scale: outputScale)
     }
 
     /// The input rows a slice's windows read (clipped to the image) and the zero rows above them; every row for a
@@ -200,7 +259,8 @@ public enum ConvChain {
             let ok = ok.baseAddress!
             let run = { (i: Int) in
                 let s = slices[i]
-                let key = ChainReorderKey(threads: ConvChain.primitiveThreads, layout: t.layout, n: s.n, c: s.o, h: s.rows, w: w, fullC: c, fullH: h, f32: t.f32, toChain: toChain,
+                let key = ChainReorderKey(threads: ConvChain.primitiveThreads, layout: t.layout, n: s.n, c: s.o, h: s.rows, w: w, fullC: c, fullH: h, type: t.type,
+                                          scale: t.type == .u8 ? (toChain ? 1 / t.scale : t.scale) : 1, toChain: toChain,
                                           channelsLast: false)
                 guard let reorder = ChainReorderKey.plan(key) else { return }
                 let plain = UnsafeMutableRawPointer(nchw + ((s.n0 * c + s.o0) * h + s.r0) * w)
@@ -246,15 +306,22 @@ public enum ChainLayout: String, Sendable {
 public final class ChainTensor: @unchecked Sendable {
     public let shape: [Int]
     let layout: ChainLayout
-    /// float32 instead of bf16.
-    let f32: Bool
+    public let type: ChainType
+    /// u8: the value of a stored q is q·scale (1 for the other types).
+    public let scale: Float
     let data: UnsafeMutableRawPointer
     let bytes: Int
 
-    init(shape: [Int], layout: ChainLayout, f32: Bool) {
+    /// float32 instead of bf16.
+    var f32: Bool { type == .f32 }
+
+    convenience init(shape: [Int], layout: ChainLayout, f32: Bool) { self.init(shape: shape, layout: layout, type: f32 ? .f32 : .bf16) }
+
+    init(shape: [Int], layout: ChainLayout, type: ChainType, scale: Float = 1) {
         precondition(shape.count == 4 && shape.allSatisfy { $0 > 0 }, "ChainTensor: shape \(shape)")
-        self.shape = shape; self.layout = layout; self.f32 = f32
-        guard var md = Self.desc(shape, layout, f32: f32) else { preconditionFailure("oneDNN: no descriptor for \(shape)") }
+        precondition(scale > 0 && scale.isFinite, "ChainTensor: scale \(scale)")
+        self.shape = shape; self.layout = layout; self.type = type; self.scale = scale
+        guard var md = Self.desc(shape, layout, type) else { preconditionFailure("oneDNN: no descriptor for \(shape)") }
         bytes = dnnl_memory_desc_get_size(&md)
         data = BlockAllocator.allocate(bytes: bytes)
         // The channels that pad the last block of 16 are read by the kernels (times zero weights): keep them zero, not NaN.
@@ -265,19 +332,21 @@ public final class ChainTensor: @unchecked Sendable {
 
     /// A copy with a buffer of its own (for a shortcut that must outlive the block that sums into it).
     public func copy() -> ChainTensor {
-        let t = ChainTensor(shape: shape, layout: layout, f32: f32)
+        let t = ChainTensor(shape: shape, layout: layout, type: type, scale: scale)
         t.data.copyMemory(from: data, byteCount: bytes)
         return t
     }
 
-    var elementBytes: Int { f32 ? 4 : 2 }
+    var elementBytes: Int { type.bytes }
 
     /// The dense descriptor of an [n, c, h, w] tensor in `layout`.
-    static func desc(_ dims: [Int], _ layout: ChainLayout, f32: Bool) -> dnnl_memory_desc_t? {
+    static func desc(_ dims: [Int], _ layout: ChainLayout, _ type: ChainType) -> dnnl_memory_desc_t? {
         var md = dnnl_memory_desc_t()
-        let ok = dnnl_memory_desc_init_by_tag(&md, 4, OneDNN.padded(dims), f32 ? dnnl_f32 : dnnl_bf16, layout.tag) == dnnl_success
+        let ok = dnnl_memory_desc_init_by_tag(&md, 4, OneDNN.padded(dims), type.dnnl, layout.tag) == dnnl_success
         return ok ? md : nil
     }
+
+    static func desc(_ dims: [Int], _ layout: ChainLayout, f32: Bool) -> dnnl_memory_desc_t? { desc(dims, layout, f32 ? .f32 : .bf16) }
 
     /// The byte offset of a slice's start: image `image`, output channel `channel` (a multiple of 16, nChw16c only),
     /// row `row` (nhwc only). Dense descriptors of the slice's dims then address it.
@@ -301,7 +370,8 @@ public final class ChainTensor: @unchecked Sendable {
         if layout == .nhwc && f32 {
             UnsafeMutableRawPointer(t.data).copyMemory(from: data, byteCount: t.count * 4)
         } else {
-            let key = ChainReorderKey(threads: ConvChain.primitiveThreads, layout: layout, n: n, c: c, h: h, w: w, fullC: c, fullH: h, f32: f32, toChain: false, channelsLast: true)
+            let key = ChainReorderKey(threads: ConvChain.primitiveThreads, layout: layout, n: n, c: c, h: h, w: w, fullC: c, fullH: h, type: type,
+                                      scale: scale, toChain: false, channelsLast: true)
             guard let reorder = ChainReorderKey.plan(key), reorder.run(from: data, to: UnsafeMutableRawPointer(t.data)) else {
                 preconditionFailure("oneDNN: a reorder of a chained tensor failed")
             }
@@ -315,6 +385,16 @@ public final class ChainTensor: @unchecked Sendable {
         ConvChain.reorder(self, nchw: t.data, toChain: false)
         return t
     }
+}
+
+/// The element type of a chained tensor.
+public enum ChainType: Sendable, Hashable {
+    case bf16, f32
+    /// Quantized, unsigned (activations after a ReLU), with the tensor's scale.
+    case u8
+
+    var dnnl: dnnl_data_type_t { self == .bf16 ? dnnl_bf16 : self == .f32 ? dnnl_f32 : dnnl_u8 }
+    var bytes: Int { self == .bf16 ? 2 : self == .f32 ? 4 : 1 }
 }
 
 /// One independent part of a chained pass, on the output side: images n0..<n0+n, channels o0..<o0+o, rows r0..<r0+rows.
@@ -361,6 +441,12 @@ struct ChainPlanKey: Hashable {
     let n, c, h, w, o, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo: Int
     /// Post-ops: the sum of the destination's content (the shortcut), then ReLU; float32 output.
     let relu, sum, f32: Bool
+    /// int8: u8 source, s8 weights, no bias; post-ops per-channel scale and shift (the dequantisation, BatchNorm and
+    /// bias), the shortcut added from a bf16 tensor (`residualAdd`), ReLU, then ·`outScale` (1/the output's scale)
+    /// into the `dst` type.
+    var int8 = false, residualAdd = false
+    var outScale: Float = 1
+    var dst: ChainType = .bf16
 }
 
 /// A chained convolution slice's primitive, with the reorder that packs its folded float32 weights.
@@ -371,6 +457,8 @@ final class ChainPlan: @unchecked Sendable {
     let weightBytes: Int
     let scratchpadBytes: Int
     let threads: Int
+    /// int8: the per-channel post-op inputs' and the shortcut's descriptors (`ChainPlanKey.int8`).
+    var int8: (channel: dnnl_memory_desc_t, residual: dnnl_memory_desc_t?)? = nil
 
     init(primitive: DNNLPrimitive, src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, bias: dnnl_memory_desc_t,
          weightsUser: dnnl_memory_desc_t, weightsInner: dnnl_memory_desc_t, weightReorder: DNNLPrimitive, weightBytes: Int,
@@ -383,6 +471,8 @@ final class ChainPlan: @unchecked Sendable {
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var cache: [ChainPlanKey: ChainPlan?] = [:]
+    /// oneDNN's implementations the chain's convolutions run (bench reports them).
+    nonisolated(unsafe) static var implementations: Set<String> = []
 
     /// The cached plan of `key`, created on first use; nil (remembered, and warned about once) when oneDNN has no fast
     /// kernel for it.
@@ -392,7 +482,7 @@ final class ChainPlan: @unchecked Sendable {
         lock.unlock()
         let plan = make(key)
         if plan == nil {
-            OneDNN.warn("oneDNN: no bf16 \(key.layout.rawValue) convolution for input [\(key.n), \(key.c), \(key.h), \(key.w)], \(key.o) outputs, "
+            OneDNN.warn("oneDNN: no \(key.int8 ? "int8" : "bf16") \(key.layout.rawValue) convolution for input [\(key.n), \(key.c), \(key.h), \(key.w)], \(key.o) outputs, "
                         + "kernel \(key.kh)x\(key.kw), stride \(key.sh)x\(key.sw); it runs outside the chain")
         }
         lock.lock(); cache[key] = plan; lock.unlock()
@@ -403,11 +493,13 @@ final class ChainPlan: @unchecked Sendable {
         guard let engine = OneDNN.engine else { return nil }
         OneDNN.threads(k.threads)   // primitives size their work split by the thread count at creation
         let wDims = [k.o, k.c, k.kh, k.kw]
-        guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, f32: false),
-              var dst = ChainTensor.desc([k.n, k.o, k.ho, k.wo], k.layout, f32: k.f32),
-              var wAny = OneDNN.any(wDims, type: dnnl_bf16),
-              let wUser = OneDNN.plain(wDims, strides: contiguousStrides(wDims)),
-              var bias = OneDNN.plain([k.o], strides: [1]) else { return nil }
+        guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, k.int8 ? .u8 : .bf16),
+              var dst = ChainTensor.desc([k.n, k.o, k.ho, k.wo], k.layout, k.int8 ? k.dst : k.f32 ? .f32 : .bf16),
+              var wAny = OneDNN.any(wDims, type: k.int8 ? dnnl_s8 : dnnl_bf16),
+              let wUser = OneDNN.plain(wDims, strides: contiguousStrides(wDims), type: k.int8 ? dnnl_s8 : dnnl_f32),
+              var bias = OneDNN.plain([k.o], strides: [1]),
+              var channel = OneDNN.plain([1, k.o, 1, 1], strides: [k.o, 1, 1, 1]),
+              var residual = ChainTensor.desc([k.n, k.o, k.ho, k.wo], k.layout, .bf16) else { return nil }
         let strides = OneDNN.padded([k.sh, k.sw]), dilations = OneDNN.padded([k.dh - 1, k.dw - 1])
         let padL = OneDNN.padded([k.pt, k.pl])
         // The bottom/right padding that makes the last window fit (negative when the last input rows go unread).
@@ -416,17 +508,26 @@ final class ChainPlan: @unchecked Sendable {
         guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
         defer { dnnl_primitive_attr_destroy(attr) }
         guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
-        if k.sum || k.relu {
+        if k.sum || k.relu || k.int8 {
             var ops: dnnl_post_ops_t?
             guard dnnl_post_ops_create(&ops) == dnnl_success, let ops else { return nil }
             defer { dnnl_post_ops_destroy(ops) }
+            if k.int8 {
+                guard dnnl_post_ops_append_binary(ops, dnnl_binary_mul, &channel) == dnnl_success,
+                      dnnl_post_ops_append_binary(ops, dnnl_binary_add, &channel) == dnnl_success else { return nil }
+                if k.residualAdd { guard dnnl_post_ops_append_binary(ops, dnnl_binary_add, &residual) == dnnl_success else { return nil } }
+            }
             if k.sum { guard dnnl_post_ops_append_sum(ops, 1) == dnnl_success else { return nil } }
             if k.relu { guard dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0) == dnnl_success else { return nil } }
+            if k.outScale != 1 { guard dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_linear, k.outScale, 0) == dnnl_success else { return nil } }
             guard dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success else { return nil }
         }
         var desc = dnnl_convolution_desc_t()
-        guard dnnl_dilated_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, &src, &wAny, &bias,
-                                                         &dst, strides, dilations, padL, padR) == dnnl_success else { return nil }
+        let descOK = withUnsafeMutablePointer(to: &bias) { bp in
+            dnnl_dilated_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, &src, &wAny,
+                                                       k.int8 ? nil : UnsafePointer(bp), &dst, strides, dilations, padL, padR) == dnnl_success
+        }
+        guard descOK else { return nil }
         var pd: dnnl_primitive_desc_t?
         guard dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil) == dnnl_success, let pd else { return nil }
         defer { dnnl_primitive_desc_destroy(pd) }
@@ -435,23 +536,26 @@ final class ChainPlan: @unchecked Sendable {
         // Reference loops and the gemm fallback are far slower than the per-convolution path.
         let impl = info.map { String(cString: $0) } ?? "ref"
         if impl.hasPrefix("ref") || impl.contains("gemm") { return nil }
+        ChainPlan.implementations.insert(impl)
         guard var inner = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)?.pointee,
               let reorder = DNNLPrimitive.reorder(from: wUser, to: inner) else { return nil }
         var scratch = 0
         if var s = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)?.pointee { scratch = dnnl_memory_desc_get_size(&s) }
         guard let primitive = DNNLPrimitive.make(pd) else { return nil }
-        return ChainPlan(primitive: primitive, src: src, dst: dst, bias: bias, weightsUser: wUser, weightsInner: inner,
-                         weightReorder: reorder, weightBytes: dnnl_memory_desc_get_size(&inner), scratchpadBytes: scratch,
-                         threads: k.threads)
+        let plan = ChainPlan(primitive: primitive, src: src, dst: dst, bias: bias, weightsUser: wUser, weightsInner: inner,
+                             weightReorder: reorder, weightBytes: dnnl_memory_desc_get_size(&inner), scratchpadBytes: scratch,
+                             threads: k.threads)
+        if k.int8 { plan.int8 = (channel, k.residualAdd ? residual : nil) }
+        return plan
     }
 
-    /// Reorders the slice's folded float32 weights [o, c, kh, kw] into the kernel's bf16 layout at `inner`.
-    func packWeights(from folded: UnsafeMutablePointer<Float>, into inner: UnsafeMutableRawPointer) -> Bool {
+    /// Reorders the slice's weights [o, c, kh, kw] (folded float32, or int8's s8) into the kernel's layout at `inner`.
+    func packWeights(from folded: UnsafeMutableRawPointer, into inner: UnsafeMutableRawPointer) -> Bool {
         guard let engine = OneDNN.engine else { return false }
         let exec = DNNLExecution(engine: engine)
         inner.initializeMemory(as: UInt8.self, repeating: 0, count: weightBytes)
         return OneDNN.withStream { stream -> Bool in
-            guard let from = exec.memory(weightsUser, UnsafeMutableRawPointer(folded)), let to = exec.memory(weightsInner, inner) else { return false }
+            guard let from = exec.memory(weightsUser, folded), let to = exec.memory(weightsInner, inner) else { return false }
             var args = [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: from), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: to)]
             if weightReorder.scratchpadBytes > 0 {
                 guard let arg = exec.scratchpad(bytes: weightReorder.scratchpadBytes) else { return false }
@@ -461,10 +565,12 @@ final class ChainPlan: @unchecked Sendable {
         } ?? false
     }
 
-    /// Runs the slice: src and dst at the slice's start in the chained tensors, its part of the folded bias, and its
-    /// packed weights (kept in `packed` when the model is frozen, else packed for this call by `fill`).
+    /// Runs the slice: src and dst at the slice's start in the chained tensors, its part of the folded bias (int8: of
+    /// the per-channel scale and shift, and the shortcut at the slice's start), and its packed weights (kept in
+    /// `packed` when the model is frozen or quantized, else packed for this call by `fill`).
     func run(src s: UnsafeMutableRawPointer, dst d: UnsafeMutableRawPointer, bias b: UnsafeMutablePointer<Float>, packed: PackedWeights?,
-             weightSlice: UnsafeMutableRawPointer, fill: (UnsafeMutableRawPointer) -> Bool) -> Bool {
+             weightSlice: UnsafeMutableRawPointer, fill: (UnsafeMutableRawPointer) -> Bool,
+             scale: UnsafeMutablePointer<Float>? = nil, residual: UnsafeMutableRawPointer? = nil) -> Bool {
         guard let engine = OneDNN.engine else { return false }
         OneDNN.threads(threads)
         let exec = DNNLExecution(engine: engine)
@@ -480,7 +586,18 @@ final class ChainPlan: @unchecked Sendable {
             guard let ms = exec.memory(src, s), let mw = exec.memory(weightsInner, weights), let mb = exec.memory(bias, UnsafeMutableRawPointer(b)),
                   let md = exec.memory(dst, d) else { return false }
             var args = [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SRC), memory: ms), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_WEIGHTS), memory: mw),
-                        dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_BIAS), memory: mb), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_DST), memory: md)]
+                        dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_DST), memory: md)]
+            if let q = int8 {
+                // The bias pointer holds the shift; `scale` the per-channel scale.
+                guard let scale, let msc = exec.memory(q.channel, UnsafeMutableRawPointer(scale)) else { return false }
+                args += [dnnl_exec_arg_t(arg: cdnnl_arg_post_op_src1(0), memory: msc), dnnl_exec_arg_t(arg: cdnnl_arg_post_op_src1(1), memory: mb)]
+                if let rmd = q.residual {
+                    guard let residual, let mr = exec.memory(rmd, residual) else { return false }
+                    args.append(dnnl_exec_arg_t(arg: cdnnl_arg_post_op_src1(2), memory: mr))
+                }
+            } else {
+                args.append(dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_BIAS), memory: mb))
+            }
             if scratchpadBytes > 0 {
                 guard let arg = exec.scratchpad(bytes: scratchpadBytes) else { return false }
                 args.append(arg)
@@ -502,7 +619,10 @@ struct ChainReorderKey: Hashable {
     let threads: Int
     let layout: ChainLayout
     let n, c, h, w, fullC, fullH: Int
-    let f32, toChain: Bool
+    let type: ChainType
+    /// Multiplies the values on the way (1/scale into a u8 tensor, scale out of it).
+    let scale: Float
+    let toChain: Bool
     /// The plain side is channels-last [n, h, w, c] (whole tensors only) instead of NCHW.
     let channelsLast: Bool
 
@@ -517,11 +637,37 @@ struct ChainReorderKey: Hashable {
         var made: ChainReorder? = nil
         let strides = key.channelsLast ? [key.h * key.w * key.c, 1, key.w * key.c, key.c] : [key.fullC * key.fullH * key.w, key.fullH * key.w, key.w, 1]
         if let plain = OneDNN.plain([key.n, key.c, key.h, key.w], strides: strides),
-           let chain = ChainTensor.desc([key.n, key.c, key.h, key.w], key.layout, f32: key.f32),
-           let p = key.toChain ? DNNLPrimitive.reorder(from: plain, to: chain) : DNNLPrimitive.reorder(from: chain, to: plain) {
+           let chain = ChainTensor.desc([key.n, key.c, key.h, key.w], key.layout, key.type),
+           let p = key.toChain ? DNNLPrimitive.reorder(from: plain, to: chain, scale: key.scale) : DNNLPrimitive.reorder(from: chain, to: plain, scale: key.scale) {
             made = ChainReorder(primitive: p, from: key.toChain ? plain : chain, to: key.toChain ? chain : plain, threads: key.threads)
         }
         lock.lock(); cache[key] = made; lock.unlock()
+        return made
+    }
+}
+
+/// A whole chained tensor converted from one type to another (values ·scale on the way).
+struct ChainConvertKey: Hashable {
+    let threads: Int
+    let layout: ChainLayout
+    let dims: [Int]
+    let from, to: ChainType
+    let scale: Float
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var cache: [ChainConvertKey: ChainReorder?] = [:]
+
+    func plan() -> ChainReorder? {
+        Self.lock.lock()
+        if let hit = Self.cache[self] { Self.lock.unlock(); return hit }
+        Self.lock.unlock()
+        OneDNN.threads(threads)
+        var made: ChainReorder? = nil
+        if let a = ChainTensor.desc(dims, layout, from), let b = ChainTensor.desc(dims, layout, to),
+           let p = DNNLPrimitive.reorder(from: a, to: b, scale: scale) {
+            made = ChainReorder(primitive: p, from: a, to: b, threads: threads)
+        }
+        Self.lock.lock(); Self.cache[self] = made; Self.lock.unlock()
         return made
     }
 }
@@ -531,8 +677,9 @@ struct ChainPoolKey: Hashable {
     let threads: Int
     let layout: ChainLayout
     let n, c, h, w, kh, kw, s, pt, pl, ho, wo: Int
+    let type: ChainType
     /// Average (padding excluded) instead of maximum.
-    let f32, average: Bool
+    let average: Bool
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var cache: [ChainPoolKey: ChainReorder?] = [:]
@@ -549,8 +696,8 @@ struct ChainPoolKey: Hashable {
     static func make(_ k: ChainPoolKey) -> ChainReorder? {
         guard let engine = OneDNN.engine else { return nil }
         OneDNN.threads(k.threads)
-        guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, f32: k.f32),
-              var dst = ChainTensor.desc([k.n, k.c, k.ho, k.wo], k.layout, f32: k.f32) else { return nil }
+        guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, k.type),
+              var dst = ChainTensor.desc([k.n, k.c, k.ho, k.wo], k.layout, k.type) else { return nil }
         let padR = OneDNN.padded([(k.ho - 1) * k.s + k.kh - k.h - k.pt, (k.wo - 1) * k.s + k.kw - k.w - k.pl])
         var desc = dnnl_pooling_desc_t()
         guard dnnl_pooling_forward_desc_init(&desc, dnnl_forward_inference, k.average ? dnnl_pooling_avg_exclude_padding : dnnl_pooling_max,

@@ -62,3 +62,15 @@ extension Conv2d {
                               residual: residual, f32: f32)
     }
 }
+
+/// The int8 form on chained activations (`ConvChain.int8Active`): x u8, the convolution's calibrated int8 weights `q`,
+/// the BatchNorm in the kernel's epilogue, the shortcut (bf16, real values) added there; output u8 with `outputScale`
+/// (the next convolution's input scale), or bf16 / float32.
+public func convBN(_ x: ChainTensor, _ conv: Conv2d, _ bn: BatchNorm2d, quantized q: QuantizedConv, residual: ChainTensor? = nil,
+                   relu: Bool, output: ChainType, outputScale: Float = 1) -> ChainTensor {
+    precondition(bn.usesRunningStatistics && conv.groups == 1, "a chained convBN needs running statistics and no groups")
+    let (scale, shift) = bn.runningAffine()
+    return ConvChain.conv(x, quantized: q, weight: conv.weight, bias: conv.bias, scale: scale, shift: shift, stride: conv.stride,
+                          padding: conv.padding, dilation: conv.dilation, relu: relu, residual: residual, output: output,
+                          outputScale: outputScale)
+}
