@@ -130,8 +130,15 @@ public final class ResNet: Module {
         let blocks = stages.flatMap { $0 }
         let quantized = blocks.compactMap { $0.quantized(model) }
         guard quantized.count == blocks.count, let first = quantized.first?[0] else { return nil }
-        let y = (stem.map { $0(x) } ?? convBN(x, conv1!, bn1!, relu: true)).maxPool2d(kernel: 3, stride: 2, padding: 1)
-        var c = ConvChain.enter(y, type: .u8, scale: first.inputScale)
+        var c: ChainTensor
+        if let conv1, let bn1, bn1.usesRunningStatistics, ConvChain.layout == .nhwc, MixedPrecision.native {
+            // The 7×7 stem (kept in floating point) and the max pooling chained in bf16 where the CPU has it.
+            let y = ConvChain.maxPool(convBN(ConvChain.enter(x), conv1, bn1, relu: true), kernel: 3, stride: 2, padding: 1)
+            c = ConvChain.quantized(y, scale: first.inputScale)
+        } else {
+            let y = (stem.map { $0(x) } ?? convBN(x, conv1!, bn1!, relu: true)).maxPool2d(kernel: 3, stride: 2, padding: 1)
+            c = ConvChain.enter(y, type: .u8, scale: first.inputScale)
+        }
         var out: [ChainTensor] = [], i = 0
         for s in stages {
             for blk in s {

@@ -65,6 +65,15 @@ public enum ConvChain {
         return y
     }
 
+    /// An nhwc bf16 tensor quantized to u8 with `scale` (an int8 backbone's input after its bf16 stem).
+    public static func quantized(_ x: ChainTensor, scale: Float) -> ChainTensor {
+        precondition(x.type == .bf16 && x.layout == .nhwc, "ConvChain.quantized: an nhwc bf16 tensor")
+        let y = ChainTensor(shape: x.shape, layout: .nhwc, type: .u8, scale: scale)
+        let key = ChainConvertKey(threads: primitiveThreads, layout: .nhwc, dims: x.shape, from: .bf16, to: .u8, scale: 1 / scale)
+        guard let plan = key.plan(), plan.run(from: x.data, to: y.data) else { preconditionFailure("oneDNN: a chained conversion failed") }
+        return y
+    }
+
     /// A quantized tensor's real values as bf16 (an int8 block's identity shortcut, added by the kernel).
     public static func dequantized(_ x: ChainTensor) -> ChainTensor {
         precondition(x.type == .u8, "ConvChain.dequantized: a u8 tensor")
