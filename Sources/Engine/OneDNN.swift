@@ -90,6 +90,22 @@ enum OneDNN {
     }
 }
 
+/// oneDNN objects made on first use and kept per key (a failure, nil, is remembered too); thread-safe. Making one runs
+/// outside the lock: two threads may both make the first one of a key, and one of them is kept.
+final class PlanCache<Key: Hashable, Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [Key: Value?] = [:]
+
+    func get(_ key: Key, make: () -> Value?) -> Value? {
+        lock.lock()
+        if let hit = entries[key] { lock.unlock(); return hit }
+        lock.unlock()
+        let made = make()
+        lock.lock(); entries[key] = made; lock.unlock()
+        return made
+    }
+}
+
 /// Owns a oneDNN object handle and destroys it with the matching function.
 final class DNNLPrimitive: @unchecked Sendable {
     let handle: dnnl_primitive_t

@@ -229,19 +229,16 @@ final class BF16MatmulPlan: @unchecked Sendable {
         self.primitive = primitive; self.src = src; self.weights = weights; self.dst = dst; self.scratchpadBytes = scratchpadBytes
     }
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var cache: [Key: BF16MatmulPlan?] = [:]
+    private static let cache = PlanCache<Key, BF16MatmulPlan>()
 
     static func get(_ key: Key) -> BF16MatmulPlan? {
-        lock.lock()
-        if let hit = cache[key] { lock.unlock(); return hit }
-        lock.unlock()
-        let plan = make(key)
-        if plan == nil {
-            OneDNN.warn("oneDNN: no bf16 matmul for \(key.m)x\(key.n)x\(key.k); bf16 GEMMs of this shape are emulated (slow)")
+        cache.get(key) {
+            let plan = make(key)
+            if plan == nil {
+                OneDNN.warn("oneDNN: no bf16 matmul for \(key.m)x\(key.n)x\(key.k); bf16 GEMMs of this shape are emulated (slow)")
+            }
+            return plan
         }
-        lock.lock(); cache[key] = plan; lock.unlock()
-        return plan
     }
 
     static func make(_ key: Key) -> BF16MatmulPlan? {

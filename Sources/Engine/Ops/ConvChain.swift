@@ -50,6 +50,12 @@ public enum ConvChain {
     /// one slice of a region).
     static var primitiveThreads: Int { threading == .openMP && !Threads.serialHere ? Threads.count : 1 }
 
+    /// What the chain ran so far, for `bench`: "nhwc, openmp, 53 convolutions (1 fell back), brgconv:avx512_core_bf16, …".
+    public static var summary: String {
+        "\(layout.rawValue), \(threading.rawValue), \(passes) convolutions (\(fallbacks) fell back), "
+            + ChainPlan.implementations.sorted().joined(separator: " ")
+    }
+
     /// Chained convolutions run so far (tests check that the chain really ran), and those that fell back.
     nonisolated(unsafe) public static var passes = 0, fallbacks = 0
 
@@ -478,24 +484,21 @@ final class ChainPlan: @unchecked Sendable {
         self.scratchpadBytes = scratchpadBytes
     }
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var cache: [ChainPlanKey: ChainPlan?] = [:]
+    private static let cache = PlanCache<ChainPlanKey, ChainPlan>()
     /// oneDNN's implementations the chain's convolutions run (bench reports them).
     nonisolated(unsafe) static var implementations: Set<String> = []
 
     /// The cached plan of `key`, created on first use; nil (remembered, and warned about once) when oneDNN has no fast
     /// kernel for it.
     static func get(_ key: ChainPlanKey) -> ChainPlan? {
-        lock.lock()
-        if let hit = cache[key] { lock.unlock(); return hit }
-        lock.unlock()
-        let plan = make(key)
-        if plan == nil {
-            OneDNN.warn("oneDNN: no \(key.int8 ? "int8" : "bf16") \(key.layout.rawValue) convolution for input [\(key.n), \(key.c), \(key.h), \(key.w)], \(key.o) outputs, "
-                        + "kernel \(key.kh)x\(key.kw), stride \(key.sh)x\(key.sw); it runs outside the chain")
+        cache.get(key) {
+            let plan = make(key)
+            if plan == nil {
+                OneDNN.warn("oneDNN: no \(key.int8 ? "int8" : "bf16") \(key.layout.rawValue) convolution for input [\(key.n), \(key.c), \(key.h), \(key.w)], \(key.o) outputs, "
+                            + "kernel \(key.kh)x\(key.kw), stride \(key.sh)x\(key.sw); it runs outside the chain")
+            }
+            return plan
         }
-        lock.lock(); cache[key] = plan; lock.unlock()
-        return plan
     }
 
     static func make(_ k: ChainPlanKey) -> ChainPlan? {
@@ -635,13 +638,11 @@ struct ChainReorderKey: Hashable {
     /// The plain side is channels-last [n, h, w, c] (whole tensors only) instead of NCHW.
     let channelsLast: Bool
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var cache: [ChainReorderKey: ChainReorder?] = [:]
+    private static let cache = PlanCache<ChainReorderKey, ChainReorder>()
 
-    static func plan(_ key: ChainReorderKey) -> ChainReorder? {
-        lock.lock()
-        if let hit = cache[key] { lock.unlock(); return hit }
-        lock.unlock()
+    static func plan(_ key: ChainReorderKey) -> ChainReorder? { cache.get(key) { make(key) } }
+
+    static func make(_ key: ChainReorderKey) -> ChainReorder? {
         OneDNN.threads(key.threads)
         var made: ChainReorder? = nil
         let strides = key.channelsLast ? [key.h * key.w * key.c, 1, key.w * key.c, key.c] : [key.fullC * key.fullH * key.w, key.fullH * key.w, key.w, 1]
@@ -650,7 +651,6 @@ struct ChainReorderKey: Hashable {
            let p = key.toChain ? DNNLPrimitive.reorder(from: plain, to: chain, scale: key.scale) : DNNLPrimitive.reorder(from: chain, to: plain, scale: key.scale) {
             made = ChainReorder(primitive: p, from: key.toChain ? plain : chain, to: key.toChain ? chain : plain, threads: key.threads)
         }
-        lock.lock(); cache[key] = made; lock.unlock()
         return made
     }
 }
@@ -663,21 +663,15 @@ struct ChainConvertKey: Hashable {
     let from, to: ChainType
     let scale: Float
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var cache: [ChainConvertKey: ChainReorder?] = [:]
+    private static let cache = PlanCache<ChainConvertKey, ChainReorder>()
 
     func plan() -> ChainReorder? {
-        Self.lock.lock()
-        if let hit = Self.cache[self] { Self.lock.unlock(); return hit }
-        Self.lock.unlock()
-        OneDNN.threads(threads)
-        var made: ChainReorder? = nil
-        if let a = ChainTensor.desc(dims, layout, from), let b = ChainTensor.desc(dims, layout, to),
-           let p = DNNLPrimitive.reorder(from: a, to: b, scale: scale) {
-            made = ChainReorder(primitive: p, from: a, to: b, threads: threads)
+        Self.cache.get(self) {
+            OneDNN.threads(threads)
+            guard let a = ChainTensor.desc(dims, layout, from), let b = ChainTensor.desc(dims, layout, to),
+                  let p = DNNLPrimitive.reorder(from: a, to: b, scale: scale) else { return nil }
+            return ChainReorder(primitive: p, from: a, to: b, threads: threads)
         }
-        Self.lock.lock(); Self.cache[self] = made; Self.lock.unlock()
-        return made
     }
 }
 
@@ -690,17 +684,9 @@ struct ChainPoolKey: Hashable {
     /// Average (padding excluded) instead of maximum.
     let average: Bool
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var cache: [ChainPoolKey: ChainReorder?] = [:]
+    private static let cache = PlanCache<ChainPoolKey, ChainReorder>()
 
-    static func plan(_ key: ChainPoolKey) -> ChainReorder? {
-        lock.lock()
-        if let hit = cache[key] { lock.unlock(); return hit }
-        lock.unlock()
-        let made = make(key)
-        lock.lock(); cache[key] = made; lock.unlock()
-        return made
-    }
+    static func plan(_ key: ChainPoolKey) -> ChainReorder? { cache.get(key) { make(key) } }
 
     static func make(_ k: ChainPoolKey) -> ChainReorder? {
         guard let engine = OneDNN.engine else { return nil }

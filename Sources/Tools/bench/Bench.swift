@@ -81,6 +81,9 @@ func report(_ name: String, medianSeconds: Double, minSeconds: Double, extra: [S
         fields += ["\"bf16_passes\": \"\(MixedPrecision.nativeCalls) native, \(MixedPrecision.emulatedCalls) emulated\"",
                    "\"bf16_native_check\": \"\(MixedPrecision.nativeVerified ? "passed" : CPUInfo.current.hasBF16 ? "failed" : "no bf16")\""]
     }
+    if ConvChain.passes > 0 {
+        fields += ["\"chain\": \"\(ConvChain.summary)\""]
+    }
     if let m = Int8Inference.model {
         fields += ["\"int8_layers\": \(m.count)",
                    "\"int8_passes\": \"\(Int8Inference.nativeCalls) native, \(Int8Inference.emulatedCalls) emulated\""]
