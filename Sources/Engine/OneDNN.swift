@@ -7,9 +7,11 @@ import Foundation
 /// Threading: Debian's libdnnl runs on OpenMP, and libgomp's workers keep spinning for milliseconds after every
 /// parallel region; they would take the cores from the engine's own parallel loops that follow each convolution, as
 /// OpenBLAS's workers did (see `Threads`), and an OpenMP barrier stalls for whole scheduler ticks when a neighbour
-/// holds a core. So oneDNN always runs single-threaded in the thread that calls it (OpenMP's thread count is set to 1
-/// on that thread before every call), and the callers split their work into independent slices run on the engine's
-/// threads (`parallelFor`): its thread count is `Threads.count` like everything else.
+/// holds a core. So oneDNN runs single-threaded in the thread that calls it (OpenMP's thread count is set to 1 on that
+/// thread before every call), and the callers split their work into independent slices run on the engine's threads
+/// (`parallelFor`): its thread count is `Threads.count` like everything else. The one exception is a chain of
+/// inference primitives with nothing of the engine's between them (`ConvChain`): there OpenMP's threads go straight
+/// from one primitive to the next, and each primitive runs on `Threads.count` of them.
 enum OneDNN {
     /// The CPU engine, or nil when oneDNN cannot create one (the callers then use their own kernels).
     static let engine: dnnl_engine_t? = {

@@ -10,10 +10,13 @@ import Foundation
 ///
 /// Numbers: the weights are folded first and then rounded to bf16 (PyTorch and OpenVINO fold the same way), and the
 /// activations, the shortcut included, are stored as bf16 (autocast's residual stream is bf16 too); sums run in float32.
+/// int8 (`int8Active`): u8 activations with a per-tensor scale, always nhwc (oneDNN's int8 kernels take no other), s8
+/// weights with the BatchNorm in the epilogue, each output quantized with its consumer's calibrated input scale.
 ///
-/// Threads: each pass is split into independent single-threaded slices, as `oneDNNConv` does: by images when there
-/// are enough, else, per image, by output-channel blocks (nChw16c: one block range is contiguous) or by output rows
-/// (nhwc: one row range is contiguous; each slice reads the input rows its window needs, with its own padding).
+/// Threads (`threading`): by default each primitive runs on oneDNN's own OpenMP threads. Otherwise each pass is split
+/// into independent single-threaded slices, as `oneDNNConv` does: by images when there are enough, else, per image, by
+/// output-channel blocks (nChw16c: one block range is contiguous) or by output rows (nhwc: one row range is
+/// contiguous; each slice reads the input rows its window needs, with its own padding).
 public enum ConvChain {
     /// Whether passes may chain now: bf16 inference on native kernels, no gradient recorded, `enabled`.
     public static var active: Bool {
