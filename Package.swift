@@ -129,8 +129,8 @@ let package = Package(
         .executableTarget(name: "browse-dataset", dependencies: ["Data", "Engine", "Heads", "Tasks", "Training", "ToolSupport", argumentParser],
                           path: "Sources/Tools/browse-dataset", swiftSettings: checked),
 
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "NN"], path: "Tests/EngineTests"),
+        .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "NN", "TestSupport"], path: "Tests/EngineTests"),
         .testTarget(name: "NNTests", dependencies: ["Engine", "NN"], path: "Tests/NNTests"),
         .testTarget(name: "DataTests", dependencies: ["Data"], path: "Tests/DataTests"),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Data", "TestSupport"], path: "Tests/EvaluationTests"),

@@ -1,15 +1,12 @@
 import Backbones
 import Engine
 import NN
+import TestSupport
 import XCTest
 
 /// A ResNet backbone on chained bf16 activations (`ConvChain`) against its per-convolution bf16 path and float32.
 final class ResNetChainTests: XCTestCase {
-    override func setUpWithError() throws {
-        guard CPUInfo.current.hasBF16 else { throw XCTSkip("this CPU has no bf16 (\(CPUInfo.current.summary))") }
-        try MixedPrecision.select(.bf16)
-        guard MixedPrecision.native else { throw XCTSkip("native bf16 is off on this CPU") }
-    }
+    override func setUpWithError() throws { try selectNativeBF16OrSkip() }
 
     override func tearDown() {
         ConvChain.enabled = true

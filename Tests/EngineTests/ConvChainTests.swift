@@ -1,16 +1,13 @@
 import Engine
 import NN
+import TestSupport
 import XCTest
 
 /// Chained bf16 inference (`ConvChain`): activations stay bf16 in oneDNN's layout between convolutions, BatchNorm
 /// folded into the weights, shortcut sum and ReLU fused. Its numbers are those of the folded weights and the stored
 /// activations rounded to bf16 with float32 sums; both layouts, split over one and two threads.
 final class ConvChainTests: XCTestCase {
-    override func setUpWithError() throws {
-        guard CPUInfo.current.hasBF16 else { throw XCTSkip("this CPU has no bf16 (\(CPUInfo.current.summary))") }
-        try MixedPrecision.select(.bf16)
-        guard MixedPrecision.native else { throw XCTSkip("native bf16 is off on this CPU") }
-    }
+    override func setUpWithError() throws { try selectNativeBF16OrSkip() }
 
     override func tearDown() {
         ConvChain.enabled = true
@@ -20,6 +17,20 @@ final class ConvChainTests: XCTestCase {
     }
 
     private let savedLayout = ConvChain.layout
+
+    /// Runs `body` in both layouts on 1 thread, 2 OpenMP threads and 2 slices on the pool (the thread count restored).
+    private func forEachSetting(_ body: (ChainLayout, Int, ConvChain.Threading) throws -> Void) rethrows {
+        let savedThreads = Threads.count
+        defer { Threads.count = savedThreads }
+        for layout in [ChainLayout.blocked16, .nhwc] {
+            ConvChain.layout = layout
+            for (threads, mode) in [(1, ConvChain.Threading.openMP), (2, .openMP), (2, .slices)] {
+                Threads.count = threads
+                ConvChain.threading = mode
+                try body(layout, threads, mode)
+            }
+        }
+    }
 
     private func values(_ n: Int, _ f: Double, _ scale: Float = 1) -> [Float] { (0..<n).map { Float(sin(Double($0) * f + 0.3)) * scale } }
 
@@ -39,53 +50,46 @@ final class ConvChainTests: XCTestCase {
             ([1, 32, 29, 31], 48, 3, 2, 1, 1, true, false),
             ([1, 8, 40, 36], 8, 3, 1, 1, 1, true, true),
         ]
-        let savedThreads = Threads.count
-        defer { Threads.count = savedThreads }
-        for layout in [ChainLayout.blocked16, .nhwc] {
-            ConvChain.layout = layout
-            for (threads, mode) in [(1, ConvChain.Threading.openMP), (2, .openMP), (2, .slices)] {
-                Threads.count = threads
-                ConvChain.threading = mode
-                for (i, (xs, o, k, s, p, d, relu, hasResidual)) in cases.enumerated() {
-                    let c = xs[1]
-                    let x = Tensor(values(xs.reduce(1, *), 0.37 + Double(i)), shape: xs)
-                    let w = Tensor(values(o * c * k * k, 0.11, 0.2), shape: [o, c, k, k])
-                    let bias = Tensor(values(o, 0.5, 0.1), shape: [o])
-                    let scale = Tensor(values(o, 0.9).map { 0.5 + $0 * $0 }, shape: [o])
-                    let shift = Tensor(values(o, 1.3, 0.2), shape: [o])
-                    let ho = (xs[2] + 2 * p - d * (k - 1) - 1) / s + 1, wo = (xs[3] + 2 * p - d * (k - 1) - 1) / s + 1
-                    let residual = hasResidual ? Tensor(values(xs[0] * o * ho * wo, 0.23), shape: [xs[0], o, ho, wo]) : nil
+        try forEachSetting { layout, threads, mode in
+            for (i, (xs, o, k, s, p, d, relu, hasResidual)) in cases.enumerated() {
+                let c = xs[1]
+                let x = Tensor(values(xs.reduce(1, *), 0.37 + Double(i)), shape: xs)
+                let w = Tensor(values(o * c * k * k, 0.11, 0.2), shape: [o, c, k, k])
+                let bias = Tensor(values(o, 0.5, 0.1), shape: [o])
+                let scale = Tensor(values(o, 0.9).map { 0.5 + $0 * $0 }, shape: [o])
+                let shift = Tensor(values(o, 1.3, 0.2), shape: [o])
+                let ho = (xs[2] + 2 * p - d * (k - 1) - 1) / s + 1, wo = (xs[3] + 2 * p - d * (k - 1) - 1) / s + 1
+                let residual = hasResidual ? Tensor(values(xs[0] * o * ho * wo, 0.23), shape: [xs[0], o, ho, wo]) : nil
 
-                    let (before, fellBack) = (ConvChain.passes, ConvChain.fallbacks)
-                    let y = ConvChain.conv(ConvChain.enter(x), weight: w, bias: bias, scale: scale, shift: shift, stride: (s, s),
-                                           padding: (p, p), dilation: (d, d), relu: relu, residual: residual.map { ConvChain.enter($0) })
-                    // Fewer than 16 input channels (a stem, a narrow test network) may have no kernel in a layout (nChw16c on
-                    // AVX512-BF16): they run per convolution (rounded differently) and come back. Every other case chains.
-                    let chained = ConvChain.passes == before + 1
-                    XCTAssertTrue(chained || (c < 16 && ConvChain.fallbacks == fellBack + 1), "\(layout): case \(i) did not run chained")
-                    XCTAssertEqual(y.shape, [xs[0], o, ho, wo])
-                    let got = y.tensor()
+                let (before, fellBack) = (ConvChain.passes, ConvChain.fallbacks)
+                let y = ConvChain.conv(ConvChain.enter(x), weight: w, bias: bias, scale: scale, shift: shift, stride: (s, s),
+                                       padding: (p, p), dilation: (d, d), relu: relu, residual: residual.map { ConvChain.enter($0) })
+                // Fewer than 16 input channels (a stem, a narrow test network) may have no kernel in a layout (nChw16c on
+                // AVX512-BF16): they run per convolution (rounded differently) and come back. Every other case chains.
+                let chained = ConvChain.passes == before + 1
+                XCTAssertTrue(chained || (c < 16 && ConvChain.fallbacks == fellBack + 1), "\(layout): case \(i) did not run chained")
+                XCTAssertEqual(y.shape, [xs[0], o, ho, wo])
+                let got = y.tensor()
 
-                    // Reference: folded weights and input rounded to bf16, float32 convolution, float32 epilogue on the
-                    // bf16 shortcut, output rounded to bf16.
-                    let kk = c * k * k
-                    let folded = Tensor((0..<w.count).map { bf16Rounded(w.data[$0] * scale.data[$0 / kk]) }, shape: w.shape)
-                    let fb = Tensor((0..<o).map { bias.data[$0] * scale.data[$0] + shift.data[$0] }, shape: [o])
-                    let rx = Tensor((0..<x.count).map { bf16Rounded(x.data[$0]) }, shape: xs)
-                    try MixedPrecision.select(.fp32)
-                    var ref = conv2d(rx, folded, fb, stride: (s, s), padding: (p, p), dilation: (d, d))
-                    try MixedPrecision.select(.bf16)
-                    if let residual { ref = ref + Tensor((0..<residual.count).map { bf16Rounded(residual.data[$0]) }, shape: residual.shape) }
-                    if relu { ref = ref.relu() }
-                    let maxAbs = (0..<ref.count).map { abs(ref.data[$0]) }.max()!
-                    var worst: Float = 0
-                    for j in 0..<ref.count {
-                        let r = bf16Rounded(ref.data[j])
-                        let e = abs(got.data[j] - r) / (chained ? abs(r) / 64 + maxAbs * 1e-5 : abs(r) / 32 + maxAbs * 4e-3)
-                        worst = max(worst, e)
-                    }
-                    XCTAssertLessThanOrEqual(worst, 1, "\(layout) \(threads) threads (\(mode)), case \(i): off by \(worst) of the bound")
+                // Reference: folded weights and input rounded to bf16, float32 convolution, float32 epilogue on the
+                // bf16 shortcut, output rounded to bf16.
+                let kk = c * k * k
+                let folded = Tensor((0..<w.count).map { bf16Rounded(w.data[$0] * scale.data[$0 / kk]) }, shape: w.shape)
+                let fb = Tensor((0..<o).map { bias.data[$0] * scale.data[$0] + shift.data[$0] }, shape: [o])
+                let rx = Tensor((0..<x.count).map { bf16Rounded(x.data[$0]) }, shape: xs)
+                try MixedPrecision.select(.fp32)
+                var ref = conv2d(rx, folded, fb, stride: (s, s), padding: (p, p), dilation: (d, d))
+                try MixedPrecision.select(.bf16)
+                if let residual { ref = ref + Tensor((0..<residual.count).map { bf16Rounded(residual.data[$0]) }, shape: residual.shape) }
+                if relu { ref = ref.relu() }
+                let maxAbs = (0..<ref.count).map { abs(ref.data[$0]) }.max()!
+                var worst: Float = 0
+                for j in 0..<ref.count {
+                    let r = bf16Rounded(ref.data[j])
+                    let e = abs(got.data[j] - r) / (chained ? abs(r) / 64 + maxAbs * 1e-5 : abs(r) / 32 + maxAbs * 4e-3)
+                    worst = max(worst, e)
                 }
+                XCTAssertLessThanOrEqual(worst, 1, "\(layout) \(threads) threads (\(mode)), case \(i): off by \(worst) of the bound")
             }
         }
     }
@@ -93,19 +97,12 @@ final class ConvChainTests: XCTestCase {
     /// Max pooling on chained activations: exactly the engine's on the bf16-rounded input (a maximum rounds nothing),
     /// padding never winning, split by channel blocks or rows.
     func testChainedMaxPoolingEqualsTheEngines() throws {
-        let savedThreads = Threads.count
-        defer { Threads.count = savedThreads }
-        for layout in [ChainLayout.blocked16, .nhwc] {
-            ConvChain.layout = layout
-            for (threads, mode) in [(1, ConvChain.Threading.openMP), (2, .openMP), (2, .slices)] {
-                Threads.count = threads
-                ConvChain.threading = mode
-                for shape in [[1, 40, 57, 45], [3, 16, 20, 21], [1, 64, 112, 112]] {
-                    let x = Tensor(values(shape.reduce(1, *), 0.77).map { bf16Rounded($0 - 2) }, shape: shape)
-                    let got = ConvChain.maxPool(ConvChain.enter(x), kernel: 3, stride: 2, padding: 1).tensor()
-                    XCTAssertEqual(got.shape, x.maxPool2d(kernel: 3, stride: 2, padding: 1).shape)
-                    XCTAssertEqual(got.array, x.maxPool2d(kernel: 3, stride: 2, padding: 1).array, "\(layout) \(threads) threads (\(mode)) \(shape)")
-                }
+        forEachSetting { layout, threads, mode in
+            for shape in [[1, 40, 57, 45], [3, 16, 20, 21], [1, 64, 112, 112]] {
+                let x = Tensor(values(shape.reduce(1, *), 0.77).map { bf16Rounded($0 - 2) }, shape: shape)
+                let got = ConvChain.maxPool(ConvChain.enter(x), kernel: 3, stride: 2, padding: 1).tensor()
+                XCTAssertEqual(got.shape, x.maxPool2d(kernel: 3, stride: 2, padding: 1).shape)
+                XCTAssertEqual(got.array, x.maxPool2d(kernel: 3, stride: 2, padding: 1).array, "\(layout) \(threads) threads (\(mode)) \(shape)")
             }
         }
     }
@@ -132,61 +129,54 @@ final class ConvChainTests: XCTestCase {
     /// quantized the same way: equal up to one output step where float rounding lands on a half.
     func testChainedInt8ConvolutionsMatchTheQuantizedReference() throws {
         guard CPUInfo.current.hasVNNI, Int8Inference.native else { throw XCTSkip("this CPU has no native int8") }
-        let savedThreads = Threads.count
-        defer { Threads.count = savedThreads }
         let cases: [([Int], Int, Int, Int, Int, Bool, Bool)] = [
             ([1, 64, 20, 18], 32, 1, 1, 0, true, false), ([1, 32, 21, 19], 32, 3, 2, 1, true, false),
             ([2, 32, 14, 14], 64, 1, 1, 0, true, true), ([1, 24, 13, 15], 40, 3, 1, 1, false, false),
         ]
         // u8 tensors are nhwc whatever the bf16 layout (oneDNN's int8 kernels take no other); so is the shortcut.
-        for layout in [ChainLayout.blocked16, .nhwc] {
-            ConvChain.layout = layout
-            for (threads, mode) in [(1, ConvChain.Threading.openMP), (2, .openMP), (2, .slices)] {
-                Threads.count = threads
-                ConvChain.threading = mode
-                for (i, (xs, o, k, s, p, relu, hasResidual)) in cases.enumerated() {
-                    let c = xs[1], sx: Float = 1.0 / 100, so: Float = 1.0 / 40
-                    let x = Tensor(values(xs.reduce(1, *), 0.37 + Double(i)).map { abs($0) * 2 }, shape: xs)
-                    let w = Tensor(values(o * c * k * k, 0.11, 0.2), shape: [o, c, k, k])
-                    let bias = Tensor(values(o, 0.5, 0.1), shape: [o])
-                    let scale = Tensor(values(o, 0.9).map { 0.5 + $0 * $0 }, shape: [o])
-                    let shift = Tensor(values(o, 1.3, 0.2), shape: [o])
-                    let ho = (xs[2] + 2 * p - k) / s + 1, wo = (xs[3] + 2 * p - k) / s + 1
-                    let residual = hasResidual ? Tensor(values(xs[0] * o * ho * wo, 0.23), shape: [xs[0], o, ho, wo]) : nil
-                    let q = QuantizedConv.quantize(weight: w, inputScale: sx, inputSigned: false)
-                    let before = ConvChain.passes
-                    for output in [ChainType.u8, .f32] {
-                        let y = ConvChain.conv(ConvChain.enter(x, type: .u8, scale: sx), quantized: q, weight: w, bias: bias, scale: scale,
-                                               shift: shift, stride: (s, s), padding: (p, p), relu: relu,
-                                               residual: residual.map { ConvChain.enter($0, type: .bf16, layout: .nhwc) }, output: output,
-                                               outputScale: so)
-                        let got = y.tensor()
-                        // Reference: dequantized operands, float32 convolution and epilogue, the bf16 shortcut.
-                        let rx = Tensor(x.array.map { Float(min(255, max(0, ($0 / sx).rounded(.toNearestOrEven)))) * sx }, shape: xs)
-                        let rw = Tensor(q.dequantizedWeight(), shape: w.shape)
-                        try MixedPrecision.select(.fp32)
-                        var ref = conv2d(rx, rw, nil, stride: (s, s), padding: (p, p))
-                        try MixedPrecision.select(.bf16)
-                        let per = ho * wo
-                        ref = Tensor((0..<ref.count).map { j in
-                            let ch = j / per % o
-                            return ref.data[j] * scale.data[ch] + bias.data[ch] * scale.data[ch] + shift.data[ch]
-                        }, shape: ref.shape)
-                        if let residual { ref = ref + Tensor(residual.array.map(bf16Rounded), shape: residual.shape) }
-                        if relu { ref = ref.relu() }
-                        var off = 0, worst: Float = 0
-                        for j in 0..<ref.count {
-                            let r = output == .u8 ? Float(min(255, max(0, (ref.data[j] / so).rounded(.toNearestOrEven)))) * so : ref.data[j]
-                            let e = abs(got.data[j] - r)
-                            worst = max(worst, e)
-                            if e > (output == .u8 ? so * 1e-3 : 1e-3 * (abs(r) + 1)) { off += 1 }
-                        }
-                        let label = "\(layout) \(threads) threads (\(mode)) case \(i) \(output)"
-                        XCTAssertLessThanOrEqual(worst, output == .u8 ? so * 1.001 : 1e-2, label)
-                        XCTAssertLessThanOrEqual(off, ref.count / 100 + 1, label)
+        try forEachSetting { layout, threads, mode in
+            for (i, (xs, o, k, s, p, relu, hasResidual)) in cases.enumerated() {
+                let c = xs[1], sx: Float = 1.0 / 100, so: Float = 1.0 / 40
+                let x = Tensor(values(xs.reduce(1, *), 0.37 + Double(i)).map { abs($0) * 2 }, shape: xs)
+                let w = Tensor(values(o * c * k * k, 0.11, 0.2), shape: [o, c, k, k])
+                let bias = Tensor(values(o, 0.5, 0.1), shape: [o])
+                let scale = Tensor(values(o, 0.9).map { 0.5 + $0 * $0 }, shape: [o])
+                let shift = Tensor(values(o, 1.3, 0.2), shape: [o])
+                let ho = (xs[2] + 2 * p - k) / s + 1, wo = (xs[3] + 2 * p - k) / s + 1
+                let residual = hasResidual ? Tensor(values(xs[0] * o * ho * wo, 0.23), shape: [xs[0], o, ho, wo]) : nil
+                let q = QuantizedConv.quantize(weight: w, inputScale: sx, inputSigned: false)
+                let before = ConvChain.passes
+                for output in [ChainType.u8, .f32] {
+                    let y = ConvChain.conv(ConvChain.enter(x, type: .u8, scale: sx), quantized: q, weight: w, bias: bias, scale: scale,
+                                           shift: shift, stride: (s, s), padding: (p, p), relu: relu,
+                                           residual: residual.map { ConvChain.enter($0, type: .bf16, layout: .nhwc) }, output: output,
+                                           outputScale: so)
+                    let got = y.tensor()
+                    // Reference: dequantized operands, float32 convolution and epilogue, the bf16 shortcut.
+                    let rx = Tensor(x.array.map { Float(min(255, max(0, ($0 / sx).rounded(.toNearestOrEven)))) * sx }, shape: xs)
+                    let rw = Tensor(q.dequantizedWeight(), shape: w.shape)
+                    try MixedPrecision.select(.fp32)
+                    var ref = conv2d(rx, rw, nil, stride: (s, s), padding: (p, p))
+                    try MixedPrecision.select(.bf16)
+                    let per = ho * wo
+                    ref = Tensor((0..<ref.count).map { j in
+                        let ch = j / per % o
+                        return ref.data[j] * scale.data[ch] + bias.data[ch] * scale.data[ch] + shift.data[ch]
+                    }, shape: ref.shape)
+                    if let residual { ref = ref + Tensor(residual.array.map(bf16Rounded), shape: residual.shape) }
+                    if relu { ref = ref.relu() }
+                    var off = 0, worst: Float = 0
+                    for j in 0..<ref.count {
+                        let r = output == .u8 ? Float(min(255, max(0, (ref.data[j] / so).rounded(.toNearestOrEven)))) * so : ref.data[j]
+                        let e = abs(got.data[j] - r)
+                        worst = max(worst, e)
+                        if e > (output == .u8 ? so * 1e-3 : 1e-3 * (abs(r) + 1)) { off += 1 }
                     }
-                    XCTAssertEqual(ConvChain.passes, before + 2, "\(layout) case \(i) did not run chained")
+                    let label = "\(layout) \(threads) threads (\(mode)) case \(i) \(output)"
+                    XCTAssertLessThanOrEqual(worst, output == .u8 ? so * 1.001 : 1e-2, label)
+                    XCTAssertLessThanOrEqual(off, ref.count / 100 + 1, label)
                 }
+                XCTAssertEqual(ConvChain.passes, before + 2, "\(layout) case \(i) did not run chained")
             }
         }
     }

@@ -34,8 +34,9 @@ public enum ConvChain {
     /// `ACMIX_CONV_CHAIN=0` turns chaining off (every convolution then converts its own operands, as before).
     nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["ACMIX_CONV_CHAIN"] != "0"
 
-    /// The activation layout: the one oneDNN's bf16 kernels pick on this CPU for a ResNet 3×3 convolution (nChw16c
-    /// with AVX512-BF16; AMX kernels take nhwc), or `ACMIX_CHAIN_LAYOUT=nChw16c|nhwc`.
+    /// The activation layout: the one oneDNN's bf16 kernels pick on this CPU for a ResNet 3×3 convolution (nhwc for its
+    /// brgemm kernels, on Zen 4 and AMX CPUs alike; nChw16c where only its older AVX-512 kernels run), or
+    /// `ACMIX_CHAIN_LAYOUT=nChw16c|nhwc`.
     nonisolated(unsafe) public static var layout: ChainLayout = {
         if let name = ProcessInfo.processInfo.environment["ACMIX_CHAIN_LAYOUT"], let l = ChainLayout(rawValue: name) { return l }
         return ChainLayout.preferred()
@@ -77,17 +78,18 @@ public enum ConvChain {
     /// An nhwc bf16 tensor quantized to u8 with `scale` (an int8 backbone's input after its bf16 stem).
     public static func quantized(_ x: ChainTensor, scale: Float) -> ChainTensor {
         precondition(x.type == .bf16 && x.layout == .nhwc, "ConvChain.quantized: an nhwc bf16 tensor")
-        let y = ChainTensor(shape: x.shape, layout: .nhwc, type: .u8, scale: scale)
-        let key = ChainConvertKey(threads: primitiveThreads, layout: .nhwc, dims: x.shape, from: .bf16, to: .u8, scale: 1 / scale)
-        guard let plan = key.plan(), plan.run(from: x.data, to: y.data) else { preconditionFailure("oneDNN: a chained conversion failed") }
-        return y
+        return converted(x, to: ChainTensor(shape: x.shape, layout: .nhwc, type: .u8, scale: scale), multiplying: 1 / scale)
     }
 
     /// A quantized tensor's real values as bf16 (an int8 block's identity shortcut, added by the kernel).
     public static func dequantized(_ x: ChainTensor) -> ChainTensor {
         precondition(x.type == .u8, "ConvChain.dequantized: a u8 tensor")
-        let y = ChainTensor(shape: x.shape, layout: x.layout, type: .bf16)
-        let key = ChainConvertKey(threads: primitiveThreads, layout: x.layout, dims: x.shape, from: .u8, to: .bf16, scale: x.scale)
+        return converted(x, to: ChainTensor(shape: x.shape, layout: x.layout, type: .bf16), multiplying: x.scale)
+    }
+
+    /// `y` filled with x's values ·`factor` in y's type (same shape and layout).
+    private static func converted(_ x: ChainTensor, to y: ChainTensor, multiplying factor: Float) -> ChainTensor {
+        let key = ChainConvertKey(threads: primitiveThreads, layout: x.layout, dims: x.shape, from: x.type, to: y.type, scale: factor)
         guard let plan = key.plan(), plan.run(from: x.data, to: y.data) else { preconditionFailure("oneDNN: a chained conversion failed") }
         return y
     }
@@ -101,7 +103,7 @@ public enum ConvChain {
                             stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1),
                             relu: Bool = false, residual: ChainTensor? = nil, f32: Bool = false) -> ChainTensor {
         convolve(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding, dilation: dilation,
-                 relu: relu, residual: residual, f32: f32, quantized: nil)
+                 relu: relu, residual: residual, output: f32 ? .f32 : .bf16, quantized: nil)
     }
 
     /// The int8 form of `conv` (`QuantizedConv`, calibrated): x u8 with its scale, q's s8 weights, sums in int32;
@@ -115,18 +117,19 @@ public enum ConvChain {
         precondition(q.qweight.count == weight.count && q.weightScale.count == weight.shape[0], "ConvChain.conv: quantized weight of another shape")
         precondition(residual == nil || residual!.type == .bf16, "ConvChain.conv: an int8 convolution's residual is bf16")
         return convolve(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding, dilation: dilation,
-                        relu: relu, residual: residual, f32: output == .f32, quantized: (q, output, outputScale))
+                        relu: relu, residual: residual, output: output, quantized: (q, outputScale))
     }
 
+    /// Both forms: `output` is the result's type (bf16 or float32; int8 also u8 with `quantized.outputScale`).
     static func convolve(_ x: ChainTensor, weight: Tensor, bias: Tensor?, scale: Tensor?, shift: Tensor?, stride: (Int, Int),
-                         padding: (Int, Int), dilation: (Int, Int), relu: Bool, residual: ChainTensor?, f32: Bool,
-                         quantized: (q: QuantizedConv, output: ChainType, outputScale: Float)?) -> ChainTensor {
+                         padding: (Int, Int), dilation: (Int, Int), relu: Bool, residual: ChainTensor?, output: ChainType,
+                         quantized: (q: QuantizedConv, outputScale: Float)?) -> ChainTensor {
         let g = Conv2dGeometry(x.shape, weight.shape, stride: stride, padding: padding, dilation: dilation)
         precondition(scale == nil || scale!.count == g.o, "ConvChain.conv: scale \(scale!.shape) for \(g.o) channels")
         precondition(shift == nil || shift!.count == g.o, "ConvChain.conv: shift \(shift!.shape) for \(g.o) channels")
         precondition(bias == nil || bias!.count == g.o, "ConvChain.conv: bias \(bias!.shape) for \(g.o) channels")
         if let r = residual {
-            precondition(r.shape == [g.n, g.o, g.ho, g.wo] && (quantized != nil || r.f32 == f32) && r.layout == x.layout,
+            precondition(r.shape == [g.n, g.o, g.ho, g.wo] && (quantized != nil || r.type == output) && r.layout == x.layout,
                          "ConvChain.conv: residual \(r.shape) for output [\(g.n), \(g.o), \(g.ho), \(g.wo)]")
         }
         FlopCounter.add("conv", g.n * g.o * g.ho * g.wo * g.k, weight: weight)
@@ -138,24 +141,21 @@ public enum ConvChain {
         }
         // int8: the dequantisation and the BatchNorm's scale per channel (the weights stay as quantized).
         var channelScale = quantized.map { q in (0..<g.o).map { x.scale * q.q.weightScale[$0] * (scale?.data[$0] ?? 1) } } ?? []
-        let y = quantized.map { ChainTensor(shape: [g.n, g.o, g.ho, g.wo], layout: x.layout, type: $0.output, scale: $0.output == .u8 ? $0.outputScale : 1) }
-            ?? residual ?? ChainTensor(shape: [g.n, g.o, g.ho, g.wo], layout: x.layout, f32: f32)
+        // bf16 sums into the shortcut's buffer (`sum` post-op); int8 reads its bf16 shortcut and writes a tensor of its own.
+        let outputScale = output == .u8 ? quantized?.outputScale ?? 1 : 1
+        let y = (quantized == nil ? residual : nil)
+            ?? ChainTensor(shape: [g.n, g.o, g.ho, g.wo], layout: x.layout, type: output, scale: outputScale)
         let slices = chainSlices(images: g.n, channels: g.o, rows: g.ho, layout: x.layout, work: g.n * g.o * g.ho * g.wo * g.k)
         var plans: [ChainPlan] = []
         for s in slices {
             let rows = inputRows(s, g)
             let key = ChainPlanKey(threads: primitiveThreads, layout: x.layout, n: s.n, c: g.c, h: rows.count, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
                                    pt: rows.pad, pl: g.pw, dh: g.dh, dw: g.dw, ho: s.rows, wo: g.wo, relu: relu,
-                                   sum: residual != nil && quantized == nil, f32: f32, int8: quantized != nil,
-                                   residualAdd: residual != nil && quantized != nil,
-                                   outScale: quantized.map { $0.output == .u8 ? 1 / $0.outputScale : 1 } ?? 1, dst: quantized?.output ?? .bf16)
+                                   sum: residual != nil && quantized == nil, dst: output, int8: quantized != nil,
+                                   residualAdd: residual != nil && quantized != nil, outScale: 1 / outputScale)
             guard let plan = ChainPlan.get(key) else {
-                if let quantized {
-                    return fallback(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding,
-                                    dilation: dilation, relu: relu, residual: residual, type: quantized.output, outputScale: quantized.outputScale)
-                }
                 return fallback(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding,
-                                dilation: dilation, relu: relu, residual: residual, f32: f32)
+                                dilation: dilation, relu: relu, residual: residual, type: output, outputScale: outputScale)
             }
             plans.append(plan)
         }
@@ -251,12 +251,12 @@ public enum ConvChain {
     /// The per-convolution path for a geometry the chain has no kernel for: out of the chain and back (int8: the
     /// per-convolution int8 path, which finds the quantized weights by `weight`).
     private static func fallback(_ x: ChainTensor, weight: Tensor, bias: Tensor?, scale: Tensor?, shift: Tensor?, stride: (Int, Int),
-                                 padding: (Int, Int), dilation: (Int, Int), relu: Bool, residual: ChainTensor?, f32: Bool = false,
-                                 type: ChainType? = nil, outputScale: Float = 1) -> ChainTensor {
+                                 padding: (Int, Int), dilation: (Int, Int), relu: Bool, residual: ChainTensor?, type: ChainType,
+                                 outputScale: Float) -> ChainTensor {
         fallbacks += 1
         let y = conv2dFused(x.tensor(), weight, bias, scale: scale, shift: shift, residual: residual?.tensor(), relu: relu,
                             stride: stride, padding: padding, dilation: dilation)
-        return enter(y, type: type ?? (f32 ? .f32 : .bf16), scale: outputScale)
+        return enter(y, type: type, scale: outputScale)
     }
 
     /// The input rows a slice's windows read (clipped to the image) and the zero rows above them; every row for a
@@ -306,7 +306,7 @@ public enum ChainLayout: String, Sendable {
         OneDNN.singleThreaded()
         let x = [1, 64, 56, 56], w = [64, 64, 3, 3]
         guard var s = OneDNN.any(x, type: dnnl_bf16), var wt = OneDNN.any(w, type: dnnl_bf16), var d = OneDNN.any(x, type: dnnl_bf16),
-              var nhwc = ChainTensor.desc(x, .nhwc, f32: false) else { return .blocked16 }
+              var nhwc = ChainTensor.desc(x, .nhwc, .bf16) else { return .blocked16 }
         var desc = dnnl_convolution_desc_t()
         let one = OneDNN.padded([1, 1]), zero = OneDNN.padded([0, 0])
         guard dnnl_dilated_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, &s, &wt, nil, &d,
@@ -329,11 +329,6 @@ public final class ChainTensor: @unchecked Sendable {
     public let scale: Float
     let data: UnsafeMutableRawPointer
     let bytes: Int
-
-    /// float32 instead of bf16.
-    var f32: Bool { type == .f32 }
-
-    convenience init(shape: [Int], layout: ChainLayout, f32: Bool) { self.init(shape: shape, layout: layout, type: f32 ? .f32 : .bf16) }
 
     init(shape: [Int], layout: ChainLayout, type: ChainType, scale: Float = 1) {
         precondition(shape.count == 4 && shape.allSatisfy { $0 > 0 }, "ChainTensor: shape \(shape)")
@@ -364,8 +359,6 @@ public final class ChainTensor: @unchecked Sendable {
         return ok ? md : nil
     }
 
-    static func desc(_ dims: [Int], _ layout: ChainLayout, f32: Bool) -> dnnl_memory_desc_t? { desc(dims, layout, f32 ? .f32 : .bf16) }
-
     /// The byte offset of a slice's start: image `image`, output channel `channel` (a multiple of 16, nChw16c only),
     /// row `row` (nhwc only). Dense descriptors of the slice's dims then address it.
     func offset(image: Int, channel: Int = 0, row: Int = 0) -> Int {
@@ -385,7 +378,7 @@ public final class ChainTensor: @unchecked Sendable {
     public func channelsLast() -> Tensor {
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let t = Tensor(uninitialized: [n, h, w, c])
-        if layout == .nhwc && f32 {
+        if layout == .nhwc && type == .f32 {
             UnsafeMutableRawPointer(t.data).copyMemory(from: data, byteCount: t.count * 4)
         } else {
             let key = ChainReorderKey(threads: ConvChain.primitiveThreads, layout: layout, n: n, c: c, h: h, w: w, fullC: c, fullH: h, type: type,
@@ -457,21 +450,22 @@ struct ChainPlanKey: Hashable {
     let layout: ChainLayout
     /// The slice's input [n, c, h, w] (h: the rows it reads) and top padding pt, its output [n, o, ho, wo].
     let n, c, h, w, o, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo: Int
-    /// Post-ops: the sum of the destination's content (the shortcut), then ReLU; float32 output.
-    let relu, sum, f32: Bool
+    /// Post-ops: the sum of the destination's content (the shortcut), then ReLU; the output's type.
+    let relu, sum: Bool
+    let dst: ChainType
     /// int8: u8 source, s8 weights, no bias; post-ops per-channel scale and shift (the dequantisation, BatchNorm and
     /// bias), the shortcut added from a bf16 tensor (`residualAdd`), ReLU, then ·`outScale` (1/the output's scale)
     /// into the `dst` type.
-    var int8 = false, residualAdd = false
-    var outScale: Float = 1
-    var dst: ChainType = .bf16
+    let int8, residualAdd: Bool
+    let outScale: Float
 }
 
 /// A chained convolution slice's primitive, with the reorder that packs its folded float32 weights.
 final class ChainPlan: @unchecked Sendable {
     let primitive: DNNLPrimitive
-    let src, dst, bias, weightsUser, weightsInner: dnnl_memory_desc_t
-    let weightReorder: DNNLPrimitive
+    let src, dst, bias, weightsInner: dnnl_memory_desc_t
+    /// Packs the slice's weights (folded float32, or int8's s8, [o, c, kh, kw]) into the kernel's layout.
+    let weightPack: ChainReorder
     let weightBytes: Int
     let scratchpadBytes: Int
     let threads: Int
@@ -479,11 +473,11 @@ final class ChainPlan: @unchecked Sendable {
     var int8: (channel: dnnl_memory_desc_t, residual: dnnl_memory_desc_t?)? = nil
 
     init(primitive: DNNLPrimitive, src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, bias: dnnl_memory_desc_t,
-         weightsUser: dnnl_memory_desc_t, weightsInner: dnnl_memory_desc_t, weightReorder: DNNLPrimitive, weightBytes: Int,
+         weightsInner: dnnl_memory_desc_t, weightPack: ChainReorder, weightBytes: Int,
          scratchpadBytes: Int, threads: Int) {
         self.threads = threads
-        self.primitive = primitive; self.src = src; self.dst = dst; self.bias = bias; self.weightsUser = weightsUser
-        self.weightsInner = weightsInner; self.weightReorder = weightReorder; self.weightBytes = weightBytes
+        self.primitive = primitive; self.src = src; self.dst = dst; self.bias = bias
+        self.weightsInner = weightsInner; self.weightPack = weightPack; self.weightBytes = weightBytes
         self.scratchpadBytes = scratchpadBytes
     }
 
@@ -509,7 +503,7 @@ final class ChainPlan: @unchecked Sendable {
         OneDNN.threads(k.threads)   // primitives size their work split by the thread count at creation
         let wDims = [k.o, k.c, k.kh, k.kw]
         guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, k.int8 ? .u8 : .bf16),
-              var dst = ChainTensor.desc([k.n, k.o, k.ho, k.wo], k.layout, k.int8 ? k.dst : k.f32 ? .f32 : .bf16),
+              var dst = ChainTensor.desc([k.n, k.o, k.ho, k.wo], k.layout, k.dst),
               var wAny = OneDNN.any(wDims, type: k.int8 ? dnnl_s8 : dnnl_bf16),
               let wUser = OneDNN.plain(wDims, strides: contiguousStrides(wDims), type: k.int8 ? dnnl_s8 : dnnl_f32),
               var bias = OneDNN.plain([k.o], strides: [1]),
@@ -557,27 +551,18 @@ final class ChainPlan: @unchecked Sendable {
         var scratch = 0
         if var s = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)?.pointee { scratch = dnnl_memory_desc_get_size(&s) }
         guard let primitive = DNNLPrimitive.make(pd) else { return nil }
-        let plan = ChainPlan(primitive: primitive, src: src, dst: dst, bias: bias, weightsUser: wUser, weightsInner: inner,
-                             weightReorder: reorder, weightBytes: dnnl_memory_desc_get_size(&inner), scratchpadBytes: scratch,
+        let plan = ChainPlan(primitive: primitive, src: src, dst: dst, bias: bias, weightsInner: inner,
+                             weightPack: ChainReorder(primitive: reorder, from: wUser, to: inner, threads: k.threads), weightBytes: dnnl_memory_desc_get_size(&inner), scratchpadBytes: scratch,
                              threads: k.threads)
         if k.int8 { plan.int8 = (channel, k.residualAdd ? residual : nil) }
         return plan
     }
 
-    /// Reorders the slice's weights [o, c, kh, kw] (folded float32, or int8's s8) into the kernel's layout at `inner`.
+    /// Reorders the slice's weights [o, c, kh, kw] (folded float32, or int8's s8) into the kernel's layout at `inner`,
+    /// zeroed first (its padding, and the compensation an s8 kernel would add into).
     func packWeights(from folded: UnsafeMutableRawPointer, into inner: UnsafeMutableRawPointer) -> Bool {
-        guard let engine = OneDNN.engine else { return false }
-        let exec = DNNLExecution(engine: engine)
         inner.initializeMemory(as: UInt8.self, repeating: 0, count: weightBytes)
-        return OneDNN.withStream { stream -> Bool in
-            guard let from = exec.memory(weightsUser, folded), let to = exec.memory(weightsInner, inner) else { return false }
-            var args = [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: from), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: to)]
-            if weightReorder.scratchpadBytes > 0 {
-                guard let arg = exec.scratchpad(bytes: weightReorder.scratchpadBytes) else { return false }
-                args.append(arg)
-            }
-            return execute(weightReorder, stream, args)
-        } ?? false
+        return weightPack.run(from: folded, to: inner)
     }
 
     /// Runs the slice: src and dst at the slice's start in the chained tensors, its part of the folded bias (int8: of
@@ -647,14 +632,12 @@ struct ChainReorderKey: Hashable {
 
     static func make(_ key: ChainReorderKey) -> ChainReorder? {
         OneDNN.threads(key.threads)
-        var made: ChainReorder? = nil
         let strides = key.channelsLast ? [key.h * key.w * key.c, 1, key.w * key.c, key.c] : [key.fullC * key.fullH * key.w, key.fullH * key.w, key.w, 1]
-        if let plain = OneDNN.plain([key.n, key.c, key.h, key.w], strides: strides),
-           let chain = ChainTensor.desc([key.n, key.c, key.h, key.w], key.layout, key.type),
-           let p = key.toChain ? DNNLPrimitive.reorder(from: plain, to: chain, scale: key.scale) : DNNLPrimitive.reorder(from: chain, to: plain, scale: key.scale) {
-            made = ChainReorder(primitive: p, from: key.toChain ? plain : chain, to: key.toChain ? chain : plain, threads: key.threads)
-        }
-        return made
+        guard let plain = OneDNN.plain([key.n, key.c, key.h, key.w], strides: strides),
+              let chain = ChainTensor.desc([key.n, key.c, key.h, key.w], key.layout, key.type) else { return nil }
+        let (from, to) = key.toChain ? (plain, chain) : (chain, plain)
+        guard let p = DNNLPrimitive.reorder(from: from, to: to, scale: key.scale) else { return nil }
+        return ChainReorder(primitive: p, from: from, to: to, threads: key.threads)
     }
 }
 
@@ -678,7 +661,8 @@ struct ChainConvertKey: Hashable {
     }
 }
 
-/// A max pooling slice: input [n, c, h, w] (h: the rows it reads, pt zero rows above), output [n, c, ho, wo].
+/// A pooling slice (maximum or average): input [n, c, h, w] (h: the rows it reads, pt zero rows above), output
+/// [n, c, ho, wo].
 struct ChainPoolKey: Hashable {
     let threads: Int
     let layout: ChainLayout

@@ -29,7 +29,7 @@ extension Neck {
 
     /// The neck's maps of `backbone`'s features as chained activations, or nil when either does not chain.
     public func chainedFeatures(of backbone: any Backbone, _ images: Tensor) -> [ChainTensor]? {
-        guard ConvChain.active, chained([]) != nil, let feats = backbone.chainedFeatures(images) else { return nil }
+        guard ConvChain.active, chains, let feats = backbone.chainedFeatures(images) else { return nil }
         return chained(feats)
     }
 }

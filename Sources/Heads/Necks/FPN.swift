@@ -9,13 +9,16 @@ public protocol Neck: Module {
     /// How many maps `callAsFunction` returns, when fixed by the config (heads check their per-level settings by it).
     var levelCount: Int? { get }
     func callAsFunction(_ inputs: [Tensor]) -> [Tensor]
-    /// The neck on chained bf16 activations (`ConvChain`), or nil when it does not run on them.
-    func chained(_ inputs: [ChainTensor]) -> [ChainTensor]?
+    /// Whether `chained` runs on chained bf16 activations (`ConvChain`) without leaving the chain.
+    var chains: Bool { get }
+    /// The neck on chained activations; without `chains`, through float32 NCHW tensors and back.
+    func chained(_ inputs: [ChainTensor]) -> [ChainTensor]
 }
 
 extension Neck {
     public var levelCount: Int? { nil }
-    public func chained(_ inputs: [ChainTensor]) -> [ChainTensor]? { nil }
+    public var chains: Bool { false }
+    public func chained(_ inputs: [ChainTensor]) -> [ChainTensor] { self(inputs.map { $0.tensor() }).map { ConvChain.enter($0) } }
 }
 
 /// What a neck's builder gets from its parent: the backbone's channels per level.
@@ -98,10 +101,12 @@ public final class FPN: Module, Neck {
         return outs
     }
 
+    /// Its convolutions are plain: it always chains.
+    public var chains: Bool { true }
+
     /// The same on chained activations (bf16 inference): each lateral convolution sums the upsampled coarser lateral
-    /// in its kernel. An empty input answers whether the FPN chains (it always does: its convolutions are plain).
-    public func chained(_ inputs: [ChainTensor]) -> [ChainTensor]? {
-        if inputs.isEmpty { return [] }
+    /// in its kernel.
+    public func chained(_ inputs: [ChainTensor]) -> [ChainTensor] {
         precondition(inputs.count == inChannels.count, "FPN expects \(inChannels.count) inputs, got \(inputs.count)")
         let used = lateral_convs.count
         var laterals = [ChainTensor?](repeating: nil, count: used)
