@@ -135,6 +135,15 @@ public enum MixedPrecision {
     /// thread that drives the model changes it, before its kernels split work over the engine's threads.
     nonisolated(unsafe) static var suspended = 0
 
+    /// Runs `body` in float32 (its GEMMs too) where a bf16 pass keeps an op float32 (`Conv2dGeometry.takesBF16`).
+    @inline(__always)
+    static func float32<T>(_ body: () -> T) -> T {
+        if !active { return body() }
+        suspended += 1
+        defer { suspended -= 1 }
+        return body()
+    }
+
     /// Passes that ran bf16 so far, natively and emulated (tests and `bench` check what really ran).
     nonisolated(unsafe) public static var nativeCalls = 0, emulatedCalls = 0
     static let countLock = NSLock()

@@ -66,32 +66,49 @@ final class BF16Tests: XCTestCase {
         }
     }
 
-    /// amp bf16: the forward and both gradients of a convolution and a matmul come from bf16-rounded operands
-    /// (input gradient = the float32 gradient of the rounded operands with the rounded output gradient); the weights
-    /// themselves stay float32; passes without gradients (evaluation during training) stay float32.
+    /// amp bf16: the forward and both gradients of a convolution come from bf16-rounded operands (input gradient = the
+    /// float32 gradient of the rounded operands with the rounded output gradient); the weights themselves stay float32;
+    /// passes without gradients (evaluation during training) stay float32. Covered: a 3×3 convolution (blocked), 1×1
+    /// ones (dense gradients; one whose weight outnumbers its activations, split by channels), and the convolutions
+    /// amp keeps float32 (grouped with few inputs, fewer than 16 inputs per output), which must equal float32 exactly.
     func testMixedPrecisionTrainingRoundsForwardAndBackward() throws {
         MixedPrecision.emulated = !CPUInfo.current.hasBF16
-        let xv = (0..<(1 * 8 * 6 * 6)).map { Float(sin(Double($0) * 0.37)) }, wv = (0..<(16 * 8 * 9)).map { Float(cos(Double($0) * 0.11)) * 0.1 }
-        let gyv = (0..<(1 * 16 * 6 * 6)).map { Float(sin(Double($0) * 0.05)) }
-        func run(_ amp: Precision, round: Bool) throws -> (y: [Float], gx: [Float], gw: [Float]) {
-            try MixedPrecision.selectTraining(amp)
-            let r: (Float) -> Float = round ? bf16Rounded : { $0 }
-            let x = Tensor(xv.map(r), shape: [1, 8, 6, 6], requiresGrad: true), w = Tensor(wv.map(r), shape: [16, 8, 3, 3], requiresGrad: true)
-            let y = conv2d(x, w, padding: (1, 1))
-            y.backward(Tensor(gyv.map(r), shape: y.shape))
-            return (y.array, x.grad!.array, w.grad!.array)
+        // (input, weight, padding, groups, runs bf16)
+        let cases: [([Int], [Int], Int, Int, Bool)] = [
+            ([1, 8, 6, 6], [16, 8, 3, 3], 1, 1, true),
+            ([2, 32, 9, 7], [48, 32, 1, 1], 0, 1, true),
+            ([2, 256, 4, 4], [512, 256, 1, 1], 0, 1, true),
+            ([2, 18, 6, 6], [32, 9, 3, 3], 1, 2, false),
+            ([1, 4, 6, 6], [24, 4, 1, 1], 0, 1, false),
+        ]
+        for (xs, ws, p, groups, rounds) in cases {
+            let xv = (0..<xs.reduce(1, *)).map { Float(sin(Double($0) * 0.37)) }, wv = (0..<ws.reduce(1, *)).map { Float(cos(Double($0) * 0.11)) * 0.1 }
+            let ys = [xs[0], ws[0], xs[2] + 2 * p - ws[2] + 1, xs[3] + 2 * p - ws[3] + 1]
+            let gyv = (0..<ys.reduce(1, *)).map { Float(sin(Double($0) * 0.05)) }
+            func run(_ amp: Precision, round: Bool) throws -> (y: [Float], gx: [Float], gw: [Float]) {
+                try MixedPrecision.selectTraining(amp)
+                let r: (Float) -> Float = round ? bf16Rounded : { $0 }
+                let x = Tensor(xv.map(r), shape: xs, requiresGrad: true), w = Tensor(wv.map(r), shape: ws, requiresGrad: true)
+                let y = conv2d(x, w, padding: (p, p), groups: groups)
+                y.backward(Tensor(gyv.map(r), shape: y.shape))
+                return (y.array, x.grad!.array, w.grad!.array)
+            }
+            let amp = try run(.bf16, round: false), exact = try run(.fp32, round: true), full = try run(.fp32, round: false)
+            for (name, a, e, f) in [("forward", amp.y, exact.y, full.y), ("input gradient", amp.gx, exact.gx, full.gx),
+                                    ("weight gradient", amp.gw, exact.gw, full.gw)] {
+                guard rounds else {
+                    XCTAssertEqual(a, f, "\(xs) \(ws): \(name) not float32")
+                    continue
+                }
+                let scale = f.map(abs).max()!
+                XCTAssertLessThan(zip(a, e).map { abs($0 - $1) }.max()! / scale, 1e-5, "\(xs) \(ws): \(name) not from the rounded operands")
+                XCTAssertGreaterThan(zip(a, f).map { abs($0 - $1) }.max()! / scale, 1e-6, "\(xs) \(ws): \(name): no rounding")
+            }
+            // Evaluation inside an amp run (no gradients) stays float32.
+            try MixedPrecision.selectTraining(.bf16)
+            let x = Tensor(xv, shape: xs), w = Tensor(wv, shape: ws)
+            XCTAssertEqual(withNoGrad { conv2d(x, w, padding: (p, p), groups: groups) }.array, full.y)
         }
-        let amp = try run(.bf16, round: false), exact = try run(.fp32, round: true), full = try run(.fp32, round: false)
-        for (name, a, e, f) in [("forward", amp.y, exact.y, full.y), ("input gradient", amp.gx, exact.gx, full.gx),
-                                ("weight gradient", amp.gw, exact.gw, full.gw)] {
-            let scale = f.map(abs).max()!
-            XCTAssertLessThan(zip(a, e).map { abs($0 - $1) }.max()! / scale, 1e-5, "\(name): not from the rounded operands")
-            XCTAssertGreaterThan(zip(a, f).map { abs($0 - $1) }.max()! / scale, 1e-6, "\(name): no rounding")
-        }
-        // Evaluation inside an amp run (no gradients) stays float32.
-        try MixedPrecision.selectTraining(.bf16)
-        let x = Tensor(xv, shape: [1, 8, 6, 6]), w = Tensor(wv, shape: [16, 8, 3, 3])
-        XCTAssertEqual(withNoGrad { conv2d(x, w, padding: (1, 1)) }.array, full.y)
     }
 
     func testAmpIsRefusedOnACPUWithoutBF16() throws {

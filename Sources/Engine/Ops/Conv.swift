@@ -18,6 +18,17 @@ public struct Conv2dGeometry {
     /// Output rows per im2col strip: the column matrix stays near 16 MB (in cache-friendly pieces, never the
     /// gigabyte a 2048-channel 3×3 conv at 128×128 would need whole).
     var stripRows: Int { max(1, min(ho, (4 << 20) / max(k * wo, 1))) }
+    /// Whether bf16 (`--precision bf16`, `amp`) runs this convolution on bf16 operands. Those with fewer than 16 inputs
+    /// or outputs per group, and the direct kernel's grouped ones (ACmix's shift convolution, its 12→9 attention
+    /// projection, its positional encoding), stay float32: too little arithmetic per byte for the matrix units, and
+    /// the conversions made them 2–4× slower than float32 (ACmix-ResNet-50 amp training step, Zen 4).
+    var takesBF16: Bool { !isDirect && k >= 16 && og >= 16 }
+    /// Whether a bf16 pass runs in oneDNN's blocked layouts rather than on dense NCHW (its gemm convolution). The
+    /// gradients of 1×1 stride-1 convolutions run dense: blocked, converting the weight into the transposed layout
+    /// of backward-data and the weight gradient out of backward-weights' took as long as the products (amp step of
+    /// ACmix-ResNet-50, Zen 4: 345–375 → 320–340 ms). Forward passes stay blocked, where inference keeps its converted
+    /// weights.
+    func bf16Blocked(_ pass: ConvPass) -> Bool { pass == .forward || !isPointwise }
 }
 
 /// x [N, C, H, W], weight [O, C/groups, kh, kw], bias [O] → [N, O, Ho, Wo]. With `relu`, the ReLU runs in the
@@ -56,12 +67,12 @@ func conv2dGradients(_ g: Conv2dGeometry, _ x: Tensor, _ weight: Tensor, _ gy: T
     // Uninitialised: oneDNN overwrites them, and `convBackward` zeroes them where the engine's kernels accumulate.
     let gx = input ? Tensor(uninitialized: x.shape) : nil
     let gw = needWeight ? Tensor(uninitialized: weight.shape) : nil
-    if MixedPrecision.active {
+    if MixedPrecision.active && g.takesBF16 {
         // bf16 training (`amp`): both gradients from bf16 operands, accumulated in float32; natively oneDNN's bf16
         // backward kernels, else the float32 kernels on rounded copies.
         if MixedPrecision.native {
-            let dataDone = gx.map { oneDNNConv(.backwardData, g, blocked: true, x: $0.data, w: weight.data, y: gy.data, bf16: true) } ?? true
-            let weightDone = gw.map { oneDNNConv(.backwardWeights, g, blocked: true, x: x.data, w: $0.data, y: gy.data, bf16: true) } ?? true
+            let dataDone = gx.map { oneDNNConv(.backwardData, g, blocked: g.bf16Blocked(.backwardData), x: $0.data, w: weight.data, y: gy.data, bf16: true) } ?? true
+            let weightDone = gw.map { oneDNNConv(.backwardWeights, g, blocked: g.bf16Blocked(.backwardWeights), x: x.data, w: $0.data, y: gy.data, bf16: true) } ?? true
             if dataDone && weightDone {
                 MixedPrecision.count(native: true)
                 return (gx, gw)
@@ -71,7 +82,7 @@ func conv2dGradients(_ g: Conv2dGeometry, _ x: Tensor, _ weight: Tensor, _ gy: T
             convBackward(g, r[0], r[1], r[2], gx?.data, gw?.data)
         }
     } else {
-        convBackward(g, x.data, weight.data, gy.data, gx?.data, gw?.data)
+        MixedPrecision.float32 { convBackward(g, x.data, weight.data, gy.data, gx?.data, gw?.data) }
     }
     return (gx, gw)
 }
@@ -162,7 +173,7 @@ func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: Uns
 func convForwardFloat(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                       _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue,
                       inference: Bool) {
-    if MixedPrecision.active {
+    if MixedPrecision.active && g.takesBF16 {
         // bf16: natively oneDNN's bf16 kernels (AMX / AVX512-BF16) with the epilogue in float32; else the float32
         // kernels on rounded operands (never Winograd, whose transforms would round differently).
         if MixedPrecision.native && bf16ConvForward(g, x, w, bias, y, epilogue: epilogue) {
@@ -174,7 +185,7 @@ func convForwardFloat(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w
         }
         return
     }
-    convForward32(g, x, w, bias, y, epilogue: epilogue, inference: inference)
+    MixedPrecision.float32 { convForward32(g, x, w, bias, y, epilogue: epilogue, inference: inference) }
 }
 
 /// A bf16 forward through oneDNN's blocked bf16 kernels, with the same epilogue handling as the float32 blocked one;
@@ -183,10 +194,11 @@ func bf16ConvForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w:
                      _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue) -> Bool {
     // Packed weights only in passes without gradients (amp training changes its weights every step).
     let packed = MixedPrecision.trainingPass ? nil : FrozenWeights.packed(w)
+    let blocked = g.bf16Blocked(.forward)
     if epilogue.residual == nil {
-        return oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue, bf16: true, packed: packed)
+        return oneDNNConv(.forward, g, blocked: blocked, x: x, w: w, y: y, bias: bias, epilogue: epilogue, bf16: true, packed: packed)
     }
-    return oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: ConvEpilogue(scale: epilogue.scale, shift: epilogue.shift),
+    return oneDNNConv(.forward, g, blocked: blocked, x: x, w: w, y: y, bias: bias, epilogue: ConvEpilogue(scale: epilogue.scale, shift: epilogue.shift),
                       then: ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu), bf16: true, packed: packed)
 }
 

@@ -217,11 +217,15 @@ final class ConvPlan: @unchecked Sendable {
             let bf = dnnl_bf16, f = dnnl_f32
             let types: (dnnl_data_type_t, dnnl_data_type_t, dnnl_data_type_t) =
                 k.pass == .forward ? (bf, bf, f) : k.pass == .backwardData ? (f, bf, bf) : (bf, f, bf)
-            guard let a = OneDNN.any(xDims, type: types.0), let b = OneDNN.any(wDims, type: types.1),
-                  let c = OneDNN.any(yDims, type: types.2) else { return nil }
+            // Plain: dense NCHW / OIHW bf16 (oneDNN's gemm convolution): converting to it is a copy, not a relayout,
+            // and the float32 output needs none.
+            func md(_ dims: [Int], _ type: dnnl_data_type_t) -> dnnl_memory_desc_t? {
+                k.blocked ? OneDNN.any(dims, type: type) : OneDNN.plain(dims, strides: contiguousStrides(dims), type: type)
+            }
+            guard let a = md(xDims, types.0), let b = md(wDims, types.1), let c = md(yDims, types.2) else { return nil }
             (xMD, wMD, yMD) = (a, b, c)
             if k.pass != .forward {
-                guard let ha = OneDNN.any(xDims, type: bf), let hb = OneDNN.any(wDims, type: bf), let hc = OneDNN.any(yDims, type: bf) else { return nil }
+                guard let ha = md(xDims, bf), let hb = md(wDims, bf), let hc = md(yDims, bf) else { return nil }
                 (xF, wF, yF) = (ha, hb, hc)
             }
         } else if k.blocked {
@@ -410,13 +414,17 @@ final class ConvPlan: @unchecked Sendable {
 
 /// Splits a pass into at most `Threads.count` independent slices: by images when there are enough, else by the
 /// output channels (forward, backward-weights) or input channels (backward-data) in multiples of 16 (whole blocks
-/// of the nChw16c layout).
-func convSlices(_ g: Conv2dGeometry, _ pass: ConvPass) -> [ConvSlice] {
+/// of the nChw16c layout). bf16 passes whose weight outnumbers their activations (1×1 convolutions on 7×7 and 14×14
+/// maps) split by channels even with images enough: split by images, every slice converted the whole weight to bf16,
+/// and backward-weights summed weight-sized partial gradients (ACmix-ResNet-50's amp step: such passes took
+/// 1.2–1.7× their float32 time).
+func convSlices(_ g: Conv2dGeometry, _ pass: ConvPass, bf16: Bool = false) -> [ConvSlice] {
     let whole = ConvSlice(n0: 0, n: g.n, c0: 0, c: g.c, o0: 0, o: g.o)
     let t = Threads.count
     let macs = g.n * g.o * g.ho * g.wo * g.k
     guard t > 1 && macs >= 1 << 20 else { return [whole] }
-    if g.n >= t {
+    let weightBound = bf16 && g.groups == 1 && g.o * g.k > g.n * (g.c * g.h * g.w + g.o * g.ho * g.wo)
+    if g.n >= t && !weightBound {
         return (0..<t).map { i in
             let a = g.n * i / t, b = g.n * (i + 1) / t
             return ConvSlice(n0: a, n: b - a, c0: 0, c: g.c, o0: 0, o: g.o)
@@ -453,7 +461,7 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
     var ones: [Float] = [], zeros: [Float] = []
     if scaleShift && epilogue.scale == nil { ones = [Float](repeating: 1, count: g.o) }
     if scaleShift && epilogue.shift == nil { zeros = [Float](repeating: 0, count: g.o) }
-    let slices = convSlices(g, pass)
+    let slices = convSlices(g, pass, bf16: bf16)
     var plans: [ConvPlan] = []
     for s in slices {
         let key = ConvPlanKey(pass: pass, blocked: blocked, bias: bias != nil, scaleShift: scaleShift, relu: epilogue.relu,
