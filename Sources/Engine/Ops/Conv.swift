@@ -298,7 +298,11 @@ func engineConvBackward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _
     // Images split over the threads, each with its own columns and (after the first) its own weight-gradient sum,
     // added in slice order at the end: one parallel region per convolution instead of two per image and strip
     // (small maps' products were too short to split well; RetinaNet's shapes step about 5 % faster on 2 threads).
-    let parts = g.n * g.o * howo * g.k >= 1 << 20 ? min(Threads.serialHere ? 1 : Threads.count, g.n) : 1
+    // Not where the weight gradient outnumbers the activations (small maps): each slice's partial sum then cost more
+    // than its product, and the products split by weight rows inside `sgemm` instead (ACmix-ResNet-50's 1×1 weight
+    // gradients on 7×7 and 14×14 maps scaled 1.5–1.6× on 2 threads).
+    let weightBound = gw != nil && g.o * g.k > g.n * (g.c * hw + g.o * howo)
+    let parts = g.n * g.o * howo * g.k >= 1 << 20 && !weightBound ? min(Threads.serialHere ? 1 : Threads.count, g.n) : 1
     if parts > 1 {
         let wCount = g.o * g.k
         let extra = gw == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: (parts - 1) * wCount)
