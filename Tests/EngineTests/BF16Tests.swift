@@ -115,6 +115,20 @@ final class BF16Tests: XCTestCase {
         }
     }
 
+    /// bf16 inference of a large 3×3 convolution runs float32 Winograd where the CPU's bf16 is AVX512-BF16 (not
+    /// AMX): the float32 numbers exactly; on AMX it runs bf16 (`ConvPolicy.winogradOverBF16`).
+    func testLargeConvolutionsTakeFloat32WinogradOverAVX512BF16() throws {
+        guard CPUInfo.current.hasBF16 else { throw XCTSkip("no bf16 on this CPU (\(CPUInfo.current.summary))") }
+        let x = Tensor((0..<(64 * 64 * 64)).map { Float(sin(Double($0) * 0.37)) }, shape: [1, 64, 64, 64])
+        let w = Tensor((0..<(64 * 64 * 9)).map { Float(cos(Double($0) * 0.11)) * 0.1 }, shape: [64, 64, 3, 3])
+        let before = ConvPolicy.winogradPasses
+        let full = withNoGrad { conv2d(x, w, padding: (1, 1)) }.array
+        guard ConvPolicy.winogradPasses > before else { throw XCTSkip("no Winograd kernel for this shape on this CPU (\(CPUInfo.current.summary))") }
+        try MixedPrecision.select(.bf16)
+        let got = withNoGrad { conv2d(x, w, padding: (1, 1)) }.array
+        if CPUInfo.current.hasAMX { XCTAssertNotEqual(got, full) } else { XCTAssertEqual(got, full) }
+    }
+
     func testAmpIsRefusedOnACPUWithoutBF16() throws {
         if CPUInfo.current.hasBF16 { throw XCTSkip("this CPU has bf16 (\(CPUInfo.current.summary))") }
         XCTAssertThrowsError(try MixedPrecision.selectTraining(.bf16, option: "--amp")) { e in

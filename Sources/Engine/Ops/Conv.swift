@@ -173,7 +173,7 @@ func convForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: Uns
 func convForwardFloat(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>,
                       _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue,
                       inference: Bool) {
-    if MixedPrecision.active && g.takesBF16 {
+    if MixedPrecision.active && g.takesBF16 && !(inference && ConvPolicy.winogradOverBF16(g)) {
         // bf16: natively oneDNN's bf16 kernels (AMX / AVX512-BF16) with the epilogue in float32; else the float32
         // kernels on rounded operands (never Winograd, whose transforms would round differently).
         if MixedPrecision.native && bf16ConvForward(g, x, w, bias, y, epilogue: epilogue) {

@@ -50,6 +50,14 @@ public enum ConvPolicy {
             && g.ho * g.wo >= 4096
     }
 
+    /// Whether a bf16 inference pass (not chained) runs this convolution as float32 Winograd instead: on CPUs whose bf16
+    /// is AVX512-BF16 (twice float32's multiply-adds per instruction), not AMX, Winograd's 2.25× fewer multiplications
+    /// win. UPerNet Swin-T at 512, whose 2048→512 3×3 bottleneck at 128×128 is most of its time, ran 5–10 % slower
+    /// in bf16 than in float32 on Zen 4.
+    static func winogradOverBF16(_ g: Conv2dGeometry) -> Bool {
+        !CPUInfo.current.hasAMX && winograd(g) && implementation(for: g, .forward) == .oneDNNBlocked
+    }
+
     /// Whether this inference forward runs the engine's own Winograd kernel (`EngineWinograd`) instead: where
     /// oneDNN has none (CPUs below AVX-512, which follow the AVX2 table), on the geometries that kernel takes.
     static func engineWinograd(_ g: Conv2dGeometry) -> Bool {
