@@ -64,7 +64,7 @@ struct Bench: ParsableCommand {
             let times = try sortedSeconds(runs: runs, body), t = times[times.count / 2]
             OpProfile.enabled = false
             report(c.name, medianSeconds: t, minSeconds: times[0], extra: extra(t))
-            if profileOps || profileShapes { reportOps(c.name, runs: runs + 1) }
+            if profileOps || profileShapes { reportOps(c.name, runs: max(1, runs)) }
         }
     }
 }
