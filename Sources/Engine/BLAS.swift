@@ -102,7 +102,7 @@ public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k:
     // `rows` × `cols` of C from the matching panels of op(A) and op(B); bf16 when selected, except for products too
     // small to pay for a oneDNN call: Swin's per-window attention products (49×49×32) ran 1.6× slower in bf16 at
     // inference and 3× in amp training (Zen 4), the call's set-up costing more than the arithmetic.
-    let bf16 = MixedPrecision.active && m * n * k >= 1 << 18
+    let bf16 = MixedPrecision.active && m * n * k >= 1 << 17
     // A frozen model's weight as B (a linear layer's) keeps its bf16 forms, one per block of columns.
     let packed = bf16 && !MixedPrecision.trainingPass ? FrozenWeights.packed(UnsafeMutableRawPointer(mutating: b)) : nil
     func call(_ rows: Int, _ cols: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {

@@ -19,10 +19,10 @@ public struct Conv2dGeometry {
     /// gigabyte a 2048-channel 3×3 conv at 128×128 would need whole).
     var stripRows: Int { max(1, min(ho, (4 << 20) / max(k * wo, 1))) }
     /// Whether bf16 (`--precision bf16`, `amp`) runs this convolution on bf16 operands. Those with fewer than 16 inputs
-    /// or outputs per group, and the direct kernel's grouped ones (ACmix's shift convolution, its 12→9 attention
-    /// projection, its positional encoding), stay float32: too little arithmetic per byte for the matrix units, and
-    /// the conversions made them 2–4× slower than float32 (ACmix-ResNet-50 amp training step, Zen 4).
-    var takesBF16: Bool { !isDirect && k >= 16 && og >= 16 }
+    /// per output, and the direct kernel's grouped ones (ACmix's shift convolution, its 12→9 attention projection, its
+    /// positional encoding), stay float32: too little arithmetic per byte for the matrix units, and the conversions
+    /// made them 2–4× slower than float32 (ACmix-ResNet-50 amp training step, Zen 4).
+    var takesBF16: Bool { !isDirect && k >= 16 }
     /// Whether a bf16 pass runs in oneDNN's blocked layouts rather than on dense NCHW (its gemm convolution). The
     /// gradients of 1×1 stride-1 convolutions run dense: blocked, converting the weight into the transposed layout
     /// of backward-data and the weight gradient out of backward-weights' took as long as the products (amp step of
