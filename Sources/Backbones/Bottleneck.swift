@@ -47,20 +47,21 @@ public final class Bottleneck: Module {
     /// running statistics, a convolution + BatchNorm shortcut (or none).
     public var chainable: Bool {
         guard let conv2 = conv2 as? Conv2d, conv2.groups == 1, conv1.groups == 1, conv3.groups == 1 else { return false }
-        let bns = [bn1, bn2, bn3] + (downsample?.layers.compactMap { $0 as? BatchNorm2d } ?? [])
-        if let downsample, !(downsample.layers.count == 2 && downsample.layers[0] is Conv2d && downsample.layers[1] is BatchNorm2d) {
-            return false
-        }
-        return bns.allSatisfy(\.usesRunningStatistics)
+        if downsample != nil && shortcutConvBN == nil { return false }
+        return ([bn1, bn2, bn3] + (shortcutConvBN.map { [$0.bn] } ?? [])).allSatisfy(\.usesRunningStatistics)
+    }
+
+    /// The shortcut's convolution and BatchNorm, when the shortcut is exactly those two (torchvision's downsample).
+    var shortcutConvBN: (conv: Conv2d, bn: BatchNorm2d)? {
+        guard let downsample, downsample.layers.count == 2, let conv = downsample.layers[0] as? Conv2d,
+              let bn = downsample.layers[1] as? BatchNorm2d else { return nil }
+        return (conv, bn)
     }
 
     /// The block on a chained activation (inference, `chainable`): x [N, inplanes, H, W] → [N, planes·4, Ho, Wo]. With
     /// the identity shortcut the output is written into x's buffer (x must not be read afterwards).
     public func callAsFunction(_ x: ChainTensor) -> ChainTensor {
-        var shortcut = x
-        if let downsample, let conv = downsample.layers[0] as? Conv2d, let bn = downsample.layers[1] as? BatchNorm2d {
-            shortcut = convBN(x, conv, bn, relu: false)
-        }
+        let shortcut = shortcutConvBN.map { convBN(x, $0.conv, $0.bn, relu: false) } ?? x
         var y = convBN(x, conv1, bn1, relu: true)
         y = convBN(y, conv2 as! Conv2d, bn2, relu: true)
         return convBN(y, conv3, bn3, residual: shortcut, relu: true)
@@ -70,7 +71,7 @@ public final class Bottleneck: Module {
     /// for u8 inputs.
     func quantized(_ model: Int8Model) -> [QuantizedConv]? {
         guard chainable, let conv2 = conv2 as? Conv2d else { return nil }
-        let convs = [conv1, conv2, conv3] + (downsample.map { [$0.layers[0] as! Conv2d] } ?? [])
+        let convs = [conv1, conv2, conv3] + (shortcutConvBN.map { [$0.conv] } ?? [])
         let q = convs.compactMap { model.layer(weight: $0.weight) }
         return q.count == convs.count && q.allSatisfy({ !$0.inputSigned }) ? q : nil
     }
@@ -79,12 +80,8 @@ public final class Bottleneck: Module {
     /// `outputScale` (the next block's input scale), or float32 when nil (the last block). The shortcut is added in
     /// bf16 (its real values); x is not overwritten.
     public func callAsFunction(_ x: ChainTensor, quantized q: [QuantizedConv], outputScale: Float?) -> ChainTensor {
-        var shortcut: ChainTensor
-        if let downsample, let conv = downsample.layers[0] as? Conv2d, let bn = downsample.layers[1] as? BatchNorm2d {
-            shortcut = convBN(x, conv, bn, quantized: q[3], relu: false, output: .bf16)
-        } else {
-            shortcut = ConvChain.dequantized(x)
-        }
+        let shortcut = shortcutConvBN.map { convBN(x, $0.conv, $0.bn, quantized: q[3], relu: false, output: .bf16) }
+            ?? ConvChain.dequantized(x)
         var y = convBN(x, conv1, bn1, quantized: q[0], relu: true, output: .u8, outputScale: q[1].inputScale)
         y = convBN(y, conv2 as! Conv2d, bn2, quantized: q[1], relu: true, output: .u8, outputScale: q[2].inputScale)
         return convBN(y, conv3, bn3, quantized: q[2], residual: shortcut, relu: true, output: outputScale == nil ? .f32 : .u8,
@@ -93,9 +90,7 @@ public final class Bottleneck: Module {
 
     func shortcut(_ x: Tensor) -> Tensor {
         guard let downsample else { return x }
-        if downsample.layers.count == 2, let conv = downsample.layers[0] as? Conv2d, let bn = downsample.layers[1] as? BatchNorm2d {
-            return convBN(x, conv, bn, relu: false)
-        }
+        if let s = shortcutConvBN { return convBN(x, s.conv, s.bn, relu: false) }
         return downsample(x)
     }
 }

@@ -79,6 +79,17 @@ extension Threads {
         }
     }
 
+    /// `run` for bodies that can fail (a oneDNN primitive per slice): true when every call returned true. Every call
+    /// runs, whatever the others return.
+    static func all(_ iterations: Int, _ body: (Int) -> Bool) -> Bool {
+        var ok = [Bool](repeating: false, count: iterations)
+        ok.withUnsafeMutableBufferPointer { ok in
+            let ok = ok.baseAddress!
+            run(iterations) { ok[$0] = body($0) }
+        }
+        return !ok.contains(false)
+    }
+
     /// `ACMIX_POOL=gcd` runs the engine's regions on libdispatch's `concurrentPerform` instead of `SpinPool` (to
     /// compare them on one machine).
     nonisolated(unsafe) static var useSpinPool = ProcessInfo.processInfo.environment["ACMIX_POOL"] != "gcd"

@@ -161,10 +161,9 @@ public enum ConvChain {
         }
         let packed = quantized?.q.packed ?? FrozenWeights.packed(UnsafeMutableRawPointer(weight.data))
         let kk = g.c * g.kh * g.kw
-        var ok = [Bool](repeating: false, count: slices.count)
-        foldedBias.withUnsafeMutableBufferPointer { bias in ok.withUnsafeMutableBufferPointer { ok in channelScale.withUnsafeMutableBufferPointer { cs in
-            let bias = bias.baseAddress!, ok = ok.baseAddress!, cs = cs.baseAddress
-            let run = { (i: Int) in
+        let ok = foldedBias.withUnsafeMutableBufferPointer { bias in channelScale.withUnsafeMutableBufferPointer { cs in
+            let bias = bias.baseAddress!, cs = cs.baseAddress
+            return Threads.all(slices.count) { i in
                 let s = slices[i], plan = plans[i], rows = inputRows(s, g)
                 // The slice's weights, folded with the BatchNorm's scale, in the kernel's layout (kept when frozen); int8's
                 // quantized ones as they are.
@@ -181,14 +180,13 @@ public enum ConvChain {
                     return plan.packWeights(from: UnsafeMutableRawPointer(folded), into: inner)
                 }
                 let at = (image: s.n0, channel: s.o0, row: s.r0)
-                ok[i] = plan.run(src: x.data + x.offset(image: s.n0, row: rows.first), dst: y.data + y.offset(image: at.image, channel: at.channel, row: at.row),
+                return plan.run(src: x.data + x.offset(image: s.n0, row: rows.first), dst: y.data + y.offset(image: at.image, channel: at.channel, row: at.row),
                                  bias: bias + s.o0, packed: packed, weightSlice: UnsafeMutableRawPointer(weight.data + s.o0 * kk), fill: fill,
                                  scale: cs.map { $0 + s.o0 },
                                  residual: quantized == nil ? nil : residual.map { $0.data + $0.offset(image: at.image, channel: at.channel, row: at.row) })
             }
-            if slices.count == 1 { run(0) } else { Threads.run(slices.count, run) }
-        } } }
-        precondition(!ok.contains(false), "oneDNN: a chained convolution failed at run time")
+        } }
+        precondition(ok, "oneDNN: a chained convolution failed at run time")
         passes += 1
         OpProfile.forward("conv_chain", [weight])
         return y
@@ -211,20 +209,15 @@ public enum ConvChain {
         let g = Conv2dGeometry([n, c, h, w], [c, c, kernel.0, kernel.1], stride: (s, s), padding: (p, p))
         let y = ChainTensor(shape: [n, c, g.ho, g.wo], layout: x.layout, type: x.type, scale: x.scale)
         let slices = chainSlices(images: n, channels: c, rows: g.ho, layout: x.layout, work: n * c * g.ho * g.wo * g.kh * g.kw / 8)
-        var ok = [Bool](repeating: false, count: slices.count)
-        ok.withUnsafeMutableBufferPointer { ok in
-            let ok = ok.baseAddress!
-            let run = { (i: Int) in
-                let sl = slices[i], rows = inputRows(sl, g)
-                let key = ChainPoolKey(threads: primitiveThreads, layout: x.layout, n: sl.n, c: sl.o, h: rows.count, w: w, kh: g.kh, kw: g.kw,
-                                       s: s, pt: rows.pad, pl: p, ho: sl.rows, wo: g.wo, type: x.type, average: average)
-                guard let plan = ChainPoolKey.plan(key) else { return }
-                ok[i] = plan.run(from: x.data + x.offset(image: sl.n0, channel: sl.o0, row: rows.first),
-                                 to: y.data + y.offset(image: sl.n0, channel: sl.o0, row: sl.r0))
-            }
-            if slices.count == 1 { run(0) } else { Threads.run(slices.count, run) }
+        let ok = Threads.all(slices.count) { i in
+            let sl = slices[i], rows = inputRows(sl, g)
+            let key = ChainPoolKey(threads: primitiveThreads, layout: x.layout, n: sl.n, c: sl.o, h: rows.count, w: w, kh: g.kh, kw: g.kw,
+                                   s: s, pt: rows.pad, pl: p, ho: sl.rows, wo: g.wo, type: x.type, average: average)
+            guard let plan = ChainPoolKey.plan(key) else { return false }
+            return plan.run(from: x.data + x.offset(image: sl.n0, channel: sl.o0, row: rows.first),
+                            to: y.data + y.offset(image: sl.n0, channel: sl.o0, row: sl.r0))
         }
-        precondition(!ok.contains(false), "oneDNN: chained pooling failed")
+        precondition(ok, "oneDNN: chained pooling failed")
         OpProfile.forward(average ? "avg_pool_chain" : "max_pool_chain", [])
         return y
     }
@@ -272,22 +265,17 @@ public enum ConvChain {
     static func reorder(_ t: ChainTensor, nchw: UnsafeMutablePointer<Float>, toChain: Bool) {
         let (n, c, h, w) = (t.shape[0], t.shape[1], t.shape[2], t.shape[3])
         let slices = chainSlices(images: n, channels: c, rows: h, layout: t.layout, work: n * c * h * w / 16)
-        var ok = [Bool](repeating: false, count: slices.count)
-        ok.withUnsafeMutableBufferPointer { ok in
-            let ok = ok.baseAddress!
-            let run = { (i: Int) in
-                let s = slices[i]
-                let key = ChainReorderKey(threads: ConvChain.primitiveThreads, layout: t.layout, n: s.n, c: s.o, h: s.rows, w: w, fullC: c, fullH: h, type: t.type,
-                                          scale: t.type == .u8 ? (toChain ? 1 / t.scale : t.scale) : 1, toChain: toChain,
-                                          channelsLast: false)
-                guard let reorder = ChainReorderKey.plan(key) else { return }
-                let plain = UnsafeMutableRawPointer(nchw + ((s.n0 * c + s.o0) * h + s.r0) * w)
-                let chain = t.data + t.offset(image: s.n0, channel: s.o0, row: s.r0)
-                ok[i] = reorder.run(from: toChain ? plain : chain, to: toChain ? chain : plain)
-            }
-            if slices.count == 1 { run(0) } else { Threads.run(slices.count, run) }
+        let ok = Threads.all(slices.count) { i in
+            let s = slices[i]
+            let key = ChainReorderKey(threads: ConvChain.primitiveThreads, layout: t.layout, n: s.n, c: s.o, h: s.rows, w: w, fullC: c, fullH: h, type: t.type,
+                                      scale: t.type == .u8 ? (toChain ? 1 / t.scale : t.scale) : 1, toChain: toChain,
+                                      channelsLast: false)
+            guard let reorder = ChainReorderKey.plan(key) else { return false }
+            let plain = UnsafeMutableRawPointer(nchw + ((s.n0 * c + s.o0) * h + s.r0) * w)
+            let chain = t.data + t.offset(image: s.n0, channel: s.o0, row: s.r0)
+            return reorder.run(from: toChain ? plain : chain, to: toChain ? chain : plain)
         }
-        precondition(!ok.contains(false), "oneDNN: a reorder of a chained tensor failed")
+        precondition(ok, "oneDNN: a reorder of a chained tensor failed")
     }
 }
 

@@ -486,25 +486,21 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
     let wCount = g.o * g.cg * kk
     let extra = partials ? UnsafeMutablePointer<Float>.allocate(capacity: (slices.count - 1) * wCount) : nil
     defer { extra?.deallocate() }
-    var ok = [Bool](repeating: false, count: slices.count)
-    ones.withUnsafeMutableBufferPointer { ones in zeros.withUnsafeMutableBufferPointer { zeros in
-    ok.withUnsafeMutableBufferPointer { ok in
-        let ok = ok.baseAddress!
+    let ok = ones.withUnsafeMutableBufferPointer { ones in zeros.withUnsafeMutableBufferPointer { zeros in
         let scale = epilogue.scale ?? ones.baseAddress, shift = epilogue.shift ?? zeros.baseAddress
-        let run = { (i: Int) in
+        return Threads.all(slices.count) { i in
             let s = slices[i]
             let xs = x + (s.n0 * g.c + s.c0) * hw * elementBytes
             var ws = w + (s.o0 * g.cg + s.c0) * kk * elementBytes
             if partials && i > 0 { ws = UnsafeMutableRawPointer(extra! + (i - 1) * wCount) }
             let ys = y + (s.n0 * g.o + s.o0) * howo
-            ok[i] = plans[i].run([xs, ws, UnsafeMutableRawPointer(ys)], bias: bias.map { $0 + s.o0 }, scale: scale.map { $0 + s.o0 },
-                                 shift: shift.map { $0 + s.o0 }, packed: packed)
-            if ok[i] { then.apply(y, images: s.n0..<s.n0 + s.n, channels: s.o0..<s.o0 + s.o, o: g.o, plane: howo) }
+            guard plans[i].run([xs, ws, UnsafeMutableRawPointer(ys)], bias: bias.map { $0 + s.o0 }, scale: scale.map { $0 + s.o0 },
+                               shift: shift.map { $0 + s.o0 }, packed: packed) else { return false }
+            then.apply(y, images: s.n0..<s.n0 + s.n, channels: s.o0..<s.o0 + s.o, o: g.o, plane: howo)
+            return true
         }
-        if slices.count == 1 { run(0) } else { Threads.run(slices.count, run) }
-    }
     } }
-    if ok.contains(false) {
+    if !ok {
         OneDNN.warn("oneDNN: \(pass) convolution failed at run time; using the engine's kernel")
         return false
     }

@@ -86,19 +86,23 @@ public final class FPN: Module, Neck {
             if extraConvs == .none {
                 for _ in used..<numOuts { outs.append(outs.last!.maxPool2d(kernel: 1, stride: 2)) }
             } else {
-                let source: Tensor
-                switch extraConvs {
-                case .onInput: source = inputs[endLevel - 1]
-                case .onLateral: source = laterals[used - 1]
-                default: source = outs[used - 1]
-                }
-                outs.append(fpn_convs[used](source))
+                outs.append(fpn_convs[used](extraSource(inputs: inputs, laterals: laterals, outs: outs)))
                 for i in (used + 1)..<max(numOuts, used + 1) {
                     outs.append(fpn_convs[i](reluBeforeExtraConvs ? outs.last!.relu() : outs.last!))
                 }
             }
         }
         return outs
+    }
+
+    /// What the first extra convolution reads (`add_extra_convs`): the last used input, lateral or output, in float32
+    /// or chained form alike.
+    func extraSource<T>(inputs: [T], laterals: [T], outs: [T]) -> T {
+        switch extraConvs {
+        case .onInput: return inputs[endLevel - 1]
+        case .onLateral: return laterals[lateral_convs.count - 1]
+        default: return outs[lateral_convs.count - 1]
+        }
     }
 
     /// Its convolutions are plain: it always chains.
@@ -121,13 +125,7 @@ public final class FPN: Module, Neck {
             if extraConvs == .none {
                 for _ in used..<numOuts { outs.append(ConvChain.maxPool(outs.last!, kernel: 1, stride: 2, padding: 0)) }
             } else {
-                let source: ChainTensor
-                switch extraConvs {
-                case .onInput: source = inputs[endLevel - 1]
-                case .onLateral: source = lats[used - 1]
-                default: source = outs[used - 1]
-                }
-                outs.append(fpn_convs[used].conv(source))
+                outs.append(fpn_convs[used].conv(extraSource(inputs: inputs, laterals: lats, outs: outs)))
                 for i in (used + 1)..<max(numOuts, used + 1) {
                     // The ReLU before an extra convolution, on a map 1/64 of the input's size or smaller.
                     let x = reluBeforeExtraConvs ? ConvChain.enter(outs.last!.tensor().relu()) : outs.last!
