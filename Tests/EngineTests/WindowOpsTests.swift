@@ -71,6 +71,27 @@ final class WindowOpsTests: XCTestCase {
         for i in 0..<ref.count { XCTAssertEqual(fused.data[i], ref.data[i], accuracy: 1e-4) }
         gradCheck([qkv, fcW, fcB, depW]) { acmixConvPath($0[0], heads: heads, fcWeight: $0[1], fcBias: $0[2], depWeight: $0[3]) }
     }
+
+    /// Inference takes the channels-last kernel (tiles of three pixels × three heads × eight channels, overlapping at
+    /// a row's end and at the last heads); training the planar one. Both must agree on every shape class: fewer than
+    /// three heads or columns, heads not a multiple of three, channels beyond the last eight, no bias, batch 2.
+    func testACmixConvPathChannelsLastMatchesPlanarForm() {
+        for (b, h, w, heads, hd, bias) in [(2, 5, 7, 3, 8, true), (1, 3, 4, 4, 16, true), (1, 6, 2, 2, 8, true),
+                                           (2, 4, 9, 3, 12, false), (1, 2, 3, 5, 8, true), (1, 7, 7, 6, 32, true)] {
+            let c = heads * hd
+            let qkv = randomTensor([b, h, w, 3 * c], seed: UInt64(81 + hd))
+            let fcW = randomTensor([9, 3 * heads, 1, 1], seed: 82), fcB = bias ? randomTensor([9], seed: 83) : nil
+            let depW = randomTensor([c, 9, 3, 3], seed: 84)
+            let planar = acmixConvPath(qkv, heads: heads, fcWeight: fcW, fcBias: fcB, depWeight: depW)
+            XCTAssertNotNil(planar.node, "with gradients the planar form runs")
+            let channelsLast = withNoGrad { acmixConvPath(qkv, heads: heads, fcWeight: fcW, fcBias: fcB, depWeight: depW) }
+            XCTAssertEqual(channelsLast.shape, planar.shape)
+            for i in 0..<planar.count {
+                XCTAssertEqual(channelsLast.data[i], planar.data[i], accuracy: 1e-5 * max(1, abs(planar.data[i])),
+                               "b \(b) \(h)x\(w) heads \(heads) hd \(hd) at \(i)")
+            }
+        }
+    }
 }
 
 /// The engine's vectorisable exp and normal CDF (behind exp, sigmoid, softmax, GELU) against libm.

@@ -25,6 +25,10 @@ public func acmixConvPath(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: T
                  "acmixConvPath: qkv \(qkv.shape), fc \(fcWeight.shape), dep_conv \(depWeight.shape), \(heads) heads")
     FlopCounter.add("conv", b * h * w * hd * g3 * kk, weight: fcWeight)   // fc: 3·heads → k² maps per channel
     FlopCounter.add("conv", b * h * w * c * kk * k * k, weight: depWeight)   // dep_conv: k² maps, k×k taps per output
+    let inputs = [qkv, fcWeight, depWeight] + (fcBias.map { [$0] } ?? [])
+    if !GradMode.isEnabled || !inputs.contains(where: { $0.requiresGrad }) {
+        return acmixConvPathChannelsLast(qkv, heads: heads, fcWeight: fcWeight, fcBias: fcBias, depWeight: depWeight)
+    }
     let geo = PaddedPlanes(h: h, w: w, pad: k / 2)
     let pp = geo.size, plane = hd * pp
     // X[b]: (3C, P) zero-bordered planes of q/k/v channels = (3·heads, hd·P) rows, so the fc is one sgemm.
@@ -57,7 +61,6 @@ public func acmixConvPath(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: T
     let out = Tensor(uninitialized: [b, h, w, c])
     for bi in 0..<b { geo.gatherToChannelsLast(od + bi * c * ostride, channels: c, into: out.data + bi * h * w * c) }
 
-    let inputs = [qkv, fcWeight, depWeight] + (fcBias.map { [$0] } ?? [])
     return out.record("acmix_conv_path", inputs) { g in
         // f and X stay alive through the closure (the raw pointers above do not retain them).
         let fd = f.data, xtd = xt.data
@@ -127,6 +130,167 @@ public func acmixConvPath(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: T
             }
         }
         return [gX, gFc, gDep] + (fcBias != nil ? [gFcB] : [])
+    }
+}
+
+/// `acmixConvPath` with nothing to differentiate, channels-last throughout: no layout changes (which cost the
+/// planar form as much as the convolution at inference). The fc maps go to zero-bordered (B, H+2p, W+2p, k², hd)
+/// pixels; the grouped conv then reads hd-channel vectors, four pixels and three heads sharing each load.
+func acmixConvPathChannelsLast(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: Tensor?, depWeight: Tensor) -> Tensor {
+    let (b, h, w, c3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2], qkv.shape[3])
+    let c = c3 / 3, hd = c / heads, g3 = 3 * heads
+    let kk = fcWeight.shape[0], k = depWeight.shape[3], pad = k / 2
+    let hp = h + 2 * pad, wp = w + 2 * pad, pix = kk * hd   // floats per bordered pixel
+    let f = Tensor(uninitialized: [b, hp, wp, kk, hd])
+    let x = qkv.data, fd = f.data, fw = fcWeight.data, fb = fcBias?.data
+    parallelFor(b * hp, cost: wp * pix * g3) { r in
+        let y = r % hp, row = fd + r * wp * pix
+        if y < pad || y >= h + pad { row.update(repeating: 0, count: wp * pix); return }
+        row.update(repeating: 0, count: pad * pix)
+        (row + (w + pad) * pix).update(repeating: 0, count: pad * pix)
+        let src = x + ((r / hp * h + y - pad) * w) * c3
+        for xi in 0..<w {
+            fcPixel(src + xi * c3, groups: g3, hd: hd, weight: fw, bias: fb, maps: kk, into: row + (xi + pad) * pix)
+        }
+    }
+    // wt[m, j, t, d] = depWeight[d·heads + m, j, t]: the weights of one head's hd outputs side by side.
+    let wt = Tensor(uninitialized: [heads, kk, kk, hd])
+    let wd = depWeight.data, wtd = wt.data
+    for o in 0..<c {
+        let dd = o / heads, m = o % heads
+        for jt in 0..<(kk * kk) { wtd[(m * kk * kk + jt) * hd + dd] = wd[o * kk * kk + jt] }
+    }
+    var taps = [Int](repeating: 0, count: kk)
+    for t in 0..<kk { taps[t] = ((t / k) * wp + t % k) * pix }
+    let out = Tensor(uninitialized: [b, h, w, c])
+    let od = out.data
+    // Tiles of three pixels × three heads; the last tile of a row (and the last three heads) overlap the one
+    // before rather than leave a remainder: they recompute a few outputs with the same result.
+    let chunks = (heads + 2) / 3
+    taps.withUnsafeBufferPointer { tp in
+        let taps = tp.baseAddress!
+        parallelFor(b * h * chunks, cost: w * 3 * hd * kk * kk) { i in
+            let row = i / chunks, bi = row / h, y = row % h
+            let src = fd + (bi * hp + y) * wp * pix, dst = od + row * w * c
+            guard heads >= 3 && w >= 3 else {
+                for xi in 0..<w {
+                    for m in 0..<heads {
+                        depPixel(src + xi * pix, pix: pix, weights: wtd + m * kk * kk * hd, hd: hd, maps: kk,
+                                 taps: taps, d: 0, out: dst + xi * c + m, heads: heads)
+                    }
+                }
+                return
+            }
+            let m0 = min((i % chunks) * 3, heads - 3)
+            var x0 = 0
+            while x0 < w {
+                let xi = min(x0, w - 3)
+                var d = 0
+                while d + 8 <= hd {
+                    depTile3x3(src + xi * pix + d, pix: pix, weights: wtd + m0 * kk * kk * hd + d, hd: hd, maps: kk,
+                               taps: taps, out: dst + xi * c + d * heads + m0, c: c, heads: heads)
+                    d += 8
+                }
+                if d < hd {
+                    for xj in xi..<(xi + 3) {
+                        for m in m0..<(m0 + 3) {
+                            depPixel(src + xj * pix, pix: pix, weights: wtd + m * kk * kk * hd, hd: hd, maps: kk,
+                                     taps: taps, d: d, out: dst + xj * c + m, heads: heads)
+                        }
+                    }
+                }
+                x0 += 3
+            }
+        }
+    }
+    OpProfile.forward("acmix_conv_path", [qkv, fcWeight, depWeight])
+    return out
+}
+
+/// One pixel's fc: dst[j, d] = bias[j] + Σ_g weight[j, g] · src[g, d] for the k² maps j, src holding 3·heads groups
+/// of hd channels.
+@inline(__always)
+private func fcPixel(_ src: UnsafePointer<Float>, groups g3: Int, hd: Int, weight: UnsafePointer<Float>,
+                     bias: UnsafePointer<Float>?, maps: Int, into dst: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD8<Float>
+    for j in 0..<maps {
+        let wj = weight + j * g3, bj = bias?[j] ?? 0, dj = dst + j * hd
+        var d = 0
+        while d + 32 <= hd {
+            var a0 = V(repeating: bj), a1 = a0, a2 = a0, a3 = a0
+            for g in 0..<g3 {
+                let wv = V(repeating: wj[g]), s = src + g * hd + d
+                a0 = a0.addingProduct(wv, load8(s)); a1 = a1.addingProduct(wv, load8(s + 8))
+                a2 = a2.addingProduct(wv, load8(s + 16)); a3 = a3.addingProduct(wv, load8(s + 24))
+            }
+            store8(a0, dj + d); store8(a1, dj + d + 8); store8(a2, dj + d + 16); store8(a3, dj + d + 24)
+            d += 32
+        }
+        while d + 8 <= hd {
+            var a = V(repeating: bj)
+            for g in 0..<g3 { a = a.addingProduct(V(repeating: wj[g]), load8(src + g * hd + d)) }
+            store8(a, dj + d)
+            d += 8
+        }
+        while d < hd {
+            var a = bj
+            for g in 0..<g3 { a = a.addingProduct(wj[g], src[g * hd + d]) }
+            dj[d] = a
+            d += 1
+        }
+    }
+}
+
+/// Three neighbouring pixels × three heads × eight of the hd channels of the grouped conv:
+/// out[p, (d+l)·heads + m] = Σ_j Σ_t weights[m, j, t, d+l] · src[p + taps[t], j, d+l]. `src` points at the first
+/// pixel's top-left tap, channel d; `weights` at head m0's, channel d. Nine accumulators, three weights and a
+/// source vector fit AVX2's sixteen registers (twelve accumulators spilled).
+@inline(__always)
+private func depTile3x3(_ src: UnsafePointer<Float>, pix: Int, weights: UnsafePointer<Float>, hd: Int, maps: Int,
+                        taps: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>, c: Int, heads: Int) {
+    typealias V = SIMD8<Float>
+    var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V(), a20 = V(), a21 = V(), a22 = V()
+    let hs = maps * maps * hd   // one head's weights
+    for j in 0..<maps {
+        for t in 0..<maps {
+            let s = src + taps[t] + j * hd, wv = weights + (j * maps + t) * hd
+            let w0 = load8(wv), w1 = load8(wv + hs), w2 = load8(wv + 2 * hs)
+            var f = load8(s)
+            a00 = a00.addingProduct(w0, f); a01 = a01.addingProduct(w1, f); a02 = a02.addingProduct(w2, f)
+            f = load8(s + pix)
+            a10 = a10.addingProduct(w0, f); a11 = a11.addingProduct(w1, f); a12 = a12.addingProduct(w2, f)
+            f = load8(s + 2 * pix)
+            a20 = a20.addingProduct(w0, f); a21 = a21.addingProduct(w1, f); a22 = a22.addingProduct(w2, f)
+        }
+    }
+    // Output channel (d+l)·heads + m: lanes go out `heads` apart.
+    @inline(__always) func put(_ a: V, _ o: UnsafeMutablePointer<Float>) { for l in 0..<8 { o[l * heads] = a[l] } }
+    put(a00, out); put(a01, out + 1); put(a02, out + 2)
+    put(a10, out + c); put(a11, out + c + 1); put(a12, out + c + 2)
+    put(a20, out + 2 * c); put(a21, out + 2 * c + 1); put(a22, out + 2 * c + 2)
+}
+
+/// The grouped conv for one pixel and one head, channels d..<hd: eight at a time, then one at a time (maps with
+/// fewer than three heads or columns, and the channels `depTile3x3` leaves).
+@inline(__always)
+private func depPixel(_ src: UnsafePointer<Float>, pix: Int, weights: UnsafePointer<Float>, hd: Int, maps: Int,
+                       taps: UnsafePointer<Int>, d start: Int, out: UnsafeMutablePointer<Float>, heads: Int) {
+    var d = start
+    while d + 8 <= hd {
+        var a = SIMD8<Float>()
+        for j in 0..<maps {
+            for t in 0..<maps { a = a.addingProduct(load8(weights + (j * maps + t) * hd + d), load8(src + taps[t] + j * hd + d)) }
+        }
+        for l in 0..<8 { out[(d + l) * heads] = a[l] }
+        d += 8
+    }
+    while d < hd {
+        var a: Float = 0
+        for j in 0..<maps {
+            for t in 0..<maps { a = a.addingProduct(weights[(j * maps + t) * hd + d], src[taps[t] + j * hd + d]) }
+        }
+        out[d * heads] = a
+        d += 1
     }
 }
 
