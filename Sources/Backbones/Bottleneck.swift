@@ -77,11 +77,12 @@ public final class Bottleneck: Module {
     }
 
     /// The int8 block on chained activations (`ConvChain.int8Active`, `quantized` not nil): x u8 → u8 with
-    /// `outputScale` (the next block's input scale), or float32 when nil (the last block). The shortcut is added in
-    /// bf16 (its real values); x is not overwritten.
+    /// `outputScale` (the next block's input scale), or float32 when nil (the last block). An identity shortcut into a
+    /// u8 output is summed from x's u8 values into x's buffer (x must not be read afterwards); the others are added in
+    /// bf16 (their real values).
     public func callAsFunction(_ x: ChainTensor, quantized q: [QuantizedConv], outputScale: Float?) -> ChainTensor {
         let shortcut = shortcutConvBN.map { convBN(x, $0.conv, $0.bn, quantized: q[3], relu: false, output: .bf16) }
-            ?? ConvChain.dequantized(x)
+            ?? (outputScale == nil ? ConvChain.dequantized(x) : x)
         var y = convBN(x, conv1, bn1, quantized: q[0], relu: true, output: .u8, outputScale: q[1].inputScale)
         y = convBN(y, conv2 as! Conv2d, bn2, quantized: q[1], relu: true, output: .u8, outputScale: q[2].inputScale)
         return convBN(y, conv3, bn3, quantized: q[2], residual: shortcut, relu: true, output: outputScale == nil ? .f32 : .u8,

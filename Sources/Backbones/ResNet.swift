@@ -141,8 +141,10 @@ public final class ResNet: Module {
         }
         var out: [ChainTensor] = [], i = 0
         for s in stages {
-            for blk in s {
-                c = blk(c, quantized: quantized[i], outputScale: i + 1 < blocks.count ? quantized[i + 1][0].inputScale : nil)
+            for (j, blk) in s.enumerated() {
+                // As in bf16: a block with the identity shortcut sums into its input, not into the previous stage's output.
+                let input = j == 0 && blk.downsample == nil && !out.isEmpty ? c.copy() : c
+                c = blk(input, quantized: quantized[i], outputScale: i + 1 < blocks.count ? quantized[i + 1][0].inputScale : nil)
                 i += 1
             }
             out.append(c)

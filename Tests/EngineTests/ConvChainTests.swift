@@ -124,8 +124,8 @@ final class ConvChainTests: XCTestCase {
         }
     }
 
-    /// int8 on chained activations: u8 input, calibrated s8 weights, the BatchNorm and a bf16 shortcut in the epilogue,
-    /// output u8 with the next scale (or float32), against the float32 convolution of the dequantized operands
+    /// int8 on chained activations: u8 input, calibrated s8 weights, the BatchNorm and a bf16 or u8 shortcut in the
+    /// epilogue, output u8 with the next scale (or float32), against the float32 convolution of the dequantized operands
     /// quantized the same way: equal up to one output step where float rounding lands on a half.
     func testChainedInt8ConvolutionsMatchTheQuantizedReference() throws {
         guard CPUInfo.current.hasVNNI, Int8Inference.native else { throw XCTSkip("this CPU has no native int8") }
@@ -146,13 +146,8 @@ final class ConvChainTests: XCTestCase {
                 let residual = hasResidual ? Tensor(values(xs[0] * o * ho * wo, 0.23), shape: [xs[0], o, ho, wo]) : nil
                 let q = QuantizedConv.quantize(weight: w, inputScale: sx, inputSigned: false)
                 let before = ConvChain.passes
-                for output in [ChainType.u8, .f32] {
-                    let y = ConvChain.conv(ConvChain.enter(x, type: .u8, scale: sx), quantized: q, weight: w, bias: bias, scale: scale,
-                                           shift: shift, stride: (s, s), padding: (p, p), relu: relu,
-                                           residual: residual.map { ConvChain.enter($0, type: .bf16, layout: .nhwc) }, output: output,
-                                           outputScale: so)
-                    let got = y.tensor()
-                    // Reference: dequantized operands, float32 convolution and epilogue, the bf16 shortcut.
+                // Reference: dequantized operands, float32 convolution and epilogue, the shortcut's values as given.
+                func reference(shortcut: [Float]?) throws -> Tensor {
                     let rx = Tensor(x.array.map { Float(min(255, max(0, ($0 / sx).rounded(.toNearestOrEven)))) * sx }, shape: xs)
                     let rw = Tensor(q.dequantizedWeight(), shape: w.shape)
                     try MixedPrecision.select(.fp32)
@@ -163,8 +158,10 @@ final class ConvChainTests: XCTestCase {
                         let ch = j / per % o
                         return ref.data[j] * scale.data[ch] + bias.data[ch] * scale.data[ch] + shift.data[ch]
                     }, shape: ref.shape)
-                    if let residual { ref = ref + Tensor(residual.array.map(bf16Rounded), shape: residual.shape) }
-                    if relu { ref = ref.relu() }
+                    if let shortcut { ref = ref + Tensor(shortcut, shape: ref.shape) }
+                    return relu ? ref.relu() : ref
+                }
+                func check(_ got: Tensor, _ ref: Tensor, _ output: ChainType, _ label: String) {
                     var off = 0, worst: Float = 0
                     for j in 0..<ref.count {
                         let r = output == .u8 ? Float(min(255, max(0, (ref.data[j] / so).rounded(.toNearestOrEven)))) * so : ref.data[j]
@@ -172,11 +169,32 @@ final class ConvChainTests: XCTestCase {
                         worst = max(worst, e)
                         if e > (output == .u8 ? so * 1e-3 : 1e-3 * (abs(r) + 1)) { off += 1 }
                     }
-                    let label = "\(layout) \(threads) threads (\(mode)) case \(i) \(output)"
                     XCTAssertLessThanOrEqual(worst, output == .u8 ? so * 1.001 : 1e-2, label)
                     XCTAssertLessThanOrEqual(off, ref.count / 100 + 1, label)
                 }
-                XCTAssertEqual(ConvChain.passes, before + 2, "\(layout) case \(i) did not run chained")
+                let label = "\(layout) \(threads) threads (\(mode)) case \(i)"
+                for output in [ChainType.u8, .f32] {
+                    let y = ConvChain.conv(ConvChain.enter(x, type: .u8, scale: sx), quantized: q, weight: w, bias: bias, scale: scale,
+                                           shift: shift, stride: (s, s), padding: (p, p), relu: relu,
+                                           residual: residual.map { ConvChain.enter($0, type: .bf16, layout: .nhwc) }, output: output,
+                                           outputScale: so)
+                    check(y.tensor(), try reference(shortcut: residual?.array.map(bf16Rounded)), output, "\(label) \(output)")
+                }
+                if let residual {
+                    // A u8 shortcut (a ResNet block's own input) is summed from its u8 values into its own buffer.
+                    let sr: Float = 1.0 / 60, values = residual.array.map { abs($0) }
+                    let shortcut = ConvChain.enter(Tensor(values, shape: residual.shape), type: .u8, scale: sr)
+                    let y = ConvChain.conv(ConvChain.enter(x, type: .u8, scale: sx), quantized: q, weight: w, bias: bias, scale: scale,
+                                           shift: shift, stride: (s, s), padding: (p, p), relu: relu, residual: shortcut,
+                                           output: .u8, outputScale: so)
+                    XCTAssertEqual(y.scale, so, label)
+                    // Written over the shortcut: its buffer now holds the output's u8 values.
+                    XCTAssertEqual(shortcut.tensor().array.map { ($0 / sr).rounded() }, y.tensor().array.map { ($0 / so).rounded() },
+                                   "\(label): the output is written over the u8 shortcut")
+                    let stored = values.map { Float(min(255, ($0 / sr).rounded(.toNearestOrEven))) * sr }
+                    check(y.tensor(), try reference(shortcut: stored), .u8, "\(label) u8 shortcut")
+                }
+                XCTAssertEqual(ConvChain.passes, before + (residual == nil ? 2 : 3), "\(layout) case \(i) did not run chained")
             }
         }
     }

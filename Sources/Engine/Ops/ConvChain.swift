@@ -108,14 +108,16 @@ public enum ConvChain {
 
     /// The int8 form of `conv` (`QuantizedConv`, calibrated): x u8 with its scale, q's s8 weights, sums in int32;
     /// act(acc·(s_x·s_w·scale) + bias·scale + shift [+ residual]) stored as `output`: u8 with `outputScale` (the next
-    /// convolution's input scale), or bf16 / float32. The residual is a bf16 tensor of real values, read, not overwritten.
+    /// convolution's input scale), or bf16 / float32. A bf16 residual (real values) is read, not overwritten; a u8 one
+    /// (with a u8 output) is summed by the kernel in place, as bf16's, so the caller must not read it afterwards.
     public static func conv(_ x: ChainTensor, quantized q: QuantizedConv, weight: Tensor, bias: Tensor? = nil, scale: Tensor? = nil,
                             shift: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                             dilation: (Int, Int) = (1, 1), relu: Bool = false, residual: ChainTensor? = nil,
                             output: ChainType, outputScale: Float = 1) -> ChainTensor {
         precondition(x.type == .u8 && !q.inputSigned, "ConvChain.conv: an int8 convolution reads a u8 tensor")
         precondition(q.qweight.count == weight.count && q.weightScale.count == weight.shape[0], "ConvChain.conv: quantized weight of another shape")
-        precondition(residual == nil || residual!.type == .bf16, "ConvChain.conv: an int8 convolution's residual is bf16")
+        precondition(residual == nil || residual!.type == .bf16 || residual!.type == .u8 && output == .u8,
+                     "ConvChain.conv: an int8 convolution's residual is bf16, or u8 for a u8 output")
         return convolve(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding, dilation: dilation,
                         relu: relu, residual: residual, output: output, quantized: (q, outputScale))
     }
@@ -141,9 +143,12 @@ public enum ConvChain {
         }
         // int8: the dequantisation and the BatchNorm's scale per channel (the weights stay as quantized).
         var channelScale = quantized.map { q in (0..<g.o).map { x.scale * q.q.weightScale[$0] * (scale?.data[$0] ?? 1) } } ?? []
-        // bf16 sums into the shortcut's buffer (`sum` post-op); int8 reads its bf16 shortcut and writes a tensor of its own.
+        // bf16, and int8 with a u8 shortcut, sum into the shortcut's buffer (`sum` post-op: with int8 it reads the u8
+        // values times their scale, and the kernel keeps its 1×1 brgemm form, which a bf16 binary add turned into an
+        // older kernel); int8 reads a bf16 shortcut and writes a tensor of its own.
         let outputScale = output == .u8 ? quantized?.outputScale ?? 1 : 1
-        let y = (quantized == nil ? residual : nil)
+        let sumInPlace = residual != nil && (quantized == nil || residual!.type == .u8)
+        let y = (sumInPlace ? residual!.viewing(scale: outputScale) : nil)
             ?? ChainTensor(shape: [g.n, g.o, g.ho, g.wo], layout: x.layout, type: output, scale: outputScale)
         let slices = chainSlices(images: g.n, channels: g.o, rows: g.ho, layout: x.layout, work: g.n * g.o * g.ho * g.wo * g.k)
         var plans: [ChainPlan] = []
@@ -151,8 +156,8 @@ public enum ConvChain {
             let rows = inputRows(s, g)
             let key = ChainPlanKey(threads: primitiveThreads, layout: x.layout, n: s.n, c: g.c, h: rows.count, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
                                    pt: rows.pad, pl: g.pw, dh: g.dh, dw: g.dw, ho: s.rows, wo: g.wo, relu: relu,
-                                   sum: residual != nil && quantized == nil, dst: output, int8: quantized != nil,
-                                   residualAdd: residual != nil && quantized != nil, outScale: 1 / outputScale)
+                                   sum: sumInPlace, sumScale: quantized != nil && sumInPlace ? residual!.scale : 1, dst: output,
+                                   int8: quantized != nil, residualAdd: residual != nil && !sumInPlace, outScale: 1 / outputScale)
             guard let plan = ChainPlan.get(key) else {
                 return fallback(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding,
                                 dilation: dilation, relu: relu, residual: residual, type: output, outputScale: outputScale)
@@ -183,7 +188,7 @@ public enum ConvChain {
                 return plan.run(src: x.data + x.offset(image: s.n0, row: rows.first), dst: y.data + y.offset(image: at.image, channel: at.channel, row: at.row),
                                  bias: bias + s.o0, packed: packed, weightSlice: UnsafeMutableRawPointer(weight.data + s.o0 * kk), fill: fill,
                                  scale: cs.map { $0 + s.o0 },
-                                 residual: quantized == nil ? nil : residual.map { $0.data + $0.offset(image: at.image, channel: at.channel, row: at.row) })
+                                 residual: sumInPlace ? nil : residual.map { $0.data + $0.offset(image: at.image, channel: at.channel, row: at.row) })
             }
         } }
         precondition(ok, "oneDNN: a chained convolution failed at run time")
@@ -317,8 +322,11 @@ public final class ChainTensor: @unchecked Sendable {
     public let scale: Float
     let data: UnsafeMutableRawPointer
     let bytes: Int
+    /// The tensor whose buffer this one reads (`viewing(scale:)`); nil when it owns its own.
+    private let owner: ChainTensor?
 
     init(shape: [Int], layout: ChainLayout, type: ChainType, scale: Float = 1) {
+        owner = nil
         precondition(shape.count == 4 && shape.allSatisfy { $0 > 0 }, "ChainTensor: shape \(shape)")
         precondition(scale > 0 && scale.isFinite, "ChainTensor: scale \(scale)")
         self.shape = shape; self.layout = layout; self.type = type; self.scale = scale
@@ -329,7 +337,14 @@ public final class ChainTensor: @unchecked Sendable {
         if layout == .blocked16 && shape[1] % 16 != 0 { data.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
     }
 
-    deinit { BlockAllocator.free(data, bytes: bytes) }
+    private init(viewing t: ChainTensor, scale: Float) {
+        shape = t.shape; layout = t.layout; type = t.type; self.scale = scale; data = t.data; bytes = t.bytes; owner = t
+    }
+
+    deinit { if owner == nil { BlockAllocator.free(data, bytes: bytes) } }
+
+    /// The same buffer with another scale: an int8 convolution's u8 output written over its u8 shortcut.
+    func viewing(scale: Float) -> ChainTensor { scale == self.scale ? self : ChainTensor(viewing: self, scale: scale) }
 
     /// A copy with a buffer of its own (for a shortcut that must outlive the block that sums into it).
     public func copy() -> ChainTensor {
@@ -438,8 +453,10 @@ struct ChainPlanKey: Hashable {
     let layout: ChainLayout
     /// The slice's input [n, c, h, w] (h: the rows it reads) and top padding pt, its output [n, o, ho, wo].
     let n, c, h, w, o, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo: Int
-    /// Post-ops: the sum of the destination's content (the shortcut), then ReLU; the output's type.
+    /// Post-ops: the sum of the destination's content (the shortcut; times `sumScale`, int8's u8 shortcut's scale),
+    /// then ReLU; the output's type.
     let relu, sum: Bool
+    let sumScale: Float
     let dst: ChainType
     /// int8: u8 source, s8 weights, no bias; post-ops per-channel scale and shift (the dequantisation, BatchNorm and
     /// bias), the shortcut added from a bf16 tensor (`residualAdd`), ReLU, then ·`outScale` (1/the output's scale)
@@ -514,7 +531,7 @@ final class ChainPlan: @unchecked Sendable {
                       dnnl_post_ops_append_binary(ops, dnnl_binary_add, &channel) == dnnl_success else { return nil }
                 if k.residualAdd { guard dnnl_post_ops_append_binary(ops, dnnl_binary_add, &residual) == dnnl_success else { return nil } }
             }
-            if k.sum { guard dnnl_post_ops_append_sum(ops, 1) == dnnl_success else { return nil } }
+            if k.sum { guard dnnl_post_ops_append_sum(ops, k.sumScale) == dnnl_success else { return nil } }
             if k.relu { guard dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0) == dnnl_success else { return nil } }
             if k.outScale != 1 { guard dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_linear, k.outScale, 0) == dnnl_success else { return nil } }
             guard dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success else { return nil }
