@@ -73,11 +73,12 @@ final class WindowOpsTests: XCTestCase {
     }
 
     /// Inference takes the channels-last kernel (tiles of three pixels × three heads × eight channels, overlapping at
-    /// a row's end and at the last heads); training the planar one. Both must agree on every shape class: fewer than
-    /// three heads or columns, heads not a multiple of three, channels beyond the last eight, no bias, batch 2.
+    /// a row's end and at the last heads) where heads have a multiple of 8 channels; training the planar one. Both
+    /// must agree on every shape class: fewer than three heads or columns, heads not a multiple of three, one to four
+    /// groups of eight channels, no bias, batch 2.
     func testACmixConvPathChannelsLastMatchesPlanarForm() {
         for (b, h, w, heads, hd, bias) in [(2, 5, 7, 3, 8, true), (1, 3, 4, 4, 16, true), (1, 6, 2, 2, 8, true),
-                                           (2, 4, 9, 3, 12, false), (1, 2, 3, 5, 8, true), (1, 7, 7, 6, 32, true)] {
+                                           (2, 4, 9, 3, 24, false), (1, 2, 3, 5, 8, true), (1, 7, 7, 6, 32, true)] {
             let c = heads * hd
             let qkv = randomTensor([b, h, w, 3 * c], seed: UInt64(81 + hd))
             let fcW = randomTensor([9, 3 * heads, 1, 1], seed: 82), fcB = bias ? randomTensor([9], seed: 83) : nil

@@ -26,7 +26,7 @@ public func acmixConvPath(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: T
     FlopCounter.add("conv", b * h * w * hd * g3 * kk, weight: fcWeight)   // fc: 3·heads → k² maps per channel
     FlopCounter.add("conv", b * h * w * c * kk * k * k, weight: depWeight)   // dep_conv: k² maps, k×k taps per output
     let inputs = [qkv, fcWeight, depWeight] + (fcBias.map { [$0] } ?? [])
-    if !GradMode.isEnabled || !inputs.contains(where: { $0.requiresGrad }) {
+    if hd % 8 == 0 && (!GradMode.isEnabled || !inputs.contains(where: { $0.requiresGrad })) {
         return acmixConvPathChannelsLast(qkv, heads: heads, fcWeight: fcWeight, fcBias: fcBias, depWeight: depWeight)
     }
     let geo = PaddedPlanes(h: h, w: w, pad: k / 2)
@@ -133,72 +133,68 @@ public func acmixConvPath(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: T
     }
 }
 
-/// `acmixConvPath` with nothing to differentiate, channels-last throughout: no layout changes (which cost the
-/// planar form as much as the convolution at inference). The fc maps go to zero-bordered (B, H+2p, W+2p, k², hd)
-/// pixels; the grouped conv then reads hd-channel vectors, four pixels and three heads sharing each load.
+/// `acmixConvPath` with nothing to differentiate, from channels-last q/k/v to channels-last output with no layout
+/// changes (which cost the planar form as much as its convolution at inference); hd a multiple of 8. The fc maps go
+/// to zero-bordered planes of eight-channel vectors, (B, hd/8, H+2p, W+2p, k², 8): for one group of eight channels,
+/// a tile's neighbourhood and its weights then fit in L1. The grouped conv runs in tiles of three pixels × three
+/// heads × those eight channels.
 func acmixConvPathChannelsLast(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBias: Tensor?, depWeight: Tensor) -> Tensor {
     let (b, h, w, c3) = (qkv.shape[0], qkv.shape[1], qkv.shape[2], qkv.shape[3])
-    let c = c3 / 3, hd = c / heads, g3 = 3 * heads
+    let c = c3 / 3, hd = c / heads, g3 = 3 * heads, dv = hd / 8
     let kk = fcWeight.shape[0], k = depWeight.shape[3], pad = k / 2
-    let hp = h + 2 * pad, wp = w + 2 * pad, pix = kk * hd   // floats per bordered pixel
-    let f = Tensor(uninitialized: [b, hp, wp, kk, hd])
+    let hp = h + 2 * pad, wp = w + 2 * pad, pix = kk * 8   // floats per bordered pixel of one channel group
+    let f = Tensor(uninitialized: [b, dv, hp, wp, kk, 8])
     let x = qkv.data, fd = f.data, fw = fcWeight.data, fb = fcBias?.data
-    parallelFor(b * hp, cost: wp * pix * g3) { r in
-        let y = r % hp, row = fd + r * wp * pix
-        if y < pad || y >= h + pad { row.update(repeating: 0, count: wp * pix); return }
-        row.update(repeating: 0, count: pad * pix)
-        (row + (w + pad) * pix).update(repeating: 0, count: pad * pix)
-        let src = x + ((r / hp * h + y - pad) * w) * c3
+    let group = hp * wp * pix   // one channel group's bordered planes
+    parallelFor(b * hp, cost: wp * kk * g3 * hd) { r in
+        let bi = r / hp, y = r % hp
+        for v in 0..<dv {
+            let row = fd + (bi * dv + v) * group + y * wp * pix
+            if y < pad || y >= h + pad { row.update(repeating: 0, count: wp * pix); continue }
+            row.update(repeating: 0, count: pad * pix)
+            (row + (w + pad) * pix).update(repeating: 0, count: pad * pix)
+        }
+        if y < pad || y >= h + pad { return }
+        let src = x + ((bi * h + y - pad) * w) * c3, dst = fd + bi * dv * group + (y * wp + pad) * pix
         for xi in 0..<w {
-            fcPixel(src + xi * c3, groups: g3, hd: hd, weight: fw, bias: fb, maps: kk, into: row + (xi + pad) * pix)
+            fcPixel(src + xi * c3, groups: g3, hd: hd, weight: fw, bias: fb, maps: kk, into: dst + xi * pix, groupStride: group)
         }
     }
-    // wt[m, j, t, d] = depWeight[d·heads + m, j, t]: the weights of one head's hd outputs side by side.
-    let wt = Tensor(uninitialized: [heads, kk, kk, hd])
+    // wt[m, v, j, t, l] = depWeight[(8v + l)·heads + m, j, t]: one head's weights for one channel group side by side.
+    let wt = Tensor(uninitialized: [heads, dv, kk, kk, 8])
     let wd = depWeight.data, wtd = wt.data
     for o in 0..<c {
-        let dd = o / heads, m = o % heads
-        for jt in 0..<(kk * kk) { wtd[(m * kk * kk + jt) * hd + dd] = wd[o * kk * kk + jt] }
+        let d = o / heads, m = o % heads
+        for jt in 0..<(kk * kk) { wtd[((m * dv + d / 8) * kk * kk + jt) * 8 + d % 8] = wd[o * kk * kk + jt] }
     }
     var taps = [Int](repeating: 0, count: kk)
     for t in 0..<kk { taps[t] = ((t / k) * wp + t % k) * pix }
     let out = Tensor(uninitialized: [b, h, w, c])
     let od = out.data
-    // Tiles of three pixels × three heads; the last tile of a row (and the last three heads) overlap the one
-    // before rather than leave a remainder: they recompute a few outputs with the same result.
-    let chunks = (heads + 2) / 3
+    let chunks = (heads + 2) / 3, headWeights = dv * kk * kk * 8
     taps.withUnsafeBufferPointer { tp in
         let taps = tp.baseAddress!
-        parallelFor(b * h * chunks, cost: w * 3 * hd * kk * kk) { i in
-            let row = i / chunks, bi = row / h, y = row % h
-            let src = fd + (bi * hp + y) * wp * pix, dst = od + row * w * c
+        parallelFor(b * h * dv * chunks, cost: w * 3 * 8 * kk * kk) { i in
+            let row = i / (dv * chunks), v = i / chunks % dv, chunk = i % chunks
+            let bi = row / h, y = row % h
+            let src = fd + (bi * dv + v) * group + y * wp * pix, dst = od + row * w * c + 8 * v * heads
+            let weights = wtd + v * kk * kk * 8
             guard heads >= 3 && w >= 3 else {
                 for xi in 0..<w {
                     for m in 0..<heads {
-                        depPixel(src + xi * pix, pix: pix, weights: wtd + m * kk * kk * hd, hd: hd, maps: kk,
-                                 taps: taps, d: 0, out: dst + xi * c + m, heads: heads)
+                        depPixel(src + xi * pix, weights: weights + m * headWeights, maps: kk, taps: taps, out: dst + xi * c + m, heads: heads)
                     }
                 }
                 return
             }
-            let m0 = min((i % chunks) * 3, heads - 3)
+            // The last tile of a row (and the last three heads) overlap the one before rather than leave a remainder:
+            // they recompute a few outputs with the same result.
+            let m0 = min(chunk * 3, heads - 3)
             var x0 = 0
             while x0 < w {
                 let xi = min(x0, w - 3)
-                var d = 0
-                while d + 8 <= hd {
-                    depTile3x3(src + xi * pix + d, pix: pix, weights: wtd + m0 * kk * kk * hd + d, hd: hd, maps: kk,
-                               taps: taps, out: dst + xi * c + d * heads + m0, c: c, heads: heads)
-                    d += 8
-                }
-                if d < hd {
-                    for xj in xi..<(xi + 3) {
-                        for m in m0..<(m0 + 3) {
-                            depPixel(src + xj * pix, pix: pix, weights: wtd + m * kk * kk * hd, hd: hd, maps: kk,
-                                     taps: taps, d: d, out: dst + xj * c + m, heads: heads)
-                        }
-                    }
-                }
+                depTile3x3(src + xi * pix, pix: pix, weights: weights + m0 * headWeights, headStride: headWeights, maps: kk,
+                           taps: taps, out: dst + xi * c + m0, c: c, heads: heads)
                 x0 += 3
             }
         }
@@ -207,14 +203,14 @@ func acmixConvPathChannelsLast(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBi
     return out
 }
 
-/// One pixel's fc: dst[j, d] = bias[j] + Σ_g weight[j, g] · src[g, d] for the k² maps j, src holding 3·heads groups
-/// of hd channels.
+/// One pixel's fc: dst[v][j, l] = bias[j] + Σ_g weight[j, g] · src[g, 8v + l] for the k² maps j, src holding 3·heads
+/// groups of hd channels; channel group v's maps at dst + v·groupStride.
 @inline(__always)
 private func fcPixel(_ src: UnsafePointer<Float>, groups g3: Int, hd: Int, weight: UnsafePointer<Float>,
-                     bias: UnsafePointer<Float>?, maps: Int, into dst: UnsafeMutablePointer<Float>) {
+                     bias: UnsafePointer<Float>?, maps: Int, into dst: UnsafeMutablePointer<Float>, groupStride: Int) {
     typealias V = SIMD8<Float>
     for j in 0..<maps {
-        let wj = weight + j * g3, bj = bias?[j] ?? 0, dj = dst + j * hd
+        let wj = weight + j * g3, bj = bias?[j] ?? 0, dj = dst + j * 8
         var d = 0
         while d + 32 <= hd {
             var a0 = V(repeating: bj), a1 = a0, a2 = a0, a3 = a0
@@ -223,37 +219,31 @@ private func fcPixel(_ src: UnsafePointer<Float>, groups g3: Int, hd: Int, weigh
                 a0 = a0.addingProduct(wv, load8(s)); a1 = a1.addingProduct(wv, load8(s + 8))
                 a2 = a2.addingProduct(wv, load8(s + 16)); a3 = a3.addingProduct(wv, load8(s + 24))
             }
-            store8(a0, dj + d); store8(a1, dj + d + 8); store8(a2, dj + d + 16); store8(a3, dj + d + 24)
+            let o = dj + d / 8 * groupStride
+            store8(a0, o); store8(a1, o + groupStride); store8(a2, o + 2 * groupStride); store8(a3, o + 3 * groupStride)
             d += 32
         }
-        while d + 8 <= hd {
+        while d < hd {
             var a = V(repeating: bj)
             for g in 0..<g3 { a = a.addingProduct(V(repeating: wj[g]), load8(src + g * hd + d)) }
-            store8(a, dj + d)
+            store8(a, dj + d / 8 * groupStride)
             d += 8
-        }
-        while d < hd {
-            var a = bj
-            for g in 0..<g3 { a = a.addingProduct(wj[g], src[g * hd + d]) }
-            dj[d] = a
-            d += 1
         }
     }
 }
 
-/// Three neighbouring pixels × three heads × eight of the hd channels of the grouped conv:
-/// out[p, (d+l)·heads + m] = Σ_j Σ_t weights[m, j, t, d+l] · src[p + taps[t], j, d+l]. `src` points at the first
-/// pixel's top-left tap, channel d; `weights` at head m0's, channel d. Nine accumulators, three weights and a
-/// source vector fit AVX2's sixteen registers (twelve accumulators spilled).
+/// Three neighbouring pixels × three heads × one group of eight channels of the grouped conv:
+/// out[p, (8v+l)·heads + m] = Σ_j Σ_t weights[m, j, t, l] · src[p + taps[t], j, l]. `src` points at the first pixel's
+/// top-left tap; `weights` at head m0's. Nine accumulators, three weights and a source vector fit AVX2's sixteen
+/// registers (twelve accumulators spilled).
 @inline(__always)
-private func depTile3x3(_ src: UnsafePointer<Float>, pix: Int, weights: UnsafePointer<Float>, hd: Int, maps: Int,
+private func depTile3x3(_ src: UnsafePointer<Float>, pix: Int, weights: UnsafePointer<Float>, headStride hs: Int, maps: Int,
                         taps: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>, c: Int, heads: Int) {
     typealias V = SIMD8<Float>
     var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V(), a20 = V(), a21 = V(), a22 = V()
-    let hs = maps * maps * hd   // one head's weights
     for j in 0..<maps {
         for t in 0..<maps {
-            let s = src + taps[t] + j * hd, wv = weights + (j * maps + t) * hd
+            let s = src + taps[t] + j * 8, wv = weights + (j * maps + t) * 8
             let w0 = load8(wv), w1 = load8(wv + hs), w2 = load8(wv + 2 * hs)
             var f = load8(s)
             a00 = a00.addingProduct(w0, f); a01 = a01.addingProduct(w1, f); a02 = a02.addingProduct(w2, f)
@@ -263,35 +253,23 @@ private func depTile3x3(_ src: UnsafePointer<Float>, pix: Int, weights: UnsafePo
             a20 = a20.addingProduct(w0, f); a21 = a21.addingProduct(w1, f); a22 = a22.addingProduct(w2, f)
         }
     }
-    // Output channel (d+l)·heads + m: lanes go out `heads` apart.
+    // Output channel (8v+l)·heads + m: lanes go out `heads` apart.
     @inline(__always) func put(_ a: V, _ o: UnsafeMutablePointer<Float>) { for l in 0..<8 { o[l * heads] = a[l] } }
     put(a00, out); put(a01, out + 1); put(a02, out + 2)
     put(a10, out + c); put(a11, out + c + 1); put(a12, out + c + 2)
     put(a20, out + 2 * c); put(a21, out + 2 * c + 1); put(a22, out + 2 * c + 2)
 }
 
-/// The grouped conv for one pixel and one head, channels d..<hd: eight at a time, then one at a time (maps with
-/// fewer than three heads or columns, and the channels `depTile3x3` leaves).
+/// The grouped conv for one pixel, one head and one group of eight channels (maps with fewer than three heads or
+/// columns).
 @inline(__always)
-private func depPixel(_ src: UnsafePointer<Float>, pix: Int, weights: UnsafePointer<Float>, hd: Int, maps: Int,
-                       taps: UnsafePointer<Int>, d start: Int, out: UnsafeMutablePointer<Float>, heads: Int) {
-    var d = start
-    while d + 8 <= hd {
-        var a = SIMD8<Float>()
-        for j in 0..<maps {
-            for t in 0..<maps { a = a.addingProduct(load8(weights + (j * maps + t) * hd + d), load8(src + taps[t] + j * hd + d)) }
-        }
-        for l in 0..<8 { out[(d + l) * heads] = a[l] }
-        d += 8
+private func depPixel(_ src: UnsafePointer<Float>, weights: UnsafePointer<Float>, maps: Int, taps: UnsafePointer<Int>,
+                      out: UnsafeMutablePointer<Float>, heads: Int) {
+    var a = SIMD8<Float>()
+    for j in 0..<maps {
+        for t in 0..<maps { a = a.addingProduct(load8(weights + (j * maps + t) * 8), load8(src + taps[t] + j * 8)) }
     }
-    while d < hd {
-        var a: Float = 0
-        for j in 0..<maps {
-            for t in 0..<maps { a = a.addingProduct(weights[(j * maps + t) * hd + d], src[taps[t] + j * hd + d]) }
-        }
-        out[d * heads] = a
-        d += 1
-    }
+    for l in 0..<8 { out[l * heads] = a[l] }
 }
 
 /// out[q] = Σ_j Σ_t weights[j·taps + t] · src[j·srcStride + offsets[t] + q] for q < span: one output plane of
