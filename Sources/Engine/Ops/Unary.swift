@@ -1,3 +1,4 @@
+import CDNNL
 import Foundation
 
 /// Pointwise math and activations with their derivatives.
@@ -50,7 +51,16 @@ extension Tensor {
 
     /// GELU in its exact form, x·Φ(x) with Φ the standard normal CDF (PyTorch's default, not the tanh approximation).
     public func gelu() -> Tensor {
-        map(self, GELUFn()).record("gelu", [self]) { g in [zipMap(g, self, GELUGradFn())] }
+        let y = Tensor(uninitialized: shape)
+        if !OneDNNGELU.run(data, y.data, count: count) {
+            let f = GELUFn(), x = data, yd = y.data
+            parallelChunks(count, cost: 4) { s, e in
+                var i = s
+                while i + 16 <= e { store16(f(load16(x + i)), yd + i); i += 16 }
+                while i < e { yd[i] = f(x[i]); i += 1 }
+            }
+        }
+        return y.record("gelu", [self]) { g in [zipMap(g, self, GELUGradFn())] }
     }
 
     /// Clamp to [lo, hi]; the gradient passes where the input was inside the range.
@@ -81,4 +91,49 @@ struct GELUFn: VectorUnaryFn {
 struct GELUGradFn: VectorBinaryFn {
     @inline(__always) func callAsFunction(_ g: Float, _ x: Float) -> Float { g * geluDerivative(SIMD8(repeating: x))[0] }
     @inline(__always) func callAsFunction(_ g: SIMD8<Float>, _ x: SIMD8<Float>) -> SIMD8<Float> { g * geluDerivative(x) }
+}
+
+/// GELU's forward on oneDNN's eltwise kernel: JIT code for the CPU's widest vectors, within 2e-7 of the exact x·Φ(x)
+/// (ours, eight lanes wide, within 5e-7). On Zen 4 it took 0.71 ms for Swin-T's first MLP activation (1.2 M values)
+/// single-threaded, ours 1.7 ms. One single-threaded call per thread on its own range, as `sgemm` does.
+enum OneDNNGELU {
+    private static let cache = PlanCache<Int, DNNLPrimitive>()
+
+    /// y = GELU(x) for `n` values; false where oneDNN has no CPU engine or no JIT kernel, or a call fails (the caller
+    /// computes it then).
+    static func run(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) -> Bool {
+        guard let engine = OneDNN.engine, n > 0 else { return false }
+        let chunks = n >= 32_768 && !Threads.serialHere ? Threads.count : 1
+        return Threads.all(chunks) { c in
+            let s = n * c / chunks, e = n * (c + 1) / chunks
+            guard e > s else { return true }
+            guard let md = OneDNN.plain([e - s], strides: [1]), let p = primitive(e - s, md) else { return false }
+            OneDNN.singleThreaded()
+            let exec = DNNLExecution(engine: engine)
+            return OneDNN.withStream { stream -> Bool in
+                guard let mx = exec.memory(md, UnsafeMutableRawPointer(x + s)), let my = exec.memory(md, UnsafeMutableRawPointer(y + s)) else { return false }
+                let args = [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SRC), memory: mx), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_DST), memory: my)]
+                return args.withUnsafeBufferPointer { dnnl_primitive_execute(p.handle, stream, 2, $0.baseAddress) == dnnl_success }
+                    && dnnl_stream_wait(stream) == dnnl_success
+            } ?? false
+        }
+    }
+
+    /// The cached primitive for `n` values (descriptor `md`).
+    private static func primitive(_ n: Int, _ md: dnnl_memory_desc_t) -> DNNLPrimitive? {
+        cache.get(n) {
+            guard let engine = OneDNN.engine else { return nil }
+            OneDNN.singleThreaded()
+            var d = md, desc = dnnl_eltwise_desc_t()
+            guard dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_inference, dnnl_eltwise_gelu_erf, &d, 0, 0) == dnnl_success else { return nil }
+            var pd: dnnl_primitive_desc_t?
+            guard dnnl_primitive_desc_create(&pd, &desc, nil, engine, nil) == dnnl_success, let pd else { return nil }
+            defer { dnnl_primitive_desc_destroy(pd) }
+            // A reference kernel (no JIT for this CPU) is slower than ours.
+            var info: UnsafePointer<CChar>?
+            _ = withUnsafeMutablePointer(to: &info) { dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, $0) }
+            guard let info, !String(cString: info).hasPrefix("ref") else { return nil }
+            return DNNLPrimitive.make(pd)
+        }
+    }
 }
