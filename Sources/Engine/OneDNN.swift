@@ -147,12 +147,14 @@ final class DNNLPrimitive: @unchecked Sendable {
     }
 }
 
-/// A weight in the layouts and types kernels reorder it into (bf16 or int8 blocked, with s8 compensation), kept across
-/// calls: the reorder cost about a third of a bf16 ResNet-50's convolution time when it ran on every call. Only for
-/// weights that cannot change while it lives: int8's quantized weights (`QuantizedConv`) and the float weights of a
-/// model frozen for inference (`FrozenWeights`). One entry per plan and weight slice.
+/// A weight in the layouts and types kernels reorder it into (blocked float32, bf16 or int8, Winograd-transformed, with
+/// s8 compensation), kept across calls: the reorder cost about a third of a bf16 ResNet-50's convolution time when it
+/// ran on every call. Only for weights that cannot change while it lives: int8's quantized weights (`QuantizedConv`)
+/// and the float weights of a model frozen for inference (`FrozenWeights`). One entry per packed layout (oneDNN's
+/// descriptor, which fixes the content) and weight slice, so plans for other input sizes share it: keyed by plan,
+/// every new image size of a detector kept another copy of all its weights.
 public final class PackedWeights: @unchecked Sendable {
-    private struct Key: Hashable { let plan: ObjectIdentifier, slice: Int }
+    private struct Key: Hashable { let layout: [UInt8], slice: Int }
     private let lock = NSLock()
     private var buffers: [Key: (UnsafeMutableRawPointer, Int)] = [:]
 
@@ -160,9 +162,10 @@ public final class PackedWeights: @unchecked Sendable {
 
     deinit { for (b, bytes) in buffers.values { BlockAllocator.free(b, bytes: bytes) } }
 
-    /// The packed buffer of `plan` for the weight slice at `slice`, filled by `fill` on first use (nil when it fails).
-    func buffer(plan: AnyObject, slice: UnsafeMutableRawPointer, bytes: Int, fill: (UnsafeMutableRawPointer) -> Bool) -> UnsafeMutableRawPointer? {
-        let key = Key(plan: ObjectIdentifier(plan), slice: Int(bitPattern: slice))
+    /// The packed buffer of layout `layout` for the weight slice at `slice`, filled by `fill` on first use (nil when it
+    /// fails).
+    func buffer(layout: dnnl_memory_desc_t, slice: UnsafeMutableRawPointer, bytes: Int, fill: (UnsafeMutableRawPointer) -> Bool) -> UnsafeMutableRawPointer? {
+        let key = Key(layout: withUnsafeBytes(of: layout) { Array($0) }, slice: Int(bitPattern: slice))
         lock.lock()
         defer { lock.unlock() }
         if let (b, _) = buffers[key] { return b }
@@ -173,8 +176,8 @@ public final class PackedWeights: @unchecked Sendable {
     }
 }
 
-/// The float weights of a model frozen for inference: their packed bf16 forms are kept (`PackedWeights`). The tools
-/// install a model's weights when they run it at `--precision bf16` and change none of them afterwards; the registry
+/// The float weights of a model frozen for inference: their packed forms are kept (`PackedWeights`). The tools
+/// install a model's weights when they run it at `--precision fp32` or `bf16` and change none of them afterwards; the registry
 /// holds the tensors, so no other tensor can take their addresses while they are registered. Optimizer steps and
 /// state-dict loads forget them; only passes without gradients read them.
 public enum FrozenWeights {

@@ -166,6 +166,33 @@ final class BF16Tests: XCTestCase {
         XCTAssertNotEqual(moved, loose)
     }
 
+    /// A frozen model's linear layers in float32 run on oneDNN's matmul with the weight packed once: the products of
+    /// `sgemm` within rounding, for the classes it splits (by rows, evenly, over the threads), runs whole, and a batch
+    /// of one row.
+    func testFrozenFloat32LinearsReadPackedWeightsAndMatchSgemm() throws {
+        try MixedPrecision.select(.fp32)
+        defer { FrozenWeights.clear() }
+        for (rows, inF, outF) in [(49, 768, 3072), (3136, 96, 384), (1, 768, 1000), (5, 40, 24)] {
+            let x = Tensor((0..<(rows * inF)).map { Float(sin(Double($0) * 0.37)) }, shape: [rows, inF])
+            let w = Tensor((0..<(outF * inF)).map { Float(cos(Double($0) * 0.11)) * 0.1 }, shape: [outF, inF])
+            let b = Tensor((0..<outF).map { Float($0 % 7) * 0.1 }, shape: [outF])
+            let loose = withNoGrad { linear(x, w, b) }.array
+            let owner = NSObject()
+            FrozenWeights.install([w], owner: owner)
+            let before = GEMMPolicy.frozenWeightCalls
+            for pass in 0..<2 {
+                let frozen = withNoGrad { linear(x, w, b) }.array
+                var worst: Float = 0
+                for i in 0..<loose.count { worst = max(worst, abs(frozen[i] - loose[i]) / (abs(loose[i]) + 1)) }
+                XCTAssertLessThan(worst, 1e-5, "\(rows)×\(inF)→\(outF), pass \(pass)")
+            }
+            if CPUInfo.current.level >= .avx512 {   // oneDNN 2.6 has its JIT float32 matmul for AVX-512
+                XCTAssertGreaterThan(GEMMPolicy.frozenWeightCalls, before, "\(rows)×\(inF)→\(outF) did not read the packed weight")
+            }
+            FrozenWeights.clear()
+        }
+    }
+
     /// The native kernels' check against the emulated numbers runs (without crashing) wherever the CPU has bf16, and
     /// its verdict is printed; a failed check turns native bf16 off, so every other test here then checks the
     /// emulated path (see `MixedPrecision.nativeVerified`).

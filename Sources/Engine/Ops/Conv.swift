@@ -212,11 +212,13 @@ func convForward32(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: U
         return
     }
     let impl = ConvPolicy.implementation(for: g, .forward)
+    // A frozen model's weights keep their blocked (and Winograd-transformed) forms across calls.
+    let packed = inference && impl == .oneDNNBlocked ? FrozenWeights.packed(w) : nil
     if inference && impl == .oneDNNBlocked && ConvPolicy.winograd(g) {
         // Its kernel takes an eltwise post-op (the ReLU) but no per-channel affine: that one runs as a pass after.
         let alone = epilogue.scale == nil && epilogue.shift == nil && epilogue.residual == nil
         if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: alone ? epilogue : ConvEpilogue(),
-                      then: alone ? ConvEpilogue() : epilogue, winograd: true) {
+                      then: alone ? ConvEpilogue() : epilogue, winograd: true, packed: packed) {
             ConvPolicy.winogradRuns.add(1, ordering: .relaxed)
             return
         }
@@ -226,10 +228,10 @@ func convForward32(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w: U
         // Its JIT kernels apply the per-channel affine and the ReLU in registers, as post-ops. They take a sum
         // post-op (the residual) only first, before the affine: the residual and what follows it then take one pass.
         if epilogue.residual == nil {
-            if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue) { return }
+            if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias, epilogue: epilogue, packed: packed) { return }
         } else if oneDNNConv(.forward, g, blocked: true, x: x, w: w, y: y, bias: bias,
                              epilogue: ConvEpilogue(scale: epilogue.scale, shift: epilogue.shift),
-                             then: ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu)) {
+                             then: ConvEpilogue(residual: epilogue.residual, relu: epilogue.relu), packed: packed) {
             return
         }
     case .oneDNNPlain:

@@ -31,6 +31,7 @@ func swinCase(_ name: String, arch: String, dense: (Int, Int)? = nil) -> BenchCa
         EngineRandom.seed(0)
         let mode: SwinMode = dense == nil ? .classification(imageSize: 224) : .dense
         let model = try SwinTransformer.make(arch: arch, mode: mode).eval()
+        benchModel = model
         let (h, w) = dense ?? (224, 224)
         let x = Tensor((0..<(3 * h * w)).map { Float($0 % 255) / 255 - 0.5 }, shape: [1, 3, h, w])
         let body: () -> Void = dense == nil

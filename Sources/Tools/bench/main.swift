@@ -49,7 +49,7 @@ struct Bench: ParsableCommand {
         for c in allCases where caseName == nil || c.name == caseName {
             benchModel = nil
             let (body, extra) = try c.setUp()
-            if precision == .bf16, let model = benchModel { FrozenWeights.install(module: model) }
+            if precision != .int8, let model = benchModel { FrozenWeights.install(module: model) }
             if precision == .int8 {
                 guard let model = benchModel else { throw KitError.usage("--precision int8: case \(c.name) runs no whole model to calibrate") }
                 let (m, report) = try withNoGrad { try Int8Calibration.calibrate(model: model, count: 1, forward: { _ in try body() }) }
