@@ -68,6 +68,39 @@ enum OneDNN {
         return ok ? md : nil
     }
 
+    /// The descriptor of a matmul dst = alpha·src·weights + beta·dst (alpha an output scale, beta a sum post-op), with
+    /// a user scratchpad; nil on failure. The caller destroys it.
+    static func matmul(src: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, alpha: Float, beta: Float) -> dnnl_primitive_desc_t? {
+        guard let engine else { return nil }
+        var s = src, w = weights, d = dst
+        var desc = dnnl_matmul_desc_t()
+        guard dnnl_matmul_desc_init(&desc, &s, &w, nil, &d) == dnnl_success else { return nil }
+        var attr: dnnl_primitive_attr_t?
+        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        defer { dnnl_primitive_attr_destroy(attr) }
+        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
+        if alpha != 1 {
+            var a = alpha
+            guard dnnl_primitive_attr_set_output_scales(attr, 1, 0, &a) == dnnl_success else { return nil }
+        }
+        if beta != 0 {
+            var ops: dnnl_post_ops_t?
+            guard dnnl_post_ops_create(&ops) == dnnl_success, let ops else { return nil }
+            defer { dnnl_post_ops_destroy(ops) }
+            guard dnnl_post_ops_append_sum(ops, beta) == dnnl_success, dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success else { return nil }
+        }
+        var pd: dnnl_primitive_desc_t?
+        guard dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil) == dnnl_success else { return nil }
+        return pd
+    }
+
+    /// The implementation oneDNN picked for `pd` ("brg:avx512_core", "ref:any", ...).
+    static func implementation(_ pd: dnnl_primitive_desc_t) -> String {
+        var info: UnsafePointer<CChar>?
+        _ = withUnsafeMutablePointer(to: &info) { dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, $0) }
+        return info.map { String(cString: $0) } ?? "ref"
+    }
+
     /// Dims as oneDNN's fixed-size array (DNNL_MAX_NDIMS entries).
     static func padded(_ v: [Int]) -> [dnnl_dim_t] { v.map { dnnl_dim_t($0) } + Array(repeating: 0, count: max(0, 12 - v.count)) }
 

@@ -251,34 +251,13 @@ final class BF16MatmulPlan: @unchecked Sendable {
     }
 
     static func make(_ key: Key) -> BF16MatmulPlan? {
-        guard let engine = OneDNN.engine else { return nil }
         OneDNN.singleThreaded()
-        guard var s = OneDNN.plain([key.m, key.k], strides: [key.k, 1], type: dnnl_bf16),
-              var w = OneDNN.plain([key.k, key.n], strides: key.transB ? [1, key.k] : [key.n, 1], type: dnnl_bf16),
-              var d = OneDNN.plain([key.m, key.n], strides: [key.ldc, 1]) else { return nil }
-        var desc = dnnl_matmul_desc_t()
-        guard dnnl_matmul_desc_init(&desc, &s, &w, nil, &d) == dnnl_success else { return nil }
-        var attr: dnnl_primitive_attr_t?
-        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
-        defer { dnnl_primitive_attr_destroy(attr) }
-        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
-        if key.alpha != 1 {
-            var alpha = key.alpha
-            guard dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha) == dnnl_success else { return nil }
-        }
-        if key.beta != 0 {
-            var ops: dnnl_post_ops_t?
-            guard dnnl_post_ops_create(&ops) == dnnl_success, let ops else { return nil }
-            defer { dnnl_post_ops_destroy(ops) }
-            guard dnnl_post_ops_append_sum(ops, key.beta) == dnnl_success,
-                  dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success else { return nil }
-        }
-        var pd: dnnl_primitive_desc_t?
-        guard dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil) == dnnl_success, let pd else { return nil }
+        guard let s = OneDNN.plain([key.m, key.k], strides: [key.k, 1], type: dnnl_bf16),
+              let w = OneDNN.plain([key.k, key.n], strides: key.transB ? [1, key.k] : [key.n, 1], type: dnnl_bf16),
+              let d = OneDNN.plain([key.m, key.n], strides: [key.ldc, 1]),
+              let pd = OneDNN.matmul(src: s, weights: w, dst: d, alpha: key.alpha, beta: key.beta) else { return nil }
         defer { dnnl_primitive_desc_destroy(pd) }
-        var info: UnsafePointer<CChar>?
-        _ = withUnsafeMutablePointer(to: &info) { dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, $0) }
-        if (info.map { String(cString: $0) } ?? "ref").hasPrefix("ref") { return nil }
+        if OneDNN.implementation(pd).hasPrefix("ref") { return nil }
         var scratch = 0
         if var sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)?.pointee { scratch = dnnl_memory_desc_get_size(&sp) }
         guard let p = DNNLPrimitive.make(pd) else { return nil }

@@ -171,12 +171,11 @@ func acmixConvPathChannelsLast(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBi
     for t in 0..<kk { taps[t] = ((t / k) * wp + t % k) * pix }
     let out = Tensor(uninitialized: [b, h, w, c])
     let od = out.data
-    let chunks = (heads + 2) / 3, headWeights = dv * kk * kk * 8
+    let headWeights = dv * kk * kk * 8
     taps.withUnsafeBufferPointer { tp in
         let taps = tp.baseAddress!
-        parallelFor(b * h * dv * chunks, cost: w * 3 * 8 * kk * kk) { i in
-            let row = i / (dv * chunks), v = i / chunks % dv, chunk = i % chunks
-            let bi = row / h, y = row % h
+        parallelFor(b * h * dv, cost: w * c * kk * kk) { i in
+            let row = i / dv, v = i % dv, bi = row / h, y = row % h
             let src = fd + (bi * dv + v) * group + y * wp * pix, dst = od + row * w * c + 8 * v * heads
             let weights = wtd + v * kk * kk * 8
             guard heads >= 3 && w >= 3 else {
@@ -187,15 +186,19 @@ func acmixConvPathChannelsLast(_ qkv: Tensor, heads: Int, fcWeight: Tensor, fcBi
                 }
                 return
             }
-            // The last tile of a row (and the last three heads) overlap the one before rather than leave a remainder:
-            // they recompute a few outputs with the same result.
-            let m0 = min(chunk * 3, heads - 3)
-            var x0 = 0
-            while x0 < w {
-                let xi = min(x0, w - 3)
-                depTile3x3(src + xi * pix, pix: pix, weights: weights + m0 * headWeights, headStride: headWeights, maps: kk,
-                           taps: taps, out: dst + xi * c + m0, c: c, heads: heads)
-                x0 += 3
+            // The last three heads (and the last tile of a row) overlap the ones before rather than leave a remainder:
+            // this task recomputes a few of its own outputs with the same result.
+            var h0 = 0
+            while h0 < heads {
+                let m0 = min(h0, heads - 3)
+                var x0 = 0
+                while x0 < w {
+                    let xi = min(x0, w - 3)
+                    depTile3x3(src + xi * pix, pix: pix, weights: weights + m0 * headWeights, headStride: headWeights, maps: kk,
+                               taps: taps, out: dst + xi * c + m0, c: c, heads: heads)
+                    x0 += 3
+                }
+                h0 += 3
             }
         }
     }
@@ -235,7 +238,7 @@ private func fcPixel(_ src: UnsafePointer<Float>, groups g3: Int, hd: Int, weigh
 /// Three neighbouring pixels × three heads × one group of eight channels of the grouped conv:
 /// out[p, (8v+l)·heads + m] = Σ_j Σ_t weights[m, j, t, l] · src[p + taps[t], j, l]. `src` points at the first pixel's
 /// top-left tap; `weights` at head m0's. Nine accumulators, three weights and a source vector fit AVX2's sixteen
-/// registers (twelve accumulators spilled).
+/// registers (a tile of four pixels spilled its twelve).
 @inline(__always)
 private func depTile3x3(_ src: UnsafePointer<Float>, pix: Int, weights: UnsafePointer<Float>, headStride hs: Int, maps: Int,
                         taps: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>, c: Int, heads: Int) {

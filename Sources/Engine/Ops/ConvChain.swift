@@ -545,10 +545,8 @@ final class ChainPlan: @unchecked Sendable {
         var pd: dnnl_primitive_desc_t?
         guard dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil) == dnnl_success, let pd else { return nil }
         defer { dnnl_primitive_desc_destroy(pd) }
-        var info: UnsafePointer<CChar>?
-        _ = withUnsafeMutablePointer(to: &info) { dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, $0) }
         // Reference loops and the gemm fallback are far slower than the per-convolution path.
-        let impl = info.map { String(cString: $0) } ?? "ref"
+        let impl = OneDNN.implementation(pd)
         if impl.hasPrefix("ref") || impl.contains("gemm") { return nil }
         ChainPlan.implementations.insert(impl)
         guard var inner = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)?.pointee,

@@ -303,9 +303,7 @@ final class ConvPlan: @unchecked Sendable {
                   let bwdPD else { return nil }
             pd = bwdPD
         }
-        var info: UnsafePointer<CChar>?
-        _ = withUnsafeMutablePointer(to: &info) { dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, $0) }
-        let impl = info.map { String(cString: $0) } ?? "?"
+        let impl = OneDNN.implementation(pd)
         // oneDNN's reference kernels are plain loops, far slower than the engine's: not worth a primitive.
         if impl.hasPrefix("ref") { return nil }
 

@@ -130,9 +130,7 @@ enum OneDNNGELU {
             guard dnnl_primitive_desc_create(&pd, &desc, nil, engine, nil) == dnnl_success, let pd else { return nil }
             defer { dnnl_primitive_desc_destroy(pd) }
             // A reference kernel (no JIT for this CPU) is slower than ours.
-            var info: UnsafePointer<CChar>?
-            _ = withUnsafeMutablePointer(to: &info) { dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, $0) }
-            guard let info, !String(cString: info).hasPrefix("ref") else { return nil }
+            guard !OneDNN.implementation(pd).hasPrefix("ref") else { return nil }
             return DNNLPrimitive.make(pd)
         }
     }
