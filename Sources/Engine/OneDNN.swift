@@ -74,15 +74,8 @@ enum OneDNN {
         guard let engine else { return nil }
         var s = src, w = weights, d = dst
         var desc = dnnl_matmul_desc_t()
-        guard dnnl_matmul_desc_init(&desc, &s, &w, nil, &d) == dnnl_success else { return nil }
-        var attr: dnnl_primitive_attr_t?
-        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        guard dnnl_matmul_desc_init(&desc, &s, &w, nil, &d) == dnnl_success, let attr = attributes(outputScale: alpha) else { return nil }
         defer { dnnl_primitive_attr_destroy(attr) }
-        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
-        if alpha != 1 {
-            var a = alpha
-            guard dnnl_primitive_attr_set_output_scales(attr, 1, 0, &a) == dnnl_success else { return nil }
-        }
         if beta != 0 {
             var ops: dnnl_post_ops_t?
             guard dnnl_post_ops_create(&ops) == dnnl_success, let ops else { return nil }
@@ -92,6 +85,19 @@ enum OneDNN {
         var pd: dnnl_primitive_desc_t?
         guard dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil) == dnnl_success else { return nil }
         return pd
+    }
+
+    /// Primitive attributes with a user scratchpad and, unless it is 1, a common output scale; the caller destroys them.
+    static func attributes(outputScale: Float = 1) -> dnnl_primitive_attr_t? {
+        var attr: dnnl_primitive_attr_t?
+        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        var scale = outputScale
+        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success,
+              outputScale == 1 || dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale) == dnnl_success else {
+            dnnl_primitive_attr_destroy(attr)
+            return nil
+        }
+        return attr
     }
 
     /// The implementation oneDNN picked for `pd` ("brg:avx512_core", "ref:any", ...).
@@ -162,15 +168,9 @@ final class DNNLPrimitive: @unchecked Sendable {
     static func reorder(from src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, scale: Float = 1) -> DNNLPrimitive? {
         guard let engine = OneDNN.engine else { return nil }
         var s = src, d = dst
-        var attr: dnnl_primitive_attr_t?
-        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        // dst = src·scale (quantizing into u8 or dequantizing out of it), rounded to nearest even and saturated.
+        guard let attr = OneDNN.attributes(outputScale: scale) else { return nil }
         defer { dnnl_primitive_attr_destroy(attr) }
-        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
-        if scale != 1 {
-            // dst = src·scale (quantizing into u8 or dequantizing out of it), rounded to nearest even and saturated.
-            var value = scale
-            guard dnnl_primitive_attr_set_output_scales(attr, 1, 0, &value) == dnnl_success else { return nil }
-        }
         var pd: dnnl_primitive_desc_t?
         guard dnnl_reorder_primitive_desc_create(&pd, &s, engine, &d, engine, attr) == dnnl_success, let pd else { return nil }
         defer { dnnl_primitive_desc_destroy(pd) }
