@@ -177,7 +177,8 @@ extension QuantizableModel {
     }
 
     /// Runs `body` with `precision` selected for the engine and this model's int8 convolutions installed, restoring the
-    /// previous state after. int8 without a calibrated model is a usage error.
+    /// previous state after; at fp32 and bf16 the model's weights are frozen (packed once, `FrozenWeights`). int8
+    /// without a calibrated model is a usage error.
     public func withPrecision<T>(_ precision: Precision, _ body: () throws -> T) throws -> T {
         if precision == .int8 && int8 == nil {
             throw KitError.usage("precision int8: calibrate the model first (calibrateInt8 or loadInt8; the tools: --quantized, or calibration "
@@ -185,7 +186,7 @@ extension QuantizableModel {
         }
         let previous = (MixedPrecision.inference, Int8Inference.model)
         try MixedPrecision.select(precision)
-        if precision == .bf16 { FrozenWeights.install(module: quantizedModule) }
+        if precision != .int8 { FrozenWeights.install(module: quantizedModule) }
         Int8Inference.model = precision == .int8 ? int8 : nil
         defer { try? MixedPrecision.select(previous.0); Int8Inference.model = previous.1 }
         return try body()
