@@ -229,7 +229,7 @@ final class FrozenMatmulPlan: @unchecked Sendable {
                     && dnnl_stream_wait(stream) == dnnl_success
             }
             let user = UnsafeMutableRawPointer(mutating: b)
-            guard let kept = packed.buffer(layout: plan.weights, slice: user, bytes: plan.weightBytes, fill: { buffer in
+            guard let kept = packed.buffer(packer: FrozenMatmulPlan.self, layout: plan.weights, slice: user, bytes: plan.weightBytes, fill: { buffer in
                       guard let from = exec.memory(plan.userWeights, user), let to = exec.memory(plan.weights, buffer) else { return false }
                       return execute(plan.pack, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: from),
                                                  dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: to)], scratchpad: plan.pack.scratchpadBytes)

@@ -183,11 +183,11 @@ final class DNNLPrimitive: @unchecked Sendable {
 /// A weight in the layouts and types kernels reorder it into (blocked float32, bf16 or int8, Winograd-transformed, with
 /// s8 compensation), kept across calls: the reorder cost about a third of a bf16 ResNet-50's convolution time when it
 /// ran on every call. Only for weights that cannot change while it lives: int8's quantized weights (`QuantizedConv`)
-/// and the float weights of a model frozen for inference (`FrozenWeights`). One entry per packed layout (oneDNN's
-/// descriptor, which fixes the content) and weight slice, so plans for other input sizes share it: keyed by plan,
-/// every new image size of a detector kept another copy of all its weights.
+/// and the float weights of a model frozen for inference (`FrozenWeights`). One entry per kind of plan, packed layout
+/// (oneDNN's descriptor) and weight slice, so plans for other input sizes share it: keyed by plan, every new image
+/// size of a detector kept another copy of all its weights.
 public final class PackedWeights: @unchecked Sendable {
-    private struct Key: Hashable { let layout: [UInt8], slice: Int }
+    private struct Key: Hashable { let packer: ObjectIdentifier, layout: [UInt8], slice: Int }
     private let lock = NSLock()
     private var buffers: [Key: (UnsafeMutableRawPointer, Int)] = [:]
 
@@ -196,9 +196,11 @@ public final class PackedWeights: @unchecked Sendable {
     deinit { for (b, bytes) in buffers.values { BlockAllocator.free(b, bytes: bytes) } }
 
     /// The packed buffer of layout `layout` for the weight slice at `slice`, filled by `fill` on first use (nil when it
-    /// fails).
-    func buffer(layout: dnnl_memory_desc_t, slice: UnsafeMutableRawPointer, bytes: Int, fill: (UnsafeMutableRawPointer) -> Bool) -> UnsafeMutableRawPointer? {
-        let key = Key(layout: withUnsafeBytes(of: layout) { Array($0) }, slice: Int(bitPattern: slice))
+    /// fails). `packer` is the kind of plan that fills it: what it packs differs between kinds (a chained convolution
+    /// packs the weight with its BatchNorm folded in, a per-convolution one as it is), so they never share a buffer.
+    func buffer(packer: AnyObject.Type, layout: dnnl_memory_desc_t, slice: UnsafeMutableRawPointer, bytes: Int,
+                fill: (UnsafeMutableRawPointer) -> Bool) -> UnsafeMutableRawPointer? {
+        let key = Key(packer: ObjectIdentifier(packer), layout: withUnsafeBytes(of: layout) { Array($0) }, slice: Int(bitPattern: slice))
         lock.lock()
         defer { lock.unlock() }
         if let (b, _) = buffers[key] { return b }

@@ -280,7 +280,7 @@ final class BF16MatmulPlan: @unchecked Sendable {
         }
         let bb: UnsafeMutableRawPointer
         if let packed,
-           let kept = packed.buffer(layout: plan.weights, slice: UnsafeMutableRawPointer(mutating: b), bytes: k * n * 2, fill: convert) {
+           let kept = packed.buffer(packer: BF16MatmulPlan.self, layout: plan.weights, slice: UnsafeMutableRawPointer(mutating: b), bytes: k * n * 2, fill: convert) {
             bb = kept
         } else {
             bb = exec.buffer(k * n * 2)

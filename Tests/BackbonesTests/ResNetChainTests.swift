@@ -17,8 +17,16 @@ final class ResNetChainTests: XCTestCase {
 
     private func values(_ n: Int, _ f: Double, _ scale: Float = 1) -> [Float] { (0..<n).map { Float(sin(Double($0) * f + 0.3)) * scale } }
 
+    /// ‖u − v‖ / ‖v‖.
+    private func relativeError(_ u: Tensor, _ v: Tensor) -> Float {
+        let num = (0..<u.count).reduce(Float(0)) { $0 + (u.data[$1] - v.data[$1]) * (u.data[$1] - v.data[$1]) }
+        let den = (0..<v.count).reduce(Float(0)) { $0 + v.data[$1] * v.data[$1] }
+        return (num / max(den, 1e-20)).squareRoot()
+    }
+
     /// A ResNet's features in bf16: chained, the per-convolution path, and float32 agree to bf16's precision, the chain
-    /// runs every convolution after the stem, and frozen (packed) weights give the chain's numbers exactly.
+    /// runs every convolution after the stem, and frozen (packed) weights give each path's numbers exactly, whichever
+    /// path ran first.
     func testResNetFeaturesChainedAgreeWithThePerConvolutionPath() throws {
         let net = ResNet(layers: [1, 2, 1, 1], acmix: nil, numClasses: nil, baseWidth: 16)
         for (_, m) in net.namedModules() {
@@ -44,15 +52,22 @@ final class ResNetChainTests: XCTestCase {
         ConvChain.enabled = true
         FrozenWeights.install(net.namedTensors().map(\.1), owner: net)
         let frozen = features()
+        // The same frozen weights through the per-convolution path, and in float32: each kind of plan keeps packed
+        // weights of its own (the chain's have the BatchNorm folded in).
+        ConvChain.enabled = false
+        let frozenPerConv = features()
+        try MixedPrecision.select(.fp32)
+        let frozenFP32 = features()
+        try MixedPrecision.select(.bf16)
+        ConvChain.enabled = true
+        let frozenAgain = features()
         for (i, (a, (b, r))) in zip(chained, zip(perConv, fp32)).enumerated() {
+            XCTAssertEqual(frozenPerConv[i].array, b.array, "stage \(i): per-convolution bf16 from packed weights")
+            XCTAssertEqual(frozenAgain[i].array, a.array, "stage \(i): chained again after the per-convolution path")
+            XCTAssertLessThan(relativeError(frozenFP32[i], r), 1e-5, "stage \(i): float32 from packed weights")
             XCTAssertEqual(a.shape, r.shape)
-            func relative(_ u: Tensor, _ v: Tensor) -> Float {
-                let num = (0..<u.count).reduce(Float(0)) { $0 + (u.data[$1] - v.data[$1]) * (u.data[$1] - v.data[$1]) }
-                let den = (0..<v.count).reduce(Float(0)) { $0 + v.data[$1] * v.data[$1] }
-                return (num / max(den, 1e-20)).squareRoot()
-            }
-            XCTAssertLessThan(relative(a, r), 0.02, "stage \(i): chained against float32")
-            XCTAssertLessThan(relative(b, r), 0.02, "stage \(i): per-convolution bf16 against float32")
+            XCTAssertLessThan(relativeError(a, r), 0.02, "stage \(i): chained against float32")
+            XCTAssertLessThan(relativeError(b, r), 0.02, "stage \(i): per-convolution bf16 against float32")
             XCTAssertEqual(frozen[i].array, a.array, "stage \(i): packed weights change the numbers")
         }
     }

@@ -579,7 +579,7 @@ final class ChainPlan: @unchecked Sendable {
         let exec = DNNLExecution(engine: engine)
         let weights: UnsafeMutableRawPointer
         if let packed {
-            guard let p = packed.buffer(layout: weightsInner, slice: weightSlice, bytes: weightBytes, fill: fill) else { return false }
+            guard let p = packed.buffer(packer: ChainPlan.self, layout: weightsInner, slice: weightSlice, bytes: weightBytes, fill: fill) else { return false }
             weights = p
         } else {
             weights = exec.buffer(weightBytes)

@@ -363,7 +363,7 @@ final class ConvPlan: @unchecked Sendable {
                 guard let reorder = op.reorder else { args.append(dnnl_exec_arg_t(arg: op.arg, memory: user)); continue }
                 if let packed, op.arg == Int32(CDNNL_ARG_WEIGHTS) {
                     // Reordered once, then kept (see PackedWeights).
-                    guard let b = packed.buffer(layout: op.inner, slice: p, bytes: op.innerBytes, fill: { b in
+                    guard let b = packed.buffer(packer: ConvPlan.self, layout: op.inner, slice: p, bytes: op.innerBytes, fill: { b in
                         if op.zeroed { b.initializeMemory(as: UInt8.self, repeating: 0, count: op.innerBytes) }
                         guard let inner = memory(op.inner, b) else { return false }
                         return execute(reorder, stream, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: user),

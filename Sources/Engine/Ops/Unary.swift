@@ -51,16 +51,7 @@ extension Tensor {
 
     /// GELU in its exact form, x·Φ(x) with Φ the standard normal CDF (PyTorch's default, not the tanh approximation).
     public func gelu() -> Tensor {
-        let y = Tensor(uninitialized: shape)
-        if !OneDNNGELU.run(data, y.data, count: count) {
-            let f = GELUFn(), x = data, yd = y.data
-            parallelChunks(count, cost: 4) { s, e in
-                var i = s
-                while i + 16 <= e { store16(f(load16(x + i)), yd + i); i += 16 }
-                while i < e { yd[i] = f(x[i]); i += 1 }
-            }
-        }
-        return y.record("gelu", [self]) { g in [zipMap(g, self, GELUGradFn())] }
+        (OneDNNGELU.forward(self) ?? map(self, GELUFn())).record("gelu", [self]) { g in [zipMap(g, self, GELUGradFn())] }
     }
 
     /// Clamp to [lo, hi]; the gradient passes where the input was inside the range.
@@ -99,9 +90,14 @@ struct GELUGradFn: VectorBinaryFn {
 enum OneDNNGELU {
     private static let cache = PlanCache<Int, DNNLPrimitive>()
 
-    /// y = GELU(x) for `n` values; false where oneDNN has no CPU engine or no JIT kernel, or a call fails (the caller
-    /// computes it then).
-    static func run(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) -> Bool {
+    /// GELU(x), or nil where oneDNN has no CPU engine or no JIT kernel, or a call fails (the caller computes it then).
+    static func forward(_ x: Tensor) -> Tensor? {
+        let y = Tensor(uninitialized: x.shape)
+        return run(x.data, y.data, count: x.count) ? y : nil
+    }
+
+    /// y = GELU(x) for `n` values; false where oneDNN cannot run it.
+    private static func run(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) -> Bool {
         guard let engine = OneDNN.engine, n > 0 else { return false }
         let chunks = n >= 32_768 && !Threads.serialHere ? Threads.count : 1
         return Threads.all(chunks) { c in
