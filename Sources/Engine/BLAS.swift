@@ -219,25 +219,16 @@ final class FrozenMatmulPlan: @unchecked Sendable {
         OneDNN.singleThreaded()
         let exec = DNNLExecution(engine: engine)
         return OneDNN.withStream { stream -> Bool in
-            func execute(_ p: DNNLPrimitive, _ args: [dnnl_exec_arg_t], scratchpad: Int) -> Bool {
-                var args = args
-                if scratchpad > 0 {
-                    guard let arg = exec.scratchpad(bytes: scratchpad) else { return false }
-                    args.append(arg)
-                }
-                return args.withUnsafeBufferPointer { dnnl_primitive_execute(p.handle, stream, Int32($0.count), $0.baseAddress) == dnnl_success }
-                    && dnnl_stream_wait(stream) == dnnl_success
-            }
             let user = UnsafeMutableRawPointer(mutating: b)
             guard let kept = packed.buffer(packer: FrozenMatmulPlan.self, layout: plan.weights, slice: user, bytes: plan.weightBytes, fill: { buffer in
                       guard let from = exec.memory(plan.userWeights, user), let to = exec.memory(plan.weights, buffer) else { return false }
-                      return execute(plan.pack, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: from),
-                                                 dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: to)], scratchpad: plan.pack.scratchpadBytes)
+                      return exec.run(plan.pack, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_FROM), memory: from),
+                                                  dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_TO), memory: to)], on: stream, scratchpad: plan.pack.scratchpadBytes)
                   }),
                   let ms = exec.memory(plan.src, UnsafeMutableRawPointer(mutating: a)), let mw = exec.memory(plan.weights, kept),
                   let md = exec.memory(plan.dst, UnsafeMutableRawPointer(c)) else { return false }
-            return execute(plan.primitive, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SRC), memory: ms), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_WEIGHTS), memory: mw),
-                                            dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_DST), memory: md)], scratchpad: plan.scratchpadBytes)
+            return exec.run(plan.primitive, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SRC), memory: ms), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_WEIGHTS), memory: mw),
+                                             dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_DST), memory: md)], on: stream, scratchpad: plan.scratchpadBytes)
         } ?? false
     }
 }

@@ -275,6 +275,18 @@ final class DNNLExecution {
         return b
     }
 
+    /// Runs `p` on `args` on `stream`, with a scratchpad of `scratchpad` bytes when it needs one (user scratchpad
+    /// mode), and waits for it; false on any failure.
+    func run(_ p: DNNLPrimitive, _ args: [dnnl_exec_arg_t], on stream: dnnl_stream_t, scratchpad: Int = 0) -> Bool {
+        var args = args
+        if scratchpad > 0 {
+            guard let arg = self.scratchpad(bytes: scratchpad) else { return false }
+            args.append(arg)
+        }
+        return args.withUnsafeBufferPointer { dnnl_primitive_execute(p.handle, stream, Int32($0.count), $0.baseAddress) == dnnl_success }
+            && dnnl_stream_wait(stream) == dnnl_success
+    }
+
     /// The scratchpad argument of a primitive whose scratchpad mode is user (nil when it needs none or on failure).
     func scratchpad(bytes: Int) -> dnnl_exec_arg_t? {
         guard bytes > 0 else { return nil }

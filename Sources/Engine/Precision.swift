@@ -290,16 +290,8 @@ final class BF16MatmulPlan: @unchecked Sendable {
         return OneDNN.withStream { stream -> Bool in
             guard let ms = exec.memory(plan.src, UnsafeMutableRawPointer(ab)), let mw = exec.memory(plan.weights, UnsafeMutableRawPointer(bb)),
                   let md = exec.memory(plan.dst, UnsafeMutableRawPointer(c)) else { return false }
-            var args = [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SRC), memory: ms), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_WEIGHTS), memory: mw),
-                        dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_DST), memory: md)]
-            if plan.scratchpadBytes > 0 {
-                guard let arg = exec.scratchpad(bytes: plan.scratchpadBytes) else { return false }
-                args.append(arg)
-            }
-            let ok = args.withUnsafeBufferPointer {
-                dnnl_primitive_execute(plan.primitive.handle, stream, Int32($0.count), $0.baseAddress) == dnnl_success
-            }
-            return ok && dnnl_stream_wait(stream) == dnnl_success
+            return exec.run(plan.primitive, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SRC), memory: ms), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_WEIGHTS), memory: mw),
+                                             dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_DST), memory: md)], on: stream, scratchpad: plan.scratchpadBytes)
         } ?? false
     }
 }

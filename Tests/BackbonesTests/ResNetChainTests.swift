@@ -44,22 +44,22 @@ final class ResNetChainTests: XCTestCase {
         let chained = features()
         XCTAssertEqual(ConvChain.passes - before, 5 * 3 + 4 + (ConvChain.layout == .nhwc ? 1 : 0),
                        "every bottleneck convolution and shortcut (and in nhwc the stem) runs chained")
-        ConvChain.enabled = false
-        let perConv = features()
-        try MixedPrecision.select(.fp32)
-        let fp32 = features()
-        try MixedPrecision.select(.bf16)
-        ConvChain.enabled = true
+        // The per-convolution bf16 path and float32, then back to the chain.
+        func otherPaths() throws -> (perConv: [Tensor], fp32: [Tensor]) {
+            ConvChain.enabled = false
+            let perConv = features()
+            try MixedPrecision.select(.fp32)
+            let fp32 = features()
+            try MixedPrecision.select(.bf16)
+            ConvChain.enabled = true
+            return (perConv, fp32)
+        }
+        let (perConv, fp32) = try otherPaths()
         FrozenWeights.install(net.namedTensors().map(\.1), owner: net)
         let frozen = features()
         // The same frozen weights through the per-convolution path, and in float32: each kind of plan keeps packed
         // weights of its own (the chain's have the BatchNorm folded in).
-        ConvChain.enabled = false
-        let frozenPerConv = features()
-        try MixedPrecision.select(.fp32)
-        let frozenFP32 = features()
-        try MixedPrecision.select(.bf16)
-        ConvChain.enabled = true
+        let (frozenPerConv, frozenFP32) = try otherPaths()
         let frozenAgain = features()
         for (i, (a, (b, r))) in zip(chained, zip(perConv, fp32)).enumerated() {
             XCTAssertEqual(frozenPerConv[i].array, b.array, "stage \(i): per-convolution bf16 from packed weights")

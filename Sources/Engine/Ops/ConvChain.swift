@@ -601,20 +601,12 @@ final class ChainPlan: @unchecked Sendable {
             } else {
                 args.append(dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_BIAS), memory: mb))
             }
-            if scratchpadBytes > 0 {
-                guard let arg = exec.scratchpad(bytes: scratchpadBytes) else { return false }
-                args.append(arg)
-            }
-            return execute(primitive, stream, args)
+            return exec.run(primitive, args, on: stream, scratchpad: scratchpadBytes)
         } ?? false
     }
 }
 
 /// Executes `p` on `args` and waits for it.
-private func execute(_ p: DNNLPrimitive, _ stream: dnnl_stream_t, _ args: [dnnl_exec_arg_t]) -> Bool {
-    args.withUnsafeBufferPointer { dnnl_primitive_execute(p.handle, stream, Int32($0.count), $0.baseAddress) == dnnl_success }
-        && dnnl_stream_wait(stream) == dnnl_success
-}
 
 /// A reorder between a slice of a float32 NCHW tensor ([n, c, h, w] of one with fullC channels and fullH rows) and the
 /// same slice of a chained tensor, either way.
@@ -718,12 +710,8 @@ final class ChainReorder: @unchecked Sendable {
         let exec = DNNLExecution(engine: engine)
         return OneDNN.withStream { stream -> Bool in
             guard let ma = exec.memory(from, a), let mb = exec.memory(to, b) else { return false }
-            var args = [dnnl_exec_arg_t(arg: self.args.0, memory: ma), dnnl_exec_arg_t(arg: self.args.1, memory: mb)]
-            if primitive.scratchpadBytes > 0 {
-                guard let arg = exec.scratchpad(bytes: primitive.scratchpadBytes) else { return false }
-                args.append(arg)
-            }
-            return execute(primitive, stream, args)
+            return exec.run(primitive, [dnnl_exec_arg_t(arg: self.args.0, memory: ma), dnnl_exec_arg_t(arg: self.args.1, memory: mb)],
+                            on: stream, scratchpad: primitive.scratchpadBytes)
         } ?? false
     }
 }

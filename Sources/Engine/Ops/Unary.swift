@@ -108,9 +108,8 @@ enum OneDNNGELU {
             let exec = DNNLExecution(engine: engine)
             return OneDNN.withStream { stream -> Bool in
                 guard let mx = exec.memory(md, UnsafeMutableRawPointer(x + s)), let my = exec.memory(md, UnsafeMutableRawPointer(y + s)) else { return false }
-                let args = [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SRC), memory: mx), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_DST), memory: my)]
-                return args.withUnsafeBufferPointer { dnnl_primitive_execute(p.handle, stream, 2, $0.baseAddress) == dnnl_success }
-                    && dnnl_stream_wait(stream) == dnnl_success
+                return exec.run(p, [dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_SRC), memory: mx), dnnl_exec_arg_t(arg: Int32(CDNNL_ARG_DST), memory: my)],
+                                on: stream)
             } ?? false
         }
     }
