@@ -31,6 +31,14 @@ public enum ConvChain {
             && Int8Inference.observer == nil && Int8Inference.native
     }
 
+    /// Whether int8 inference runs necks and heads on chained activations too: int8 chains, and the CPU has native bf16
+    /// kernels for what stays unquantized between the int8 convolutions (an FPN's sums, a head's final convolutions) in
+    /// nhwc, the int8 kernels' layout. Each quantized convolution then reads its input as u8 or s8 (`int8Input`).
+    public static var int8Mixed: Bool { int8Active && MixedPrecision.native && layout == .nhwc }
+
+    /// Whether inference passes chain now, in bf16 (`active`) or int8 (`int8Mixed`).
+    public static var chaining: Bool { active || int8Mixed }
+
     /// `ACMIX_CONV_CHAIN=0` turns chaining off (every convolution then converts its own operands, as before).
     nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["ACMIX_CONV_CHAIN"] != "0"
 
@@ -66,25 +74,39 @@ public enum ConvChain {
     /// `x` [N, C, H, W] float32 NCHW as a chained bf16 activation (float32 with `f32`).
     public static func enter(_ x: Tensor, f32: Bool = false) -> ChainTensor { enter(x, type: f32 ? .f32 : .bf16) }
 
-    /// `x` as a chained activation of `type`; u8 quantized with `scale` (rounded to nearest even, saturated to 0...255),
-    /// always nhwc: oneDNN's int8 kernels read no other layout (`layout` picks another for the other types).
+    /// `x` as a chained activation of `type`; u8 or s8 quantized with `scale` (rounded to nearest even, saturated to
+    /// 0...255 or −128...127), always nhwc: oneDNN's int8 kernels read no other layout (`layout` picks another for the other types).
     public static func enter(_ x: Tensor, type: ChainType, scale: Float = 1, layout: ChainLayout? = nil) -> ChainTensor {
         precondition(x.rank == 4, "ConvChain.enter expects [N, C, H, W], got \(x.shape)")
-        let y = ChainTensor(shape: x.shape, layout: type == .u8 ? .nhwc : layout ?? self.layout, type: type, scale: type == .u8 ? scale : 1)
+        let y = ChainTensor(shape: x.shape, layout: type.quantized ? .nhwc : layout ?? self.layout, type: type, scale: type.quantized ? scale : 1)
         reorder(y, nchw: x.data, toChain: true)
         return y
     }
 
-    /// An nhwc bf16 tensor quantized to u8 with `scale` (an int8 backbone's input after its bf16 stem).
-    public static func quantized(_ x: ChainTensor, scale: Float) -> ChainTensor {
-        precondition(x.type == .bf16 && x.layout == .nhwc, "ConvChain.quantized: an nhwc bf16 tensor")
-        return converted(x, to: ChainTensor(shape: x.shape, layout: .nhwc, type: .u8, scale: scale), multiplying: 1 / scale)
+    /// An nhwc bf16 or float32 tensor quantized with `scale` (rounded to nearest even, saturated) to u8, or to s8 with
+    /// `signed` (an int8 backbone's input after its bf16 stem, a neck's output into a head's int8 convolution).
+    public static func quantized(_ x: ChainTensor, scale: Float, signed: Bool = false) -> ChainTensor {
+        precondition(!x.type.quantized && x.layout == .nhwc, "ConvChain.quantized: an nhwc bf16 or float32 tensor")
+        return converted(x, to: ChainTensor(shape: x.shape, layout: .nhwc, type: signed ? .s8 : .u8, scale: scale), multiplying: 1 / scale)
+    }
+
+    /// What the int8 convolution `q` reads for x: x itself when it is quantized already (a u8 tensor with another scale
+    /// is as good: the kernel dequantizes with x's own scale), else x quantized with q's calibrated input scale, to s8
+    /// when calibration saw negative inputs.
+    public static func int8Input(_ x: ChainTensor, _ q: QuantizedConv) -> ChainTensor {
+        x.type.quantized ? x : quantized(x, scale: q.inputScale, signed: q.inputSigned)
     }
 
     /// A quantized tensor's real values as bf16 (an int8 block's identity shortcut, added by the kernel).
     public static func dequantized(_ x: ChainTensor) -> ChainTensor {
-        precondition(x.type == .u8, "ConvChain.dequantized: a u8 tensor")
+        precondition(x.type.quantized, "ConvChain.dequantized: a u8 or s8 tensor")
         return converted(x, to: ChainTensor(shape: x.shape, layout: x.layout, type: .bf16), multiplying: x.scale)
+    }
+
+    /// x's real values in bf16: x itself, or converted from float32, u8 or s8 (a bf16 convolution's input in an int8
+    /// pass).
+    public static func bf16(_ x: ChainTensor) -> ChainTensor {
+        x.type == .bf16 ? x : converted(x, to: ChainTensor(shape: x.shape, layout: x.layout, type: .bf16), multiplying: x.scale)
     }
 
     /// `y` filled with x's values ·`factor` in y's type (same shape and layout).
@@ -106,7 +128,8 @@ public enum ConvChain {
                  relu: relu, residual: residual, output: f32 ? .f32 : .bf16, quantized: nil)
     }
 
-    /// The int8 form of `conv` (`QuantizedConv`, calibrated): x u8 with its scale, q's s8 weights, sums in int32;
+    /// The int8 form of `conv` (`QuantizedConv`, calibrated): x u8 or s8 with its scale (`int8Input`), q's s8 weights,
+    /// sums in int32;
     /// act(acc·(s_x·s_w·scale) + bias·scale + shift [+ residual]) stored as `output`: u8 with `outputScale` (the next
     /// convolution's input scale), or bf16 / float32. A bf16 residual (real values) is read, not overwritten; a u8 one
     /// (with a u8 output) is summed by the kernel in place, as bf16's, so the caller must not read it afterwards.
@@ -114,7 +137,7 @@ public enum ConvChain {
                             shift: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                             dilation: (Int, Int) = (1, 1), relu: Bool = false, residual: ChainTensor? = nil,
                             output: ChainType, outputScale: Float = 1) -> ChainTensor {
-        precondition(x.type == .u8 && !q.inputSigned, "ConvChain.conv: an int8 convolution reads a u8 tensor")
+        precondition(x.type.quantized && x.layout == .nhwc, "ConvChain.conv: an int8 convolution reads an nhwc u8 or s8 tensor")
         precondition(q.qweight.count == weight.count && q.weightScale.count == weight.shape[0], "ConvChain.conv: quantized weight of another shape")
         precondition(residual == nil || residual!.type == .bf16 || residual!.type == .u8 && output == .u8,
                      "ConvChain.conv: an int8 convolution's residual is bf16, or u8 for a u8 output")
@@ -127,6 +150,7 @@ public enum ConvChain {
                          padding: (Int, Int), dilation: (Int, Int), relu: Bool, residual: ChainTensor?, output: ChainType,
                          quantized: (q: QuantizedConv, outputScale: Float)?) -> ChainTensor {
         let g = Conv2dGeometry(x.shape, weight.shape, stride: stride, padding: padding, dilation: dilation)
+        precondition(quantized != nil || x.type == .bf16, "ConvChain.conv: a bf16 convolution reads a bf16 tensor (ConvChain.bf16)")
         precondition(scale == nil || scale!.count == g.o, "ConvChain.conv: scale \(scale!.shape) for \(g.o) channels")
         precondition(shift == nil || shift!.count == g.o, "ConvChain.conv: shift \(shift!.shape) for \(g.o) channels")
         precondition(bias == nil || bias!.count == g.o, "ConvChain.conv: bias \(bias!.shape) for \(g.o) channels")
@@ -157,7 +181,7 @@ public enum ConvChain {
             let key = ChainPlanKey(threads: primitiveThreads, layout: x.layout, n: s.n, c: g.c, h: rows.count, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
                                    pt: rows.pad, pl: g.pw, dh: g.dh, dw: g.dw, ho: s.rows, wo: g.wo, relu: relu,
                                    sum: sumInPlace, sumScale: quantized != nil && sumInPlace ? residual!.scale : 1, dst: output,
-                                   int8: quantized != nil, residualAdd: residual != nil && !sumInPlace, outScale: 1 / outputScale)
+                                   src: quantized != nil ? x.type : .bf16, residualAdd: residual != nil && !sumInPlace, outScale: 1 / outputScale)
             guard let plan = ChainPlan.get(key) else {
                 return fallback(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding,
                                 dilation: dilation, relu: relu, residual: residual, type: output, outputScale: outputScale)
@@ -273,7 +297,7 @@ public enum ConvChain {
         let ok = Threads.all(slices.count) { i in
             let s = slices[i]
             let key = ChainReorderKey(threads: ConvChain.primitiveThreads, layout: t.layout, n: s.n, c: s.o, h: s.rows, w: w, fullC: c, fullH: h, type: t.type,
-                                      scale: t.type == .u8 ? (toChain ? 1 / t.scale : t.scale) : 1, toChain: toChain,
+                                      scale: t.type.quantized ? (toChain ? 1 / t.scale : t.scale) : 1, toChain: toChain,
                                       channelsLast: false)
             guard let reorder = ChainReorderKey.plan(key) else { return false }
             let plain = UnsafeMutableRawPointer(nchw + ((s.n0 * c + s.o0) * h + s.r0) * w)
@@ -404,11 +428,20 @@ public final class ChainTensor: @unchecked Sendable {
 /// The element type of a chained tensor.
 public enum ChainType: Sendable, Hashable {
     case bf16, f32
-    /// Quantized, unsigned (activations after a ReLU), with the tensor's scale.
-    case u8
+    /// Quantized, with the tensor's scale: unsigned (activations after a ReLU), or signed (−128...127).
+    case u8, s8
 
-    var dnnl: dnnl_data_type_t { self == .bf16 ? dnnl_bf16 : self == .f32 ? dnnl_f32 : dnnl_u8 }
+    var dnnl: dnnl_data_type_t {
+        switch self {
+        case .bf16: dnnl_bf16
+        case .f32: dnnl_f32
+        case .u8: dnnl_u8
+        case .s8: dnnl_s8
+        }
+    }
     var bytes: Int { self == .bf16 ? 2 : self == .f32 ? 4 : 1 }
+    /// u8 or s8: stored values stand for q·scale.
+    public var quantized: Bool { self == .u8 || self == .s8 }
 }
 
 /// One independent part of a chained pass, on the output side: images n0..<n0+n, channels o0..<o0+o, rows r0..<r0+rows.
@@ -458,11 +491,14 @@ struct ChainPlanKey: Hashable {
     let relu, sum: Bool
     let sumScale: Float
     let dst: ChainType
-    /// int8: u8 source, s8 weights, no bias; post-ops per-channel scale and shift (the dequantisation, BatchNorm and
-    /// bias), the shortcut added from a bf16 tensor (`residualAdd`), ReLU, then ·`outScale` (1/the output's scale)
-    /// into the `dst` type.
-    let int8, residualAdd: Bool
+    /// The source's type: bf16 (or float32), or int8's u8 / s8. int8: s8 weights, no bias; post-ops per-channel scale
+    /// and shift (the dequantisation, BatchNorm and bias), the shortcut added from a bf16 tensor (`residualAdd`), ReLU,
+    /// then ·`outScale` (1/the output's scale) into the `dst` type.
+    let src: ChainType
+    let residualAdd: Bool
     let outScale: Float
+
+    var int8: Bool { src.quantized }
 }
 
 /// A chained convolution slice's primitive, with the reorder that packs its folded float32 weights.
@@ -507,7 +543,7 @@ final class ChainPlan: @unchecked Sendable {
         guard let engine = OneDNN.engine else { return nil }
         OneDNN.threads(k.threads)   // primitives size their work split by the thread count at creation
         let wDims = [k.o, k.c, k.kh, k.kw]
-        guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, k.int8 ? .u8 : .bf16),
+        guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, k.int8 ? k.src : .bf16),
               var dst = ChainTensor.desc([k.n, k.o, k.ho, k.wo], k.layout, k.dst),
               var wAny = OneDNN.any(wDims, type: k.int8 ? dnnl_s8 : dnnl_bf16),
               let wUser = OneDNN.plain(wDims, strides: contiguousStrides(wDims), type: k.int8 ? dnnl_s8 : dnnl_f32),

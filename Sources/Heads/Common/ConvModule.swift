@@ -50,10 +50,11 @@ public final class ConvModule: Module, UnaryLayer {
     /// Whether it can run on chained activations (`ConvChain`): no groups, no GroupNorm, BatchNorm on running statistics.
     public var chainable: Bool { conv.groups == 1 && gn == nil && (bn?.usesRunningStatistics ?? true) }
 
-    /// The module on a chained activation (inference, `chainable`).
-    public func callAsFunction(_ x: ChainTensor) -> ChainTensor {
-        if let bn { return convBN(x, conv, bn, relu: relu) }
-        return conv(x, relu: relu)
+    /// The module on a chained activation (inference, `chainable`); `next`: the one convolution that reads its output,
+    /// if any (int8 then hands it u8 directly, see `Conv2d.callAsFunction(_:residual:relu:f32:feeding:)`).
+    public func callAsFunction(_ x: ChainTensor, feeding next: Conv2d? = nil) -> ChainTensor {
+        if let bn { return convBN(x, conv, bn, relu: relu, feeding: next) }
+        return conv(x, relu: relu, feeding: next)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {

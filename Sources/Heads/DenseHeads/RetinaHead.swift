@@ -79,12 +79,20 @@ public final class RetinaHead: AnchorHead {
         return final(c.tensor())
     }
 
-    /// bf16 inference with plain stacked convolutions (no GroupNorm).
-    public override var predictsChained: Bool { ConvChain.active && (cls_convs + reg_convs).allSatisfy(\.chainable) }
+    /// bf16 or int8 inference with plain stacked convolutions (no GroupNorm).
+    public override var predictsChained: Bool { ConvChain.chaining && (cls_convs + reg_convs).allSatisfy(\.chainable) }
 
     /// The logits and deltas of chained maps, float32 in the chain's layout: both branches read each level's map.
     func chainedOutputs(_ feats: [ChainTensor]) -> (cls: [ChainTensor], reg: [ChainTensor]) {
-        (feats.map { retina_cls(cls_convs.reduce($0) { $1($0) }, f32: true) }, feats.map { retina_reg(reg_convs.reduce($0) { $1($0) }, f32: true) })
+        (feats.map { branch($0, cls_convs, retina_cls) }, feats.map { branch($0, reg_convs, retina_reg) })
+    }
+
+    /// One branch on a chained map. int8: the stacked convolutions calibration quantized pass u8 activations along
+    /// (each follows a ReLU), the first reading the map as s8; the final convolution stays in bf16.
+    func branch(_ f: ChainTensor, _ convs: [ConvModule], _ final: Conv2d) -> ChainTensor {
+        var x = f
+        for (j, m) in convs.enumerated() { x = m(x, feeding: j + 1 < convs.count ? convs[j + 1].conv : nil) }
+        return final(x, f32: true)
     }
 
     /// Channels-last outputs are already in anchor order: flattening them is a reshape.

@@ -20,7 +20,7 @@ public protocol Detector: Module {
 }
 
 extension Neck {
-    /// The neck's maps of `backbone`'s features: through the chain when both run on it (bf16 inference), leaving it
+    /// The neck's maps of `backbone`'s features: through the chain when both run on it (bf16 or int8 inference), leaving it
     /// once per map, else as float32 NCHW tensors throughout.
     public func features(of backbone: any Backbone, _ images: Tensor) -> [Tensor] {
         if let maps = chainedFeatures(of: backbone, images) { return maps.map { $0.tensor() } }
@@ -29,7 +29,7 @@ extension Neck {
 
     /// The neck's maps of `backbone`'s features as chained activations, or nil when either does not chain.
     public func chainedFeatures(of backbone: any Backbone, _ images: Tensor) -> [ChainTensor]? {
-        guard ConvChain.active, chains, let feats = backbone.chainedFeatures(images) else { return nil }
+        guard ConvChain.chaining, chains, let feats = backbone.chainedFeatures(images) else { return nil }
         return chained(feats)
     }
 }

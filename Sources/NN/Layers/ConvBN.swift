@@ -46,20 +46,38 @@ public func bnReLU(_ x: Tensor, _ bn: BatchNorm2d) -> Tensor {
 /// bn(conv(x)) [+ residual] [then ReLU] on a chained bf16 activation (`ConvChain`, inference only): the BatchNorm's
 /// running affine folds into the weights and bias, the residual and the ReLU into the kernel. The result is written
 /// into `residual`'s buffer when there is one.
-public func convBN(_ x: ChainTensor, _ conv: Conv2d, _ bn: BatchNorm2d, residual: ChainTensor? = nil, relu: Bool) -> ChainTensor {
+///
+/// int8 (`ConvChain.int8Mixed`): a convolution calibration quantized runs at int8 on its input as u8 or s8, with the
+/// shortcut read (not overwritten) and its output in bf16.
+public func convBN(_ x: ChainTensor, _ conv: Conv2d, _ bn: BatchNorm2d, residual: ChainTensor? = nil, relu: Bool,
+                   feeding next: Conv2d? = nil) -> ChainTensor {
     precondition(bn.usesRunningStatistics && conv.groups == 1, "a chained convBN needs running statistics and no groups")
     let (scale, shift) = bn.runningAffine()
-    return ConvChain.conv(x, weight: conv.weight, bias: conv.bias, scale: scale, shift: shift, stride: conv.stride,
-                          padding: conv.padding, dilation: conv.dilation, relu: relu, residual: residual)
+    return conv.chained(x, scale: scale, shift: shift, residual: residual, relu: relu, f32: false, feeding: next)
 }
 
 extension Conv2d {
     /// The convolution [+ residual] [then ReLU] on a chained bf16 activation (`ConvChain`, inference only; the result
-    /// is written into `residual`'s buffer); with `f32` its output is float32 (a head's final logits).
-    public func callAsFunction(_ x: ChainTensor, residual: ChainTensor? = nil, relu: Bool = false, f32: Bool = false) -> ChainTensor {
+    /// is written into `residual`'s buffer); with `f32` its output is float32 (a head's final logits). int8 as `convBN`'s.
+    public func callAsFunction(_ x: ChainTensor, residual: ChainTensor? = nil, relu: Bool = false, f32: Bool = false,
+                               feeding next: Conv2d? = nil) -> ChainTensor {
+        chained(x, scale: nil, shift: nil, residual: residual, relu: relu, f32: f32, feeding: next)
+    }
+
+    /// Both forms, with a BatchNorm's running affine (scale, shift) or none. int8: when `next`, the one convolution that
+    /// reads the output, is quantized for u8 inputs, the output is written as u8 with its input scale (what it would
+    /// quantize a bf16 output to), else in bf16.
+    func chained(_ x: ChainTensor, scale: Tensor?, shift: Tensor?, residual: ChainTensor?, relu: Bool, f32: Bool,
+                 feeding next: Conv2d?) -> ChainTensor {
         precondition(groups == 1, "a chained convolution has no groups")
-        return ConvChain.conv(x, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, relu: relu,
-                              residual: residual, f32: f32)
+        if ConvChain.int8Mixed, let model = Int8Inference.model, let q = model.layer(weight: weight) {
+            let consumer = next.flatMap { model.layer(weight: $0.weight) }.flatMap { $0.inputSigned ? nil : $0 }
+            return ConvChain.conv(ConvChain.int8Input(x, q), quantized: q, weight: weight, bias: bias, scale: scale, shift: shift,
+                                  stride: stride, padding: padding, dilation: dilation, relu: relu, residual: residual,
+                                  output: f32 ? .f32 : consumer == nil ? .bf16 : .u8, outputScale: consumer?.inputScale ?? 1)
+        }
+        return ConvChain.conv(ConvChain.bf16(x), weight: weight, bias: bias, scale: scale, shift: shift, stride: stride,
+                              padding: padding, dilation: dilation, relu: relu, residual: residual, f32: f32)
     }
 }
 

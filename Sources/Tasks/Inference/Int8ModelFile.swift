@@ -177,7 +177,7 @@ extension QuantizableModel {
     }
 
     /// Runs `body` with `precision` selected for the engine and this model's int8 convolutions installed, restoring the
-    /// previous state after; at fp32 and bf16 the model's weights are frozen (packed once, `FrozenWeights`). int8
+    /// previous state after; the model's weights are frozen (packed once, `FrozenWeights`). int8
     /// without a calibrated model is a usage error.
     public func withPrecision<T>(_ precision: Precision, _ body: () throws -> T) throws -> T {
         if precision == .int8 && int8 == nil {
@@ -186,7 +186,8 @@ extension QuantizableModel {
         }
         let previous = (MixedPrecision.inference, Int8Inference.model)
         try MixedPrecision.select(precision)
-        if precision != .int8 { FrozenWeights.install(module: quantizedModule) }
+        // int8 too: what stays in floating point (the first and the final convolutions) reads packed weights.
+        FrozenWeights.install(module: quantizedModule)
         Int8Inference.model = precision == .int8 ? int8 : nil
         defer { try? MixedPrecision.select(previous.0); Int8Inference.model = previous.1 }
         return try body()

@@ -211,13 +211,15 @@ public struct ModelEvalOptions: ParsableArguments {
     @OptionGroup public var int8: Int8Options
 
     /// With int8: the model's calibrated convolutions (`--quantized`, or calibration through `forward`), installed for
-    /// the rest of the run; with fp32 and bf16: the model's weights frozen (packed once, `FrozenWeights`).
+    /// the rest of the run; at every precision the model's weights frozen (packed once, `FrozenWeights`).
     public func preparePrecision(_ module: Module, config: String, checkpoint: String, forward: @escaping (Image) throws -> Void) throws {
-        if precision != .int8 { FrozenWeights.install(module: module) }
-        guard precision == .int8 else { return }
-        let run = QuantizableRun(module, checkpoint: checkpoint, forward: forward)
-        try int8.prepare(run, precision: precision, config: config, overrides: overrides)
-        Int8Inference.model = run.int8
+        if precision == .int8 {
+            let run = QuantizableRun(module, checkpoint: checkpoint, forward: forward)
+            try int8.prepare(run, precision: precision, config: config, overrides: overrides)
+            Int8Inference.model = run.int8
+        }
+        // After calibration (whose float32 passes would pack every weight): int8 packs only what stays in floating point.
+        FrozenWeights.install(module: module)
     }
 
     public init() {}

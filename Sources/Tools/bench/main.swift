@@ -49,7 +49,6 @@ struct Bench: ParsableCommand {
         for c in allCases where caseName == nil || c.name == caseName {
             benchModel = nil
             let (body, extra) = try c.setUp()
-            if precision != .int8, let model = benchModel { FrozenWeights.install(module: model) }
             if precision == .int8 {
                 guard let model = benchModel else { throw KitError.usage("--precision int8: case \(c.name) runs no whole model to calibrate") }
                 let (m, report) = try withNoGrad { try Int8Calibration.calibrate(model: model, count: 1, forward: { _ in try body() }) }
@@ -58,6 +57,8 @@ struct Bench: ParsableCommand {
                 Int8Inference.nativeCalls = 0
                 Int8Inference.emulatedCalls = 0
             }
+            // After calibration: int8 packs only the weights that stay in floating point.
+            if let model = benchModel { FrozenWeights.install(module: model) }
             OpProfile.enabled = profileOps || profileShapes
             OpProfile.byShape = profileShapes
             OpProfile.reset()
