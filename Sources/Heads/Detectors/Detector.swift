@@ -27,9 +27,13 @@ extension Neck {
         return self(backbone.features(images))
     }
 
-    /// The neck's maps of `backbone`'s features as chained activations, or nil when either does not chain.
+    /// The neck's maps of `backbone`'s features as chained activations, or nil when the neck does not chain. A backbone
+    /// that does not chain (ACmix, Swin) hands its float32 features over once per map: bf16 enters them in bf16, int8 in
+    /// float32 nhwc, which each quantized convolution rounds once, to u8 (`ConvChain.int8Input`).
     public func chainedFeatures(of backbone: any Backbone, _ images: Tensor) -> [ChainTensor]? {
-        guard ConvChain.chaining, chains, let feats = backbone.chainedFeatures(images) else { return nil }
+        guard ConvChain.chaining, chains else { return nil }
+        let feats = backbone.chainedFeatures(images)
+            ?? backbone.features(images).map { ConvChain.active ? ConvChain.enter($0) : ConvChain.enter($0, type: .f32, layout: .nhwc) }
         return chained(feats)
     }
 }
