@@ -131,8 +131,9 @@ public enum ConvChain {
     /// The int8 form of `conv` (`QuantizedConv`, calibrated): x u8 or s8 with its scale (`int8Input`), q's s8 weights,
     /// sums in int32;
     /// act(acc·(s_x·s_w·scale) + bias·scale + shift [+ residual]) stored as `output`: u8 with `outputScale` (the next
-    /// convolution's input scale), or bf16 / float32. A bf16 residual (real values) is read, not overwritten; a u8 one
-    /// (with a u8 output) is summed by the kernel in place, as bf16's, so the caller must not read it afterwards.
+    /// convolution's input scale), or bf16 / float32. A residual of the output's type (u8, or bf16: an FPN's top-down
+    /// sum) is summed by the kernel in place, as bf16's, so the caller must not read it afterwards; a bf16 one into
+    /// another output type (real values) is read, not overwritten.
     public static func conv(_ x: ChainTensor, quantized q: QuantizedConv, weight: Tensor, bias: Tensor? = nil, scale: Tensor? = nil,
                             shift: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                             dilation: (Int, Int) = (1, 1), relu: Bool = false, residual: ChainTensor? = nil,
@@ -167,11 +168,11 @@ public enum ConvChain {
         }
         // int8: the dequantisation and the BatchNorm's scale per channel (the weights stay as quantized).
         var channelScale = quantized.map { q in (0..<g.o).map { x.scale * q.q.weightScale[$0] * (scale?.data[$0] ?? 1) } } ?? []
-        // bf16, and int8 with a u8 shortcut, sum into the shortcut's buffer (`sum` post-op: with int8 it reads the u8
-        // values times their scale, and the kernel keeps its 1×1 brgemm form, which a bf16 binary add turned into an
-        // older kernel); int8 reads a bf16 shortcut and writes a tensor of its own.
+        // bf16, and int8 with a shortcut of its output's type, sum into the shortcut's buffer (`sum` post-op: with int8 it
+        // reads u8 values times their scale, and the kernel keeps its 1×1 brgemm form, which a bf16 binary add turned
+        // into an older kernel); int8 reads a bf16 shortcut into another type and writes a tensor of its own.
         let outputScale = output == .u8 ? quantized?.outputScale ?? 1 : 1
-        let sumInPlace = residual != nil && (quantized == nil || residual!.type == .u8)
+        let sumInPlace = residual != nil && (quantized == nil || residual!.type == output)
         let y = (sumInPlace ? residual!.viewing(scale: outputScale) : nil)
             ?? ChainTensor(shape: [g.n, g.o, g.ho, g.wo], layout: x.layout, type: output, scale: outputScale)
         let slices = chainSlices(images: g.n, channels: g.o, rows: g.ho, layout: x.layout, work: g.n * g.o * g.ho * g.wo * g.k)

@@ -47,8 +47,8 @@ public func bnReLU(_ x: Tensor, _ bn: BatchNorm2d) -> Tensor {
 /// running affine folds into the weights and bias, the residual and the ReLU into the kernel. The result is written
 /// into `residual`'s buffer when there is one.
 ///
-/// int8 (`ConvChain.int8Mixed`): a convolution calibration quantized runs at int8 on its input as u8 or s8, with the
-/// shortcut read (not overwritten) and its output in bf16.
+/// int8 (`ConvChain.int8Mixed`): a convolution calibration quantized runs at int8 on its input as u8 or s8, its output
+/// in bf16 (summed into the shortcut's buffer, as bf16's) or u8 (see `feeding`).
 public func convBN(_ x: ChainTensor, _ conv: Conv2d, _ bn: BatchNorm2d, residual: ChainTensor? = nil, relu: Bool,
                    feeding next: Conv2d? = nil) -> ChainTensor {
     precondition(bn.usesRunningStatistics && conv.groups == 1, "a chained convBN needs running statistics and no groups")
