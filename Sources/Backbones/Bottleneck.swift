@@ -82,7 +82,7 @@ public final class Bottleneck: Module {
     /// bf16 (their real values).
     public func callAsFunction(_ x: ChainTensor, quantized q: [QuantizedConv], outputScale: Float?) -> ChainTensor {
         let shortcut = shortcutConvBN.map { convBN(x, $0.conv, $0.bn, quantized: q[3], relu: false, output: .bf16) }
-            ?? (outputScale == nil ? ConvChain.dequantized(x) : x)
+            ?? (outputScale == nil ? ConvChain.floatInput(x) : x)
         var y = convBN(x, conv1, bn1, quantized: q[0], relu: true, output: .u8, outputScale: q[1].inputScale)
         y = convBN(y, conv2 as! Conv2d, bn2, quantized: q[1], relu: true, output: .u8, outputScale: q[2].inputScale)
         return convBN(y, conv3, bn3, quantized: q[2], residual: shortcut, relu: true, output: outputScale == nil ? .f32 : .u8,

@@ -24,6 +24,43 @@ final class ResNetChainTests: XCTestCase {
         return (num / max(den, 1e-20)).squareRoot()
     }
 
+    /// A ResNet's features at float32 chained (`ConvChain.f32Active`: oneDNN's float32 kernels, BatchNorm folded,
+    /// shortcut and ReLU fused) against the per-convolution float32 path: equal up to summation order, every
+    /// convolution after the stem chained, and frozen (packed) weights give the chain's numbers exactly.
+    func testResNetFeaturesChainedAtFloat32AgreeWithThePerConvolutionPath() throws {
+        try MixedPrecision.select(.fp32)
+        guard ConvChain.float32Kernels else { throw XCTSkip("oneDNN has no float32 chain kernels on this CPU (\(CPUInfo.current.summary))") }
+        let net = ResNet(layers: [1, 2, 1, 1], acmix: nil, numClasses: 10, baseWidth: 16)
+        for (_, m) in net.namedModules() {
+            guard let bn = m as? BatchNorm2d else { continue }
+            let c = bn.weight.count
+            bn.running_mean.assign(Tensor(values(c, 0.7, 0.1), shape: [c]))
+            bn.running_var.assign(Tensor(values(c, 0.3).map { 0.5 + $0 * $0 }, shape: [c]))
+            bn.weight.assign(Tensor(values(c, 1.1).map { 0.8 + 0.4 * $0 }, shape: [c]))
+        }
+        _ = net.eval()
+        let x = Tensor(values(2 * 3 * 64 * 48, 0.013), shape: [2, 3, 64, 48])
+        GradMode.isEnabled = false
+        XCTAssertTrue(ConvChain.f32Active)
+        let before = ConvChain.passes
+        let chained = net.features(x), logits = net(x)
+        XCTAssertEqual(ConvChain.passes - before, 2 * (5 * 3 + 4 + (ConvChain.layout == .nhwc ? 1 : 0)),
+                       "every bottleneck convolution and shortcut (and in nhwc the stem) runs chained")
+        XCTAssertTrue(chained.allSatisfy { $0.array.allSatisfy(\.isFinite) })
+        ConvChain.enabled = false
+        let perConv = net.features(x), perConvLogits = net(x)
+        ConvChain.enabled = true
+        for (i, (a, b)) in zip(chained, perConv).enumerated() {
+            XCTAssertEqual(a.shape, b.shape)
+            XCTAssertLessThan(relativeError(a, b), 1e-5, "stage \(i): float32 chained against per convolution")
+        }
+        XCTAssertLessThan(relativeError(logits, perConvLogits), 1e-5, "logits (pooled in the chain)")
+        FrozenWeights.install(net.namedTensors().map(\.1), owner: net)
+        for (i, (a, b)) in zip(net.features(x), chained).enumerated() {
+            XCTAssertEqual(a.array, b.array, "stage \(i): packed weights change the numbers")
+        }
+    }
+
     /// A ResNet's features in bf16: chained, the per-convolution path, and float32 agree to bf16's precision, the chain
     /// runs every convolution after the stem, and frozen (packed) weights give each path's numbers exactly, whichever
     /// path ran first.

@@ -24,6 +24,26 @@ public enum ConvChain {
             && MixedPrecision.native
     }
 
+    /// Whether float32 inference chains a backbone (ResNet): float32 activations between oneDNN's convolution kernels in
+    /// `layout`, BatchNorm folded into the weights, shortcut and ReLU fused, where the CPU has kernels for it that are
+    /// not oneDNN's gemm or reference ones (`float32Kernels`). ResNet-50 at 224 on Zen 4, 2 threads: 44.5–51.7 →
+    /// 38.7–40.6 ms. Necks and heads stay per convolution at float32: their large 3×3 convolutions run Winograd there,
+    /// which a chain has not (RetinaNet R50 at 800×1333 with them chained: 1.69 → 2.33 s). Off while calibration
+    /// observes each convolution (`Int8Inference.observer`) and while `get-flops` counts the ops as fvcore does
+    /// (BatchNorm apart from the convolution).
+    public static var f32Active: Bool {
+        enabled && !GradMode.isEnabled && MixedPrecision.suspended == 0 && MixedPrecision.inference == .fp32
+            && Int8Inference.observer == nil && !FlopCounter.enabled && float32Kernels
+    }
+
+    /// Whether oneDNN has a direct float32 kernel for a ResNet 3×3 convolution in `layout` on this CPU (brgemm or its
+    /// AVX-512 one; not gemm or reference).
+    public static let float32Kernels: Bool = {
+        let k = ChainPlanKey(threads: 1, layout: layout, n: 1, c: 64, h: 56, w: 56, o: 64, kh: 3, kw: 3, sh: 1, sw: 1, pt: 1, pl: 1, dh: 1, dw: 1,
+                             ho: 56, wo: 56, relu: true, sum: false, sumScale: 1, dst: .f32, src: .f32, residualAdd: false, outScale: 1)
+        return ChainPlan.make(k) != nil
+    }()
+
     /// Whether int8 passes may chain now: inference of a calibrated model (`Int8Inference`) on native kernels, outside
     /// calibration, `enabled`. Backbones chain their quantized convolutions with u8 activations between them.
     public static var int8Active: Bool {
@@ -71,8 +91,8 @@ public enum ConvChain {
     /// Chained convolutions run so far (tests check that the chain really ran), and those that fell back.
     nonisolated(unsafe) public static var passes = 0, fallbacks = 0
 
-    /// `x` [N, C, H, W] float32 NCHW as a chained bf16 activation (float32 with `f32`).
-    public static func enter(_ x: Tensor, f32: Bool = false) -> ChainTensor { enter(x, type: f32 ? .f32 : .bf16) }
+    /// `x` [N, C, H, W] float32 NCHW as a chained bf16 activation (float32 with `f32`, and in a float32 chain).
+    public static func enter(_ x: Tensor, f32: Bool = false) -> ChainTensor { enter(x, type: f32 || f32Active ? .f32 : .bf16) }
 
     /// `x` as a chained activation of `type`; u8 or s8 quantized with `scale` (rounded to nearest even, saturated to
     /// 0...255 or −128...127), always nhwc: oneDNN's int8 kernels read no other layout (`layout` picks another for the other types).
@@ -97,16 +117,12 @@ public enum ConvChain {
         x.type.quantized ? x : quantized(x, scale: q.inputScale, signed: q.inputSigned)
     }
 
-    /// A quantized tensor's real values as bf16 (an int8 block's identity shortcut, added by the kernel).
-    public static func dequantized(_ x: ChainTensor) -> ChainTensor {
-        precondition(x.type.quantized, "ConvChain.dequantized: a u8 or s8 tensor")
+    /// What a convolution that is not quantized reads for x: x itself when bf16 (float32 in a float32 chain), else x's
+    /// real values converted to bf16 (from float32, u8 or s8: a bf16 convolution's input in an int8 pass, an int8 block's
+    /// identity shortcut added by the kernel).
+    public static func floatInput(_ x: ChainTensor) -> ChainTensor {
+        if x.type == .bf16 || x.type == .f32 && f32Active { return x }
         return converted(x, to: ChainTensor(shape: x.shape, layout: x.layout, type: .bf16), multiplying: x.scale)
-    }
-
-    /// x's real values in bf16: x itself, or converted from float32, u8 or s8 (a bf16 convolution's input in an int8
-    /// pass).
-    public static func bf16(_ x: ChainTensor) -> ChainTensor {
-        x.type == .bf16 ? x : converted(x, to: ChainTensor(shape: x.shape, layout: x.layout, type: .bf16), multiplying: x.scale)
     }
 
     /// `y` filled with x's values ·`factor` in y's type (same shape and layout).
@@ -125,7 +141,7 @@ public enum ConvChain {
                             stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1),
                             relu: Bool = false, residual: ChainTensor? = nil, f32: Bool = false) -> ChainTensor {
         convolve(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding, dilation: dilation,
-                 relu: relu, residual: residual, output: f32 ? .f32 : .bf16, quantized: nil)
+                 relu: relu, residual: residual, output: f32 || x.type == .f32 ? .f32 : .bf16, quantized: nil)
     }
 
     /// The int8 form of `conv` (`QuantizedConv`, calibrated): x u8 or s8 with its scale (`int8Input`), q's s8 weights,
@@ -151,7 +167,8 @@ public enum ConvChain {
                          padding: (Int, Int), dilation: (Int, Int), relu: Bool, residual: ChainTensor?, output: ChainType,
                          quantized: (q: QuantizedConv, outputScale: Float)?) -> ChainTensor {
         let g = Conv2dGeometry(x.shape, weight.shape, stride: stride, padding: padding, dilation: dilation)
-        precondition(quantized != nil || x.type == .bf16, "ConvChain.conv: a bf16 convolution reads a bf16 tensor (ConvChain.bf16)")
+        precondition(quantized != nil || x.type == .bf16 || x.type == .f32 && f32Active,
+                     "ConvChain.conv: a convolution that is not quantized reads bf16 (float32 in a float32 chain; ConvChain.floatInput)")
         precondition(scale == nil || scale!.count == g.o, "ConvChain.conv: scale \(scale!.shape) for \(g.o) channels")
         precondition(shift == nil || shift!.count == g.o, "ConvChain.conv: shift \(shift!.shape) for \(g.o) channels")
         precondition(bias == nil || bias!.count == g.o, "ConvChain.conv: bias \(bias!.shape) for \(g.o) channels")
@@ -182,7 +199,7 @@ public enum ConvChain {
             let key = ChainPlanKey(threads: primitiveThreads, layout: x.layout, n: s.n, c: g.c, h: rows.count, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
                                    pt: rows.pad, pl: g.pw, dh: g.dh, dw: g.dw, ho: s.rows, wo: g.wo, relu: relu,
                                    sum: sumInPlace, sumScale: quantized != nil && sumInPlace ? residual!.scale : 1, dst: output,
-                                   src: quantized != nil ? x.type : .bf16, residualAdd: residual != nil && !sumInPlace, outScale: 1 / outputScale)
+                                   src: x.type, residualAdd: residual != nil && !sumInPlace, outScale: 1 / outputScale)
             guard let plan = ChainPlan.get(key) else {
                 return fallback(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding,
                                 dilation: dilation, relu: relu, residual: residual, type: output, outputScale: outputScale)
@@ -544,13 +561,13 @@ final class ChainPlan: @unchecked Sendable {
         guard let engine = OneDNN.engine else { return nil }
         OneDNN.threads(k.threads)   // primitives size their work split by the thread count at creation
         let wDims = [k.o, k.c, k.kh, k.kw]
-        guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, k.int8 ? k.src : .bf16),
+        guard var src = ChainTensor.desc([k.n, k.c, k.h, k.w], k.layout, k.src),
               var dst = ChainTensor.desc([k.n, k.o, k.ho, k.wo], k.layout, k.dst),
-              var wAny = OneDNN.any(wDims, type: k.int8 ? dnnl_s8 : dnnl_bf16),
+              var wAny = OneDNN.any(wDims, type: k.int8 ? dnnl_s8 : k.src == .f32 ? dnnl_f32 : dnnl_bf16),
               let wUser = OneDNN.plain(wDims, strides: contiguousStrides(wDims), type: k.int8 ? dnnl_s8 : dnnl_f32),
               var bias = OneDNN.plain([k.o], strides: [1]),
               var channel = OneDNN.plain([1, k.o, 1, 1], strides: [k.o, 1, 1, 1]),
-              var residual = ChainTensor.desc([k.n, k.o, k.ho, k.wo], k.layout, .bf16) else { return nil }
+              var residual = ChainTensor.desc([k.n, k.o, k.ho, k.wo], k.layout, k.src == .f32 ? .f32 : .bf16) else { return nil }
         let strides = OneDNN.padded([k.sh, k.sw]), dilations = OneDNN.padded([k.dh - 1, k.dw - 1])
         let padL = OneDNN.padded([k.pt, k.pl])
         // The bottom/right padding that makes the last window fit (negative when the last input rows go unread).

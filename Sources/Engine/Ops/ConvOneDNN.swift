@@ -58,6 +58,11 @@ public enum ConvPolicy {
         !CPUInfo.current.hasAMX && winograd(g) && implementation(for: g, .forward) == .oneDNNBlocked
     }
 
+    /// Whether a float32 inference forward of this geometry runs a Winograd kernel, oneDNN's or the engine's.
+    public static func takesWinograd(_ g: Conv2dGeometry) -> Bool {
+        engineWinograd(g) || winograd(g) && implementation(for: g, .forward) == .oneDNNBlocked
+    }
+
     /// Whether this inference forward runs the engine's own Winograd kernel (`EngineWinograd`) instead: where
     /// oneDNN has none (CPUs below AVX-512, which follow the AVX2 table), on the geometries that kernel takes.
     static func engineWinograd(_ g: Conv2dGeometry) -> Bool {

@@ -76,7 +76,7 @@ extension Conv2d {
                                   stride: stride, padding: padding, dilation: dilation, relu: relu, residual: residual,
                                   output: f32 ? .f32 : consumer == nil ? .bf16 : .u8, outputScale: consumer?.inputScale ?? 1)
         }
-        return ConvChain.conv(ConvChain.bf16(x), weight: weight, bias: bias, scale: scale, shift: shift, stride: stride,
+        return ConvChain.conv(ConvChain.floatInput(x), weight: weight, bias: bias, scale: scale, shift: shift, stride: stride,
                               padding: padding, dilation: dilation, relu: relu, residual: residual, f32: f32)
     }
 }
