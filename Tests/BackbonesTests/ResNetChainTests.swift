@@ -24,13 +24,9 @@ final class ResNetChainTests: XCTestCase {
         return (num / max(den, 1e-20)).squareRoot()
     }
 
-    /// A ResNet's features at float32 chained (`ConvChain.f32Active`: oneDNN's float32 kernels, BatchNorm folded,
-    /// shortcut and ReLU fused) against the per-convolution float32 path: equal up to summation order, every
-    /// convolution after the stem chained, and frozen (packed) weights give the chain's numbers exactly.
-    func testResNetFeaturesChainedAtFloat32AgreeWithThePerConvolutionPath() throws {
-        try MixedPrecision.select(.fp32)
-        guard ConvChain.float32Kernels else { throw XCTSkip("oneDNN has no float32 chain kernels on this CPU (\(CPUInfo.current.summary))") }
-        let net = ResNet(layers: [1, 2, 1, 1], acmix: nil, numClasses: 10, baseWidth: 16)
+    /// A small ResNet in eval mode with BatchNorm statistics of its own, an input for it, and gradients off.
+    private func network(numClasses: Int?) -> (ResNet, Tensor) {
+        let net = ResNet(layers: [1, 2, 1, 1], acmix: nil, numClasses: numClasses, baseWidth: 16)
         for (_, m) in net.namedModules() {
             guard let bn = m as? BatchNorm2d else { continue }
             let c = bn.weight.count
@@ -41,6 +37,16 @@ final class ResNetChainTests: XCTestCase {
         _ = net.eval()
         let x = Tensor(values(2 * 3 * 64 * 48, 0.013), shape: [2, 3, 64, 48])
         GradMode.isEnabled = false
+        return (net, x)
+    }
+
+    /// A ResNet's features at float32 chained (`ConvChain.f32Active`: oneDNN's float32 kernels, BatchNorm folded,
+    /// shortcut and ReLU fused) against the per-convolution float32 path: equal up to summation order, every
+    /// convolution after the stem chained, and frozen (packed) weights give the chain's numbers exactly.
+    func testResNetFeaturesChainedAtFloat32AgreeWithThePerConvolutionPath() throws {
+        try MixedPrecision.select(.fp32)
+        guard ConvChain.float32Kernels else { throw XCTSkip("oneDNN has no float32 chain kernels on this CPU (\(CPUInfo.current.summary))") }
+        let (net, x) = network(numClasses: 10)
         XCTAssertTrue(ConvChain.f32Active)
         let before = ConvChain.passes
         let chained = net.features(x), logits = net(x)
@@ -65,17 +71,7 @@ final class ResNetChainTests: XCTestCase {
     /// runs every convolution after the stem, and frozen (packed) weights give each path's numbers exactly, whichever
     /// path ran first.
     func testResNetFeaturesChainedAgreeWithThePerConvolutionPath() throws {
-        let net = ResNet(layers: [1, 2, 1, 1], acmix: nil, numClasses: nil, baseWidth: 16)
-        for (_, m) in net.namedModules() {
-            guard let bn = m as? BatchNorm2d else { continue }
-            let c = bn.weight.count
-            bn.running_mean.assign(Tensor(values(c, 0.7, 0.1), shape: [c]))
-            bn.running_var.assign(Tensor(values(c, 0.3).map { 0.5 + $0 * $0 }, shape: [c]))
-            bn.weight.assign(Tensor(values(c, 1.1).map { 0.8 + 0.4 * $0 }, shape: [c]))
-        }
-        _ = net.eval()
-        let x = Tensor(values(2 * 3 * 64 * 48, 0.013), shape: [2, 3, 64, 48])
-        GradMode.isEnabled = false
+        let (net, x) = network(numClasses: nil)
         func features() -> [Tensor] { net.features(x) }
         let before = ConvChain.passes
         let chained = features()
