@@ -16,7 +16,8 @@ import Foundation
 /// Natively the products run in oneDNN's int8 kernels (AVX512-VNNI / AVX-VNNI, AMX-INT8 where present); emulated
 /// (`ACMIX_INT8_EMULATION=1`, or a geometry oneDNN has no kernel for) the dequantized operands q·s run through the
 /// float32 kernels: the same numbers up to float rounding, on any CPU. Which convolutions are quantized, and their
-/// input scales, come from calibration (Tasks' `Int8Calibration`); every other op stays float32.
+/// input scales, come from calibration (Tasks' `Int8Calibration`); every other op stays float32, or bf16 between
+/// chained int8 convolutions (`ConvChain.int8Mixed`).
 public final class QuantizedConv: @unchecked Sendable {
     /// Weight [O, C/groups, kh, kw] (a linear layer's [O, C]) as int8 in −127...127.
     public let qweight: UnsafeMutableBufferPointer<Int8>
