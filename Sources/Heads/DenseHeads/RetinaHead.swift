@@ -57,8 +57,9 @@ public final class RetinaHead: AnchorHead {
         return (cls, reg)
     }
 
-    /// The int8 forms of a branch's stacked convolutions after the first, when int8 chains (`ConvChain.int8Active`) and
-    /// calibration quantized them all for u8 inputs (they follow ReLUs).
+    /// The int8 forms of a branch's stacked convolutions after the first, when int8 chains (`ConvChain.int8Active`) on a
+    /// CPU without native bf16 (with it the head runs chained, `predictsChained`) and calibration quantized them all
+    /// for u8 inputs (they follow ReLUs).
     func int8Chain(_ convs: [ConvModule]) -> [QuantizedConv]? {
         guard ConvChain.int8Active, convs.count >= 2, convs.allSatisfy(\.chainable),
               let model = Int8Inference.model else { return nil }
@@ -68,7 +69,7 @@ public final class RetinaHead: AnchorHead {
 
     /// One branch at int8: the first convolution on the float map (its input is signed), the others on chained u8
     /// activations; the last stacked one's output leaves the chain in float32 for the final convolution, which stays in
-    /// float32 (there Winograd beat a bf16 chained one: RetinaNet R50 int8 at 800×1333 1.09 s with it in bf16).
+    /// float32 (Winograd where it applies).
     func int8Branch(_ f: Tensor, _ convs: [ConvModule], _ q: [QuantizedConv], _ final: Conv2d) -> Tensor {
         var c = ConvChain.enter(convs[0](f), type: .u8, scale: q[0].inputScale)
         for j in 1..<convs.count {
