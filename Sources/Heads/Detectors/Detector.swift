@@ -27,14 +27,16 @@ extension Neck {
         return self(backbone.features(images))
     }
 
-    /// The neck's maps of `backbone`'s features as chained activations, or nil when the neck does not chain. A backbone
-    /// that does not chain (ACmix, Swin) hands its float32 features over once per map: bf16 enters them in bf16, int8 in
-    /// float32 nhwc, which each quantized convolution rounds once, to u8 (`ConvChain.int8Input`).
+    /// The neck's maps of `backbone`'s features as chained activations, or nil when either does not chain. At int8 a
+    /// backbone that does not chain (ACmix, Swin) hands its float32 features over once per map, in float32 nhwc, which
+    /// each quantized convolution rounds once, to u8 (`ConvChain.int8Input`): ACmix-ResNet-50 RetinaNet at 800×1333
+    /// 2.32–2.44 → 2.26–2.27 s (minima, Zen 4). Not at bf16, where the neck's 3×3 convolutions per convolution run
+    /// float32 Winograd on CPUs without AMX (`ConvPolicy.winogradOverBF16`): chained, 2.36–2.44 → 2.49–2.54 s.
     public func chainedFeatures(of backbone: any Backbone, _ images: Tensor) -> [ChainTensor]? {
         guard ConvChain.chaining, chains else { return nil }
-        let feats = backbone.chainedFeatures(images)
-            ?? backbone.features(images).map { ConvChain.active ? ConvChain.enter($0) : ConvChain.enter($0, type: .f32, layout: .nhwc) }
-        return chained(feats)
+        if let feats = backbone.chainedFeatures(images) { return chained(feats) }
+        guard ConvChain.int8Mixed else { return nil }
+        return chained(backbone.features(images).map { ConvChain.enter($0, type: .f32, layout: .nhwc) })
     }
 }
 
