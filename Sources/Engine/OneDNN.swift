@@ -212,9 +212,9 @@ public final class PackedWeights: @unchecked Sendable {
 }
 
 /// The float weights of a model frozen for inference: their packed forms are kept (`PackedWeights`). The tools
-/// install a model's weights when they run it at `--precision fp32` or `bf16` and change none of them afterwards; the registry
-/// holds the tensors, so no other tensor can take their addresses while they are registered. Optimizer steps and
-/// state-dict loads forget them; only passes without gradients read them.
+/// install a model's weights when they run it, at any `--precision` (int8 after calibration), and change none of them
+/// afterwards; the registry holds the tensors, so no other tensor can take their addresses while they are registered.
+/// Optimizer steps and state-dict loads forget them; only passes without gradients read them.
 public enum FrozenWeights {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var entries: [UnsafeMutableRawPointer: (Tensor, PackedWeights)] = [:]

@@ -572,10 +572,8 @@ final class ChainPlan: @unchecked Sendable {
         let padL = OneDNN.padded([k.pt, k.pl])
         // The bottom/right padding that makes the last window fit (negative when the last input rows go unread).
         let padR = OneDNN.padded([(k.ho - 1) * k.sh + (k.kh - 1) * k.dh + 1 - k.h - k.pt, (k.wo - 1) * k.sw + (k.kw - 1) * k.dw + 1 - k.w - k.pl])
-        var attr: dnnl_primitive_attr_t?
-        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        guard let attr = OneDNN.attributes() else { return nil }
         defer { dnnl_primitive_attr_destroy(attr) }
-        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
         if k.sum || k.relu || k.int8 {
             var ops: dnnl_post_ops_t?
             guard dnnl_post_ops_create(&ops) == dnnl_success, let ops else { return nil }
@@ -734,10 +732,8 @@ struct ChainPoolKey: Hashable {
         guard dnnl_pooling_forward_desc_init(&desc, dnnl_forward_inference, k.average ? dnnl_pooling_avg_exclude_padding : dnnl_pooling_max,
                                              &src, &dst, OneDNN.padded([k.s, k.s]), OneDNN.padded([k.kh, k.kw]), OneDNN.padded([k.pt, k.pl]),
                                              padR) == dnnl_success else { return nil }
-        var attr: dnnl_primitive_attr_t?
-        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        guard let attr = OneDNN.attributes() else { return nil }
         defer { dnnl_primitive_attr_destroy(attr) }
-        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
         var pd: dnnl_primitive_desc_t?
         guard dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil) == dnnl_success, let pd else { return nil }
         defer { dnnl_primitive_desc_destroy(pd) }

@@ -261,10 +261,8 @@ final class ConvPlan: @unchecked Sendable {
         let prW = (k.wo - 1) * k.sw + (k.kw - 1) * k.dw + 1 - k.w - k.pw
         let padR = OneDNN.padded([prH, prW])
 
-        var attr: dnnl_primitive_attr_t?
-        guard dnnl_primitive_attr_create(&attr) == dnnl_success, let attr else { return nil }
+        guard let attr = OneDNN.attributes() else { return nil }
         defer { dnnl_primitive_attr_destroy(attr) }
-        guard dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success else { return nil }
         var channelMD = k.scaleShift ? OneDNN.plain([1, k.o, 1, 1], strides: [k.o, 1, 1, 1]) : nil
         if k.scaleShift || k.relu {
             // y = relu((conv + bias)·scale + shift): binary post-ops 0 and 1, then the eltwise.
