@@ -220,6 +220,15 @@ public enum FrozenWeights {
     nonisolated(unsafe) private static var entries: [UnsafeMutableRawPointer: (Tensor, PackedWeights)] = [:]
 
     nonisolated(unsafe) private static weak var owner: AnyObject?
+    nonisolated(unsafe) private static var generationCount = 1
+
+    /// While a model is frozen, a number that changes whenever the frozen set does (nil when none is): values derived
+    /// from frozen parameters (a BatchNorm's running affine) are cached against it.
+    public static var generation: Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        return owner == nil ? nil : generationCount
+    }
 
     /// Registers `weights` of `owner` (a model), replacing any earlier set; nothing when they are registered already.
     public static func install(_ weights: @autoclosure () -> [Tensor], owner: AnyObject) {
@@ -228,6 +237,7 @@ public enum FrozenWeights {
         if self.owner === owner { return }
         entries = Dictionary(weights().map { (UnsafeMutableRawPointer($0.data), ($0, PackedWeights())) }, uniquingKeysWith: { a, _ in a })
         self.owner = owner
+        generationCount += 1
     }
 
     /// Forgets every registered weight and its packed forms (optimizers call it before they change weights).
@@ -235,6 +245,7 @@ public enum FrozenWeights {
         lock.lock()
         if !entries.isEmpty { entries = [:] }
         owner = nil
+        generationCount += 1
         lock.unlock()
     }
 

@@ -144,7 +144,11 @@ final class ConvChainTests: XCTestCase {
                     let x = Tensor(values(xs.reduce(1, *), 0.37 + Double(i)).map { signed ? $0 * 2 : abs($0) * 2 }, shape: xs)
                     let w = Tensor(values(o * c * k * k, 0.11, 0.2), shape: [o, c, k, k])
                     let bias = Tensor(values(o, 0.5, 0.1), shape: [o])
-                    let scale = Tensor(values(o, 0.9).map { 0.5 + $0 * $0 }, shape: [o])
+                    // Some negative (the kernel's output scales carry the sign), one 0 in case 3 (its channel is the shift
+                    // alone: the per-channel post-op form).
+                    let scale = Tensor(values(o, 0.9).enumerated().map { j, v in
+                        i == 3 && j == 5 ? 0 : (j % 3 == 2 ? -1 : 1) * (0.5 + v * v)
+                    }, shape: [o])
                     let shift = Tensor(values(o, 1.3, 0.2), shape: [o])
                     let ho = (xs[2] + 2 * p - k) / s + 1, wo = (xs[3] + 2 * p - k) / s + 1
                     let residual = hasResidual ? Tensor(values(xs[0] * o * ho * wo, 0.23), shape: [xs[0], o, ho, wo]) : nil

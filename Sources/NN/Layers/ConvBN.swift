@@ -4,14 +4,18 @@ extension BatchNorm2d {
     /// Whether this layer normalises with its running statistics (eval mode, or frozen as mmdetection's norm_eval).
     public var usesRunningStatistics: Bool { !training || frozen }
 
-    /// The per-channel affine of running-statistics normalisation: y = x·scale + shift.
+    /// The per-channel affine of running-statistics normalisation: y = x·scale + shift. Computed once while the model
+    /// is frozen (`FrozenWeights`: inference, where every chained convolution asks for it on every call).
     public func runningAffine() -> (scale: Tensor, shift: Tensor) {
+        let generation = FrozenWeights.generation
+        if let generation, let cached = frozenAffine, cached.generation == generation { return (cached.scale, cached.shift) }
         let c = weight.count
         let scale = Tensor(uninitialized: [c]), shift = Tensor(uninitialized: [c])
         for ch in 0..<c {
             scale.data[ch] = weight.data[ch] / (running_var.data[ch] + eps).squareRoot()
             shift.data[ch] = bias.data[ch] - running_mean.data[ch] * scale.data[ch]
         }
+        frozenAffine = generation.map { ($0, scale, shift) }
         return (scale, shift)
     }
 

@@ -14,6 +14,8 @@ public final class BatchNorm2d: Module {
     public var frozen = false
     /// SyncBN (`norm_cfg.type = "SyncBN"`): batch statistics over every process of a data-parallel job.
     public var sync = false
+    /// `runningAffine` of the frozen model of that `FrozenWeights.generation`.
+    var frozenAffine: (generation: Int, scale: Tensor, shift: Tensor)?
 
     public override var bufferNames: Set<String> { ["running_mean", "running_var", "num_batches_tracked"] }
 
