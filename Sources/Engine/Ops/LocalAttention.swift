@@ -6,9 +6,11 @@
 /// cancels in the softmax (and its gradient, Σ_j ∂logit_j, is zero): the kernel uses q·(k_j − pe_j).
 ///
 /// Layout: channels-first, so every inner loop runs over query positions with the tap offset fixed — plain
-/// shifted reads of reflection-padded per-head copies of k − pe and v, which vectorise. With stride 1 all queries
-/// of a plane form one "segment" laid out with the padded row pitch (the few pitch columns past the image are
-/// computed with zero queries and dropped); with stride 2 each output row is a segment read every other pixel.
+/// shifted reads of reflection-padded per-head copies of k − pe and v, which vectorise. The padded map is stored as
+/// stride² phase planes (rows ≡ py and columns ≡ px modulo the stride): a query (y, x) and its tap (ty, tx) read phase
+/// (ty mod s, tx mod s) at (y + ty/s, x + tx/s), so with any stride the queries form one segment at the phase planes'
+/// row pitch and every tap is a contiguous read (the pitch columns past the output are computed with zero queries and
+/// dropped). With stride 1 there is one phase, the padded map itself.
 ///
 /// - qkv: [B, 3·heads·d, H, W], channel blocks q | k | v, each head-major (head·d + c): the 1×1 projections' output.
 /// - pe: [d, H·W] positional encoding (conv_p of the coordinate grid), shared by heads and batch.
@@ -32,28 +34,16 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
         ws.pad(base + (nd + hd * d) * h * w, minus: p, into: ws.kp)
         ws.pad(base + (2 * nd + hd * d) * h * w, minus: nil, into: ws.vp)
         let q = base + hd * d * h * w, o = y + (bi * nd + hd * d) * geo.ho * geo.wo
-        if s == 1 {
-            ws.scaleQueries(segment: 0, q: q, scale: scale)
-            let seg = UnsafeMutablePointer<Float>.allocate(capacity: d * geo.lenBlocks)
-            defer { seg.deallocate() }
-            let taps = TapBlocks(geo)
-            for i0 in stride(from: 0, to: geo.len, by: attentionBlock) {
-                taps.weights(ws, at: i0)
-                taps.weightedSum(taps.a, ws.vp, planeSize: geo.planeSize, d: d, at: i0, into: seg, pitch: geo.lenBlocks)
-            }
-            for c in 0..<d { ws.scatterSegment(seg + c * geo.lenBlocks, 0, into: o + c * geo.ho * geo.wo) }
-            taps.free()
-            return
+        ws.scaleQueries(q, scale: scale)
+        let seg = UnsafeMutablePointer<Float>.allocate(capacity: d * geo.lenBlocks)
+        defer { seg.deallocate() }
+        let taps = TapBlocks(geo)
+        defer { taps.free() }
+        for i0 in stride(from: 0, to: geo.len, by: attentionBlock) {
+            taps.weights(ws, at: i0)
+            taps.weightedSum(taps.a, ws.vp, planeSize: geo.planeSize, d: d, at: i0, into: seg, pitch: geo.lenBlocks)
         }
-        for seg in 0..<geo.segments {
-            ws.attention(segment: seg, q: q, scale: scale)
-            // out[c][i] = Σ_t a[t][i]·v[c][tap]
-            for c in 0..<d {
-                ws.buf.update(repeating: 0, count: geo.len)
-                for t in 0..<geo.kk { gatherMulAdd(ws.buf, ws.a + t * geo.len, ws.tap(ws.vp, c, seg, t), geo.len, geo.step) }
-                ws.scatterSegment(ws.buf, seg, into: o + c * geo.ho * geo.wo)
-            }
-        }
+        for c in 0..<d { ws.scatterSegment(seg + c * geo.lenBlocks, into: o + c * geo.ho * geo.wo) }
     }
     return out.record("acmix_local_attention", [qkv, pe]) { g in
         let gqkv = Tensor(zeros: qkv.shape)
@@ -67,50 +57,11 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
             ws.pad(base + (nd + hd * d) * h * w, minus: p, into: ws.kp)
             ws.pad(base + (2 * nd + hd * d) * h * w, minus: nil, into: ws.vp)
             let gkp = ws.zeroPadded(), gvp = ws.zeroPadded()
-            let gseg = UnsafeMutablePointer<Float>.allocate(capacity: d * geo.len)
-            let ga = UnsafeMutablePointer<Float>.allocate(capacity: geo.kk * geo.len)
-            let dot = UnsafeMutablePointer<Float>.allocate(capacity: geo.len)
-            defer { ws.free(); gkp.deallocate(); gvp.deallocate(); gseg.deallocate(); ga.deallocate(); dot.deallocate() }
+            let taps = TapBlocks(geo)
+            defer { ws.free(); gkp.deallocate(); gvp.deallocate(); taps.free() }
             let q = base + hd * d * h * w, gq = gbase + hd * d * h * w
             let grad = gy + (bi * nd + hd * d) * geo.ho * geo.wo
-            if s == 1 {
-                let taps = TapBlocks(geo)
-                defer { taps.free() }
-                taps.backward(ws, q: q, scale: scale, outputGradient: grad, gkp: gkp, gvp: gvp, gq: gq)
-                ws.fold(gkp, into: gbase + (nd + hd * d) * h * w, sign: 1)
-                ws.fold(gkp, into: gp + pair * d * h * w, sign: -1)
-                ws.fold(gvp, into: gbase + (2 * nd + hd * d) * h * w, sign: 1)
-                return
-            }
-            for seg in 0..<geo.segments {
-                ws.attention(segment: seg, q: q, scale: scale)
-                for c in 0..<d { ws.gatherSegment(grad + c * geo.ho * geo.wo, seg, into: gseg + c * geo.len) }
-                // ga[t][i] = Σ_c g[c][i]·v[c][tap];  gv[c][tap] += a[t][i]·g[c][i]
-                ga.update(repeating: 0, count: geo.kk * geo.len)
-                for c in 0..<d {
-                    let gc = gseg + c * geo.len
-                    for t in 0..<geo.kk {
-                        gatherMulAdd(ga + t * geo.len, gc, ws.tap(ws.vp, c, seg, t), geo.len, geo.step)
-                        scatterMulAdd(ws.tap(gvp, c, seg, t), ws.a + t * geo.len, gc, geo.len, geo.step)
-                    }
-                }
-                // Softmax backward, in place: gl[t][i] = a·(ga − Σ_t a·ga).
-                dot.update(repeating: 0, count: geo.len)
-                for t in 0..<geo.kk { let a = ws.a + t * geo.len, gt = ga + t * geo.len; for i in 0..<geo.len { dot[i] += a[i] * gt[i] } }
-                for t in 0..<geo.kk {
-                    let a = ws.a + t * geo.len, gt = ga + t * geo.len
-                    for i in 0..<geo.len { gt[i] = a[i] * (gt[i] - dot[i]) }
-                }
-                // gq[c][i] = scale·Σ_t gl·kp[c][tap];  gkp[c][tap] += gl·qs[c][i]
-                for c in 0..<d {
-                    ws.buf.update(repeating: 0, count: geo.len)
-                    for t in 0..<geo.kk {
-                        gatherMulAdd(ws.buf, ga + t * geo.len, ws.tap(ws.kp, c, seg, t), geo.len, geo.step)
-                        scatterMulAdd(ws.tap(gkp, c, seg, t), ga + t * geo.len, ws.qs + c * geo.len, geo.len, geo.step)
-                    }
-                    ws.addQueryGradient(ws.buf, seg, scale: scale, into: gq + c * h * w)
-                }
-            }
+            taps.backward(ws, q: q, scale: scale, outputGradient: grad, gkp: gkp, gvp: gvp, gq: gq)
             // Fold the padded gradients back through the reflection: k and v get them, pe gets −gkp.
             ws.fold(gkp, into: gbase + (nd + hd * d) * h * w, sign: 1)
             ws.fold(gkp, into: gp + pair * d * h * w, sign: -1)
@@ -122,14 +73,19 @@ public func acmixLocalAttention(_ qkv: Tensor, _ pe: Tensor, heads: Int, height 
 
 struct LocalAttentionGeometry {
     let h, w, d, kernel, s, pad, hp, wp, ho, wo, kk: Int
-    /// Query segments per plane, positions per segment, and the padded-map step between neighbouring positions.
-    let segments, len, step: Int
-    /// len rounded up to whole blocks of positions (the blocked stride-1 kernels' row pitch).
-    let lenBlocks: Int
-    /// Padded plane size, with slack so the last segment's taps past the pitch columns stay in bounds.
+    /// Rows and row pitch of each of the s² phase planes (zero where a phase has no padded pixel), and their size.
+    let hq, pitch, phaseSize: Int
+    /// Query positions: ho rows at `pitch`; len rounded up to whole blocks of positions.
+    let len, lenBlocks: Int
+    /// A channel's phase planes, with slack so the last block's taps past the pitch columns stay in bounds.
     let planeSize: Int
     /// Source row/column of each padded row/column (reflection without repeating the edge).
     let rowMap: [Int], colMap: [Int]
+    /// Per tap (ty·kernel + tx): its phase plane, and its offset inside that plane from a query's position.
+    let phase: [Int], inPhase: [Int]
+    /// Every phase-plane row that holds padded pixels (its start in a channel's planes, the unpadded row it reflects,
+    /// its column phase), and per column phase the unpadded column of each of its pixels.
+    let phaseRows: [(at: Int, source: Int, px: Int)], phaseColumns: [[Int]]
 
     init(h: Int, w: Int, d: Int, kernel: Int, stride: Int) {
         self.h = h; self.w = w; self.d = d; self.kernel = kernel; s = stride
@@ -137,33 +93,45 @@ struct LocalAttentionGeometry {
         hp = h + 2 * pad; wp = w + 2 * pad
         ho = (h - 1) / stride + 1; wo = (w - 1) / stride + 1
         kk = kernel * kernel
-        if stride == 1 { segments = 1; len = ho * wp; step = 1 } else { segments = ho; len = wo; step = stride }
+        hq = (hp + stride - 1) / stride; pitch = (wp + stride - 1) / stride; phaseSize = hq * pitch
+        len = ho * pitch
         lenBlocks = (len + attentionBlock - 1) / attentionBlock * attentionBlock
-        // Slack past the last row: the last taps' reads, and a whole block of positions past the last segment.
-        planeSize = hp * wp + kernel + attentionBlock
+        // A query's last tap reads below row ho − 1 + (kernel − 1)/s < hq of the last phase: past the planes only the
+        // block rounding and the last columns.
+        planeSize = stride * stride * phaseSize + kernel + attentionBlock
         rowMap = (0..<hp).map { reflectIndex($0 - kernel / 2, h) }
         colMap = (0..<wp).map { reflectIndex($0 - kernel / 2, w) }
+        phase = (0..<kk).map { ($0 / kernel % stride) * stride + $0 % kernel % stride }
+        let (pitch, kernel) = (pitch, kernel)
+        inPhase = (0..<kk).map { ($0 / kernel / stride) * pitch + $0 % kernel / stride }
+        let (hp, wp, hq, phaseSize, rowMap, colMap) = (hp, wp, hq, phaseSize, rowMap, colMap)
+        phaseColumns = (0..<stride).map { px in Swift.stride(from: px, to: wp, by: stride).map { colMap[$0] } }
+        phaseRows = (0..<stride * stride).flatMap { p in
+            (0..<hq).compactMap { yq in
+                let yp = yq * stride + p / stride
+                return yp < hp ? (at: p * phaseSize + yq * pitch, source: rowMap[yp], px: p % stride) : nil
+            }
+        }
     }
+
+    /// Each tap's offset from a query's position in a channel's phase planes.
+    var offsets: [Int] { (0..<kk).map { phase[$0] * phaseSize + inPhase[$0] } }
 }
 
-/// Per-(batch, head) scratch: padded k − pe and v, the scaled queries and attention weights of one segment.
+/// Per-(batch, head) scratch: k − pe and v in padded phase planes, and the scaled queries.
 struct LocalAttentionWorkspace {
     let g: LocalAttentionGeometry
     let kp, vp: UnsafeMutablePointer<Float>   // [d][planeSize]
-    let qs: UnsafeMutablePointer<Float>       // [d][len]
-    let a: UnsafeMutablePointer<Float>        // [kk][len]
-    let buf: UnsafeMutablePointer<Float>      // [len]
+    let qs: UnsafeMutablePointer<Float>       // [d][lenBlocks]
 
     init(_ g: LocalAttentionGeometry) {
         self.g = g
         kp = .allocate(capacity: g.d * g.planeSize)
         vp = .allocate(capacity: g.d * g.planeSize)
         qs = .allocate(capacity: g.d * g.lenBlocks)
-        a = .allocate(capacity: g.kk * g.len)
-        buf = .allocate(capacity: g.len)
     }
 
-    func free() { kp.deallocate(); vp.deallocate(); qs.deallocate(); a.deallocate(); buf.deallocate() }
+    func free() { kp.deallocate(); vp.deallocate(); qs.deallocate() }
 
     func zeroPadded() -> UnsafeMutablePointer<Float> {
         let t = UnsafeMutablePointer<Float>.allocate(capacity: g.d * g.planeSize)
@@ -171,126 +139,71 @@ struct LocalAttentionWorkspace {
         return t
     }
 
-    /// Reflection-pads d channel planes of `src` (minus `sub`, the same-shaped pe, when given).
+    /// Reflection-pads d channel planes of `src` (minus `sub`, the same-shaped pe, when given) into phase planes.
     func pad(_ src: UnsafePointer<Float>, minus sub: UnsafePointer<Float>?, into dst: UnsafeMutablePointer<Float>) {
+        dst.update(repeating: 0, count: g.d * g.planeSize)
         for c in 0..<g.d {
-            let plane = src + c * g.h * g.w, sp = sub.map { $0 + c * g.h * g.w }, out = dst + c * g.planeSize
-            for yp in 0..<g.hp {
-                let row = plane + g.rowMap[yp] * g.w, o = out + yp * g.wp
-                if let sp {
-                    let srow = sp + g.rowMap[yp] * g.w
-                    for xp in 0..<g.wp { o[xp] = row[g.colMap[xp]] - srow[g.colMap[xp]] }
+            for r in g.phaseRows {
+                let row = src + (c * g.h + r.source) * g.w, o = dst + c * g.planeSize + r.at
+                if let sub {
+                    let srow = sub + (c * g.h + r.source) * g.w
+                    for (x, col) in g.phaseColumns[r.px].enumerated() { o[x] = row[col] - srow[col] }
                 } else {
-                    for xp in 0..<g.wp { o[xp] = row[g.colMap[xp]] }
+                    for (x, col) in g.phaseColumns[r.px].enumerated() { o[x] = row[col] }
                 }
             }
-            (out + g.hp * g.wp).update(repeating: 0, count: g.planeSize - g.hp * g.wp)
         }
     }
 
-    /// Adds a padded gradient back onto the unpadded planes (the adjoint of `pad`).
+    /// Adds padded phase-plane gradients back onto the unpadded planes (the adjoint of `pad`).
     func fold(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, sign: Float) {
         for c in 0..<g.d {
-            let plane = dst + c * g.h * g.w
-            for yp in 0..<g.hp {
-                let row = plane + g.rowMap[yp] * g.w, inRow = src + c * g.planeSize + yp * g.wp
-                for xp in 0..<g.wp { row[g.colMap[xp]] += sign * inRow[xp] }
+            for r in g.phaseRows {
+                let row = dst + (c * g.h + r.source) * g.w, inRow = src + c * g.planeSize + r.at
+                for (x, col) in g.phaseColumns[r.px].enumerated() { row[col] += sign * inRow[x] }
             }
         }
     }
 
-    /// Padded channel c's element for position 0 of `segment` at tap t; position i is at `step`·i from it.
-    @inline(__always)
-    func tap(_ t0: UnsafeMutablePointer<Float>, _ c: Int, _ segment: Int, _ t: Int) -> UnsafeMutablePointer<Float> {
-        t0 + c * g.planeSize + (segment * g.s + t / g.kernel) * g.wp + t % g.kernel
-    }
-
-    /// Copies a [ho, wo] plane's positions of `segment` into segment layout (zero in the pitch columns).
-    func gatherSegment(_ plane: UnsafePointer<Float>, _ segment: Int, into dst: UnsafeMutablePointer<Float>) {
-        if g.s == 1 {
-            for y in 0..<g.ho {
-                (dst + y * g.wp).update(from: plane + y * g.wo, count: g.wo)
-                (dst + y * g.wp + g.wo).update(repeating: 0, count: g.wp - g.wo)
-            }
-        } else {
-            dst.update(from: plane + segment * g.wo, count: g.wo)
+    /// Copies a [ho, wo] plane into segment layout (zero in the pitch columns).
+    func gatherSegment(_ plane: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
+        for y in 0..<g.ho {
+            (dst + y * g.pitch).update(from: plane + y * g.wo, count: g.wo)
+            (dst + y * g.pitch + g.wo).update(repeating: 0, count: g.pitch - g.wo)
         }
     }
 
     /// Writes a segment's valid positions into a [ho, wo] plane.
-    func scatterSegment(_ src: UnsafePointer<Float>, _ segment: Int, into plane: UnsafeMutablePointer<Float>) {
-        if g.s == 1 {
-            for y in 0..<g.ho { (plane + y * g.wo).update(from: src + y * g.wp, count: g.wo) }
-        } else {
-            (plane + segment * g.wo).update(from: src, count: g.wo)
+    func scatterSegment(_ src: UnsafePointer<Float>, into plane: UnsafeMutablePointer<Float>) {
+        for y in 0..<g.ho { (plane + y * g.wo).update(from: src + y * g.pitch, count: g.wo) }
+    }
+
+    /// Adds scale·src (segment layout) onto the query plane [h, w] at the query pixels (every s-th row and column).
+    func addQueryGradient(_ src: UnsafePointer<Float>, scale: Float, into plane: UnsafeMutablePointer<Float>) {
+        for y in 0..<g.ho {
+            let r = plane + y * g.s * g.w, sr = src + y * g.pitch
+            if g.s == 1 { for x in 0..<g.wo { r[x] += scale * sr[x] } } else { for x in 0..<g.wo { r[x * g.s] += scale * sr[x] } }
         }
     }
 
-    /// Adds scale·src (segment layout) onto the query plane [h, w] at the segment's query pixels.
-    func addQueryGradient(_ src: UnsafePointer<Float>, _ segment: Int, scale: Float, into plane: UnsafeMutablePointer<Float>) {
-        if g.s == 1 {
-            for y in 0..<g.h { let r = plane + y * g.w, sr = src + y * g.wp; for x in 0..<g.w { r[x] += scale * sr[x] } }
-        } else {
-            let r = plane + segment * g.s * g.w
-            for x in 0..<g.wo { r[x * g.s] += scale * src[x] }
-        }
-    }
-
-    /// Fills `qs` with the scaled queries of `segment` (pitch `lenBlocks` at stride 1, zero past the image).
-    func scaleQueries(segment: Int, q: UnsafePointer<Float>, scale: Float) {
-        let len = g.s == 1 ? g.lenBlocks : g.len
+    /// Fills `qs` with the scaled queries (pitch `pitch`, zero in the pitch columns and past the last position).
+    func scaleQueries(_ q: UnsafePointer<Float>, scale: Float) {
         for c in 0..<g.d {
-            let dst = qs + c * len
-            if g.s == 1 {
-                for y in 0..<g.h {
-                    let src = q + (c * g.h + y) * g.w, o = dst + y * g.wp
-                    for x in 0..<g.w { o[x] = src[x] * scale }
-                    (o + g.w).update(repeating: 0, count: g.wp - g.w)
-                }
-                (dst + g.len).update(repeating: 0, count: g.lenBlocks - g.len)
-            } else {
-                let src = q + (c * g.h + segment * g.s) * g.w
-                for x in 0..<g.wo { dst[x] = src[x * g.s] * scale }
+            let dst = qs + c * g.lenBlocks
+            for y in 0..<g.ho {
+                let src = q + (c * g.h + y * g.s) * g.w, o = dst + y * g.pitch
+                if g.s == 1 { for x in 0..<g.wo { o[x] = src[x] * scale } } else { for x in 0..<g.wo { o[x] = src[x * g.s] * scale } }
+                (o + g.wo).update(repeating: 0, count: g.pitch - g.wo)
             }
+            (dst + g.len).update(repeating: 0, count: g.lenBlocks - g.len)
         }
-    }
-
-    /// Fills `qs` with the scaled queries of `segment` and `a` with their softmax weights over the taps.
-    func attention(segment: Int, q: UnsafePointer<Float>, scale: Float) {
-        let len = g.len
-        for c in 0..<g.d {
-            let dst = qs + c * len
-            if g.s == 1 {
-                for y in 0..<g.h {
-                    let src = q + (c * g.h + y) * g.w, o = dst + y * g.wp
-                    for x in 0..<g.w { o[x] = src[x] * scale }
-                    (o + g.w).update(repeating: 0, count: g.wp - g.w)
-                }
-            } else {
-                let src = q + (c * g.h + segment * g.s) * g.w
-                for x in 0..<g.wo { dst[x] = src[x * g.s] * scale }
-            }
-        }
-        a.update(repeating: 0, count: g.kk * len)
-        for c in 0..<g.d {
-            for t in 0..<g.kk { gatherMulAdd(a + t * len, qs + c * len, tap(kp, c, segment, t), len, g.step) }
-        }
-        // Softmax over taps, vectorised across positions.
-        let m = buf
-        m.update(from: a, count: len)
-        for t in 1..<g.kk { let lg = a + t * len; for i in 0..<len { m[i] = max(m[i], lg[i]) } }
-        for t in 0..<g.kk { let lg = a + t * len; for i in 0..<len { lg[i] = fastExp(lg[i] - m[i]) } }
-        m.update(from: a, count: len)
-        for t in 1..<g.kk { let lg = a + t * len; for i in 0..<len { m[i] += lg[i] } }
-        for i in 0..<len { m[i] = 1 / m[i] }
-        for t in 0..<g.kk { let lg = a + t * len; for i in 0..<len { lg[i] *= m[i] } }
     }
 }
 
-/// Query positions per block of the stride-1 kernels: two eight-lane registers per tap.
+/// Query positions per block of the kernels: two eight-lane registers per tap.
 let attentionBlock = 16
 
-/// The stride-1 kernels, one block of 16 query positions at a time: the block's 49 logits (or gradients) per
+/// The kernels, one block of 16 query positions at a time: the block's 49 logits (or gradients) per
 /// position stay in a 3 KB buffer in L1, and every tap is a contiguous 16-float read of a padded plane at the
 /// tap's offset. Four taps or four channels share each load of the other operand. (The per-tap sweeps over whole
 /// planes they replace streamed kk·len floats through L2 for every channel.)
@@ -302,7 +215,7 @@ struct TapBlocks {
 
     init(_ g: LocalAttentionGeometry) {
         self.g = g
-        offsets = (0..<g.kk).map { ($0 / g.kernel) * g.wp + $0 % g.kernel }
+        offsets = g.offsets
         a = .allocate(capacity: g.kk * attentionBlock)
         grad = .allocate(capacity: g.kk * attentionBlock)
     }
@@ -368,8 +281,9 @@ struct TapBlocks {
     /// plane[c][j0…] = Σ_t w[t][j0 − off(t)…]·x[c][j0 − off(t)…]: the adjoint of `weightedSum` into the planes,
     /// computed per destination block (gathering from the sources rather than adding into overlapping destination
     /// windows, whose partially overlapping stores the CPU cannot forward to the next loads). w and x point at
-    /// position 0 of rows with zero margins on both sides.
-    func gatherAdjoint(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, pitch: Int, d: Int, at j0: Int,
+    /// position 0 of rows with zero margins on both sides. Over the taps of one phase plane (`planes` points at it),
+    /// off(t) their offsets inside it.
+    func gatherAdjoint(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, pitch: Int, d: Int, at j0: Int, taps: [Int],
                        into planes: UnsafeMutablePointer<Float>, planeSize: Int) {
         var c = 0
         while c < d {
@@ -377,8 +291,8 @@ struct TapBlocks {
             var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
             let x0 = x + c * pitch + j0, x1 = x + (c + min(1, n - 1)) * pitch + j0
             let x2 = x + (c + min(2, n - 1)) * pitch + j0, x3 = x + (c + min(3, n - 1)) * pitch + j0
-            for t in 0..<g.kk {
-                let o = -offsets[t], wt = load16(w + t * pitch + j0 + o)
+            for t in taps {
+                let o = -g.inPhase[t], wt = load16(w + t * pitch + j0 + o)
                 s0 += wt * load16(x0 + o); s1 += wt * load16(x1 + o)
                 s2 += wt * load16(x2 + o); s3 += wt * load16(x3 + o)
             }
@@ -390,15 +304,16 @@ struct TapBlocks {
         }
     }
 
-    /// The stride-1 backward of one (image, head): attention weights and logit gradients for every position (block by
+    /// The backward of one (image, head): attention weights and logit gradients for every position (block by
     /// block), the query gradient, then the padded k − pe and v gradients in gather form. gkp and gvp are written
     /// whole (every padded position), gq accumulated.
     func backward(_ ws: LocalAttentionWorkspace, q: UnsafePointer<Float>, scale: Float, outputGradient: UnsafePointer<Float>,
                   gkp: UnsafeMutablePointer<Float>, gvp: UnsafeMutablePointer<Float>, gq: UnsafeMutablePointer<Float>) {
         let d = g.d, lenB = g.lenBlocks
-        // Rows over positions −margin ..< span + margin, zero outside the segment: the gathers read off(t) before.
-        let span = (g.hp * g.wp + attentionBlock - 1) / attentionBlock * attentionBlock
-        let margin = (offsets.last! + attentionBlock - 1) / attentionBlock * attentionBlock
+        // Rows over positions −margin ..< span + margin, zero outside the segment: the gathers read a tap's offset in
+        // its phase plane before; span covers one phase plane.
+        let span = (g.phaseSize + attentionBlock - 1) / attentionBlock * attentionBlock
+        let margin = (g.inPhase.max()! + attentionBlock - 1) / attentionBlock * attentionBlock
         let pitch = margin + max(span, lenB) + attentionBlock
         let rows = UnsafeMutablePointer<Float>.allocate(capacity: (2 * g.kk + 2 * d) * pitch)
         defer { rows.deallocate() }
@@ -406,10 +321,10 @@ struct TapBlocks {
         let aAll = rows + margin, glAll = aAll + g.kk * pitch, qw = glAll + g.kk * pitch, gw = qw + d * pitch
         let gqs = UnsafeMutablePointer<Float>.allocate(capacity: d * lenB)
         defer { gqs.deallocate() }
-        ws.scaleQueries(segment: 0, q: q, scale: scale)
+        ws.scaleQueries(q, scale: scale)
         for c in 0..<d {
             (qw + c * pitch).update(from: ws.qs + c * lenB, count: lenB)
-            ws.gatherSegment(outputGradient + c * g.ho * g.wo, 0, into: gw + c * pitch)
+            ws.gatherSegment(outputGradient + c * g.ho * g.wo, into: gw + c * pitch)
         }
         for i0 in stride(from: 0, to: g.len, by: attentionBlock) {
             weights(ws, at: i0)
@@ -427,11 +342,16 @@ struct TapBlocks {
             (aAll + t * pitch + g.len).update(repeating: 0, count: pitch - margin - g.len)
             (glAll + t * pitch + g.len).update(repeating: 0, count: pitch - margin - g.len)
         }
-        for c in 0..<d { ws.addQueryGradient(gqs + c * lenB, 0, scale: scale, into: gq + c * g.h * g.w) }
-        for j0 in stride(from: 0, to: span, by: attentionBlock) {
-            // gv[c][j] = Σ_t a[t][j − off]·g[c][j − off];  gk[c][j] = Σ_t gl[t][j − off]·q[c][j − off]
-            gatherAdjoint(aAll, gw, pitch: pitch, d: d, at: j0, into: gvp, planeSize: g.planeSize)
-            gatherAdjoint(glAll, qw, pitch: pitch, d: d, at: j0, into: gkp, planeSize: g.planeSize)
+        for c in 0..<d { ws.addQueryGradient(gqs + c * lenB, scale: scale, into: gq + c * g.h * g.w) }
+        // Phase by phase, in order: a block's stores past its phase plane land at the next one's start, which that
+        // phase then writes (or in the slack after the last).
+        for p in 0..<(g.s * g.s) {
+            let taps = (0..<g.kk).filter { g.phase[$0] == p }, at = p * g.phaseSize
+            for j0 in stride(from: 0, to: span, by: attentionBlock) {
+                // gv[c][j] = Σ_t a[t][j − off]·g[c][j − off];  gk[c][j] = Σ_t gl[t][j − off]·q[c][j − off]
+                gatherAdjoint(aAll, gw, pitch: pitch, d: d, at: j0, taps: taps, into: gvp + at, planeSize: g.planeSize)
+                gatherAdjoint(glAll, qw, pitch: pitch, d: d, at: j0, taps: taps, into: gkp + at, planeSize: g.planeSize)
+            }
         }
     }
 
@@ -442,18 +362,3 @@ struct TapBlocks {
         for t in 0..<g.kk { store16(load16(a + t * 16) * (load16(grad + t * 16) - dot), grad + t * 16) }
     }
 }
-
-// Row kernels with a contiguous fast path: with stride 1 they vectorise; a variable stride would keep them scalar.
-
-/// y[i] += a[i]·x[i·s]
-@inline(__always)
-func gatherMulAdd(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, _ s: Int) {
-    if s == 1 { for i in 0..<n { y[i] += a[i] * x[i] } } else { for i in 0..<n { y[i] += a[i] * x[i * s] } }
-}
-
-/// y[i·s] += a[i]·b[i]
-@inline(__always)
-func scatterMulAdd(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int, _ s: Int) {
-    if s == 1 { for i in 0..<n { y[i] += a[i] * b[i] } } else { for i in 0..<n { y[i * s] += a[i] * b[i] } }
-}
-
