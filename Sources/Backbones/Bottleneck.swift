@@ -78,11 +78,17 @@ public final class Bottleneck: Module {
 
     /// The int8 block on chained activations (`ConvChain.int8Active`, `quantized` not nil): x u8 → u8 with
     /// `outputScale` (the next block's input scale), or float32 when nil (the last block). An identity shortcut into a
-    /// u8 output is summed from x's u8 values into x's buffer (x must not be read afterwards); the others are added in
-    /// bf16 (their real values).
+    /// u8 output is summed from x's u8 values into x's buffer (x must not be read afterwards), a downsample's from its s8
+    /// output where calibration recorded its range (`QuantizedConv.outputScale`); the others are added in bf16 (their
+    /// real values).
     public func callAsFunction(_ x: ChainTensor, quantized q: [QuantizedConv], outputScale: Float?) -> ChainTensor {
-        let shortcut = shortcutConvBN.map { convBN(x, $0.conv, $0.bn, quantized: q[3], relu: false, output: .bf16) }
-            ?? (outputScale == nil ? ConvChain.floatInput(x) : x)
+        // A downsample calibrated for it writes s8, which conv3 sums in place into its u8 output; else bf16.
+        let shortcut = shortcutConvBN.map { s in
+            if let os = q[3].outputScale, outputScale != nil {
+                return convBN(x, s.conv, s.bn, quantized: q[3], relu: false, output: .s8, outputScale: os)
+            }
+            return convBN(x, s.conv, s.bn, quantized: q[3], relu: false, output: .bf16)
+        } ?? (outputScale == nil ? ConvChain.floatInput(x) : x)
         var y = convBN(x, conv1, bn1, quantized: q[0], relu: true, output: .u8, outputScale: q[1].inputScale)
         y = convBN(y, conv2 as! Conv2d, bn2, quantized: q[1], relu: true, output: .u8, outputScale: q[2].inputScale)
         return convBN(y, conv3, bn3, quantized: q[2], residual: shortcut, relu: true, output: outputScale == nil ? .f32 : .u8,

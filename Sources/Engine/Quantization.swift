@@ -26,6 +26,10 @@ public final class QuantizedConv: @unchecked Sendable {
     /// Input ≈ q · inputScale, q in 0...255 (unsigned) or −127...127.
     public let inputScale: Float
     public let inputSigned: Bool
+    /// Output ≈ q · outputScale, q in −127...127, where calibration recorded the output's range: a ResNet block's
+    /// downsample then writes s8, which the block's last convolution sums in place (a bf16 shortcut took oneDNN's older
+    /// 1×1 kernel, 1.1–1.8× slower on Zen 4). Set once, before the model runs.
+    public var outputScale: Float?
     /// `qweight` in the kernels' layouts, reordered on first use.
     let packed = PackedWeights()
 

@@ -182,17 +182,19 @@ final class ConvChainTests: XCTestCase {
                     func check(_ got: Tensor, _ ref: Tensor, _ output: ChainType, _ label: String) {
                         var off = 0, worst: Float = 0
                         for j in 0..<ref.count {
-                            let r = output == .u8 ? Float(min(255, max(0, (ref.data[j] / so).rounded(.toNearestOrEven)))) * so : ref.data[j]
+                            let r = output == .u8 ? Float(min(255, max(0, (ref.data[j] / so).rounded(.toNearestOrEven)))) * so
+                                : output == .s8 ? Float(min(127, max(-128, (ref.data[j] / so).rounded(.toNearestOrEven)))) * so : ref.data[j]
                             // bf16: within one rounding step of the value.
                             let e = abs(got.data[j] - r) / (output == .bf16 ? abs(r) / 128 + 1e-3 : 1)
                             worst = max(worst, e)
-                            if e > (output == .u8 ? so * 1e-3 : output == .bf16 ? 0.5 : 1e-3 * (abs(r) + 1)) { off += 1 }
+                            if e > (output.quantized ? so * 1e-3 : output == .bf16 ? 0.5 : 1e-3 * (abs(r) + 1)) { off += 1 }
                         }
-                        XCTAssertLessThanOrEqual(worst, output == .u8 ? so * 1.001 : output == .bf16 ? 1.01 : 1e-2, label)
+                        XCTAssertLessThanOrEqual(worst, output.quantized ? so * 1.001 : output == .bf16 ? 1.01 : 1e-2, label)
                         XCTAssertLessThanOrEqual(off, ref.count / 100 + 1, label)
                     }
                     let label = "\(layout) \(threads) threads (\(mode)) case \(i)\(signed ? " s8" : "")"
-                    let outputs = [ChainType.u8, .f32, .bf16]
+                    // s8: a calibrated downsample's output (no residual).
+                    let outputs = [ChainType.u8, .f32, .bf16] + (residual == nil ? [.s8] : [])
                     for output in outputs {
                         let y = ConvChain.conv(input(), quantized: q, weight: w, bias: bias, scale: scale,
                                                shift: shift, stride: (s, s), padding: (p, p), relu: relu,
@@ -213,8 +215,16 @@ final class ConvChainTests: XCTestCase {
                                        "\(label): the output is written over the u8 shortcut")
                         let stored = values.map { Float(min(255, ($0 / sr).rounded(.toNearestOrEven))) * sr }
                         check(y.tensor(), try reference(shortcut: stored), .u8, "\(label) u8 shortcut")
+                        // An s8 shortcut (a calibrated downsample's output) is summed from its s8 values into its buffer.
+                        let ss: Float = 1.0 / 70
+                        let s8 = ConvChain.enter(residual, type: .s8, scale: ss)
+                        let y8 = ConvChain.conv(input(), quantized: q, weight: w, bias: bias, scale: scale, shift: shift,
+                                                stride: (s, s), padding: (p, p), relu: relu, residual: s8, output: .u8, outputScale: so)
+                        XCTAssertEqual(y8.type, .u8, label)
+                        let stored8 = residual.array.map { Float(min(127, max(-128, ($0 / ss).rounded(.toNearestOrEven)))) * ss }
+                        check(y8.tensor(), try reference(shortcut: stored8), .u8, "\(label) s8 shortcut")
                     }
-                    XCTAssertEqual(ConvChain.passes, before + outputs.count + (residual == nil ? 0 : 1), "\(label) did not run chained")
+                    XCTAssertEqual(ConvChain.passes, before + outputs.count + (residual == nil ? 0 : 2), "\(label) did not run chained")
                 }
             }
         }

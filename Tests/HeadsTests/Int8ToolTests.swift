@@ -78,11 +78,13 @@ final class Int8ToolTests: XCTestCase {
         try loaded.loadInt8(path)
         let a = run.int8!.entries, b = try XCTUnwrap(loaded.int8).entries
         XCTAssertEqual(a.map(\.name), b.map(\.name))
+        XCTAssertTrue(a.contains { $0.conv.outputScale != nil }, "calibration records output scales")
         for (x, y) in zip(a, b) {
             XCTAssertEqual(Array(x.conv.qweight), Array(y.conv.qweight), x.name)
             XCTAssertEqual(x.conv.weightScale, y.conv.weightScale, x.name)
             XCTAssertEqual(x.conv.inputScale, y.conv.inputScale, x.name)
             XCTAssertEqual(x.conv.inputSigned, y.conv.inputSigned, x.name)
+            XCTAssertEqual(x.conv.outputScale, y.conv.outputScale, x.name)
         }
         let fromFile = try loaded.withPrecision(.int8) { again.predictor([d.images[1]]) }
         let fromCalibration = try run.withPrecision(.int8) { d.predictor([d.images[1]]) }

@@ -147,17 +147,19 @@ public enum ConvChain {
     /// The int8 form of `conv` (`QuantizedConv`, calibrated): x u8 or s8 with its scale (`int8Input`), q's s8 weights,
     /// sums in int32;
     /// act(acc·(s_x·s_w·scale) + bias·scale + shift [+ residual]) stored as `output`: u8 with `outputScale` (the next
-    /// convolution's input scale), or bf16 / float32. A residual of the output's type (u8, or bf16: an FPN's top-down
-    /// sum) is summed by the kernel in place, as bf16's, so the caller must not read it afterwards; a bf16 one into
-    /// another output type (real values) is read, not overwritten.
+    /// convolution's input scale), s8 with it (a calibrated downsample, `QuantizedConv.outputScale`), or bf16 / float32.
+    /// A residual of the output's type (u8, or bf16: an FPN's top-down sum), or an s8 one into a u8 output, is summed by
+    /// the kernel in place, as bf16's, so the caller must not read it afterwards; a bf16 one into another output type
+    /// (real values) is read, not overwritten.
     public static func conv(_ x: ChainTensor, quantized q: QuantizedConv, weight: Tensor, bias: Tensor? = nil, scale: Tensor? = nil,
                             shift: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                             dilation: (Int, Int) = (1, 1), relu: Bool = false, residual: ChainTensor? = nil,
                             output: ChainType, outputScale: Float = 1) -> ChainTensor {
         precondition(x.type.quantized && x.layout == .nhwc, "ConvChain.conv: an int8 convolution reads an nhwc u8 or s8 tensor")
         precondition(q.qweight.count == weight.count && q.weightScale.count == weight.shape[0], "ConvChain.conv: quantized weight of another shape")
-        precondition(residual == nil || residual!.type == .bf16 || residual!.type == .u8 && output == .u8,
-                     "ConvChain.conv: an int8 convolution's residual is bf16, or u8 for a u8 output")
+        precondition(residual == nil || residual!.type == .bf16 || residual!.type.quantized && output == .u8,
+                     "ConvChain.conv: an int8 convolution's residual is bf16, or u8 / s8 for a u8 output")
+        precondition(output != .s8 || residual == nil, "ConvChain.conv: an s8 output takes no residual")
         return convolve(x, weight: weight, bias: bias, scale: scale, shift: shift, stride: stride, padding: padding, dilation: dilation,
                         relu: relu, residual: residual, output: output, quantized: (q, outputScale))
     }
@@ -188,8 +190,9 @@ public enum ConvChain {
         // bf16, and int8 with a shortcut of its output's type, sum into the shortcut's buffer (`sum` post-op: with int8 it
         // reads u8 values times their scale, and the kernel keeps its 1×1 brgemm form, which a bf16 binary add turned
         // into an older kernel); int8 reads a bf16 shortcut into another type and writes a tensor of its own.
-        let outputScale = output == .u8 ? quantized?.outputScale ?? 1 : 1
-        let sumInPlace = residual != nil && (quantized == nil || residual!.type == output)
+        let outputScale = output.quantized ? quantized?.outputScale ?? 1 : 1
+        // An int8 shortcut (u8, or s8: a calibrated downsample's) into a u8 output is summed in place too, read as its type.
+        let sumInPlace = residual != nil && (quantized == nil || residual!.type == output || residual!.type.quantized && output == .u8)
         // int8 without a bf16 shortcut to add: the kernel's own output scales and bias, oscale·(acc + bias'), carry the
         // dequantisation, BatchNorm, bias and 1/outputScale (ReLU commutes with a positive factor). Per-channel binary
         // post-ops measured up to 1.5× slower (a 64→256 1×1 at 56×56: 0.250 against 0.165 ms on Zen 4). Not where a
@@ -202,7 +205,7 @@ public enum ConvChain {
             for o in 0..<g.o { foldedBias[o] /= channelScale[o] }
         }
         let sumScale = quantized != nil && sumInPlace ? residual!.scale / (viaScales ? outputScale : 1) : 1
-        let y = (sumInPlace ? residual!.viewing(scale: outputScale) : nil)
+        let y = (sumInPlace ? residual!.viewing(type: output, scale: outputScale) : nil)
             ?? ChainTensor(shape: [g.n, g.o, g.ho, g.wo], layout: x.layout, type: output, scale: outputScale)
         let slices = chainSlices(images: g.n, channels: g.o, rows: g.ho, layout: x.layout, work: g.n * g.o * g.ho * g.wo * g.k)
         var plans: [ChainPlan] = []
@@ -210,7 +213,7 @@ public enum ConvChain {
             let rows = inputRows(s, g)
             let key = ChainPlanKey(threads: primitiveThreads, layout: x.layout, n: s.n, c: g.c, h: rows.count, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
                                    pt: rows.pad, pl: g.pw, dh: g.dh, dw: g.dw, ho: s.rows, wo: g.wo, relu: relu,
-                                   sum: sumInPlace, sumScale: sumScale, dst: output, src: x.type,
+                                   sum: sumInPlace, sumScale: sumScale, sumS8: sumInPlace && residual!.type == .s8, dst: output, src: x.type,
                                    residualAdd: residual != nil && !sumInPlace, outScale: viaScales ? 1 : 1 / outputScale,
                                    outputScales: ScaleList(viaScales ? Array(outputScales[s.o0..<(s.o0 + s.o)]) : []))
             guard let plan = ChainPlan.get(key) else {
@@ -380,7 +383,7 @@ public final class ChainTensor: @unchecked Sendable {
     public let scale: Float
     let data: UnsafeMutableRawPointer
     let bytes: Int
-    /// The tensor whose buffer this one reads (`viewing(scale:)`); nil when it owns its own.
+    /// The tensor whose buffer this one reads (`viewing(type:scale:)`); nil when it owns its own.
     private let owner: ChainTensor?
 
     init(shape: [Int], layout: ChainLayout, type: ChainType, scale: Float = 1) {
@@ -395,14 +398,18 @@ public final class ChainTensor: @unchecked Sendable {
         if layout == .blocked16 && shape[1] % 16 != 0 { data.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
     }
 
-    private init(viewing t: ChainTensor, scale: Float) {
-        shape = t.shape; layout = t.layout; type = t.type; self.scale = scale; data = t.data; bytes = t.bytes; owner = t
+    private init(viewing t: ChainTensor, type: ChainType, scale: Float) {
+        precondition(type.bytes == t.type.bytes, "ChainTensor: a view of another element size")
+        shape = t.shape; layout = t.layout; self.type = type; self.scale = scale; data = t.data; bytes = t.bytes; owner = t
     }
 
     deinit { if owner == nil { BlockAllocator.free(data, bytes: bytes) } }
 
-    /// The same buffer with another scale: an int8 convolution's u8 output written over its u8 shortcut.
-    func viewing(scale: Float) -> ChainTensor { scale == self.scale ? self : ChainTensor(viewing: self, scale: scale) }
+    /// The same buffer with another scale (and type of the same size): an int8 convolution's u8 output written over its
+    /// u8 or s8 shortcut.
+    func viewing(type: ChainType, scale: Float) -> ChainTensor {
+        type == self.type && scale == self.scale ? self : ChainTensor(viewing: self, type: type, scale: scale)
+    }
 
     /// A copy with a buffer of its own (for a shortcut that must outlive the block that sums into it).
     public func copy() -> ChainTensor {
@@ -524,6 +531,8 @@ struct ChainPlanKey: Hashable {
     /// then ReLU; the output's type.
     let relu, sum: Bool
     let sumScale: Float
+    /// The destination's content is s8 (read as such by the sum; int8's calibrated downsample into a u8 output).
+    var sumS8 = false
     let dst: ChainType
     /// The source's type: bf16 (or float32), or int8's u8 / s8. int8: s8 weights, no bias; post-ops per-channel scale
     /// and shift (the dequantisation, BatchNorm and bias), the shortcut added from a bf16 tensor (`residualAdd`), ReLU,
@@ -607,7 +616,10 @@ final class ChainPlan: @unchecked Sendable {
                       dnnl_post_ops_append_binary(ops, dnnl_binary_add, &channel) == dnnl_success else { return nil }
                 if k.residualAdd { guard dnnl_post_ops_append_binary(ops, dnnl_binary_add, &residual) == dnnl_success else { return nil } }
             }
-            if k.sum { guard dnnl_post_ops_append_sum(ops, k.sumScale) == dnnl_success else { return nil } }
+            if k.sum {
+                guard (k.sumS8 ? dnnl_post_ops_append_sum_v2(ops, k.sumScale, dnnl_s8) : dnnl_post_ops_append_sum(ops, k.sumScale)) == dnnl_success
+                else { return nil }
+            }
             if k.relu { guard dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0) == dnnl_success else { return nil } }
             if k.outScale != 1 { guard dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_linear, k.outScale, 0) == dnnl_success else { return nil } }
             guard dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success else { return nil }

@@ -96,7 +96,9 @@ public enum Int8Calibration {
         func build(_ method: ActivationScaleMethod) -> Int8Model {
             Int8Model(quantized.map { w in
                 let s = stats.layers[w]!, (name, weight) = names[w]!
-                return (name, weight, QuantizedConv.quantize(weight: weight, inputScale: s.scale(method), inputSigned: s.signed))
+                let q = QuantizedConv.quantize(weight: weight, inputScale: s.scale(method), inputSigned: s.signed)
+                q.outputScale = stats.outputs[w]?.scale(method, signed: true)
+                return (name, weight, q)
             })
         }
         let candidates = ActivationScaleMethod.allCases.map { ($0, build($0)) }
@@ -145,7 +147,9 @@ final class StatisticsObserver: ConvObserver {
         /// so every bin spans at most 1/64 of its values; monotonic in the magnitude.
         var histogram = [UInt64](repeating: 0, count: StatisticsObserver.bins)
 
-        func scale(_ method: ActivationScaleMethod) -> Float {
+        /// The step for q in 0...255 (−127...127 when negatives were seen, or with `signed`).
+        func scale(_ method: ActivationScaleMethod, signed: Bool = false) -> Float {
+            let signed = signed || self.signed
             var t = maximum
             if method == .percentile && count > 0 {
                 let target = UInt64((Double(count) * 0.9999).rounded(.up))
@@ -166,6 +170,8 @@ final class StatisticsObserver: ConvObserver {
     static let shift: UInt32 = 17
     static let bins = 1 << (31 - 17)
     var layers: [UnsafeMutablePointer<Float>: Layer] = [:]
+    /// The same of each one's output (a downsample's s8 scale, `QuantizedConv.outputScale`).
+    var outputs: [UnsafeMutablePointer<Float>: Layer] = [:]
     var order: [UnsafeMutablePointer<Float>] = []
     private let lock = NSLock()
 
@@ -173,8 +179,16 @@ final class StatisticsObserver: ConvObserver {
         if layers[weight] == nil { order.append(weight); layers[weight] = Layer() }
         var layer = layers.removeValue(forKey: weight)!
         if groups > 1 { layer.grouped = true }
-        let base = input.baseAddress!
-        parallelChunks(input.count, minimum: 1 << 16) { a, b in
+        add(input, to: &layer)
+        layers[weight] = layer
+        var out = outputs.removeValue(forKey: weight) ?? Layer()
+        add(output, to: &out)
+        outputs[weight] = out
+    }
+
+    private func add(_ values: UnsafeBufferPointer<Float>, to layer: inout Layer) {
+        guard let base = values.baseAddress else { return }
+        parallelChunks(values.count, minimum: 1 << 16) { a, b in
             var local = [UInt64](repeating: 0, count: StatisticsObserver.bins)
             var negative = false, maximum: Float = 0, finite: UInt64 = 0
             for i in a..<b {
@@ -193,7 +207,6 @@ final class StatisticsObserver: ConvObserver {
             for (j, c) in local.enumerated() where c > 0 { layer.histogram[j] += c }
             lock.unlock()
         }
-        layers[weight] = layer
     }
 }
 

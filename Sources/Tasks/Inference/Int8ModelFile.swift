@@ -32,14 +32,18 @@ public enum Int8ModelFile {
             append(e.name + ".weight_scale", "F32", [e.conv.weightScale.count], e.conv.weightScale.withUnsafeBytes { Array($0) })
             append(e.name + ".input_scale", "F32", [1], withUnsafeBytes(of: e.conv.inputScale) { Array($0) })
             append(e.name + ".input_signed", "U8", [1], [e.conv.inputSigned ? 1 : 0])
+            if let o = e.conv.outputScale { append(e.name + ".output_scale", "F32", [1], withUnsafeBytes(of: o) { Array($0) }) }
         }
         try blob.withUnsafeBytes { b in
             var raw: [SafeTensors.RawTensor] = []
-            for (i, e) in m.entries.enumerated() {
+            var next = 0
+            for e in m.entries {
                 raw.append(.init(name: e.name + ".qweight", dtype: "I8", shape: e.weight.shape, bytes: UnsafeRawBufferPointer(e.conv.qweight)))
-                for t in small[(3 * i)..<(3 * i + 3)] {
+                let count = e.conv.outputScale == nil ? 3 : 4
+                for t in small[next..<(next + count)] {
                     raw.append(.init(name: t.name, dtype: t.dtype, shape: t.shape, bytes: UnsafeRawBufferPointer(rebasing: b[t.range])))
                 }
+                next += count
             }
             let errors = report.errors.map { "\($0.method.rawValue)=\(String(format: "%.6f", $0.error))" }.joined(separator: ", ")
             try SafeTensors.write(raw: raw, metadata: [
@@ -93,8 +97,13 @@ public enum Int8ModelFile {
                 guard v >= -127 && v <= 127 && v == v.rounded() else { throw fail("\(key): value \(v) is not an integer in -127...127") }
                 values[i] = Int8(v)
             }
-            entries.append((name, weight, QuantizedConv(qweight: values, weightScale: scales, inputScale: xs.data[0],
-                                                        inputSigned: sg.data[0] == 1)))
+            let conv = QuantizedConv(qweight: values, weightScale: scales, inputScale: xs.data[0], inputSigned: sg.data[0] == 1)
+            // Optional (files written before it was recorded have none: their downsamples write bf16).
+            if let os = file.tensors[name + ".output_scale"] {
+                guard os.count == 1, os.data[0] > 0 && os.data[0].isFinite else { throw fail("\(name).output_scale: must be one positive, finite value") }
+                conv.outputScale = os.data[0]
+            }
+            entries.append((name, weight, conv))
         }
         guard !entries.isEmpty else { throw fail("no quantized convolutions in it") }
         return Int8Model(entries)
