@@ -43,6 +43,14 @@ public final class Storage: @unchecked Sendable {
         pointer = BlockAllocator.allocate(bytes: count * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: max(count, 16))
     }
 
+    /// Takes over a block of `BlockAllocator.allocate(bytes: count·4)` (freed with the storage).
+    init(adopting block: UnsafeMutableRawPointer, count: Int) {
+        self.count = count
+        let now = Storage.live.add(count * 4, ordering: .relaxed).newValue
+        _ = Storage.peak.max(now, ordering: .relaxed)
+        pointer = block.bindMemory(to: Float.self, capacity: max(count, 16))
+    }
+
     deinit {
         Storage.live.subtract(count * 4, ordering: .relaxed)
         BlockAllocator.free(UnsafeMutableRawPointer(pointer), bytes: count * MemoryLayout<Float>.stride)

@@ -119,6 +119,9 @@ final class ConvChainTests: XCTestCase {
                                "\(layout) \(shape) → \(out)")
                 let f32 = ConvChain.enter(x, f32: true)
                 XCTAssertEqual(f32.channelsLast().array, x.permute([0, 2, 3, 1]).array, "\(layout) \(shape) channels-last")
+                // Handed over without a copy where the buffer is float32 nhwc already (copied otherwise).
+                XCTAssertEqual(ConvChain.enter(x, f32: true).releasingChannelsLast().array, x.permute([0, 2, 3, 1]).array,
+                               "\(layout) \(shape) released channels-last")
                 XCTAssertEqual(chained.channelsLast().array, x.permute([0, 2, 3, 1]).array, "\(layout) \(shape) bf16 channels-last")
             }
         }

@@ -100,7 +100,7 @@ public final class RetinaHead: AnchorHead {
     public override func flatOutputs(chained feats: [ChainTensor]) -> FlatLevels {
         guard predictsChained else { return super.flatOutputs(chained: feats) }
         let (cls, reg) = chainedOutputs(feats)
-        func rows(_ t: ChainTensor, _ k: Int) -> Tensor { t.channelsLast().reshape([t.shape[0], -1, k]) }
+        func rows(_ t: ChainTensor, _ k: Int) -> Tensor { t.releasingChannelsLast().reshape([t.shape[0], -1, k]) }
         return FlatLevels(cls: cls.map { rows($0, numClasses) }, reg: reg.map { rows($0, 4) }, sizes: cls.map { ($0.shape[2], $0.shape[3]) })
     }
 
