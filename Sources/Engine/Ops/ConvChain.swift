@@ -379,7 +379,7 @@ public final class ChainTensor: @unchecked Sendable {
     public let shape: [Int]
     let layout: ChainLayout
     public let type: ChainType
-    /// u8: the value of a stored q is q·scale (1 for the other types).
+    /// u8 and s8: the value of a stored q is q·scale (1 for the other types).
     public let scale: Float
     let data: UnsafeMutableRawPointer
     let bytes: Int
@@ -547,8 +547,8 @@ struct ChainPlanKey: Hashable {
     /// The destination's content is s8 (read as such by the sum; int8's calibrated downsample into a u8 output).
     var sumS8 = false
     let dst: ChainType
-    /// The source's type: bf16 (or float32), or int8's u8 / s8. int8: s8 weights, no bias; post-ops per-channel scale
-    /// and shift (the dequantisation, BatchNorm and bias), the shortcut added from a bf16 tensor (`residualAdd`), ReLU,
+    /// The source's type: bf16 (or float32), or int8's u8 / s8. int8 with `binaryEpilogue`: s8 weights, no bias; post-ops
+    /// per-channel scale and shift (the dequantisation, BatchNorm and bias), the shortcut added from a bf16 tensor (`residualAdd`), ReLU,
     /// then ·`outScale` (1/the output's scale) into the `dst` type.
     let src: ChainType
     let residualAdd: Bool
