@@ -45,7 +45,10 @@ final class LocalAttentionTests: XCTestCase {
     }
 
     func testMatchesDefinition() {
-        for (b, heads, d, h, w, stride) in [(2, 2, 5, 9, 11, 1), (1, 3, 4, 13, 7, 2), (1, 1, 8, 20, 17, 1)] {
+        // Maps barely larger than the window's half (4×4 for kernel 7), odd and even sides, both strides.
+        for (b, heads, d, h, w, stride) in [(2, 2, 5, 9, 11, 1), (1, 3, 4, 13, 7, 2), (1, 1, 8, 20, 17, 1), (2, 2, 4, 4, 4, 2),
+                                            (2, 1, 16, 4, 5, 1), (1, 2, 8, 5, 4, 2), (2, 2, 8, 8, 8, 2), (1, 1, 4, 6, 9, 2),
+                                            (2, 4, 2, 16, 16, 1), (2, 4, 4, 16, 16, 2), (2, 4, 8, 8, 8, 2), (2, 4, 16, 4, 4, 2)] {
             let nd = heads * d
             let qkv = randomTensor([b, 3 * nd, h, w], seed: UInt64(h * w), requiresGrad: false)
             let pe = randomTensor([d, h * w], seed: UInt64(h + w), lo: -0.5, hi: 0.5, requiresGrad: false)
@@ -58,11 +61,42 @@ final class LocalAttentionTests: XCTestCase {
     }
 
     func testGradients() {
-        for stride in [1, 2] {
-            let (heads, d, h, w) = (2, 3, 9, 10)
-            let qkv = randomTensor([1, 3 * heads * d, h, w], seed: UInt64(7 + stride))
+        for (stride, b, h, w) in [(1, 1, 9, 10), (2, 1, 9, 10), (2, 2, 4, 5), (1, 2, 5, 4), (2, 1, 8, 8)] {
+            let (heads, d) = (2, 3)
+            let qkv = randomTensor([b, 3 * heads * d, h, w], seed: UInt64(7 + stride))
             let pe = randomTensor([d, h * w], seed: UInt64(9 + stride), lo: -0.5, hi: 0.5)
             gradCheck([qkv, pe]) { acmixLocalAttention($0[0], $0[1], heads: heads, height: h, width: w, kernel: 7, stride: stride, scale: 0.5) }
+        }
+    }
+
+    /// A batch gives each image what it gets alone (forward, and the gradients of a weighted sum), at the sizes of the
+    /// shapes models' stages, both strides.
+    func testABatchEqualsItsImagesAlone() {
+        for (heads, d, h, w, stride) in [(4, 4, 32, 32, 1), (4, 8, 32, 32, 2), (4, 16, 16, 16, 2), (4, 32, 8, 8, 2), (4, 32, 4, 4, 1),
+                                         (4, 2, 16, 16, 1), (4, 4, 16, 16, 2), (4, 8, 8, 8, 2), (4, 16, 4, 4, 2)] {
+            let b = 4, nd = heads * d
+            let qkv = randomTensor([b, 3 * nd, h, w], seed: UInt64(h * 31 + d))
+            let pe = randomTensor([d, h * w], seed: UInt64(h + d), lo: -0.5, hi: 0.5)
+            let ho = (h - 1) / stride + 1, wo = (w - 1) / stride + 1
+            let weights = randomTensor([b, nd, ho, wo], seed: 5, requiresGrad: false)
+            func run(_ x: Tensor, _ p: Tensor, _ wt: Tensor) -> (Tensor, [Float], [Float]) {
+                let y = acmixLocalAttention(x, p, heads: heads, height: h, width: w, kernel: 7, stride: stride, scale: 0.5)
+                (y * wt).sum().backward()
+                return (y, x.grad!.array, p.grad!.array)
+            }
+            let (y, gx, gp) = run(qkv, pe, weights)
+            var gpSum = [Float](repeating: 0, count: pe.count)
+            for i in 0..<b {
+                let xi = Tensor(Array(qkv.array[(i * 3 * nd * h * w)..<((i + 1) * 3 * nd * h * w)]), shape: [1, 3 * nd, h, w], requiresGrad: true)
+                let pi = Tensor(pe.array, shape: pe.shape, requiresGrad: true)
+                let wi = Tensor(Array(weights.array[(i * nd * ho * wo)..<((i + 1) * nd * ho * wo)]), shape: [1, nd, ho, wo])
+                let (yi, gxi, gpi) = run(xi, pi, wi)
+                let label = "\(h)x\(w) d \(d) stride \(stride) image \(i)"
+                XCTAssertEqual(Array(y.array[(i * nd * ho * wo)..<((i + 1) * nd * ho * wo)]), yi.array, label)
+                XCTAssertEqual(Array(gx[(i * 3 * nd * h * w)..<((i + 1) * 3 * nd * h * w)]), gxi, label)
+                for j in 0..<gpSum.count { gpSum[j] += gpi[j] }
+            }
+            for j in 0..<gp.count { XCTAssertEqual(gp[j], gpSum[j], accuracy: 1e-4 * (1 + abs(gpSum[j])), "pe gradient \(h)x\(w) at \(j)") }
         }
     }
 }

@@ -155,12 +155,20 @@ struct LocalAttentionWorkspace {
         }
     }
 
-    /// Adds padded phase-plane gradients back onto the unpadded planes (the adjoint of `pad`).
+    /// Adds padded phase-plane gradients back onto the unpadded planes (the adjoint of `pad`), in the padded map's
+    /// raster order: a pixel's reflections are summed in the order the plain padded map would sum them, whatever the
+    /// stride (the sums' rounding does not depend on the phase layout).
     func fold(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, sign: Float) {
+        let s = g.s
         for c in 0..<g.d {
-            for r in g.phaseRows {
-                let row = dst + (c * g.h + r.source) * g.w, inRow = src + c * g.planeSize + r.at
-                for (x, col) in g.phaseColumns[r.px].enumerated() { row[col] += sign * inRow[x] }
+            let plane = dst + c * g.h * g.w, planes = src + c * g.planeSize
+            for yp in 0..<g.hp {
+                let row = plane + g.rowMap[yp] * g.w, at = planes + (yp % s) * s * g.phaseSize + (yp / s) * g.pitch
+                if s == 1 {
+                    for xp in 0..<g.wp { row[g.colMap[xp]] += sign * at[xp] }
+                } else {
+                    for xp in 0..<g.wp { row[g.colMap[xp]] += sign * at[(xp % s) * g.phaseSize + xp / s] }
+                }
             }
         }
     }
@@ -344,9 +352,13 @@ struct TapBlocks {
         }
         for c in 0..<d { ws.addQueryGradient(gqs + c * lenB, scale: scale, into: gq + c * g.h * g.w) }
         // Phase by phase, in order: a block's stores past its phase plane land at the next one's start, which that
-        // phase then writes (or in the slack after the last).
+        // phase then writes (or in the slack after the last). A padded pixel sums its taps by the queries' rows
+        // ascending (taps' rows descending), then columns at stride 2: the order of the per-row kernel this replaced,
+        // whose gradients it reproduces bit for bit; at stride 1 by tap, as the blocked kernel always did.
         for p in 0..<(g.s * g.s) {
-            let taps = (0..<g.kk).filter { g.phase[$0] == p }, at = p * g.phaseSize
+            var taps = (0..<g.kk).filter { g.phase[$0] == p }
+            if g.s > 1 { taps.sort { (-($0 / g.kernel), $0 % g.kernel) < (-($1 / g.kernel), $1 % g.kernel) } }
+            let at = p * g.phaseSize
             for j0 in stride(from: 0, to: span, by: attentionBlock) {
                 // gv[c][j] = Σ_t a[t][j − off]·g[c][j − off];  gk[c][j] = Σ_t gl[t][j − off]·q[c][j − off]
                 gatherAdjoint(aAll, gw, pitch: pitch, d: d, at: j0, taps: taps, into: gvp + at, planeSize: g.planeSize)
