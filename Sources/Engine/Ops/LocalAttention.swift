@@ -83,9 +83,12 @@ struct LocalAttentionGeometry {
     let rowMap: [Int], colMap: [Int]
     /// Per tap (ty·kernel + tx): its phase plane, and its offset inside that plane from a query's position.
     let phase: [Int], inPhase: [Int]
-    /// Every phase-plane row that holds padded pixels (its start in a channel's planes, the unpadded row it reflects,
-    /// its column phase), and per column phase the unpadded column of each of its pixels.
-    let phaseRows: [(at: Int, source: Int, px: Int)], phaseColumns: [[Int]]
+    /// Per phase plane, its taps in the order the backward sums a padded pixel's: by tap at stride 1 (as the blocked
+    /// kernel always did); at larger strides by the queries' rows ascending (taps' rows descending), then columns, the
+    /// order of the per-row kernel this replaced, whose gradients it reproduces bit for bit.
+    let phaseTaps: [[Int]]
+    /// Where padded row yp starts in a channel's phase planes, and where padded column xp lies from a row's start.
+    let rowStart: [Int], columnOffset: [Int]
 
     init(h: Int, w: Int, d: Int, kernel: Int, stride: Int) {
         self.h = h; self.w = w; self.d = d; self.kernel = kernel; s = stride
@@ -104,14 +107,13 @@ struct LocalAttentionGeometry {
         phase = (0..<kk).map { ($0 / kernel % stride) * stride + $0 % kernel % stride }
         let (pitch, kernel) = (pitch, kernel)
         inPhase = (0..<kk).map { ($0 / kernel / stride) * pitch + $0 % kernel / stride }
-        let (hp, wp, hq, phaseSize, rowMap, colMap) = (hp, wp, hq, phaseSize, rowMap, colMap)
-        phaseColumns = (0..<stride).map { px in Swift.stride(from: px, to: wp, by: stride).map { colMap[$0] } }
-        phaseRows = (0..<stride * stride).flatMap { p in
-            (0..<hq).compactMap { yq in
-                let yp = yq * stride + p / stride
-                return yp < hp ? (at: p * phaseSize + yq * pitch, source: rowMap[yp], px: p % stride) : nil
-            }
+        let (phase, phaseSize) = (phase, phaseSize)
+        phaseTaps = (0..<stride * stride).map { p in
+            let taps = (0..<kernel * kernel).filter { phase[$0] == p }
+            return stride == 1 ? taps : taps.sorted { (-($0 / kernel), $0 % kernel) < (-($1 / kernel), $1 % kernel) }
         }
+        rowStart = (0..<hp).map { ($0 % stride) * stride * phaseSize + ($0 / stride) * pitch }
+        columnOffset = (0..<wp).map { ($0 % stride) * phaseSize + $0 / stride }
     }
 
     /// Each tap's offset from a query's position in a channel's phase planes.
@@ -139,17 +141,18 @@ struct LocalAttentionWorkspace {
         return t
     }
 
-    /// Reflection-pads d channel planes of `src` (minus `sub`, the same-shaped pe, when given) into phase planes.
+    /// Reflection-pads d channel planes of `src` (minus `sub`, the same-shaped pe, when given) into phase planes (zero
+    /// where a phase plane has no padded pixel).
     func pad(_ src: UnsafePointer<Float>, minus sub: UnsafePointer<Float>?, into dst: UnsafeMutablePointer<Float>) {
         dst.update(repeating: 0, count: g.d * g.planeSize)
         for c in 0..<g.d {
-            for r in g.phaseRows {
-                let row = src + (c * g.h + r.source) * g.w, o = dst + c * g.planeSize + r.at
+            for yp in 0..<g.hp {
+                let row = src + (c * g.h + g.rowMap[yp]) * g.w, o = dst + c * g.planeSize + g.rowStart[yp]
                 if let sub {
-                    let srow = sub + (c * g.h + r.source) * g.w
-                    for (x, col) in g.phaseColumns[r.px].enumerated() { o[x] = row[col] - srow[col] }
+                    let srow = sub + (c * g.h + g.rowMap[yp]) * g.w
+                    for xp in 0..<g.wp { o[g.columnOffset[xp]] = row[g.colMap[xp]] - srow[g.colMap[xp]] }
                 } else {
-                    for (x, col) in g.phaseColumns[r.px].enumerated() { o[x] = row[col] }
+                    for xp in 0..<g.wp { o[g.columnOffset[xp]] = row[g.colMap[xp]] }
                 }
             }
         }
@@ -159,16 +162,10 @@ struct LocalAttentionWorkspace {
     /// raster order: a pixel's reflections are summed in the order the plain padded map would sum them, whatever the
     /// stride (the sums' rounding does not depend on the phase layout).
     func fold(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, sign: Float) {
-        let s = g.s
         for c in 0..<g.d {
-            let plane = dst + c * g.h * g.w, planes = src + c * g.planeSize
             for yp in 0..<g.hp {
-                let row = plane + g.rowMap[yp] * g.w, at = planes + (yp % s) * s * g.phaseSize + (yp / s) * g.pitch
-                if s == 1 {
-                    for xp in 0..<g.wp { row[g.colMap[xp]] += sign * at[xp] }
-                } else {
-                    for xp in 0..<g.wp { row[g.colMap[xp]] += sign * at[(xp % s) * g.phaseSize + xp / s] }
-                }
+                let row = dst + (c * g.h + g.rowMap[yp]) * g.w, at = src + c * g.planeSize + g.rowStart[yp]
+                for xp in 0..<g.wp { row[g.colMap[xp]] += sign * at[g.columnOffset[xp]] }
             }
         }
     }
@@ -352,12 +349,8 @@ struct TapBlocks {
         }
         for c in 0..<d { ws.addQueryGradient(gqs + c * lenB, scale: scale, into: gq + c * g.h * g.w) }
         // Phase by phase, in order: a block's stores past its phase plane land at the next one's start, which that
-        // phase then writes (or in the slack after the last). A padded pixel sums its taps by the queries' rows
-        // ascending (taps' rows descending), then columns at stride 2: the order of the per-row kernel this replaced,
-        // whose gradients it reproduces bit for bit; at stride 1 by tap, as the blocked kernel always did.
-        for p in 0..<(g.s * g.s) {
-            var taps = (0..<g.kk).filter { g.phase[$0] == p }
-            if g.s > 1 { taps.sort { (-($0 / g.kernel), $0 % g.kernel) < (-($1 / g.kernel), $1 % g.kernel) } }
+        // phase then writes (or in the slack after the last). Each padded pixel sums its taps in `phaseTaps` order.
+        for (p, taps) in g.phaseTaps.enumerated() {
             let at = p * g.phaseSize
             for j0 in stride(from: 0, to: span, by: attentionBlock) {
                 // gv[c][j] = Σ_t a[t][j − off]·g[c][j − off];  gk[c][j] = Σ_t gl[t][j − off]·q[c][j − off]
