@@ -110,6 +110,14 @@ final class Int8ToolTests: XCTestCase {
         XCTAssertThrowsError(try Int8ModelFile.read("\(dir)/bad.safetensors", model: d.module, checkpoint: d.weights)) { e in
             XCTAssertTrue("\(e)".contains(name) && "\(e)".contains("positive"), "\(e)")
         }
+        // An output scale (optional) that is there must be one positive, finite value.
+        let scaled = try SafeTensors.read(path: path)
+        let output = try XCTUnwrap(scaled.names.first { $0.hasSuffix(".output_scale") })
+        scaled.tensors[output]!.data[0] = .nan
+        try SafeTensors.write(scaled.names.map { ($0, scaled.tensors[$0]!) }, metadata: scaled.metadata, to: "\(dir)/bad-output.safetensors")
+        XCTAssertThrowsError(try Int8ModelFile.read("\(dir)/bad-output.safetensors", model: d.module, checkpoint: d.weights)) { e in
+            XCTAssertTrue("\(e)".contains(output) && "\(e)".contains("positive"), "\(e)")
+        }
         XCTAssertThrowsError(try Int8ModelFile.read(d.weights, model: d.module, checkpoint: d.weights)) { e in
             XCTAssertTrue("\(e)".contains("not a quantized model"), "\(e)")
         }
