@@ -26,9 +26,11 @@ public struct Conv2dGeometry {
     /// Whether a bf16 pass runs in oneDNN's blocked layouts rather than on dense NCHW (its gemm convolution). The
     /// gradients of 1×1 stride-1 convolutions run dense: blocked, converting the weight into the transposed layout
     /// of backward-data and the weight gradient out of backward-weights' took as long as the products (amp step of
-    /// ACmix-ResNet-50, Zen 4: 345–375 → 320–340 ms). Forward passes stay blocked, where inference keeps its converted
-    /// weights.
-    func bf16Blocked(_ pass: ConvPass) -> Bool { pass == .forward || !isPointwise }
+    /// ACmix-ResNet-50, Zen 4: 345–375 → 320–340 ms). So do their forwards in a training pass: blocked, the
+    /// converted weight and the float32 output's relayout back to NCHW cost 10–25 % of the product on ResNet's 1×1
+    /// shapes (oneDNN alone, one thread, Zen 4), while dense needs one copy-conversion of each input. At inference
+    /// the forward stays blocked, where the converted weights are kept.
+    func bf16Blocked(_ pass: ConvPass, training: Bool = true) -> Bool { !isPointwise || pass == .forward && !training }
 }
 
 /// x [N, C, H, W], weight [O, C/groups, kh, kw], bias [O] → [N, O, Ho, Wo]. With `relu`, the ReLU runs in the
@@ -194,7 +196,7 @@ func bf16ConvForward(_ g: Conv2dGeometry, _ x: UnsafeMutablePointer<Float>, _ w:
                      _ bias: UnsafeMutablePointer<Float>?, _ y: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue) -> Bool {
     // Packed weights only in passes without gradients (amp training changes its weights every step).
     let packed = MixedPrecision.trainingPass ? nil : FrozenWeights.packed(w)
-    let blocked = g.bf16Blocked(.forward)
+    let blocked = g.bf16Blocked(.forward, training: MixedPrecision.trainingPass)
     if epilogue.residual == nil {
         return oneDNNConv(.forward, g, blocked: blocked, x: x, w: w, y: y, bias: bias, epilogue: epilogue, bf16: true, packed: packed)
     }
