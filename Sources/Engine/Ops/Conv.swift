@@ -42,12 +42,16 @@ public func conv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor? = nil,
     let out = Tensor(uninitialized: [g.n, g.o, g.ho, g.wo])
     FlopCounter.add("conv", out.count * g.k, weight: weight)
     let inputs = [x, weight] + (bias.map { [$0] } ?? [])
-    convForward(g, x.data, weight.data, bias?.data, out.data, epilogue: ConvEpilogue(relu: relu),
-                inference: !GradMode.isEnabled || !inputs.contains(where: { $0.requiresGrad }))
+    let inference = !GradMode.isEnabled || !inputs.contains(where: { $0.requiresGrad })
+    let dense = inference ? nil : DenseBF16Operands(g, x: x, weight: weight, bias: bias, y: out, relu: relu)
+    if dense == nil {
+        convForward(g, x.data, weight.data, bias?.data, out.data, epilogue: ConvEpilogue(relu: relu), inference: inference)
+    }
     let ys = relu ? out.detached() : nil   // the ReLU's mask (not `out` itself: out → node → closure → out is a cycle)
     return out.record(relu ? "conv2d_relu" : "conv2d", inputs) { gOut in
         let gy = ys.map { reluMasked(gOut, by: $0) } ?? gOut
-        let (gx, gw) = conv2dGradients(g, x, weight, gy, input: x.requiresGrad, weight: weight.requiresGrad)
+        let (gx, gw) = dense?.gradients(g, gy, input: x.requiresGrad, weight: weight.requiresGrad)
+            ?? conv2dGradients(g, x, weight, gy, input: x.requiresGrad, weight: weight.requiresGrad)
         var gb: Tensor? = nil
         if let bias, bias.requiresGrad { gb = gy.sum(axes: [0, 2, 3]) }
         return [gx, gw, gb]

@@ -144,6 +144,8 @@ struct ConvPlanKey: Hashable {
     var winograd = false
     /// bf16 source and weights (converted by the reorders), float32 output (forward inference only).
     var bf16 = false
+    /// With `bf16`: the caller's inputs of the pass are bf16 already (`DenseBF16Operands`), not float32.
+    var bf16Inputs = false
     /// int8 forward inference: the caller's source already quantized (u8 or s8, `Int8Source`), s8 weights, float32
     /// output; the dequantisation is the per-channel scale post-op.
     var int8: Int8Source? = nil
@@ -212,11 +214,15 @@ final class ConvPlan: @unchecked Sendable {
         let wStrides = g == 1 ? [k.c * kk, kk, k.kw, 1] : [og * cg * kk, cg * kk, kk, k.kw, 1]
         // Weight slices (channel splits) keep the full tensor's row pitch.
         let wPitch = g == 1 ? [(k.fullC / g) * kk, kk, k.kw, 1] : wStrides
-        let xType = k.int8 == .u8 ? dnnl_u8 : k.int8 == .s8 ? dnnl_s8 : dnnl_f32
-        let wType = k.int8 != nil ? dnnl_s8 : dnnl_f32
+        // A pre-converted bf16 input is every input of the pass but its output: x and w forward, w and gy backward-data,
+        // x and gy backward-weights.
+        let bfIn = k.bf16 && k.bf16Inputs
+        let xType = k.int8 == .u8 ? dnnl_u8 : k.int8 == .s8 ? dnnl_s8 : bfIn && k.pass != .backwardData ? dnnl_bf16 : dnnl_f32
+        let wType = k.int8 != nil ? dnnl_s8 : bfIn && k.pass != .backwardWeights ? dnnl_bf16 : dnnl_f32
+        let yType = bfIn && k.pass != .forward ? dnnl_bf16 : dnnl_f32
         guard let xUser = OneDNN.plain(xDims, strides: [k.fullC * hw, hw, k.w, 1], type: xType),
               let wUser = OneDNN.plain(wDims, strides: wPitch, type: wType),
-              let yUser = OneDNN.plain(yDims, strides: [k.fullO * howo, howo, k.wo, 1]) else { return nil }
+              let yUser = OneDNN.plain(yDims, strides: [k.fullO * howo, howo, k.wo, 1], type: yType) else { return nil }
         var xMD: dnnl_memory_desc_t, wMD: dnnl_memory_desc_t, yMD: dnnl_memory_desc_t
         // The forward descriptor's operands (also the hint of a backward pass).
         var xF: dnnl_memory_desc_t? = nil, wF: dnnl_memory_desc_t? = nil, yF: dnnl_memory_desc_t? = nil
@@ -458,10 +464,11 @@ func convSlices(_ g: Conv2dGeometry, _ pass: ConvPass, bf16: Bool = false) -> [C
 ///
 /// With `int8`, a forward inference pass on a quantized source (one byte per element, of that type) and s8 weights `w`;
 /// the epilogue's scale is then the dequantisation (source scale × weight scale, per channel) and its shift the bias.
+/// With `bf16Inputs` (and `bf16`), the pass's inputs are bf16 already (two bytes per element), its output float32.
 func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeMutableRawPointer,
-                w: UnsafeMutableRawPointer, y: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>? = nil,
+                w: UnsafeMutableRawPointer, y: UnsafeMutableRawPointer, bias: UnsafeMutablePointer<Float>? = nil,
                 epilogue: ConvEpilogue = ConvEpilogue(), then: ConvEpilogue = ConvEpilogue(), winograd: Bool = false,
-                bf16: Bool = false, int8: Int8Source? = nil, packed: PackedWeights? = nil) -> Bool {
+                bf16: Bool = false, bf16Inputs: Bool = false, int8: Int8Source? = nil, packed: PackedWeights? = nil) -> Bool {
     precondition(then.isEmpty || pass == .forward, "only a forward pass takes an epilogue")
     precondition(packed == nil || pass == .forward, "only a forward pass reads packed weights")
     precondition(epilogue.residual == nil, "oneDNN convolutions take no residual; add it after")
@@ -476,12 +483,15 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
         let key = ConvPlanKey(pass: pass, blocked: blocked, bias: bias != nil, scaleShift: scaleShift, relu: epilogue.relu,
                               n: s.n, c: s.c, h: g.h, w: g.w, o: s.o, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw,
                               ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw, groups: g.groups, ho: g.ho, wo: g.wo,
-                              fullC: g.c, fullO: g.o, winograd: winograd, bf16: bf16, int8: int8)
+                              fullC: g.c, fullO: g.o, winograd: winograd, bf16: bf16, bf16Inputs: bf16 && bf16Inputs, int8: int8)
         guard let plan = ConvPlan.get(key, quiet: winograd) else { return false }
         plans.append(plan)
     }
     let hw = g.h * g.w, howo = g.ho * g.wo, kk = g.kh * g.kw
-    let elementBytes = int8 != nil ? 1 : MemoryLayout<Float>.stride
+    let bfIn = bf16 && bf16Inputs
+    let xBytes = int8 != nil ? 1 : bfIn && pass != .backwardData ? 2 : 4
+    let wBytes = int8 != nil ? 1 : bfIn && pass != .backwardWeights ? 2 : 4
+    let yBytes = bfIn && pass != .forward ? 2 : 4
     // Backward-weights split by images: every slice but the first writes a partial gradient of its own.
     let partials = pass == .backwardWeights && slices.count > 1 && slices[0].o == g.o
     let wCount = g.o * g.cg * kk
@@ -491,13 +501,13 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
         let scale = epilogue.scale ?? ones.baseAddress, shift = epilogue.shift ?? zeros.baseAddress
         return Threads.all(slices.count) { i in
             let s = slices[i]
-            let xs = x + (s.n0 * g.c + s.c0) * hw * elementBytes
-            var ws = w + (s.o0 * g.cg + s.c0) * kk * elementBytes
+            let xs = x + (s.n0 * g.c + s.c0) * hw * xBytes
+            var ws = w + (s.o0 * g.cg + s.c0) * kk * wBytes
             if partials && i > 0 { ws = UnsafeMutableRawPointer(extra! + (i - 1) * wCount) }
-            let ys = y + (s.n0 * g.o + s.o0) * howo
-            guard plans[i].run([xs, ws, UnsafeMutableRawPointer(ys)], bias: bias.map { $0 + s.o0 }, scale: scale.map { $0 + s.o0 },
+            let ys = y + (s.n0 * g.o + s.o0) * howo * yBytes
+            guard plans[i].run([xs, ws, ys], bias: bias.map { $0 + s.o0 }, scale: scale.map { $0 + s.o0 },
                                shift: shift.map { $0 + s.o0 }, packed: packed) else { return false }
-            then.apply(y, images: s.n0..<s.n0 + s.n, channels: s.o0..<s.o0 + s.o, o: g.o, plane: howo)
+            then.apply(y.assumingMemoryBound(to: Float.self), images: s.n0..<s.n0 + s.n, channels: s.o0..<s.o0 + s.o, o: g.o, plane: howo)
             return true
         }
     } }
