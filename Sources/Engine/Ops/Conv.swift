@@ -23,14 +23,16 @@ public struct Conv2dGeometry {
     /// positional encoding), stay float32: too little arithmetic per byte for the matrix units, and the conversions
     /// made them 2–4× slower than float32 (ACmix-ResNet-50 amp training step, Zen 4).
     var takesBF16: Bool { !isDirect && k >= 16 }
-    /// Whether a bf16 pass runs in oneDNN's blocked layouts rather than on dense NCHW (its gemm convolution). The
-    /// gradients of 1×1 stride-1 convolutions run dense: blocked, converting the weight into the transposed layout
-    /// of backward-data and the weight gradient out of backward-weights' took as long as the products (amp step of
-    /// ACmix-ResNet-50, Zen 4: 345–375 → 320–340 ms). So do their forwards in a training pass: blocked, the
-    /// converted weight and the float32 output's relayout back to NCHW cost 10–25 % of the product on ResNet's 1×1
-    /// shapes (oneDNN alone, one thread, Zen 4), while dense needs one copy-conversion of each input. At inference
-    /// the forward stays blocked, where the converted weights are kept.
-    func bf16Blocked(_ pass: ConvPass, training: Bool = true) -> Bool { !isPointwise || pass == .forward && !training }
+    /// Whether a bf16 pass runs in oneDNN's blocked layouts rather than on dense NCHW (its gemm convolution). Training
+    /// passes of unpadded 1×1 convolutions (stride 1 or 2) run dense: blocked, every pass relaid out the weight (and the
+    /// weight gradient back), and the forward its float32 output back to NCHW, which cost 10–25 % of the product on
+    /// ResNet's shapes; dense, the input, weight and output gradient are converted once and shared by the passes
+    /// (`DenseBF16Operands`). In the ACmix-ResNet-50 amp step that took the conversions from 107 to 29 thread-ms per
+    /// step, the products from 257 to 267 (ONEDNN_VERBOSE, Zen 4). At inference the forward stays blocked, where the
+    /// converted weights are kept.
+    func bf16Blocked(_ pass: ConvPass, training: Bool = true) -> Bool {
+        !(kh == 1 && kw == 1 && ph == 0 && pw == 0) || pass == .forward && !training
+    }
 }
 
 /// x [N, C, H, W], weight [O, C/groups, kh, kw], bias [O] → [N, O, Ho, Wo]. With `relu`, the ReLU runs in the

@@ -40,7 +40,7 @@ final class BF16Copy: @unchecked Sendable {
     }
 }
 
-/// The bf16 operands of an amp training convolution whose passes run dense (`bf16Blocked`: 1×1, stride 1), converted
+/// The bf16 operands of an amp training convolution whose passes run dense (`bf16Blocked`: unpadded 1×1), converted
 /// once in the forward and kept for the backward: the input feeds the weight gradient, the weight the input gradient
 /// (and the output gradient, converted once, both). Converting in every pass, the amp step of ACmix-ResNet-50 made
 /// about 400 activation and 200 weight conversions (Zen 4, ONEDNN_VERBOSE).
@@ -50,7 +50,7 @@ final class DenseBF16Operands {
     private(set) var w: BF16Copy?
 
     /// Runs the forward y = conv(x, w) + bias, with the ReLU when `relu`, on bf16 copies of x and w; nil where the
-    /// dense bf16 path does not apply (not an amp training pass with native bf16, or not a 1×1 stride-1 convolution)
+    /// dense bf16 path does not apply (not an amp training pass with native bf16, or not an unpadded 1×1 convolution)
     /// or oneDNN fails, and the caller runs its usual forward.
     init?(_ g: Conv2dGeometry, x: Tensor, weight: Tensor, bias: Tensor?, y: Tensor, relu: Bool) {
         guard MixedPrecision.active && MixedPrecision.trainingPass && MixedPrecision.native && g.takesBF16
