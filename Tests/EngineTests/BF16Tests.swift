@@ -117,6 +117,50 @@ final class BF16Tests: XCTestCase {
         }
     }
 
+    /// amp's dense 1×1 convolutions (`DenseBF16Operands`) keep the forward's bf16 input and weight for the backward:
+    /// with a bias and the fused ReLU, at stride 1 and 2, and with only one of input and weight taking a gradient, the
+    /// output and gradients are those of the float32 kernels on rounded operands (the bias gradient a float32 sum), and
+    /// a changed weight is converted anew.
+    func testDenseAmpConvolutionsShareTheirConvertedOperands() throws {
+        MixedPrecision.emulated = !CPUInfo.current.hasBF16
+        for (stride, gradX, gradW) in [(1, true, true), (2, true, true), (2, false, true), (1, true, false)] {
+            let xs = [2, 32, 9, 8], ws = [48, 32, 1, 1]
+            let ho = (9 - 1) / stride + 1, wo = (8 - 1) / stride + 1
+            let xv = (0..<xs.reduce(1, *)).map { Float(sin(Double($0) * 0.37)) }
+            let wv = (0..<ws.reduce(1, *)).map { Float(cos(Double($0) * 0.11)) * 0.1 }
+            let bv = (0..<48).map { Float($0 % 7) * 0.05 - 0.15 }
+            let gyv = (0..<(2 * 48 * ho * wo)).map { Float(sin(Double($0) * 0.05)) }
+            func run(_ amp: Precision, round: Bool, step: Float) throws -> [[Float]] {
+                try MixedPrecision.selectTraining(amp)
+                let r: (Float) -> Float = round ? bf16Rounded : { $0 }
+                let x = Tensor(xv.map(r), shape: xs, requiresGrad: gradX)
+                let w = Tensor(wv.map { r($0 * step) }, shape: ws, requiresGrad: gradW)
+                let b = Tensor(bv, shape: [48], requiresGrad: true)
+                let y = conv2d(x, w, b, stride: (stride, stride), relu: true)
+                y.backward(Tensor(gyv.map(r), shape: y.shape))
+                return [y.array, x.grad?.array ?? [], w.grad?.array ?? [], b.grad!.array]
+            }
+            for step: Float in [1, 1.5] {
+                let amp = try run(.bf16, round: false, step: step), exact = try run(.fp32, round: true, step: step)
+                // The bias gradient: a float32 sum of the unrounded output gradient where the output is positive.
+                let plane = ho * wo
+                let bias = (0..<48).map { o in
+                    (0..<2).reduce(Float(0)) { sum, n in
+                        (0..<plane).reduce(sum) { $0 + (exact[0][(n * 48 + o) * plane + $1] > 0 ? gyv[(n * 48 + o) * plane + $1] : 0) }
+                    }
+                }
+                for (i, name) in ["forward", "input gradient", "weight gradient", "bias gradient"].enumerated() {
+                    let a = amp[i], e = i == 3 ? bias : exact[i]
+                    XCTAssertEqual(a.count, e.count, "stride \(stride): \(name)")
+                    guard !e.isEmpty else { continue }
+                    let scale = max(e.map(abs).max()!, 1e-6)
+                    XCTAssertLessThan(zip(a, e).map { abs($0 - $1) }.max()! / scale, 1e-5,
+                                      "stride \(stride), weight ×\(step), gradients \(gradX)/\(gradW): \(name) not from the rounded operands")
+                }
+            }
+        }
+    }
+
     /// bf16 inference of a large 3×3 convolution runs float32 Winograd where the CPU's bf16 is AVX512-BF16 (not
     /// AMX): the float32 numbers exactly; on AMX it runs bf16 (`ConvPolicy.winogradOverBF16`).
     func testLargeConvolutionsTakeFloat32WinogradOverAVX512BF16() throws {
