@@ -98,6 +98,9 @@ struct ConvShape {
                 ConvShape(name: "acmix_qkv_256_768_14" + b, n: n, c: 256, o: 768, hw: 14, k: 1),
                 ConvShape(name: "acmix_dep_144_64_56" + b, n: n, c: 144, o: 64, hw: 56, k: 3, groups: 16),
                 ConvShape(name: "acmix_dep_576_256_14" + b, n: n, c: 576, o: 256, hw: 14, k: 3, groups: 64),
+                // ACmix's fc (3·heads → k² per head channel) on its [N, 12, head_dim, H·W] view: 64×196 = 112² at layer 1.
+                ConvShape(name: "acmix_fc_12_9_112" + b, n: n, c: 12, o: 9, hw: 112, k: 1),
+                ConvShape(name: "acmix_fc_12_9_224" + b, n: n, c: 12, o: 9, hw: 224, k: 1),
             ]
         }
         out += [
