@@ -46,8 +46,8 @@ public final class ACmix: Module {
         let qkv = conv2d(x, qkvWeight, qkvBias)                                        // [B, 3·out, H, W]
 
         // Convolution path: fc mixes the 3·head groups into k² maps per head_dim channel, then the shift conv.
-        let f = conv2d(qkv.reshape([b, 3 * head, headDim, h * w]), fc.weight)           // [B, k², d, HW]
-            .permute([0, 2, 1, 3]).reshape([b, headDim * kk, h, w])
+        let f = acmixHeadMix(qkv.reshape([b, 3 * head, headDim, h * w]), fc.weight)     // [B, d, k², HW]
+            .reshape([b, headDim * kk, h, w])
         let outConv = dep_conv(f)                                                        // [B, out, Ho, Wo]
 
         // Attention path straight on the NCHW projections, positional encoding from the coordinate grid.

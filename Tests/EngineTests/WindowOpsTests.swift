@@ -72,6 +72,37 @@ final class WindowOpsTests: XCTestCase {
         gradCheck([qkv, fcW, fcB, depW]) { acmixConvPath($0[0], heads: heads, fcWeight: $0[1], fcBias: $0[2], depWeight: $0[3]) }
     }
 
+    /// ACmix-ResNet's fc in the shift convolution's layout equals the authors' conv then permute, forward and both
+    /// gradients, on sizes where each (image, channel) GEMM is large enough to split and where it is not; the weight
+    /// gradient is the same at one and two threads.
+    func testACmixHeadMixMatchesConvThenPermute() {
+        let savedThreads = Threads.count
+        defer { Threads.count = savedThreads }
+        Threads.count = 2
+        for (b, g, d, p) in [(2, 12, 5, 7), (1, 6, 3, 4096), (3, 12, 16, 33)] {
+            let x = randomTensor([b, g, d, p], seed: 41), w = randomTensor([9, g, 1, 1], seed: 42)
+            let gy = randomTensor([b, d, 9, p], seed: 43, requiresGrad: false)
+            let ref = conv2d(x, w).permute([0, 2, 1, 3])
+            ref.backward(gy)
+            let (rx, rw) = (x.grad!.array, w.grad!.array)
+            x.grad = nil; w.grad = nil
+            let y = acmixHeadMix(x, w)
+            XCTAssertEqual(y.shape, [b, d, 9, p])
+            y.backward(gy)
+            for (name, a, e) in [("forward", y.array, ref.array), ("input gradient", x.grad!.array, rx), ("weight gradient", w.grad!.array, rw)] {
+                let scale = e.map(abs).max()!
+                XCTAssertLessThan(zip(a, e).map { abs($0 - $1) }.max()! / scale, 1e-5, "\([b, g, d, p]): \(name)")
+            }
+            let twoThreads = w.grad!.array
+            w.grad = nil
+            Threads.count = 1
+            acmixHeadMix(x, w).backward(gy)
+            Threads.count = 2
+            XCTAssertEqual(w.grad!.array, twoThreads, "\([b, g, d, p]): weight gradient depends on the thread count")
+        }
+        gradCheck([randomTensor([2, 6, 3, 5], seed: 44), randomTensor([9, 6, 1, 1], seed: 45)]) { acmixHeadMix($0[0], $0[1]) }
+    }
+
     /// Inference takes the channels-last kernel (tiles of three pixels × three heads × eight channels, overlapping at
     /// a row's end and at the last heads) where heads have a multiple of 8 channels; training the planar one. Both
     /// must agree on every shape class: fewer than three heads or columns, heads not a multiple of three, one to four
