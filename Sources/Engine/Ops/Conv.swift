@@ -24,7 +24,7 @@ public struct Conv2dGeometry {
     /// made them 2–4× slower than float32 (ACmix-ResNet-50 amp training step, Zen 4).
     var takesBF16: Bool { !isDirect && k >= 16 }
     /// Whether a bf16 pass runs in oneDNN's blocked layouts rather than on dense NCHW (its gemm convolution). Training
-    /// passes of unpadded 1×1 convolutions (stride 1 or 2) run dense: blocked, every pass relaid out the weight (and the
+    /// passes of unpadded 1×1 convolutions (any stride) run dense: blocked, every pass relaid out the weight (and the
     /// weight gradient back), and the forward its float32 output back to NCHW, which cost 10–25 % of the product on
     /// ResNet's shapes; dense, the input, weight and output gradient are converted once and shared by the passes
     /// (`DenseBF16Operands`). In the ACmix-ResNet-50 amp step that took the conversions from 107 to 29 thread-ms per
