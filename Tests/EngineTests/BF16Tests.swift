@@ -141,7 +141,13 @@ final class BF16Tests: XCTestCase {
                 return [y.array, x.grad?.array ?? [], w.grad?.array ?? [], b.grad!.array]
             }
             for step: Float in [1, 1.5] {
-                let amp = try run(.bf16, round: false, step: step), exact = try run(.fp32, round: true, step: step)
+                let before = MixedPrecision.operandCopies
+                let amp = try run(.bf16, round: false, step: step)
+                if CPUInfo.current.hasBF16 {
+                    // One conversion each of input, weight and output gradient, shared by the three passes.
+                    XCTAssertEqual(MixedPrecision.operandCopies - before, 3, "stride \(stride): conversions")
+                }
+                let exact = try run(.fp32, round: true, step: step)
                 // The bias gradient: a float32 sum of the unrounded output gradient where the output is positive.
                 let plane = ho * wo
                 let bias = (0..<48).map { o in

@@ -1,4 +1,5 @@
 import CDNNL
+import Synchronization
 
 /// A dense bf16 copy of float32 values, rounded to nearest even by oneDNN's reorder (the conversion a bf16 pass makes
 /// of its own operands, so a pass on the copy computes what it computed on the float32 original), split over the
@@ -6,10 +7,13 @@ import CDNNL
 final class BF16Copy: @unchecked Sendable {
     let bits: UnsafeMutableRawPointer
     let count: Int
+    /// Copies made so far (`MixedPrecision.operandCopies`).
+    static let made = Atomic<Int>(0)
 
     /// nil when oneDNN cannot convert (no engine, or a reorder failed).
     init?(_ x: UnsafePointer<Float>, count: Int) {
         guard OneDNN.engine != nil else { return nil }
+        BF16Copy.made.add(1, ordering: .relaxed)
         bits = BlockAllocator.allocate(bytes: max(count, 1) * 2)
         self.count = count
         let parts = count >= 1 << 15 ? Threads.count : 1
@@ -38,6 +42,11 @@ final class BF16Copy: @unchecked Sendable {
                      on: stream, scratchpad: reorder.scratchpadBytes)
         } ?? false
     }
+}
+
+extension MixedPrecision {
+    /// bf16 copies of amp convolution operands made so far (`DenseBF16Operands`; tests check that passes share them).
+    public static var operandCopies: Int { BF16Copy.made.load(ordering: .relaxed) }
 }
 
 /// The bf16 operands of an amp training convolution whose passes run dense (`bf16Blocked`: unpadded 1×1), converted
