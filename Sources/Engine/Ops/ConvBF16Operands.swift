@@ -55,8 +55,8 @@ extension MixedPrecision {
 /// about 400 activation and 200 weight conversions (Zen 4, ONEDNN_VERBOSE).
 final class DenseBF16Operands {
     /// The input (kept when the weight needs its gradient) and the weight (kept when the input needs its gradient).
-    private(set) var x: BF16Copy?
-    private(set) var w: BF16Copy?
+    let x: BF16Copy?
+    let w: BF16Copy?
 
     /// Runs the forward y = conv(x, w) + bias, with the ReLU when `relu`, on bf16 copies of x and w; nil where the
     /// dense bf16 path does not apply (not an amp training pass with native bf16, or not an unpadded 1×1 convolution)

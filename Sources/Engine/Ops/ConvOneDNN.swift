@@ -146,6 +146,15 @@ struct ConvPlanKey: Hashable {
     var bf16 = false
     /// With `bf16`: the caller's inputs of the pass are bf16 already (`DenseBF16Operands`), not float32.
     var bf16Inputs = false
+
+    /// The element types of the caller's activation-, weight- and output-side buffers. A pre-converted bf16 input is
+    /// every input of the pass but its output: x and w forward, w and gy backward-data, x and gy backward-weights.
+    static func userTypes(_ pass: ConvPass, bf16Inputs: Bool, int8: Int8Source?)
+        -> (x: dnnl_data_type_t, w: dnnl_data_type_t, y: dnnl_data_type_t) {
+        (x: int8 == .u8 ? dnnl_u8 : int8 == .s8 ? dnnl_s8 : bf16Inputs && pass != .backwardData ? dnnl_bf16 : dnnl_f32,
+         w: int8 != nil ? dnnl_s8 : bf16Inputs && pass != .backwardWeights ? dnnl_bf16 : dnnl_f32,
+         y: bf16Inputs && pass != .forward ? dnnl_bf16 : dnnl_f32)
+    }
     /// int8 forward inference: the caller's source already quantized (u8 or s8, `Int8Source`), s8 weights, float32
     /// output; the dequantisation is the per-channel scale post-op.
     var int8: Int8Source? = nil
@@ -214,12 +223,7 @@ final class ConvPlan: @unchecked Sendable {
         let wStrides = g == 1 ? [k.c * kk, kk, k.kw, 1] : [og * cg * kk, cg * kk, kk, k.kw, 1]
         // Weight slices (channel splits) keep the full tensor's row pitch.
         let wPitch = g == 1 ? [(k.fullC / g) * kk, kk, k.kw, 1] : wStrides
-        // A pre-converted bf16 input is every input of the pass but its output: x and w forward, w and gy backward-data,
-        // x and gy backward-weights.
-        let bfIn = k.bf16 && k.bf16Inputs
-        let xType = k.int8 == .u8 ? dnnl_u8 : k.int8 == .s8 ? dnnl_s8 : bfIn && k.pass != .backwardData ? dnnl_bf16 : dnnl_f32
-        let wType = k.int8 != nil ? dnnl_s8 : bfIn && k.pass != .backwardWeights ? dnnl_bf16 : dnnl_f32
-        let yType = bfIn && k.pass != .forward ? dnnl_bf16 : dnnl_f32
+        let (xType, wType, yType) = ConvPlanKey.userTypes(k.pass, bf16Inputs: k.bf16Inputs, int8: k.int8)
         guard let xUser = OneDNN.plain(xDims, strides: [k.fullC * hw, hw, k.w, 1], type: xType),
               let wUser = OneDNN.plain(wDims, strides: wPitch, type: wType),
               let yUser = OneDNN.plain(yDims, strides: [k.fullO * howo, howo, k.wo, 1], type: yType) else { return nil }
@@ -488,10 +492,8 @@ func oneDNNConv(_ pass: ConvPass, _ g: Conv2dGeometry, blocked: Bool, x: UnsafeM
         plans.append(plan)
     }
     let hw = g.h * g.w, howo = g.ho * g.wo, kk = g.kh * g.kw
-    let bfIn = bf16 && bf16Inputs
-    let xBytes = int8 != nil ? 1 : bfIn && pass != .backwardData ? 2 : 4
-    let wBytes = int8 != nil ? 1 : bfIn && pass != .backwardWeights ? 2 : 4
-    let yBytes = bfIn && pass != .forward ? 2 : 4
+    let types = ConvPlanKey.userTypes(pass, bf16Inputs: bf16 && bf16Inputs, int8: int8)
+    let xBytes = dnnl_data_type_size(types.x), wBytes = dnnl_data_type_size(types.w), yBytes = dnnl_data_type_size(types.y)
     // Backward-weights split by images: every slice but the first writes a partial gradient of its own.
     let partials = pass == .backwardWeights && slices.count > 1 && slices[0].o == g.o
     let wCount = g.o * g.cg * kk
